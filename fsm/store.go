@@ -1,0 +1,389 @@
+// Package fsm is bulwark's replicated state machine: the versioned command
+// envelope, the deterministic Apply of committed entries into state.db
+// (bbolt), snapshots, restore, and typed read views.
+//
+// It knows nothing of Raft, HTTP or the wall clock: node feeds it committed
+// entries (one bbolt transaction per batch), authcore builds its commands and
+// reads its views. It imports bbolt only. See DESIGN.md in this directory.
+package fsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Errors returned by the store and by Apply. Apply's domain errors travel
+// back to the proposer inside Result; they are deterministic, so every node
+// reaches the same one.
+var (
+	// ErrMalformedCommand: a log entry that does not decode as a command.
+	ErrMalformedCommand = errors.New("fsm: malformed command")
+	// ErrUnknownCommand: a type or version this binary does not know.
+	ErrUnknownCommand = errors.New("fsm: unknown command type or version")
+	// ErrCommandTooLarge: an entry over MaxCommandBytes.
+	ErrCommandTooLarge = errors.New("fsm: command too large")
+	// ErrCorrupt: state.db failed its consistency check or could not be
+	// opened as a bbolt file; the caller rebuilds it from snapshot and log.
+	ErrCorrupt = errors.New("fsm: state.db is corrupt")
+	// ErrInvalidCommand: a well-formed command whose payload breaks a rule
+	// (missing id, bad name).
+	ErrInvalidCommand = errors.New("fsm: invalid command")
+	// ErrUserExists: the username or id is taken.
+	ErrUserExists = errors.New("fsm: user already exists")
+	// ErrUserNotFound: no user with that id or name.
+	ErrUserNotFound = errors.New("fsm: user not found")
+	// ErrClosed: the store was closed.
+	ErrClosed = errors.New("fsm: store closed")
+)
+
+// Buckets. Every bucket the state will ever need exists from the first open
+// so that later versions add keys, not layout.
+var (
+	bucketMeta      = []byte("meta")
+	bucketUsers     = []byte("users")        // id → User (JSON)
+	bucketUsernames = []byte("usernames")    // normalised name → id
+	bucketSessions  = []byte("sessions")     // reserved: sha256(session id) → Session
+	bucketRefresh   = []byte("refresh")      // reserved: sha256(refresh token) → RefreshToken
+	bucketLockout   = []byte("lockout")      // reserved: normalised name → counter
+	bucketAudit     = []byte("audit")        // reserved: seq → AuditEntry
+	bucketKeys      = []byte("signing_keys") // reserved: kid → public JWK
+	bucketBlocks    = []byte("ip_blocks")    // reserved: CIDR → block
+	bucketClients   = []byte("oidc_clients") // reserved: client id → client
+
+	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketUsernames, bucketSessions,
+		bucketRefresh, bucketLockout, bucketAudit, bucketKeys, bucketBlocks, bucketClients}
+
+	keyApplied = []byte("applied") // index(8) || term(8), big endian
+	keyFormat  = []byte("format")
+)
+
+// formatVersion is the on-disk layout of state.db. Bump it, and add a
+// migration in Open, when buckets or record encodings change.
+const formatVersion = 1
+
+// Entry is one committed log entry as the state machine sees it.
+type Entry struct {
+	Index uint64
+	Term  uint64
+	// Command is false for Raft's own entries (configuration changes): they
+	// advance the applied index and change nothing else.
+	Command bool
+	Data    []byte
+}
+
+// Result is what Apply returns for one entry: a value for the proposer, or a
+// deterministic domain error.
+type Result struct {
+	Value any
+	Err   error
+}
+
+// Store is state.db: bbolt with the applied index kept in the same
+// transaction as the data it describes.
+type Store struct {
+	path string
+
+	mu sync.RWMutex // guards db against Restore swapping it
+	db *bolt.DB
+}
+
+// Open opens or creates state.db at path and checks it. A file that bbolt
+// cannot open, or whose consistency check fails, yields ErrCorrupt: the
+// caller moves it aside and rebuilds from snapshot and log.
+func Open(path string) (*Store, error) {
+	db, err := openDB(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{path: path, db: db}, nil
+}
+
+func openDB(path string) (*bolt.DB, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := checkHighWater(path); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+	}
+	db, err := openBolt(path)
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			return nil, fmt.Errorf("fsm: %s is locked by another process: %w", path, err)
+		}
+		return nil, fmt.Errorf("%w: open %s: %v", ErrCorrupt, path, err)
+	}
+	if err := checkDB(db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+	}
+	if err := initDB(db); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// openBolt opens the file, turning bbolt's panics on a damaged freelist
+// into errors. The freelist is synced (bbolt's default): with
+// NoFreelistSync, Open rebuilds it by walking every page in goroutines of
+// its own, where a damaged page cannot be recovered from.
+func openBolt(path string) (db *bolt.DB, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	return bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      2 * time.Second,
+		FreelistType: bolt.FreelistMapType,
+		// Room to grow without remapping under a long snapshot read.
+		InitialMmapSize: 64 << 20,
+	})
+}
+
+// checkDB reads every key and value of every bucket through cursors on
+// this goroutine, so that a page bbolt finds inconsistent (it panics) is
+// recovered and reported instead of killing the process, as a fault inside
+// bbolt's own checker goroutine would. It costs a read of the file at
+// start-up, the price of noticing a torn write before serving from it.
+func checkDB(db *bolt.DB) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("consistency check: %v", r)
+		}
+	}()
+	return db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error { return walkBucket(b) })
+	})
+}
+
+func walkBucket(b *bolt.Bucket) error {
+	var sum byte
+	c := b.Cursor()
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		if v == nil {
+			if nb := b.Bucket(k); nb != nil {
+				if err := walkBucket(nb); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		for _, x := range v { // touch overflow pages too
+			sum ^= x
+		}
+	}
+	_ = sum
+	return nil
+}
+
+func initDB(db *bolt.DB) error {
+	return db.Update(func(tx *bolt.Tx) error {
+		for _, b := range allBuckets {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		if v := meta.Get(keyFormat); v != nil {
+			if got := binary.BigEndian.Uint64(v); got > formatVersion {
+				return fmt.Errorf("fsm: state.db format %d is newer than this binary's %d", got, formatVersion)
+			}
+			return nil
+		}
+		return meta.Put(keyFormat, binary.BigEndian.AppendUint64(nil, formatVersion))
+	})
+}
+
+// Close closes state.db.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db == nil {
+		return nil
+	}
+	err := s.db.Close()
+	s.db = nil
+	return err
+}
+
+// Path is the file the store lives in.
+func (s *Store) Path() string { return s.path }
+
+// Applied returns the index and term of the last entry applied.
+func (s *Store) Applied() (index, term uint64, err error) {
+	err = s.view(func(tx *bolt.Tx) error {
+		index, term = readApplied(tx)
+		return nil
+	})
+	return index, term, err
+}
+
+func readApplied(tx *bolt.Tx) (index, term uint64) {
+	v := tx.Bucket(bucketMeta).Get(keyApplied)
+	if len(v) != 16 {
+		return 0, 0
+	}
+	return binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+}
+
+func (s *Store) view(fn func(*bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return ErrClosed
+	}
+	return s.db.View(fn)
+}
+
+// ApplyBatch applies committed entries in one bbolt transaction and returns
+// one Result per entry. Entries at or below the stored applied index are
+// skipped (a restart replays the log from the last snapshot), so applying
+// the same entry twice changes nothing.
+//
+// A failure to commit the transaction means the disk refused a write the
+// cluster already agreed on; the state can no longer be trusted to match
+// the log, so ApplyBatch panics and the node restarts from what is durable.
+func (s *Store) ApplyBatch(entries []Entry) []Result {
+	results := make([]Result, len(entries))
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		panic("fsm: ApplyBatch on a closed store")
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		applied, _ := readApplied(tx)
+		var last *Entry
+		for i := range entries {
+			e := &entries[i]
+			if e.Index <= applied {
+				continue
+			}
+			last = e
+			if e.Command {
+				results[i] = applyOne(tx, e.Data)
+			}
+		}
+		if last == nil {
+			return nil
+		}
+		return tx.Bucket(bucketMeta).Put(keyApplied,
+			binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, last.Index), last.Term))
+	})
+	if err != nil {
+		panic(fmt.Sprintf("fsm: commit of a batch of %d entries failed: %v", len(entries), err))
+	}
+	return results
+}
+
+// applyOne decodes and applies one command. Handlers check every
+// precondition before their first write, so a domain error leaves the
+// transaction as it was.
+func applyOne(tx *bolt.Tx, data []byte) Result {
+	cmd, err := DecodeCommand(data)
+	if err != nil {
+		return Result{Err: err}
+	}
+	h := handlers[handlerKey{cmd.Type, cmd.Version}]
+	v, err := h(txn{tx}, cmd)
+	return Result{Value: v, Err: err}
+}
+
+// Snapshot is a point-in-time copy of state.db. Take it on the goroutine
+// that applies entries; Persist it from any goroutine while applies go on.
+type Snapshot struct {
+	tx *bolt.Tx
+}
+
+// Snapshot opens a read transaction that pins the current state.
+func (s *Store) Snapshot() (*Snapshot, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return nil, ErrClosed
+	}
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		return nil, err
+	}
+	return &Snapshot{tx: tx}, nil
+}
+
+// Index is the applied index the snapshot contains.
+func (sn *Snapshot) Index() uint64 {
+	i, _ := readApplied(sn.tx)
+	return i
+}
+
+// WriteTo writes the whole database file as of the snapshot.
+func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) { return sn.tx.WriteTo(w) }
+
+// Release ends the snapshot's read transaction.
+func (sn *Snapshot) Release() { _ = sn.tx.Rollback() }
+
+// Restore replaces the state with a snapshot's bytes. The new file is
+// written beside state.db, synced and checked before it replaces the old
+// one, so a failed restore leaves the old state in place.
+func (s *Store) Restore(r io.Reader) error {
+	tmp := s.path + ".restore"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, r)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("fsm: write restored state: %w", err)
+	}
+	// Check the candidate before it replaces anything.
+	db, err := openDB(tmp)
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("fsm: restored state: %w", err)
+	}
+	db.Close()
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db != nil {
+		if err := s.db.Close(); err != nil {
+			return err
+		}
+		s.db = nil
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(s.path)); err != nil {
+		return err
+	}
+	db, err = openDB(s.path)
+	if err != nil {
+		return err
+	}
+	s.db = db
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,147 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// User is a stored account. Username is the PRECIS-normalised form; the
+// password is an argon2id PHC string, never the password.
+type User struct {
+	ID           string    `json:"id"`
+	Username     string    `json:"username"`
+	Email        string    `json:"email,omitempty"`
+	Roles        []string  `json:"roles,omitempty"`
+	PasswordHash string    `json:"password_hash"`
+	Disabled     bool      `json:"disabled,omitempty"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+}
+
+// HasRole reports whether the user holds role.
+func (u *User) HasRole(role string) bool {
+	for _, r := range u.Roles {
+		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// txn is the write side handed to command handlers.
+type txn struct{ tx *bolt.Tx }
+
+type handlerKey struct {
+	t Type
+	v uint16
+}
+
+type handler func(t txn, c Command) (any, error)
+
+// handlers is the dispatch table: every (type, version) this binary applies.
+// Adding a version adds a row; rows are never edited in place.
+var handlers = map[handlerKey]handler{
+	{TypeUserCreate, 1}:      applyUserCreate,
+	{TypeUserSetDisabled, 1}: applyUserSetDisabled,
+	{TypeUserDelete, 1}:      applyUserDelete,
+}
+
+func decodePayload(c Command, v any) error {
+	if err := decodeStrict(c.Payload, v); err != nil {
+		return fmt.Errorf("%w: %s payload: %v", ErrMalformedCommand, c.Type, err)
+	}
+	return nil
+}
+
+// validID accepts the ids proposers mint: 1 to 64 printable ASCII bytes.
+func validID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+func applyUserCreate(t txn, c Command) (any, error) {
+	var p UserCreate
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if !validID(p.ID) || p.Username == "" || !utf8.ValidString(p.Username) || p.PasswordHash == "" {
+		return nil, fmt.Errorf("%w: user.create needs id, username and password_hash", ErrInvalidCommand)
+	}
+	users, names := t.tx.Bucket(bucketUsers), t.tx.Bucket(bucketUsernames)
+	if names.Get([]byte(p.Username)) != nil || users.Get([]byte(p.ID)) != nil {
+		return nil, ErrUserExists
+	}
+	at := time.Unix(0, c.Time).UTC()
+	u := User{ID: p.ID, Username: p.Username, Email: p.Email, Roles: p.Roles,
+		PasswordHash: p.PasswordHash, CreatedAt: at, UpdatedAt: at}
+	if err := t.putUser(&u); err != nil {
+		return nil, err
+	}
+	if err := names.Put([]byte(p.Username), []byte(p.ID)); err != nil {
+		return nil, err
+	}
+	return &u, nil
+}
+
+func applyUserSetDisabled(t txn, c Command) (any, error) {
+	var p UserSetDisabled
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	u, err := getUser(t.tx, p.ID)
+	if err != nil {
+		return nil, err
+	}
+	u.Disabled = p.Disabled
+	u.UpdatedAt = time.Unix(0, c.Time).UTC()
+	if err := t.putUser(u); err != nil {
+		return nil, err
+	}
+	return u, nil
+}
+
+func applyUserDelete(t txn, c Command) (any, error) {
+	var p UserDelete
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	u, err := getUser(t.tx, p.ID)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.tx.Bucket(bucketUsernames).Delete([]byte(u.Username)); err != nil {
+		return nil, err
+	}
+	return nil, t.tx.Bucket(bucketUsers).Delete([]byte(u.ID))
+}
+
+func (t txn) putUser(u *User) error {
+	b, err := json.Marshal(u)
+	if err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketUsers).Put([]byte(u.ID), b)
+}
+
+func getUser(tx *bolt.Tx, id string) (*User, error) {
+	v := tx.Bucket(bucketUsers).Get([]byte(id))
+	if v == nil {
+		return nil, ErrUserNotFound
+	}
+	var u User
+	if err := json.Unmarshal(v, &u); err != nil {
+		return nil, fmt.Errorf("fsm: stored user %q: %w", id, err)
+	}
+	return &u, nil
+}
