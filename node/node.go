@@ -1,0 +1,426 @@
+// Package node runs one Raft member of a bulwark cluster: it opens the
+// durable state (raft log, snapshots, state.db), bootstraps or rejoins the
+// cluster, proposes commands, serves local read views and reports
+// readiness.
+//
+// It imports fsm (the state machine it drives) and tpm (sealing); cmd/bulwark
+// builds it and hands it, behind small interfaces, to authcore and api.
+// Nothing outside node touches *raft.Raft. See DESIGN.md in this directory.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/bulwark-auth/bulwark/fsm"
+)
+
+// Errors returned by Node.
+var (
+	// ErrNotLeader: this node cannot commit writes; the error is a
+	// *NotLeaderError naming the leader when one is known. Forwarding to
+	// the leader (a later step) happens inside node, never in handlers.
+	ErrNotLeader = errors.New("node: not the leader")
+	// ErrNoLeader: no leader is known, so no write can commit now.
+	ErrNoLeader = errors.New("node: no leader")
+	// ErrShutdown: the node is shutting down.
+	ErrShutdown = errors.New("node: shutting down")
+)
+
+// NotLeaderError carries the leader hint of a refused write.
+type NotLeaderError struct {
+	LeaderID   string
+	LeaderAddr string
+}
+
+func (e *NotLeaderError) Error() string {
+	return fmt.Sprintf("node: not the leader (leader is %s at %s)", e.LeaderID, e.LeaderAddr)
+}
+
+// Is makes errors.Is(err, ErrNotLeader) true.
+func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
+
+// Config is what a node needs to start.
+type Config struct {
+	// ID names this node in the cluster (node_name).
+	ID string
+	// DataDir holds raft/, state.db and the rest.
+	DataDir string
+	// Advertise is the host:port other members dial (cluster.advertise).
+	Advertise string
+	// Logger receives the node's and Raft's logs.
+	Logger *slog.Logger
+
+	// Tuning; zero values take the defaults below.
+	HeartbeatTimeout  time.Duration
+	ElectionTimeout   time.Duration
+	SnapshotThreshold uint64
+	SnapshotInterval  time.Duration
+	TrailingLogs      uint64
+	ApplyTimeout      time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = 500 * time.Millisecond
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = 500 * time.Millisecond
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = 2 * time.Minute
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
+	if c.ApplyTimeout == 0 {
+		c.ApplyTimeout = 5 * time.Second
+	}
+}
+
+// Node is one running Raft member and its state.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	raft   *raft.Raft
+	store  *fsm.Store
+	logs   *raftboltdb.BoltStore
+	snaps  *raft.FileSnapshotStore
+	trans  raft.Transport
+	closer func() error
+
+	// startIndex is the last log index present at start; the node is not
+	// caught up until it has applied at least that far.
+	startIndex uint64
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// Open opens (or creates) the node's state under cfg.DataDir and starts
+// Raft. On an empty data directory it bootstraps a one-node cluster; on an
+// existing one it rejoins the cluster its log describes.
+func Open(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if cfg.ID == "" || cfg.Advertise == "" || cfg.DataDir == "" {
+		return nil, fmt.Errorf("node: ID, Advertise and DataDir are required")
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node")}
+	raftDir := filepath.Join(cfg.DataDir, "raft")
+	if err := os.MkdirAll(raftDir, 0o700); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			n.closeStores()
+		}
+	}()
+
+	var err error
+	n.logs, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("node: open raft log: %w", err)
+	}
+	hlog := newHCLogger(cfg.Logger, "raft")
+	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hlog)
+	if err != nil {
+		return nil, fmt.Errorf("node: open snapshots: %w", err)
+	}
+	if n.store, err = n.openState(); err != nil {
+		return nil, err
+	}
+
+	// Single-node transport for now; the mTLS stream layer replaces it
+	// when clustering lands. The address recorded in the configuration is
+	// already the advertised one, so the stored configuration stays valid.
+	_, trans := raft.NewInmemTransport(raft.ServerAddress(cfg.Advertise))
+	n.trans = trans
+	n.closer = trans.Close
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.Logger = hlog
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.HeartbeatTimeout / 2
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	// Applies from many handlers share one log write and one state.db
+	// transaction.
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	// state.db is durable and knows its applied index: Raft must not wipe
+	// it with the last snapshot at start, only replay the log after it.
+	rc.NoSnapshotRestoreOnStart = true
+
+	has, err := raft.HasExistingState(n.logs, n.logs, n.snaps)
+	if err != nil {
+		return nil, fmt.Errorf("node: read raft state: %w", err)
+	}
+	if !has {
+		boot := raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(cfg.Advertise),
+		}}}
+		if err := raft.BootstrapCluster(rc, n.logs, n.logs, n.snaps, trans, boot); err != nil {
+			return nil, fmt.Errorf("node: bootstrap: %w", err)
+		}
+		n.log.Info("bootstrapped a new one-node cluster", "id", cfg.ID, "address", cfg.Advertise)
+	}
+	if n.startIndex, err = n.logs.LastIndex(); err != nil {
+		return nil, err
+	}
+	n.raft, err = raft.NewRaft(rc, &raftFSM{store: n.store}, n.logs, n.logs, n.snaps, trans)
+	if err != nil {
+		return nil, fmt.Errorf("node: start raft: %w", err)
+	}
+	ok = true
+	return n, nil
+}
+
+// openState opens state.db. A torn or damaged file is moved aside and the
+// state rebuilt: from the newest snapshot, then from the log, which Raft
+// replays from the snapshot's index onward. A state.db behind the newest
+// snapshot (emptied, or restored from an old copy) is brought up to it the
+// same way, because Raft will only replay entries after the snapshot.
+func (n *Node) openState() (*fsm.Store, error) {
+	path := filepath.Join(n.cfg.DataDir, "state.db")
+	store, err := fsm.Open(path)
+	if errors.Is(err, fsm.ErrCorrupt) {
+		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
+		n.log.Error("state.db is damaged; rebuilding it from snapshot and log", "error", err, "moved_to", aside)
+		if err := os.Rename(path, aside); err != nil {
+			return nil, err
+		}
+		store, err = fsm.Open(path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	metas, err := n.snaps.List()
+	if err != nil || len(metas) == 0 {
+		return store, err
+	}
+	applied, _, err := store.Applied()
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	newest := metas[0]
+	if applied >= newest.Index {
+		return store, nil
+	}
+	n.log.Warn("state.db is behind the newest snapshot; restoring it", "applied", applied, "snapshot", newest.Index)
+	_, rc, err := n.snaps.Open(newest.ID)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	defer rc.Close()
+	if err := store.Restore(rc); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("node: restore state.db from snapshot %s: %w", newest.ID, err)
+	}
+	return store, nil
+}
+
+// Apply proposes a command and waits until it is committed and applied,
+// returning the state machine's result.
+func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
+	data, err := cmd.Encode()
+	if err != nil {
+		return nil, err
+	}
+	timeout := n.cfg.ApplyTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	if timeout <= 0 {
+		return nil, context.DeadlineExceeded
+	}
+	f := n.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		return nil, n.raftErr(err)
+	}
+	res, ok := f.Response().(fsm.Result)
+	if !ok {
+		return nil, fmt.Errorf("node: unexpected apply response %T", f.Response())
+	}
+	return res.Value, res.Err
+}
+
+func (n *Node) raftErr(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		addr, id := n.raft.LeaderWithID()
+		if id == "" {
+			return fmt.Errorf("%w: %v", ErrNoLeader, err)
+		}
+		return &NotLeaderError{LeaderID: string(id), LeaderAddr: string(addr)}
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %v", ErrNoLeader, err)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrShutdown
+	}
+	return err
+}
+
+// View runs fn against the local state. It may trail the leader by the
+// entries not yet applied here.
+func (n *Node) View(fn func(fsm.Reader) error) error { return n.store.View(fn) }
+
+// Status is a point-in-time picture of the node for readiness and metrics.
+type Status struct {
+	ID           string
+	State        string // Leader, Follower, Candidate, Shutdown
+	LeaderID     string
+	LeaderAddr   string
+	AppliedIndex uint64
+	CommitIndex  uint64
+	LastIndex    uint64
+}
+
+// Status reports the node's Raft state and indexes. AppliedIndex is what
+// state.db holds, not Raft's own counter, which moves when an entry is
+// handed to the state machine rather than when it is applied.
+func (n *Node) Status() Status {
+	addr, id := n.raft.LeaderWithID()
+	applied, _, _ := n.store.Applied()
+	return Status{
+		ID:           n.cfg.ID,
+		State:        n.raft.State().String(),
+		LeaderID:     string(id),
+		LeaderAddr:   string(addr),
+		AppliedIndex: applied,
+		CommitIndex:  n.raft.CommitIndex(),
+		LastIndex:    n.raft.LastIndex(),
+	}
+}
+
+// Ready reports whether the node can serve: a leader is known and the
+// state has applied every entry the node started with and every entry
+// known committed. The reason says what is missing.
+func (n *Node) Ready() (bool, string) {
+	s := n.Status()
+	handed := n.raft.AppliedIndex() // handed to the state machine, not yet applied
+	switch {
+	case s.State == raft.Shutdown.String():
+		return false, "shutting down"
+	case s.LeaderID == "":
+		return false, "no leader known"
+	case handed < n.startIndex:
+		return false, fmt.Sprintf("replaying log: at %d of %d", handed, n.startIndex)
+	case handed < s.CommitIndex:
+		return false, fmt.Sprintf("catching up: at %d of %d", handed, s.CommitIndex)
+	case !n.appliedThrough(s.AppliedIndex, handed):
+		return false, fmt.Sprintf("applying: state at %d of %d", s.AppliedIndex, handed)
+	}
+	return true, ""
+}
+
+// appliedThrough reports whether state.db, at index applied, holds every
+// entry up to index handed. Raft's no-op and barrier entries never reach
+// the state machine, so a gap made only of them is no gap.
+func (n *Node) appliedThrough(applied, handed uint64) bool {
+	if applied >= handed {
+		return true
+	}
+	if handed-applied > 64 {
+		return false
+	}
+	for i := applied + 1; i <= handed; i++ {
+		var l raft.Log
+		if err := n.logs.GetLog(i, &l); err != nil {
+			continue // compacted into a snapshot state.db already holds
+		}
+		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+			return false
+		}
+	}
+	return true
+}
+
+// WaitReady blocks until Ready or ctx ends.
+func (n *Node) WaitReady(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		ok, why := n.Ready()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node not ready: %s: %w", why, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Snapshot takes a Raft snapshot now and compacts the log behind it.
+func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
+
+// Close stops the node. A leader of a multi-node cluster hands leadership
+// to another voter first, so the cluster does not wait out an election
+// timeout.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		if n.raft.State() == raft.Leader && n.voters() > 1 {
+			if err := n.raft.LeadershipTransfer().Error(); err != nil {
+				n.log.Warn("leadership transfer before shutdown failed", "error", err)
+			}
+		}
+		if err := n.raft.Shutdown().Error(); err != nil {
+			n.closeErr = err
+		}
+		if err := n.closeStores(); err != nil && n.closeErr == nil {
+			n.closeErr = err
+		}
+	})
+	return n.closeErr
+}
+
+func (n *Node) voters() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			c++
+		}
+	}
+	return c
+}
+
+func (n *Node) closeStores() error {
+	var errs []error
+	if n.closer != nil {
+		errs = append(errs, n.closer())
+	}
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	if n.logs != nil {
+		errs = append(errs, n.logs.Close())
+	}
+	return errors.Join(errs...)
+}
