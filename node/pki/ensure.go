@@ -1,0 +1,193 @@
+package pki
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Files under the data directory, relative to it, and keystore names.
+const (
+	CAFile       = "ca.pem"
+	NodeCertFile = "tls/node.pem"
+	CAKeyName    = "ca"
+	NodeKeyName  = "tls"
+
+	// ClusterName names the CA that Ensure creates.
+	ClusterName = "bulwark"
+	// NodeCertTTL is the lifetime of node certificates Ensure issues.
+	NodeCertTTL = 365 * 24 * time.Hour
+	// RenewBefore is how long before expiry Ensure re-issues a node
+	// certificate.
+	RenewBefore = 30 * 24 * time.Hour
+)
+
+// KeyStore is what pki needs from the node's keystore (*tpm.Keystore).
+type KeyStore interface {
+	PrivateKey(name string) (crypto.Signer, bool)
+	Put(name string, key crypto.Signer) error
+}
+
+// Ensure returns this node's TLS certificate and a pool holding the cluster
+// CA, creating or renewing what is missing.
+//
+// On first start it generates the CA key (keystore name "ca") and writes the
+// CA certificate to <dataDir>/ca.pem, then generates the node key ("tls") and
+// writes the node certificate, without its key, to <dataDir>/tls/node.pem.
+// Later it reuses both, re-issuing the node certificate (same key) when it
+// expires within RenewBefore, does not cover hosts, names another node or no
+// longer verifies; that needs the CA key, else the error wraps ErrNoCAKey.
+// If ca.pem is lost but the CA key is present, the CA certificate is
+// re-created from the same key, so Pin and issued certificates stay valid.
+func Ensure(dataDir string, ks KeyStore, nodeName string, hosts []string, now time.Time) (tls.Certificate, *x509.CertPool, error) {
+	if err := checkName("node name", nodeName, nodeName); err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	if _, _, err := sanHosts(hosts); err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(dataDir, filepath.Dir(NodeCertFile)), 0o700); err != nil {
+		return tls.Certificate{}, nil, fmt.Errorf("pki: %w", err)
+	}
+	ca, caKey, err := ensureCA(dataDir, ks, now)
+	if err != nil {
+		return tls.Certificate{}, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+
+	nodeKey, haveNodeKey := ks.PrivateKey(NodeKeyName)
+	certPath := filepath.Join(dataDir, filepath.FromSlash(NodeCertFile))
+	var leaf *x509.Certificate
+	var why error
+	if haveNodeKey {
+		leaf, why = reusableLeaf(certPath, nodeKey, pool, nodeName, hosts, now)
+	} else {
+		why = fmt.Errorf("keystore has no %q key", NodeKeyName)
+	}
+	if why != nil {
+		if caKey == nil {
+			return tls.Certificate{}, nil, fmt.Errorf("%w: cannot issue %s (%v)", ErrNoCAKey, NodeCertFile, why)
+		}
+		if !haveNodeKey {
+			if nodeKey, err = newKey(ks, NodeKeyName); err != nil {
+				return tls.Certificate{}, nil, err
+			}
+		}
+		leaf, err = IssueNodeCert(ca, caKey, nodeKey.Public(), nodeName, hosts, now, NodeCertTTL)
+		if err != nil {
+			return tls.Certificate{}, nil, err
+		}
+		if err := writeFileAtomic(certPath, EncodeCertPEM(leaf), 0o644); err != nil {
+			return tls.Certificate{}, nil, fmt.Errorf("pki: write %s: %w", NodeCertFile, err)
+		}
+	}
+	cert := tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: nodeKey, Leaf: leaf}
+	return cert, pool, nil
+}
+
+// ensureCA loads or creates the CA certificate. caKey is nil on a node that
+// does not hold the CA key.
+func ensureCA(dataDir string, ks KeyStore, now time.Time) (*x509.Certificate, crypto.Signer, error) {
+	caPath := filepath.Join(dataDir, CAFile)
+	caKey, haveKey := ks.PrivateKey(CAKeyName)
+	b, err := os.ReadFile(caPath)
+	switch {
+	case err == nil:
+		certs, err := ParseCertPEM(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("pki: %s: %w", caPath, err)
+		}
+		ca := certs[0]
+		if !ca.IsCA {
+			return nil, nil, fmt.Errorf("pki: %s is not a CA certificate", caPath)
+		}
+		if now.After(ca.NotAfter) {
+			return nil, nil, fmt.Errorf("pki: CA certificate %s expired at %s", caPath, ca.NotAfter.UTC().Format(time.RFC3339))
+		}
+		if !haveKey {
+			return ca, nil, nil
+		}
+		if !samePublicKey(caKey.Public(), ca.PublicKey) {
+			return nil, nil, fmt.Errorf("%w: keystore key %q does not match %s", ErrKeyMismatch, CAKeyName, caPath)
+		}
+		return ca, caKey, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, nil, fmt.Errorf("pki: %w", err)
+	}
+	if !haveKey {
+		// A node key without a CA key means this node joined a cluster whose
+		// CA is elsewhere; a new CA here would split it off.
+		if _, ok := ks.PrivateKey(NodeKeyName); ok {
+			return nil, nil, fmt.Errorf("%w: %s is missing and this node, which holds a node key, cannot re-create it; copy the cluster's ca.pem back", ErrNoCAKey, caPath)
+		}
+		if caKey, err = newKey(ks, CAKeyName); err != nil {
+			return nil, nil, err
+		}
+	}
+	ca, err := NewCA(ClusterName, caKey, now)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := writeFileAtomic(caPath, EncodeCertPEM(ca), 0o644); err != nil {
+		return nil, nil, fmt.Errorf("pki: write %s: %w", CAFile, err)
+	}
+	return ca, caKey, nil
+}
+
+// reusableLeaf returns the node certificate at path, or why it must be
+// re-issued.
+func reusableLeaf(path string, key crypto.Signer, pool *x509.CertPool, nodeName string, hosts []string, now time.Time) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	certs, err := ParseCertPEM(b)
+	if err != nil {
+		return nil, err
+	}
+	leaf := certs[0]
+	_, err = leaf.Verify(x509.VerifyOptions{
+		Roots:       pool,
+		CurrentTime: now,
+		KeyUsages:   []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case !samePublicKey(key.Public(), leaf.PublicKey):
+		return nil, fmt.Errorf("%w: keystore key %q", ErrKeyMismatch, NodeKeyName)
+	case leaf.Subject.CommonName != nodeName:
+		return nil, fmt.Errorf("certificate names node %q", leaf.Subject.CommonName)
+	case leaf.NotAfter.Sub(now) < RenewBefore:
+		return nil, fmt.Errorf("certificate expires at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+	case !covers(leaf, hosts):
+		return nil, fmt.Errorf("certificate does not cover hosts %q", hosts)
+	}
+	return leaf, nil
+}
+
+func newKey(ks KeyStore, name string) (crypto.Signer, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	if err := ks.Put(name, key); err != nil {
+		return nil, fmt.Errorf("pki: store %q key: %w", name, err)
+	}
+	return key, nil
+}
+
+func samePublicKey(a, b crypto.PublicKey) bool {
+	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && eq.Equal(b)
+}
