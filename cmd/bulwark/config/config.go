@@ -1,0 +1,294 @@
+// Package config loads and validates bulwark.toml, the daemon's configuration
+// file. It is imported only by cmd/bulwark, which turns the validated Config
+// into plain values (addresses, durations, limits) for the other packages;
+// nothing else may import it.
+//
+// The caller's sequence is:
+//
+//	cfg, err := config.Load(path)   // or config.Default() without --config
+//	cfg.DataDir = dataDirFlag       // flag overrides, if any
+//	if dev { cfg.ApplyDev(dataDirFlag) }
+//	err = cfg.Resolve()             // hostname, absolute paths
+//	err = cfg.Validate()            // every problem at once
+//
+// Every key is optional: Load starts from Default and overwrites what the file
+// names. An unknown key, a value of the wrong type, a syntax error or a value
+// Validate rejects is reported with the dotted key and, when the value came
+// from the file, "file:line:". The example file packaging/bulwark.toml lists
+// every key with its default.
+package config
+
+import (
+	"crypto/tls"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config is the whole of bulwark.toml. The toml tags are the key names of the
+// contract (API.md); keep them.
+type Config struct {
+	// NodeName names this node in the cluster. Empty means the hostname,
+	// filled in by Default and Resolve.
+	NodeName string `toml:"node_name"`
+	// DataDir holds the node's state. Resolve makes it absolute.
+	DataDir string `toml:"data_dir"`
+
+	API     API     `toml:"api"`
+	Cluster Cluster `toml:"cluster"`
+	Seal    Seal    `toml:"seal"`
+	Auth    Auth    `toml:"auth"`
+	Tokens  Tokens  `toml:"tokens"`
+	Metrics Metrics `toml:"metrics"`
+	Log     Log     `toml:"log"`
+
+	// src remembers where Load found each value, so Validate can name the
+	// line. Nil for a Config that did not come from a file.
+	src *source
+}
+
+// API is the [api] table: the public HTTPS listener.
+type API struct {
+	Listen string `toml:"listen"`
+	// TLSCert and TLSKey are PEM files; both empty means a certificate
+	// issued from the cluster CA.
+	TLSCert       string `toml:"tls_cert"`
+	TLSKey        string `toml:"tls_key"`
+	TLSMinVersion string `toml:"tls_min_version"` // "1.2" or "1.3"
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []CIDR `toml:"trusted_proxies"`
+	MaxBodyBytes   int64  `toml:"max_body_bytes"`
+	// AdminSocket is the admin Unix socket; empty means <data_dir>/admin.sock.
+	// Use Config.AdminSocketPath.
+	AdminSocket string `toml:"admin_socket"`
+}
+
+// Cluster is the [cluster] table: Raft and internal RPC over mTLS.
+type Cluster struct {
+	Listen string `toml:"listen"`
+	// Advertise is the host:port other nodes dial; empty means derived by
+	// the daemon.
+	Advertise string `toml:"advertise"`
+}
+
+// Seal is the [seal] table: how the key-encryption key is protected.
+type Seal struct {
+	Mode string `toml:"mode"` // "tpm" or "software"
+	// Device is the TPM command channel: a character device ("/dev/tpmrm0"),
+	// "tcp:HOST:PORT" or "unix:PATH" (swtpm and the like).
+	Device string `toml:"device"`
+	// PCRs the KEK is bound to, each 0..23.
+	PCRs []int `toml:"pcrs"`
+}
+
+// Auth is the [auth] table.
+type Auth struct {
+	Security  Security  `toml:"security"`
+	RateLimit RateLimit `toml:"rate_limit"`
+	Sessions  Sessions  `toml:"sessions"`
+	Password  Password  `toml:"password"`
+}
+
+// Security is [auth.security].
+type Security struct {
+	MaxFailedAttempts  int      `toml:"max_failed_attempts"`
+	LockoutDuration    Duration `toml:"lockout_duration"`
+	JWTExpiry          Duration `toml:"jwt_expiry"`
+	RefreshTokenExpiry Duration `toml:"refresh_token_expiry"`
+	RequireMFAForAdmin bool     `toml:"require_mfa_for_admin"`
+}
+
+// RateLimit is [auth.rate_limit], per node. Rates are requests per second;
+// a rate of 0 turns that limit off.
+type RateLimit struct {
+	PerIP            int    `toml:"per_ip"`
+	PerIPBurst       int    `toml:"per_ip_burst"`
+	PerUsername      int    `toml:"per_username"`
+	PerUsernameBurst int    `toml:"per_username_burst"`
+	Exempt           []CIDR `toml:"exempt"`
+}
+
+// Sessions is [auth.sessions].
+type Sessions struct {
+	IdleTimeout Duration `toml:"idle_timeout"`
+	MaxPerUser  int      `toml:"max_per_user"`
+	OnLimit     string   `toml:"on_limit"` // "evict_oldest" or "deny"
+}
+
+// Password is [auth.password]: the password policy and the Argon2id cost.
+// The ints fit the argon2 package's types once Validate has passed
+// (memory and iterations uint32, parallelism uint8).
+type Password struct {
+	MinLength         int `toml:"min_length"` // in runes
+	MaxLength         int `toml:"max_length"` // in runes
+	Argon2MemoryKiB   int `toml:"argon2_memory_kib"`
+	Argon2Iterations  int `toml:"argon2_iterations"`
+	Argon2Parallelism int `toml:"argon2_parallelism"`
+}
+
+// Tokens is the [tokens] table.
+type Tokens struct {
+	// Issuer is the iss claim; empty means https://<advertised host>:<api port>.
+	Issuer      string   `toml:"issuer"`
+	Algorithm   string   `toml:"algorithm"` // ES256, EdDSA, RS256 or ML-DSA-65
+	RotateEvery Duration `toml:"rotate_every"`
+}
+
+// Metrics is the [metrics] table: the Prometheus listener.
+type Metrics struct {
+	Listen string `toml:"listen"`
+}
+
+// Log is the [log] table.
+type Log struct {
+	Level  string `toml:"level"`  // "debug", "info", "warn" or "error"
+	Format string `toml:"format"` // "text" or "json"
+}
+
+// Default returns the configuration used for every key a file leaves out.
+// node_name is the hostname, or empty (rejected by Validate) if it cannot be
+// read.
+func Default() Config {
+	host, _ := os.Hostname()
+	return Config{
+		NodeName: host,
+		DataDir:  "/var/lib/bulwark",
+		API: API{
+			Listen:         ":8443",
+			TLSMinVersion:  "1.3",
+			TrustedProxies: []CIDR{},
+			MaxBodyBytes:   64 << 10,
+		},
+		Cluster: Cluster{Listen: ":8444"},
+		Seal:    Seal{Mode: "tpm", Device: "/dev/tpmrm0", PCRs: []int{}},
+		Auth: Auth{
+			Security: Security{
+				MaxFailedAttempts:  5,
+				LockoutDuration:    Duration{15 * time.Minute},
+				JWTExpiry:          Duration{time.Hour},
+				RefreshTokenExpiry: Duration{7 * 24 * time.Hour},
+				RequireMFAForAdmin: true,
+			},
+			RateLimit: RateLimit{
+				PerIP:            10,
+				PerIPBurst:       30,
+				PerUsername:      5,
+				PerUsernameBurst: 10,
+				Exempt:           []CIDR{},
+			},
+			Sessions: Sessions{
+				IdleTimeout: Duration{24 * time.Hour},
+				MaxPerUser:  10,
+				OnLimit:     "evict_oldest",
+			},
+			// OWASP Password Storage Cheat Sheet: Argon2id, m=19 MiB, t=2, p=1.
+			Password: Password{
+				MinLength:         12,
+				MaxLength:         128,
+				Argon2MemoryKiB:   19456,
+				Argon2Iterations:  2,
+				Argon2Parallelism: 1,
+			},
+		},
+		Tokens: Tokens{
+			Algorithm:   "ES256",
+			RotateEvery: Duration{720 * time.Hour},
+		},
+		Metrics: Metrics{Listen: "127.0.0.1:9464"},
+		Log:     Log{Level: "info", Format: "text"},
+	}
+}
+
+// DevDataDir is the data directory of the --dev profile when --data-dir is
+// not given.
+const DevDataDir = "./bulwark-data"
+
+// ApplyDev applies the --dev profile. dataDir is the --data-dir flag, empty
+// when not given; then the data directory is ./bulwark-data.
+//
+// Dev forces loopback: api.listen, cluster.listen, metrics.listen and a
+// non-empty cluster.advertise keep their port but their host becomes
+// 127.0.0.1, whatever the file says, so a dev node is never reachable from
+// the network. Sealing becomes "software"; the caller prints the warning.
+func (c *Config) ApplyDev(dataDir string) {
+	if dataDir == "" {
+		dataDir = DevDataDir
+	}
+	c.DataDir = dataDir
+	c.API.Listen = loopback(c.API.Listen)
+	c.Cluster.Listen = loopback(c.Cluster.Listen)
+	c.Metrics.Listen = loopback(c.Metrics.Listen)
+	if c.Cluster.Advertise != "" {
+		c.Cluster.Advertise = loopback(c.Cluster.Advertise)
+	}
+	c.Seal.Mode = "software"
+}
+
+// loopback replaces the host of addr by 127.0.0.1. An address that does not
+// parse is left for Validate to report.
+func loopback(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return net.JoinHostPort("127.0.0.1", port)
+}
+
+// Resolve fills what depends on the machine: an empty node_name becomes the
+// hostname, and data_dir, api.admin_socket, api.tls_cert and api.tls_key
+// become absolute paths (relative ones are taken from the working
+// directory). Run it after flag overrides and ApplyDev, before Validate.
+func (c *Config) Resolve() error {
+	if c.NodeName == "" {
+		if host, err := os.Hostname(); err == nil {
+			c.set("node_name", &c.NodeName, host)
+		}
+	}
+	for _, p := range []struct {
+		key string
+		ptr *string
+	}{
+		{"data_dir", &c.DataDir},
+		{"api.admin_socket", &c.API.AdminSocket},
+		{"api.tls_cert", &c.API.TLSCert},
+		{"api.tls_key", &c.API.TLSKey},
+	} {
+		if *p.ptr == "" || filepath.IsAbs(*p.ptr) {
+			continue
+		}
+		abs, err := filepath.Abs(*p.ptr)
+		if err != nil {
+			return &FieldError{Key: p.key, Msg: err.Error(), Err: ErrInvalidValue}
+		}
+		c.set(p.key, p.ptr, abs)
+	}
+	return nil
+}
+
+// set changes a string value and, when the old value came from the file,
+// keeps the file's line attached to the new one.
+func (c *Config) set(key string, ptr *string, v string) {
+	if c.src != nil && c.lineOf(key) > 0 {
+		c.src.values[key] = v
+	}
+	*ptr = v
+}
+
+// AdminSocketPath is the admin Unix socket: api.admin_socket, or
+// <data_dir>/admin.sock when that is empty.
+func (c Config) AdminSocketPath() string {
+	if c.API.AdminSocket != "" {
+		return c.API.AdminSocket
+	}
+	return filepath.Join(c.DataDir, "admin.sock")
+}
+
+// TLSMinVersion is api.tls_min_version as a crypto/tls constant. Anything but
+// "1.2" (which Validate rejects) gives TLS 1.3.
+func (c Config) TLSMinVersion() uint16 {
+	if c.API.TLSMinVersion == "1.2" {
+		return tls.VersionTLS12
+	}
+	return tls.VersionTLS13
+}

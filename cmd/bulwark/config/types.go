@@ -1,0 +1,163 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Duration is a time.Duration written as text in the file: Go syntax
+// ("90m", "1h30m", "500ms") plus "d" for 24-hour days ("7d", "1d12h").
+// Negative durations are rejected.
+type Duration struct{ time.Duration }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler with the form ParseDuration
+// reads back: whole days as "d", the rest in Go syntax without zero units.
+func (d Duration) MarshalText() ([]byte, error) {
+	return []byte(d.String()), nil
+}
+
+// String formats d as MarshalText does: "7d", "1d12h", "1h30m", "15m".
+func (d Duration) String() string {
+	v := d.Duration
+	if v < 0 {
+		return v.String()
+	}
+	const day = 24 * time.Hour
+	days, rest := v/day, v%day
+	var s string
+	if rest != 0 || days == 0 {
+		s = rest.String()
+		if strings.HasSuffix(s, "m0s") {
+			s = strings.TrimSuffix(s, "0s")
+		}
+		if strings.HasSuffix(s, "h0m") {
+			s = strings.TrimSuffix(s, "0m")
+		}
+	}
+	if days == 0 {
+		return s
+	}
+	return strconv.FormatInt(int64(days), 10) + "d" + s
+}
+
+// ParseDuration parses Go duration syntax plus "d" for 24-hour days, also
+// in compound forms such as "1d12h" or "1.5d". It refuses negative values.
+// The daemon's flags (--ttl, --for) can use it too.
+func ParseDuration(s string) (time.Duration, error) {
+	bad := func(why string) error {
+		return fmt.Errorf("invalid duration %q: %s (use Go syntax such as \"90m\" or \"1h30m\", or days such as \"7d\")", s, why)
+	}
+	rest := s
+	if strings.HasPrefix(rest, "+") {
+		rest = rest[1:]
+	}
+	switch {
+	case s == "":
+		return 0, bad("empty")
+	case strings.HasPrefix(s, "-"):
+		return 0, fmt.Errorf("invalid duration %q: must not be negative", s)
+	case rest == "0":
+		return 0, nil
+	case rest == "":
+		return 0, bad("expected a number")
+	}
+	var total time.Duration
+	for rest != "" {
+		i := 0
+		for i < len(rest) && (rest[i] >= '0' && rest[i] <= '9' || rest[i] == '.') {
+			i++
+		}
+		num := rest[:i]
+		if num == "" || num == "." || strings.Count(num, ".") > 1 {
+			return 0, bad("expected a number")
+		}
+		j := i
+		for j < len(rest) && !(rest[j] >= '0' && rest[j] <= '9' || rest[j] == '.') {
+			j++
+		}
+		unit := rest[i:j]
+		rest = rest[j:]
+		var part time.Duration
+		switch unit {
+		case "":
+			return 0, bad("missing unit")
+		case "d":
+			h, err := time.ParseDuration(num + "h")
+			if err != nil || h > math.MaxInt64/24 {
+				return 0, bad("too large")
+			}
+			part = h * 24
+		case "ns", "us", "µs", "μs", "ms", "s", "m", "h":
+			var err error
+			part, err = time.ParseDuration(num + unit)
+			if err != nil {
+				return 0, bad("too large")
+			}
+		default:
+			return 0, bad(fmt.Sprintf("unknown unit %q", unit))
+		}
+		if total > math.MaxInt64-part {
+			return 0, bad("too large")
+		}
+		total += part
+	}
+	return total, nil
+}
+
+// CIDR is an IP network in a list such as api.trusted_proxies. The file may
+// give a prefix ("10.0.0.0/8", "fd00::/8") or a single address ("192.0.2.7",
+// meaning /32 or /128). A prefix with host bits set ("10.1.2.3/8") is
+// refused: it is usually a typo, and the message names the network meant.
+type CIDR struct{ netip.Prefix }
+
+// ParseCIDR parses a prefix or a single address as described for CIDR.
+func ParseCIDR(s string) (CIDR, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return CIDR{}, fmt.Errorf("invalid CIDR %q: expected a network such as \"10.0.0.0/8\" or an address", s)
+		}
+		return CIDR{netip.PrefixFrom(a, a.BitLen())}, nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return CIDR{}, fmt.Errorf("invalid CIDR %q: expected a network such as \"10.0.0.0/8\"", s)
+	}
+	if m := p.Masked(); m != p {
+		return CIDR{}, fmt.Errorf("invalid CIDR %q: host bits are set (did you mean %q?)", s, m.String())
+	}
+	return CIDR{p}, nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (c *CIDR) UnmarshalText(b []byte) error {
+	v, err := ParseCIDR(string(b))
+	if err != nil {
+		return err
+	}
+	*c = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler.
+func (c CIDR) MarshalText() ([]byte, error) {
+	if !c.IsValid() {
+		return nil, errors.New("invalid CIDR")
+	}
+	return []byte(c.Prefix.String()), nil
+}
