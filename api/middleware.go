@@ -1,0 +1,205 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+// securityHeaders go on every response, errors and 404s included. An API
+// answer is never framed, sniffed, cached or allowed to load anything.
+// Handlers that serve something else (the JWKS may be cached, login pages
+// need styles) override the header they must.
+var securityHeaders = [][2]string{
+	{"Strict-Transport-Security", "max-age=63072000; includeSubDomains"},
+	{"X-Content-Type-Options", "nosniff"},
+	{"X-Frame-Options", "DENY"},
+	{"Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"},
+	{"Referrer-Policy", "no-referrer"},
+	{"Cache-Control", "no-store"},
+	{"Cross-Origin-Opener-Policy", "same-origin"},
+	{"Cross-Origin-Resource-Policy", "same-origin"},
+	{"Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()"},
+}
+
+// defaultMaxBodyBytes bounds a request body when Options leaves it zero
+// (API.md's api.max_body_bytes default).
+const defaultMaxBodyBytes = 64 << 10
+
+// scope is what the middleware knows about one request and the functions
+// below it need: the request id, a logger carrying it, and the limits and
+// error mapping of the surface the request arrived on.
+type scope struct {
+	id         string
+	log        *slog.Logger
+	maxBody    int64
+	isNoLeader func(error) bool
+}
+
+type scopeKey struct{}
+
+// scopeOf returns the request's scope; a request that bypassed the
+// middleware (a unit test) gets safe defaults.
+func scopeOf(r *http.Request) *scope {
+	if sc, ok := r.Context().Value(scopeKey{}).(*scope); ok {
+		return sc
+	}
+	return &scope{id: "-", log: discardLogger(), maxBody: defaultMaxBodyBytes}
+}
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// middleware wraps a router with what every response gets: security
+// headers, a request id, panic recovery and one log line.
+type middleware struct {
+	next       http.Handler
+	log        *slog.Logger
+	trusted    []netip.Prefix
+	maxBody    int64
+	isNoLeader func(error) bool
+}
+
+func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	id := newRequestID()
+	h := w.Header()
+	for _, kv := range securityHeaders {
+		h.Set(kv[0], kv[1])
+	}
+	h.Set("X-Request-Id", id)
+	sc := &scope{id: id, log: m.log.With("request_id", id), maxBody: m.maxBody, isNoLeader: m.isNoLeader}
+	r = r.WithContext(context.WithValue(r.Context(), scopeKey{}, sc))
+	rec := &recorder{ResponseWriter: w}
+
+	defer func() {
+		v := recover()
+		if v != nil && v != http.ErrAbortHandler {
+			sc.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path,
+				"panic", v, "stack", string(debug.Stack()))
+			if !rec.wroteHeader {
+				writeError(rec, r, internalError(sc))
+				v = nil // answered
+			} else {
+				v = http.ErrAbortHandler // too late for an answer: cut the connection
+			}
+		}
+		m.logRequest(sc, r, rec, time.Since(start))
+		if v != nil {
+			panic(v)
+		}
+	}()
+	m.next.ServeHTTP(rec, r)
+}
+
+// logRequest writes the access log line. It never logs the query string,
+// headers or bodies: they carry passwords, codes and tokens.
+func (m *middleware) logRequest(sc *scope, r *http.Request, rec *recorder, d time.Duration) {
+	status := rec.status
+	if !rec.wroteHeader {
+		status = http.StatusOK
+	}
+	ip := ""
+	if a := clientIP(r, m.trusted); a.IsValid() {
+		ip = a.String()
+	}
+	sc.log.Info("request", "method", r.Method, "path", r.URL.Path, "status", status,
+		"bytes", rec.bytes, "duration", d, "remote_ip", ip)
+}
+
+// recorder notes the status and size of a response for the log.
+type recorder struct {
+	http.ResponseWriter
+	status      int
+	bytes       int64
+	wroteHeader bool
+}
+
+func (rw *recorder) WriteHeader(code int) {
+	if !rw.wroteHeader && code >= 200 { // 1xx answers are not the final status
+		rw.status, rw.wroteHeader = code, true
+	}
+	rw.ResponseWriter.WriteHeader(code)
+}
+
+func (rw *recorder) Write(b []byte) (int, error) {
+	if !rw.wroteHeader {
+		rw.status, rw.wroteHeader = http.StatusOK, true
+	}
+	n, err := rw.ResponseWriter.Write(b)
+	rw.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the real writer (flush,
+// deadlines).
+func (rw *recorder) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
+
+// newRequestID returns 128 random bits in hex.
+func newRequestID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand crashes the program instead)
+	return hex.EncodeToString(b[:])
+}
+
+// clientIP returns the address of the client that sent r. X-Forwarded-For
+// is believed only when the direct peer is one of the trusted proxies; then
+// the answer is the rightmost address in it that is not itself trusted
+// (every address to its right was appended by a proxy we trust; anything
+// to its left the client could have written). If every listed address is
+// trusted, the leftmost is the client. An entry that does not parse ends
+// the walk: the last trusted hop is the best we can vouch for. The zero
+// Addr means the peer has no IP (a Unix socket).
+func clientIP(r *http.Request, trusted []netip.Prefix) netip.Addr {
+	peer := parseHost(r.RemoteAddr)
+	if !peer.IsValid() || !isTrusted(peer, trusted) {
+		return peer
+	}
+	values := r.Header.Values("X-Forwarded-For")
+	if len(values) == 0 {
+		return peer
+	}
+	// Several header lines form one list, in order.
+	hops := strings.Split(strings.Join(values, ","), ",")
+	last := peer
+	for i := len(hops) - 1; i >= 0; i-- {
+		a := parseHost(strings.TrimSpace(hops[i]))
+		if !a.IsValid() {
+			return last
+		}
+		if !isTrusted(a, trusted) {
+			return a
+		}
+		last = a
+	}
+	return last
+}
+
+// parseHost reads an address with or without a port ("192.0.2.1",
+// "192.0.2.1:443", "[2001:db8::1]:443", "2001:db8::1"), unmapping IPv4 in
+// IPv6 and dropping any zone.
+func parseHost(s string) netip.Addr {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			return netip.Addr{}
+		}
+		a = ap.Addr()
+	}
+	return a.Unmap().WithZone("")
+}
+
+func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}

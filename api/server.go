@@ -1,0 +1,204 @@
+package api
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/bulwark-auth/bulwark/authcore"
+)
+
+// UserAdmin is what the user-administration routes need from the auth
+// service (authcore.Service satisfies it).
+type UserAdmin interface {
+	CreateUser(ctx context.Context, req authcore.NewUser) (authcore.User, error)
+	Users(ctx context.Context) ([]authcore.User, error)
+	User(ctx context.Context, nameOrID string) (authcore.User, error)
+	SetDisabled(ctx context.Context, nameOrID string, disabled bool) (authcore.User, error)
+	DeleteUser(ctx context.Context, nameOrID string) error
+}
+
+// Readiness reports whether this node can serve, and if not, why (the node
+// satisfies it).
+type Readiness interface {
+	Ready() (ok bool, reason string)
+}
+
+// Options configure the API handler.
+type Options struct {
+	// Logger receives the access log and errors; nil discards.
+	Logger *slog.Logger
+	// MaxBodyBytes bounds every request body; zero means 64 KiB.
+	MaxBodyBytes int64
+	// TrustedProxies are the peers whose X-Forwarded-For is believed.
+	TrustedProxies []netip.Prefix
+	// SealMode is "tpm" or "software", reported by /readyz.
+	SealMode string
+	// NodeID names this node in /readyz.
+	NodeID string
+	// IsNoLeader reports whether an error from below means no cluster
+	// leader is known, answered as 503 no_leader. Nil: none does.
+	IsNoLeader func(error) bool
+}
+
+// NewHandler returns the API handler served over TLS. ready is asked by
+// /readyz; users backs the user administration routes.
+func NewHandler(opts Options, ready Readiness, users UserAdmin) http.Handler {
+	a := &apiHandlers{opts: opts, ready: ready, users: users}
+	return newRouter(opts, func(mux *http.ServeMux) {
+		mux.HandleFunc("GET /healthz", a.healthz)
+		mux.HandleFunc("GET /readyz", a.readyz)
+		// Issue 3 attaches here, each route with its method:
+		//   POST /v1/auth/login, /v1/auth/mfa, /v1/auth/refresh, /v1/auth/logout
+		//   GET /v1/me, /v1/me/sessions; DELETE /v1/me/sessions/{id}; POST /v1/me/password
+		//   /v1/admin/users[/{id}[/unlock|/sessions]] (admin Bearer, backed by a.users)
+		//   GET /.well-known/jwks.json, /.well-known/openid-configuration
+		// Bodies go through decodeJSON, errors through writeError.
+	})
+}
+
+// newRouter builds a mux with register's routes behind the middleware, and
+// answers unknown paths and wrong methods with JSON errors instead of the
+// mux's text.
+func newRouter(opts Options, register func(mux *http.ServeMux)) http.Handler {
+	mux := http.NewServeMux()
+	register(mux)
+	logger := opts.Logger
+	if logger == nil {
+		logger = discardLogger()
+	}
+	maxBody := opts.MaxBodyBytes
+	if maxBody <= 0 {
+		maxBody = defaultMaxBodyBytes
+	}
+	return &middleware{next: jsonFallbacks{mux}, log: logger, trusted: opts.TrustedProxies,
+		maxBody: maxBody, isNoLeader: opts.IsNoLeader}
+}
+
+// jsonFallbacks replaces the mux's plain-text 404 and 405 with JSON.
+type jsonFallbacks struct{ mux *http.ServeMux }
+
+func (j jsonFallbacks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := j.mux.Handler(r)
+	if pattern != "" { // a route, or the mux's redirect to a clean path
+		j.mux.ServeHTTP(w, r)
+		return
+	}
+	// No route: let the mux's own answer say whether the path exists
+	// under other methods (405 with Allow) or not at all (404).
+	probe := &probeWriter{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	if probe.status == http.StatusMethodNotAllowed {
+		allow := probe.header.Get("Allow")
+		w.Header().Set("Allow", allow)
+		writeError(w, r, errMethodNotAllowed(r.Method, allow))
+		return
+	}
+	writeError(w, r, errNotFound())
+}
+
+// probeWriter captures the status and headers of the mux's fallback.
+type probeWriter struct {
+	header http.Header
+	status int
+}
+
+func (p *probeWriter) Header() http.Header         { return p.header }
+func (p *probeWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (p *probeWriter) WriteHeader(code int)        { p.status = code }
+
+type apiHandlers struct {
+	opts  Options
+	ready Readiness
+	users UserAdmin
+}
+
+func (a *apiHandlers) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+type readyBody struct {
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+	Seal   string `json:"seal"`
+	Node   string `json:"node"`
+}
+
+func (a *apiHandlers) readyz(w http.ResponseWriter, r *http.Request) {
+	seal := a.opts.SealMode
+	if seal == "" {
+		seal = "unknown"
+	}
+	ok, reason := false, "starting"
+	if a.ready != nil {
+		ok, reason = a.ready.Ready()
+	}
+	if ok {
+		writeJSON(w, r, http.StatusOK, readyBody{Status: "ready", Seal: seal, Node: a.opts.NodeID})
+		return
+	}
+	if reason == "" {
+		reason = "not ready"
+	}
+	writeJSON(w, r, http.StatusServiceUnavailable,
+		readyBody{Status: "unavailable", Reason: reason, Seal: seal, Node: a.opts.NodeID})
+}
+
+// writeJSON writes a successful (or, for /readyz, a 503 status) answer.
+func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// NewServer returns an http.Server for h with bounded timeouts and header
+// size, tlsCfg for ServeTLS (nil for plain HTTP, as on the admin socket),
+// and the server's own error log routed to logger.
+func NewServer(addr string, h http.Handler, tlsCfg *tls.Config, logger *slog.Logger) *http.Server {
+	if logger == nil {
+		logger = discardLogger()
+	}
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		TLSConfig:         tlsCfg,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          serverErrorLog(logger),
+		// OPTIONS * goes to the router like every request (and gets JSON).
+		DisableGeneralOptionsHandler: true,
+	}
+}
+
+// serverErrorLog adapts net/http's log.Logger to slog. TLS handshake
+// failures (scanners, clients that do not trust the CA) are routine and go
+// to debug; everything else is a warning.
+func serverErrorLog(logger *slog.Logger) *log.Logger {
+	return log.New(logWriter{logger}, "", 0)
+}
+
+type logWriter struct{ log *slog.Logger }
+
+func (lw logWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	level := slog.LevelWarn
+	if strings.HasPrefix(msg, "http: TLS handshake error") {
+		level = slog.LevelDebug
+	}
+	lw.log.Log(context.Background(), level, msg, "source", "net/http")
+	return len(p), nil
+}
