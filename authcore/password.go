@@ -19,33 +19,6 @@ import (
 	"github.com/bulwark-auth/bulwark/authcore/commonpw"
 )
 
-// Errors of usernames, passwords and password hashes. Every error returned by
-// NormalizeUsername, PasswordPolicy.Check, HashPassword, VerifyPassword and the
-// Validate methods wraps one of these, with a reason a person can read after it;
-// match them with errors.Is.
-var (
-	// ErrInvalidUsername: a username is not acceptable under the PRECIS
-	// UsernameCaseMapped profile or bulwark's length limit.
-	ErrInvalidUsername = errors.New("invalid username")
-
-	// ErrWeakPassword: a new password fails the PasswordPolicy.
-	ErrWeakPassword = errors.New("weak password")
-
-	// ErrInvalidPasswordPolicy: a PasswordPolicy's limits are unusable.
-	ErrInvalidPasswordPolicy = errors.New("invalid password policy")
-
-	// ErrInvalidHashParams: argon2id parameters or a salt outside the accepted
-	// ranges (see HashParams.Validate).
-	ErrInvalidHashParams = errors.New("invalid password hash parameters")
-
-	// ErrUnsupportedHash: a well-formed PHC string of another algorithm or
-	// argon2 version than argon2id v=19.
-	ErrUnsupportedHash = errors.New("unsupported password hash")
-
-	// ErrMalformedHash: a stored password hash is not a valid argon2id PHC string.
-	ErrMalformedHash = errors.New("malformed password hash")
-)
-
 const (
 	hashKeyLen = 32 // bytes of argon2id output HashPassword stores
 	saltLen    = 16 // bytes of salt NewSalt returns

@@ -1,0 +1,300 @@
+// Package authcore is bulwark's domain: users, passwords, the login and
+// lockout policy, sessions, tokens, MFA and threat response.
+//
+// It is pure Go: no HTTP, no Raft, no bbolt. It decides everything a write
+// needs (ids, timestamps, hashes), proposes fsm commands through the Store
+// interface it declares, and reads fsm views. api calls it; cmd/bulwark
+// builds it. It may import fsm and nothing else of bulwark's.
+package authcore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/mail"
+	"runtime"
+	"slices"
+	"time"
+
+	"github.com/bulwark-auth/bulwark/fsm"
+)
+
+// Store is what authcore needs from the replicated state: propose a
+// command and wait for its result, and read the local state.
+type Store interface {
+	Apply(ctx context.Context, cmd fsm.Command) (any, error)
+	View(fn func(fsm.Reader) error) error
+}
+
+// Roles bulwark itself gives meaning to.
+const RoleAdmin = "admin"
+
+// Config is the part of the configuration authcore enforces.
+type Config struct {
+	Hash   HashParams
+	Policy PasswordPolicy
+	// MaxConcurrentHashes bounds argon2id computations in flight; the rest
+	// wait up to HashWait. Zero means the number of CPUs.
+	MaxConcurrentHashes int
+	HashWait            time.Duration
+}
+
+// Service is the authentication core.
+type Service struct {
+	store  Store
+	cfg    Config
+	now    func() time.Time
+	hashes chan struct{} // one token per hash allowed in flight
+}
+
+// Option changes how a Service is built.
+type Option func(*Service)
+
+// WithClock replaces the wall clock, for tests.
+func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// New builds a Service over store.
+func New(store Store, cfg Config, opts ...Option) (*Service, error) {
+	if err := cfg.Hash.Validate(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxConcurrentHashes <= 0 {
+		cfg.MaxConcurrentHashes = runtime.NumCPU()
+	}
+	if cfg.HashWait <= 0 {
+		cfg.HashWait = 5 * time.Second
+	}
+	s := &Service{store: store, cfg: cfg, now: time.Now,
+		hashes: make(chan struct{}, cfg.MaxConcurrentHashes)}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
+}
+
+// User is a user as callers see it: never the password hash.
+type User struct {
+	ID        string    `json:"id"`
+	Username  string    `json:"username"`
+	Email     string    `json:"email,omitempty"`
+	Roles     []string  `json:"roles"`
+	Disabled  bool      `json:"disabled"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+func publicUser(u *fsm.User) User {
+	roles := u.Roles
+	if roles == nil {
+		roles = []string{}
+	}
+	return User{ID: u.ID, Username: u.Username, Email: u.Email, Roles: roles,
+		Disabled: u.Disabled, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+}
+
+// NewUser is a request to create a user.
+type NewUser struct {
+	Username string
+	Password string
+	Email    string
+	Roles    []string
+}
+
+// CreateUser checks and normalises the request, hashes the password and
+// proposes the user.
+func (s *Service) CreateUser(ctx context.Context, req NewUser) (User, error) {
+	name, err := NormalizeUsername(req.Username)
+	if err != nil {
+		return User{}, err
+	}
+	if err := s.cfg.Policy.Check(req.Password, name); err != nil {
+		return User{}, err
+	}
+	if err := checkEmail(req.Email); err != nil {
+		return User{}, err
+	}
+	roles, err := checkRoles(req.Roles)
+	if err != nil {
+		return User{}, err
+	}
+	// Refuse a taken name before paying for a hash; Apply checks again.
+	if _, err := s.lookup(name); err == nil {
+		return User{}, ErrUserExists
+	}
+	salt, err := NewSalt()
+	if err != nil {
+		return User{}, err
+	}
+	var phc string
+	if err := s.withHashSlot(ctx, func() error {
+		phc, err = HashPassword(req.Password, s.cfg.Hash, salt)
+		return err
+	}); err != nil {
+		return User{}, err
+	}
+	id, err := newID()
+	if err != nil {
+		return User{}, err
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeUserCreate, 1, s.now().UnixNano(), fsm.UserCreate{
+		ID: id, Username: name, Email: req.Email, Roles: roles, PasswordHash: phc})
+	if err != nil {
+		return User{}, err
+	}
+	return s.applyUser(ctx, cmd)
+}
+
+// Users lists every user in name order.
+func (s *Service) Users(ctx context.Context) ([]User, error) {
+	out := []User{}
+	err := s.store.View(func(r fsm.Reader) error {
+		return r.Users(func(u *fsm.User) bool {
+			out = append(out, publicUser(u))
+			return true
+		})
+	})
+	return out, err
+}
+
+// User finds a user by name (normalised here) or by id.
+func (s *Service) User(ctx context.Context, nameOrID string) (User, error) {
+	u, err := s.find(nameOrID)
+	if err != nil {
+		return User{}, err
+	}
+	return publicUser(u), nil
+}
+
+// SetDisabled disables or enables a user.
+func (s *Service) SetDisabled(ctx context.Context, nameOrID string, disabled bool) (User, error) {
+	u, err := s.find(nameOrID)
+	if err != nil {
+		return User{}, err
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeUserSetDisabled, 1, s.now().UnixNano(),
+		fsm.UserSetDisabled{ID: u.ID, Disabled: disabled})
+	if err != nil {
+		return User{}, err
+	}
+	return s.applyUser(ctx, cmd)
+}
+
+// DeleteUser removes a user.
+func (s *Service) DeleteUser(ctx context.Context, nameOrID string) error {
+	u, err := s.find(nameOrID)
+	if err != nil {
+		return err
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeUserDelete, 1, s.now().UnixNano(), fsm.UserDelete{ID: u.ID})
+	if err != nil {
+		return err
+	}
+	_, err = s.store.Apply(ctx, cmd)
+	return err
+}
+
+func (s *Service) applyUser(ctx context.Context, cmd fsm.Command) (User, error) {
+	v, err := s.store.Apply(ctx, cmd)
+	if err != nil {
+		return User{}, err
+	}
+	u, ok := v.(*fsm.User)
+	if !ok {
+		return User{}, fmt.Errorf("authcore: %s returned %T", cmd.Type, v)
+	}
+	return publicUser(u), nil
+}
+
+// find resolves a name (normalised first) or, failing that, an id.
+func (s *Service) find(nameOrID string) (*fsm.User, error) {
+	if name, err := NormalizeUsername(nameOrID); err == nil {
+		if u, err := s.lookup(name); err == nil || !errors.Is(err, fsm.ErrUserNotFound) {
+			return u, err
+		}
+	}
+	var u *fsm.User
+	err := s.store.View(func(r fsm.Reader) error {
+		var err error
+		u, err = r.UserByID(nameOrID)
+		return err
+	})
+	return u, err
+}
+
+func (s *Service) lookup(name string) (*fsm.User, error) {
+	var u *fsm.User
+	err := s.store.View(func(r fsm.Reader) error {
+		var err error
+		u, err = r.UserByName(name)
+		return err
+	})
+	return u, err
+}
+
+// withHashSlot runs fn, a password hash, once one of the bounded slots is
+// free. Bounding hashes by the core count keeps a login flood from
+// starving Raft's heartbeats; waiters give up after HashWait.
+func (s *Service) withHashSlot(ctx context.Context, fn func() error) error {
+	t := time.NewTimer(s.cfg.HashWait)
+	defer t.Stop()
+	select {
+	case s.hashes <- struct{}{}:
+	case <-t.C:
+		return ErrBusy
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.hashes }()
+	return fn()
+}
+
+// newID mints a 128-bit random user id.
+func newID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+func checkEmail(e string) error {
+	if e == "" {
+		return nil
+	}
+	a, err := mail.ParseAddress(e)
+	if err != nil || a.Address != e || a.Name != "" || len(e) > 254 {
+		return fmt.Errorf("%w: email %q is not a plain address like user@example.com", ErrInvalidInput, e)
+	}
+	return nil
+}
+
+// checkRoles accepts up to 32 roles of 1 to 64 characters [a-z0-9_.:-],
+// sorted and without duplicates.
+func checkRoles(roles []string) ([]string, error) {
+	if len(roles) > 32 {
+		return nil, fmt.Errorf("%w: at most 32 roles", ErrInvalidInput)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range roles {
+		if r == "" || len(r) > 64 {
+			return nil, fmt.Errorf("%w: role %q must be 1 to 64 characters", ErrInvalidInput, r)
+		}
+		for _, c := range r {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == ':' || c == '-') {
+				return nil, fmt.Errorf("%w: role %q may hold only a-z, 0-9, '_', '.', ':' and '-'", ErrInvalidInput, r)
+			}
+		}
+		if !seen[r] {
+			seen[r] = true
+			out = append(out, r)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}

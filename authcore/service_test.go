@@ -1,0 +1,190 @@
+package authcore
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bulwark-auth/bulwark/fsm"
+)
+
+// localStore applies commands straight to an fsm.Store, one entry per
+// Apply, the way a one-node Raft would: the same encoding, the same
+// dispatcher, no network.
+type localStore struct {
+	mu    sync.Mutex
+	s     *fsm.Store
+	index uint64
+}
+
+func newLocalStore(t *testing.T) *localStore {
+	t.Helper()
+	s, err := fsm.Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return &localStore{s: s}
+}
+
+func (l *localStore) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
+	b, err := cmd.Encode()
+	if err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.index++
+	r := l.s.ApplyBatch([]fsm.Entry{{Index: l.index, Term: 1, Command: true, Data: b}})[0]
+	return r.Value, r.Err
+}
+
+func (l *localStore) View(fn func(fsm.Reader) error) error { return l.s.View(fn) }
+
+var testHash = HashParams{MemoryKiB: 8192, Iterations: 1, Parallelism: 1}
+
+func newTestService(t *testing.T, opts ...Option) (*Service, *localStore) {
+	t.Helper()
+	st := newLocalStore(t)
+	s, err := New(st, Config{Hash: testHash, Policy: PasswordPolicy{MinLength: 12, MaxLength: 128}}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, st
+}
+
+func TestCreateUser(t *testing.T) {
+	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	s, st := newTestService(t, WithClock(func() time.Time { return now }))
+	ctx := context.Background()
+	u, err := s.CreateUser(ctx, NewUser{Username: "Alice", Password: "correct horse battery", Email: "a@example.com", Roles: []string{"admin", "ops", "admin"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Username != "alice" || len(u.ID) != 32 || !u.CreatedAt.Equal(now) || len(u.Roles) != 2 || u.Roles[0] != "admin" {
+		t.Errorf("created %+v", u)
+	}
+	// The stored hash verifies the password and is argon2id with the
+	// configured parameters; the password itself is nowhere.
+	st.View(func(r fsm.Reader) error {
+		stored, err := r.UserByName("alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := VerifyPassword("correct horse battery", stored.PasswordHash); !ok || err != nil {
+			t.Errorf("stored hash does not verify: %v", err)
+		}
+		if NeedsRehash(stored.PasswordHash, testHash) {
+			t.Errorf("stored hash %q not made with the configured parameters", stored.PasswordHash)
+		}
+		return nil
+	})
+
+	cases := map[string]struct {
+		req  NewUser
+		want error
+	}{
+		"same name other case": {NewUser{Username: "ALICE", Password: "another long passphrase"}, ErrUserExists},
+		"fullwidth same name":  {NewUser{Username: "ａｌｉｃｅ", Password: "another long passphrase"}, ErrUserExists},
+		"bad name":             {NewUser{Username: "a b", Password: "another long passphrase"}, ErrInvalidUsername},
+		"short password":       {NewUser{Username: "bob", Password: "short"}, ErrWeakPassword},
+		"common password":      {NewUser{Username: "bob", Password: "password1234"}, ErrWeakPassword},
+		"bad email":            {NewUser{Username: "bob", Password: "another long passphrase", Email: "Bob <bob@x>"}, ErrInvalidInput},
+		"bad role":             {NewUser{Username: "bob", Password: "another long passphrase", Roles: []string{"Admin!"}}, ErrInvalidInput},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			before := st.index
+			if _, err := s.CreateUser(ctx, tc.req); !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+			if st.index != before {
+				t.Fatal("a refused request proposed a command")
+			}
+		})
+	}
+}
+
+func TestUserAdminLifecycle(t *testing.T) {
+	s, _ := newTestService(t)
+	ctx := context.Background()
+	for _, n := range []string{"carol", "alice", "bob"} {
+		if _, err := s.CreateUser(ctx, NewUser{Username: n, Password: "a perfectly fine passphrase"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	us, err := s.Users(ctx)
+	if err != nil || len(us) != 3 || us[0].Username != "alice" || us[2].Username != "carol" {
+		t.Fatalf("Users = %+v, %v", us, err)
+	}
+	u, err := s.SetDisabled(ctx, "Bob", true)
+	if err != nil || !u.Disabled {
+		t.Fatalf("disable: %+v %v", u, err)
+	}
+	// By id too.
+	if u, err = s.User(ctx, u.ID); err != nil || u.Username != "bob" || !u.Disabled {
+		t.Fatalf("by id: %+v %v", u, err)
+	}
+	if _, err := s.SetDisabled(ctx, "bob", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteUser(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.User(ctx, "bob"); !errors.Is(err, ErrUserNotFound) {
+		t.Fatalf("after delete: %v", err)
+	}
+	if err := s.DeleteUser(ctx, "bob"); !errors.Is(err, ErrUserNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+}
+
+// TestHashesAreBounded checks that no more password hashes run at once
+// than the configured slots, and that waiters give up with ErrBusy.
+func TestHashesAreBounded(t *testing.T) {
+	st := newLocalStore(t)
+	s, err := New(st, Config{Hash: testHash, Policy: PasswordPolicy{MinLength: 12, MaxLength: 128},
+		MaxConcurrentHashes: 2, HashWait: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inFlight, peak atomic.Int32
+	release := make(chan struct{})
+	var wg sync.WaitGroup
+	results := make(chan error, 5)
+	for i := 0; i < 5; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results <- s.withHashSlot(context.Background(), func() error {
+				n := inFlight.Add(1)
+				for {
+					p := peak.Load()
+					if n <= p || peak.CompareAndSwap(p, n) {
+						break
+					}
+				}
+				<-release
+				inFlight.Add(-1)
+				return nil
+			})
+		}()
+	}
+	time.Sleep(200 * time.Millisecond) // past HashWait: three waiters give up
+	close(release)
+	wg.Wait()
+	close(results)
+	busy := 0
+	for err := range results {
+		if errors.Is(err, ErrBusy) {
+			busy++
+		}
+	}
+	if peak.Load() != 2 || busy != 3 {
+		t.Fatalf("peak %d in flight, %d busy; want 2 and 3", peak.Load(), busy)
+	}
+}
