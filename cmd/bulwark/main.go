@@ -1,0 +1,92 @@
+// Command bulwark is the one binary of the bulwark authentication service:
+// `bulwark serve` runs a node, and the other subcommands administer the
+// local node over its admin Unix socket.
+//
+// This is the only place concrete types are wired together: the sealer,
+// keystore, TLS material, Raft node, authentication core and HTTP servers
+// are built here and handed to one another. Nothing imports this package.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes: 0 success, 1 failure (one-line reason on stderr), 2 usage.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// usageError marks a mistake in the command line: exit code 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+const usage = `usage: bulwark <command> [arguments]
+
+  serve [--config FILE] [--data-dir DIR] [--dev] [--join TOKEN]
+  user add NAME [--admin] [--email E] --password-stdin
+  user list | show NAME | disable NAME | enable NAME | delete NAME
+  version
+
+Admin commands reach the local daemon over its admin socket, found from
+--socket PATH, or --config FILE, or /etc/bulwark/bulwark.toml. Read commands
+take --json.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run executes one command line and returns the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	var err error
+	switch args[0] {
+	case "serve":
+		err = cmdServe(args[1:], stderr)
+	case "user":
+		err = cmdUser(args[1:], stdin, stdout)
+	case "version", "--version", "-v":
+		fmt.Fprintf(stdout, "bulwark %s\n", buildVersion())
+	case "help", "--help", "-h":
+		fmt.Fprint(stdout, usage)
+	default:
+		err = usagef("unknown command %q", args[0])
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "bulwark: %s\n\n%s", ue.msg, usage)
+		return exitUsage
+	default:
+		fmt.Fprintf(stderr, "bulwark: %s\n", oneLine(err.Error()))
+		return exitFailure
+	}
+}
+
+// oneLine keeps a failure's reason on one line, as scripts expect.
+func oneLine(s string) string {
+	out := []rune{}
+	for _, r := range s {
+		if r == '\n' || r == '\r' {
+			r = ' '
+		}
+		out = append(out, r)
+	}
+	return string(out)
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/bulwark-auth/bulwark/node"
+)
+
+// metricsHandler serves /metrics from a registry of this node's own: Go
+// runtime and process metrics, the seal mode, and Raft's state and indexes
+// read at scrape time.
+func metricsHandler(n *node.Node, sealMode string) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	seal := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "bulwark_seal_info",
+		Help: "How this node's keys are sealed: 1 for the mode in use (tpm or software).",
+	}, []string{"mode"})
+	seal.WithLabelValues(sealMode).Set(1)
+	reg.MustRegister(seal, nodeCollector{n})
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}
+
+var (
+	descLeader  = prometheus.NewDesc("bulwark_raft_leader", "1 if this node is the Raft leader.", nil, nil)
+	descReady   = prometheus.NewDesc("bulwark_ready", "1 if this node is ready to serve.", nil, nil)
+	descApplied = prometheus.NewDesc("bulwark_raft_applied_index", "Last log index applied to state.db.", nil, nil)
+	descCommit  = prometheus.NewDesc("bulwark_raft_commit_index", "Last log index known committed.", nil, nil)
+	descLast    = prometheus.NewDesc("bulwark_raft_last_index", "Last log index stored.", nil, nil)
+)
+
+type nodeCollector struct{ n *node.Node }
+
+func (c nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descLeader, descReady, descApplied, descCommit, descLast} {
+		ch <- d
+	}
+}
+
+func (c nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.n.Status()
+	ready, _ := c.n.Ready()
+	ch <- prometheus.MustNewConstMetric(descLeader, prometheus.GaugeValue, b2f(s.State == "Leader"))
+	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, b2f(ready))
+	ch <- prometheus.MustNewConstMetric(descApplied, prometheus.CounterValue, float64(s.AppliedIndex))
+	ch <- prometheus.MustNewConstMetric(descCommit, prometheus.CounterValue, float64(s.CommitIndex))
+	ch <- prometheus.MustNewConstMetric(descLast, prometheus.CounterValue, float64(s.LastIndex))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/bulwark-auth/bulwark/api"
+	"github.com/bulwark-auth/bulwark/authcore"
+	"github.com/bulwark-auth/bulwark/cmd/bulwark/config"
+	"github.com/bulwark-auth/bulwark/node"
+	"github.com/bulwark-auth/bulwark/node/pki"
+	"github.com/bulwark-auth/bulwark/tpm"
+)
+
+// defaultConfigFile is read by serve and the admin commands when no
+// --config is given and the file exists.
+const defaultConfigFile = "/etc/bulwark/bulwark.toml"
+
+// shutdownGrace bounds the drain on SIGTERM; API.md promises exit within 15 s.
+const shutdownGrace = 10 * time.Second
+
+func cmdServe(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	configFile := fs.String("config", "", "configuration file")
+	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir)")
+	dev := fs.Bool("dev", false, "single dev node on loopback with software sealing")
+	join := fs.String("join", "", "join token of an existing cluster")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("serve takes no arguments, got %q", pos[0])
+	}
+	if *join != "" {
+		return errors.New("--join: joining a cluster is not supported by this version yet; start a single node without --join")
+	}
+	cfg, err := loadConfig(*configFile, !*dev)
+	if err != nil {
+		return err
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if *dev {
+		cfg.ApplyDev(*dataDir)
+	}
+	if err := cfg.Resolve(); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	logger, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return serve(ctx, cfg, *dev, logger, stderr)
+}
+
+// loadConfig reads the named file, or the default file when it exists and
+// useDefault is set, or the built-in defaults.
+func loadConfig(path string, useDefault bool) (config.Config, error) {
+	if path != "" {
+		return config.Load(path)
+	}
+	if useDefault {
+		if _, err := os.Stat(defaultConfigFile); err == nil {
+			return config.Load(defaultConfigFile)
+		}
+	}
+	return config.Default(), nil
+}
+
+func newLogger(c config.Log, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(w, opts)), nil
+}
+
+// serve starts every part of a node, in dependency order, and runs until
+// ctx ends; then it drains and stops them in reverse.
+func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger, stderr io.Writer) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	sealer, err := newSealer(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer sealer.Close()
+	ks, err := tpm.OpenKeystore(cfg.DataDir, sealer)
+	if err != nil {
+		return err
+	}
+
+	advertise, err := advertiseAddr(cfg)
+	if err != nil {
+		return err
+	}
+	cert, err := apiCertificate(cfg, ks, advertise)
+	if err != nil {
+		return err
+	}
+
+	n, err := node.Open(node.Config{ID: cfg.NodeName, DataDir: cfg.DataDir, Advertise: advertise, Logger: logger})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := n.Close(); err != nil {
+			logger.Error("raft shutdown", "error", err)
+		}
+	}()
+
+	core, err := authcore.New(n, authcore.Config{
+		Hash: authcore.HashParams{
+			MemoryKiB:   uint32(cfg.Auth.Password.Argon2MemoryKiB),
+			Iterations:  uint32(cfg.Auth.Password.Argon2Iterations),
+			Parallelism: uint8(cfg.Auth.Password.Argon2Parallelism),
+		},
+		Policy: authcore.PasswordPolicy{MinLength: cfg.Auth.Password.MinLength, MaxLength: cfg.Auth.Password.MaxLength},
+	})
+	if err != nil {
+		return err
+	}
+
+	handler := api.NewHandler(api.Options{
+		Logger:         logger,
+		MaxBodyBytes:   cfg.API.MaxBodyBytes,
+		TrustedProxies: prefixes(cfg.API.TrustedProxies),
+		SealMode:       sealer.Mode(),
+		NodeID:         cfg.NodeName,
+		IsNoLeader:     isNoLeader,
+	}, n, core)
+	apiLn, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("api.listen: %w", err)
+	}
+	apiSrv := api.NewServer(cfg.API.Listen, handler, pki.ServerTLSConfig(cert, cfg.TLSMinVersion()), logger)
+
+	adminLn, err := api.ListenAdmin(cfg.AdminSocketPath(), api.ListenLogger(logger))
+	if err != nil {
+		apiLn.Close()
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	adminSrv := &http.Server{
+		Handler:           api.NewAdminHandler(core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader)),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+
+	metricsLn, err := net.Listen("tcp", cfg.Metrics.Listen)
+	if err != nil {
+		apiLn.Close()
+		adminLn.Close()
+		return fmt.Errorf("metrics.listen: %w", err)
+	}
+	metricsSrv := &http.Server{Handler: metricsHandler(n, sealer.Mode()), ReadHeaderTimeout: 5 * time.Second}
+
+	errc := make(chan error, 3)
+	go func() { errc <- serveUntilClosed(apiSrv.ServeTLS(apiLn, "", "")) }()
+	go func() { errc <- serveUntilClosed(adminSrv.Serve(adminLn)) }()
+	go func() { errc <- serveUntilClosed(metricsSrv.Serve(metricsLn)) }()
+	logger.Info("bulwark serving", "version", buildVersion(), "node", cfg.NodeName,
+		"api", apiLn.Addr().String(), "admin_socket", cfg.AdminSocketPath(),
+		"metrics", metricsLn.Addr().String(), "seal", sealer.Mode(), "data_dir", cfg.DataDir)
+	if dev {
+		go announceDev(ctx, n, cfg, apiLn.Addr(), stderr)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down: draining connections")
+	case runErr = <-errc:
+		logger.Error("a listener failed; shutting down", "error", runErr)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	for _, s := range []*http.Server{apiSrv, adminSrv, metricsSrv} {
+		if err := s.Shutdown(sctx); err != nil {
+			logger.Warn("shutdown", "error", err)
+		}
+	}
+	os.Remove(cfg.AdminSocketPath())
+	return runErr
+}
+
+func serveUntilClosed(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// newSealer builds the sealer seal.mode names. The software sealer runs
+// only when chosen, and says so.
+func newSealer(cfg config.Config, logger *slog.Logger) (tpm.Sealer, error) {
+	switch cfg.Seal.Mode {
+	case tpm.ModeSoftware:
+		logger.Warn("SOFTWARE SEALING: keys are protected by a key file on this disk, not by a TPM; anyone who copies the data directory has them. Use seal.mode = \"tpm\" in production.",
+			"key_file", filepath.Join(cfg.DataDir, "tpm", "software.key"))
+		return tpm.NewSoftwareSealer(filepath.Join(cfg.DataDir, "tpm", "software.key"))
+	case tpm.ModeTPM:
+		return nil, fmt.Errorf("seal.mode = \"tpm\": this build cannot seal with a TPM yet (%s); set seal.mode = \"software\" explicitly to run without one", cfg.Seal.Device)
+	}
+	return nil, fmt.Errorf("seal.mode: unknown mode %q", cfg.Seal.Mode)
+}
+
+// advertiseAddr is cluster.advertise, or cluster.listen with its host
+// filled in (the machine's hostname when the listen host is a wildcard).
+func advertiseAddr(cfg config.Config) (string, error) {
+	if cfg.Cluster.Advertise != "" {
+		return cfg.Cluster.Advertise, nil
+	}
+	host, port, err := net.SplitHostPort(cfg.Cluster.Listen)
+	if err != nil {
+		return "", fmt.Errorf("cluster.listen: %w", err)
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		if host, err = os.Hostname(); err != nil {
+			return "", fmt.Errorf("cluster.advertise is empty and the hostname is unknown: %w", err)
+		}
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// apiCertificate is the operator's certificate when configured, else one
+// issued from the cluster CA for the advertised host, the API listen host,
+// localhost and 127.0.0.1.
+func apiCertificate(cfg config.Config, ks *tpm.Keystore, advertise string) (tls.Certificate, error) {
+	if cfg.API.TLSCert != "" {
+		return pki.LoadOperatorCert(cfg.API.TLSCert, cfg.API.TLSKey)
+	}
+	var hosts []string
+	if h, _, err := net.SplitHostPort(advertise); err == nil {
+		hosts = append(hosts, h)
+	}
+	if h, _, err := net.SplitHostPort(cfg.API.Listen); err == nil && h != "" {
+		if ip, err := netip.ParseAddr(h); err != nil || !ip.IsUnspecified() {
+			hosts = append(hosts, h)
+		}
+	}
+	cert, _, err := pki.Ensure(cfg.DataDir, ks, cfg.NodeName, hosts, time.Now())
+	return cert, err
+}
+
+func prefixes(cs []config.CIDR) []netip.Prefix {
+	out := make([]netip.Prefix, len(cs))
+	for i, c := range cs {
+		out[i] = c.Prefix
+	}
+	return out
+}
+
+func isNoLeader(err error) bool {
+	return errors.Is(err, node.ErrNoLeader) || errors.Is(err, node.ErrNotLeader) || errors.Is(err, node.ErrShutdown)
+}
+
+// announceDev tells a newcomer, once the node is ready, how to reach it.
+func announceDev(ctx context.Context, n *node.Node, cfg config.Config, apiAddr net.Addr, w io.Writer) {
+	if err := n.WaitReady(ctx); err != nil {
+		return
+	}
+	_, port, _ := net.SplitHostPort(apiAddr.String())
+	fmt.Fprintf(w, `
+bulwark dev node is ready (software sealing, loopback only).
+  CA certificate: %[1]s
+  admin socket:   %[2]s
+  check it:       curl --cacert %[1]s https://127.0.0.1:%[3]s/readyz
+  add a user:     echo 'a-long-passphrase-here' | go run ./cmd/bulwark user add alice --admin --socket %[2]s --password-stdin
+
+`, filepath.Join(cfg.DataDir, pki.CAFile), cfg.AdminSocketPath(), port)
+}

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bulwark-auth/bulwark/api"
+	"github.com/bulwark-auth/bulwark/authcore"
+)
+
+// adminFlags are the flags every admin command takes.
+type adminFlags struct {
+	socket, config string
+	json           bool
+}
+
+func (a *adminFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&a.socket, "socket", "", "admin socket path")
+	fs.StringVar(&a.config, "config", "", "configuration file naming the admin socket")
+	fs.BoolVar(&a.json, "json", false, "print JSON")
+}
+
+// client finds the admin socket: --socket, else the one --config names,
+// else the default configuration file's, else the built-in default.
+func (a *adminFlags) client() (*api.AdminClient, error) {
+	path := a.socket
+	if path == "" {
+		cfg, err := loadConfig(a.config, true)
+		if err != nil {
+			return nil, err
+		}
+		if err := cfg.Resolve(); err != nil {
+			return nil, err
+		}
+		path = cfg.AdminSocketPath()
+	}
+	return api.NewAdminClient(path), nil
+}
+
+func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usagef("user: missing subcommand (add, list, show, disable, enable, delete)")
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
+	var af adminFlags
+	af.register(fs)
+	admin := fs.Bool("admin", false, "give the user the admin role")
+	email := fs.String("email", "", "email address")
+	pwStdin := fs.Bool("password-stdin", false, "read the password from the first line of standard input")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	wantArgs := 1
+	if sub == "list" {
+		wantArgs = 0
+	}
+	if len(pos) != wantArgs {
+		if wantArgs == 0 {
+			return usagef("user %s takes no arguments", sub)
+		}
+		return usagef("user %s takes one NAME", sub)
+	}
+	if sub != "add" && (*admin || *email != "" || *pwStdin) {
+		return usagef("user %s: --admin, --email and --password-stdin belong to user add", sub)
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	var u authcore.User
+	switch sub {
+	case "add":
+		if !*pwStdin {
+			return usagef("user add: --password-stdin is required (passwords never go on the command line)")
+		}
+		pw, err := readPasswordLine(stdin)
+		if err != nil {
+			return err
+		}
+		req := map[string]any{"username": pos[0], "password": pw, "email": *email}
+		if *admin {
+			req["roles"] = []string{authcore.RoleAdmin}
+		}
+		if err := c.Do(ctx, http.MethodPost, "/admin/v1/users", req, &u); err != nil {
+			return err
+		}
+		return printUser(stdout, u, af.json, "created")
+	case "list":
+		var out struct {
+			Users []authcore.User `json:"users"`
+		}
+		if err := c.Do(ctx, http.MethodGet, "/admin/v1/users", nil, &out); err != nil {
+			return err
+		}
+		if af.json {
+			return writeJSON(stdout, out)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "USERNAME\tID\tROLES\tSTATE\tEMAIL")
+		for _, u := range out.Users {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Username, u.ID, strings.Join(u.Roles, ","), state(u), u.Email)
+		}
+		return tw.Flush()
+	case "show":
+		if err := c.Do(ctx, http.MethodGet, userPath(pos[0]), nil, &u); err != nil {
+			return err
+		}
+		return printUser(stdout, u, af.json, "")
+	case "disable", "enable":
+		if err := c.Do(ctx, http.MethodPost, userPath(pos[0])+"/"+sub, nil, &u); err != nil {
+			return err
+		}
+		return printUser(stdout, u, af.json, sub+"d")
+	case "delete":
+		if err := c.Do(ctx, http.MethodDelete, userPath(pos[0]), nil, nil); err != nil {
+			return err
+		}
+		if !af.json {
+			fmt.Fprintf(stdout, "deleted user %s\n", pos[0])
+		}
+		return nil
+	}
+	return usagef("user: unknown subcommand %q", sub)
+}
+
+func userPath(name string) string { return "/admin/v1/users/" + url.PathEscape(name) }
+
+func state(u authcore.User) string {
+	if u.Disabled {
+		return "disabled"
+	}
+	return "active"
+}
+
+func printUser(w io.Writer, u authcore.User, asJSON bool, verb string) error {
+	if asJSON {
+		return writeJSON(w, u)
+	}
+	if verb != "" {
+		fmt.Fprintf(w, "%s user %s (id %s)\n", verb, u.Username, u.ID)
+		return nil
+	}
+	fmt.Fprintf(w, "username:  %s\nid:        %s\nemail:     %s\nroles:     %s\nstate:     %s\ncreated:   %s\nupdated:   %s\n",
+		u.Username, u.ID, u.Email, strings.Join(u.Roles, ","), state(u),
+		u.CreatedAt.Format(time.RFC3339), u.UpdatedAt.Format(time.RFC3339))
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
