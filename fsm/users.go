@@ -35,16 +35,8 @@ func (u *User) HasRole(role string) bool {
 // txn is the write side handed to command handlers.
 type txn struct{ tx *bolt.Tx }
 
-type handlerKey struct {
-	t Type
-	v uint16
-}
-
-type handler func(t txn, c Command) (any, error)
-
-// handlers is the dispatch table: every (type, version) this binary applies.
-// Adding a version adds a row; rows are never edited in place.
-var handlers = map[handlerKey]handler{
+// userHandlers are the user commands' rows of the dispatch table.
+var userHandlers = map[handlerKey]handler{
 	{TypeUserCreate, 1}:      applyUserCreate,
 	{TypeUserSetDisabled, 1}: applyUserSetDisabled,
 	{TypeUserDelete, 1}:      applyUserDelete,
