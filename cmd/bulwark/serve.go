@@ -289,7 +289,7 @@ bulwark dev node is ready (software sealing, loopback only).
   CA certificate: %[1]s
   admin socket:   %[2]s
   check it:       curl --cacert %[1]s https://127.0.0.1:%[3]s/readyz
-  add a user:     echo 'a-long-passphrase-here' | go run ./cmd/bulwark user add alice --admin --socket %[2]s --password-stdin
+  add a user:     echo 'a-long-passphrase-here' | %[4]s user add alice --admin --socket %[2]s --password-stdin
 
-`, filepath.Join(cfg.DataDir, pki.CAFile), cfg.AdminSocketPath(), port)
+`, filepath.Join(cfg.DataDir, pki.CAFile), cfg.AdminSocketPath(), port, os.Args[0])
 }
