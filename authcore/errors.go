@@ -45,4 +45,23 @@ var (
 
 	// ErrBusy: too many password hashes are waiting; try again shortly.
 	ErrBusy = errors.New("server busy")
+
+	// ErrInvalidCredentials: the username or password is wrong, or the
+	// account is disabled; the three are not told apart.
+	ErrInvalidCredentials = errors.New("invalid username or password")
+
+	// ErrTooManyAttempts: the name is locked; the error is a *LockedError
+	// carrying how long.
+	ErrTooManyAttempts = errors.New("too many failed attempts")
+
+	// ErrInvalidGrant: a refresh token that is unknown, used, expired, or
+	// whose session ended.
+	ErrInvalidGrant = errors.New("invalid or expired refresh token")
+
+	// ErrSessionLimit: the user holds the most sessions allowed and the
+	// policy is to deny more.
+	ErrSessionLimit = fsm.ErrSessionLimit
+
+	// ErrNotFound: no such session (or not the caller's).
+	ErrNotFound = errors.New("not found")
 )

@@ -13,9 +13,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/mail"
 	"runtime"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/bulwark-auth/bulwark/fsm"
@@ -31,7 +33,8 @@ type Store interface {
 // Roles bulwark itself gives meaning to.
 const RoleAdmin = "admin"
 
-// Config is the part of the configuration authcore enforces.
+// Config is the part of the configuration authcore enforces. Zero values
+// take the defaults of API.md.
 type Config struct {
 	Hash   HashParams
 	Policy PasswordPolicy
@@ -39,21 +42,85 @@ type Config struct {
 	// wait up to HashWait. Zero means the number of CPUs.
 	MaxConcurrentHashes int
 	HashWait            time.Duration
+
+	// Issuer and Audience go into every access token and are required of
+	// every token presented.
+	Issuer, Audience string
+	AccessTTL        time.Duration // jwt_expiry
+	RefreshTTL       time.Duration // refresh_token_expiry: a session's absolute lifetime
+	IdleTimeout      time.Duration // idle_timeout
+	// MaxFailedAttempts passwords are checked per name per LockoutDuration.
+	MaxFailedAttempts  int
+	LockoutDuration    time.Duration
+	MaxSessionsPerUser int
+	OnLimit            string        // "evict_oldest" or "deny"
+	Leeway             time.Duration // clock skew allowed when checking tokens
+}
+
+func (c *Config) setDefaults() {
+	if c.MaxConcurrentHashes <= 0 {
+		c.MaxConcurrentHashes = runtime.NumCPU()
+	}
+	if c.HashWait <= 0 {
+		c.HashWait = 5 * time.Second
+	}
+	if c.AccessTTL <= 0 {
+		c.AccessTTL = time.Hour
+	}
+	if c.RefreshTTL <= 0 {
+		c.RefreshTTL = 7 * 24 * time.Hour
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = 24 * time.Hour
+	}
+	if c.MaxFailedAttempts <= 0 {
+		c.MaxFailedAttempts = 5
+	}
+	if c.LockoutDuration <= 0 {
+		c.LockoutDuration = 15 * time.Minute
+	}
+	if c.MaxSessionsPerUser <= 0 {
+		c.MaxSessionsPerUser = 10
+	}
+	if c.OnLimit == "" {
+		c.OnLimit = "evict_oldest"
+	}
+	if c.Audience == "" {
+		c.Audience = c.Issuer
+	}
+	if c.Leeway == 0 {
+		c.Leeway = 30 * time.Second
+	}
 }
 
 // Service is the authentication core.
 type Service struct {
-	store  Store
-	cfg    Config
-	now    func() time.Time
-	hashes chan struct{} // one token per hash allowed in flight
+	store    Store
+	cfg      Config
+	now      func() time.Time
+	log      *slog.Logger
+	hashes   chan struct{} // one token per hash allowed in flight
+	signer   TokenSigner
+	verifier *verifier
+
+	passwordChecks atomic.Int64
 }
+
+// PasswordChecks counts password verifications since start (a metric, and
+// the measure of the lockout bound).
+func (s *Service) PasswordChecks() int64 { return s.passwordChecks.Load() }
 
 // Option changes how a Service is built.
 type Option func(*Service)
 
 // WithClock replaces the wall clock, for tests.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+
+// WithSigner sets the key this node signs access tokens with.
+func WithSigner(sig TokenSigner) Option { return func(s *Service) { s.signer = sig } }
+
+// WithLogger sets where security events are mirrored.
+func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 
 // New builds a Service over store.
 func New(store Store, cfg Config, opts ...Option) (*Service, error) {
@@ -63,17 +130,17 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 	if err := cfg.Policy.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.MaxConcurrentHashes <= 0 {
-		cfg.MaxConcurrentHashes = runtime.NumCPU()
+	cfg.setDefaults()
+	if cfg.OnLimit != "evict_oldest" && cfg.OnLimit != "deny" {
+		return nil, fmt.Errorf("%w: on_limit %q", ErrInvalidInput, cfg.OnLimit)
 	}
-	if cfg.HashWait <= 0 {
-		cfg.HashWait = 5 * time.Second
-	}
-	s := &Service{store: store, cfg: cfg, now: time.Now,
+	s := &Service{store: store, cfg: cfg, now: time.Now, log: slog.New(slog.DiscardHandler),
 		hashes: make(chan struct{}, cfg.MaxConcurrentHashes)}
 	for _, o := range opts {
 		o(s)
 	}
+	s.verifier = &verifier{keys: &stateKeys{store: store, cache: map[string]parsedKey{}},
+		issuer: cfg.Issuer, audience: cfg.Audience, leeway: cfg.Leeway}
 	return s, nil
 }
 

@@ -23,14 +23,28 @@ const (
 const MaxCommandBytes = 1 << 20
 
 // Command is the envelope of every replicated write: {type, version, time,
-// payload}. Everything Apply needs that is not in the state already (the
-// time, ids, random values, hashes) is decided by the proposer and carried
-// here, so every node applies it to the same result.
+// payload, audit}. Everything Apply needs that is not in the state already
+// (the time, ids, random values, hashes) is decided by the proposer and
+// carried here, so every node applies it to the same result.
+//
+// Audit lists the audit entries the change stands for. Apply appends them
+// in the same transaction, and only when the command succeeds, so the
+// trail never misses a change nor records one that did not happen.
 type Command struct {
 	Type    Type            `json:"type"`
 	Version uint16          `json:"v"`
 	Time    int64           `json:"at"` // proposer's clock, Unix nanoseconds
 	Payload json.RawMessage `json:"p"`
+	Audit   []AuditAppend   `json:"audit,omitempty"`
+}
+
+// maxEnvelopeAudit bounds the audit entries one command carries.
+const maxEnvelopeAudit = 4
+
+// WithAudit returns c with the audit entries added.
+func (c Command) WithAudit(entries ...AuditAppend) Command {
+	c.Audit = append(append([]AuditAppend(nil), c.Audit...), entries...)
+	return c
 }
 
 // NewCommand builds a command from a payload value.
@@ -73,6 +87,14 @@ func DecodeCommand(b []byte) (Command, error) {
 	}
 	if c.Time <= 0 {
 		return c, fmt.Errorf("%w: missing time", ErrMalformedCommand)
+	}
+	if len(c.Audit) > maxEnvelopeAudit {
+		return c, fmt.Errorf("%w: %d audit entries, at most %d", ErrMalformedCommand, len(c.Audit), maxEnvelopeAudit)
+	}
+	for i := range c.Audit {
+		if err := c.Audit[i].Validate(); err != nil {
+			return c, err
+		}
 	}
 	return c, nil
 }

@@ -58,8 +58,12 @@ var (
 	bucketBlocks    = []byte("ip_blocks")    // reserved: CIDR → block
 	bucketClients   = []byte("oidc_clients") // reserved: client id → client
 
+	bucketUserSessions   = []byte("user_sessions")   // user id 0x00 session id → nil
+	bucketSessionRefresh = []byte("session_refresh") // session id 0x00 refresh hash → nil
+
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketUsernames, bucketSessions,
-		bucketRefresh, bucketLockout, bucketAudit, bucketKeys, bucketBlocks, bucketClients}
+		bucketRefresh, bucketLockout, bucketAudit, bucketKeys, bucketBlocks, bucketClients,
+		bucketUserSessions, bucketSessionRefresh}
 
 	keyApplied = []byte("applied") // index(8) || term(8), big endian
 	keyFormat  = []byte("format")
@@ -293,7 +297,15 @@ func applyOne(tx *bolt.Tx, data []byte) Result {
 		return Result{Err: err}
 	}
 	h := handlers[handlerKey{cmd.Type, cmd.Version}]
-	v, err := h(txn{tx}, cmd)
+	t := txn{tx}
+	v, err := h(t, cmd)
+	if err == nil {
+		for _, a := range cmd.Audit {
+			if _, err := appendAudit(t, cmd.Time, a); err != nil {
+				return Result{Err: err}
+			}
+		}
+	}
 	return Result{Value: v, Err: err}
 }
 

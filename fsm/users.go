@@ -100,6 +100,11 @@ func applyUserSetDisabled(t txn, c Command) (any, error) {
 	if err := t.putUser(u); err != nil {
 		return nil, err
 	}
+	if u.Disabled { // a disabled user keeps no session
+		if _, err := t.revokeUserSessions(u.ID, ""); err != nil {
+			return nil, err
+		}
+	}
 	return u, nil
 }
 
@@ -110,6 +115,9 @@ func applyUserDelete(t txn, c Command) (any, error) {
 	}
 	u, err := getUser(t.tx, p.ID)
 	if err != nil {
+		return nil, err
+	}
+	if _, err := t.revokeUserSessions(u.ID, ""); err != nil {
 		return nil, err
 	}
 	if err := t.tx.Bucket(bucketUsernames).Delete([]byte(u.Username)); err != nil {

@@ -1,0 +1,582 @@
+package authcore
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/bulwark-auth/bulwark/fsm"
+)
+
+// refreshPrefix marks bulwark refresh tokens so secret scanners can find
+// leaked ones; the rest is 256 random bits, base64url.
+const refreshPrefix = "bwr_"
+
+// RequestInfo describes who asks: the client's address and user agent, and
+// for administrative calls the acting user. api puts it in the context.
+type RequestInfo struct {
+	IP        string
+	UserAgent string
+	Actor     string // user id or "local-admin"
+}
+
+type requestInfoKey struct{}
+
+// WithRequestInfo attaches ri to ctx.
+func WithRequestInfo(ctx context.Context, ri RequestInfo) context.Context {
+	return context.WithValue(ctx, requestInfoKey{}, ri)
+}
+
+func requestInfo(ctx context.Context) RequestInfo {
+	ri, _ := ctx.Value(requestInfoKey{}).(RequestInfo)
+	ri.IP = auditText(ri.IP, 64)
+	ri.UserAgent = auditText(ri.UserAgent, 512)
+	ri.Actor = auditText(ri.Actor, 256)
+	return ri
+}
+
+// auditText makes s fit an audit field: valid UTF-8, no control
+// characters, at most n bytes.
+func auditText(s string, n int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(s, ""))
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// Tokens is the token answer of API.md.
+type Tokens struct {
+	AccessToken  string `json:"access_token"`
+	TokenType    string `json:"token_type"`
+	ExpiresIn    int    `json:"expires_in"`
+	RefreshToken string `json:"refresh_token"`
+	SessionID    string `json:"session_id"`
+}
+
+// LockedError says a name is locked and for how long.
+type LockedError struct{ RetryAfter time.Duration }
+
+func (e *LockedError) Error() string {
+	return "too many failed attempts; try again later"
+}
+
+// Unwrap makes errors.Is(err, ErrTooManyAttempts) true.
+func (e *LockedError) Unwrap() error { return ErrTooManyAttempts }
+
+// Principal is an authenticated caller: a valid access token of a live
+// session of an enabled user.
+type Principal struct {
+	UserID    string
+	Username  string
+	SessionID string
+	Roles     []string
+	Claims    *AccessClaims
+}
+
+// IsAdmin reports whether the caller holds the admin role.
+func (p *Principal) IsAdmin() bool {
+	for _, r := range p.Roles {
+		if r == RoleAdmin {
+			return true
+		}
+	}
+	return false
+}
+
+// Login checks a username and password and, if they match an enabled user,
+// starts a session. The attempt is counted through the replicated log
+// before the password is checked, so the cluster as a whole checks at most
+// MaxFailedAttempts passwords per name per LockoutDuration. Unknown names,
+// wrong passwords and disabled users answer alike, after the same work.
+func (s *Service) Login(ctx context.Context, username, password string) (Tokens, error) {
+	name, err := NormalizeUsername(username)
+	if err != nil {
+		return Tokens{}, err
+	}
+	if password == "" || len(password) > 4096 {
+		return Tokens{}, fmt.Errorf("%w: password must be 1 to 4096 bytes", ErrInvalidInput)
+	}
+	ri := requestInfo(ctx)
+	att, err := s.attempt(ctx, name, ri)
+	if err != nil {
+		return Tokens{}, err
+	}
+	u, _ := s.lookup(name)
+	ok, err := s.checkPassword(ctx, u, password)
+	if err != nil {
+		return Tokens{}, err
+	}
+	if !ok || u.Disabled {
+		s.loginFailed(ctx, name, u, ri, att)
+		return Tokens{}, ErrInvalidCredentials
+	}
+	tok, err := s.startSession(ctx, u, name, ri, []string{"pwd"})
+	if errors.Is(err, fsm.ErrUserDisabled) || errors.Is(err, fsm.ErrUserNotFound) {
+		return Tokens{}, ErrInvalidCredentials // disabled or deleted meanwhile
+	}
+	return tok, err
+}
+
+// attempt counts one password check for name, or answers LockedError.
+func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo) (fsm.AttemptResult, error) {
+	cmd, err := fsm.NewCommand(fsm.TypeLoginAttempt, 1, s.now().UnixNano(), fsm.LoginAttempt{
+		Username: name, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
+		IP: ri.IP, UserAgent: ri.UserAgent})
+	if err != nil {
+		return fsm.AttemptResult{}, err
+	}
+	v, err := s.store.Apply(ctx, cmd)
+	if err != nil {
+		return fsm.AttemptResult{}, err
+	}
+	res := v.(fsm.AttemptResult)
+	if !res.Granted {
+		return res, &LockedError{RetryAfter: res.RetryAfter}
+	}
+	return res, nil
+}
+
+// checkPassword verifies password against u's hash, or against a dummy
+// hash of the same cost when there is no such user.
+func (s *Service) checkPassword(ctx context.Context, u *fsm.User, password string) (bool, error) {
+	phc := DummyHash(s.cfg.Hash)
+	if u != nil {
+		phc = u.PasswordHash
+	}
+	var ok bool
+	err := s.withHashSlot(ctx, func() error {
+		var err error
+		s.passwordChecks.Add(1)
+		ok, err = VerifyPassword(password, phc)
+		return err
+	})
+	return ok && u != nil, err
+}
+
+// loginFailed records a failed login, and the lockout it caused, in the
+// audit trail. A failure to record is logged; the answer stays the same.
+func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri RequestInfo, att fsm.AttemptResult) {
+	reason := "wrong_password"
+	subject := ""
+	switch {
+	case u == nil:
+		reason = "unknown_user"
+	case u.Disabled:
+		reason, subject = "disabled", u.ID
+	default:
+		subject = u.ID
+	}
+	entries := []fsm.AuditAppend{{Type: "login.failure", Severity: fsm.AuditWarning, Subject: subject,
+		IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"username": name, "reason": reason}}}
+	if att.Locked {
+		entries = append(entries, fsm.AuditAppend{Type: "lockout", Severity: fsm.AuditWarning, Subject: subject,
+			IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"username": name,
+				"for": s.cfg.LockoutDuration.String()}})
+	}
+	s.audit(ctx, entries...)
+}
+
+// audit appends entries to the trail on their own (for events that are
+// not a state change) and mirrors them to the log.
+func (s *Service) audit(ctx context.Context, entries ...fsm.AuditAppend) {
+	cmd, err := fsm.NewCommand(fsm.TypeAuditAppend, 1, s.now().UnixNano(), entries[0])
+	if err == nil {
+		cmd = cmd.WithAudit(entries[1:]...)
+		_, err = s.store.Apply(ctx, cmd)
+	}
+	s.logAudit(entries, err)
+}
+
+func (s *Service) logAudit(entries []fsm.AuditAppend, err error) {
+	for _, e := range entries {
+		level := slog.LevelInfo
+		if e.Severity != fsm.AuditInfo {
+			level = slog.LevelWarn
+		}
+		args := []any{"audit", e.Type, "severity", e.Severity, "actor", e.Actor, "subject", e.Subject, "ip", e.IP}
+		for k, v := range e.Details {
+			args = append(args, k, v)
+		}
+		if err != nil {
+			args = append(args, "error", err)
+			level = slog.LevelError
+		}
+		s.log.Log(context.Background(), level, "security event", args...)
+	}
+}
+
+// apply proposes cmd with its audit entries and mirrors them to the log
+// once committed.
+func (s *Service) apply(ctx context.Context, cmd fsm.Command, entries ...fsm.AuditAppend) (any, error) {
+	v, err := s.store.Apply(ctx, cmd.WithAudit(entries...))
+	if err == nil {
+		s.logAudit(entries, nil)
+	}
+	return v, err
+}
+
+// startSession mints a session id and refresh token, proposes the session
+// (resetting the name's failed attempts) and signs an access token.
+func (s *Service) startSession(ctx context.Context, u *fsm.User, name string, ri RequestInfo, amr []string) (Tokens, error) {
+	sid, err := randomToken("")
+	if err != nil {
+		return Tokens{}, err
+	}
+	refresh, err := randomToken(refreshPrefix)
+	if err != nil {
+		return Tokens{}, err
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeSessionCreate, 1, s.now().UnixNano(), fsm.SessionCreate{
+		ID: sid, UserID: u.ID, RefreshHash: hashToken(refresh),
+		Lifetime: int64(s.cfg.RefreshTTL), IdleTimeout: int64(s.cfg.IdleTimeout),
+		MaxPerUser: s.cfg.MaxSessionsPerUser, OnLimit: s.cfg.OnLimit,
+		IP: ri.IP, UserAgent: ri.UserAgent, AMR: amr, ResetLockout: name})
+	if err != nil {
+		return Tokens{}, err
+	}
+	v, err := s.apply(ctx, cmd, fsm.AuditAppend{Type: "login.success", Severity: fsm.AuditInfo,
+		Actor: u.ID, Subject: u.ID, IP: ri.IP, UserAgent: ri.UserAgent,
+		Details: map[string]string{"username": u.Username, "session_id": sid, "amr": strings.Join(amr, " ")}})
+	if err != nil {
+		return Tokens{}, err
+	}
+	return s.issue(v.(*fsm.Session), u, refresh)
+}
+
+// issue signs an access token for a session.
+func (s *Service) issue(sess *fsm.Session, u *fsm.User, refresh string) (Tokens, error) {
+	if s.signer == nil {
+		return Tokens{}, errors.New("authcore: no signing key")
+	}
+	now := s.now()
+	jti, err := randomToken("")
+	if err != nil {
+		return Tokens{}, err
+	}
+	roles := u.Roles
+	if roles == nil {
+		roles = []string{}
+	}
+	claims := AccessClaims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: s.cfg.Issuer, Subject: u.ID, Audience: jwt.ClaimStrings{s.cfg.Audience},
+			ExpiresAt: jwt.NewNumericDate(now.Add(s.cfg.AccessTTL)), IssuedAt: jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now), ID: jti[:22],
+		},
+		Sid: sess.ID, Amr: sess.AMR, Roles: roles, AuthTime: sess.AuthTime.Unix(),
+	}
+	at, err := s.signer.Sign(claims)
+	if err != nil {
+		return Tokens{}, err
+	}
+	return Tokens{AccessToken: at, TokenType: "Bearer", ExpiresIn: int(s.cfg.AccessTTL / time.Second),
+		RefreshToken: refresh, SessionID: sess.ID}, nil
+}
+
+// Refresh exchanges a refresh token for new tokens. The old token dies; a
+// dead token presented again revokes its whole session (RFC 9700 4.14.2).
+func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, error) {
+	if !wellFormedToken(refreshToken, refreshPrefix) {
+		return Tokens{}, ErrInvalidGrant
+	}
+	next, err := randomToken(refreshPrefix)
+	if err != nil {
+		return Tokens{}, err
+	}
+	ri := requestInfo(ctx)
+	cmd, err := fsm.NewCommand(fsm.TypeSessionRefresh, 1, s.now().UnixNano(), fsm.SessionRefresh{
+		OldHash: hashToken(refreshToken), NewHash: hashToken(next), IP: ri.IP, UserAgent: ri.UserAgent})
+	if err != nil {
+		return Tokens{}, err
+	}
+	v, err := s.store.Apply(ctx, cmd)
+	if errors.Is(err, fsm.ErrInvalidGrant) {
+		return Tokens{}, ErrInvalidGrant
+	}
+	if err != nil {
+		return Tokens{}, err
+	}
+	res := v.(fsm.RefreshResult)
+	if res.Reused {
+		s.logAudit([]fsm.AuditAppend{{Type: "refresh.reuse", Severity: fsm.AuditCritical, Subject: res.Session.UserID,
+			IP: ri.IP, Details: map[string]string{"session_id": res.Session.ID}}}, nil)
+		return Tokens{}, ErrInvalidGrant
+	}
+	return s.issue(res.Session, res.User, next)
+}
+
+// Authenticate checks a bearer access token: signature, claims, and that
+// its session is alive and its user enabled in the local state, so a
+// revoked session is refused although its JWT has not expired.
+func (s *Service) Authenticate(ctx context.Context, bearer string) (*Principal, error) {
+	claims, err := s.verifier.verify(bearer, s.now())
+	if err != nil {
+		return nil, err
+	}
+	var p *Principal
+	now := s.now()
+	err = s.store.View(func(r fsm.Reader) error {
+		sess, err := r.Session(claims.Sid)
+		if err != nil || sess.UserID != claims.Subject || !sess.Alive(now) {
+			return ErrInvalidToken
+		}
+		u, err := r.UserByID(claims.Subject)
+		if err != nil || u.Disabled {
+			return ErrInvalidToken
+		}
+		p = &Principal{UserID: u.ID, Username: u.Username, SessionID: sess.ID, Roles: u.Roles, Claims: claims}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: session ended", ErrInvalidToken)
+	}
+	return p, nil
+}
+
+// Logout ends the caller's session and its refresh tokens.
+func (s *Service) Logout(ctx context.Context, p *Principal) error {
+	return s.revokeSession(ctx, p, p.SessionID, "logout")
+}
+
+// RevokeSession ends one of the caller's own sessions.
+func (s *Service) RevokeSession(ctx context.Context, p *Principal, sid string) error {
+	return s.revokeSession(ctx, p, sid, "session.revoke")
+}
+
+func (s *Service) revokeSession(ctx context.Context, p *Principal, sid, event string) error {
+	ri := requestInfo(ctx)
+	cmd, err := fsm.NewCommand(fsm.TypeSessionRevoke, 1, s.now().UnixNano(), fsm.SessionRevoke{ID: sid, UserID: p.UserID, Reason: event})
+	if err != nil {
+		return err
+	}
+	_, err = s.apply(ctx, cmd, fsm.AuditAppend{Type: event, Severity: fsm.AuditInfo, Actor: p.UserID, Subject: p.UserID,
+		IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"session_id": auditText(sid, 128)}})
+	if errors.Is(err, fsm.ErrSessionNotFound) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// SessionInfo is one session as its owner sees it.
+type SessionInfo struct {
+	ID         string    `json:"id"`
+	CreatedAt  time.Time `json:"created_at"`
+	LastSeenAt time.Time `json:"last_seen_at"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	IP         string    `json:"ip"`
+	UserAgent  string    `json:"user_agent"`
+	Current    bool      `json:"current"`
+}
+
+// Sessions lists the caller's live sessions, oldest first.
+func (s *Service) Sessions(ctx context.Context, p *Principal) ([]SessionInfo, error) {
+	now := s.now()
+	out := []SessionInfo{}
+	err := s.store.View(func(r fsm.Reader) error {
+		ss, err := r.UserSessions(p.UserID)
+		for _, x := range ss {
+			if x.Alive(now) {
+				out = append(out, SessionInfo{ID: x.ID, CreatedAt: x.CreatedAt, LastSeenAt: x.LastSeenAt,
+					ExpiresAt: x.ExpiresAt, IP: x.IP, UserAgent: x.UserAgent, Current: x.ID == p.SessionID})
+			}
+		}
+		return err
+	})
+	sortSessions(out)
+	return out, err
+}
+
+func sortSessions(ss []SessionInfo) {
+	for i := 1; i < len(ss); i++ {
+		for j := i; j > 0 && ss[j].CreatedAt.Before(ss[j-1].CreatedAt); j-- {
+			ss[j], ss[j-1] = ss[j-1], ss[j]
+		}
+	}
+}
+
+// ChangePassword replaces the caller's password after checking the
+// current one (counted like a login attempt), ends every other session and
+// returns fresh tokens for this one.
+func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, next string) (Tokens, error) {
+	if current == "" || len(current) > 4096 {
+		return Tokens{}, fmt.Errorf("%w: current_password must be 1 to 4096 bytes", ErrInvalidInput)
+	}
+	if err := s.cfg.Policy.Check(next, p.Username); err != nil {
+		return Tokens{}, err
+	}
+	if next == current {
+		return Tokens{}, fmt.Errorf("%w: the new password equals the current one", ErrWeakPassword)
+	}
+	ri := requestInfo(ctx)
+	att, err := s.attempt(ctx, p.Username, ri)
+	if err != nil {
+		return Tokens{}, err
+	}
+	u, err := s.lookup(p.Username)
+	if err != nil {
+		return Tokens{}, ErrInvalidToken
+	}
+	ok, err := s.checkPassword(ctx, u, current)
+	if err != nil {
+		return Tokens{}, err
+	}
+	if !ok {
+		s.loginFailed(ctx, p.Username, u, ri, att)
+		return Tokens{}, ErrInvalidCredentials
+	}
+	salt, err := NewSalt()
+	if err != nil {
+		return Tokens{}, err
+	}
+	var phc string
+	if err := s.withHashSlot(ctx, func() error {
+		phc, err = HashPassword(next, s.cfg.Hash, salt)
+		return err
+	}); err != nil {
+		return Tokens{}, err
+	}
+	refresh, err := randomToken(refreshPrefix)
+	if err != nil {
+		return Tokens{}, err
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeUserPassword, 1, s.now().UnixNano(), fsm.UserSetPassword{
+		UserID: u.ID, PasswordHash: phc, SessionID: p.SessionID, NewHash: hashToken(refresh)})
+	if err != nil {
+		return Tokens{}, err
+	}
+	v, err := s.apply(ctx, cmd, fsm.AuditAppend{Type: "password.change", Severity: fsm.AuditInfo, Actor: u.ID,
+		Subject: u.ID, IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"other_sessions": "revoked"}},
+		fsm.AuditAppend{Type: "lockout.reset", Severity: fsm.AuditInfo, Actor: u.ID, Subject: u.ID})
+	if err != nil {
+		return Tokens{}, err
+	}
+	s.clearAttempts(ctx, p.Username)
+	return s.issue(v.(*fsm.Session), u, refresh)
+}
+
+func (s *Service) clearAttempts(ctx context.Context, name string) {
+	cmd, err := fsm.NewCommand(fsm.TypeLockoutReset, 1, s.now().UnixNano(), fsm.LockoutReset{Username: name})
+	if err == nil {
+		_, err = s.store.Apply(ctx, cmd)
+	}
+	if err != nil {
+		s.log.Warn("could not clear failed attempts", "username", name, "error", err)
+	}
+}
+
+// Me returns the caller's user record.
+func (s *Service) Me(ctx context.Context, p *Principal) (User, error) {
+	return s.User(ctx, p.UserID)
+}
+
+// Unlock clears a name's failed attempts (an administrator's action). The
+// name need not belong to a user: unknown names are counted too.
+func (s *Service) Unlock(ctx context.Context, username string) error {
+	name, err := NormalizeUsername(username)
+	if err != nil {
+		return err
+	}
+	ri := requestInfo(ctx)
+	cmd, err := fsm.NewCommand(fsm.TypeLockoutReset, 1, s.now().UnixNano(), fsm.LockoutReset{Username: name, Actor: ri.Actor})
+	if err != nil {
+		return err
+	}
+	_, err = s.apply(ctx, cmd, fsm.AuditAppend{Type: "unlock", Severity: fsm.AuditInfo, Actor: ri.Actor,
+		IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"username": name}})
+	return err
+}
+
+// RevokeUserSessions ends every session of a user (an administrator's
+// action) and returns how many ended.
+func (s *Service) RevokeUserSessions(ctx context.Context, nameOrID string) (int, error) {
+	u, err := s.find(nameOrID)
+	if err != nil {
+		return 0, err
+	}
+	ri := requestInfo(ctx)
+	cmd, err := fsm.NewCommand(fsm.TypeUserRevoke, 1, s.now().UnixNano(), fsm.UserRevokeSessions{UserID: u.ID})
+	if err != nil {
+		return 0, err
+	}
+	v, err := s.apply(ctx, cmd, fsm.AuditAppend{Type: "session.revoke_all", Severity: fsm.AuditWarning, Actor: ri.Actor,
+		Subject: u.ID, IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"username": u.Username}})
+	if err != nil {
+		return 0, err
+	}
+	return v.(int), nil
+}
+
+// Sweep deletes dead sessions and stale lockout counters. Only a leader's
+// proposal commits; elsewhere it fails harmlessly.
+func (s *Service) Sweep(ctx context.Context) (fsm.SweepResult, error) {
+	cmd, err := fsm.NewCommand(fsm.TypeSweep, 1, s.now().UnixNano(), fsm.Sweep{Limit: 10000})
+	if err != nil {
+		return fsm.SweepResult{}, err
+	}
+	v, err := s.store.Apply(ctx, cmd)
+	if err != nil {
+		return fsm.SweepResult{}, err
+	}
+	return v.(fsm.SweepResult), nil
+}
+
+// RunSweeper sweeps every interval until ctx ends.
+func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if res, err := s.Sweep(ctx); err != nil {
+				s.log.Debug("sweep not committed", "error", err)
+			} else if res.Sessions+res.Lockouts > 0 {
+				s.log.Info("swept expired state", "sessions", res.Sessions, "lockouts", res.Lockouts)
+			}
+		}
+	}
+}
+
+// randomToken returns prefix + 256 random bits, base64url without padding.
+func randomToken(prefix string) (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+func wellFormedToken(tok, prefix string) bool {
+	if !strings.HasPrefix(tok, prefix) || len(tok) != len(prefix)+43 {
+		return false
+	}
+	_, err := base64.RawURLEncoding.DecodeString(tok[len(prefix):])
+	return err == nil
+}
+
+// hashToken is how refresh tokens are stored: hex SHA-256.
+func hashToken(tok string) string {
+	h := sha256.Sum256([]byte(tok))
+	return hex.EncodeToString(h[:])
+}

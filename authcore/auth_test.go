@@ -1,0 +1,315 @@
+package authcore
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/bulwark-auth/bulwark/fsm"
+)
+
+// fakeClock is a settable clock for expiry and lockout tests.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+const pw = "correct horse battery"
+
+func newAuthService(t *testing.T, cfg Config) (*Service, *fakeClock) {
+	t.Helper()
+	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := NewSigner(key, AlgES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Hash = testHash
+	cfg.Policy = PasswordPolicy{MinLength: 12, MaxLength: 128}
+	cfg.Issuer = "https://bulwark.test:8443"
+	s, err := New(newLocalStore(t), cfg, WithClock(clock.Now), WithSigner(sig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.PublishSigningKey(ctx, "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateUser(ctx, NewUser{Username: "alice", Password: pw, Roles: []string{"admin"}}); err != nil {
+		t.Fatal(err)
+	}
+	return s, clock
+}
+
+func login(t *testing.T, s *Service) Tokens {
+	t.Helper()
+	tok, err := s.Login(context.Background(), "Alice", pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestLoginIssuesVerifiableTokens(t *testing.T) {
+	s, _ := newAuthService(t, Config{})
+	tok := login(t, s)
+	if tok.TokenType != "Bearer" || tok.ExpiresIn != 3600 || !strings.HasPrefix(tok.RefreshToken, "bwr_") || tok.SessionID == "" {
+		t.Fatalf("token answer %+v", tok)
+	}
+	p, err := s.Authenticate(context.Background(), tok.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := p.Claims
+	if p.Username != "alice" || c.Sid != tok.SessionID || c.Subject != p.UserID || c.Issuer != "https://bulwark.test:8443" ||
+		len(c.Audience) != 1 || c.ID == "" || c.AuthTime == 0 || len(c.Amr) != 1 || !p.IsAdmin() {
+		t.Fatalf("claims %+v", c)
+	}
+	jwks, err := s.JWKS()
+	if err != nil || !strings.Contains(string(jwks), s.signer.Kid()) {
+		t.Fatalf("JWKS %s lacks the signing kid: %v", jwks, err)
+	}
+}
+
+func TestWrongPasswordUnknownAndDisabledAnswerAlike(t *testing.T) {
+	s, _ := newAuthService(t, Config{})
+	ctx := context.Background()
+	if _, err := s.CreateUser(ctx, NewUser{Username: "dora", Password: pw}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetDisabled(ctx, "dora", true); err != nil {
+		t.Fatal(err)
+	}
+	before := s.PasswordChecks()
+	for _, c := range []struct{ name, pw string }{{"alice", "wrong password here"}, {"nobody", pw}, {"dora", pw}} {
+		_, err := s.Login(ctx, c.name, c.pw)
+		if !errors.Is(err, ErrInvalidCredentials) || err.Error() != ErrInvalidCredentials.Error() {
+			t.Errorf("%s: %v", c.name, err)
+		}
+	}
+	// Each of the three paid for exactly one password check.
+	if got := s.PasswordChecks() - before; got != 3 {
+		t.Errorf("%d password checks for 3 failed logins", got)
+	}
+}
+
+func TestLockoutBoundUnderConcurrency(t *testing.T) {
+	for _, name := range []string{"alice", "nobody-at-all"} {
+		t.Run(name, func(t *testing.T) {
+			s, clock := newAuthService(t, Config{MaxFailedAttempts: 5, LockoutDuration: 15 * time.Minute})
+			before := s.PasswordChecks()
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			counts := map[string]int{}
+			for i := 0; i < 100; i++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, err := s.Login(context.Background(), name, "a wrong password!")
+					var le *LockedError
+					key := "other"
+					switch {
+					case errors.As(err, &le) && le.RetryAfter > 0:
+						key = "locked"
+					case errors.Is(err, ErrInvalidCredentials):
+						key = "invalid"
+					}
+					mu.Lock()
+					counts[key]++
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			if checks := s.PasswordChecks() - before; checks != 5 {
+				t.Errorf("%d passwords checked, want exactly 5", checks)
+			}
+			if counts["invalid"] != 5 || counts["locked"] != 95 {
+				t.Errorf("answers %v, want 5 invalid and 95 locked", counts)
+			}
+			// Still locked for the right password, until the window ends.
+			if _, err := s.Login(context.Background(), name, pw); !errors.Is(err, ErrTooManyAttempts) {
+				t.Errorf("right password while locked: %v", err)
+			}
+			clock.Advance(15 * time.Minute)
+			_, err := s.Login(context.Background(), name, pw)
+			if name == "alice" && err != nil {
+				t.Errorf("after the lock: %v", err)
+			}
+			if name != "alice" && !errors.Is(err, ErrInvalidCredentials) {
+				t.Errorf("unknown name after the lock: %v", err)
+			}
+		})
+	}
+}
+
+func TestUnlockAndSuccessResetCounter(t *testing.T) {
+	s, _ := newAuthService(t, Config{MaxFailedAttempts: 3})
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		s.Login(ctx, "alice", "a wrong password!")
+	}
+	login(t, s) // clears the count
+	for i := 0; i < 3; i++ {
+		s.Login(ctx, "alice", "a wrong password!")
+	}
+	if _, err := s.Login(ctx, "alice", pw); !errors.Is(err, ErrTooManyAttempts) {
+		t.Fatalf("not locked after 3 failures: %v", err)
+	}
+	if err := s.Unlock(WithRequestInfo(ctx, RequestInfo{Actor: "local-admin"}), "ALICE"); err != nil {
+		t.Fatal(err)
+	}
+	login(t, s)
+}
+
+func TestRefreshRotationReuseAndLogout(t *testing.T) {
+	s, clock := newAuthService(t, Config{})
+	ctx := context.Background()
+	t1 := login(t, s)
+	clock.Advance(time.Minute)
+	t2, err := s.Refresh(ctx, t1.RefreshToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if t2.SessionID != t1.SessionID || t2.RefreshToken == t1.RefreshToken {
+		t.Fatalf("rotation: %+v", t2)
+	}
+	if _, err := s.Authenticate(ctx, t2.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	// The old refresh token again: the session dies, for both holders.
+	if _, err := s.Refresh(ctx, t1.RefreshToken); !errors.Is(err, ErrInvalidGrant) {
+		t.Fatalf("reuse: %v", err)
+	}
+	if _, err := s.Refresh(ctx, t2.RefreshToken); !errors.Is(err, ErrInvalidGrant) {
+		t.Fatalf("live token after reuse: %v", err)
+	}
+	if _, err := s.Authenticate(ctx, t2.AccessToken); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("access token after reuse: %v", err)
+	}
+	// The reuse is a critical audit entry.
+	found := false
+	s.store.View(func(r fsm.Reader) error {
+		return r.AuditAfter(0, 0, func(e *fsm.AuditEntry) bool {
+			found = found || (e.Type == "refresh.reuse" && e.Severity == fsm.AuditCritical)
+			return true
+		})
+	})
+	if !found {
+		t.Error("no critical refresh.reuse audit entry")
+	}
+
+	t3 := login(t, s)
+	p, err := s.Authenticate(ctx, t3.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Logout(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(ctx, t3.AccessToken); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("access token after logout: %v", err)
+	}
+	if _, err := s.Refresh(ctx, t3.RefreshToken); !errors.Is(err, ErrInvalidGrant) {
+		t.Fatalf("refresh after logout: %v", err)
+	}
+	for _, bad := range []string{"", "bwr_short", "not-a-token", t3.RefreshToken + "x"} {
+		if _, err := s.Refresh(ctx, bad); !errors.Is(err, ErrInvalidGrant) {
+			t.Errorf("Refresh(%q): %v", bad, err)
+		}
+	}
+}
+
+func TestSessionEndsOnExpiryDisableDeleteAndPasswordChange(t *testing.T) {
+	s, clock := newAuthService(t, Config{AccessTTL: 48 * time.Hour})
+	ctx := context.Background()
+	tok := login(t, s)
+	clock.Advance(24 * time.Hour) // idle_timeout: the session is dead though the JWT lives
+	if _, err := s.Authenticate(ctx, tok.AccessToken); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("idle session accepted: %v", err)
+	}
+
+	a, b := login(t, s), login(t, s)
+	pa, err := s.Authenticate(ctx, a.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sessions, err := s.Sessions(ctx, pa)
+	if err != nil || len(sessions) != 2 || sessions[0].Current == sessions[1].Current {
+		t.Fatalf("sessions %+v %v", sessions, err)
+	}
+	fresh, err := s.ChangePassword(ctx, pa, pw, "a brand new passphrase")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fresh.SessionID != a.SessionID {
+		t.Fatalf("password change moved the session: %+v", fresh)
+	}
+	if _, err := s.Authenticate(ctx, b.AccessToken); !errors.Is(err, ErrInvalidToken) {
+		t.Fatal("the other session survived the password change")
+	}
+	if _, err := s.Refresh(ctx, a.RefreshToken); !errors.Is(err, ErrInvalidGrant) {
+		t.Fatal("the pre-change refresh token still works")
+	}
+	// That reuse ended session a; log in with the new password.
+	if _, err := s.Login(ctx, "alice", pw); !errors.Is(err, ErrInvalidCredentials) {
+		t.Fatal("old password still accepted")
+	}
+	c, err := s.Login(ctx, "alice", "a brand new passphrase")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetDisabled(ctx, "alice", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(ctx, c.AccessToken); !errors.Is(err, ErrInvalidToken) {
+		t.Fatal("disabled user's token accepted")
+	}
+}
+
+func TestForgedTokensRefused(t *testing.T) {
+	s, clock := newAuthService(t, Config{})
+	ctx := context.Background()
+	tok := login(t, s)
+	parts := strings.Split(tok.AccessToken, ".")
+	none := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"sub": "x", "sid": tok.SessionID})
+	noneTok, _ := none.SignedString(jwt.UnsafeAllowNoneSignatureType)
+	jwk, _ := s.signer.PublicJWK()
+	hs := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "x", "sid": tok.SessionID, "iss": s.cfg.Issuer,
+		"aud": s.cfg.Audience, "exp": clock.Now().Add(time.Hour).Unix()})
+	hs.Header["kid"] = s.signer.Kid()
+	hsTok, _ := hs.SignedString(jwk)
+	for name, bad := range map[string]string{
+		"none":        noneTok,
+		"hs256-pub":   hsTok,
+		"tampered":    parts[0] + "." + parts[1] + "x." + parts[2],
+		"truncated":   parts[0] + "." + parts[1],
+		"empty":       "",
+		"garbage sig": parts[0] + "." + parts[1] + ".AAAA",
+	} {
+		if _, err := s.Authenticate(ctx, bad); !errors.Is(err, ErrInvalidToken) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	clock.Advance(time.Hour + time.Minute)
+	if _, err := s.Authenticate(ctx, tok.AccessToken); !errors.Is(err, ErrInvalidToken) {
+		t.Error("expired token accepted")
+	}
+}

@@ -1,0 +1,118 @@
+package authcore
+
+import (
+	"context"
+	"crypto"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/bulwark-auth/bulwark/fsm"
+)
+
+// stateKeys looks signing keys up in the replicated state and keeps the
+// parsed public keys, so a token check parses a JWK once per kid.
+type stateKeys struct {
+	store Store
+	mu    sync.RWMutex
+	cache map[string]parsedKey
+}
+
+type parsedKey struct {
+	pub crypto.PublicKey
+	alg string
+}
+
+// PublicKey implements KeyLookup. A key past its Retire time no longer
+// verifies: it has left the JWKS, and every token it signed has expired.
+func (k *stateKeys) PublicKey(kid string) (crypto.PublicKey, string, error) {
+	k.mu.RLock()
+	pk, ok := k.cache[kid]
+	k.mu.RUnlock()
+	if ok {
+		return pk.pub, pk.alg, nil
+	}
+	var stored *fsm.PublicKey
+	err := k.store.View(func(r fsm.Reader) error {
+		var err error
+		stored, err = r.PublicKey(kid)
+		return err
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: unknown key %q", ErrInvalidToken, kid)
+	}
+	pub, alg, gotKid, err := PublicFromJWK(stored.JWK)
+	if err != nil || gotKid != kid {
+		return nil, "", fmt.Errorf("%w: stored key %q does not parse", ErrInvalidToken, kid)
+	}
+	k.mu.Lock()
+	k.cache[kid] = parsedKey{pub, alg}
+	k.mu.Unlock()
+	return pub, alg, nil
+}
+
+// verifier checks access tokens against the replicated keys.
+type verifier struct {
+	keys             *stateKeys
+	issuer, audience string
+	leeway           time.Duration
+}
+
+func (v *verifier) verify(tok string, now time.Time) (*AccessClaims, error) {
+	if tok == "" || len(tok) > 16<<10 {
+		return nil, fmt.Errorf("%w: missing or oversize token", ErrInvalidToken)
+	}
+	return VerifyAccessToken(tok, v.keys, v.issuer, v.audience, now, v.leeway)
+}
+
+// PublishSigningKey makes this node's signing key part of the replicated
+// JWKS, unless it already is. Call it once the node can write.
+func (s *Service) PublishSigningKey(ctx context.Context, nodeID string) error {
+	if s.signer == nil {
+		return errors.New("authcore: no signing key")
+	}
+	var known bool
+	if err := s.store.View(func(r fsm.Reader) error {
+		_, err := r.PublicKey(s.signer.Kid())
+		known = err == nil
+		return nil
+	}); err != nil {
+		return err
+	}
+	if known {
+		return nil
+	}
+	jwk, err := s.signer.PublicJWK()
+	if err != nil {
+		return err
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeKeyPublish, 1, s.now().UnixNano(), fsm.KeyPublish{
+		Kid: s.signer.Kid(), Node: nodeID, Alg: s.signer.Alg(), JWK: jwk})
+	if err != nil {
+		return err
+	}
+	_, err = s.apply(ctx, cmd, fsm.AuditAppend{Type: "key.publish", Severity: fsm.AuditInfo, Actor: "node:" + nodeID,
+		Details: map[string]string{"kid": s.signer.Kid(), "alg": s.signer.Alg()}})
+	return err
+}
+
+// JWKS returns every published signing key of every node, as served at
+// /.well-known/jwks.json.
+func (s *Service) JWKS() ([]byte, error) {
+	now := s.now()
+	var keys []json.RawMessage
+	err := s.store.View(func(r fsm.Reader) error {
+		return r.PublicKeys(func(k *fsm.PublicKey) bool {
+			if k.Published(now) {
+				keys = append(keys, k.JWK)
+			}
+			return true
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	return BuildJWKS(keys), nil
+}

@@ -1,0 +1,634 @@
+package fsm
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Session, refresh-token and lockout commands. Everything time-dependent is
+// computed from the command's time and the limits the proposer copied from
+// its configuration into the payload, never from a clock or config here.
+const (
+	TypeLoginAttempt   Type = "login.attempt"
+	TypeLockoutReset   Type = "lockout.reset"
+	TypeSessionCreate  Type = "session.create"
+	TypeSessionRefresh Type = "session.refresh"
+	TypeSessionRevoke  Type = "session.revoke"
+	TypeUserRevoke     Type = "user.revoke_sessions"
+	TypeUserPassword   Type = "user.set_password"
+	TypeSweep          Type = "state.sweep"
+)
+
+// Session and lockout errors, returned in Result.
+var (
+	// ErrLocked: the name has used its attempts for this window.
+	ErrLocked = errors.New("fsm: too many failed attempts")
+	// ErrSessionLimit: the user holds max_per_user sessions and the policy
+	// is "deny".
+	ErrSessionLimit = errors.New("fsm: session limit reached")
+	// ErrSessionNotFound: no live session with that id.
+	ErrSessionNotFound = errors.New("fsm: session not found")
+	// ErrInvalidGrant: the refresh token is unknown, expired, or its session
+	// or user is gone or disabled.
+	ErrInvalidGrant = errors.New("fsm: invalid refresh token")
+	// ErrUserDisabled: the user is disabled.
+	ErrUserDisabled = errors.New("fsm: user disabled")
+)
+
+// Lockout is the failed-attempt state of one normalised username, known or
+// not.
+type Lockout struct {
+	// Attempts counts password checks granted in the window that began at
+	// WindowStart; each is counted before the password is checked.
+	Attempts    int   `json:"attempts"`
+	WindowStart int64 `json:"window_start"`
+	// LockedUntil is set when the window's attempts are used up.
+	LockedUntil int64 `json:"locked_until,omitempty"`
+}
+
+// LoginAttempt asks to check one password for Username. Apply grants it
+// (counting it) unless the name is locked, so however many nodes and
+// requests race, at most MaxAttempts passwords are checked per window.
+type LoginAttempt struct {
+	Username    string `json:"username"`
+	MaxAttempts int    `json:"max_attempts"`
+	Window      int64  `json:"window"` // nanoseconds: lockout_duration
+	IP          string `json:"ip,omitempty"`
+	UserAgent   string `json:"user_agent,omitempty"`
+}
+
+// AttemptResult answers a LoginAttempt.
+type AttemptResult struct {
+	Granted bool
+	// RetryAfter is how long until the lock ends, when not granted.
+	RetryAfter time.Duration
+	// Locked is true when this attempt used the window's last slot or
+	// found the name locked.
+	Locked bool
+}
+
+// LockoutReset clears a name's counter: after a successful login, or an
+// administrator's unlock.
+type LockoutReset struct {
+	Username string `json:"username"`
+	Actor    string `json:"actor,omitempty"` // set for an administrator's unlock
+}
+
+// Session is one authenticated session: the public id is the JWT's sid and
+// the id of /v1/me/sessions. It is not a credential; the refresh token is,
+// and only its SHA-256 hash is stored.
+type Session struct {
+	ID          string    `json:"id"`
+	UserID      string    `json:"user_id"`
+	CreatedAt   time.Time `json:"created_at"`
+	LastSeenAt  time.Time `json:"last_seen_at"`
+	AuthTime    time.Time `json:"auth_time"`
+	ExpiresAt   time.Time `json:"expires_at"`   // absolute lifetime
+	IdleTimeout int64     `json:"idle_timeout"` // nanoseconds
+	IP          string    `json:"ip,omitempty"`
+	UserAgent   string    `json:"user_agent,omitempty"`
+	AMR         []string  `json:"amr,omitempty"`
+	RefreshHash string    `json:"refresh_hash"` // hex SHA-256 of the live refresh token
+}
+
+// Alive reports whether the session is neither past its absolute lifetime
+// nor idle for longer than its idle timeout at t.
+func (s *Session) Alive(t time.Time) bool {
+	return t.Before(s.ExpiresAt) && (s.IdleTimeout <= 0 || t.Sub(s.LastSeenAt) < time.Duration(s.IdleTimeout))
+}
+
+// refreshRecord is a refresh token's hash → its session; Used marks a token
+// already exchanged, kept to detect reuse.
+type refreshRecord struct {
+	SessionID string `json:"sid"`
+	Used      bool   `json:"used,omitempty"`
+}
+
+// SessionCreate starts a session after a successful authentication.
+type SessionCreate struct {
+	ID          string   `json:"id"`
+	UserID      string   `json:"user_id"`
+	RefreshHash string   `json:"refresh_hash"`
+	Lifetime    int64    `json:"lifetime"`     // nanoseconds: refresh_token_expiry
+	IdleTimeout int64    `json:"idle_timeout"` // nanoseconds
+	MaxPerUser  int      `json:"max_per_user"`
+	OnLimit     string   `json:"on_limit"` // "evict_oldest" | "deny"
+	IP          string   `json:"ip,omitempty"`
+	UserAgent   string   `json:"user_agent,omitempty"`
+	AMR         []string `json:"amr,omitempty"`
+	// ResetLockout, if set, clears that name's failed-attempt counter in
+	// the same transaction (a successful login).
+	ResetLockout string `json:"reset_lockout,omitempty"`
+}
+
+// SessionRefresh exchanges a refresh token for a new one (rotation).
+type SessionRefresh struct {
+	OldHash   string `json:"old_hash"`
+	NewHash   string `json:"new_hash"`
+	IP        string `json:"ip,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
+}
+
+// RefreshResult answers a SessionRefresh. Reused means a dead token was
+// presented and its whole session has been revoked.
+type RefreshResult struct {
+	Session *Session
+	User    *User
+	Reused  bool
+}
+
+// SessionRevoke ends one session. UserID, when set, must own it.
+type SessionRevoke struct {
+	ID     string `json:"id"`
+	UserID string `json:"user_id,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// UserRevokeSessions ends every session of a user but Except.
+type UserRevokeSessions struct {
+	UserID string `json:"user_id"`
+	Except string `json:"except,omitempty"`
+}
+
+// UserSetPassword replaces a password hash, ends every other session and
+// rotates the current session's refresh token.
+type UserSetPassword struct {
+	UserID       string `json:"user_id"`
+	PasswordHash string `json:"password_hash"`
+	SessionID    string `json:"session_id,omitempty"`
+	NewHash      string `json:"new_refresh_hash,omitempty"`
+}
+
+// Sweep deletes sessions that are dead at the command's time, and lockout
+// counters whose window and lock are over.
+type Sweep struct {
+	Limit int `json:"limit"` // most records deleted by one sweep
+}
+
+// SweepResult says what a sweep deleted.
+type SweepResult struct {
+	Sessions, Lockouts int
+}
+
+var sessionHandlers = map[handlerKey]handler{
+	{TypeLoginAttempt, 1}:   applyLoginAttempt,
+	{TypeLockoutReset, 1}:   applyLockoutReset,
+	{TypeSessionCreate, 1}:  applySessionCreate,
+	{TypeSessionRefresh, 1}: applySessionRefresh,
+	{TypeSessionRevoke, 1}:  applySessionRevoke,
+	{TypeUserRevoke, 1}:     applyUserRevoke,
+	{TypeUserPassword, 1}:   applyUserPassword,
+	{TypeSweep, 1}:          applySweep,
+}
+
+func applyLoginAttempt(t txn, c Command) (any, error) {
+	var p LoginAttempt
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if p.Username == "" || len(p.Username) > 1024 || p.MaxAttempts < 1 || p.Window <= 0 {
+		return nil, fmt.Errorf("%w: login.attempt needs username, max_attempts and window", ErrInvalidCommand)
+	}
+	b := t.tx.Bucket(bucketLockout)
+	var l Lockout
+	if v := b.Get([]byte(p.Username)); v != nil {
+		if err := json.Unmarshal(v, &l); err != nil {
+			return nil, err
+		}
+	}
+	if l.LockedUntil > c.Time {
+		return AttemptResult{Locked: true, RetryAfter: time.Duration(l.LockedUntil - c.Time)}, nil
+	}
+	if l.LockedUntil != 0 || c.Time-l.WindowStart >= p.Window {
+		l = Lockout{WindowStart: c.Time} // the window (or the lock) is over
+	}
+	if l.Attempts >= p.MaxAttempts {
+		// Unreachable while LockedUntil is set with the last slot; kept so a
+		// lowered max_failed_attempts locks at once.
+		l.LockedUntil = c.Time + p.Window
+		if err := t.putJSON(bucketLockout, p.Username, l); err != nil {
+			return nil, err
+		}
+		return AttemptResult{Locked: true, RetryAfter: time.Duration(p.Window)}, nil
+	}
+	l.Attempts++
+	res := AttemptResult{Granted: true}
+	if l.Attempts == p.MaxAttempts {
+		// This is the window's last check. Lock now: a success clears it,
+		// a failure leaves the name locked for the whole duration.
+		l.LockedUntil = c.Time + p.Window
+		res.Locked = true
+	}
+	return res, t.putJSON(bucketLockout, p.Username, l)
+}
+
+func applyLockoutReset(t txn, c Command) (any, error) {
+	var p LockoutReset
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if p.Username == "" {
+		return nil, fmt.Errorf("%w: lockout.reset needs a username", ErrInvalidCommand)
+	}
+	return nil, t.tx.Bucket(bucketLockout).Delete([]byte(p.Username))
+}
+
+func applySessionCreate(t txn, c Command) (any, error) {
+	var p SessionCreate
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if !validID(p.ID) || p.UserID == "" || len(p.RefreshHash) != 64 || p.Lifetime <= 0 || p.MaxPerUser < 1 ||
+		(p.OnLimit != "evict_oldest" && p.OnLimit != "deny") {
+		return nil, fmt.Errorf("%w: session.create payload", ErrInvalidCommand)
+	}
+	u, err := getUser(t.tx, p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	if u.Disabled {
+		return nil, ErrUserDisabled
+	}
+	if t.tx.Bucket(bucketSessions).Get([]byte(p.ID)) != nil || t.tx.Bucket(bucketRefresh).Get([]byte(p.RefreshHash)) != nil {
+		return nil, fmt.Errorf("%w: session or refresh token id reused", ErrInvalidCommand)
+	}
+	at := time.Unix(0, c.Time).UTC()
+	live, err := t.userSessions(p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	var alive []*Session
+	for _, s := range live {
+		if s.Alive(at) {
+			alive = append(alive, s)
+		}
+	}
+	if len(alive) >= p.MaxPerUser {
+		if p.OnLimit == "deny" {
+			return nil, ErrSessionLimit
+		}
+		sort.Slice(alive, func(i, j int) bool { return alive[i].CreatedAt.Before(alive[j].CreatedAt) })
+		for _, s := range alive[:len(alive)-p.MaxPerUser+1] {
+			if err := t.deleteSession(s); err != nil {
+				return nil, err
+			}
+		}
+	}
+	s := &Session{ID: p.ID, UserID: p.UserID, CreatedAt: at, LastSeenAt: at, AuthTime: at,
+		ExpiresAt: at.Add(time.Duration(p.Lifetime)), IdleTimeout: p.IdleTimeout,
+		IP: p.IP, UserAgent: p.UserAgent, AMR: p.AMR, RefreshHash: p.RefreshHash}
+	if err := t.putSession(s); err != nil {
+		return nil, err
+	}
+	if err := t.putRefresh(p.RefreshHash, refreshRecord{SessionID: s.ID}); err != nil {
+		return nil, err
+	}
+	if p.ResetLockout != "" {
+		if err := t.tx.Bucket(bucketLockout).Delete([]byte(p.ResetLockout)); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func applySessionRefresh(t txn, c Command) (any, error) {
+	var p SessionRefresh
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if len(p.OldHash) != 64 || len(p.NewHash) != 64 || p.OldHash == p.NewHash {
+		return nil, fmt.Errorf("%w: session.refresh payload", ErrInvalidCommand)
+	}
+	v := t.tx.Bucket(bucketRefresh).Get([]byte(p.OldHash))
+	if v == nil {
+		return nil, ErrInvalidGrant
+	}
+	var rec refreshRecord
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return nil, err
+	}
+	s, err := getSession(t.tx, rec.SessionID)
+	if err != nil {
+		return nil, ErrInvalidGrant
+	}
+	if rec.Used {
+		// RFC 9700 4.14.2: a refresh token used twice means one of the two
+		// holders is an attacker; end the session for both.
+		ev := AuditAppend{Type: "refresh.reuse", Severity: AuditCritical,
+			Actor: s.UserID, Subject: s.UserID, IP: asciiIP(p.IP), UserAgent: CleanAuditText(p.UserAgent, MaxAuditUserAgent),
+			Details: map[string]string{"session_id": s.ID, "action": "session revoked"}}
+		if err := ev.Validate(); err != nil {
+			return nil, err
+		}
+		if err := t.deleteSession(s); err != nil {
+			return nil, err
+		}
+		if _, err := appendAudit(t, c.Time, ev); err != nil {
+			return nil, err
+		}
+		return RefreshResult{Session: s, Reused: true}, nil
+	}
+	at := time.Unix(0, c.Time).UTC()
+	u, uerr := getUser(t.tx, s.UserID)
+	if !s.Alive(at) || uerr != nil || u.Disabled {
+		if err := t.deleteSession(s); err != nil {
+			return nil, err
+		}
+		return nil, ErrInvalidGrant
+	}
+	if t.tx.Bucket(bucketRefresh).Get([]byte(p.NewHash)) != nil {
+		return nil, fmt.Errorf("%w: refresh token id reused", ErrInvalidCommand)
+	}
+	if err := t.putRefresh(p.OldHash, refreshRecord{SessionID: s.ID, Used: true}); err != nil {
+		return nil, err
+	}
+	if err := t.putRefresh(p.NewHash, refreshRecord{SessionID: s.ID}); err != nil {
+		return nil, err
+	}
+	s.RefreshHash = p.NewHash
+	s.LastSeenAt = at
+	if p.IP != "" {
+		s.IP, s.UserAgent = p.IP, p.UserAgent
+	}
+	if err := t.putSession(s); err != nil {
+		return nil, err
+	}
+	return RefreshResult{Session: s, User: u}, nil
+}
+
+func applySessionRevoke(t txn, c Command) (any, error) {
+	var p SessionRevoke
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	s, err := getSession(t.tx, p.ID)
+	if err != nil || (p.UserID != "" && s.UserID != p.UserID) {
+		return nil, ErrSessionNotFound
+	}
+	return s, t.deleteSession(s)
+}
+
+func applyUserRevoke(t txn, c Command) (any, error) {
+	var p UserRevokeSessions
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if _, err := getUser(t.tx, p.UserID); err != nil {
+		return nil, err
+	}
+	n, err := t.revokeUserSessions(p.UserID, p.Except)
+	return n, err
+}
+
+func applyUserPassword(t txn, c Command) (any, error) {
+	var p UserSetPassword
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if p.PasswordHash == "" || (p.SessionID != "") != (len(p.NewHash) == 64) {
+		return nil, fmt.Errorf("%w: user.set_password payload", ErrInvalidCommand)
+	}
+	u, err := getUser(t.tx, p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	var cur *Session
+	if p.SessionID != "" {
+		if cur, err = getSession(t.tx, p.SessionID); err != nil || cur.UserID != u.ID {
+			return nil, ErrSessionNotFound
+		}
+		if t.tx.Bucket(bucketRefresh).Get([]byte(p.NewHash)) != nil {
+			return nil, fmt.Errorf("%w: refresh token id reused", ErrInvalidCommand)
+		}
+	}
+	u.PasswordHash = p.PasswordHash
+	u.UpdatedAt = time.Unix(0, c.Time).UTC()
+	if err := t.putUser(u); err != nil {
+		return nil, err
+	}
+	if _, err := t.revokeUserSessions(u.ID, p.SessionID); err != nil {
+		return nil, err
+	}
+	if cur == nil {
+		return nil, nil
+	}
+	// The current session continues with a fresh refresh token; the old
+	// one is dead (and kept as used, for reuse detection).
+	if err := t.putRefresh(cur.RefreshHash, refreshRecord{SessionID: cur.ID, Used: true}); err != nil {
+		return nil, err
+	}
+	if err := t.putRefresh(p.NewHash, refreshRecord{SessionID: cur.ID}); err != nil {
+		return nil, err
+	}
+	cur.RefreshHash = p.NewHash
+	cur.LastSeenAt = u.UpdatedAt
+	return cur, t.putSession(cur)
+}
+
+func applySweep(t txn, c Command) (any, error) {
+	var p Sweep
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if p.Limit <= 0 {
+		p.Limit = 10000
+	}
+	at := time.Unix(0, c.Time)
+	var res SweepResult
+	var dead []*Session
+	err := t.tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
+		if len(dead) >= p.Limit {
+			return nil
+		}
+		var s Session
+		if err := json.Unmarshal(v, &s); err != nil {
+			return err
+		}
+		if !s.Alive(at) {
+			dead = append(dead, &s)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range dead {
+		if err := t.deleteSession(s); err != nil {
+			return nil, err
+		}
+	}
+	res.Sessions = len(dead)
+	var over [][]byte
+	err = t.tx.Bucket(bucketLockout).ForEach(func(k, v []byte) error {
+		if len(over) >= p.Limit {
+			return nil
+		}
+		var l Lockout
+		if err := json.Unmarshal(v, &l); err != nil {
+			return err
+		}
+		// Keep a counter until its lock is over and its window could no
+		// longer matter; the longest window any proposer uses is unknown
+		// here, so keep unlocked counters for a day.
+		if l.LockedUntil <= c.Time && c.Time-l.WindowStart > int64(24*time.Hour) {
+			over = append(over, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range over {
+		if err := t.tx.Bucket(bucketLockout).Delete(k); err != nil {
+			return nil, err
+		}
+	}
+	res.Lockouts = len(over)
+	return res, nil
+}
+
+// asciiIP keeps an address only if it fits the audit trail's ip field.
+func asciiIP(ip string) string {
+	if len(ip) > MaxAuditIP {
+		return ""
+	}
+	for i := 0; i < len(ip); i++ {
+		if ip[i] < 0x21 || ip[i] > 0x7e {
+			return ""
+		}
+	}
+	return ip
+}
+
+func (t txn) putJSON(bucket []byte, key string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucket).Put([]byte(key), b)
+}
+
+func (t txn) putSession(s *Session) error {
+	if err := t.putJSON(bucketSessions, s.ID, s); err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketUserSessions).Put(userSessionKey(s.UserID, s.ID), nil)
+}
+
+// deleteSession removes a session, its index entry and every refresh token
+// that points to it.
+func (t txn) deleteSession(s *Session) error {
+	if err := t.tx.Bucket(bucketSessions).Delete([]byte(s.ID)); err != nil {
+		return err
+	}
+	if err := t.tx.Bucket(bucketUserSessions).Delete(userSessionKey(s.UserID, s.ID)); err != nil {
+		return err
+	}
+	return t.deleteRefreshOf(s.ID)
+}
+
+// deleteRefreshOf deletes every refresh token, live or used, of a session.
+func (t txn) deleteRefreshOf(sid string) error {
+	prefix := append([]byte(sid), 0)
+	idx, b := t.tx.Bucket(bucketSessionRefresh), t.tx.Bucket(bucketRefresh)
+	var keys [][]byte
+	c := idx.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, append([]byte(nil), k...))
+	}
+	for _, k := range keys {
+		if err := b.Delete(k[len(prefix):]); err != nil {
+			return err
+		}
+		if err := idx.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putRefresh stores a refresh token's record and indexes it under its
+// session.
+func (t txn) putRefresh(hash string, rec refreshRecord) error {
+	if err := t.putJSON(bucketRefresh, hash, rec); err != nil {
+		return err
+	}
+	return t.tx.Bucket(bucketSessionRefresh).Put(append(append([]byte(rec.SessionID), 0), hash...), nil)
+}
+
+func (t txn) userSessions(userID string) ([]*Session, error) {
+	return listUserSessions(t.tx, userID)
+}
+
+func (t txn) revokeUserSessions(userID, except string) (int, error) {
+	all, err := t.userSessions(userID)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, s := range all {
+		if s.ID == except {
+			continue
+		}
+		if err := t.deleteSession(s); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func userSessionKey(userID, sid string) []byte {
+	return append(append([]byte(userID), 0), sid...)
+}
+
+func listUserSessions(tx *bolt.Tx, userID string) ([]*Session, error) {
+	prefix := append([]byte(userID), 0)
+	var out []*Session
+	c := tx.Bucket(bucketUserSessions).Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		s, err := getSession(tx, string(k[len(prefix):]))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+func getSession(tx *bolt.Tx, id string) (*Session, error) {
+	v := tx.Bucket(bucketSessions).Get([]byte(id))
+	if v == nil {
+		return nil, ErrSessionNotFound
+	}
+	var s Session
+	if err := json.Unmarshal(v, &s); err != nil {
+		return nil, fmt.Errorf("fsm: stored session: %w", err)
+	}
+	return &s, nil
+}
+
+// Session returns a session by id, or ErrSessionNotFound.
+func (r Reader) Session(id string) (*Session, error) { return getSession(r.tx, id) }
+
+// UserSessions returns a user's stored sessions (some may be dead but not
+// yet swept: check Alive).
+func (r Reader) UserSessions(userID string) ([]*Session, error) {
+	return listUserSessions(r.tx, userID)
+}
+
+// Lockout returns a name's failed-attempt state (zero if none).
+func (r Reader) Lockout(name string) (Lockout, error) {
+	var l Lockout
+	v := r.tx.Bucket(bucketLockout).Get([]byte(name))
+	if v == nil {
+		return l, nil
+	}
+	return l, json.Unmarshal(v, &l)
+}
