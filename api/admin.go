@@ -220,32 +220,52 @@ func AdminIsNoLeader(fn func(error) bool) AdminOption {
 // NewAdminHandler returns the admin socket's handler: the same middleware,
 // error format and strict decoding as the API, over these routes:
 //
-//	POST   /admin/v1/users                 {"username","password","email","roles"} → 201 user
-//	GET    /admin/v1/users                 → {"users":[…]}
-//	GET    /admin/v1/users/{name}          → user (name or id)
-//	POST   /admin/v1/users/{name}/disable  → user
-//	POST   /admin/v1/users/{name}/enable   → user
-//	DELETE /admin/v1/users/{name}          → 204
-//	GET    /admin/v1/status                → status() as JSON
-func NewAdminHandler(users UserAdmin, status func() any, logger *slog.Logger, opts ...AdminOption) http.Handler {
+//	POST   /admin/v1/users                        {"username","password","email","roles"} → 201 user
+//	GET    /admin/v1/users                        → {"users":[…]}
+//	GET    /admin/v1/users/{name}                 → user (name or id)
+//	POST   /admin/v1/users/{name}/disable         → user
+//	POST   /admin/v1/users/{name}/enable          → user
+//	DELETE /admin/v1/users/{name}                 → 204
+//	POST   /admin/v1/users/{name}/unlock          → 204 (any name: unknown names are counted too)
+//	POST   /admin/v1/users/{name}/revoke-sessions → {"revoked":N}
+//	GET    /admin/v1/audit?after=SEQ&limit=N      → {"entries":[…]}
+//	GET    /admin/v1/audit/verify                 → {"entries":N,"ok":true}, or 409
+//	                                                audit_chain_broken naming the first bad seq
+//	GET    /admin/v1/status                       → status() as JSON
+//
+// Every call reaches users and auth as the actor "local-admin".
+func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog.Logger, opts ...AdminOption) http.Handler {
 	o := Options{Logger: logger}
 	for _, fn := range opts {
 		fn(&o)
 	}
-	a := &adminHandlers{users: users, status: status}
+	a := &adminHandlers{users: users, auth: auth, status: status}
 	return newRouter(o, func(mux *http.ServeMux) {
-		mux.HandleFunc("POST /admin/v1/users", a.createUser)
-		mux.HandleFunc("GET /admin/v1/users", a.listUsers)
-		mux.HandleFunc("GET /admin/v1/users/{name}", a.getUser)
-		mux.HandleFunc("POST /admin/v1/users/{name}/disable", a.setDisabled(true))
-		mux.HandleFunc("POST /admin/v1/users/{name}/enable", a.setDisabled(false))
-		mux.HandleFunc("DELETE /admin/v1/users/{name}", a.deleteUser)
-		mux.HandleFunc("GET /admin/v1/status", a.getStatus)
+		mux.Handle("POST /admin/v1/users", local(a.createUser))
+		mux.Handle("GET /admin/v1/users", local(a.listUsers))
+		mux.Handle("GET /admin/v1/users/{name}", local(a.getUser))
+		mux.Handle("POST /admin/v1/users/{name}/disable", local(a.setDisabled(true)))
+		mux.Handle("POST /admin/v1/users/{name}/enable", local(a.setDisabled(false)))
+		mux.Handle("DELETE /admin/v1/users/{name}", local(a.deleteUser))
+		mux.Handle("POST /admin/v1/users/{name}/unlock", local(a.unlock))
+		mux.Handle("POST /admin/v1/users/{name}/revoke-sessions", local(a.revokeSessions))
+		mux.Handle("GET /admin/v1/audit", local(a.audit))
+		mux.Handle("GET /admin/v1/audit/verify", local(a.verifyAudit))
+		mux.Handle("GET /admin/v1/status", local(a.getStatus))
 	})
+}
+
+// local serves h with the RequestInfo of the admin socket: no address,
+// the client's User-Agent, the actor "local-admin".
+func local(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		h(w, withRequestInfo(r, nil, ActorLocalAdmin))
+	}
 }
 
 type adminHandlers struct {
 	users  UserAdmin
+	auth   Auth
 	status func() any
 }
 
@@ -310,6 +330,44 @@ func (a *adminHandlers) deleteUser(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *adminHandlers) unlock(w http.ResponseWriter, r *http.Request) {
+	if err := a.auth.Unlock(r.Context(), r.PathValue("name")); err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *adminHandlers) revokeSessions(w http.ResponseWriter, r *http.Request) {
+	n, err := a.auth.RevokeUserSessions(r.Context(), r.PathValue("name"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, map[string]int{"revoked": n})
+}
+
+func (a *adminHandlers) audit(w http.ResponseWriter, r *http.Request) {
+	serveAudit(w, r, a.auth)
+}
+
+// verifyAudit checks the whole trail. A broken chain is a 409 naming the
+// first bad seq (the trail is in a state that needs a person); failing to
+// read it at all is a 500 like any other.
+func (a *adminHandlers) verifyAudit(w http.ResponseWriter, r *http.Request) {
+	n, err := a.auth.VerifyAudit(r.Context())
+	if ce, ok := errors.AsType[*authcore.AuditChainError](err); ok {
+		writeError(w, r, &Error{Status: http.StatusConflict, Code: CodeAuditChainBroken,
+			Description: fmt.Sprintf("audit chain broken at seq %d: %s (%d entries before it verify)", ce.Seq, ce.Reason, n)})
+		return
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, map[string]any{"entries": n, "ok": true})
 }
 
 func (a *adminHandlers) getStatus(w http.ResponseWriter, r *http.Request) {

@@ -44,7 +44,7 @@ func listenTestAdmin(t *testing.T, path string, opts ...ListenOption) (*fakeUser
 		t.Fatal(err)
 	}
 	users := newFakeUsers()
-	serveAdmin(t, ln, NewAdminHandler(users, func() any { return map[string]string{"state": "Leader"} }, logger))
+	serveAdmin(t, ln, NewAdminHandler(users, nil, func() any { return map[string]string{"state": "Leader"} }, logger))
 	return users, sink
 }
 

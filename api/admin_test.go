@@ -15,7 +15,7 @@ import (
 func TestAdminRoutes(t *testing.T) {
 	logger, _ := newTestLogger(t)
 	users := newFakeUsers()
-	h := NewAdminHandler(users, func() any { return map[string]any{"leader": "node1", "nodes": 3} }, logger)
+	h := NewAdminHandler(users, nil, func() any { return map[string]any{"leader": "node1", "nodes": 3} }, logger)
 
 	steps := []struct {
 		method, path, body string
@@ -117,7 +117,7 @@ func TestAdminErrors(t *testing.T) {
 			users := newFakeUsers()
 			users.users["alice"] = authcore.User{ID: "id-alice", Username: "alice"}
 			users.err = tt.serviceErr
-			h := NewAdminHandler(users, nil, logger, AdminIsNoLeader(func(err error) bool { return errors.Is(err, errNoLeader) }))
+			h := NewAdminHandler(users, nil, nil, logger, AdminIsNoLeader(func(err error) bool { return errors.Is(err, errNoLeader) }))
 			ct := ""
 			if tt.body != "" {
 				ct = "application/json"
@@ -137,7 +137,7 @@ func TestAdminErrors(t *testing.T) {
 
 func TestAdminStatusDefault(t *testing.T) {
 	logger, _ := newTestLogger(t)
-	rec := do(t, NewAdminHandler(newFakeUsers(), nil, logger), "GET", "/admin/v1/status", "", "")
+	rec := do(t, NewAdminHandler(newFakeUsers(), nil, nil, logger), "GET", "/admin/v1/status", "", "")
 	if rec.Code != http.StatusOK || strings.TrimSpace(rec.Body.String()) != "{}" {
 		t.Errorf("status without a status func: %d %s", rec.Code, rec.Body)
 	}

@@ -49,7 +49,7 @@ func TestDecodeRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			logger, _ := newTestLogger(t)
 			users := newFakeUsers()
-			h := NewAdminHandler(users, nil, logger)
+			h := NewAdminHandler(users, nil, nil, logger)
 			rec := do(t, h, "POST", "/admin/v1/users", tt.contentType, tt.body)
 			eb := checkError(t, rec, tt.status, tt.code)
 			checkSecurityHeaders(t, rec.Header())
@@ -80,7 +80,7 @@ func TestDecodeAccepts(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			logger, _ := newTestLogger(t)
 			users := newFakeUsers()
-			h := NewAdminHandler(users, nil, logger)
+			h := NewAdminHandler(users, nil, nil, logger)
 			rec := do(t, h, "POST", "/admin/v1/users", tt.contentType, tt.body)
 			// The fake refuses short passwords and non-list roles with its own
 			// errors; what matters is that decoding let the request through.

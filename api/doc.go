@@ -10,7 +10,7 @@
 //
 // api may import authcore (its types and sentinel errors) and the standard
 // library; what it calls on other layers it declares here as small
-// interfaces (UserAdmin, Readiness), which cmd/bulwark satisfies with the
+// interfaces (UserAdmin, Auth, Readiness), which cmd/bulwark satisfies with the
 // concrete auth service and node. It never imports node, fsm, tpm, bbolt,
 // raft or cmd (imports_test.go checks). Errors from below reach it wrapped:
 // authcore's sentinels are mapped to their codes, Options.IsNoLeader

@@ -30,6 +30,7 @@ const (
 	CodeInternal             = "internal_error"         // 500
 	CodeUnavailable          = "unavailable"            // 503, with Retry-After
 	CodeNoLeader             = "no_leader"              // 503, with Retry-After
+	CodeAuditChainBroken     = "audit_chain_broken"     // 409, naming the first bad seq
 )
 
 // Error is an HTTP error answer: the status, the code and a description a
@@ -42,6 +43,9 @@ type Error struct {
 	// RetryAfter, when positive, is sent as Retry-After in whole seconds
 	// (rounded up).
 	RetryAfter time.Duration
+	// Challenge, when set, is sent as WWW-Authenticate (RFC 6750 3 on a
+	// 401 from a Bearer-protected route).
+	Challenge string
 }
 
 // Error returns the description, which is written for people (the CLI
@@ -93,6 +97,9 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if e.RetryAfter > 0 {
 		h.Set("Retry-After", strconv.FormatInt(int64(math.Ceil(e.RetryAfter.Seconds())), 10))
 	}
+	if e.Challenge != "" {
+		h.Set("WWW-Authenticate", e.Challenge)
+	}
 	w.WriteHeader(e.Status)
 	w.Write(append(body, '\n'))
 }
@@ -111,6 +118,24 @@ func toError(sc *scope, err error) *Error {
 		errors.Is(err, authcore.ErrInvalidInput):
 		// authcore promises these carry a reason a person can read.
 		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidRequest, Description: err.Error()}
+	case errors.Is(err, authcore.ErrTooManyAttempts): // a *LockedError says how long
+		return errTooManyAttempts(lockedFor(err))
+	case errors.Is(err, authcore.ErrInvalidCredentials):
+		// One answer for an unknown name, a wrong password and a disabled
+		// account, so none can be told apart.
+		return &Error{Status: http.StatusUnauthorized, Code: CodeInvalidCredentials,
+			Description: "invalid username or password"}
+	case errors.Is(err, authcore.ErrInvalidToken):
+		return errInvalidToken("the access token is invalid, expired or revoked")
+	case errors.Is(err, authcore.ErrInvalidGrant):
+		// RFC 6749 5.2: invalid_grant is a 400.
+		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidGrant,
+			Description: "the refresh token is invalid, expired or already used"}
+	case errors.Is(err, authcore.ErrSessionLimit):
+		return &Error{Status: http.StatusForbidden, Code: CodeForbidden,
+			Description: "session limit reached; log out elsewhere or ask an administrator"}
+	case errors.Is(err, authcore.ErrNotFound):
+		return &Error{Status: http.StatusNotFound, Code: CodeNotFound, Description: "no such session"}
 	case errors.Is(err, authcore.ErrUserExists):
 		return &Error{Status: http.StatusConflict, Code: CodeConflict, Description: "a user with that name already exists"}
 	case errors.Is(err, authcore.ErrUserNotFound):
@@ -145,6 +170,36 @@ func errNotFound() *Error {
 func errMethodNotAllowed(method, allow string) *Error {
 	return &Error{Status: http.StatusMethodNotAllowed, Code: CodeMethodNotAllowed,
 		Description: "method " + method + " is not allowed here; allowed: " + allow}
+}
+
+// tooManyAttemptsDescription is the one description of every 429 on a
+// login: a locked name, a name over its rate limit and an unknown name
+// that has failed as often answer alike (API.md).
+const tooManyAttemptsDescription = "too many failed attempts; try again later"
+
+func errTooManyAttempts(retry time.Duration) *Error {
+	return &Error{Status: http.StatusTooManyRequests, Code: CodeTooManyAttempts,
+		Description: tooManyAttemptsDescription, RetryAfter: max(retry, time.Second)}
+}
+
+// lockedFor is how long a LockedError in err says to wait; zero if none.
+func lockedFor(err error) time.Duration {
+	if le, ok := errors.AsType[*authcore.LockedError](err); ok {
+		return le.RetryAfter
+	}
+	return 0
+}
+
+// Bearer challenges (RFC 6750 3): a request with no credentials gets the
+// realm only; one with a bad token is told so.
+const (
+	challengeRealm        = `Bearer realm="bulwark"`
+	challengeInvalidToken = `Bearer error="invalid_token"`
+)
+
+func errInvalidToken(desc string) *Error {
+	return &Error{Status: http.StatusUnauthorized, Code: CodeInvalidToken, Description: desc,
+		Challenge: challengeInvalidToken}
 }
 
 func badRequest(desc string) *Error {

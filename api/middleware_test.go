@@ -57,7 +57,7 @@ func TestClientIP(t *testing.T) {
 func TestAccessLog(t *testing.T) {
 	logger, sink := newTestLogger(t)
 	h := NewHandler(Options{Logger: logger, TrustedProxies: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}},
-		fakeReady{ok: true}, newFakeUsers())
+		fakeReady{ok: true}, newFakeUsers(), nil)
 	req := httptest.NewRequest("GET", "/healthz?access_token=sekrit-token", strings.NewReader(`{"password":"hunter22"}`))
 	req.RemoteAddr = "192.0.2.1:5555"
 	req.Header.Set("X-Forwarded-For", "198.51.100.7")

@@ -45,21 +45,46 @@ type Options struct {
 	// IsNoLeader reports whether an error from below means no cluster
 	// leader is known, answered as 503 no_leader. Nil: none does.
 	IsNoLeader func(error) bool
+	// RateLimit limits the /v1/auth/ routes per client address and failed
+	// logins per username; nil means no limit. Build it with the same
+	// TrustedProxies.
+	RateLimit *RateLimiter
 }
 
 // NewHandler returns the API handler served over TLS. ready is asked by
-// /readyz; users backs the user administration routes.
-func NewHandler(opts Options, ready Readiness, users UserAdmin) http.Handler {
-	a := &apiHandlers{opts: opts, ready: ready, users: users}
+// /readyz; users backs the user administration routes; auth backs the
+// login, session, self-service, JWKS and audit routes. None may be nil.
+// Every route's context carries an authcore.RequestInfo (client address
+// per Options.TrustedProxies, User-Agent, and the caller's user id once a
+// Bearer token is checked). Options.RateLimit, when set, limits every
+// /v1/auth/ route per client address and failed logins per name.
+func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.Handler {
+	a := &apiHandlers{opts: opts, ready: ready, users: users, auth: auth, limit: opts.RateLimit}
 	return newRouter(opts, func(mux *http.ServeMux) {
-		mux.HandleFunc("GET /healthz", a.healthz)
-		mux.HandleFunc("GET /readyz", a.readyz)
-		// Issue 3 attaches here, each route with its method:
-		//   POST /v1/auth/login, /v1/auth/mfa, /v1/auth/refresh, /v1/auth/logout
-		//   GET /v1/me, /v1/me/sessions; DELETE /v1/me/sessions/{id}; POST /v1/me/password
-		//   /v1/admin/users[/{id}[/unlock|/sessions]] (admin Bearer, backed by a.users)
-		//   GET /.well-known/jwks.json, /.well-known/openid-configuration
-		// Bodies go through decodeJSON, errors through writeError.
+		mux.Handle("GET /healthz", a.public(a.healthz))
+		mux.Handle("GET /readyz", a.public(a.readyz))
+		mux.Handle("GET /.well-known/jwks.json", a.public(a.jwks))
+
+		mux.Handle("POST /v1/auth/login", a.limited(a.login))
+		mux.Handle("POST /v1/auth/refresh", a.limited(a.refresh))
+		mux.Handle("POST /v1/auth/logout", a.limited(a.bearer(a.logout)))
+
+		mux.Handle("GET /v1/me", a.bearer(a.me))
+		mux.Handle("GET /v1/me/sessions", a.bearer(a.mySessions))
+		mux.Handle("DELETE /v1/me/sessions/{id}", a.bearer(a.revokeMySession))
+		mux.Handle("POST /v1/me/password", a.bearer(a.changePassword))
+
+		mux.Handle("POST /v1/admin/users", a.admin(a.adminCreateUser))
+		mux.Handle("GET /v1/admin/users", a.admin(a.adminListUsers))
+		mux.Handle("GET /v1/admin/users/{id}", a.admin(a.adminGetUser))
+		mux.Handle("PATCH /v1/admin/users/{id}", a.admin(a.adminPatchUser))
+		mux.Handle("DELETE /v1/admin/users/{id}", a.admin(a.adminDeleteUser))
+		mux.Handle("POST /v1/admin/users/{id}/unlock", a.admin(a.adminUnlockUser))
+		mux.Handle("DELETE /v1/admin/users/{id}/sessions", a.admin(a.adminRevokeUserSessions))
+		mux.Handle("GET /v1/admin/audit", a.admin(a.adminAudit))
+		// Still to come: POST /v1/auth/mfa, /v1/me/mfa/totp[/confirm],
+		// GET /v1/admin/cluster, GET /.well-known/openid-configuration and
+		// the /oauth2/ endpoints.
 	})
 }
 
@@ -117,6 +142,8 @@ type apiHandlers struct {
 	opts  Options
 	ready Readiness
 	users UserAdmin
+	auth  Auth
+	limit *RateLimiter // nil: no limit
 }
 
 func (a *apiHandlers) healthz(w http.ResponseWriter, r *http.Request) {

@@ -17,7 +17,7 @@ import (
 func newTestHandler(t *testing.T, ready Readiness) (http.Handler, *logSink) {
 	t.Helper()
 	logger, sink := newTestLogger(t)
-	return NewHandler(Options{Logger: logger, SealMode: "tpm", NodeID: "node1"}, ready, newFakeUsers()), sink
+	return NewHandler(Options{Logger: logger, SealMode: "tpm", NodeID: "node1"}, ready, newFakeUsers(), newFakeAuth()), sink
 }
 
 func TestHealthz(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"net/mail"
 	"runtime"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -213,7 +214,7 @@ func (s *Service) CreateUser(ctx context.Context, req NewUser) (User, error) {
 	if err != nil {
 		return User{}, err
 	}
-	return s.applyUser(ctx, cmd)
+	return s.applyUser(ctx, cmd, s.adminEvent(ctx, "user.create", id, map[string]string{"username": name, "roles": strings.Join(roles, " ")}))
 }
 
 // Users lists every user in name order.
@@ -248,7 +249,11 @@ func (s *Service) SetDisabled(ctx context.Context, nameOrID string, disabled boo
 	if err != nil {
 		return User{}, err
 	}
-	return s.applyUser(ctx, cmd)
+	event := "user.enable"
+	if disabled {
+		event = "user.disable"
+	}
+	return s.applyUser(ctx, cmd, s.adminEvent(ctx, event, u.ID, map[string]string{"username": u.Username}))
 }
 
 // DeleteUser removes a user.
@@ -261,12 +266,23 @@ func (s *Service) DeleteUser(ctx context.Context, nameOrID string) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.store.Apply(ctx, cmd)
+	_, err = s.apply(ctx, cmd, s.adminEvent(ctx, "user.delete", u.ID, map[string]string{"username": u.Username}))
 	return err
 }
 
-func (s *Service) applyUser(ctx context.Context, cmd fsm.Command) (User, error) {
-	v, err := s.store.Apply(ctx, cmd)
+// adminEvent is the audit entry of an administrator's action on a user.
+func (s *Service) adminEvent(ctx context.Context, event, subject string, details map[string]string) fsm.AuditAppend {
+	ri := requestInfo(ctx)
+	actor := ri.Actor
+	if actor == "" {
+		actor = "unknown"
+	}
+	return fsm.AuditAppend{Type: event, Severity: fsm.AuditInfo, Actor: actor, Subject: subject,
+		IP: ri.IP, UserAgent: ri.UserAgent, Details: details}
+}
+
+func (s *Service) applyUser(ctx context.Context, cmd fsm.Command, audit ...fsm.AuditAppend) (User, error) {
+	v, err := s.apply(ctx, cmd, audit...)
 	if err != nil {
 		return User{}, err
 	}

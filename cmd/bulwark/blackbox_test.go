@@ -70,6 +70,7 @@ type testNode struct {
 	dir     string
 	config  string
 	apiPort int
+	metrics int
 	cmd     *exec.Cmd
 	logs    *lockedBuffer
 	exited  chan error
@@ -92,9 +93,11 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func newTestNode(t *testing.T) *testNode {
+// newTestNode writes a config for a node on free loopback ports; extra is
+// appended to it (TOML tables).
+func newTestNode(t *testing.T, extra ...string) *testNode {
 	t.Helper()
-	n := &testNode{t: t, bin: bulwarkBinary(t), dir: t.TempDir(), apiPort: freePort(t)}
+	n := &testNode{t: t, bin: bulwarkBinary(t), dir: t.TempDir(), apiPort: freePort(t), metrics: freePort(t)}
 	n.config = filepath.Join(n.dir, "bulwark.toml")
 	data := filepath.Join(n.dir, "data")
 	// Cheap argon2 parameters keep the test fast; everything else is the
@@ -112,7 +115,7 @@ listen = "127.0.0.1:%d"
 [auth.password]
 argon2_memory_kib = 8192
 argon2_iterations = 1
-`, data, n.apiPort, freePort(t), freePort(t))
+`, data, n.apiPort, freePort(t), n.metrics) + strings.Join(extra, "\n")
 	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

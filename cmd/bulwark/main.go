@@ -35,7 +35,9 @@ const usage = `usage: bulwark <command> [arguments]
 
   serve [--config FILE] [--data-dir DIR] [--dev] [--join TOKEN]
   user add NAME [--admin] [--email E] --password-stdin
-  user list | show NAME | disable NAME | enable NAME | delete NAME
+  user list | show NAME | disable NAME | enable NAME | delete NAME | unlock NAME
+  user revoke-sessions NAME
+  audit tail [-n N] | verify | export [--since SEQ]
   version
 
 Admin commands reach the local daemon over its admin socket, found from
@@ -59,6 +61,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdServe(args[1:], stderr)
 	case "user":
 		err = cmdUser(args[1:], stdin, stdout)
+	case "audit":
+		err = cmdAudit(args[1:], stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "bulwark %s\n", buildVersion())
 	case "help", "--help", "-h":

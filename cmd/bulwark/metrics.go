@@ -7,13 +7,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/bulwark-auth/bulwark/authcore"
 	"github.com/bulwark-auth/bulwark/node"
 )
 
 // metricsHandler serves /metrics from a registry of this node's own: Go
 // runtime and process metrics, the seal mode, and Raft's state and indexes
 // read at scrape time.
-func metricsHandler(n *node.Node, sealMode string) http.Handler {
+func metricsHandler(n *node.Node, core *authcore.Service, sealMode string) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	seal := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -21,7 +22,11 @@ func metricsHandler(n *node.Node, sealMode string) http.Handler {
 		Help: "How this node's keys are sealed: 1 for the mode in use (tpm or software).",
 	}, []string{"mode"})
 	seal.WithLabelValues(sealMode).Set(1)
-	reg.MustRegister(seal, nodeCollector{n})
+	checks := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "bulwark_password_checks_total",
+		Help: "Password hashes verified by this node (logins and password changes).",
+	}, func() float64 { return float64(core.PasswordChecks()) })
+	reg.MustRegister(seal, checks, nodeCollector{n})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux

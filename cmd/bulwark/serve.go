@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -134,18 +135,40 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 		}
 	}()
 
+	signer, err := signingKey(ks, cfg.Tokens.Algorithm)
+	if err != nil {
+		return err
+	}
+	iss, err := issuer(cfg, advertise)
+	if err != nil {
+		return err
+	}
+	sec, sess := cfg.Auth.Security, cfg.Auth.Sessions
 	core, err := authcore.New(n, authcore.Config{
 		Hash: authcore.HashParams{
 			MemoryKiB:   uint32(cfg.Auth.Password.Argon2MemoryKiB),
 			Iterations:  uint32(cfg.Auth.Password.Argon2Iterations),
 			Parallelism: uint8(cfg.Auth.Password.Argon2Parallelism),
 		},
-		Policy: authcore.PasswordPolicy{MinLength: cfg.Auth.Password.MinLength, MaxLength: cfg.Auth.Password.MaxLength},
-	})
+		Policy:             authcore.PasswordPolicy{MinLength: cfg.Auth.Password.MinLength, MaxLength: cfg.Auth.Password.MaxLength},
+		Issuer:             iss,
+		AccessTTL:          sec.JWTExpiry.Duration,
+		RefreshTTL:         sec.RefreshTokenExpiry.Duration,
+		IdleTimeout:        sess.IdleTimeout.Duration,
+		MaxFailedAttempts:  sec.MaxFailedAttempts,
+		LockoutDuration:    sec.LockoutDuration.Duration,
+		MaxSessionsPerUser: sess.MaxPerUser,
+		OnLimit:            sess.OnLimit,
+	}, authcore.WithSigner(signer), authcore.WithLogger(logger.With("component", "auth")))
 	if err != nil {
 		return err
 	}
+	var keyPublished atomic.Bool
+	go publishKey(ctx, core, cfg.NodeName, &keyPublished, logger)
+	go core.RunSweeper(ctx, time.Minute)
+	ready := readiness{n, &keyPublished}
 
+	rl := cfg.Auth.RateLimit
 	handler := api.NewHandler(api.Options{
 		Logger:         logger,
 		MaxBodyBytes:   cfg.API.MaxBodyBytes,
@@ -153,7 +176,12 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 		SealMode:       sealer.Mode(),
 		NodeID:         cfg.NodeName,
 		IsNoLeader:     isNoLeader,
-	}, n, core)
+		RateLimit: api.NewRateLimiter(api.RateLimitConfig{
+			PerIP: float64(rl.PerIP), PerIPBurst: rl.PerIPBurst,
+			PerUsername: float64(rl.PerUsername), PerUsernameBurst: rl.PerUsernameBurst,
+			Exempt: prefixes(rl.Exempt), TrustedProxies: prefixes(cfg.API.TrustedProxies),
+		}),
+	}, ready, core, core)
 	apiLn, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
 		return fmt.Errorf("api.listen: %w", err)
@@ -166,7 +194,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 		return fmt.Errorf("admin socket: %w", err)
 	}
 	adminSrv := &http.Server{
-		Handler:           api.NewAdminHandler(core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader)),
+		Handler:           api.NewAdminHandler(core, core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
@@ -176,17 +204,17 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 		adminLn.Close()
 		return fmt.Errorf("metrics.listen: %w", err)
 	}
-	metricsSrv := &http.Server{Handler: metricsHandler(n, sealer.Mode()), ReadHeaderTimeout: 5 * time.Second}
+	metricsSrv := &http.Server{Handler: metricsHandler(n, core, sealer.Mode()), ReadHeaderTimeout: 5 * time.Second}
 
 	errc := make(chan error, 3)
 	go func() { errc <- serveUntilClosed(apiSrv.ServeTLS(apiLn, "", "")) }()
 	go func() { errc <- serveUntilClosed(adminSrv.Serve(adminLn)) }()
 	go func() { errc <- serveUntilClosed(metricsSrv.Serve(metricsLn)) }()
-	logger.Info("bulwark serving", "version", buildVersion(), "node", cfg.NodeName,
+	logger.Info("bulwark serving", "version", buildVersion(), "node", cfg.NodeName, "issuer", iss, "kid", signer.Kid(),
 		"api", apiLn.Addr().String(), "admin_socket", cfg.AdminSocketPath(),
 		"metrics", metricsLn.Addr().String(), "seal", sealer.Mode(), "data_dir", cfg.DataDir)
 	if dev {
-		go announceDev(ctx, n, cfg, apiLn.Addr(), stderr)
+		go announceDev(ctx, ready, cfg, apiLn.Addr(), stderr)
 	}
 
 	var runErr error
@@ -205,6 +233,23 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 	}
 	os.Remove(cfg.AdminSocketPath())
 	return runErr
+}
+
+// readiness adds to the node's own readiness that this node's signing key
+// is in the replicated JWKS, so no token it signs fails to verify.
+type readiness struct {
+	n            *node.Node
+	keyPublished *atomic.Bool
+}
+
+func (r readiness) Ready() (bool, string) {
+	if ok, why := r.n.Ready(); !ok {
+		return false, why
+	}
+	if !r.keyPublished.Load() {
+		return false, "signing key not yet published"
+	}
+	return true, ""
 }
 
 func serveUntilClosed(err error) error {
@@ -279,9 +324,16 @@ func isNoLeader(err error) bool {
 }
 
 // announceDev tells a newcomer, once the node is ready, how to reach it.
-func announceDev(ctx context.Context, n *node.Node, cfg config.Config, apiAddr net.Addr, w io.Writer) {
-	if err := n.WaitReady(ctx); err != nil {
-		return
+func announceDev(ctx context.Context, ready api.Readiness, cfg config.Config, apiAddr net.Addr, w io.Writer) {
+	for {
+		if ok, _ := ready.Ready(); ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
 	}
 	_, port, _ := net.SplitHostPort(apiAddr.String())
 	fmt.Fprintf(w, `

@@ -47,7 +47,7 @@ func (a *adminFlags) client() (*api.AdminClient, error) {
 
 func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("user: missing subcommand (add, list, show, disable, enable, delete)")
+		return usagef("user: missing subcommand (add, list, show, disable, enable, delete, unlock, revoke-sessions)")
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
@@ -131,6 +131,26 @@ func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
 		if !af.json {
 			fmt.Fprintf(stdout, "deleted user %s\n", pos[0])
 		}
+		return nil
+	case "unlock":
+		if err := c.Do(ctx, http.MethodPost, userPath(pos[0])+"/unlock", nil, nil); err != nil {
+			return err
+		}
+		if !af.json {
+			fmt.Fprintf(stdout, "unlocked %s\n", pos[0])
+		}
+		return nil
+	case "revoke-sessions":
+		var out struct {
+			Revoked int `json:"revoked"`
+		}
+		if err := c.Do(ctx, http.MethodPost, userPath(pos[0])+"/revoke-sessions", nil, &out); err != nil {
+			return err
+		}
+		if af.json {
+			return writeJSON(stdout, out)
+		}
+		fmt.Fprintf(stdout, "revoked %d sessions of %s\n", out.Revoked, pos[0])
 		return nil
 	}
 	return usagef("user: unknown subcommand %q", sub)
