@@ -308,6 +308,10 @@ func TestForgedTokensRefused(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
+	// Verified once (and so cached), the token must still die at exp.
+	if _, err := s.Authenticate(ctx, tok.AccessToken); err != nil {
+		t.Fatal(err)
+	}
 	clock.Advance(time.Hour + time.Minute)
 	if _, err := s.Authenticate(ctx, tok.AccessToken); !errors.Is(err, ErrInvalidToken) {
 		t.Error("expired token accepted")

@@ -3,6 +3,7 @@ package authcore
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -53,18 +54,69 @@ func (k *stateKeys) PublicKey(kid string) (crypto.PublicKey, string, error) {
 	return pub, alg, nil
 }
 
-// verifier checks access tokens against the replicated keys.
+// verifier checks access tokens against the replicated keys. A token whose
+// signature and claims checked out is remembered, by its SHA-256, until it
+// expires, so a client presenting the same token again costs a hash, not a
+// signature check. Only the signature check is cached: the session is
+// looked up on every request.
 type verifier struct {
 	keys             *stateKeys
 	issuer, audience string
 	leeway           time.Duration
+
+	mu    sync.Mutex
+	cache map[[32]byte]*AccessClaims
 }
+
+// maxVerified bounds the cache of checked tokens.
+const maxVerified = 100_000
 
 func (v *verifier) verify(tok string, now time.Time) (*AccessClaims, error) {
 	if tok == "" || len(tok) > 16<<10 {
 		return nil, fmt.Errorf("%w: missing or oversize token", ErrInvalidToken)
 	}
-	return VerifyAccessToken(tok, v.keys, v.issuer, v.audience, now, v.leeway)
+	key := sha256.Sum256([]byte(tok))
+	v.mu.Lock()
+	c, ok := v.cache[key]
+	v.mu.Unlock()
+	if ok {
+		if c.ExpiresAt.Time.Add(v.leeway).After(now) && !c.NotBefore.Time.After(now.Add(v.leeway)) {
+			return c, nil
+		}
+		v.mu.Lock()
+		delete(v.cache, key)
+		v.mu.Unlock()
+	}
+	c, err := VerifyAccessToken(tok, v.keys, v.issuer, v.audience, now, v.leeway)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.cache == nil {
+		v.cache = map[[32]byte]*AccessClaims{}
+	}
+	if len(v.cache) >= maxVerified {
+		v.evict(now)
+	}
+	v.cache[key] = c
+	return c, nil
+}
+
+// evict drops expired tokens, and if that is not enough, half the rest
+// (map order is random, so which half is arbitrary).
+func (v *verifier) evict(now time.Time) {
+	for k, c := range v.cache {
+		if !c.ExpiresAt.Time.Add(v.leeway).After(now) {
+			delete(v.cache, k)
+		}
+	}
+	for k := range v.cache {
+		if len(v.cache) < maxVerified/2 {
+			break
+		}
+		delete(v.cache, k)
+	}
 }
 
 // PublishSigningKey makes this node's signing key part of the replicated
