@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -222,12 +221,12 @@ func AdminIsNoLeader(fn func(error) bool) AdminOption {
 //
 //	POST   /admin/v1/users                        {"username","password","email","roles"} → 201 user
 //	GET    /admin/v1/users                        → {"users":[…]}
-//	GET    /admin/v1/users/{name}                 → user (name or id)
-//	POST   /admin/v1/users/{name}/disable         → user
-//	POST   /admin/v1/users/{name}/enable          → user
-//	DELETE /admin/v1/users/{name}                 → 204
-//	POST   /admin/v1/users/{name}/unlock          → 204 (any name: unknown names are counted too)
-//	POST   /admin/v1/users/{name}/revoke-sessions → {"revoked":N}
+//	GET    /admin/v1/users/{user}                 → user (name or id)
+//	POST   /admin/v1/users/{user}/disable         → user
+//	POST   /admin/v1/users/{user}/enable          → user
+//	DELETE /admin/v1/users/{user}                 → 204
+//	POST   /admin/v1/users/{user}/unlock          → 204 (any name: unknown names are counted too)
+//	POST   /admin/v1/users/{user}/revoke-sessions → {"revoked":N}
 //	GET    /admin/v1/audit?after=SEQ&limit=N      → {"entries":[…]}
 //	GET    /admin/v1/audit/verify                 → {"entries":N,"ok":true}, or 409
 //	                                                audit_chain_broken naming the first bad seq
@@ -240,15 +239,16 @@ func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog
 		fn(&o)
 	}
 	a := &adminHandlers{users: users, auth: auth, status: status}
+	ur := userRoutes{users: users, base: "/admin/v1/users/"}
 	return newRouter(o, func(mux *http.ServeMux) {
-		mux.Handle("POST /admin/v1/users", local(a.createUser))
-		mux.Handle("GET /admin/v1/users", local(a.listUsers))
-		mux.Handle("GET /admin/v1/users/{name}", local(a.getUser))
-		mux.Handle("POST /admin/v1/users/{name}/disable", local(a.setDisabled(true)))
-		mux.Handle("POST /admin/v1/users/{name}/enable", local(a.setDisabled(false)))
-		mux.Handle("DELETE /admin/v1/users/{name}", local(a.deleteUser))
-		mux.Handle("POST /admin/v1/users/{name}/unlock", local(a.unlock))
-		mux.Handle("POST /admin/v1/users/{name}/revoke-sessions", local(a.revokeSessions))
+		mux.Handle("POST /admin/v1/users", local(ur.create))
+		mux.Handle("GET /admin/v1/users", local(ur.list))
+		mux.Handle("GET /admin/v1/users/{user}", local(ur.get))
+		mux.Handle("POST /admin/v1/users/{user}/disable", local(a.setDisabled(true)))
+		mux.Handle("POST /admin/v1/users/{user}/enable", local(a.setDisabled(false)))
+		mux.Handle("DELETE /admin/v1/users/{user}", local(ur.delete))
+		mux.Handle("POST /admin/v1/users/{user}/unlock", local(a.unlock))
+		mux.Handle("POST /admin/v1/users/{user}/revoke-sessions", local(a.revokeSessions))
 		mux.Handle("GET /admin/v1/audit", local(a.audit))
 		mux.Handle("GET /admin/v1/audit/verify", local(a.verifyAudit))
 		mux.Handle("GET /admin/v1/status", local(a.getStatus))
@@ -269,53 +269,9 @@ type adminHandlers struct {
 	status func() any
 }
 
-type createUserRequest struct {
-	Username string   `json:"username"`
-	Password string   `json:"password"`
-	Email    string   `json:"email"`
-	Roles    []string `json:"roles"`
-}
-
-func (a *adminHandlers) createUser(w http.ResponseWriter, r *http.Request) {
-	var req createUserRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	u, err := a.users.CreateUser(r.Context(), authcore.NewUser{
-		Username: req.Username, Password: req.Password, Email: req.Email, Roles: req.Roles})
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	w.Header().Set("Location", "/admin/v1/users/"+url.PathEscape(u.Username))
-	writeJSON(w, r, http.StatusCreated, u)
-}
-
-func (a *adminHandlers) listUsers(w http.ResponseWriter, r *http.Request) {
-	us, err := a.users.Users(r.Context())
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if us == nil {
-		us = []authcore.User{}
-	}
-	writeJSON(w, r, http.StatusOK, map[string]any{"users": us})
-}
-
-func (a *adminHandlers) getUser(w http.ResponseWriter, r *http.Request) {
-	u, err := a.users.User(r.Context(), r.PathValue("name"))
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	writeJSON(w, r, http.StatusOK, u)
-}
-
 func (a *adminHandlers) setDisabled(disabled bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		u, err := a.users.SetDisabled(r.Context(), r.PathValue("name"), disabled)
+		u, err := a.users.SetDisabled(r.Context(), r.PathValue("user"), disabled)
 		if err != nil {
 			writeError(w, r, err)
 			return
@@ -324,16 +280,8 @@ func (a *adminHandlers) setDisabled(disabled bool) http.HandlerFunc {
 	}
 }
 
-func (a *adminHandlers) deleteUser(w http.ResponseWriter, r *http.Request) {
-	if err := a.users.DeleteUser(r.Context(), r.PathValue("name")); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
 func (a *adminHandlers) unlock(w http.ResponseWriter, r *http.Request) {
-	if err := a.auth.Unlock(r.Context(), r.PathValue("name")); err != nil {
+	if err := a.auth.Unlock(r.Context(), r.PathValue("user")); err != nil {
 		writeError(w, r, err)
 		return
 	}
@@ -341,7 +289,7 @@ func (a *adminHandlers) unlock(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *adminHandlers) revokeSessions(w http.ResponseWriter, r *http.Request) {
-	n, err := a.auth.RevokeUserSessions(r.Context(), r.PathValue("name"))
+	n, err := a.auth.RevokeUserSessions(r.Context(), r.PathValue("user"))
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -86,7 +86,7 @@ func TestAdminRoutes(t *testing.T) {
 			s.check(t, rec.Body.Bytes())
 		}
 	}
-	if rec := do(t, h, "POST", "/admin/v1/users", "application/json", `{"username":"carol","password":"long enough"}`); rec.Header().Get("Location") != "/admin/v1/users/carol" {
+	if rec := do(t, h, "POST", "/admin/v1/users", "application/json", `{"username":"carol","password":"long enough"}`); rec.Header().Get("Location") != "/admin/v1/users/id-carol" {
 		t.Errorf("Location %q", rec.Header().Get("Location"))
 	}
 }

@@ -91,6 +91,11 @@ func (a *apiHandlers) bearer(h principalHandler) http.HandlerFunc {
 	})
 }
 
+// anyPrincipal adapts a handler that does not need the caller.
+func anyPrincipal(h http.HandlerFunc) principalHandler {
+	return func(w http.ResponseWriter, r *http.Request, _ *authcore.Principal) { h(w, r) }
+}
+
 // admin is bearer for callers holding the admin role; others get 403.
 func (a *apiHandlers) admin(h principalHandler) http.HandlerFunc {
 	return a.bearer(func(w http.ResponseWriter, r *http.Request, p *authcore.Principal) {
@@ -302,43 +307,6 @@ func (a *apiHandlers) changePassword(w http.ResponseWriter, r *http.Request, p *
 
 // The admin routes. {id} is a user id or a username, as on the socket.
 
-func (a *apiHandlers) adminCreateUser(w http.ResponseWriter, r *http.Request, _ *authcore.Principal) {
-	var req createUserRequest
-	if err := decodeJSON(w, r, &req); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	u, err := a.users.CreateUser(r.Context(), authcore.NewUser{
-		Username: req.Username, Password: req.Password, Email: req.Email, Roles: req.Roles})
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	w.Header().Set("Location", "/v1/admin/users/"+url.PathEscape(u.ID))
-	writeJSON(w, r, http.StatusCreated, u)
-}
-
-func (a *apiHandlers) adminListUsers(w http.ResponseWriter, r *http.Request, _ *authcore.Principal) {
-	us, err := a.users.Users(r.Context())
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	if us == nil {
-		us = []authcore.User{}
-	}
-	writeJSON(w, r, http.StatusOK, map[string]any{"users": us})
-}
-
-func (a *apiHandlers) adminGetUser(w http.ResponseWriter, r *http.Request, _ *authcore.Principal) {
-	u, err := a.users.User(r.Context(), r.PathValue("id"))
-	if err != nil {
-		writeError(w, r, err)
-		return
-	}
-	writeJSON(w, r, http.StatusOK, u)
-}
-
 // patchUserRequest is PATCH /v1/admin/users/{id}: the members present are
 // changed, the rest left alone (RFC 7396 style, sent as application/json).
 // Only "disabled" exists so far; changing email and roles needs authcore
@@ -359,9 +327,9 @@ func (a *apiHandlers) adminPatchUser(w http.ResponseWriter, r *http.Request, _ *
 		err error
 	)
 	if req.Disabled != nil {
-		u, err = a.users.SetDisabled(r.Context(), r.PathValue("id"), *req.Disabled)
+		u, err = a.users.SetDisabled(r.Context(), r.PathValue("user"), *req.Disabled)
 	} else { // nothing to change: answer the user as it is
-		u, err = a.users.User(r.Context(), r.PathValue("id"))
+		u, err = a.users.User(r.Context(), r.PathValue("user"))
 	}
 	if err != nil {
 		writeError(w, r, err)
@@ -370,18 +338,10 @@ func (a *apiHandlers) adminPatchUser(w http.ResponseWriter, r *http.Request, _ *
 	writeJSON(w, r, http.StatusOK, u)
 }
 
-func (a *apiHandlers) adminDeleteUser(w http.ResponseWriter, r *http.Request, _ *authcore.Principal) {
-	if err := a.users.DeleteUser(r.Context(), r.PathValue("id")); err != nil {
-		writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
 // adminUnlockUser clears the failed attempts of an existing user's name
 // (lockout counts names; the socket's unlock takes any name).
 func (a *apiHandlers) adminUnlockUser(w http.ResponseWriter, r *http.Request, _ *authcore.Principal) {
-	u, err := a.users.User(r.Context(), r.PathValue("id"))
+	u, err := a.users.User(r.Context(), r.PathValue("user"))
 	if err != nil {
 		writeError(w, r, err)
 		return
@@ -394,7 +354,7 @@ func (a *apiHandlers) adminUnlockUser(w http.ResponseWriter, r *http.Request, _ 
 }
 
 func (a *apiHandlers) adminRevokeUserSessions(w http.ResponseWriter, r *http.Request, _ *authcore.Principal) {
-	n, err := a.auth.RevokeUserSessions(r.Context(), r.PathValue("id"))
+	n, err := a.auth.RevokeUserSessions(r.Context(), r.PathValue("user"))
 	if err != nil {
 		writeError(w, r, err)
 		return

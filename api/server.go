@@ -74,13 +74,14 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 		mux.Handle("DELETE /v1/me/sessions/{id}", a.bearer(a.revokeMySession))
 		mux.Handle("POST /v1/me/password", a.bearer(a.changePassword))
 
-		mux.Handle("POST /v1/admin/users", a.admin(a.adminCreateUser))
-		mux.Handle("GET /v1/admin/users", a.admin(a.adminListUsers))
-		mux.Handle("GET /v1/admin/users/{id}", a.admin(a.adminGetUser))
-		mux.Handle("PATCH /v1/admin/users/{id}", a.admin(a.adminPatchUser))
-		mux.Handle("DELETE /v1/admin/users/{id}", a.admin(a.adminDeleteUser))
-		mux.Handle("POST /v1/admin/users/{id}/unlock", a.admin(a.adminUnlockUser))
-		mux.Handle("DELETE /v1/admin/users/{id}/sessions", a.admin(a.adminRevokeUserSessions))
+		ur := userRoutes{users: users, base: "/v1/admin/users/"}
+		mux.Handle("POST /v1/admin/users", a.admin(anyPrincipal(ur.create)))
+		mux.Handle("GET /v1/admin/users", a.admin(anyPrincipal(ur.list)))
+		mux.Handle("GET /v1/admin/users/{user}", a.admin(anyPrincipal(ur.get)))
+		mux.Handle("PATCH /v1/admin/users/{user}", a.admin(a.adminPatchUser))
+		mux.Handle("DELETE /v1/admin/users/{user}", a.admin(anyPrincipal(ur.delete)))
+		mux.Handle("POST /v1/admin/users/{user}/unlock", a.admin(a.adminUnlockUser))
+		mux.Handle("DELETE /v1/admin/users/{user}/sessions", a.admin(a.adminRevokeUserSessions))
 		mux.Handle("GET /v1/admin/audit", a.admin(a.adminAudit))
 		// Still to come: POST /v1/auth/mfa, /v1/me/mfa/totp[/confirm],
 		// GET /v1/admin/cluster, GET /.well-known/openid-configuration and

@@ -10,22 +10,12 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/bulwark-auth/bulwark/authcore"
 )
 
-// auditEntry is the admin socket's view of one audit entry.
-type auditEntry struct {
-	Seq       uint64            `json:"seq"`
-	Time      time.Time         `json:"time"`
-	Type      string            `json:"type"`
-	Severity  string            `json:"severity"`
-	Actor     string            `json:"actor"`
-	Subject   string            `json:"subject"`
-	IP        string            `json:"ip"`
-	UserAgent string            `json:"user_agent"`
-	Details   map[string]string `json:"details,omitempty"`
-	PrevHash  string            `json:"prev_hash"`
-	Hash      string            `json:"hash"`
-}
+// auditEntry is one entry of the trail as the admin socket sends it.
+type auditEntry = authcore.AuditEntry
 
 func cmdAudit(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
