@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/bulwark-auth/bulwark/fsm"
@@ -42,7 +43,7 @@ const (
 	AlgES256 = "ES256" // ECDSA P-256 with SHA-256 (the default)
 	AlgEdDSA = "EdDSA" // Ed25519 (RFC 8037)
 	AlgRS256 = "RS256" // RSASSA-PKCS1-v1_5 with SHA-256, 2048 to 8192 bits
-	// AlgMLDSA65 is reserved: ML-DSA-65 (FIPS 204) is not implemented yet.
+	// AlgMLDSA65 is ML-DSA-65 (FIPS 204) as RFC 9964 puts it in JOSE; see mldsa.go.
 	AlgMLDSA65 = "ML-DSA-65"
 )
 
@@ -119,7 +120,8 @@ type Signer struct {
 var _ TokenSigner = (*Signer)(nil)
 
 // NewSigner wraps key for alg: ES256 needs an ECDSA P-256 key, EdDSA an
-// Ed25519 key, RS256 an RSA key of 2048 to 8192 bits. The kid is the key's
+// Ed25519 key, RS256 an RSA key of 2048 to 8192 bits, ML-DSA-65 a key whose
+// public half is a *mldsa65.PublicKey. The kid is the key's
 // RFC 7638 thumbprint. NewSigner signs and verifies once, so a signer whose
 // private half does not match its public half fails here rather than at
 // the first login.
@@ -169,8 +171,8 @@ func (s *Signer) Sign(claims jwt.Claims) (string, error) {
 }
 
 // signerMethod is a jwt.SigningMethod that signs through crypto.Signer.
-// It is not registered with jwt: verification uses jwt's own methods,
-// which signerMethod.Verify delegates to.
+// It is not registered with jwt: verification uses jwt's own methods (and
+// SigningMethodMLDSA65), which signerMethod.Verify delegates to.
 type signerMethod struct{ alg string }
 
 func (m signerMethod) Alg() string { return m.alg }
@@ -209,8 +211,8 @@ func (m signerMethod) Sign(signingString string, key any) ([]byte, error) {
 			return nil, fmt.Errorf("%w: RS256 signature of %d bytes", ErrInvalidKey, len(sig))
 		}
 		return sig, nil
-	// ML-DSA-65: sign here with circl's mldsa65 (signingString as the
-	// message, empty context), once the key type exists. Another issue.
+	case AlgMLDSA65:
+		return SigningMethodMLDSA65.Sign(signingString, k)
 	default:
 		return nil, fmt.Errorf("%w: cannot sign with alg %q", ErrInvalidKey, m.alg)
 	}
@@ -225,9 +227,9 @@ func builtinMethod(alg string) jwt.SigningMethod {
 		return jwt.SigningMethodEdDSA
 	case AlgRS256:
 		return jwt.SigningMethodRS256
+	case AlgMLDSA65:
+		return SigningMethodMLDSA65
 	}
-	// ML-DSA-65: register a verifying jwt.SigningMethod for it and return
-	// it here. Another issue.
 	return nil
 }
 
@@ -363,8 +365,10 @@ func checkKeyAlg(pub crypto.PublicKey, alg string) error {
 		}
 		return nil
 	case AlgMLDSA65:
-		// ML-DSA-65 (circl mldsa65.PublicKey): another issue.
-		return fmt.Errorf("%w: %s is not implemented yet", ErrInvalidKey, alg)
+		if k, ok := pub.(*mldsa65.PublicKey); ok && k != nil {
+			return nil
+		}
+		return fmt.Errorf("%w: ML-DSA-65 needs an ML-DSA-65 key, not %T", ErrInvalidKey, pub)
 	default:
 		return fmt.Errorf("%w: unknown alg %q", ErrInvalidKey, alg)
 	}
@@ -378,13 +382,14 @@ type jwkJSON struct {
 	Y   string `json:"y,omitempty"`
 	N   string `json:"n,omitempty"`
 	E   string `json:"e,omitempty"`
+	Pub string `json:"pub,omitempty"`
 	Kid string `json:"kid"`
 	Alg string `json:"alg"`
 	Use string `json:"use,omitempty"`
 }
 
 // Members of private or symmetric JWKs (RFC 7518 §6.2.2, §6.3.2, §6.4;
-// "priv" of the ML-DSA draft). A JWK carrying any of them is refused.
+// "priv" of RFC 9964's AKP keys). A JWK carrying any of them is refused.
 var privateJWKMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k", "priv"}
 
 var b64 = base64.RawURLEncoding.Strict()
@@ -412,8 +417,10 @@ func JWKFromPublic(pub crypto.PublicKey, alg string) (jwk []byte, kid string, er
 		j = jwkJSON{Kty: "RSA", N: b64.EncodeToString(k.N.Bytes()),
 			E: b64.EncodeToString(big.NewInt(int64(k.E)).Bytes())}
 		thumb = `{"e":"` + j.E + `","kty":"RSA","n":"` + j.N + `"}`
-	// ML-DSA-65: kty "AKP" with "pub" (draft-ietf-cose-dilithium);
-	// thumbprint members alg, kty, pub. Another issue.
+	case *mldsa65.PublicKey:
+		// RFC 9964: an AKP key's thumbprint covers its alg too.
+		j = jwkJSON{Kty: "AKP", Pub: b64.EncodeToString(k.Bytes())}
+		thumb = `{"alg":"` + alg + `","kty":"AKP","pub":"` + j.Pub + `"}`
 	default:
 		return nil, "", fmt.Errorf("%w: %T", ErrInvalidKey, pub)
 	}
@@ -510,8 +517,20 @@ func PublicFromJWK(jwk []byte) (pub crypto.PublicKey, alg string, kid string, er
 			return fail("RSA exponent too large")
 		}
 		pub = &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(ev.Int64())}
-	// ML-DSA-65: kty "AKP", alg "ML-DSA-65", member "pub" (1952 bytes).
-	// Another issue.
+	case kty == "AKP":
+		// An AKP key is read as its alg says (RFC 9964); only ML-DSA-65 is known.
+		if a := str("alg"); a != AlgMLDSA65 {
+			return fail("AKP key for alg %q", a)
+		}
+		b, err := b64.DecodeString(str("pub"))
+		if err != nil {
+			return fail("member \"pub\" is not base64url")
+		}
+		k, err := mldsa65Public(b)
+		if err != nil {
+			return fail("%v", err)
+		}
+		pub = k
 	default:
 		return fail("unsupported kty %q crv %q", kty, crv)
 	}

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -46,8 +47,15 @@ var testKeys = sync.OnceValue(func() map[string]crypto.Signer {
 	if err != nil {
 		panic(err)
 	}
-	return map[string]crypto.Signer{AlgES256: ec, AlgEdDSA: ed, AlgRS256: rs}
+	_, ml, err := mldsa65.GenerateKey(rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	return map[string]crypto.Signer{AlgES256: ec, AlgEdDSA: ed, AlgRS256: rs, AlgMLDSA65: ml}
 })
+
+// testAlgs are the algorithms bulwark signs with, one test key each.
+var testAlgs = []string{AlgES256, AlgEdDSA, AlgRS256, AlgMLDSA65}
 
 func testSigner(t testing.TB, alg string) *Signer {
 	t.Helper()
@@ -73,7 +81,7 @@ func (l jwksLookup) PublicKey(kid string) (crypto.PublicKey, string, error) {
 func testLookup(t testing.TB) jwksLookup {
 	t.Helper()
 	l := jwksLookup{}
-	for _, alg := range []string{AlgES256, AlgEdDSA, AlgRS256} {
+	for _, alg := range testAlgs {
 		s := testSigner(t, alg)
 		jwk, err := s.PublicJWK()
 		if err != nil {
@@ -117,7 +125,7 @@ func mustJSON(t testing.TB, v any) string {
 
 func TestSignVerifyRoundTrip(t *testing.T) {
 	l := testLookup(t)
-	for _, alg := range []string{AlgES256, AlgEdDSA, AlgRS256} {
+	for _, alg := range testAlgs {
 		t.Run(alg, func(t *testing.T) {
 			s := testSigner(t, alg)
 			want := testClaims()
@@ -380,7 +388,7 @@ func mustEC384(t testing.TB) *ecdsa.PrivateKey {
 }
 
 func TestJWKRoundTrip(t *testing.T) {
-	for _, alg := range []string{AlgES256, AlgEdDSA, AlgRS256} {
+	for _, alg := range testAlgs {
 		t.Run(alg, func(t *testing.T) {
 			pub := testKeys()[alg].Public()
 			jwk, kid, err := JWKFromPublic(pub, alg)
@@ -510,7 +518,8 @@ func TestNewSignerRefusals(t *testing.T) {
 		{"RSA 1024", small, AlgRS256},
 		{"HS256", keys[AlgES256], "HS256"},
 		{"none", keys[AlgES256], "none"},
-		{"ML-DSA-65 not yet", keys[AlgES256], AlgMLDSA65},
+		{"EC key for ML-DSA-65", keys[AlgES256], AlgMLDSA65},
+		{"ML-DSA-65 key for EdDSA", keys[AlgMLDSA65], AlgEdDSA},
 		{"private half does not match", mismatchedSigner{keys[AlgES256], other.Public()}, AlgES256},
 		{"device fails", failingSigner{keys[AlgES256]}, AlgES256},
 		{"nil", nil, AlgES256},

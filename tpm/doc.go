@@ -10,7 +10,8 @@
 // <dataDir>/tpm/kek.sealed.
 //
 // Package tpm is imported by node and cmd/bulwark. It imports only the
-// standard library, go-tpm and golang.org/x/crypto (see imports_test.go).
+// standard library, go-tpm, golang.org/x/crypto and circl's ML-DSA (for
+// ML-DSA signing keys, which crypto/x509 cannot store; see imports_test.go).
 package tpm
 
 import "errors"

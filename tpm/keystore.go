@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 )
 
 // Files under the data directory, relative to it.
@@ -45,9 +47,10 @@ const (
 const (
 	entryPKCS8  = "pkcs8"  // a private key as PKCS#8 DER
 	entrySecret = "secret" // raw symmetric secret bytes
-	// ML-DSA (circl sign/mldsa/mldsa65) goes here as its own type, e.g.
-	// "mldsa65" holding the key's MarshalBinary form, because crypto/x509
-	// cannot marshal it as PKCS#8; see marshalKey and parseKey.
+	// entryMLDSA65Seed is an ML-DSA-65 key (circl sign/mldsa/mldsa65) as
+	// its 32-byte FIPS 204 seed, from which the key is derived again on
+	// open: crypto/x509 cannot marshal ML-DSA as PKCS#8.
+	entryMLDSA65Seed = "mldsa65-seed"
 )
 
 type payload struct {
@@ -229,17 +232,18 @@ func (ks *Keystore) PrivateKey(name string) (crypto.Signer, bool) {
 
 // Put stores key under name, replacing any key of that name, and persists the
 // store. Supported: *ecdsa.PrivateKey, ed25519.PrivateKey, *rsa.PrivateKey
-// (2048 bits or more).
+// (2048 bits or more), and *mldsa65.PrivateKey that still holds its seed
+// (as mldsa65.GenerateKey and NewKeyFromSeed make it).
 func (ks *Keystore) Put(name string, key crypto.Signer) error {
 	if err := checkName(name); err != nil {
 		return err
 	}
-	der, err := marshalKey(key)
+	e, err := marshalKey(key)
 	if err != nil {
 		return err
 	}
-	stored, err := parseKey(entry{Type: entryPKCS8, Data: der})
-	clear(der)
+	stored, err := parseKey(e)
+	clear(e.Data)
 	if err != nil {
 		return err
 	}
@@ -323,23 +327,28 @@ func checkName(name string) error {
 	return nil
 }
 
-// marshalKey returns key as PKCS#8 DER.
-func marshalKey(key crypto.Signer) ([]byte, error) {
+// marshalKey returns key as a key entry: PKCS#8 DER, or an ML-DSA-65 seed.
+func marshalKey(key crypto.Signer) (entry, error) {
 	switch k := key.(type) {
 	case *ecdsa.PrivateKey, ed25519.PrivateKey:
 	case *rsa.PrivateKey:
 		if k.N == nil || k.N.BitLen() < minRSABits {
-			return nil, fmt.Errorf("%w: RSA keys must have at least %d bits", ErrUnsupportedKey, minRSABits)
+			return entry{}, fmt.Errorf("%w: RSA keys must have at least %d bits", ErrUnsupportedKey, minRSABits)
 		}
-	// case *mldsa65.PrivateKey: a later issue adds ML-DSA with its own entry type.
+	case *mldsa65.PrivateKey:
+		seed := k.Seed() // a copy; nil for a key unpacked from its expanded form
+		if len(seed) != mldsa65.SeedSize {
+			return entry{}, fmt.Errorf("%w: ML-DSA-65 key without its seed", ErrUnsupportedKey)
+		}
+		return entry{Type: entryMLDSA65Seed, Data: seed}, nil
 	default:
-		return nil, fmt.Errorf("%w: %T", ErrUnsupportedKey, key)
+		return entry{}, fmt.Errorf("%w: %T", ErrUnsupportedKey, key)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnsupportedKey, err)
+		return entry{}, fmt.Errorf("%w: %w", ErrUnsupportedKey, err)
 	}
-	return der, nil
+	return entry{Type: entryPKCS8, Data: der}, nil
 }
 
 // parseKey decodes a key entry.
@@ -356,7 +365,15 @@ func parseKey(e entry) (crypto.Signer, error) {
 		default:
 			return nil, fmt.Errorf("%w: PKCS#8 key of type %T", ErrUnsupportedKey, k)
 		}
-	// case entryMLDSA65: mldsa65.Scheme().UnmarshalBinaryPrivateKey(e.Data)
+	case entryMLDSA65Seed:
+		if len(e.Data) != mldsa65.SeedSize {
+			return nil, fmt.Errorf("%w: ML-DSA-65 seed of %d bytes, want %d", ErrCorrupt, len(e.Data), mldsa65.SeedSize)
+		}
+		var seed [mldsa65.SeedSize]byte
+		copy(seed[:], e.Data)
+		_, k := mldsa65.NewKeyFromSeed(&seed)
+		clear(seed[:])
+		return k, nil
 	default:
 		return nil, fmt.Errorf("%w: unknown entry type %q", ErrCorrupt, e.Type)
 	}
@@ -371,11 +388,11 @@ func encodeKeystore(kek []byte, keys map[string]crypto.Signer, secrets map[strin
 		}
 	}()
 	for name, k := range keys {
-		der, err := marshalKey(k)
+		e, err := marshalKey(k)
 		if err != nil {
 			return nil, err
 		}
-		p.Entries[name] = entry{Type: entryPKCS8, Data: der}
+		p.Entries[name] = e
 	}
 	for name, b := range secrets {
 		p.Entries[name] = entry{Type: entrySecret, Data: bytes.Clone(b)}

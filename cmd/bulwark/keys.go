@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
+
 	"github.com/bulwark-auth/bulwark/authcore"
 	"github.com/bulwark-auth/bulwark/cmd/bulwark/config"
 	"github.com/bulwark-auth/bulwark/tpm"
@@ -36,8 +38,10 @@ func signingKey(ks *tpm.Keystore, alg string) (*authcore.Signer, error) {
 			_, key, err = ed25519.GenerateKey(rand.Reader)
 		case authcore.AlgRS256:
 			key, err = rsa.GenerateKey(rand.Reader, 3072)
+		case authcore.AlgMLDSA65:
+			_, key, err = mldsa65.GenerateKey(rand.Reader) // kept as its seed
 		default:
-			return nil, fmt.Errorf("tokens.algorithm = %q is not supported by this version yet; use ES256, EdDSA or RS256", alg)
+			return nil, fmt.Errorf("tokens.algorithm = %q is not supported; use ES256, EdDSA, RS256 or ML-DSA-65", alg)
 		}
 		if err != nil {
 			return nil, err
