@@ -24,6 +24,13 @@ run: build
 # deps installs what the tests need on a fresh Debian machine with Go.
 deps:
 	$(GO) mod download
+	$(MAKE) deps-tpm
+
+# deps-tpm installs swtpm (a software TPM for the tpm package's black-box
+# tests) if it is missing. It uses apt-get, so it runs as root, as CI does.
+.PHONY: deps-tpm
+deps-tpm:
+	command -v swtpm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swtpm swtpm-tools)
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -46,6 +53,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzUnsealBlob$$' -fuzztime $(FUZZTIME) ./tpm
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeKeystore$$' -fuzztime $(FUZZTIME) ./tpm
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCertPEM$$' -fuzztime $(FUZZTIME) ./node/pki
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTPMBlob$$' -fuzztime $(FUZZTIME) ./tpm
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./cmd/bulwark/config
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDuration$$' -fuzztime $(FUZZTIME) ./cmd/bulwark/config
 

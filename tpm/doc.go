@@ -2,7 +2,7 @@
 // encrypted keystore that the KEK protects.
 //
 // A Sealer binds a small secret to something outside the data directory: the
-// machine's TPM 2.0 (a later addition, using go-tpm), or, when an operator
+// machine's TPM 2.0 (TPMSealer, on go-tpm), or, when an operator
 // explicitly chooses seal.mode = "software", a wrapping key kept in a separate
 // file (SoftwareSealer). The Keystore holds the node's private keys and
 // symmetric secrets in <dataDir>/keystore.sealed, encrypted with AES-256-GCM

@@ -9,8 +9,8 @@ const (
 // Sealer binds a small secret (the KEK) to something outside the data
 // directory. Implementations must be safe for concurrent use.
 //
-// The TPM 2.0 implementation (go-tpm tpm2, sealed under a storage primary key,
-// optionally bound to PCRs) will satisfy this interface and open the Device
+// TPMSealer (go-tpm tpm2: sealed under a storage primary key,
+// optionally bound to PCRs) opens the Device
 // returned by ParseDevice; SoftwareSealer is the explicit, weaker fallback.
 type Sealer interface {
 	// Mode is ModeTPM or ModeSoftware; it is reported in logs, /readyz and
