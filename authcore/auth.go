@@ -117,7 +117,7 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 		return Tokens{}, fmt.Errorf("%w: password must be 1 to 4096 bytes", ErrInvalidInput)
 	}
 	ri := requestInfo(ctx)
-	att, err := s.attempt(ctx, name, ri)
+	slot, err := s.attempt(ctx, name, ri)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -127,7 +127,7 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 		return Tokens{}, err
 	}
 	if !ok || u.Disabled {
-		s.loginFailed(ctx, name, u, ri, att)
+		s.loginFailed(ctx, name, u, ri, slot)
 		return Tokens{}, ErrInvalidCredentials
 	}
 	tok, err := s.startSession(ctx, u, name, ri, []string{"pwd"})
@@ -137,23 +137,42 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 	return tok, err
 }
 
-// attempt counts one password check for name, or answers LockedError.
-func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo) (fsm.AttemptResult, error) {
-	cmd, err := fsm.NewCommand(fsm.TypeLoginAttempt, 1, s.now().UnixNano(), fsm.LoginAttempt{
-		Username: name, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
-		IP: ri.IP, UserAgent: ri.UserAgent})
-	if err != nil {
-		return fsm.AttemptResult{}, err
+// pendingTTL is how long a granted password check may stay unresolved
+// before its slot frees (its node died mid-check).
+const pendingTTL = 30 * time.Second
+
+// attempt obtains a slot to check one password for name, through the log.
+// When every slot is held by checks in flight (a burst of logins for one
+// name) it waits for one to free, up to HashWait; a locked name answers
+// LockedError at once.
+func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo) (int64, error) {
+	deadline := time.Now().Add(s.cfg.HashWait)
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		cmd, err := fsm.NewCommand(fsm.TypeLoginAttempt, 1, s.now().UnixNano(), fsm.LoginAttempt{
+			Username: name, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
+			PendingTTL: int64(pendingTTL), IP: ri.IP, UserAgent: ri.UserAgent})
+		if err != nil {
+			return 0, err
+		}
+		v, err := s.store.Apply(ctx, cmd)
+		if err != nil {
+			return 0, err
+		}
+		res := v.(fsm.AttemptResult)
+		switch {
+		case res.Granted:
+			return res.Slot, nil
+		case res.Locked:
+			return 0, &LockedError{RetryAfter: res.RetryAfter}
+		case time.Now().Add(wait).After(deadline):
+			return 0, &LockedError{RetryAfter: time.Second}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(wait):
+		}
 	}
-	v, err := s.store.Apply(ctx, cmd)
-	if err != nil {
-		return fsm.AttemptResult{}, err
-	}
-	res := v.(fsm.AttemptResult)
-	if !res.Granted {
-		return res, &LockedError{RetryAfter: res.RetryAfter}
-	}
-	return res, nil
 }
 
 // checkPassword verifies password against u's hash, or against a dummy
@@ -173,11 +192,11 @@ func (s *Service) checkPassword(ctx context.Context, u *fsm.User, password strin
 	return ok && u != nil, err
 }
 
-// loginFailed records a failed login, and the lockout it caused, in the
-// audit trail. A failure to record is logged; the answer stays the same.
-func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri RequestInfo, att fsm.AttemptResult) {
-	reason := "wrong_password"
-	subject := ""
+// loginFailed turns the check's slot into a failure, which may lock the
+// name; the failure (and the lockout) go to the audit trail in the same
+// entry. A failure to record is logged; the answer stays the same.
+func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri RequestInfo, slot int64) {
+	reason, subject := "wrong_password", ""
 	switch {
 	case u == nil:
 		reason = "unknown_user"
@@ -186,14 +205,20 @@ func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri 
 	default:
 		subject = u.ID
 	}
-	entries := []fsm.AuditAppend{{Type: "login.failure", Severity: fsm.AuditWarning, Subject: subject,
-		IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"username": name, "reason": reason}}}
-	if att.Locked {
-		entries = append(entries, fsm.AuditAppend{Type: "lockout", Severity: fsm.AuditWarning, Subject: subject,
-			IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"username": name,
-				"for": s.cfg.LockoutDuration.String()}})
+	ev := fsm.AuditAppend{Type: "login.failure", Severity: fsm.AuditWarning, Subject: subject,
+		IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"username": name, "reason": reason}}
+	cmd, err := fsm.NewCommand(fsm.TypeLoginFailure, 1, s.now().UnixNano(), fsm.LoginFailure{
+		Username: name, Slot: slot, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
+		Subject: subject, IP: ri.IP, UserAgent: ri.UserAgent})
+	if err == nil {
+		var v any
+		v, err = s.store.Apply(ctx, cmd.WithAudit(ev))
+		if err == nil && v.(fsm.FailureResult).Locked {
+			s.logAudit([]fsm.AuditAppend{{Type: "lockout", Severity: fsm.AuditWarning, Subject: subject, IP: ri.IP,
+				Details: map[string]string{"username": name}}}, nil)
+		}
 	}
-	s.audit(ctx, entries...)
+	s.logAudit([]fsm.AuditAppend{ev}, err)
 }
 
 // audit appends entries to the trail on their own (for events that are
@@ -265,7 +290,8 @@ func (s *Service) startSession(ctx context.Context, u *fsm.User, name string, ri
 
 // issue signs an access token for a session.
 func (s *Service) issue(sess *fsm.Session, u *fsm.User, refresh string) (Tokens, error) {
-	if s.signer == nil {
+	signer := s.currentSigner()
+	if signer == nil {
 		return Tokens{}, errors.New("authcore: no signing key")
 	}
 	now := s.now()
@@ -285,7 +311,7 @@ func (s *Service) issue(sess *fsm.Session, u *fsm.User, refresh string) (Tokens,
 		},
 		Sid: sess.ID, Amr: sess.AMR, Roles: roles, AuthTime: sess.AuthTime.Unix(),
 	}
-	at, err := s.signer.Sign(claims)
+	at, err := signer.Sign(claims)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -428,7 +454,7 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 		return Tokens{}, fmt.Errorf("%w: the new password equals the current one", ErrWeakPassword)
 	}
 	ri := requestInfo(ctx)
-	att, err := s.attempt(ctx, p.Username, ri)
+	slot, err := s.attempt(ctx, p.Username, ri)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -441,7 +467,7 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 		return Tokens{}, err
 	}
 	if !ok {
-		s.loginFailed(ctx, p.Username, u, ri, att)
+		s.loginFailed(ctx, p.Username, u, ri, slot)
 		return Tokens{}, ErrInvalidCredentials
 	}
 	salt, err := NewSalt()

@@ -45,12 +45,13 @@ func newAuthService(t *testing.T, cfg Config) (*Service, *fakeClock) {
 	cfg.Hash = testHash
 	cfg.Policy = PasswordPolicy{MinLength: 12, MaxLength: 128}
 	cfg.Issuer = "https://bulwark.test:8443"
+	cfg.NodeID = "n1"
 	s, err := New(newLocalStore(t), cfg, WithClock(clock.Now), WithSigner(sig))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	if err := s.PublishSigningKey(ctx, "n1"); err != nil {
+	if err := s.PublishSigningKey(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.CreateUser(ctx, NewUser{Username: "alice", Password: pw, Roles: []string{"admin"}}); err != nil {
@@ -84,7 +85,7 @@ func TestLoginIssuesVerifiableTokens(t *testing.T) {
 		t.Fatalf("claims %+v", c)
 	}
 	jwks, err := s.JWKS()
-	if err != nil || !strings.Contains(string(jwks), s.signer.Kid()) {
+	if err != nil || !strings.Contains(string(jwks), s.currentSigner().Kid()) {
 		t.Fatalf("JWKS %s lacks the signing kid: %v", jwks, err)
 	}
 }
@@ -291,10 +292,10 @@ func TestForgedTokensRefused(t *testing.T) {
 	parts := strings.Split(tok.AccessToken, ".")
 	none := jwt.NewWithClaims(jwt.SigningMethodNone, jwt.MapClaims{"sub": "x", "sid": tok.SessionID})
 	noneTok, _ := none.SignedString(jwt.UnsafeAllowNoneSignatureType)
-	jwk, _ := s.signer.PublicJWK()
+	jwk, _ := s.currentSigner().PublicJWK()
 	hs := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "x", "sid": tok.SessionID, "iss": s.cfg.Issuer,
 		"aud": s.cfg.Audience, "exp": clock.Now().Add(time.Hour).Unix()})
-	hs.Header["kid"] = s.signer.Kid()
+	hs.Header["kid"] = s.currentSigner().Kid()
 	hsTok, _ := hs.SignedString(jwk)
 	for name, bad := range map[string]string{
 		"none":        noneTok,
@@ -315,5 +316,28 @@ func TestForgedTokensRefused(t *testing.T) {
 	clock.Advance(time.Hour + time.Minute)
 	if _, err := s.Authenticate(ctx, tok.AccessToken); !errors.Is(err, ErrInvalidToken) {
 		t.Error("expired token accepted")
+	}
+}
+
+// TestBurstOfCorrectLoginsIsServed: a script logging one account in 30
+// times at once is served. Slots held by checks in flight make the others
+// wait; they do not fail, and the lockout bound still holds for failures.
+func TestBurstOfCorrectLoginsIsServed(t *testing.T) {
+	s, _ := newAuthService(t, Config{MaxFailedAttempts: 5})
+	var wg sync.WaitGroup
+	errs := make(chan error, 30)
+	for i := 0; i < 30; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.Login(context.Background(), "alice", pw); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("a correct login in a burst failed: %v", err)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
 	"github.com/bulwark-auth/bulwark/fsm"
 )
 
@@ -119,35 +121,62 @@ func (v *verifier) evict(now time.Time) {
 	}
 }
 
-// PublishSigningKey makes this node's signing key part of the replicated
-// JWKS, unless it already is. Call it once the node can write.
-func (s *Service) PublishSigningKey(ctx context.Context, nodeID string) error {
-	if s.signer == nil {
+// PublishSigningKey makes this node's current signing key part of the
+// replicated JWKS, unless it already is, and retires this node's other keys
+// still marked as signing (left so by a crash mid-rotation or by a change
+// of tokens.algorithm). Call it once the node can write.
+func (s *Service) PublishSigningKey(ctx context.Context) error {
+	sig := s.currentSigner()
+	if sig == nil {
 		return errors.New("authcore: no signing key")
 	}
+	s.rotateMu.Lock()
+	defer s.rotateMu.Unlock()
 	var known bool
+	var stale []*fsm.PublicKey
 	if err := s.store.View(func(r fsm.Reader) error {
-		_, err := r.PublicKey(s.signer.Kid())
-		known = err == nil
-		return nil
+		return r.PublicKeys(func(k *fsm.PublicKey) bool {
+			switch {
+			case k.Kid == sig.Kid():
+				known = true
+			case k.Node == s.cfg.NodeID && k.NotAfter.IsZero():
+				stale = append(stale, k)
+			}
+			return true
+		})
 	}); err != nil {
 		return err
 	}
-	if known {
-		return nil
+	if !known {
+		if err := s.publish(ctx, sig, 0, 0, "key.publish"); err != nil {
+			return err
+		}
 	}
-	jwk, err := s.signer.PublicJWK()
-	if err != nil {
-		return err
+	for _, k := range stale {
+		pub, alg, _, err := PublicFromJWK(k.JWK)
+		if err != nil {
+			return err
+		}
+		if _, err := s.retire(ctx, publicOnly{kid: k.Kid, alg: alg, jwk: k.JWK, pub: pub}); err != nil {
+			return err
+		}
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeKeyPublish, 1, s.now().UnixNano(), fsm.KeyPublish{
-		Kid: s.signer.Kid(), Node: nodeID, Alg: s.signer.Alg(), JWK: jwk})
-	if err != nil {
-		return err
-	}
-	_, err = s.apply(ctx, cmd, fsm.AuditAppend{Type: "key.publish", Severity: fsm.AuditInfo, Actor: "node:" + nodeID,
-		Details: map[string]string{"kid": s.signer.Kid(), "alg": s.signer.Alg()}})
-	return err
+	return nil
+}
+
+// publicOnly stands for a key of which only the public half is at hand,
+// to republish it with new dates. It cannot sign.
+type publicOnly struct {
+	kid, alg string
+	jwk      []byte
+	pub      crypto.PublicKey
+}
+
+func (p publicOnly) Kid() string                { return p.kid }
+func (p publicOnly) Alg() string                { return p.alg }
+func (p publicOnly) PublicJWK() ([]byte, error) { return p.jwk, nil }
+func (p publicOnly) Sign(jwt.Claims) (string, error) {
+	return "", errors.New("authcore: a published public key cannot sign")
 }
 
 // JWKS returns every published signing key of every node, as served at

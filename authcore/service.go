@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +57,11 @@ type Config struct {
 	MaxSessionsPerUser int
 	OnLimit            string        // "evict_oldest" or "deny"
 	Leeway             time.Duration // clock skew allowed when checking tokens
+
+	// NodeID names this node as the owner of its signing keys.
+	NodeID string
+	// SigningAlg is tokens.algorithm: the algorithm new keys are made for.
+	SigningAlg string
 }
 
 func (c *Config) setDefaults() {
@@ -92,6 +98,9 @@ func (c *Config) setDefaults() {
 	if c.Leeway == 0 {
 		c.Leeway = 30 * time.Second
 	}
+	if c.SigningAlg == "" {
+		c.SigningAlg = AlgES256
+	}
 }
 
 // Service is the authentication core.
@@ -101,7 +110,9 @@ type Service struct {
 	now      func() time.Time
 	log      *slog.Logger
 	hashes   chan struct{} // one token per hash allowed in flight
-	signer   TokenSigner
+	signer   atomic.Pointer[signerBox]
+	vault    KeyVault
+	rotateMu sync.Mutex
 	verifier *verifier
 
 	passwordChecks atomic.Int64
@@ -117,8 +128,26 @@ type Option func(*Service)
 // WithClock replaces the wall clock, for tests.
 func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
 
-// WithSigner sets the key this node signs access tokens with.
-func WithSigner(sig TokenSigner) Option { return func(s *Service) { s.signer = sig } }
+// signerBox holds the current signer so it can be swapped atomically.
+type signerBox struct{ TokenSigner }
+
+// WithSigner sets a fixed key to sign access tokens with (tests; a key
+// held outside a vault cannot be rotated).
+func WithSigner(sig TokenSigner) Option {
+	return func(s *Service) { s.signer.Store(&signerBox{sig}) }
+}
+
+// WithKeyVault keeps this node's signing keys in v: the current one is
+// loaded (or created for Config.SigningAlg), and rotation adds new ones.
+func WithKeyVault(v KeyVault) Option { return func(s *Service) { s.vault = v } }
+
+// currentSigner is the key tokens are signed with now (nil if none).
+func (s *Service) currentSigner() TokenSigner {
+	if b := s.signer.Load(); b != nil {
+		return b.TokenSigner
+	}
+	return nil
+}
 
 // WithLogger sets where security events are mirrored.
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
@@ -139,6 +168,13 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 		hashes: make(chan struct{}, cfg.MaxConcurrentHashes)}
 	for _, o := range opts {
 		o(s)
+	}
+	if s.vault != nil {
+		sig, _, err := loadSigner(s.vault, cfg.SigningAlg)
+		if err != nil {
+			return nil, err
+		}
+		s.signer.Store(&signerBox{sig})
 	}
 	s.verifier = &verifier{keys: &stateKeys{store: store, cache: map[string]parsedKey{}},
 		issuer: cfg.Issuer, audience: cfg.Audience, leeway: cfg.Leeway}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 // its configuration into the payload, never from a clock or config here.
 const (
 	TypeLoginAttempt   Type = "login.attempt"
+	TypeLoginFailure   Type = "login.failure"
 	TypeLockoutReset   Type = "lockout.reset"
 	TypeSessionCreate  Type = "session.create"
 	TypeSessionRefresh Type = "session.refresh"
@@ -42,34 +44,57 @@ var (
 )
 
 // Lockout is the failed-attempt state of one normalised username, known or
-// not.
+// not. A password check holds a slot from before it starts: Pending while
+// it runs, Failures once it failed. Failures + len(Pending) never exceeds
+// the maximum, so no more passwords are checked per window than allowed,
+// however many requests race.
 type Lockout struct {
-	// Attempts counts password checks granted in the window that began at
-	// WindowStart; each is counted before the password is checked.
-	Attempts    int   `json:"attempts"`
+	Failures    int   `json:"failures"`
 	WindowStart int64 `json:"window_start"`
-	// LockedUntil is set when the window's attempts are used up.
+	// Pending holds the times of granted checks not yet resolved. A check
+	// whose node died never resolves; its slot frees after PendingTTL.
+	Pending []int64 `json:"pending,omitempty"`
+	// LockedUntil is set when the window's failures reach the maximum.
 	LockedUntil int64 `json:"locked_until,omitempty"`
 }
 
-// LoginAttempt asks to check one password for Username. Apply grants it
-// (counting it) unless the name is locked, so however many nodes and
-// requests race, at most MaxAttempts passwords are checked per window.
+// LoginAttempt asks for a slot to check one password for Username.
 type LoginAttempt struct {
 	Username    string `json:"username"`
 	MaxAttempts int    `json:"max_attempts"`
-	Window      int64  `json:"window"` // nanoseconds: lockout_duration
+	Window      int64  `json:"window"`      // nanoseconds: lockout_duration
+	PendingTTL  int64  `json:"pending_ttl"` // nanoseconds a granted check may stay unresolved
 	IP          string `json:"ip,omitempty"`
 	UserAgent   string `json:"user_agent,omitempty"`
 }
 
-// AttemptResult answers a LoginAttempt.
+// AttemptResult answers a LoginAttempt: Granted (check the password, then
+// report a failure with LoginFailure{Slot}), Locked (the name is locked
+// for RetryAfter), or neither: every slot is held by a check in flight,
+// and one frees within RetryAfter at the latest.
 type AttemptResult struct {
-	Granted bool
-	// RetryAfter is how long until the lock ends, when not granted.
+	Granted    bool
+	Slot       int64 // identifies the granted check in LoginFailure
+	Locked     bool
 	RetryAfter time.Duration
-	// Locked is true when this attempt used the window's last slot or
-	// found the name locked.
+}
+
+// LoginFailure turns a granted check into a failure, locking the name when
+// the window's failures reach MaxAttempts. The audit entries of the
+// failure (and the lockout) travel in the envelope.
+type LoginFailure struct {
+	Username    string `json:"username"`
+	Slot        int64  `json:"slot"`
+	MaxAttempts int    `json:"max_attempts"`
+	Window      int64  `json:"window"`
+	// For the lockout's audit entry, should this failure lock the name.
+	Subject   string `json:"subject,omitempty"`
+	IP        string `json:"ip,omitempty"`
+	UserAgent string `json:"user_agent,omitempty"`
+}
+
+// FailureResult says whether the failure locked the name.
+type FailureResult struct {
 	Locked bool
 }
 
@@ -178,6 +203,7 @@ type SweepResult struct {
 
 var sessionHandlers = map[handlerKey]handler{
 	{TypeLoginAttempt, 1}:   applyLoginAttempt,
+	{TypeLoginFailure, 1}:   applyLoginFailure,
 	{TypeLockoutReset, 1}:   applyLockoutReset,
 	{TypeSessionCreate, 1}:  applySessionCreate,
 	{TypeSessionRefresh, 1}: applySessionRefresh,
@@ -192,40 +218,85 @@ func applyLoginAttempt(t txn, c Command) (any, error) {
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
 	}
-	if p.Username == "" || len(p.Username) > 1024 || p.MaxAttempts < 1 || p.Window <= 0 {
-		return nil, fmt.Errorf("%w: login.attempt needs username, max_attempts and window", ErrInvalidCommand)
+	if p.Username == "" || len(p.Username) > 1024 || p.MaxAttempts < 1 || p.MaxAttempts > 1000 || p.Window <= 0 || p.PendingTTL <= 0 {
+		return nil, fmt.Errorf("%w: login.attempt needs username, max_attempts, window and pending_ttl", ErrInvalidCommand)
 	}
-	b := t.tx.Bucket(bucketLockout)
-	var l Lockout
-	if v := b.Get([]byte(p.Username)); v != nil {
-		if err := json.Unmarshal(v, &l); err != nil {
-			return nil, err
-		}
+	l, err := t.lockout(p.Username)
+	if err != nil {
+		return nil, err
 	}
 	if l.LockedUntil > c.Time {
 		return AttemptResult{Locked: true, RetryAfter: time.Duration(l.LockedUntil - c.Time)}, nil
 	}
-	if l.LockedUntil != 0 || c.Time-l.WindowStart >= p.Window {
-		l = Lockout{WindowStart: c.Time} // the window (or the lock) is over
+	l.refresh(c.Time, p.Window, p.PendingTTL)
+	if l.Failures+len(l.Pending) >= p.MaxAttempts {
+		// Every slot is held by a check in flight: one frees when it
+		// resolves, or at the latest when the oldest expires.
+		return AttemptResult{RetryAfter: time.Duration(l.Pending[0] + p.PendingTTL - c.Time)}, nil
 	}
-	if l.Attempts >= p.MaxAttempts {
-		// Unreachable while LockedUntil is set with the last slot; kept so a
-		// lowered max_failed_attempts locks at once.
+	l.Pending = append(l.Pending, c.Time)
+	return AttemptResult{Granted: true, Slot: c.Time}, t.putJSON(bucketLockout, p.Username, l)
+}
+
+func applyLoginFailure(t txn, c Command) (any, error) {
+	var p LoginFailure
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if p.Username == "" || p.MaxAttempts < 1 || p.Window <= 0 {
+		return nil, fmt.Errorf("%w: login.failure needs username, max_attempts and window", ErrInvalidCommand)
+	}
+	l, err := t.lockout(p.Username)
+	if err != nil {
+		return nil, err
+	}
+	if i := slices.Index(l.Pending, p.Slot); i >= 0 {
+		l.Pending = slices.Delete(l.Pending, i, i+1)
+	}
+	if l.LockedUntil != 0 && l.LockedUntil <= c.Time {
+		l.LockedUntil, l.Failures, l.WindowStart = 0, 0, c.Time
+	}
+	if c.Time-l.WindowStart >= p.Window {
+		l.Failures, l.WindowStart = 0, c.Time
+	}
+	l.Failures++
+	res := FailureResult{}
+	if l.Failures >= p.MaxAttempts && l.LockedUntil <= c.Time {
 		l.LockedUntil = c.Time + p.Window
+		res.Locked = true
+		ev := AuditAppend{Type: "lockout", Severity: AuditWarning, Subject: CleanAuditText(p.Subject, MaxAuditSubject),
+			IP: asciiIP(p.IP), UserAgent: CleanAuditText(p.UserAgent, MaxAuditUserAgent),
+			Details: map[string]string{"username": CleanAuditText(p.Username, MaxAuditDetailValue),
+				"until": time.Unix(0, l.LockedUntil).UTC().Format(time.RFC3339)}}
+		if err := ev.Validate(); err != nil {
+			return nil, err
+		}
 		if err := t.putJSON(bucketLockout, p.Username, l); err != nil {
 			return nil, err
 		}
-		return AttemptResult{Locked: true, RetryAfter: time.Duration(p.Window)}, nil
-	}
-	l.Attempts++
-	res := AttemptResult{Granted: true}
-	if l.Attempts == p.MaxAttempts {
-		// This is the window's last check. Lock now: a success clears it,
-		// a failure leaves the name locked for the whole duration.
-		l.LockedUntil = c.Time + p.Window
-		res.Locked = true
+		_, err := appendAudit(t, c.Time, ev)
+		return res, err
 	}
 	return res, t.putJSON(bucketLockout, p.Username, l)
+}
+
+func (t txn) lockout(name string) (Lockout, error) {
+	var l Lockout
+	if v := t.tx.Bucket(bucketLockout).Get([]byte(name)); v != nil {
+		if err := json.Unmarshal(v, &l); err != nil {
+			return l, err
+		}
+	}
+	return l, nil
+}
+
+// refresh ends a lock or a window that is over, and drops pending checks
+// older than ttl, as of now.
+func (l *Lockout) refresh(now, window, ttl int64) {
+	if l.LockedUntil != 0 || now-l.WindowStart >= window {
+		l.Failures, l.LockedUntil, l.WindowStart = 0, 0, now
+	}
+	l.Pending = slices.DeleteFunc(l.Pending, func(at int64) bool { return now-at >= ttl })
 }
 
 func applyLockoutReset(t txn, c Command) (any, error) {
@@ -476,7 +547,8 @@ func applySweep(t txn, c Command) (any, error) {
 		// Keep a counter until its lock is over and its window could no
 		// longer matter; the longest window any proposer uses is unknown
 		// here, so keep unlocked counters for a day.
-		if l.LockedUntil <= c.Time && c.Time-l.WindowStart > int64(24*time.Hour) {
+		day := int64(24 * time.Hour)
+		if l.LockedUntil <= c.Time && c.Time-l.WindowStart > day && (len(l.Pending) == 0 || c.Time-l.Pending[len(l.Pending)-1] > day) {
 			over = append(over, append([]byte(nil), k...))
 		}
 		return nil

@@ -33,62 +33,91 @@ func hashOf(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
-const window = int64(15 * time.Minute)
+const (
+	window = int64(15 * time.Minute)
+	ttl    = int64(30 * time.Second)
+)
 
 func attempt(a *applier, at time.Time, name string) AttemptResult {
 	a.t.Helper()
-	r := a.apply(TypeLoginAttempt, at, LoginAttempt{Username: name, MaxAttempts: 5, Window: window})
+	r := a.apply(TypeLoginAttempt, at, LoginAttempt{Username: name, MaxAttempts: 5, Window: window, PendingTTL: ttl})
 	if r.Err != nil {
 		a.t.Fatal(r.Err)
 	}
 	return r.Value.(AttemptResult)
 }
 
-func TestLockoutGrantsExactlyMaxAttemptsPerWindow(t *testing.T) {
+func fail(a *applier, at time.Time, name string, slot int64) FailureResult {
+	a.t.Helper()
+	r := a.apply(TypeLoginFailure, at, LoginFailure{Username: name, Slot: slot, MaxAttempts: 5, Window: window})
+	if r.Err != nil {
+		a.t.Fatal(r.Err)
+	}
+	return r.Value.(FailureResult)
+}
+
+func TestLockoutHoldsAtMostMaxChecks(t *testing.T) {
 	a := newApplier(t)
-	granted := 0
+	// Twenty racing attempts: five slots are granted, the rest wait for one.
+	var slots []int64
 	for i := 0; i < 20; i++ {
-		if attempt(a, t0.Add(time.Duration(i)*time.Second), "mallory").Granted {
-			granted++
+		r := attempt(a, t0.Add(time.Duration(i)*time.Millisecond), "mallory")
+		if r.Granted {
+			slots = append(slots, r.Slot)
+		} else if r.Locked || r.RetryAfter <= 0 || r.RetryAfter > time.Duration(ttl) {
+			t.Fatalf("attempt %d: %+v, want a short wait", i, r)
 		}
 	}
-	if granted != 5 {
-		t.Fatalf("%d attempts granted, want 5", granted)
+	if len(slots) != 5 {
+		t.Fatalf("%d checks granted, want 5", len(slots))
 	}
-	// Still locked just before the lock ends, with the right Retry-After.
-	r := attempt(a, t0.Add(4*time.Second+time.Duration(window)-time.Second), "mallory")
+	// All five fail: the fifth locks the name for a window.
+	for i, s := range slots {
+		if r := fail(a, t0.Add(time.Second), "mallory", s); r.Locked != (i == 4) {
+			t.Fatalf("failure %d: %+v", i+1, r)
+		}
+	}
+	r := attempt(a, t0.Add(time.Second+time.Duration(window)-time.Second), "mallory")
 	if r.Granted || !r.Locked || r.RetryAfter != time.Second {
 		t.Fatalf("near the end of the lock: %+v", r)
 	}
-	// The 5th attempt (at t0+4s) locked the name for a whole window.
-	if r := attempt(a, t0.Add(4*time.Second+time.Duration(window)), "mallory"); !r.Granted {
+	if r := attempt(a, t0.Add(time.Second+time.Duration(window)), "mallory"); !r.Granted {
 		t.Fatalf("after the lock: %+v", r)
 	}
-	// Other names are untouched.
 	if r := attempt(a, t0, "alice"); !r.Granted {
-		t.Fatal("another name was locked")
+		t.Fatal("another name was affected")
 	}
 }
 
-func TestLockoutWindowResetsAndSuccessClears(t *testing.T) {
+func TestLockoutPendingExpiresAndWindowResets(t *testing.T) {
 	a := newApplier(t)
+	for i := 0; i < 5; i++ {
+		attempt(a, t0, "bob") // five checks whose node died: never resolved
+	}
+	if r := attempt(a, t0.Add(time.Duration(ttl)-time.Millisecond), "bob"); r.Granted {
+		t.Fatal("granted a sixth check while five are pending")
+	}
+	if r := attempt(a, t0.Add(time.Duration(ttl)), "bob"); !r.Granted {
+		t.Fatal("expired pending checks still hold their slots")
+	}
+	// Four failures, then a new window: the count starts again.
+	b := newApplier(t)
 	for i := 0; i < 4; i++ {
-		attempt(a, t0, "bob")
+		fail(b, t0, "carol", attempt(b, t0, "carol").Slot)
 	}
-	// A new window starts after lockout_duration without a lock.
-	if r := attempt(a, t0.Add(time.Duration(window)), "bob"); !r.Granted || r.Locked {
-		t.Fatalf("new window: %+v", r)
-	}
+	later := t0.Add(time.Duration(window))
 	for i := 0; i < 4; i++ {
-		attempt(a, t0.Add(time.Duration(window)), "bob")
+		if r := fail(b, later, "carol", attempt(b, later, "carol").Slot); r.Locked {
+			t.Fatalf("locked after %d failures of a new window", i+1)
+		}
 	}
-	if r := attempt(a, t0.Add(time.Duration(window)), "bob"); r.Granted {
-		t.Fatal("sixth attempt of the window granted")
+	if r := fail(b, later, "carol", attempt(b, later, "carol").Slot); !r.Locked {
+		t.Fatal("fifth failure of the window did not lock")
 	}
-	if r := a.apply(TypeLockoutReset, t0, LockoutReset{Username: "bob", Actor: "admin"}); r.Err != nil {
+	if r := b.apply(TypeLockoutReset, later, LockoutReset{Username: "carol", Actor: "admin"}); r.Err != nil {
 		t.Fatal(r.Err)
 	}
-	if r := attempt(a, t0.Add(time.Duration(window)), "bob"); !r.Granted {
+	if r := attempt(b, later, "carol"); !r.Granted {
 		t.Fatal("unlock did not clear the lock")
 	}
 }
@@ -121,7 +150,7 @@ func TestRefreshRotationAndReuseDetection(t *testing.T) {
 		t.Fatal(r.Err)
 	}
 	a.s.View(func(r Reader) error {
-		if l, _ := r.Lockout("alice"); l.Attempts != 0 {
+		if l, _ := r.Lockout("alice"); len(l.Pending) != 0 || l.Failures != 0 {
 			t.Errorf("login did not reset the counter: %+v", l)
 		}
 		return nil

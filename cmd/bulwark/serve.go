@@ -135,10 +135,6 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 		}
 	}()
 
-	signer, err := signingKey(ks, cfg.Tokens.Algorithm)
-	if err != nil {
-		return err
-	}
 	iss, err := issuer(cfg, advertise)
 	if err != nil {
 		return err
@@ -159,13 +155,16 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 		LockoutDuration:    sec.LockoutDuration.Duration,
 		MaxSessionsPerUser: sess.MaxPerUser,
 		OnLimit:            sess.OnLimit,
-	}, authcore.WithSigner(signer), authcore.WithLogger(logger.With("component", "auth")))
+		NodeID:             cfg.NodeName,
+		SigningAlg:         cfg.Tokens.Algorithm,
+	}, authcore.WithKeyVault(ks), authcore.WithLogger(logger.With("component", "auth")))
 	if err != nil {
 		return err
 	}
 	var keyPublished atomic.Bool
-	go publishKey(ctx, core, cfg.NodeName, &keyPublished, logger)
+	go publishKey(ctx, core, &keyPublished, logger)
 	go core.RunSweeper(ctx, time.Minute)
+	go core.RunKeyRotation(ctx, cfg.Tokens.RotateEvery.Duration, min(cfg.Tokens.RotateEvery.Duration/10, 10*time.Minute))
 	ready := readiness{n, &keyPublished}
 
 	rl := cfg.Auth.RateLimit
@@ -210,7 +209,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 	go func() { errc <- serveUntilClosed(apiSrv.ServeTLS(apiLn, "", "")) }()
 	go func() { errc <- serveUntilClosed(adminSrv.Serve(adminLn)) }()
 	go func() { errc <- serveUntilClosed(metricsSrv.Serve(metricsLn)) }()
-	logger.Info("bulwark serving", "version", buildVersion(), "node", cfg.NodeName, "issuer", iss, "kid", signer.Kid(),
+	logger.Info("bulwark serving", "version", buildVersion(), "node", cfg.NodeName, "issuer", iss,
 		"api", apiLn.Addr().String(), "admin_socket", cfg.AdminSocketPath(),
 		"metrics", metricsLn.Addr().String(), "seal", sealer.Mode(), "data_dir", cfg.DataDir)
 	if dev {
@@ -268,7 +267,12 @@ func newSealer(cfg config.Config, logger *slog.Logger) (tpm.Sealer, error) {
 			"key_file", filepath.Join(cfg.DataDir, "tpm", "software.key"))
 		return tpm.NewSoftwareSealer(filepath.Join(cfg.DataDir, "tpm", "software.key"))
 	case tpm.ModeTPM:
-		return nil, fmt.Errorf("seal.mode = \"tpm\": this build cannot seal with a TPM yet (%s); set seal.mode = \"software\" explicitly to run without one", cfg.Seal.Device)
+		s, err := tpm.NewTPMSealer(cfg.Seal.Device, cfg.Seal.PCRs)
+		if err != nil {
+			return nil, fmt.Errorf("seal.mode = \"tpm\": %w (set seal.mode = \"software\" explicitly to run without a TPM)", err)
+		}
+		logger.Info("keys sealed by the TPM", "device", cfg.Seal.Device, "pcrs", cfg.Seal.PCRs)
+		return s, nil
 	}
 	return nil, fmt.Errorf("seal.mode: unknown mode %q", cfg.Seal.Mode)
 }

@@ -1,0 +1,235 @@
+package authcore
+
+import (
+	"context"
+	"crypto"
+	"encoding/json"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// memVault is an in-memory KeyVault.
+type memVault struct {
+	mu      sync.Mutex
+	keys    map[string]crypto.Signer
+	secrets map[string][]byte
+}
+
+func newMemVault() *memVault {
+	return &memVault{keys: map[string]crypto.Signer{}, secrets: map[string][]byte{}}
+}
+
+func (v *memVault) PrivateKey(n string) (crypto.Signer, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	k, ok := v.keys[n]
+	return k, ok
+}
+func (v *memVault) Put(n string, k crypto.Signer) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.keys[n] = k
+	return nil
+}
+func (v *memVault) Secret(n string) ([]byte, bool) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	b, ok := v.secrets[n]
+	return b, ok
+}
+func (v *memVault) PutSecret(n string, b []byte) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.secrets[n] = b
+	return nil
+}
+
+func newVaultService(t *testing.T, st *localStore, v KeyVault, alg string, clock *fakeClock) *Service {
+	t.Helper()
+	s, err := New(st, Config{Hash: testHash, Policy: PasswordPolicy{MinLength: 12, MaxLength: 128},
+		Issuer: "https://bulwark.test", NodeID: "n1", SigningAlg: alg}, WithClock(clock.Now), WithKeyVault(v))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PublishSigningKey(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func jwksKids(t *testing.T, s *Service) map[string]bool {
+	t.Helper()
+	b, err := s.JWKS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(b, &set); err != nil {
+		t.Fatal(err)
+	}
+	kids := map[string]bool{}
+	for _, k := range set.Keys {
+		kids[k.Kid] = true
+	}
+	return kids
+}
+
+func tokenKidOf(t *testing.T, tok string) string {
+	t.Helper()
+	kid, err := tokenKid(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kid
+}
+
+func TestRotationKeepsOldKeyUntilItsTokensExpire(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
+	s := newVaultService(t, newLocalStore(t), newMemVault(), AlgES256, clock)
+	ctx := context.Background()
+	if _, err := s.CreateUser(ctx, NewUser{Username: "alice", Password: pw}); err != nil {
+		t.Fatal(err)
+	}
+	before := login(t, s)
+	oldKid := tokenKidOf(t, before.AccessToken)
+
+	rot, err := s.RotateSigningKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rot.OldKid != oldKid || rot.NewKid == oldKid || !rot.Retire.Equal(clock.Now().Add(time.Hour+30*time.Second)) {
+		t.Fatalf("rotation %+v (old %s)", rot, oldKid)
+	}
+	after := login(t, s)
+	if tokenKidOf(t, after.AccessToken) != rot.NewKid {
+		t.Fatal("a token after the rotation is not signed with the new key")
+	}
+	kids := jwksKids(t, s)
+	if !kids[oldKid] || !kids[rot.NewKid] {
+		t.Fatalf("JWKS after rotation: %v", kids)
+	}
+	// The old token still verifies until it expires...
+	clock.Advance(59 * time.Minute)
+	if _, err := s.Authenticate(ctx, before.AccessToken); err != nil {
+		t.Fatalf("a token of the old key, before its exp: %v", err)
+	}
+	// ...and once every token of the old key has expired, the key leaves.
+	clock.Advance(2 * time.Minute)
+	if kids := jwksKids(t, s); kids[oldKid] || !kids[rot.NewKid] {
+		t.Fatalf("JWKS after retirement: %v", kids)
+	}
+	keys, err := s.SigningKeys(ctx)
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("SigningKeys: %+v %v", keys, err)
+	}
+	for _, k := range keys {
+		if (k.Kid == rot.NewKid) != k.Current || (k.Kid == oldKid) == k.InJWKS {
+			t.Errorf("key %+v", k)
+		}
+	}
+}
+
+// TestRotationUnderLoadLosesNoToken issues tokens from many goroutines
+// while the key rotates again and again; every token must verify against
+// the JWKS served the moment it was issued.
+func TestRotationUnderLoadLosesNoToken(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
+	s := newVaultService(t, newLocalStore(t), newMemVault(), AlgES256, clock)
+	ctx := context.Background()
+	if _, err := s.CreateUser(ctx, NewUser{Username: "alice", Password: pw}); err != nil {
+		t.Fatal(err)
+	}
+	first := login(t, s)
+	var stop atomic.Bool
+	var issued, failed atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tok := first
+			if w > 0 {
+				tok = login(t, s)
+			}
+			for i := 0; i < 200 && !stop.Load(); i++ {
+				next, err := s.Refresh(ctx, tok.RefreshToken)
+				if err != nil {
+					t.Errorf("refresh during rotation: %v", err)
+					return
+				}
+				tok = next
+				issued.Add(1)
+				kids := jwksKids(t, s)
+				if !kids[tokenKidOf(t, tok.AccessToken)] {
+					failed.Add(1)
+				}
+				if _, err := s.Authenticate(ctx, tok.AccessToken); err != nil {
+					t.Errorf("a token issued during rotation does not verify: %v", err)
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	for i := 0; i < 10; i++ {
+		if _, err := s.RotateSigningKey(ctx); err != nil {
+			t.Error(err)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if failed.Load() != 0 || issued.Load() == 0 {
+		t.Fatalf("%d of %d tokens issued during rotation failed", failed.Load(), issued.Load())
+	}
+}
+
+func TestAlgorithmChangeRotatesAtStart(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
+	st, vault := newLocalStore(t), newMemVault()
+	s1 := newVaultService(t, st, vault, AlgES256, clock)
+	es := s1.currentSigner().Kid()
+	// Same vault, restarted with tokens.algorithm = EdDSA.
+	s2 := newVaultService(t, st, vault, AlgEdDSA, clock)
+	if s2.currentSigner().Alg() != AlgEdDSA {
+		t.Fatalf("signs with %s", s2.currentSigner().Alg())
+	}
+	keys, _ := s2.SigningKeys(context.Background())
+	for _, k := range keys {
+		if k.Kid == es && (k.NotAfter.IsZero() || k.Retire.IsZero()) {
+			t.Fatalf("the ES256 key was not retired: %+v", k)
+		}
+	}
+	// Restarted again unchanged: the same key, no new generation.
+	s3 := newVaultService(t, st, vault, AlgEdDSA, clock)
+	if s3.currentSigner().Kid() != s2.currentSigner().Kid() {
+		t.Fatal("a restart made a new key")
+	}
+}
+
+func TestScheduledRotation(t *testing.T) {
+	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
+	s := newVaultService(t, newLocalStore(t), newMemVault(), AlgES256, clock)
+	ctx := context.Background()
+	k1 := s.currentSigner().Kid()
+	if rotated, err := s.RotateIfDue(ctx, 720*time.Hour); rotated || err != nil {
+		t.Fatalf("rotated a fresh key: %v", err)
+	}
+	clock.Advance(720 * time.Hour)
+	if rotated, err := s.RotateIfDue(ctx, 720*time.Hour); !rotated || err != nil {
+		t.Fatalf("did not rotate a due key: %v", err)
+	}
+	if s.currentSigner().Kid() == k1 {
+		t.Fatal("same key after rotation")
+	}
+	// Without a vault there is nothing to rotate into.
+	s2, _ := newAuthService(t, Config{})
+	if _, err := s2.RotateSigningKey(ctx); err == nil || !strings.Contains(err.Error(), "vault") {
+		t.Fatalf("rotation without a vault: %v", err)
+	}
+}
