@@ -252,6 +252,8 @@ func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog
 		mux.Handle("GET /admin/v1/audit", local(a.audit))
 		mux.Handle("GET /admin/v1/audit/verify", local(a.verifyAudit))
 		mux.Handle("GET /admin/v1/status", local(a.getStatus))
+		mux.Handle("GET /admin/v1/keys", local(a.listKeys))
+		mux.Handle("POST /admin/v1/keys/rotate", local(a.rotateKey))
 	})
 }
 
@@ -444,4 +446,24 @@ func errno0(err error) error {
 		return errno
 	}
 	return err
+}
+
+// listKeys answers {"keys":[…]}: every published signing key of every node.
+func (a *adminHandlers) listKeys(w http.ResponseWriter, r *http.Request) {
+	keys, err := a.auth.SigningKeys(r.Context())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, map[string]any{"keys": keys})
+}
+
+// rotateKey makes a new signing key current on this node at once.
+func (a *adminHandlers) rotateKey(w http.ResponseWriter, r *http.Request) {
+	rot, err := a.auth.RotateSigningKey(r.Context())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, rot)
 }

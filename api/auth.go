@@ -30,6 +30,8 @@ type Auth interface {
 	RevokeUserSessions(ctx context.Context, nameOrID string) (int, error)
 	Audit(ctx context.Context, after uint64, limit int) ([]authcore.AuditEntry, error)
 	VerifyAudit(ctx context.Context) (count uint64, err error)
+	SigningKeys(ctx context.Context) ([]authcore.KeyInfo, error)
+	RotateSigningKey(ctx context.Context) (authcore.KeyRotation, error)
 }
 
 // ActorLocalAdmin is the RequestInfo.Actor of every call made through the
@@ -40,6 +42,7 @@ const ActorLocalAdmin = "local-admin"
 // minutes: a new node's key is published well before it signs (see
 // authcore.PublishSigningKey), and a retired key stays listed while its
 // tokens live.
+// It must match authcore.JWKSMaxAge, which scheduled rotation waits out.
 const jwksCacheControl = "public, max-age=300"
 
 // withRequestInfo returns r with an authcore.RequestInfo in its context:

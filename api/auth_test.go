@@ -301,6 +301,14 @@ func (f *fakeAuth) Audit(ctx context.Context, after uint64, limit int) ([]authco
 	return out, nil
 }
 
+func (f *fakeAuth) SigningKeys(ctx context.Context) ([]authcore.KeyInfo, error) {
+	return []authcore.KeyInfo{{Kid: "k1", Alg: "ES256", Current: true, InJWKS: true}}, nil
+}
+
+func (f *fakeAuth) RotateSigningKey(ctx context.Context) (authcore.KeyRotation, error) {
+	return authcore.KeyRotation{OldKid: "k1", NewKid: "k2"}, nil
+}
+
 func (f *fakeAuth) VerifyAudit(ctx context.Context) (uint64, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -161,12 +161,25 @@ type KeyRotation struct {
 	Retire time.Time `json:"old_key_leaves_jwks_at"`
 }
 
-// RotateSigningKey makes a new signing key current. The order keeps every
-// token verifiable: the new key is published (committed) before anything
-// is signed with it; only then does signing switch; the old key is then
-// marked to stop signing now and to leave the JWKS once every token it
-// signed has expired (jwt_expiry plus the verification leeway).
+// JWKSMaxAge is how long relying parties may cache the JWKS (the api
+// serves it with this max-age). A scheduled rotation publishes the next key
+// this long before it signs, so no cached key set lacks it.
+const JWKSMaxAge = 5 * time.Minute
+
+// RotateSigningKey makes a new signing key current at once. The order keeps
+// every token verifiable against the JWKS this cluster serves: the new key
+// is published (committed) before anything is signed with it; only then
+// does signing switch; the old key is then marked to stop signing now and
+// to leave the JWKS once every token it signed has expired (jwt_expiry
+// plus the verification leeway). Relying parties that cached the JWKS
+// refetch it on an unknown kid; scheduled rotation also waits out the
+// cache (see rotate).
 func (s *Service) RotateSigningKey(ctx context.Context) (KeyRotation, error) {
+	return s.rotate(ctx, 0)
+}
+
+// rotate publishes the next key, waits activateAfter, then switches.
+func (s *Service) rotate(ctx context.Context, activateAfter time.Duration) (KeyRotation, error) {
 	if s.vault == nil {
 		return KeyRotation{}, errors.New("authcore: this service has no key vault; rotation needs one")
 	}
@@ -183,6 +196,13 @@ func (s *Service) RotateSigningKey(ctx context.Context) (KeyRotation, error) {
 	}
 	if err := s.publish(ctx, next, 0, 0, "key.publish"); err != nil {
 		return KeyRotation{}, fmt.Errorf("publish the new key: %w", err)
+	}
+	if activateAfter > 0 {
+		select {
+		case <-ctx.Done():
+			return KeyRotation{}, ctx.Err() // published, never current: retired at the next start
+		case <-time.After(activateAfter):
+		}
 	}
 	if err := s.vault.PutSecret(currentKeyName, []byte(strconv.Itoa(gen+1))); err != nil {
 		return KeyRotation{}, err
@@ -246,7 +266,7 @@ func (s *Service) RotateIfDue(ctx context.Context, every time.Duration) (bool, e
 	if err != nil || s.now().Sub(published) < every {
 		return false, nil // not yet published, or not yet due
 	}
-	_, err = s.RotateSigningKey(ctx)
+	_, err = s.rotate(ctx, s.cfg.KeyActivation)
 	return err == nil, err
 }
 

@@ -50,7 +50,7 @@ func (v *memVault) PutSecret(n string, b []byte) error {
 func newVaultService(t *testing.T, st *localStore, v KeyVault, alg string, clock *fakeClock) *Service {
 	t.Helper()
 	s, err := New(st, Config{Hash: testHash, Policy: PasswordPolicy{MinLength: 12, MaxLength: 128},
-		Issuer: "https://bulwark.test", NodeID: "n1", SigningAlg: alg}, WithClock(clock.Now), WithKeyVault(v))
+		Issuer: "https://bulwark.test", NodeID: "n1", SigningAlg: alg, KeyActivation: time.Millisecond}, WithClock(clock.Now), WithKeyVault(v))
 	if err != nil {
 		t.Fatal(err)
 	}

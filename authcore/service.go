@@ -62,6 +62,9 @@ type Config struct {
 	NodeID string
 	// SigningAlg is tokens.algorithm: the algorithm new keys are made for.
 	SigningAlg string
+	// KeyActivation is how long a scheduled rotation publishes the next key
+	// before signing with it; zero means JWKSMaxAge.
+	KeyActivation time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -97,6 +100,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Leeway == 0 {
 		c.Leeway = 30 * time.Second
+	}
+	if c.KeyActivation <= 0 {
+		c.KeyActivation = JWKSMaxAge
 	}
 	if c.SigningAlg == "" {
 		c.SigningAlg = AlgES256

@@ -150,6 +150,24 @@ func TestBlackBoxAuthFlows(t *testing.T) {
 		t.Fatalf("/v1/me of a disabled user: %d", code)
 	}
 
+	// Rotation: the new key signs at once, the old one stays in the JWKS
+	// and its tokens keep working.
+	if out, errOut, c := n.cli("", "keys", "rotate"); c != 0 || !strings.Contains(out, "signing with") {
+		t.Fatalf("keys rotate: %d %s %s", c, out, errOut)
+	}
+	if code, jwks, _ := n.apiCall("GET", "/.well-known/jwks.json", "", nil); code != 200 || len(jwks["keys"].([]any)) != 2 {
+		t.Fatalf("jwks after rotation: %v", jwks)
+	}
+	if code, _, _ := n.apiCall("GET", "/v1/admin/users", rootTok["access_token"].(string), nil); code != 200 {
+		t.Fatalf("a token of the old key after rotation: %d", code)
+	}
+	if _, fresh := n.login("root", pw); fresh["access_token"] == nil {
+		t.Fatal("login after rotation failed")
+	}
+	if out, _, _ := n.cli("", "keys", "list"); strings.Count(out, "ES256") != 2 || !strings.Contains(out, "current") {
+		t.Errorf("keys list:\n%s", out)
+	}
+
 	// The audit trail recorded it all and its chain verifies.
 	out2, errOut, c := n.cli("", "audit", "verify", "--json")
 	if c != 0 || !strings.Contains(out2, `"ok": true`) {

@@ -38,6 +38,7 @@ const usage = `usage: bulwark <command> [arguments]
   user list | show NAME | disable NAME | enable NAME | delete NAME | unlock NAME
   user revoke-sessions NAME
   audit tail [-n N] | verify | export [--since SEQ]
+  keys list | rotate
   version
 
 Admin commands reach the local daemon over its admin socket, found from
@@ -63,6 +64,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdUser(args[1:], stdin, stdout)
 	case "audit":
 		err = cmdAudit(args[1:], stdout)
+	case "keys":
+		err = cmdKeys(args[1:], stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "bulwark %s\n", buildVersion())
 	case "help", "--help", "-h":
