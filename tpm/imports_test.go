@@ -12,7 +12,7 @@ import (
 // TestImports enforces the layering in the package doc: the standard
 // library, go-tpm, golang.org/x/crypto and circl's ML-DSA only.
 func TestImports(t *testing.T) {
-	allowed := []string{"github.com/google/go-tpm/", "golang.org/x/crypto/", "github.com/cloudflare/circl/sign/mldsa/"}
+	allowed := []string{"github.com/bulwark-auth/bulwark/tpm/atomicfile/", "github.com/google/go-tpm/", "golang.org/x/crypto/", "github.com/cloudflare/circl/sign/mldsa/"}
 	files, err := filepath.Glob("*.go")
 	if err != nil {
 		t.Fatal(err)

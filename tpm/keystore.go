@@ -19,6 +19,8 @@ import (
 	"sync"
 
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
+
+	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
 )
 
 // Files under the data directory, relative to it.
@@ -89,7 +91,7 @@ type Keystore struct {
 // disk. If exactly one exists it returns an error wrapping ErrIncompleteState
 // and changes nothing.
 func OpenKeystore(dataDir string, s Sealer) (*Keystore, error) {
-	return openKeystore(dataDir, s, writeFileAtomic)
+	return openKeystore(dataDir, s, atomicfile.WriteFile)
 }
 
 func openKeystore(dataDir string, s Sealer, write func(string, []byte, os.FileMode) error) (*Keystore, error) {
@@ -184,7 +186,7 @@ func unsealError(context string, err error) error {
 }
 
 func (ks *Keystore) create(dataDir, kekPath string, s Sealer) error {
-	if err := mkdirPrivate(filepath.Dir(kekPath)); err != nil {
+	if err := atomicfile.MkdirPrivate(filepath.Dir(kekPath)); err != nil {
 		return fmt.Errorf("tpm: keystore: %w", err)
 	}
 	kek := make([]byte, kekSize)
@@ -202,7 +204,7 @@ func (ks *Keystore) create(dataDir, kekPath string, s Sealer) error {
 	if err != nil {
 		return unsealError(fmt.Sprintf("tpm: keystore: the %s sealer cannot unseal the KEK it just sealed", s.Mode()), err)
 	}
-	if err := writeFileAtomic(kekPath, blob, 0o600); err != nil {
+	if err := atomicfile.WriteFile(kekPath, blob, 0o600); err != nil {
 		return fmt.Errorf("tpm: keystore: write %s: %w", KEKFile, err)
 	}
 	data, err := encodeKeystore(kek, ks.keys, ks.secrets)

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
 )
 
 // recordingSealer wraps a Sealer and records every secret it seals, so tests
@@ -293,7 +295,7 @@ func TestKeystoreWriteFailure(t *testing.T) {
 		if fail {
 			return errDisk
 		}
-		return writeFileAtomic(path, data, perm)
+		return atomicfile.WriteFile(path, data, perm)
 	}
 	ks, err := openKeystore(dataDir, s, write)
 	if err != nil {

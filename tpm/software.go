@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+
+	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
 )
 
 // Software sealing blob format, version 1:
@@ -90,12 +92,12 @@ func readKeyFile(keyFile string) ([]byte, error) {
 }
 
 func createKeyFile(keyFile string) ([]byte, error) {
-	if err := mkdirPrivate(filepath.Dir(keyFile)); err != nil {
+	if err := atomicfile.MkdirPrivate(filepath.Dir(keyFile)); err != nil {
 		return nil, fmt.Errorf("tpm: software sealer: %w", err)
 	}
 	key := make([]byte, SoftwareKeySize)
 	rand.Read(key)
-	err := createFileExclusive(keyFile, key, 0o600)
+	err := atomicfile.CreateExclusive(keyFile, key, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		// Another process created it first; use theirs.
 		return readKeyFile(keyFile)

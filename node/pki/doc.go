@@ -6,7 +6,8 @@
 // certificates are written to disk: <dataDir>/ca.pem and
 // <dataDir>/tls/node.pem.
 //
-// Package pki uses only the standard library (see imports_test.go). It is
+// Package pki uses only the standard library and tpm/atomicfile (see
+// imports_test.go). It is
 // imported by node and cmd/bulwark.
 package pki
 

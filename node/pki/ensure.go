@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
 )
 
 // Files under the data directory, relative to it, and keystore names.
@@ -87,7 +89,7 @@ func Ensure(dataDir string, ks KeyStore, nodeName string, hosts []string, now ti
 		if err != nil {
 			return tls.Certificate{}, nil, err
 		}
-		if err := writeFileAtomic(certPath, EncodeCertPEM(leaf), 0o644); err != nil {
+		if err := atomicfile.WriteFile(certPath, EncodeCertPEM(leaf), 0o644); err != nil {
 			return tls.Certificate{}, nil, fmt.Errorf("pki: write %s: %w", NodeCertFile, err)
 		}
 	}
@@ -138,7 +140,7 @@ func ensureCA(dataDir string, ks KeyStore, now time.Time) (*x509.Certificate, cr
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := writeFileAtomic(caPath, EncodeCertPEM(ca), 0o644); err != nil {
+	if err := atomicfile.WriteFile(caPath, EncodeCertPEM(ca), 0o644); err != nil {
 		return nil, nil, fmt.Errorf("pki: write %s: %w", CAFile, err)
 	}
 	return ca, caKey, nil

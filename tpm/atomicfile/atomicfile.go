@@ -1,4 +1,9 @@
-package tpm
+// Package atomicfile writes files so that a crash leaves either the old
+// content or the new, never a mix: a temporary file in the same directory,
+// fsync, rename (or hard link), fsync of the directory. It serves the
+// keystore (tpm) and the certificates (node/pki) and imports only the
+// standard library.
+package atomicfile
 
 import (
 	"fmt"
@@ -6,10 +11,10 @@ import (
 	"path/filepath"
 )
 
-// writeFileAtomic replaces path with data: it writes a temporary file in the
+// WriteFile replaces path with data: it writes a temporary file in the
 // same directory, fsyncs it, renames it over path and fsyncs the directory,
 // so a crash leaves either the old or the new content, never a mix.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -40,13 +45,13 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 	if err = os.Rename(tmp, path); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }
 
-// createFileExclusive writes data to path only if path does not exist yet
+// CreateExclusive writes data to path only if path does not exist yet
 // (temporary file, fsync, hard link, fsync dir). It returns an error
 // satisfying errors.Is(err, fs.ErrExist) if path already exists.
-func createFileExclusive(path string, data []byte, perm os.FileMode) (err error) {
+func CreateExclusive(path string, data []byte, perm os.FileMode) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -77,10 +82,10 @@ func createFileExclusive(path string, data []byte, perm os.FileMode) (err error)
 	if err = os.Link(tmp, path); err != nil {
 		return err
 	}
-	return syncDir(dir)
+	return SyncDir(dir)
 }
 
-func syncDir(dir string) error {
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
@@ -92,7 +97,7 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// mkdirPrivate creates dir (and missing parents) with mode 0700.
-func mkdirPrivate(dir string) error {
+// MkdirPrivate creates dir (and missing parents) with mode 0700.
+func MkdirPrivate(dir string) error {
 	return os.MkdirAll(dir, 0o700)
 }
