@@ -26,11 +26,20 @@ deps:
 	$(GO) mod download
 	$(MAKE) deps-tpm
 
-# deps-tpm installs swtpm (a software TPM for the tpm package's black-box
-# tests) if it is missing. It uses apt-get, so it runs as root, as CI does.
+# deps-tpm installs what the tests run besides Go, if missing: swtpm (a
+# software TPM for the black-box TPM tests), systemd-analyze (make
+# systemd-check) and dpkg-deb (the packaging test). It uses apt-get, so it
+# runs as root, as CI does.
 .PHONY: deps-tpm
 deps-tpm:
-	command -v swtpm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq swtpm swtpm-tools)
+	@missing=""; \
+	command -v swtpm >/dev/null || missing="$$missing swtpm swtpm-tools"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v dpkg-deb >/dev/null || missing="$$missing dpkg"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -42,7 +51,7 @@ vet:
 unit:
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
 
-test: deps fmt-check vet unit
+test: deps fmt-check vet systemd-check unit
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 5000x -count 5 ./fsm ./node
@@ -56,6 +65,22 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTPMBlob$$' -fuzztime $(FUZZTIME) ./tpm
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./cmd/bulwark/config
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDuration$$' -fuzztime $(FUZZTIME) ./cmd/bulwark/config
+
+# systemd-check: systemd-analyze verify of systemd/bulwark.service (and
+# each example drop-in), and its offline security exposure at most 1.5.
+.PHONY: systemd-check
+systemd-check:
+	sh systemd/check.sh
+
+# package: dist/*.deb and dist/*.rpm with nfpm (a Go tool of this module).
+# release: the packages, a tarball, a CycloneDX SBOM and SHA256SUMS.
+# Both are reproducible: see packaging/build.sh.
+.PHONY: package release
+package:
+	GO='$(GO)' VERSION='$(VERSION)' sh packaging/build.sh package
+
+release:
+	GO='$(GO)' VERSION='$(VERSION)' sh packaging/build.sh release
 
 clean:
 	rm -rf bin dist

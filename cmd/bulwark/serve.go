@@ -21,6 +21,7 @@ import (
 	"github.com/bulwark-auth/bulwark/api"
 	"github.com/bulwark-auth/bulwark/authcore"
 	"github.com/bulwark-auth/bulwark/cmd/bulwark/config"
+	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/node"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
@@ -215,13 +216,21 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 	if dev {
 		go announceDev(ctx, ready, cfg, apiLn.Addr(), stderr)
 	}
+	// systemd: the keys are unsealed and the listeners serve. Readiness for
+	// traffic (a leader, the log caught up) is /readyz's to say.
+	if err := notifyReady("serving; see /readyz for readiness"); err != nil {
+		logger.Warn("sd_notify READY failed", "error", err)
+	}
+	go runWatchdog(ctx, func() bool { return alive(n) })
 
 	var runErr error
 	select {
 	case <-ctx.Done():
 		logger.Info("shutting down: draining connections")
+		notifyStopping()
 	case runErr = <-errc:
 		logger.Error("a listener failed; shutting down", "error", runErr)
+		notifyStopping()
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
@@ -232,6 +241,16 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 	}
 	os.Remove(cfg.AdminSocketPath())
 	return runErr
+}
+
+// alive is the watchdog's question: does this process still work? Its Raft
+// member runs and its state answers a read. Not readiness: a node waiting
+// for a quorum is alive.
+func alive(n *node.Node) bool {
+	if n.Status().State == "Shutdown" {
+		return false
+	}
+	return n.View(func(fsm.Reader) error { return nil }) == nil
 }
 
 // readiness adds to the node's own readiness that this node's signing key
