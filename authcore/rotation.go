@@ -27,6 +27,14 @@ type KeyVault interface {
 	PutSecret(name string, b []byte) error
 }
 
+// KeyGenerator is a KeyVault that makes its signing keys itself, such as
+// one whose keys are made in a TPM and never leave it. A new generation is
+// then GenerateKey(name, alg), which must store the key under name, rather
+// than a software key passed to Put.
+type KeyGenerator interface {
+	GenerateKey(name, alg string) (crypto.Signer, error)
+}
+
 // Keystore names: generation n of the signing key is "signing/<n>"; the
 // secret "signing/current" holds the current n in decimal.
 const currentKeyName = "signing/current"
@@ -112,6 +120,13 @@ func signerAlg(key crypto.Signer, alg string) string {
 }
 
 func newGeneration(v KeyVault, gen int, alg string) (*Signer, error) {
+	if g, ok := v.(KeyGenerator); ok {
+		key, err := g.GenerateKey(keyName(gen), alg)
+		if err != nil {
+			return nil, fmt.Errorf("generate signing key %d: %w", gen, err)
+		}
+		return NewSigner(key, alg)
+	}
 	key, err := GenerateSigningKey(alg)
 	if err != nil {
 		return nil, err

@@ -150,3 +150,49 @@ func scanForKeyMaterial(t *testing.T, dir, logs string) {
 	})
 	check("the logs", []byte(logs))
 }
+
+// TestBlackBoxTPMResidentSigning: with seal.signing = "tpm-resident" the
+// node's ES256 key is made inside the TPM and every token is signed there;
+// rotation makes the next key in the TPM too.
+func TestBlackBoxTPMResidentSigning(t *testing.T) {
+	swtpmtest.Require(t)
+	tpmA := swtpmtest.Start(t, t.TempDir())
+	n := newTestNode(t)
+	setSeal(t, n, tpmA.Device())
+	appendConfig(t, n, `signing = "tpm-resident"`+"\n") // lands in [seal], the last table
+	n.start()
+	n.addUser("alice", "correct horse battery staple", false)
+	code, tok := n.login("alice", "correct horse battery staple")
+	if code != 200 {
+		t.Fatalf("login: %d", code)
+	}
+	if code, _, _ := n.apiCall("GET", "/v1/me", tok["access_token"].(string), nil); code != 200 {
+		t.Fatalf("/v1/me with a TPM-signed token: %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(n.dataDir(), "tpm", "signing-1.key")); err != nil {
+		t.Fatalf("no TPM key file: %v", err)
+	}
+	if out, errOut, c := n.cli("", "keys", "rotate"); c != 0 {
+		t.Fatalf("keys rotate: %s %s", out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(n.dataDir(), "tpm", "signing-2.key")); err != nil {
+		t.Fatalf("rotation did not make a TPM key: %v", err)
+	}
+	if code, tok2 := n.login("alice", "correct horse battery staple"); code != 200 || tok2["access_token"] == tok["access_token"] {
+		t.Fatalf("login after rotation: %d", code)
+	}
+	n.stop()
+	scanForKeyMaterial(t, n.dataDir(), n.logs.String())
+}
+
+func appendConfig(t *testing.T, n *testNode, text string) {
+	t.Helper()
+	f, err := os.OpenFile(n.config, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -66,7 +66,9 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	logger, err := newLogger(cfg.Log, stderr)
+	sink := newLogSink(stderr)
+	defer sink.Close()
+	logger, err := newLogger(cfg.Log, sink)
 	if err != nil {
 		return err
 	}
@@ -116,6 +118,21 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 	if err != nil {
 		return err
 	}
+	// Signing keys live in the keystore, or, with seal.signing =
+	// "tpm-resident", are made in the TPM and never leave it.
+	var vault authcore.KeyVault = ks
+	if cfg.Seal.Signing == "tpm-resident" {
+		ts, ok := sealer.(*tpm.TPMSealer)
+		if !ok {
+			return fmt.Errorf("seal.signing = \"tpm-resident\" needs seal.mode = \"tpm\"")
+		}
+		v, err := newTPMVault(ks, ts, cfg.DataDir, logger)
+		if err != nil {
+			return err
+		}
+		defer v.Close() // before the sealer closes
+		vault = v
+	}
 
 	advertise, err := advertiseAddr(cfg)
 	if err != nil {
@@ -158,7 +175,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 		OnLimit:            sess.OnLimit,
 		NodeID:             cfg.NodeName,
 		SigningAlg:         cfg.Tokens.Algorithm,
-	}, authcore.WithKeyVault(ks), authcore.WithLogger(logger.With("component", "auth")))
+	}, authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")))
 	if err != nil {
 		return err
 	}

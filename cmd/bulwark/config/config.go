@@ -80,6 +80,11 @@ type Seal struct {
 	Device string `toml:"device"`
 	// PCRs the KEK is bound to, each 0..23.
 	PCRs []int `toml:"pcrs"`
+	// Signing is where the token signing key lives: "keystore" (in the
+	// sealed keystore, signing in software) or "tpm-resident" (made inside
+	// the TPM, never exported, every token signed by TPM2_Sign; needs
+	// mode "tpm" and tokens.algorithm "ES256").
+	Signing string `toml:"signing"`
 }
 
 // Auth is the [auth] table.
@@ -161,7 +166,7 @@ func Default() Config {
 			MaxBodyBytes:   64 << 10,
 		},
 		Cluster: Cluster{Listen: ":8444"},
-		Seal:    Seal{Mode: "tpm", Device: "/dev/tpmrm0", PCRs: []int{}},
+		Seal:    Seal{Mode: "tpm", Device: "/dev/tpmrm0", PCRs: []int{}, Signing: "keystore"},
 		Auth: Auth{
 			Security: Security{
 				MaxFailedAttempts:  5,
@@ -210,7 +215,8 @@ const DevDataDir = "./bulwark-data"
 // Dev forces loopback: api.listen, cluster.listen, metrics.listen and a
 // non-empty cluster.advertise keep their port but their host becomes
 // 127.0.0.1, whatever the file says, so a dev node is never reachable from
-// the network. Sealing becomes "software"; the caller prints the warning.
+// the network. Sealing becomes "software", and so the signing key is kept in
+// the keystore; the caller prints the warning.
 func (c *Config) ApplyDev(dataDir string) {
 	if dataDir == "" {
 		dataDir = DevDataDir
@@ -223,6 +229,7 @@ func (c *Config) ApplyDev(dataDir string) {
 		c.Cluster.Advertise = loopback(c.Cluster.Advertise)
 	}
 	c.Seal.Mode = "software"
+	c.Seal.Signing = "keystore"
 }
 
 // loopback replaces the host of addr by 127.0.0.1. An address that does not

@@ -162,6 +162,18 @@ func (c *Config) Validate() error {
 		}
 		seen[p] = true
 	}
+	// Blame seal.signing for the combinations: it is the key that asks for
+	// the TPM.
+	v.oneOf("seal.signing", c.Seal.Signing, "keystore", "tpm-resident")
+	if c.Seal.Signing == "tpm-resident" {
+		if c.Seal.Mode != "tpm" {
+			v.add("seal.signing", "%q needs seal.mode = \"tpm\", not %q", c.Seal.Signing, c.Seal.Mode)
+		}
+		if c.Tokens.Algorithm != "ES256" {
+			v.add("seal.signing", "%q signs with ECDSA P-256 only: it needs tokens.algorithm = \"ES256\", not %q",
+				c.Seal.Signing, c.Tokens.Algorithm)
+		}
+	}
 
 	sec := c.Auth.Security
 	between(v, "auth.security.max_failed_attempts", sec.MaxFailedAttempts, 1, 1000)

@@ -30,6 +30,7 @@ var badValues = []struct {
 	{key: "seal.mode", value: `"hsm"`},
 	{key: "seal.device", value: `"tpm0"`},
 	{key: "seal.pcrs", value: `[7, 24]`},
+	{key: "seal.signing", value: `"hsm"`},
 	{key: "auth.security.max_failed_attempts", value: `0`},
 	{key: "auth.security.lockout_duration", value: `"0s"`},
 	{key: "auth.security.jwt_expiry", value: `"-1h"`},
@@ -187,6 +188,27 @@ level = "loud"
 	)
 }
 
+// TestSigningNeedsTPM: seal.signing = "tpm-resident" with another seal
+// mode and algorithm is blamed on seal.signing's line, once per conflict.
+func TestSigningNeedsTPM(t *testing.T) {
+	t.Parallel()
+	path := writeConfig(t, `[seal]
+mode = "software"
+signing = "tpm-resident"
+[tokens]
+algorithm = "RS256"
+`)
+	err := loadAndValidate(t, path)
+	wantMessages(t, err, path,
+		`$F:3: seal.signing: "tpm-resident" needs seal.mode = "tpm", not "software"`,
+		`$F:3: seal.signing: "tpm-resident" signs with ECDSA P-256 only: it needs tokens.algorithm = "ES256", not "RS256"`,
+	)
+	var verrs ValidationErrors
+	if !errors.As(err, &verrs) || len(verrs) != 2 {
+		t.Errorf("want exactly two problems, got %v", err)
+	}
+}
+
 func TestValidateChecks(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -211,6 +233,12 @@ func TestValidateChecks(t *testing.T) {
 		{"device empty unix", func(c *Config) { c.Seal.Device = "unix:" }, "seal.device: "},
 		{"device dev", func(c *Config) { c.Seal.Device = "/dev/" }, "seal.device: "},
 		{"pcrs", func(c *Config) { c.Seal.PCRs = []int{0, 7, 23} }, ""},
+		{"tpm-resident", func(c *Config) { c.Seal.Signing = "tpm-resident" }, ""},
+		{"tpm-resident software", func(c *Config) { c.Seal.Signing, c.Seal.Mode = "tpm-resident", "software" },
+			`seal.signing: "tpm-resident" needs seal.mode = "tpm", not "software"`},
+		{"tpm-resident EdDSA", func(c *Config) { c.Seal.Signing, c.Tokens.Algorithm = "tpm-resident", "EdDSA" },
+			`seal.signing: "tpm-resident" signs with ECDSA P-256 only: it needs tokens.algorithm = "ES256", not "EdDSA"`},
+		{"keystore EdDSA software", func(c *Config) { c.Tokens.Algorithm, c.Seal.Mode = "EdDSA", "software" }, ""},
 		{"rate off", func(c *Config) { c.Auth.RateLimit.PerIP, c.Auth.RateLimit.PerIPBurst = 0, 0 }, ""},
 		{"burst negative", func(c *Config) { c.Auth.RateLimit.PerUsernameBurst = -1 }, "auth.rate_limit.per_username_burst: "},
 		{"refresh equal jwt", func(c *Config) { c.Auth.Security.RefreshTokenExpiry = Duration{time.Hour} }, "auth.security.refresh_token_expiry: "},
@@ -281,6 +309,7 @@ advertise = "10.0.0.5:9444"
 listen = "10.0.0.5:9465"
 [seal]
 mode = "tpm"
+signing = "tpm-resident"
 `)
 	cfg, err := Load(path)
 	if err != nil {
@@ -289,7 +318,7 @@ mode = "tpm"
 	cfg.ApplyDev("/tmp/dev1")
 	if cfg.DataDir != "/tmp/dev1" || cfg.API.Listen != "127.0.0.1:9443" ||
 		cfg.Cluster.Listen != "127.0.0.1:9444" || cfg.Cluster.Advertise != "127.0.0.1:9444" ||
-		cfg.Metrics.Listen != "127.0.0.1:9465" || cfg.Seal.Mode != "software" {
+		cfg.Metrics.Listen != "127.0.0.1:9465" || cfg.Seal.Mode != "software" || cfg.Seal.Signing != "keystore" {
 		t.Errorf("ApplyDev(/tmp/dev1) = %+v", cfg)
 	}
 	if err := cfg.Resolve(); err != nil {
