@@ -512,7 +512,16 @@ func (s *Service) clearAttempts(ctx context.Context, name string) {
 
 // Me returns the caller's user record.
 func (s *Service) Me(ctx context.Context, p *Principal) (User, error) {
-	return s.User(ctx, p.UserID)
+	var u *fsm.User
+	err := s.store.View(func(r fsm.Reader) error {
+		var err error
+		u, err = r.UserByID(p.UserID)
+		return err
+	})
+	if err != nil {
+		return User{}, err
+	}
+	return publicUser(u), nil
 }
 
 // Unlock clears a name's failed attempts (an administrator's action). The
