@@ -427,7 +427,8 @@ func applySessionRefresh(t txn, c Command) (any, error) {
 	if p.IP != "" {
 		s.IP, s.UserAgent = p.IP, p.UserAgent
 	}
-	if err := t.putSession(s); err != nil {
+	// The user's index entry is unchanged: rewrite only the record.
+	if err := t.putJSON(bucketSessions, s.ID, s); err != nil {
 		return nil, err
 	}
 	return RefreshResult{Session: s, User: u}, nil

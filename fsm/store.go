@@ -42,6 +42,11 @@ var (
 	ErrUserNotFound = errors.New("fsm: user not found")
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("fsm: store closed")
+	// ErrUnclean: state.db was not closed cleanly. It is written without
+	// fsync (the Raft log is the durable record), so after a crash it may
+	// lack writes the log has, or hold torn pages; the caller rebuilds it
+	// from snapshot and log.
+	ErrUnclean = errors.New("fsm: state.db was not closed cleanly")
 )
 
 // Buckets. Every bucket the state will ever need exists from the first open
@@ -99,15 +104,46 @@ type Store struct {
 	db *bolt.DB
 }
 
-// Open opens or creates state.db at path and checks it. A file that bbolt
-// cannot open, or whose consistency check fails, yields ErrCorrupt: the
-// caller moves it aside and rebuilds from snapshot and log.
+// Open opens or creates state.db at path and checks it.
+//
+// state.db is written without fsync: the Raft log, fsynced per batch, is
+// the durable record, and state.db can always be rebuilt from the newest
+// snapshot and the log after it. Close syncs it and leaves a marker file,
+// <path>.clean; Open consumes the marker before anything is written. An
+// existing state.db without the marker was not closed cleanly (a crash or
+// power loss) and yields ErrUnclean; a file bbolt cannot open, or whose
+// consistency check fails, yields ErrCorrupt. Either way the caller moves
+// it aside and rebuilds.
 func Open(path string) (*Store, error) {
+	clean, err := consumeCleanMarker(path)
+	if err != nil {
+		return nil, err
+	}
+	if !clean {
+		if st, err := os.Stat(path); err == nil && st.Size() > 0 {
+			return nil, fmt.Errorf("%w: %s", ErrUnclean, path)
+		}
+	}
 	db, err := openDB(path)
 	if err != nil {
 		return nil, err
 	}
 	return &Store{path: path, db: db}, nil
+}
+
+func cleanMarker(path string) string { return path + ".clean" }
+
+// consumeCleanMarker reports whether the marker of a clean close is there,
+// and removes it durably, so that a crash from now on is noticed.
+func consumeCleanMarker(path string) (bool, error) {
+	err := os.Remove(cleanMarker(path))
+	if os.IsNotExist(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return true, syncDir(filepath.Dir(path))
 }
 
 func openDB(path string) (*bolt.DB, error) {
@@ -147,6 +183,7 @@ func openBolt(path string) (db *bolt.DB, err error) {
 	}()
 	return bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:      2 * time.Second,
+		NoSync:       true, // the Raft log is the durable record; see Open
 		FreelistType: bolt.FreelistMapType,
 		// Room to grow without remapping under a long snapshot read.
 		InitialMmapSize: 64 << 20,
@@ -207,16 +244,37 @@ func initDB(db *bolt.DB) error {
 	})
 }
 
-// Close closes state.db.
+// Close syncs and closes state.db and marks it clean.
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.db == nil {
 		return nil
 	}
-	err := s.db.Close()
+	err := s.db.Sync()
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
 	s.db = nil
-	return err
+	if err != nil {
+		return err
+	}
+	return markClean(s.path)
+}
+
+func markClean(path string) error {
+	f, err := os.OpenFile(cleanMarker(path), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }
 
 // Path is the file the store lives in.

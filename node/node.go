@@ -194,15 +194,25 @@ func Open(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// openState opens state.db. A torn or damaged file is moved aside and the
-// state rebuilt: from the newest snapshot, then from the log, which Raft
-// replays from the snapshot's index onward. A state.db behind the newest
-// snapshot (emptied, or restored from an old copy) is brought up to it the
-// same way, because Raft will only replay entries after the snapshot.
+// openState opens state.db. state.db is written without fsync, so one that
+// was not closed cleanly (a crash, a power loss) is not trusted: it is
+// removed and rebuilt from the newest snapshot, then from the log, which
+// Raft replays from the snapshot's index onward. A damaged file is kept
+// aside (state.db.corrupt-*) for inspection and rebuilt the same way. A
+// state.db behind the newest snapshot (restored from an old copy) is
+// brought up to it too, because Raft replays only entries after the
+// snapshot.
 func (n *Node) openState() (*fsm.Store, error) {
 	path := filepath.Join(n.cfg.DataDir, "state.db")
 	store, err := fsm.Open(path)
-	if errors.Is(err, fsm.ErrCorrupt) {
+	switch {
+	case errors.Is(err, fsm.ErrUnclean):
+		n.log.Warn("state.db was not closed cleanly; rebuilding it from snapshot and log")
+		if err := os.Remove(path); err != nil {
+			return nil, err
+		}
+		store, err = fsm.Open(path)
+	case errors.Is(err, fsm.ErrCorrupt):
 		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
 		n.log.Error("state.db is damaged; rebuilding it from snapshot and log", "error", err, "moved_to", aside)
 		if err := os.Rename(path, aside); err != nil {

@@ -128,6 +128,11 @@ func corrupt(t *testing.T, path, how string) {
 			t.Fatal(err)
 		}
 		return
+	case "unclean": // the process died without closing state.db
+		if err := os.Remove(path + ".clean"); err != nil {
+			t.Fatal(err)
+		}
+		return
 	}
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
@@ -135,7 +140,7 @@ func corrupt(t *testing.T, path, how string) {
 }
 
 func TestDamagedStateIsRebuiltFromSnapshotAndLog(t *testing.T) {
-	for _, how := range []string{"lost tail", "zeroed pages", "deleted"} {
+	for _, how := range []string{"lost tail", "zeroed pages", "deleted", "unclean"} {
 		t.Run(how, func(t *testing.T) {
 			dir := t.TempDir()
 			n := openTestNode(t, dir)
@@ -158,7 +163,7 @@ func TestDamagedStateIsRebuiltFromSnapshotAndLog(t *testing.T) {
 			if got := n.Status().AppliedIndex; got < applied {
 				t.Fatalf("applied %d after rebuild, want ≥ %d", got, applied)
 			}
-			if how != "deleted" {
+			if how == "lost tail" || how == "zeroed pages" {
 				aside, _ := filepath.Glob(filepath.Join(dir, "state.db.corrupt-*"))
 				if len(aside) != 1 {
 					t.Fatalf("damaged file not kept aside: %v", aside)
