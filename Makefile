@@ -55,6 +55,12 @@ test: deps fmt-check vet systemd-check unit
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 5000x -count 5 ./fsm ./node
+	$(GO) run ./cmd/bulwark-bench --bin bin/bulwark
+
+# bench-quick: the load benchmark with 1 s phases, a smoke run for CI.
+.PHONY: bench-quick
+bench-quick: build
+	$(GO) run ./cmd/bulwark-bench --bin bin/bulwark --quick
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) ./fsm

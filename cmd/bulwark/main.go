@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -47,6 +48,13 @@ take --json.
 `
 
 func main() {
+	// A server's live heap is small and its allocation rate high (every
+	// request, every 19 MiB argon2id hash): collecting at 5x the live heap
+	// rather than 2x takes about a tenth of the CPU back under load. GOGC
+	// in the environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// cpuSample is the CPU time used so far by the node, by this process and
+// by the whole machine.
+type cpuSample struct{ node, bench, machine time.Duration }
+
+func sampleCPU(f func() cpuSample) cpuSample {
+	if f == nil {
+		return cpuSample{}
+	}
+	return f()
+}
+
+// cpuSampler returns a sampler for the process nodePID (0: none) and this
+// one.
+func cpuSampler(nodePID int) func() cpuSample {
+	return func() cpuSample {
+		var s cpuSample
+		var ru syscall.Rusage
+		if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+			s.bench = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		}
+		if nodePID > 0 {
+			s.node, _ = procCPU(nodePID)
+		}
+		s.machine, _ = machineCPU()
+		return s
+	}
+}
+
+// userHZ is the unit of /proc/PID/stat's times (USER_HZ, 100 on Linux).
+const userHZ = 100
+
+// procCPU is the user+system time of pid from /proc/PID/stat.
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; fields after its ')'
+	// start with field 3, so utime (14) and stime (15) are at 11 and 12.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return time.Duration(utime+stime) * time.Second / userHZ, nil
+}
+
+// machineCPU is the busy time of all CPUs (everything but idle and iowait)
+// from the first line of /proc/stat.
+func machineCPU() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, errors.New("/proc/stat: unexpected format")
+	}
+	var busy int64
+	for i, v := range f[1:] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, errors.New("/proc/stat: unexpected format")
+		}
+		// idle (4) and iowait (5) are not busy; guest times (9, 10) are
+		// already counted in user and nice.
+		if i != 3 && i != 4 && i < 8 {
+			busy += n
+		}
+	}
+	return time.Duration(busy) * time.Second / userHZ, nil
+}

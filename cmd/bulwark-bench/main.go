@@ -1,0 +1,227 @@
+// Command bulwark-bench is the load benchmark of bulwark. It starts a real
+// node from the built binary (temporary data directory, loopback ports,
+// software sealing, default argon2id cost), creates users with the admin
+// CLI, and measures, each phase bounded in time and in requests:
+//
+//  1. the argon2id bound: hashes per second on all cores, in process;
+//  2. password logins at concurrency 1, 4 and 16;
+//  3. refresh-token rotation at concurrency 16 and 64;
+//  4. GET /v1/me with a Bearer token at concurrency 16 and 64.
+//
+// It prints a table and the targets (logins at c=16 ≥ 85% of the argon2id
+// bound, ≥ 3,000 refreshes/s, ≥ 10,000 /v1/me/s) and writes the same as
+// JSON. It exits 0 whether or not targets are met; 1 if the node could not
+// be started, a phase had more than half its requests fail, or it was
+// interrupted; 2 on a usage error. The node is always stopped with
+// SIGTERM and its directory removed.
+//
+//	go run ./cmd/bulwark-bench [--bin bin/bulwark] [--duration 8s] [--json FILE] [--quick]
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"syscall"
+	"time"
+)
+
+// options are the command-line flags.
+type options struct {
+	bin      string
+	duration time.Duration
+	jsonPath string
+	quick    bool
+	maxOps   int64
+	hash     hashParams
+}
+
+// Concurrencies of the HTTP phases; one user per worker of the largest.
+var (
+	loginConcs   = []int{1, 4, 16}
+	refreshConcs = []int{16, 64}
+	meConcs      = []int{16, 64}
+)
+
+const (
+	quickDuration   = time.Second
+	defaultJSON     = "bench-results/bench.json"
+	quickJSON       = "bench-results/bench-quick.json"
+	requestTimeout  = 30 * time.Second
+	defaultMaxOps   = 1_000_000
+	defaultMemory   = 19456 // the daemon's argon2id defaults (authcore.DefaultHashParams)
+	defaultIters    = 2
+	defaultParallel = 1
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func parseFlags() (options, error) {
+	var o options
+	fs := flag.NewFlagSet("bulwark-bench", flag.ContinueOnError)
+	fs.StringVar(&o.bin, "bin", "bin/bulwark", "bulwark binary; built with `go build` if missing")
+	fs.DurationVar(&o.duration, "duration", 8*time.Second, "length of each measured phase")
+	fs.StringVar(&o.jsonPath, "json", defaultJSON, "where to write the results as JSON (--quick: "+quickJSON+")")
+	fs.BoolVar(&o.quick, "quick", false, "1 s phases: a smoke run, not a measurement")
+	fs.Int64Var(&o.maxOps, "max-ops", defaultMaxOps, "hard cap on requests per phase")
+	mem := fs.Uint("argon2-memory-kib", defaultMemory, "argon2id memory (KiB), for the node and the bound")
+	iters := fs.Uint("argon2-iterations", defaultIters, "argon2id iterations")
+	par := fs.Uint("argon2-parallelism", defaultParallel, "argon2id lanes")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *par < 1 || *par > 255 || *iters < 1 || *mem < 8 {
+		return o, fmt.Errorf("argon2 parameters out of range")
+	}
+	o.hash = hashParams{memoryKiB: uint32(*mem), iterations: uint32(*iters), parallelism: uint8(*par)}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if o.quick {
+		if !set["duration"] {
+			o.duration = quickDuration
+		}
+		if !set["json"] {
+			o.jsonPath = quickJSON // a smoke run does not overwrite the real results
+		}
+	}
+	return o, nil
+}
+
+// run does the whole benchmark and returns the exit code.
+func run() int {
+	o, err := parseFlags()
+	if err != nil {
+		if err != flag.ErrHelp {
+			fmt.Fprintln(os.Stderr, "bulwark-bench:", err)
+		}
+		return 2
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+
+	rep := newReport(o)
+	code := measure(ctx, o, rep)
+	if ctx.Err() != nil {
+		rep.Notes = append(rep.Notes, "interrupted: results are partial")
+		code = 1
+	}
+	rep.evaluate()
+	rep.print(os.Stdout)
+	if err := rep.write(o.jsonPath); err != nil {
+		fmt.Fprintln(os.Stderr, "bulwark-bench:", err)
+		return 1
+	}
+	fmt.Printf("\nresults written to %s\n", o.jsonPath)
+	if code == 0 && rep.anyFailed() {
+		fmt.Fprintln(os.Stderr, "bulwark-bench: a phase had more than 50% errors")
+		code = 1
+	}
+	return code
+}
+
+// measure runs the phases into rep. It returns 1 if the node could not be
+// started or stopped cleanly, else 0.
+func measure(ctx context.Context, o options, rep *report) (code int) {
+	lim := phaseLimits{duration: o.duration, maxOps: o.maxOps, cpu: cpuSampler(0)}
+	// Phase 1 runs first, on an otherwise idle machine, and is reported
+	// even when the node cannot be built or started.
+	procs := runtime.GOMAXPROCS(0)
+	progress("argon2id", procs)
+	rep.add(runPhase(ctx, phaseArgon2, procs, lim, argon2Worker(o.hash)))
+
+	if err := ensureBinary(o.bin); err != nil {
+		rep.NodeError = err.Error()
+		fmt.Fprintln(os.Stderr, "bulwark-bench:", err)
+		return 1
+	}
+	rep.Node.Version = binaryVersion(o.bin)
+
+	progress("starting node", 0)
+	n, err := startNode(ctx, o.bin, o.hash)
+	if err != nil {
+		rep.NodeError = err.Error()
+		fmt.Fprintln(os.Stderr, "bulwark-bench: node failed to start:", err)
+		return 1
+	}
+	defer func() {
+		if err := stopNode(n); err != nil {
+			rep.Notes = append(rep.Notes, "stopping the node: "+err.Error())
+			code = 1
+		}
+	}()
+
+	maxConc := max(slices.Max(loginConcs), slices.Max(refreshConcs), slices.Max(meConcs))
+	hc, err := n.client(maxConc, requestTimeout)
+	if err != nil {
+		rep.NodeError = err.Error()
+		return 1
+	}
+	defer hc.CloseIdleConnections()
+	rep.Node.HTTPProto = negotiatedProto(ctx, hc, n.url("/readyz"))
+
+	progress(fmt.Sprintf("creating %d users", maxConc), 0)
+	users, err := n.addUsers(ctx, maxConc)
+	if err != nil {
+		rep.NodeError = "creating users: " + err.Error()
+		fmt.Fprintln(os.Stderr, "bulwark-bench:", rep.NodeError)
+		return 1
+	}
+	a := &apiClient{http: hc, base: n.url(""), users: users}
+	lim.cpu = cpuSampler(n.cmd.Process.Pid)
+
+	// Phases 2 to 4, each at every concurrency, until interrupted.
+	for _, ph := range []struct {
+		name   string
+		concs  []int
+		worker newWorker
+	}{
+		{phaseLogin, loginConcs, a.loginWorker()},
+		{phaseRefresh, refreshConcs, a.refreshWorker()},
+		{phaseMe, meConcs, a.meWorker()},
+	} {
+		for _, c := range ph.concs {
+			if ctx.Err() != nil {
+				return 0
+			}
+			progress(ph.name, c)
+			rep.add(runPhase(ctx, ph.name, c, lim, ph.worker))
+		}
+	}
+	return 0
+}
+
+// ensureBinary builds cmd/bulwark into bin when it does not exist yet.
+func ensureBinary(bin string) error {
+	if _, err := os.Stat(bin); err == nil {
+		return nil
+	}
+	progress("building "+bin, 0)
+	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
+		return err
+	}
+	out, err := exec.Command("go", "build", "-o", bin, "./cmd/bulwark").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("go build -o %s ./cmd/bulwark: %v\n%s", bin, err, out)
+	}
+	return nil
+}
+
+// progress tells the operator on stderr what is running.
+func progress(what string, conc int) {
+	if conc > 0 {
+		fmt.Fprintf(os.Stderr, "bulwark-bench: %s, concurrency %d\n", what, conc)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "bulwark-bench: %s\n", what)
+}

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+const (
+	readyTimeout = 30 * time.Second
+	stopTimeout  = 15 * time.Second // API.md: exits within 15 s of SIGTERM
+)
+
+// node is one bulwark process started for the benchmark, with its own
+// temporary data directory.
+type node struct {
+	bin     string
+	dir     string // temporary directory: config, data, log
+	config  string
+	apiAddr string
+	logPath string
+	cmd     *exec.Cmd
+	exited  chan error
+}
+
+func (n *node) dataDir() string { return filepath.Join(n.dir, "data") }
+
+func (n *node) url(path string) string { return "https://" + n.apiAddr + path }
+
+// nodeConfig is the TOML the benchmark node runs with: default settings
+// except loopback ports, software sealing, the rate limit exemption for
+// loopback (so the load is not throttled) and a session cap high enough
+// that no login evicts another worker's session.
+func nodeConfig(data, apiAddr, clusterAddr, metricsAddr string, hp hashParams) string {
+	return fmt.Sprintf(`node_name = "bench1"
+data_dir = %q
+
+[api]
+listen = %q
+
+[cluster]
+listen = %q
+
+[seal]
+mode = "software"
+
+[metrics]
+listen = %q
+
+[auth.rate_limit]
+exempt = ["127.0.0.0/8"]
+
+[auth.sessions]
+max_per_user = 10000
+
+[auth.password]
+argon2_memory_kib = %d
+argon2_iterations = %d
+argon2_parallelism = %d
+`, data, apiAddr, clusterAddr, metricsAddr, hp.memoryKiB, hp.iterations, hp.parallelism)
+}
+
+// startNode writes a config into a fresh temporary directory, starts
+// `bulwark serve` and waits until /readyz answers 200. On error everything
+// it started is stopped and removed again.
+func startNode(ctx context.Context, bin string, hp hashParams) (n *node, err error) {
+	dir, err := os.MkdirTemp("", "bulwark-bench-")
+	if err != nil {
+		return nil, err
+	}
+	n = &node{bin: bin, dir: dir, config: filepath.Join(dir, "bulwark.toml"), logPath: filepath.Join(dir, "bulwark.log")}
+	defer func() {
+		if err != nil {
+			stopNode(n)
+			n = nil
+		}
+	}()
+	ports, err := freePorts(3)
+	if err != nil {
+		return n, err
+	}
+	n.apiAddr = ports[0]
+	cfg := nodeConfig(n.dataDir(), ports[0], ports[1], ports[2], hp)
+	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
+		return n, err
+	}
+	logFile, err := os.Create(n.logPath)
+	if err != nil {
+		return n, err
+	}
+	defer logFile.Close() // the child holds its own descriptor
+	n.cmd = exec.Command(bin, "serve", "--config", n.config)
+	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
+	// Its own process group keeps a terminal's Ctrl-C for us, so the node
+	// gets an orderly SIGTERM; Pdeathsig stops it if we are killed.
+	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := n.cmd.Start(); err != nil {
+		return n, fmt.Errorf("start %s: %w", bin, err)
+	}
+	n.exited = make(chan error, 1)
+	go func() { n.exited <- n.cmd.Wait() }()
+	if err := n.waitReady(ctx); err != nil {
+		return n, fmt.Errorf("%w\n--- node log (tail) ---\n%s", err, n.logTail(20))
+	}
+	return n, nil
+}
+
+// waitReady polls /readyz with the node's CA until it answers 200.
+func (n *node) waitReady(ctx context.Context) error {
+	deadline := time.Now().Add(readyTimeout)
+	var last string
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-n.exited:
+			n.exited <- err // stopNode waits on it too
+			return fmt.Errorf("node exited during start: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		if c, err := n.client(4, 2*time.Second); err == nil {
+			resp, err := c.Get(n.url("/readyz"))
+			if err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return nil
+				}
+				last = resp.Status
+			} else {
+				last = err.Error()
+			}
+			c.CloseIdleConnections()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("node not ready within %v (last: %s)", readyTimeout, last)
+}
+
+// stopNode sends SIGTERM, waits up to 15 s (then kills), and removes the
+// node's temporary directory. It is safe to call on a partly started node.
+func stopNode(n *node) error {
+	var err error
+	if n.cmd != nil && n.cmd.Process != nil {
+		n.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case werr := <-n.exited:
+			if werr != nil {
+				err = fmt.Errorf("node exited with %v after SIGTERM", werr)
+			}
+		case <-time.After(stopTimeout):
+			n.cmd.Process.Kill()
+			<-n.exited
+			err = fmt.Errorf("node did not exit within %v of SIGTERM; killed", stopTimeout)
+		}
+	}
+	if rerr := os.RemoveAll(n.dir); rerr != nil && err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// client returns an HTTP client that trusts only the node's CA and speaks
+// TLS 1.3 and HTTP/1.1 over one keep-alive connection per worker, the way
+// many independent clients reach a server. (HTTP/2 would multiplex every
+// worker over a single connection, whose one framing goroutine on the
+// server then bounds the run; no real deployment has one client.)
+func (n *node) client(conc int, timeout time.Duration) (*http.Client, error) {
+	pem, err := os.ReadFile(filepath.Join(n.dataDir(), "ca.pem"))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("ca.pem holds no certificate")
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13},
+		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
+		MaxConnsPerHost:     conc,
+		MaxIdleConns:        2 * conc,
+		MaxIdleConnsPerHost: 2 * conc,
+		IdleConnTimeout:     90 * time.Second,
+	}}, nil
+}
+
+// benchUser is an account created for the benchmark.
+type benchUser struct{ name, password string }
+
+// addUsers creates count plain (non-admin, so no MFA) users with the admin
+// CLI, a few at a time.
+func (n *node) addUsers(ctx context.Context, count int) ([]benchUser, error) {
+	users := make([]benchUser, count)
+	errs := make([]error, count)
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for i := range users {
+		users[i] = benchUser{name: fmt.Sprintf("bench%03d", i), password: "bench-" + randomHex(16)}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			errs[i] = n.cli(ctx, users[i].password+"\n", "user", "add", users[i].name, "--password-stdin")
+		})
+	}
+	wg.Wait()
+	return users, errors.Join(errs...)
+}
+
+// cli runs one admin command against the node.
+func (n *node) cli(ctx context.Context, stdin string, args ...string) error {
+	cmd := exec.CommandContext(ctx, n.bin, append(args, "--config", n.config)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("bulwark %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// logTail returns the last lines of the node's log.
+func (n *node) logTail(lines int) string {
+	b, _ := os.ReadFile(n.logPath)
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	return strings.Join(all[max(0, len(all)-lines):], "\n")
+}
+
+// freePorts returns count distinct free 127.0.0.1 addresses.
+func freePorts(count int) ([]string, error) {
+	var addrs []string
+	for range count {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close() // held open until all are chosen, so they differ
+		addrs = append(addrs, l.Addr().String())
+	}
+	return addrs, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

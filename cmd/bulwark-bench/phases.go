@@ -1,0 +1,282 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/argon2"
+)
+
+// op performs one measured operation; nil means success (a 2xx answer).
+type op func(ctx context.Context) error
+
+// newWorker prepares worker i before the clock starts (e.g. logs it in)
+// and returns the operation the worker repeats.
+type newWorker func(ctx context.Context, i int) (op, error)
+
+// setupParallelism bounds concurrent worker setups: they log in, and
+// logins are argon2id-bound, so more would only queue on the node.
+const setupParallelism = 4
+
+// phaseLimits bounds every phase in time and in count, so each stops by
+// itself.
+type phaseLimits struct {
+	duration time.Duration
+	maxOps   int64
+	cpu      func() cpuSample // nil: CPU use is not measured
+}
+
+// runPhase sets up conc workers, then lets each repeat its operation until
+// the phase duration has passed or maxOps operations have been started,
+// and summarizes. Operations in flight when the clock runs out complete
+// and count; the elapsed time includes them. Only successful operations
+// contribute latencies.
+func runPhase(ctx context.Context, name string, conc int, lim phaseLimits, setup newWorker) PhaseResult {
+	ops, err := setupWorkers(ctx, conc, setup)
+	if err != nil {
+		r := summarize(name, conc, nil, int64(conc), 0)
+		r.SetupFailed, r.FirstError = true, "setup: "+err.Error()
+		return r
+	}
+
+	var (
+		started  atomic.Int64
+		errCount atomic.Int64
+		firstErr error
+		errOnce  sync.Once
+		wg       sync.WaitGroup
+	)
+	lats := make([][]time.Duration, conc)
+	cpu0 := sampleCPU(lim.cpu)
+	deadline := time.Now().Add(lim.duration)
+	start := time.Now()
+	for i := range conc {
+		wg.Go(func() {
+			for time.Now().Before(deadline) && ctx.Err() == nil && started.Add(1) <= lim.maxOps {
+				t0 := time.Now()
+				if err := ops[i](ctx); err != nil {
+					if ctx.Err() != nil {
+						break // interrupted: not the node's error
+					}
+					errCount.Add(1)
+					errOnce.Do(func() { firstErr = err })
+					continue
+				}
+				lats[i] = append(lats[i], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	cpu1 := sampleCPU(lim.cpu)
+
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	r := summarize(name, conc, all, errCount.Load(), elapsed)
+	r.HitCap = started.Load() > lim.maxOps
+	if secs := elapsed.Seconds(); secs > 0 {
+		r.NodeCores = (cpu1.node - cpu0.node).Seconds() / secs
+		r.BenchCores = (cpu1.bench - cpu0.bench).Seconds() / secs
+		// Other processes' share, from the machine's busy time; never
+		// below zero (the counters tick at different moments).
+		r.OtherCores = max(0, (cpu1.machine-cpu0.machine).Seconds()/secs-r.NodeCores-r.BenchCores)
+	}
+	if firstErr != nil {
+		r.FirstError = firstErr.Error()
+	}
+	return r
+}
+
+// setupWorkers runs setup for each of conc workers, a few at a time.
+func setupWorkers(ctx context.Context, conc int, setup newWorker) ([]op, error) {
+	ops := make([]op, conc)
+	errs := make([]error, conc)
+	sem := make(chan struct{}, setupParallelism)
+	var wg sync.WaitGroup
+	for i := range conc {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			ops[i], errs[i] = setup(ctx, i)
+		})
+	}
+	wg.Wait()
+	failed := 0
+	var first error
+	for _, err := range errs {
+		if err != nil {
+			failed++
+			first = cmp.Or(first, err)
+		}
+	}
+	if first != nil {
+		return nil, fmt.Errorf("%d of %d workers: %w", failed, conc, first)
+	}
+	return ops, nil
+}
+
+// hashParams are argon2id's cost parameters, the daemon's defaults unless
+// overridden on the command line.
+type hashParams struct {
+	memoryKiB   uint32
+	iterations  uint32
+	parallelism uint8
+}
+
+// argon2Worker: phase 1, the argon2id bound. In process, with no network
+// and no node, each worker hashes a password at the node's parameters;
+// run with GOMAXPROCS workers this is the most password checks per second
+// the machine can do, which password logins are judged against.
+func argon2Worker(hp hashParams) newWorker {
+	return func(_ context.Context, i int) (op, error) {
+		password := []byte("bench-password-" + randomHex(8))
+		salt := []byte(randomHex(8)) // 16 bytes, as the daemon's salts
+		return func(context.Context) error {
+			argon2.IDKey(password, salt, hp.iterations, hp.memoryKiB, hp.parallelism, 32)
+			return nil
+		}, nil
+	}
+}
+
+// apiClient speaks the JSON API of API.md to one node.
+type apiClient struct {
+	http  *http.Client
+	base  string
+	users []benchUser
+}
+
+// tokens is API.md's token answer (plus the MFA challenge, which the
+// benchmark's plain users never get).
+type tokens struct {
+	AccessToken  string `json:"access_token"`
+	RefreshToken string `json:"refresh_token"`
+	SessionID    string `json:"session_id"`
+	MFARequired  bool   `json:"mfa_required"`
+}
+
+// loginWorker: phase 2, password logins. Each request makes the node
+// check an argon2id hash, sign a JWT and commit a new session through
+// Raft; worker i logs in as user i.
+func (a *apiClient) loginWorker() newWorker {
+	return func(_ context.Context, i int) (op, error) {
+		u := a.users[i%len(a.users)]
+		return func(ctx context.Context) error {
+			_, err := a.login(ctx, u)
+			return err
+		}, nil
+	}
+}
+
+// refreshWorker: phase 3, refresh-token rotation. Each worker logs in
+// once, then trades its newest refresh token for a new pair in a loop:
+// no password hashing, but a replicated write per request (the old token
+// dies). After a failure the worker logs in again, on the phase's clock.
+func (a *apiClient) refreshWorker() newWorker {
+	return func(ctx context.Context, i int) (op, error) {
+		u := a.users[i%len(a.users)]
+		t, err := a.login(ctx, u)
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error {
+			var next tokens
+			err := a.do(ctx, http.MethodPost, "/v1/auth/refresh", "", map[string]string{"refresh_token": t.RefreshToken}, &next)
+			if err == nil && next.RefreshToken == "" {
+				err = errors.New("/v1/auth/refresh: answer without refresh_token")
+			}
+			if err != nil {
+				if fresh, lerr := a.login(ctx, u); lerr == nil {
+					t = fresh
+				}
+				return err
+			}
+			t = next
+			return nil
+		}, nil
+	}
+}
+
+// meWorker: phase 4, access-token validation. Each worker logs in once,
+// then calls GET /v1/me with its Bearer token: a JWT signature check plus
+// a look-up that the session is still alive, all reads.
+func (a *apiClient) meWorker() newWorker {
+	return func(ctx context.Context, i int) (op, error) {
+		t, err := a.login(ctx, a.users[i%len(a.users)])
+		if err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context) error {
+			return a.do(ctx, http.MethodGet, "/v1/me", t.AccessToken, nil, nil)
+		}, nil
+	}
+}
+
+// login posts u's password and returns the tokens.
+func (a *apiClient) login(ctx context.Context, u benchUser) (tokens, error) {
+	var t tokens
+	err := a.do(ctx, http.MethodPost, "/v1/auth/login", "", map[string]string{"username": u.name, "password": u.password}, &t)
+	switch {
+	case err != nil:
+		return t, err
+	case t.MFARequired:
+		return t, fmt.Errorf("/v1/auth/login: %s got an MFA challenge", u.name)
+	case t.AccessToken == "" || t.RefreshToken == "":
+		return t, errors.New("/v1/auth/login: answer without tokens")
+	}
+	return t, nil
+}
+
+// do sends one request with an optional JSON body and Bearer token. A 2xx
+// answer is decoded into out (or discarded); anything else is an error
+// naming the status and the API error code.
+func (a *apiClient) do(ctx context.Context, method, path, bearer string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := a.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&e)
+		io.Copy(io.Discard, resp.Body)
+		return fmt.Errorf("%s %s: %s %s", method, path, resp.Status, e.Error)
+	}
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return fmt.Errorf("%s %s: decoding answer: %w", method, path, err)
+		}
+	}
+	io.Copy(io.Discard, resp.Body) // so the connection is reused
+	return nil
+}

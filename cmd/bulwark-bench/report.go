@@ -1,0 +1,306 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Phase names, as they appear in the table and the JSON.
+const (
+	phaseArgon2  = "argon2id-bound"
+	phaseLogin   = "login"
+	phaseRefresh = "refresh"
+	phaseMe      = "me"
+)
+
+// Targets the results are judged by.
+const (
+	targetLoginShare = 0.85 // logins/s at c=16 over argon2id hashes/s
+	targetLoginConc  = 16
+	targetRefresh    = 3000
+	targetMe         = 10000
+)
+
+// report is everything printed and written as JSON.
+type report struct {
+	Started   time.Time     `json:"started"`
+	Quick     bool          `json:"quick"`
+	PhaseTime string        `json:"phase_duration"`
+	MaxOps    int64         `json:"max_ops_per_phase"`
+	Machine   machine       `json:"machine"`
+	Node      nodeInfo      `json:"node"`
+	Phases    []PhaseResult `json:"phases"`
+	Targets   []target      `json:"targets"`
+	NodeError string        `json:"node_error,omitempty"`
+	Notes     []string      `json:"notes"`
+}
+
+type machine struct {
+	GOMAXPROCS int    `json:"gomaxprocs"`
+	NumCPU     int    `json:"num_cpu"`
+	CPUModel   string `json:"cpu_model"`
+	GoVersion  string `json:"go_version"`
+	OS         string `json:"os_arch"`
+}
+
+type nodeInfo struct {
+	Version         string `json:"version"`
+	Argon2MemoryKiB uint32 `json:"argon2_memory_kib"`
+	Argon2Iter      uint32 `json:"argon2_iterations"`
+	Argon2Lanes     uint8  `json:"argon2_parallelism"`
+	RateLimitExempt string `json:"rate_limit_exempt"`
+	MaxPerUser      int    `json:"sessions_max_per_user"`
+	HTTPProto       string `json:"http_proto"`
+}
+
+// target is one judged ratio or rate.
+type target struct {
+	Name     string  `json:"name"`
+	Value    float64 `json:"value"`
+	Goal     float64 `json:"goal"`
+	Unit     string  `json:"unit"`
+	Pass     bool    `json:"pass"`
+	Measured bool    `json:"measured"` // false: its phase did not run or all of it failed
+	Detail   string  `json:"detail"`
+	Noisy    bool    `json:"noisy"` // other processes were busy during its phases
+}
+
+func newReport(o options) *report {
+	r := &report{
+		Started:   time.Now().UTC(),
+		Quick:     o.quick,
+		PhaseTime: o.duration.String(),
+		MaxOps:    o.maxOps,
+		Machine: machine{
+			GOMAXPROCS: runtime.GOMAXPROCS(0),
+			NumCPU:     runtime.NumCPU(),
+			CPUModel:   cpuModel(),
+			GoVersion:  runtime.Version(),
+			OS:         runtime.GOOS + "/" + runtime.GOARCH,
+		},
+		Node: nodeInfo{
+			Argon2MemoryKiB: o.hash.memoryKiB,
+			Argon2Iter:      o.hash.iterations,
+			Argon2Lanes:     o.hash.parallelism,
+			RateLimitExempt: "127.0.0.0/8",
+			MaxPerUser:      10000,
+		},
+		Notes: []string{
+			"the load comes from 127.0.0.1, which the node's [auth.rate_limit] exempt list covers: rate limits are not measured",
+			"client and node share the machine's cores",
+		},
+	}
+	if o.hash.memoryKiB < defaultMemory || o.hash.iterations < defaultIters {
+		r.Notes = append(r.Notes, "argon2id cost is BELOW the daemon's defaults: login numbers are not representative")
+	}
+	if o.quick {
+		r.Notes = append(r.Notes, "--quick: 1 s phases, a smoke run, not a measurement")
+	}
+	return r
+}
+
+func (r *report) add(p PhaseResult) { r.Phases = append(r.Phases, p) }
+
+func (r *report) anyFailed() bool {
+	for _, p := range r.Phases {
+		if p.failed() {
+			return true
+		}
+	}
+	return false
+}
+
+// find returns the result of phase at concurrency conc.
+func (r *report) find(phase string, conc int) (PhaseResult, bool) {
+	for _, p := range r.Phases {
+		if p.Phase == phase && p.Concurrency == conc {
+			return p, true
+		}
+	}
+	return PhaseResult{}, false
+}
+
+// best returns the result of phase with the most operations per second,
+// among those that did not fail.
+func (r *report) best(phase string) (PhaseResult, bool) {
+	var b PhaseResult
+	found := false
+	for _, p := range r.Phases {
+		if p.Phase == phase && !p.failed() && (!found || p.OpsPerSec > b.OpsPerSec) {
+			b, found = p, true
+		}
+	}
+	return b, found
+}
+
+// busyMachine is the share of a core other processes may use during a
+// phase before the report warns that the machine was not quiet.
+const busyMachine = 0.25
+
+// evaluate judges the targets from the phases measured.
+func (r *report) evaluate() {
+	r.Targets = nil
+	other := 0.0
+	for _, p := range r.Phases {
+		other = max(other, p.OtherCores)
+	}
+	if other > busyMachine {
+		r.Notes = append(r.Notes, fmt.Sprintf("the machine was not quiet: other processes used up to %.2f cores during a phase; the numbers understate the node", other))
+	}
+	bound, okB := r.best(phaseArgon2)
+	login, okL := r.find(phaseLogin, targetLoginConc)
+	t := target{Name: "logins/s at c=16 as share of argon2id bound", Goal: targetLoginShare * 100, Unit: "%"}
+	if okB && okL && bound.OpsPerSec > 0 && login.Ops > 0 && !login.failed() {
+		t.Value, t.Measured = 100*login.OpsPerSec/bound.OpsPerSec, true
+		t.Detail = fmt.Sprintf("%.1f logins/s vs %.1f hashes/s", login.OpsPerSec, bound.OpsPerSec)
+		t.Noisy = bound.OtherCores > busyMachine || login.OtherCores > busyMachine
+	}
+	r.Targets = append(r.Targets, t)
+	r.Targets = append(r.Targets, r.rateTarget(phaseRefresh, "refreshes/s", targetRefresh))
+	r.Targets = append(r.Targets, r.rateTarget(phaseMe, "/v1/me validations/s", targetMe))
+	for i := range r.Targets {
+		r.Targets[i].Pass = r.Targets[i].Measured && r.Targets[i].Value >= r.Targets[i].Goal
+	}
+}
+
+// rateTarget judges the best concurrency of phase against goal ops/s.
+func (r *report) rateTarget(phase, name string, goal float64) target {
+	t := target{Name: name + " (best concurrency)", Goal: goal, Unit: "/s"}
+	if b, ok := r.best(phase); ok && b.Ops > 0 {
+		t.Value, t.Measured = b.OpsPerSec, true
+		t.Detail = fmt.Sprintf("at c=%d", b.Concurrency)
+		t.Noisy = b.OtherCores > busyMachine
+	}
+	return t
+}
+
+// print writes the human-readable report.
+func (r *report) print(w io.Writer) {
+	m := r.Machine
+	fmt.Fprintf(w, "\nbulwark load benchmark — %s, phases of %s (cap %d requests)\n", r.Started.Format(time.RFC3339), r.PhaseTime, r.MaxOps)
+	fmt.Fprintf(w, "machine: %s, %d CPUs, GOMAXPROCS %d, %s, %s\n", m.CPUModel, m.NumCPU, m.GOMAXPROCS, m.GoVersion, m.OS)
+	n := r.Node
+	fmt.Fprintf(w, "node: bulwark %s, argon2id m=%d t=%d p=%d, %s, rate limit exempt %s\n\n",
+		orDash(n.Version), n.Argon2MemoryKiB, n.Argon2Iter, n.Argon2Lanes, orDash(n.HTTPProto), n.RateLimitExempt)
+
+	const row = "%-15s %5s %10s %9s %9s %9s %7s %15s  %s\n"
+	fmt.Fprintf(w, row, "phase", "conc", "ops/s", "p50 ms", "p99 ms", "ops", "errors", "cpu node/b/oth", "")
+	for _, p := range r.Phases {
+		flag := ""
+		if p.Flagged {
+			flag = fmt.Sprintf("<-- %.1f%% errors", 100*p.ErrorRate)
+		}
+		if p.HitCap {
+			flag += " (request cap)"
+		}
+		fmt.Fprintf(w, row, p.Phase, strconv.Itoa(p.Concurrency), fmt.Sprintf("%.1f", p.OpsPerSec),
+			fmt.Sprintf("%.2f", p.P50Ms), fmt.Sprintf("%.2f", p.P99Ms),
+			strconv.FormatInt(p.Ops, 10), strconv.FormatInt(p.Errors, 10),
+			fmt.Sprintf("%.2f/%.2f/%.2f", p.NodeCores, p.BenchCores, p.OtherCores), flag)
+	}
+	for _, p := range r.Phases {
+		if p.FirstError != "" {
+			fmt.Fprintf(w, "  first error, %s c=%d: %s\n", p.Phase, p.Concurrency, p.FirstError)
+		}
+	}
+
+	fmt.Fprintln(w, "\ntargets:")
+	for _, t := range r.Targets {
+		verdict := "FAIL"
+		if t.Pass {
+			verdict = "PASS"
+		}
+		if !t.Measured {
+			fmt.Fprintf(w, "  %-4s  %-50s  not measured (goal ≥ %g%s)\n", verdict, t.Name, t.Goal, t.Unit)
+			continue
+		}
+		noisy := ""
+		if t.Noisy {
+			noisy = "  NOISY: machine busy, measure again"
+		}
+		fmt.Fprintf(w, "  %-4s  %-50s  %.1f%s (goal ≥ %g%s; %s)%s\n", verdict, t.Name, t.Value, t.Unit, t.Goal, t.Unit, t.Detail, noisy)
+	}
+	fmt.Fprintln(w, "\ncpu: cores busy on average in the node / this benchmark client / other processes")
+	if r.NodeError != "" {
+		fmt.Fprintf(w, "\nnode error: %s\n", r.NodeError)
+	}
+	fmt.Fprintln(w, "\nnotes:")
+	for _, note := range r.Notes {
+		fmt.Fprintf(w, "  - %s\n", note)
+	}
+}
+
+// write stores the report as indented JSON at path.
+func (r *report) write(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// cpuModel is the first "model name" of /proc/cpuinfo.
+func cpuModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+// binaryVersion is what `bulwark version` prints, without the name.
+func binaryVersion(bin string) string {
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimPrefix(strings.TrimSpace(string(out)), "bulwark ")
+}
+
+// negotiatedProto is the protocol and TLS version the client gets.
+func negotiatedProto(ctx context.Context, c *http.Client, url string) string {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return ""
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	proto := resp.Proto
+	if resp.TLS != nil && resp.TLS.Version == tls.VersionTLS13 {
+		proto += " over TLS 1.3"
+	}
+	return proto
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
