@@ -57,6 +57,15 @@ type Config struct {
 	DataDir string
 	// Advertise is the host:port other members dial (cluster.advertise).
 	Advertise string
+	// Listen is the cluster port (cluster.listen): Raft over mutual TLS.
+	Listen string
+	// TLS is this node's certificate and the cluster CA. Without it the
+	// node runs on an in-memory transport and cannot reach peers (unit
+	// tests of a single node).
+	TLS *ClusterTLS
+	// InitialPeers are the other voters of a cluster bootstrapped from
+	// several nodes at once (tests; operators join nodes one by one).
+	InitialPeers []Peer
 	// Logger receives the node's and Raft's logs.
 	Logger *slog.Logger
 
@@ -91,6 +100,11 @@ func (c *Config) setDefaults() {
 	if c.ApplyTimeout == 0 {
 		c.ApplyTimeout = 5 * time.Second
 	}
+}
+
+// Peer is a cluster member: its node id and advertised cluster address.
+type Peer struct {
+	ID, Address string
 }
 
 // Node is one running Raft member and its state.
@@ -146,12 +160,25 @@ func Open(cfg Config) (*Node, error) {
 		return nil, err
 	}
 
-	// Single-node transport for now; the mTLS stream layer replaces it
-	// when clustering lands. The address recorded in the configuration is
-	// already the advertised one, so the stored configuration stays valid.
-	_, trans := raft.NewInmemTransport(raft.ServerAddress(cfg.Advertise))
-	n.trans = trans
-	n.closer = trans.Close
+	if cfg.TLS != nil {
+		cl, err := listenCluster(cfg.Listen, cfg.TLS, n.log)
+		if err != nil {
+			return nil, err
+		}
+		addr, err := tcpAddr(cfg.Advertise)
+		if err != nil {
+			cl.Close()
+			return nil, fmt.Errorf("cluster.advertise %s: %w", cfg.Advertise, err)
+		}
+		trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream: &raftLayer{l: cl, advertise: addr}, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog})
+		n.trans, n.closer = trans, trans.Close
+	} else {
+		// In-memory: a single node that dials no one. The address recorded in
+		// the configuration is the advertised one all the same.
+		_, trans := raft.NewInmemTransport(raft.ServerAddress(cfg.Advertise))
+		n.trans, n.closer = trans, trans.Close
+	}
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.ID)
@@ -178,15 +205,18 @@ func Open(cfg Config) (*Node, error) {
 		boot := raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(cfg.Advertise),
 		}}}
-		if err := raft.BootstrapCluster(rc, n.logs, n.logs, n.snaps, trans, boot); err != nil {
+		for _, p := range cfg.InitialPeers {
+			boot.Servers = append(boot.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Address)})
+		}
+		if err := raft.BootstrapCluster(rc, n.logs, n.logs, n.snaps, n.trans, boot); err != nil {
 			return nil, fmt.Errorf("node: bootstrap: %w", err)
 		}
-		n.log.Info("bootstrapped a new one-node cluster", "id", cfg.ID, "address", cfg.Advertise)
+		n.log.Info("bootstrapped a new cluster", "id", cfg.ID, "address", cfg.Advertise, "voters", len(boot.Servers))
 	}
 	if n.startIndex, err = n.logs.LastIndex(); err != nil {
 		return nil, err
 	}
-	n.raft, err = raft.NewRaft(rc, &raftFSM{store: n.store}, n.logs, n.logs, n.snaps, trans)
+	n.raft, err = raft.NewRaft(rc, &raftFSM{store: n.store}, n.logs, n.logs, n.snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("node: start raft: %w", err)
 	}

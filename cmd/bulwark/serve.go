@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -138,12 +139,17 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 	if err != nil {
 		return err
 	}
-	cert, err := apiCertificate(cfg, ks, advertise)
+	nodeCert, caPool, err := nodeCertificate(cfg, ks, advertise)
+	if err != nil {
+		return err
+	}
+	cert, err := apiCertificate(cfg, nodeCert)
 	if err != nil {
 		return err
 	}
 
-	n, err := node.Open(node.Config{ID: cfg.NodeName, DataDir: cfg.DataDir, Advertise: advertise, Logger: logger})
+	n, err := node.Open(node.Config{ID: cfg.NodeName, DataDir: cfg.DataDir, Advertise: advertise,
+		Listen: cfg.Cluster.Listen, TLS: &node.ClusterTLS{Cert: nodeCert, CA: caPool}, Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -331,13 +337,11 @@ func advertiseAddr(cfg config.Config) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
-// apiCertificate is the operator's certificate when configured, else one
-// issued from the cluster CA for the advertised host, the API listen host,
+// nodeCertificate is this node's certificate from the cluster CA (server
+// and client auth), for the cluster port and, unless the operator brings
+// one, the API. It covers the advertised host, the API listen host,
 // localhost and 127.0.0.1.
-func apiCertificate(cfg config.Config, ks *tpm.Keystore, advertise string) (tls.Certificate, error) {
-	if cfg.API.TLSCert != "" {
-		return pki.LoadOperatorCert(cfg.API.TLSCert, cfg.API.TLSKey)
-	}
+func nodeCertificate(cfg config.Config, ks *tpm.Keystore, advertise string) (tls.Certificate, *x509.CertPool, error) {
 	var hosts []string
 	if h, _, err := net.SplitHostPort(advertise); err == nil {
 		hosts = append(hosts, h)
@@ -347,8 +351,16 @@ func apiCertificate(cfg config.Config, ks *tpm.Keystore, advertise string) (tls.
 			hosts = append(hosts, h)
 		}
 	}
-	cert, _, err := pki.Ensure(cfg.DataDir, ks, cfg.NodeName, hosts, time.Now())
-	return cert, err
+	return pki.Ensure(cfg.DataDir, ks, cfg.NodeName, hosts, time.Now())
+}
+
+// apiCertificate is the operator's certificate when configured, else the
+// node's.
+func apiCertificate(cfg config.Config, nodeCert tls.Certificate) (tls.Certificate, error) {
+	if cfg.API.TLSCert != "" {
+		return pki.LoadOperatorCert(cfg.API.TLSCert, cfg.API.TLSKey)
+	}
+	return nodeCert, nil
 }
 
 func prefixes(cs []config.CIDR) []netip.Prefix {

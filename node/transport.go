@@ -1,0 +1,185 @@
+package node
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// The cluster port carries several protocols over one mutual-TLS
+// listener; the first byte a client writes after the handshake says which.
+const (
+	protoRaft byte = 'R' // hashicorp/raft's RPCs
+	// Later protocols (leader forwarding, join) take other bytes.
+)
+
+// ClusterTLS is what a node presents to its peers and trusts from them:
+// its certificate (server and client auth, issued by the cluster CA) and
+// the cluster CA.
+type ClusterTLS struct {
+	Cert tls.Certificate
+	CA   *x509.CertPool
+}
+
+// serverConfig requires every peer to present a certificate issued by the
+// cluster CA: no unauthenticated connection reaches Raft.
+func (c *ClusterTLS) serverConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{c.Cert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    c.CA,
+	}
+}
+
+// clientConfig checks the peer's certificate against the cluster CA and
+// the host it was dialled at.
+func (c *ClusterTLS) clientConfig(host string) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{c.Cert},
+		RootCAs:      c.CA,
+		ServerName:   host,
+	}
+}
+
+// clusterListener accepts mutual-TLS connections on the cluster port and
+// hands each to the protocol its first byte names.
+type clusterListener struct {
+	ln   net.Listener
+	tls  *ClusterTLS
+	log  *slog.Logger
+	raft chan net.Conn
+
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// handshakeTimeout bounds a peer's TLS handshake and protocol byte, so a
+// silent connection cannot hold an accept slot.
+const handshakeTimeout = 10 * time.Second
+
+func listenCluster(addr string, t *ClusterTLS, logger *slog.Logger) (*clusterListener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster.listen %s: %w", addr, err)
+	}
+	l := &clusterListener{ln: ln, tls: t, log: logger, raft: make(chan net.Conn, 16), done: make(chan struct{})}
+	go l.acceptLoop()
+	return l, nil
+}
+
+func (l *clusterListener) acceptLoop() {
+	for {
+		c, err := l.ln.Accept()
+		if err != nil {
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			l.log.Error("cluster listener stopped", "error", err)
+			return
+		}
+		go l.route(c)
+	}
+}
+
+// route completes the handshake, checks the peer's certificate (the TLS
+// config requires one from the cluster CA) and reads the protocol byte.
+func (l *clusterListener) route(c net.Conn) {
+	tc := tls.Server(c, l.tls.serverConfig())
+	tc.SetDeadline(time.Now().Add(handshakeTimeout))
+	if err := tc.Handshake(); err != nil {
+		l.log.Warn("cluster connection refused: TLS handshake failed", "remote", c.RemoteAddr().String(), "error", err)
+		c.Close()
+		return
+	}
+	var b [1]byte
+	if _, err := tc.Read(b[:]); err != nil {
+		tc.Close()
+		return
+	}
+	tc.SetDeadline(time.Time{})
+	switch b[0] {
+	case protoRaft:
+		select {
+		case l.raft <- tc:
+		case <-l.done:
+			tc.Close()
+		}
+	default:
+		l.log.Warn("cluster connection refused: unknown protocol", "remote", c.RemoteAddr().String(), "byte", b[0])
+		tc.Close()
+	}
+}
+
+func (l *clusterListener) Close() error {
+	var err error
+	l.closeOnce.Do(func() {
+		close(l.done)
+		err = l.ln.Close()
+	})
+	return err
+}
+
+// raftLayer is the raft.StreamLayer of the cluster port.
+type raftLayer struct {
+	l         *clusterListener
+	advertise net.Addr
+}
+
+var _ raft.StreamLayer = (*raftLayer)(nil)
+
+func (r *raftLayer) Accept() (net.Conn, error) {
+	select {
+	case c := <-r.l.raft:
+		return c, nil
+	case <-r.l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (r *raftLayer) Close() error { return r.l.Close() }
+
+func (r *raftLayer) Addr() net.Addr { return r.advertise }
+
+// Dial opens a mutual-TLS connection to a peer and names the protocol.
+func (r *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	return dialCluster(r.l.tls, string(addr), protoRaft, timeout)
+}
+
+func dialCluster(t *ClusterTLS, addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	d := &net.Dialer{Timeout: timeout}
+	c, err := tls.DialWithDialer(d, "tcp", addr, t.clientConfig(host))
+	if err != nil {
+		return nil, err
+	}
+	c.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte{proto}); err != nil {
+		c.Close()
+		return nil, err
+	}
+	c.SetWriteDeadline(time.Time{})
+	return c, nil
+}
+
+// tcpAddr resolves an advertised host:port for raft's Addr.
+func tcpAddr(advertise string) (net.Addr, error) {
+	return net.ResolveTCPAddr("tcp", advertise)
+}
