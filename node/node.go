@@ -122,6 +122,12 @@ type Node struct {
 	// caught up until it has applied at least that far.
 	startIndex uint64
 
+	cluster *clusterListener // nil on the in-memory transport
+	fwd     forwarder
+
+	appliedMu sync.Mutex
+	appliedCh chan struct{} // closed and replaced after every applied batch
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -134,7 +140,7 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.ID == "" || cfg.Advertise == "" || cfg.DataDir == "" {
 		return nil, fmt.Errorf("node: ID, Advertise and DataDir are required")
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node")}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), appliedCh: make(chan struct{})}
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
 		return nil, err
@@ -172,7 +178,8 @@ func Open(cfg Config) (*Node, error) {
 		}
 		trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 			Stream: &raftLayer{l: cl, advertise: addr}, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog})
-		n.trans, n.closer = trans, trans.Close
+		n.trans, n.closer, n.cluster = trans, trans.Close, cl
+		n.fwd.tls = cfg.TLS
 	} else {
 		// In-memory: a single node that dials no one. The address recorded in
 		// the configuration is the advertised one all the same.
@@ -216,9 +223,12 @@ func Open(cfg Config) (*Node, error) {
 	if n.startIndex, err = n.logs.LastIndex(); err != nil {
 		return nil, err
 	}
-	n.raft, err = raft.NewRaft(rc, &raftFSM{store: n.store}, n.logs, n.logs, n.snaps, n.trans)
+	n.raft, err = raft.NewRaft(rc, &raftFSM{store: n.store, applied: n.noteApplied}, n.logs, n.logs, n.snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("node: start raft: %w", err)
+	}
+	if n.cluster != nil {
+		n.cluster.handle(protoForward, n.serveForward)
 	}
 	ok = true
 	return n, nil
@@ -296,7 +306,14 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 	}
 	f := n.raft.Apply(data, timeout)
 	if err := f.Error(); err != nil {
-		return nil, n.raftErr(err)
+		err = n.raftErr(err)
+		// A follower forwards the write to the leader it knows; the
+		// handlers above never learn the difference.
+		var nl *NotLeaderError
+		if errors.As(err, &nl) && n.fwd.tls != nil && nl.LeaderAddr != "" {
+			return n.forward(ctx, nl.LeaderAddr, cmd, data)
+		}
+		return nil, err
 	}
 	res, ok := f.Response().(fsm.Result)
 	if !ok {
@@ -452,6 +469,7 @@ func (n *Node) voters() int {
 }
 
 func (n *Node) closeStores() error {
+	n.fwd.close()
 	var errs []error
 	if n.closer != nil {
 		errs = append(errs, n.closer())

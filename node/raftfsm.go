@@ -12,6 +12,9 @@ import (
 // lives in fsm, so tests and recovery can replay entries without Raft.
 type raftFSM struct {
 	store *fsm.Store
+	// applied, if set, is called after every batch (wakes forwarders
+	// waiting for their entry to be applied here).
+	applied func()
 }
 
 var _ raft.BatchingFSM = (*raftFSM)(nil)
@@ -27,6 +30,9 @@ func (f *raftFSM) ApplyBatch(logs []*raft.Log) []any {
 		entries[i] = fsm.Entry{Index: l.Index, Term: l.Term, Command: l.Type == raft.LogCommand, Data: l.Data}
 	}
 	results := f.store.ApplyBatch(entries)
+	if f.applied != nil {
+		f.applied()
+	}
 	out := make([]any, len(results))
 	for i, r := range results {
 		out[i] = r
@@ -44,7 +50,11 @@ func (f *raftFSM) Snapshot() (raft.FSMSnapshot, error) {
 
 func (f *raftFSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	return f.store.Restore(rc)
+	err := f.store.Restore(rc)
+	if f.applied != nil {
+		f.applied()
+	}
+	return err
 }
 
 type snapshot struct{ s *fsm.Snapshot }

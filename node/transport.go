@@ -17,7 +17,8 @@ import (
 // listener; the first byte a client writes after the handshake says which.
 const (
 	protoRaft byte = 'R' // hashicorp/raft's RPCs
-	// Later protocols (leader forwarding, join) take other bytes.
+	// protoForward ('F', forward.go): a follower's writes to the leader.
+	// Join will take another byte.
 )
 
 // ClusterTLS is what a node presents to its peers and trusts from them:
@@ -57,6 +58,9 @@ type clusterListener struct {
 	tls  *ClusterTLS
 	log  *slog.Logger
 	raft chan net.Conn
+
+	mu       sync.RWMutex
+	handlers map[byte]func(net.Conn) // other protocols, registered once their server is up
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -120,9 +124,26 @@ func (l *clusterListener) route(c net.Conn) {
 			tc.Close()
 		}
 	default:
-		l.log.Warn("cluster connection refused: unknown protocol", "remote", c.RemoteAddr().String(), "byte", b[0])
-		tc.Close()
+		l.mu.RLock()
+		h := l.handlers[b[0]]
+		l.mu.RUnlock()
+		if h == nil {
+			l.log.Warn("cluster connection refused: unknown protocol", "remote", c.RemoteAddr().String(), "byte", b[0])
+			tc.Close()
+			return
+		}
+		h(tc)
 	}
+}
+
+// handle serves protocol proto with h from now on.
+func (l *clusterListener) handle(proto byte, h func(net.Conn)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.handlers == nil {
+		l.handlers = map[byte]func(net.Conn){}
+	}
+	l.handlers[proto] = h
 }
 
 func (l *clusterListener) Close() error {

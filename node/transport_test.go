@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/node/pki"
 )
 
@@ -127,17 +128,29 @@ func TestThreeNodesOverMutualTLS(t *testing.T) {
 	for _, n := range nodes {
 		waitUsers(t, n, 10)
 	}
-	// A follower refuses writes with the leader's id and address.
-	for _, n := range nodes {
+	// A follower's writes are forwarded to the leader, and are visible on
+	// that follower the moment Apply returns (read-your-writes), with the
+	// state machine's result and domain errors as on the leader.
+	for i, n := range nodes {
 		if n == leader {
 			continue
 		}
-		_, err := n.Apply(context.Background(), userCmd(t, "on-follower"))
-		var nl *NotLeaderError
-		if !errors.As(err, &nl) || nl.LeaderID != leader.cfg.ID || nl.LeaderAddr != leader.cfg.Advertise {
-			t.Fatalf("write on a follower: %v", err)
+		name := fmt.Sprintf("via-follower-%d", i)
+		v, err := n.Apply(context.Background(), userCmd(t, name))
+		if err != nil {
+			t.Fatalf("write through follower %s: %v", n.cfg.ID, err)
+		}
+		if u, ok := v.(*fsm.User); !ok || u.Username != name {
+			t.Fatalf("forwarded result %#v", v)
+		}
+		if !users(t, n)[name] {
+			t.Fatalf("%s acknowledged a write it does not show yet", n.cfg.ID)
+		}
+		if _, err := n.Apply(context.Background(), userCmd(t, name)); !errors.Is(err, fsm.ErrUserExists) {
+			t.Fatalf("a forwarded domain error: %v, want ErrUserExists", err)
 		}
 	}
+	total := 12
 	// The leader goes; the two others elect one and keep every write.
 	leader.Close()
 	var rest []*Node
@@ -149,7 +162,24 @@ func TestThreeNodesOverMutualTLS(t *testing.T) {
 	next := waitLeader(t, rest)
 	createUser(t, next, "after-failover")
 	for _, n := range rest {
-		waitUsers(t, n, 11)
+		waitUsers(t, n, total+1)
+	}
+	// Without a quorum there is no leader: a write fails quickly with
+	// ErrNoLeader instead of hanging.
+	next.Close()
+	var last *Node
+	for _, n := range rest {
+		if n != next {
+			last = n
+		}
+	}
+	start := time.Now()
+	_, err := last.Apply(context.Background(), userCmd(t, "no-quorum"))
+	if !errors.Is(err, ErrNoLeader) && !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("write without a quorum: %v", err)
+	}
+	if d := time.Since(start); d > 6*time.Second {
+		t.Fatalf("write without a quorum took %v", d)
 	}
 }
 
