@@ -231,6 +231,9 @@ func AdminIsNoLeader(fn func(error) bool) AdminOption {
 //	GET    /admin/v1/audit/verify                 → {"entries":N,"ok":true}, or 409
 //	                                                audit_chain_broken naming the first bad seq
 //	GET    /admin/v1/status                       → status() as JSON
+//	GET    /admin/v1/backup                       → backup archive (AdminBackup)
+//	POST   /admin/v1/datakey/escrow               → escrow the data key (AdminDataKey)
+//	POST   /admin/v1/datakey/recovery-shares      → recovery shares, once (AdminDataKey)
 //
 // Every call reaches users and auth as the actor "local-admin".
 func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog.Logger, opts ...AdminOption) http.Handler {
@@ -254,6 +257,10 @@ func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog
 		mux.Handle("GET /admin/v1/status", local(a.getStatus))
 		mux.Handle("GET /admin/v1/keys", local(a.listKeys))
 		mux.Handle("POST /admin/v1/keys/rotate", local(a.rotateKey))
+		// Backup: streams the archive; see AdminBackup (admin_backup.go).
+		mux.Handle("GET /admin/v1/backup", local(adminBackupRoute(&o)))
+		// Data key escrow and recovery shares; see AdminDataKey (admin_escrow.go).
+		adminDataKeyRoutes(mux, &o)
 	})
 }
 

@@ -40,6 +40,7 @@ const usage = `usage: bulwark <command> [arguments]
   user revoke-sessions NAME
   audit tail [-n N] | verify | export [--since SEQ]
   keys list | rotate
+  backup create FILE [--force] | restore FILE [--data-dir DIR]   (restore: daemon stopped)
   version
 
 Admin commands reach the local daemon over its admin socket, found from
@@ -74,6 +75,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdAudit(args[1:], stdout)
 	case "keys":
 		err = cmdKeys(args[1:], stdout)
+	case "backup":
+		err = cmdBackup(args[1:], stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "bulwark %s\n", buildVersion())
 	case "help", "--help", "-h":
