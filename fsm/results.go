@@ -25,6 +25,10 @@ var resultTypes = map[Type]reflect.Type{
 	TypeSweep:           reflect.TypeFor[SweepResult](),
 	TypeKeyPublish:      reflect.TypeFor[*PublicKey](),
 	TypeAuditAppend:     reflect.TypeFor[*AuditEntry](),
+
+	TypeDataKeyRegister: reflect.TypeFor[*DataKeyState](),
+	TypeDataKeyEscrow:   reflect.TypeFor[*Escrow](),
+	TypeDataKeyShares:   reflect.TypeFor[*RecoveryShares](),
 }
 
 // resultErrors are the domain errors a result may carry, by wire code. A
@@ -43,6 +47,9 @@ var resultErrors = map[string]error{
 	"session_not_found": ErrSessionNotFound,
 	"invalid_grant":     ErrInvalidGrant,
 	"key_not_found":     ErrKeyNotFound,
+	"escrow_exists":     ErrEscrowExists,
+	"shares_issued":     ErrSharesIssued,
+	"no_datakey":        ErrNoDataKey,
 }
 
 type wireResult struct {

@@ -12,12 +12,17 @@ import (
 	"github.com/bulwark-auth/bulwark/authcore"
 )
 
-// cmdKeys runs `bulwark keys list | rotate`.
+// cmdKeys runs `bulwark keys list | rotate`, and the cluster data key's
+// subcommands (escrow.go).
 func cmdKeys(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("keys: missing subcommand (list, rotate)")
+		return usagef("keys: missing subcommand (list, rotate, escrow-keygen, escrow-key, recovery-shares, recover, datakey-fingerprint)")
 	}
 	sub, args := args[0], args[1:]
+	switch sub {
+	case "escrow-keygen", "escrow-key", "recovery-shares", "recover", "datakey-fingerprint":
+		return cmdKeysDataKey(sub, args, stdout)
+	}
 	fs := flag.NewFlagSet("keys "+sub, flag.ContinueOnError)
 	var af adminFlags
 	af.register(fs)
