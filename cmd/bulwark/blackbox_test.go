@@ -74,6 +74,9 @@ type testNode struct {
 	cmd     *exec.Cmd
 	logs    *lockedBuffer
 	exited  chan error
+	// roots, when set, is trusted besides the cluster CA (an operator's
+	// own certificate authority).
+	roots *x509.CertPool
 }
 
 type lockedBuffer struct {
@@ -167,6 +170,9 @@ func (n *testNode) client() *http.Client {
 		n.t.Fatal(err)
 	}
 	pool := x509.NewCertPool()
+	if n.roots != nil {
+		pool = n.roots.Clone()
+	}
 	if !pool.AppendCertsFromPEM(pem) {
 		n.t.Fatal("ca.pem holds no certificate")
 	}

@@ -69,13 +69,14 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	sink := newLogSink(stderr)
 	defer sink.Close()
-	logger, err := newLogger(cfg.Log, sink)
+	level := new(slog.LevelVar)
+	logger, err := newLogger(cfg.Log, level, sink)
 	if err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return serve(ctx, cfg, *dev, logger, stderr)
+	return serve(ctx, cfg, *dev, logger, stderr, reloadable{configFile: *configFile, level: level})
 }
 
 // loadConfig reads the named file, or the default file when it exists and
@@ -92,11 +93,14 @@ func loadConfig(path string, useDefault bool) (config.Config, error) {
 	return config.Default(), nil
 }
 
-func newLogger(c config.Log, w io.Writer) (*slog.Logger, error) {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(c.Level)); err != nil {
+// newLogger builds the daemon's logger; level holds its level so SIGHUP
+// can change it.
+func newLogger(c config.Log, level *slog.LevelVar, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(c.Level)); err != nil {
 		return nil, fmt.Errorf("log.level: %w", err)
 	}
+	level.Set(l)
 	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
@@ -106,7 +110,14 @@ func newLogger(c config.Log, w io.Writer) (*slog.Logger, error) {
 
 // serve starts every part of a node, in dependency order, and runs until
 // ctx ends; then it drains and stops them in reverse.
-func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger, stderr io.Writer) error {
+// reloadable is what SIGHUP re-reads: the config file (for the log level)
+// and the level it sets.
+type reloadable struct {
+	configFile string
+	level      *slog.LevelVar
+}
+
+func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger, stderr io.Writer, hup reloadable) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -117,6 +128,9 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 	defer sealer.Close()
 	ks, err := tpm.OpenKeystore(cfg.DataDir, sealer)
 	if err != nil {
+		return err
+	}
+	if err := ensureDataKey(ks); err != nil {
 		return err
 	}
 	// Signing keys live in the keystore, or, with seal.signing =
@@ -209,7 +223,17 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 	if err != nil {
 		return fmt.Errorf("api.listen: %w", err)
 	}
-	apiSrv := api.NewServer(cfg.API.Listen, handler, pki.ServerTLSConfig(cert, cfg.TLSMinVersion()), logger)
+	certs := newCertReloader(cert, func() (tls.Certificate, error) {
+		nodeCert, _, err := nodeCertificate(cfg, ks, advertise)
+		if err != nil {
+			return tls.Certificate{}, err
+		}
+		return apiCertificate(cfg, nodeCert)
+	})
+	apiTLS := pki.ServerTLSConfig(cert, cfg.TLSMinVersion())
+	apiTLS.Certificates, apiTLS.GetCertificate = nil, certs.GetCertificate
+	go reloadOnHUP(ctx, hup.configFile, hup.level, certs, logger)
+	apiSrv := api.NewServer(cfg.API.Listen, handler, apiTLS, logger)
 
 	adminLn, err := api.ListenAdmin(cfg.AdminSocketPath(), api.ListenLogger(logger))
 	if err != nil {
@@ -217,7 +241,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 		return fmt.Errorf("admin socket: %w", err)
 	}
 	adminSrv := &http.Server{
-		Handler:           api.NewAdminHandler(core, core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader)),
+		Handler:           api.NewAdminHandler(core, core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(startDataKeyAdmin(ctx, ks, n, logger))),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
