@@ -77,20 +77,9 @@ func parseTPMBlob(data []byte) (b *tpmBlob, err error) {
 	case data[len(tpmBlobMagic)] != tpmBlobVersion:
 		return nil, fmt.Errorf("%w: unsupported TPM-sealed blob version %d (want %d)", ErrUnseal, data[len(tpmBlobMagic)], tpmBlobVersion)
 	}
-	rest := data[hdr:]
-	var fields [4][]byte
-	for i := range fields {
-		if len(rest) < 2 {
-			return bad("truncated at field %d", i)
-		}
-		n := int(binary.BigEndian.Uint16(rest))
-		if len(rest)-2 < n {
-			return bad("field %d claims %d bytes, %d left", i, n, len(rest)-2)
-		}
-		fields[i], rest = rest[2:2+n], rest[2+n:]
-	}
-	if len(rest) != 0 {
-		return bad("%d trailing bytes", len(rest))
+	fields, why := splitFields(data[hdr:], 4)
+	if why != "" {
+		return bad("%s", why)
 	}
 	b = &tpmBlob{srkName: bytes.Clone(fields[0])}
 	if len(b.srkName) == 0 {
@@ -196,4 +185,25 @@ func selectedPCRs(sel tpm2.TPMLPCRSelection) ([]int, error) {
 		return nil, errors.New("empty PCR bitmap")
 	}
 	return pcrs, nil
+}
+
+// splitFields reads exactly count fields, each a 2-byte big-endian length
+// and that many bytes, filling all of b; why says what is wrong otherwise.
+// The TPM blob and key file formats share it.
+func splitFields(b []byte, count int) (fields [][]byte, why string) {
+	fields = make([][]byte, count)
+	for i := range fields {
+		if len(b) < 2 {
+			return nil, fmt.Sprintf("truncated at field %d", i)
+		}
+		n := int(binary.BigEndian.Uint16(b))
+		if len(b)-2 < n {
+			return nil, fmt.Sprintf("field %d claims %d bytes, %d left", i, n, len(b)-2)
+		}
+		fields[i], b = b[2:2+n], b[2+n:]
+	}
+	if len(b) != 0 {
+		return nil, fmt.Sprintf("%d trailing bytes", len(b))
+	}
+	return fields, ""
 }

@@ -474,20 +474,9 @@ func parseTPMKeyFile(data []byte) (tpmKeyFile, error) {
 	case data[len(tpmKeyMagic)] != tpmKeyVersion:
 		return tpmKeyFile{}, fmt.Errorf("%w: unsupported TPM key file version %d (want %d)", ErrUnseal, data[len(tpmKeyMagic)], tpmKeyVersion)
 	}
-	rest := data[hdr:]
-	var fields [3][]byte
-	for i := range fields {
-		if len(rest) < 2 {
-			return bad("truncated at field %d", i)
-		}
-		n := int(binary.BigEndian.Uint16(rest))
-		if len(rest)-2 < n {
-			return bad("field %d claims %d bytes, %d left", i, n, len(rest)-2)
-		}
-		fields[i], rest = rest[2:2+n], rest[2+n:]
-	}
-	if len(rest) != 0 {
-		return bad("%d trailing bytes", len(rest))
+	fields, why := splitFields(data[hdr:], 3)
+	if why != "" {
+		return bad("%s", why)
 	}
 	f := tpmKeyFile{srkName: bytes.Clone(fields[0])}
 	if len(f.srkName) == 0 {
