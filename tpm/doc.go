@@ -9,9 +9,16 @@
 // under the KEK; the KEK itself exists on disk only as the sealed blob
 // <dataDir>/tpm/kek.sealed.
 //
+// With seal.signing = "tpm-resident", TPMSealer also makes ES256 signing
+// keys inside the TPM (TPMKey, <dataDir>/tpm/signing-<n>.key holds only the
+// TPM-wrapped blob) and signs with TPM2_Sign. escrow.go holds the cluster
+// data key's helpers: its fingerprint, the hybrid X25519 + ML-KEM-768 wrap
+// to an operator's escrow key, and the k-of-n recovery shares.
+//
 // Package tpm is imported by node and cmd/bulwark. It imports only the
-// standard library, go-tpm, golang.org/x/crypto and circl's ML-DSA (for
-// ML-DSA signing keys, which crypto/x509 cannot store; see imports_test.go).
+// standard library, go-tpm, golang.org/x/crypto, tpm/atomicfile, circl's
+// ML-DSA (for ML-DSA signing keys, which crypto/x509 cannot store) and
+// circl's hybrid KEM (see imports_test.go).
 package tpm
 
 import "errors"
