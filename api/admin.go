@@ -234,6 +234,9 @@ func AdminIsNoLeader(fn func(error) bool) AdminOption {
 //	GET    /admin/v1/backup                       → backup archive (AdminBackup)
 //	POST   /admin/v1/datakey/escrow               → escrow the data key (AdminDataKey)
 //	POST   /admin/v1/datakey/recovery-shares      → recovery shares, once (AdminDataKey)
+//	GET    /admin/v1/cluster                      → members, leader, indexes (AdminCluster)
+//	POST   /admin/v1/cluster/join-token           → a join token (AdminCluster)
+//	POST   /admin/v1/cluster/remove/{id}          → remove a member (AdminCluster)
 //
 // Every call reaches users and auth as the actor "local-admin".
 func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog.Logger, opts ...AdminOption) http.Handler {
@@ -261,6 +264,8 @@ func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog
 		mux.Handle("GET /admin/v1/backup", local(adminBackupRoute(&o)))
 		// Data key escrow and recovery shares; see AdminDataKey (admin_escrow.go).
 		adminDataKeyRoutes(mux, &o)
+		// Cluster status, join tokens, removal; see AdminCluster (admin_cluster.go).
+		adminClusterRoutes(mux, &o)
 	})
 }
 

@@ -50,6 +50,11 @@ var resultErrors = map[string]error{
 	"escrow_exists":     ErrEscrowExists,
 	"shares_issued":     ErrSharesIssued,
 	"no_datakey":        ErrNoDataKey,
+
+	// join.consume (join.go)
+	"join_token_unknown": ErrJoinTokenUnknown,
+	"join_token_used":    ErrJoinTokenUsed,
+	"join_token_expired": ErrJoinTokenExpired,
 }
 
 type wireResult struct {

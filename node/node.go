@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -66,6 +67,11 @@ type Config struct {
 	// InitialPeers are the other voters of a cluster bootstrapped from
 	// several nodes at once (tests; operators join nodes one by one).
 	InitialPeers []Peer
+	// Join: on an empty data directory, do not bootstrap; wait for the
+	// cluster's leader to add this node (join.go). A node that joined
+	// sets it on every start, so lost state never makes it a cluster of
+	// its own.
+	Join bool
 	// Logger receives the node's and Raft's logs.
 	Logger *slog.Logger
 
@@ -124,6 +130,8 @@ type Node struct {
 
 	cluster *clusterListener // nil on the in-memory transport
 	fwd     forwarder
+	// joinAuth admits joining nodes (EnableJoin, join.go); nil until set.
+	joinAuth atomic.Pointer[joinAuthority]
 
 	appliedMu sync.Mutex
 	appliedCh chan struct{} // closed and replaced after every applied batch
@@ -208,7 +216,10 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: read raft state: %w", err)
 	}
-	if !has {
+	if !has && cfg.Join {
+		n.log.Info("waiting to be added to the cluster", "id", cfg.ID, "address", cfg.Advertise)
+	}
+	if !has && !cfg.Join {
 		boot := raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(cfg.Advertise),
 		}}}
@@ -229,6 +240,8 @@ func Open(cfg Config) (*Node, error) {
 	}
 	if n.cluster != nil {
 		n.cluster.handle(protoForward, n.serveForward)
+		n.cluster.handle(protoJoin, n.serveJoin)     // join.go
+		n.cluster.handle(protoMember, n.serveMember) // membership.go
 	}
 	ok = true
 	return n, nil

@@ -18,7 +18,8 @@ import (
 const (
 	protoRaft byte = 'R' // hashicorp/raft's RPCs
 	// protoForward ('F', forward.go): a follower's writes to the leader.
-	// Join will take another byte.
+	// protoJoin ('J', join.go): a joining node, without a certificate yet.
+	// protoMember ('M', membership.go): membership changes and status.
 )
 
 // ClusterTLS is what a node presents to its peers and trusts from them:
@@ -29,13 +30,16 @@ type ClusterTLS struct {
 	CA   *x509.CertPool
 }
 
-// serverConfig requires every peer to present a certificate issued by the
-// cluster CA: no unauthenticated connection reaches Raft.
+// serverConfig verifies the certificate a peer presents against the
+// cluster CA (a foreign one fails the handshake). A peer without one is
+// let through the handshake only so that a joining node, which has no
+// certificate yet, can speak protocol 'J'; route refuses it every other
+// protocol, so no unauthenticated connection reaches Raft.
 func (c *ClusterTLS) serverConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{c.Cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientAuth:   tls.VerifyClientCertIfGiven,
 		ClientCAs:    c.CA,
 	}
 }
@@ -100,8 +104,9 @@ func (l *clusterListener) acceptLoop() {
 	}
 }
 
-// route completes the handshake, checks the peer's certificate (the TLS
-// config requires one from the cluster CA) and reads the protocol byte.
+// route completes the handshake, checks the peer's certificate (one from
+// the cluster CA is required for every protocol but 'J') and reads the
+// protocol byte.
 func (l *clusterListener) route(c net.Conn) {
 	tc := tls.Server(c, l.tls.serverConfig())
 	tc.SetDeadline(time.Now().Add(handshakeTimeout))
@@ -116,6 +121,11 @@ func (l *clusterListener) route(c net.Conn) {
 		return
 	}
 	tc.SetDeadline(time.Time{})
+	if len(tc.ConnectionState().VerifiedChains) == 0 && b[0] != protoJoin {
+		l.log.Warn("cluster connection refused: no cluster certificate", "remote", c.RemoteAddr().String(), "byte", b[0])
+		tc.Close()
+		return
+	}
 	switch b[0] {
 	case protoRaft:
 		select {

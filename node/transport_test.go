@@ -190,11 +190,26 @@ func TestClusterPortRefusesForeignCertificates(t *testing.T) {
 	addr := nodes[0].cfg.Advertise
 	rogue := newTestCA(t).clusterTLS(t, "rogue")
 	rogue.CA = nodes[0].cfg.TLS.CA // it trusts the server; the server must not trust it
+	// Without a certificate only the join protocol is served.
+	noCert := func(proto byte) func() (net.Conn, error) {
+		return func() (net.Conn, error) {
+			c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: nodes[0].cfg.TLS.CA, ServerName: "127.0.0.1"})
+			if err != nil {
+				return nil, err
+			}
+			if _, err := c.Write([]byte{proto}); err != nil {
+				c.Close()
+				return nil, err
+			}
+			return c, nil
+		}
+	}
 	for name, dial := range map[string]func() (net.Conn, error){
-		"foreign CA": func() (net.Conn, error) { return dialCluster(rogue, addr, protoRaft, 2*time.Second) },
-		"no certificate": func() (net.Conn, error) {
-			return tls.Dial("tcp", addr, &tls.Config{RootCAs: nodes[0].cfg.TLS.CA, ServerName: "127.0.0.1"})
-		},
+		"foreign CA":           func() (net.Conn, error) { return dialCluster(rogue, addr, protoRaft, 2*time.Second) },
+		"no certificate":       noCert(protoRaft),
+		"no certificate, 'F'":  noCert(protoForward),
+		"no certificate, 'M'":  noCert(protoMember),
+		"foreign CA, join 'J'": func() (net.Conn, error) { return dialCluster(rogue, addr, protoJoin, 2*time.Second) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			c, err := dial()
@@ -214,6 +229,21 @@ func TestClusterPortRefusesForeignCertificates(t *testing.T) {
 			}
 		})
 	}
+	// A joining node has no certificate yet: 'J' without one is served
+	// (the server waits for its request).
+	t.Run("no certificate, join 'J'", func(t *testing.T) {
+		c, err := noCert(protoJoin)()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		_, err = c.Read(make([]byte, 1))
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			t.Fatalf("the join protocol without a certificate was refused (read: %v)", err)
+		}
+	})
 	// The cluster still works.
 	createUser(t, nodes[0], "still-fine")
 }

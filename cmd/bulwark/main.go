@@ -40,6 +40,7 @@ const usage = `usage: bulwark <command> [arguments]
   user revoke-sessions NAME
   audit tail [-n N] | verify | export [--since SEQ]
   keys list | rotate
+  cluster status | join-token [--ttl 1h] | remove NODE
   backup create FILE [--force] | restore FILE [--data-dir DIR]   (restore: daemon stopped)
   version
 
@@ -75,6 +76,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdAudit(args[1:], stdout)
 	case "keys":
 		err = cmdKeys(args[1:], stdout)
+	case "cluster":
+		err = cmdCluster(args[1:], stdout)
 	case "backup":
 		err = cmdBackup(args[1:], stdout)
 	case "version", "--version", "-v":

@@ -48,8 +48,8 @@ func cmdServe(args []string, stderr io.Writer) error {
 	if len(pos) > 0 {
 		return usagef("serve takes no arguments, got %q", pos[0])
 	}
-	if *join != "" {
-		return errors.New("--join: joining a cluster is not supported by this version yet; start a single node without --join")
+	if *join != "" && *dev {
+		return usagef("serve: --join and --dev do not go together (--dev runs a single node)")
 	}
 	cfg, err := loadConfig(*configFile, !*dev)
 	if err != nil {
@@ -76,7 +76,7 @@ func cmdServe(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return serve(ctx, cfg, *dev, logger, stderr, reloadable{configFile: *configFile, level: level})
+	return serve(ctx, cfg, *dev, *join, logger, stderr, reloadable{configFile: *configFile, level: level})
 }
 
 // loadConfig reads the named file, or the default file when it exists and
@@ -117,7 +117,17 @@ type reloadable struct {
 	level      *slog.LevelVar
 }
 
-func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger, stderr io.Writer, hup reloadable) error {
+func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, logger *slog.Logger, stderr io.Writer, hup reloadable) error {
+	// --join: only into an empty data directory, and a refused join leaves
+	// it as it was (join.go).
+	var joining *joinAttempt
+	if joinToken != "" {
+		var err error
+		if joining, err = beginJoin(cfg, joinToken); err != nil {
+			return err
+		}
+		defer joining.abandon()
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -129,6 +139,11 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 	ks, err := tpm.OpenKeystore(cfg.DataDir, sealer)
 	if err != nil {
 		return err
+	}
+	if joining != nil {
+		if err := joining.run(ctx, cfg, ks, logger); err != nil {
+			return err
+		}
 	}
 	if err := ensureDataKey(ks); err != nil {
 		return err
@@ -162,8 +177,12 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 		return err
 	}
 
+	clusterCert, caCert, err := clusterCertificate(cfg.DataDir, nodeCert)
+	if err != nil {
+		return err
+	}
 	n, err := node.Open(node.Config{ID: cfg.NodeName, DataDir: cfg.DataDir, Advertise: advertise,
-		Listen: cfg.Cluster.Listen, TLS: &node.ClusterTLS{Cert: nodeCert, CA: caPool}, Logger: logger})
+		Listen: cfg.Cluster.Listen, TLS: &node.ClusterTLS{Cert: clusterCert, CA: caPool}, Join: joinedNode(ks), Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -241,7 +260,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, logger *slog.Logger
 		return fmt.Errorf("admin socket: %w", err)
 	}
 	adminSrv := &http.Server{
-		Handler:           api.NewAdminHandler(core, core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(startDataKeyAdmin(ctx, ks, n, logger))),
+		Handler:           api.NewAdminHandler(core, core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(startDataKeyAdmin(ctx, ks, n, logger)), startClusterAdmin(ctx, n, ks, caCert, logger)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
@@ -366,16 +385,7 @@ func advertiseAddr(cfg config.Config) (string, error) {
 // one, the API. It covers the advertised host, the API listen host,
 // localhost and 127.0.0.1.
 func nodeCertificate(cfg config.Config, ks *tpm.Keystore, advertise string) (tls.Certificate, *x509.CertPool, error) {
-	var hosts []string
-	if h, _, err := net.SplitHostPort(advertise); err == nil {
-		hosts = append(hosts, h)
-	}
-	if h, _, err := net.SplitHostPort(cfg.API.Listen); err == nil && h != "" {
-		if ip, err := netip.ParseAddr(h); err != nil || !ip.IsUnspecified() {
-			hosts = append(hosts, h)
-		}
-	}
-	return pki.Ensure(cfg.DataDir, ks, cfg.NodeName, hosts, time.Now())
+	return pki.Ensure(cfg.DataDir, ks, cfg.NodeName, certHosts(cfg, advertise), time.Now())
 }
 
 // apiCertificate is the operator's certificate when configured, else the

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// clusterIssuer is every test node's tokens.issuer: a cluster behind one
+// name, so a token from any node verifies on every other.
+const clusterIssuer = "https://bulwark.test"
+
+// newClusterNode writes the config of a node named name on free loopback
+// ports; it is started by start or startJoin.
+func newClusterNode(t *testing.T, name string) *testNode {
+	t.Helper()
+	n := &testNode{t: t, bin: bulwarkBinary(t), dir: t.TempDir(), apiPort: freePort(t), metrics: freePort(t)}
+	n.config = filepath.Join(n.dir, "bulwark.toml")
+	cfg := fmt.Sprintf(`node_name = %q
+data_dir = %q
+[api]
+listen = "127.0.0.1:%d"
+[cluster]
+listen = "127.0.0.1:%d"
+[seal]
+mode = "software"
+[metrics]
+listen = "127.0.0.1:%d"
+[tokens]
+issuer = %q
+[auth.password]
+argon2_memory_kib = 8192
+argon2_iterations = 1
+`, name, n.dataDir(), n.apiPort, freePort(t), n.metrics, clusterIssuer)
+	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if n.cmd != nil && n.cmd.ProcessState == nil {
+			n.cmd.Process.Kill()
+			<-n.exited
+		}
+		if t.Failed() && n.logs != nil {
+			t.Logf("%s logs:\n%s", name, n.logs)
+		}
+	})
+	return n
+}
+
+// startJoin runs `serve --join token` and waits until the node is ready.
+func (n *testNode) startJoin(token string) {
+	n.t.Helper()
+	n.logs = &lockedBuffer{}
+	n.cmd = exec.Command(n.bin, "serve", "--config", n.config, "--join", token)
+	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
+	if err := n.cmd.Start(); err != nil {
+		n.t.Fatal(err)
+	}
+	n.exited = make(chan error, 1)
+	go func() { n.exited <- n.cmd.Wait() }()
+	n.waitReady()
+}
+
+func (n *testNode) joinToken(args ...string) string {
+	n.t.Helper()
+	out, errOut, code := n.cli("", append([]string{"cluster", "join-token"}, args...)...)
+	tok := strings.TrimSuffix(out, "\n")
+	if code != 0 || !strings.HasPrefix(tok, "bwj1.") || strings.ContainsAny(tok, " \n") {
+		n.t.Fatalf("cluster join-token: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	return tok
+}
+
+type clusterStatusJSON struct {
+	Leader string `json:"leader"`
+	Nodes  []struct {
+		ID           string `json:"id"`
+		Address      string `json:"address"`
+		Suffrage     string `json:"suffrage"`
+		Leader       bool   `json:"leader"`
+		Reachable    bool   `json:"reachable"`
+		AppliedIndex uint64 `json:"applied_index"`
+		Lag          uint64 `json:"lag"`
+	} `json:"nodes"`
+}
+
+func (n *testNode) clusterStatus() clusterStatusJSON {
+	n.t.Helper()
+	out, errOut, code := n.cli("", "cluster", "status", "--json")
+	if code != 0 {
+		n.t.Fatalf("cluster status --json: exit %d: %s", code, errOut)
+	}
+	var st clusterStatusJSON
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		n.t.Fatalf("cluster status --json: %v: %q", err, out)
+	}
+	return st
+}
+
+// TestBlackBoxClusterJoin forms a three-node cluster the operator's way:
+// one node, two join tokens, two `serve --join`.
+func TestBlackBoxClusterJoin(t *testing.T) {
+	node1 := newClusterNode(t, "node1")
+	node1.start()
+	tok2 := node1.joinToken()
+	tok3 := node1.joinToken("--ttl", "10m")
+	if tok2 == tok3 {
+		t.Fatal("two join tokens are the same")
+	}
+	// Each node takes its ports just before it starts, so that no
+	// connection of the running ones has taken them meanwhile.
+	node2 := newClusterNode(t, "node2")
+	node2.startJoin(tok2)
+	node3 := newClusterNode(t, "node3")
+	node3.startJoin(tok3)
+
+	// Every node shows the same CA; the joiners were promoted to voters.
+	ca1, _ := os.ReadFile(filepath.Join(node1.dataDir(), "ca.pem"))
+	for _, n := range []*testNode{node2, node3} {
+		if ca, _ := os.ReadFile(filepath.Join(n.dataDir(), "ca.pem")); string(ca) != string(ca1) {
+			t.Fatalf("%s has another ca.pem", n.dir)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		st := node1.clusterStatus()
+		voters, leaders := 0, 0
+		for _, m := range st.Nodes {
+			if m.Suffrage == "voter" && m.Reachable {
+				voters++
+			}
+			if m.Leader {
+				leaders++
+			}
+		}
+		if voters == 3 && leaders == 1 && len(st.Nodes) == 3 && st.Leader != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster status after the joins: %+v", st)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out, _, code := node2.cli("", "cluster", "status"); code != 0 || !strings.Contains(out, "node3") || !strings.Contains(out, "node2 (this node)") {
+		t.Errorf("cluster status on node2: exit %d: %s", code, out)
+	}
+	// The joined nodes hold the cluster's data key, sealed by their own sealer.
+	want, _, _ := node1.dataKeyFingerprints()
+	for _, n := range []*testNode{node2, node3} {
+		if got, _, _ := n.dataKeyFingerprints(); got != want {
+			t.Errorf("%s holds data key %s, node1 %s", n.dir, got, want)
+		}
+	}
+	// join-token on a node without the CA key names the one that has it.
+	if _, errOut, code := node2.cli("", "cluster", "join-token"); code != 1 || !strings.Contains(errOut, "node1") || !strings.Contains(errOut, "CA key") {
+		t.Errorf("join-token on node2: exit %d: %s", code, errOut)
+	}
+
+	// A login on a follower works; its token works on another node, and a
+	// logout anywhere ends it everywhere within a second.
+	const pw = "correct horse battery staple"
+	node1.addUser("alice", pw, false)
+	var tok map[string]any
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		var code int
+		if code, tok = node2.login("alice", pw); code == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("login on node2: %d %v", code, tok)
+		}
+	}
+	access := tok["access_token"].(string)
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		code, me, _ := node3.apiCall("GET", "/v1/me", access, nil)
+		if code == 200 && me["username"] == "alice" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/v1/me on node3 with node2's token: %d %v", code, me)
+		}
+	}
+	if code, out, _ := node1.apiCall("POST", "/v1/auth/logout", access, nil); code != 204 {
+		t.Fatalf("logout on node1: %d %v", code, out)
+	}
+	loggedOut := time.Now()
+	for _, n := range []*testNode{node2, node3} {
+		for {
+			code, _, _ := n.apiCall("GET", "/v1/me", access, nil)
+			if code == 401 {
+				break
+			}
+			if time.Since(loggedOut) > time.Second {
+				t.Fatalf("/v1/me still answers %d on %s a second after the logout", code, n.dir)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+
+	// A used token is refused, and the refused node's data directory is
+	// left as it was: absent.
+	node4 := newClusterNode(t, "node4")
+	cmd := exec.Command(node4.bin, "serve", "--config", node4.config, "--join", tok2)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "already used") {
+		t.Fatalf("serve --join with a used token: %v: %s", err, out)
+	}
+	if _, err := os.Stat(node4.dataDir()); !os.IsNotExist(err) {
+		t.Fatalf("a refused join left %s (%v)", node4.dataDir(), err)
+	}
+	// An existing data directory is refused before anything else.
+	if err := os.MkdirAll(node4.dataDir(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(node4.dataDir(), "keep"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(node4.bin, "serve", "--config", node4.config, "--join", node1.joinToken()).CombinedOutput()
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(out), "empty data directory") {
+		t.Fatalf("serve --join into a used data directory: %v: %s", err, out)
+	}
+	if ents, _ := os.ReadDir(node4.dataDir()); len(ents) != 1 {
+		t.Fatalf("a refused join changed the data directory: %d entries", len(ents))
+	}
+	if st := node1.clusterStatus(); len(st.Nodes) != 3 {
+		t.Fatalf("refused joins changed the cluster: %+v", st)
+	}
+
+	// A joined node restarts with its data directory, without --join, and
+	// rejoins: its certificate from the join is the one later starts accept.
+	node3.stop()
+	node3.start()
+	if code, _ := node3.login("alice", pw); code != 200 {
+		t.Fatalf("login on node3 after its restart: %d", code)
+	}
+
+	// Remove a member; an unknown one is an error.
+	if _, errOut, code := node1.cli("", "cluster", "remove", "nope"); code != 1 || !strings.Contains(errOut, "not a member") {
+		t.Errorf("remove an unknown node: exit %d: %s", code, errOut)
+	}
+	if out, errOut, code := node1.cli("", "cluster", "remove", "node3"); code != 0 || !strings.Contains(out, "removed node3") {
+		t.Fatalf("remove node3: exit %d: %s%s", code, out, errOut)
+	}
+	for deadline := time.Now().Add(5 * time.Second); len(node1.clusterStatus().Nodes) != 2; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("node3 still listed: %+v", node1.clusterStatus())
+		}
+	}
+}

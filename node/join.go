@@ -1,0 +1,796 @@
+package node
+
+// Joining a cluster.
+//
+// A node holding the cluster CA key makes a join token (CreateJoinToken):
+//
+//	"bwj1." base64url(JSON {"a": [cluster addresses of the nodes holding
+//	the CA key], "p": pki.Pin(CA), "s": base64url(32 random bytes),
+//	"e": expiry, Unix seconds})
+//
+// The state keeps only SHA-256(s) and the exact expiry (fsm join.token).
+// A new node (Join) dials an address of the token on the cluster port and
+// speaks protocol 'J' without a client certificate, which it does not have
+// yet. It trusts the server by the pin alone: the server's chain must hold
+// a CA certificate whose pin is the token's and that signed the leaf, so
+// the secret goes to no one else. One JSON frame each way (forward.go's
+// framing):
+//
+//	request {"secret", "node_id", "advertise", "hosts", "tls_pub" (PKIX DER
+//	        of the new node's TLS key), "kem_pub" (an ephemeral
+//	        X25519MLKEM768 public key)}
+//	answer  {"cert_der", "ca_der", "wrapped_data_key": {"kem_ct", "ct"},
+//	        "members": [{"id", "address"}]} or {"code", "error"}
+//
+// The server checks the token against its state (no log write for a token
+// it already knows to be bad), issues the node certificate, wraps the
+// cluster data key to kem_pub (tpm.WrapKey, label "join", bound to the node
+// id and both public keys), consumes the token through the log (fsm
+// join.consume: once, before its expiry at the command's time), and has
+// the leader add the node as a nonvoter (protocol 'M' when this node does
+// not lead). A nonvoter does not count towards a quorum, so a joiner that
+// never shows up cannot stall the cluster; once the new node has received
+// the log it asks the leader to promote it to voter (EnsureVoter,
+// membership.go). Only then is it a voter.
+
+import (
+	"bufio"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cloudflare/circl/kem/hybrid"
+	"github.com/hashicorp/raft"
+
+	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/node/pki"
+	"github.com/bulwark-auth/bulwark/tpm"
+)
+
+// protoJoin is the cluster-port protocol of a joining node: the only one
+// served without a client certificate.
+const protoJoin byte = 'J'
+
+const (
+	joinTokenPrefix  = "bwj1."
+	joinSecretSize   = 32
+	maxJoinTokenLen  = 4096
+	maxJoinAddrs     = 16
+	maxJoinHosts     = 8
+	maxJoinFrame     = 64 << 10
+	maxNodeNameLen   = 64
+	joinServeTimeout = 30 * time.Second
+	maxJoinsInFlight = 4
+	joinWrapLabel    = "join"
+	// DefaultJoinTokenTTL is a join token's lifetime unless asked otherwise.
+	DefaultJoinTokenTTL = time.Hour
+)
+
+// Errors of joining, matched with errors.Is. A refusal by the cluster
+// also matches fsm.ErrJoinTokenUnknown, fsm.ErrJoinTokenUsed or
+// fsm.ErrJoinTokenExpired when that is the reason.
+var (
+	// ErrJoinTokenMalformed: the text is not a join token.
+	ErrJoinTokenMalformed = errors.New("node: malformed join token")
+	// ErrJoinPin: the node dialled did not present the pinned CA.
+	ErrJoinPin = errors.New("node: cluster CA does not match the join token's pin")
+	// ErrJoinUnreachable: no address of the token answered.
+	ErrJoinUnreachable = errors.New("node: no node of the join token answered")
+	// ErrJoinRefused: the cluster refused the join.
+	ErrJoinRefused = errors.New("node: join refused")
+	// ErrNotCAHolder: this node does not hold the cluster CA key.
+	ErrNotCAHolder = errors.New("node: this node does not hold the cluster CA key")
+)
+
+// JoinError is a join failure with a message for people; it matches the
+// sentinel it wraps.
+type JoinError struct {
+	Msg string
+	Err error
+}
+
+func (e *JoinError) Error() string { return e.Msg }
+
+func (e *JoinError) Unwrap() error { return e.Err }
+
+// JoinToken is a decoded join token.
+type JoinToken struct {
+	Addrs   []string  // cluster addresses of nodes holding the CA key
+	Pin     string    // pki.Pin of the cluster CA
+	Secret  []byte    // 32 random bytes
+	Expires time.Time // whole seconds
+}
+
+type joinTokenWire struct {
+	A []string `json:"a"`
+	P string   `json:"p"`
+	S string   `json:"s"`
+	E int64    `json:"e"`
+}
+
+// String encodes the token.
+func (t JoinToken) String() string {
+	b, _ := json.Marshal(joinTokenWire{A: t.Addrs, P: t.Pin, S: base64.RawURLEncoding.EncodeToString(t.Secret), E: t.Expires.Unix()})
+	return joinTokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// ParseJoinToken decodes and checks the shape of a join token. It does
+// not check its expiry.
+func ParseJoinToken(s string) (JoinToken, error) {
+	bad := func(format string, args ...any) (JoinToken, error) {
+		return JoinToken{}, &JoinError{Err: ErrJoinTokenMalformed,
+			Msg: "the join token is malformed: " + fmt.Sprintf(format, args...) +
+				" (copy the whole line `bulwark cluster join-token` printed)"}
+	}
+	s = strings.TrimSpace(s)
+	if len(s) > maxJoinTokenLen {
+		return bad("%d characters, at most %d", len(s), maxJoinTokenLen)
+	}
+	body, ok := strings.CutPrefix(s, joinTokenPrefix)
+	if !ok {
+		return bad("it does not start with %q", joinTokenPrefix)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(body)
+	if err != nil {
+		return bad("not base64url")
+	}
+	var w joinTokenWire
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil || dec.More() {
+		return bad("not the expected JSON")
+	}
+	secret, err := base64.RawURLEncoding.DecodeString(w.S)
+	switch {
+	case err != nil || len(secret) != joinSecretSize:
+		return bad("the secret is not %d bytes of base64url", joinSecretSize)
+	case len(w.A) == 0 || len(w.A) > maxJoinAddrs:
+		return bad("it names %d addresses, want 1 to %d", len(w.A), maxJoinAddrs)
+	case !strings.HasPrefix(w.P, "sha256:") || len(w.P) != len("sha256:")+64:
+		return bad("the CA pin is not sha256:<64 hex digits>")
+	case w.E <= 0:
+		return bad("no expiry")
+	}
+	if _, err := hex.DecodeString(w.P[len("sha256:"):]); err != nil {
+		return bad("the CA pin is not sha256:<64 hex digits>")
+	}
+	for _, a := range w.A {
+		if _, _, err := splitHostPort(a); err != nil {
+			return bad("address %q: %v", a, err)
+		}
+	}
+	return JoinToken{Addrs: w.A, Pin: w.P, Secret: secret, Expires: time.Unix(w.E, 0)}, nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p <= 0 || p > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", port)
+	}
+	if host == "" {
+		return "", 0, errors.New("no host")
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return "", 0, errors.New("the unspecified address")
+	}
+	return host, p, nil
+}
+
+// validNodeName is node_name's rule: 1 to 64 of [A-Za-z0-9._-].
+func validNodeName(s string) bool {
+	if s == "" || len(s) > maxNodeNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// JoinKeys is what admitting a node needs from this node's keystore
+// (*tpm.Keystore): the CA key ("ca") and the cluster data key.
+type JoinKeys interface {
+	PrivateKey(name string) (crypto.Signer, bool)
+	Secret(name string) ([]byte, bool)
+}
+
+type joinAuthority struct {
+	ca   *x509.Certificate
+	keys JoinKeys
+	sem  chan struct{}
+}
+
+// caKey returns the CA key if this node holds the one of its CA.
+func (a *joinAuthority) caKey() (crypto.Signer, bool) {
+	if a == nil || a.ca == nil || a.keys == nil {
+		return nil, false
+	}
+	k, ok := a.keys.PrivateKey(pki.CAKeyName)
+	if !ok {
+		return nil, false
+	}
+	eq, ok := k.Public().(interface{ Equal(crypto.PublicKey) bool })
+	return k, ok && eq.Equal(a.ca.PublicKey)
+}
+
+// EnableJoin lets this node make join tokens and admit joining nodes when
+// keys holds the key of the cluster CA ca; without it, both answer that
+// this node cannot and name the node that can. Call it once after Open.
+func (n *Node) EnableJoin(ca *x509.Certificate, keys JoinKeys) {
+	n.joinAuth.Store(&joinAuthority{ca: ca, keys: keys, sem: make(chan struct{}, maxJoinsInFlight)})
+}
+
+// HoldsCA reports whether this node can make join tokens.
+func (n *Node) HoldsCA() bool {
+	_, ok := n.joinAuth.Load().caKey()
+	return ok
+}
+
+// CreateJoinToken makes a join token valid for ttl (at most
+// fsm.MaxJoinTokenTTL) and records its secret's hash through the log.
+// actor names who asked, for the audit trail. On a node without the CA key
+// it fails with an error wrapping ErrNotCAHolder that names the nodes that
+// hold it.
+func (n *Node) CreateJoinToken(ctx context.Context, ttl time.Duration, actor string) (string, time.Time, error) {
+	a := n.joinAuth.Load()
+	if _, ok := a.caKey(); !ok {
+		return "", time.Time{}, n.notCAHolder(ctx)
+	}
+	if ttl <= 0 || ttl > fsm.MaxJoinTokenTTL {
+		return "", time.Time{}, &JoinError{Err: fsm.ErrInvalidCommand,
+			Msg: fmt.Sprintf("a join token's ttl must be positive and at most %v, not %v", fsm.MaxJoinTokenTTL, ttl)}
+	}
+	if actor == "" {
+		actor = "system"
+	}
+	secret := make([]byte, joinSecretSize)
+	rand.Read(secret)
+	sum := sha256.Sum256(secret)
+	now := time.Now()
+	exp := now.Add(ttl)
+	cmd, err := fsm.NewCommand(fsm.TypeJoinToken, 1, now.UnixNano(),
+		fsm.JoinTokenCreate{Hash: hex.EncodeToString(sum[:]), ExpiresAt: exp.UnixNano(), Issuer: n.cfg.ID})
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	cmd = cmd.WithAudit(fsm.AuditAppend{Type: "cluster.join_token", Severity: fsm.AuditInfo, Actor: actor,
+		Subject: n.cfg.ID, Details: map[string]string{"expires_at": exp.UTC().Format(time.RFC3339)}})
+	if _, err := n.Apply(ctx, cmd); err != nil {
+		return "", time.Time{}, err
+	}
+	tok := JoinToken{Addrs: n.caHolderAddrs(ctx), Pin: pki.Pin(a.ca), Secret: secret, Expires: exp}
+	return tok.String(), exp.Truncate(time.Second), nil
+}
+
+// caHolderAddrs is this node's address, then those of other members that
+// say they hold the CA key.
+func (n *Node) caHolderAddrs(ctx context.Context) []string {
+	addrs := []string{n.cfg.Advertise}
+	for _, m := range n.memberInfos(ctx, n.servers()) {
+		if m.err == nil && m.info.CA && m.info.ID != n.cfg.ID && len(addrs) < maxJoinAddrs {
+			addrs = append(addrs, m.address)
+		}
+	}
+	return addrs
+}
+
+// notCAHolder explains that this node cannot admit nodes, naming the
+// members that can.
+func (n *Node) notCAHolder(ctx context.Context) error {
+	var holders []string
+	for _, m := range n.memberInfos(ctx, n.servers()) {
+		if m.err == nil && m.info.CA {
+			holders = append(holders, fmt.Sprintf("%s (%s)", m.id, m.address))
+		}
+	}
+	where := "on the node that created the cluster (no reachable member says it holds the CA key)"
+	if len(holders) > 0 {
+		where = "on " + strings.Join(holders, " or ")
+	}
+	return &JoinError{Err: ErrNotCAHolder, Msg: fmt.Sprintf(
+		"this node (%s) does not hold the cluster CA key, so it cannot admit nodes; run `bulwark cluster join-token` %s",
+		n.cfg.ID, where)}
+}
+
+// Wire forms of the 'J' protocol.
+type joinRequest struct {
+	Secret    []byte   `json:"secret"`
+	NodeID    string   `json:"node_id"`
+	Advertise string   `json:"advertise"`
+	Hosts     []string `json:"hosts,omitempty"`
+	TLSPub    []byte   `json:"tls_pub"`
+	KEMPub    []byte   `json:"kem_pub"`
+}
+
+type wrappedDataKey struct {
+	KEMCiphertext []byte `json:"kem_ct"`
+	Ciphertext    []byte `json:"ct"`
+}
+
+type memberWire struct {
+	ID      string `json:"id"`
+	Address string `json:"address"`
+}
+
+type joinAnswer struct {
+	CertDER        []byte          `json:"cert_der,omitempty"`
+	CADER          []byte          `json:"ca_der,omitempty"`
+	WrappedDataKey *wrappedDataKey `json:"wrapped_data_key,omitempty"`
+	Members        []memberWire    `json:"members,omitempty"`
+	// Code says why a join was refused: token_unknown, token_used,
+	// token_expired, name_taken, address_taken, no_ca, bad_request, busy,
+	// no_leader, failed. Error is the message for people.
+	Code  string `json:"code,omitempty"`
+	Error string `json:"error,omitempty"`
+}
+
+// joinAAD binds a wrapped data key to the node it was wrapped for.
+func joinAAD(nodeID string, tlsPub, kemPub []byte) []byte {
+	h := sha256.New()
+	for _, b := range [][]byte{[]byte(nodeID), tlsPub, kemPub} {
+		h.Write(binary.BigEndian.AppendUint32(nil, uint32(len(b))))
+		h.Write(b)
+	}
+	return h.Sum(nil)
+}
+
+func readFrameMax(r *bufio.Reader, max uint32) ([]byte, error) {
+	var n [4]byte
+	if _, err := io.ReadFull(r, n[:]); err != nil {
+		return nil, err
+	}
+	size := binary.BigEndian.Uint32(n[:])
+	if size > max {
+		return nil, fmt.Errorf("frame of %d bytes exceeds %d", size, max)
+	}
+	b := make([]byte, size)
+	_, err := io.ReadFull(r, b)
+	return b, err
+}
+
+// serveJoin answers one joining node.
+func (n *Node) serveJoin(c net.Conn) {
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(joinServeTimeout + 5*time.Second))
+	r, w := bufio.NewReader(c), bufio.NewWriter(c)
+	req, err := readFrameMax(r, maxJoinFrame)
+	if err != nil {
+		return
+	}
+	remote, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), joinServeTimeout)
+	defer cancel()
+	ans := n.admit(ctx, req, remote)
+	if ans.Error != "" {
+		n.log.Warn("join refused", "remote", remote, "code", ans.Code, "reason", ans.Error)
+	}
+	b, err := json.Marshal(ans)
+	if err == nil {
+		writeFrame(w, b)
+	}
+}
+
+func refuse(code, format string, args ...any) joinAnswer {
+	return joinAnswer{Code: code, Error: fmt.Sprintf(format, args...)}
+}
+
+const newTokenHint = "; create a new one with `bulwark cluster join-token`"
+
+// tokenRefusal is the answer for a token the state refuses.
+func tokenRefusal(err error) joinAnswer {
+	if err == nil {
+		return joinAnswer{}
+	}
+	detail := strings.TrimPrefix(err.Error(), "fsm: ")
+	switch {
+	case errors.Is(err, fsm.ErrJoinTokenUnknown):
+		return refuse("token_unknown", "the cluster does not know this join token (a wrong secret, a forged token, or another cluster's)")
+	case errors.Is(err, fsm.ErrJoinTokenUsed):
+		return refuse("token_used", "%s%s", detail, newTokenHint)
+	case errors.Is(err, fsm.ErrJoinTokenExpired):
+		return refuse("token_expired", "%s%s", detail, newTokenHint)
+	}
+	return joinAnswer{}
+}
+
+// admit checks a join request and, if it holds, consumes its token, issues
+// the node certificate, wraps the data key and has the node added as a
+// nonvoter.
+func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer {
+	a := n.joinAuth.Load()
+	caKey, ok := a.caKey()
+	if !ok {
+		// No fan-out to the members here: this door has no client
+		// certificate behind it.
+		return refuse("no_ca", "this node (%s) does not hold the cluster CA key and cannot admit nodes; "+
+			"use a token made by `bulwark cluster join-token` on the node that holds it", n.cfg.ID)
+	}
+	select {
+	case a.sem <- struct{}{}:
+		defer func() { <-a.sem }()
+	default:
+		return refuse("busy", "too many joins in progress on %s; retry", n.cfg.ID)
+	}
+	var req joinRequest
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || dec.More() {
+		return refuse("bad_request", "the join request is not the expected JSON")
+	}
+	if len(req.Secret) != joinSecretSize {
+		return refuse("token_unknown", "the cluster does not know this join token (a secret of %d bytes)", len(req.Secret))
+	}
+	if !validNodeName(req.NodeID) {
+		return refuse("bad_request", "node name %q: want 1 to %d of letters, digits, '.', '_' and '-'", req.NodeID, maxNodeNameLen)
+	}
+	host, _, err := splitHostPort(req.Advertise)
+	if err != nil {
+		return refuse("bad_request", "advertised address %q: %v", req.Advertise, err)
+	}
+	if len(req.Hosts) > maxJoinHosts {
+		return refuse("bad_request", "%d extra hosts, at most %d", len(req.Hosts), maxJoinHosts)
+	}
+	pubAny, err := x509.ParsePKIXPublicKey(req.TLSPub)
+	if err != nil {
+		return refuse("bad_request", "tls_pub is not a PKIX public key: %v", err)
+	}
+	switch pk := pubAny.(type) {
+	case *ecdsa.PublicKey:
+		if pk.Curve != elliptic.P256() && pk.Curve != elliptic.P384() {
+			return refuse("bad_request", "tls_pub: only P-256 and P-384 ECDSA keys")
+		}
+	case ed25519.PublicKey:
+	default:
+		return refuse("bad_request", "tls_pub: a %T is not accepted (ECDSA P-256/P-384 or Ed25519)", pubAny)
+	}
+	if _, err := hybrid.X25519MLKEM768().UnmarshalBinaryPublicKey(req.KEMPub); err != nil {
+		return refuse("bad_request", "kem_pub is not an X25519MLKEM768 public key: %v", err)
+	}
+
+	// The token, as this node's state knows it: a bad one costs no log
+	// write. The log decides below, once.
+	sum := sha256.Sum256(req.Secret)
+	hash := hex.EncodeToString(sum[:])
+	now := time.Now()
+	err = n.View(func(r fsm.Reader) error {
+		rec, err := r.JoinToken(hash)
+		if err != nil {
+			return err
+		}
+		return rec.Usable(now)
+	})
+	if ans := tokenRefusal(err); ans.Code != "" {
+		return ans
+	} else if err != nil {
+		return refuse("failed", "reading the join tokens: %v", err)
+	}
+
+	servers := n.servers()
+	for _, s := range servers {
+		switch {
+		case string(s.ID) == req.NodeID:
+			return refuse("name_taken", "a node named %s is already a member of this cluster (at %s); choose another node_name, or remove that node first with `bulwark cluster remove %s`",
+				req.NodeID, s.Address, req.NodeID)
+		case string(s.Address) == req.Advertise:
+			return refuse("address_taken", "%s is already the address of member %s; set cluster.advertise to this node's own address", req.Advertise, s.ID)
+		}
+	}
+
+	cert, err := pki.IssueNodeCert(a.ca, caKey, pubAny, req.NodeID, append([]string{host}, req.Hosts...), now, pki.NodeCertTTL)
+	if err != nil {
+		return refuse("bad_request", "cannot issue a certificate: %v", err)
+	}
+	var wrapped *wrappedDataKey
+	if key, ok := a.keys.Secret(tpm.DataKeyName); ok {
+		wk, err := tpm.WrapKey(req.KEMPub, key, joinWrapLabel, joinAAD(req.NodeID, req.TLSPub, req.KEMPub))
+		clear(key)
+		if err != nil {
+			return refuse("failed", "wrapping the cluster data key: %v", err)
+		}
+		wrapped = &wrappedDataKey{KEMCiphertext: wk.KEMCiphertext, Ciphertext: wk.Ciphertext}
+	}
+
+	cmd, err := fsm.NewCommand(fsm.TypeJoinConsume, 1, time.Now().UnixNano(), fsm.JoinConsume{Hash: hash, NodeID: req.NodeID})
+	if err != nil {
+		return refuse("failed", "%v", err)
+	}
+	cmd = cmd.WithAudit(fsm.AuditAppend{Type: "cluster.join", Severity: fsm.AuditWarning, Actor: "node:" + req.NodeID,
+		Subject: req.NodeID, IP: fsm.CleanAuditText(remote, fsm.MaxAuditIP),
+		Details: map[string]string{"address": req.Advertise, "admitted_by": n.cfg.ID, "cert_serial": cert.SerialNumber.Text(16)}})
+	if _, err := n.Apply(ctx, cmd); err != nil {
+		if ans := tokenRefusal(err); ans.Code != "" {
+			return ans
+		}
+		if errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotLeader) || errors.Is(err, ErrShutdown) {
+			return refuse("no_leader", "the cluster has no leader now; retry with the same token shortly (%v)", err)
+		}
+		return refuse("failed", "consuming the join token: %v", err)
+	}
+	// The token is spent; a nonvoter cannot hurt the quorum even if the
+	// new node never comes up.
+	if err := n.onLeader(ctx, memberRequest{Op: opAddNonvoter, ID: req.NodeID, Address: req.Advertise}); err != nil {
+		return refuse("failed", "the join token was used, but the cluster did not add %s: %v; remove it with `bulwark cluster remove %s` and join with a new token",
+			req.NodeID, err, req.NodeID)
+	}
+	ans := joinAnswer{CertDER: cert.Raw, CADER: a.ca.Raw, WrappedDataKey: wrapped}
+	for _, s := range n.servers() {
+		ans.Members = append(ans.Members, memberWire{ID: string(s.ID), Address: string(s.Address)})
+	}
+	n.log.Info("admitted a node; it becomes a voter once it has caught up", "id", req.NodeID, "address", req.Advertise, "remote", remote)
+	return ans
+}
+
+// servers is the latest cluster configuration this node knows.
+func (n *Node) servers() []raft.Server {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	return f.Configuration().Servers
+}
+
+// JoinRequest describes the node that joins.
+type JoinRequest struct {
+	NodeID    string   // node_name
+	Advertise string   // cluster.advertise: host:port the members dial
+	Hosts     []string // more names for the certificate (the API host)
+	// Now is the clock the token's expiry is checked against; nil is
+	// time.Now.
+	Now func() time.Time
+}
+
+// Joined is what a successful join hands the new node. Nothing is written
+// anywhere: the caller stores Key, Cert, CA and DataKey, then opens the
+// node with Config.Join.
+type Joined struct {
+	Key     *ecdsa.PrivateKey // the node's TLS key ("tls" in its keystore)
+	Cert    *x509.Certificate // issued by the cluster CA for Key
+	CA      *x509.Certificate // the cluster CA, whose pin the token holds
+	DataKey []byte            // the cluster data key; nil if the cluster has none
+	Members []Peer            // the configuration when it was admitted
+	Via     string            // the address that admitted it
+}
+
+// Join asks the cluster named by token to admit a new node. It verifies
+// every node it talks to by the token's CA pin before sending the secret,
+// and the answer's certificate against that CA. It writes nothing; a
+// failure leaves no trace on this machine.
+func Join(ctx context.Context, token string, req JoinRequest) (*Joined, error) {
+	tok, err := ParseJoinToken(token)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now
+	if req.Now != nil {
+		now = req.Now
+	}
+	if !now().Before(tok.Expires) {
+		return nil, &JoinError{Err: fsm.ErrJoinTokenExpired,
+			Msg: fmt.Sprintf("the join token expired at %s%s", tok.Expires.UTC().Format(time.RFC3339), newTokenHint)}
+	}
+	if !validNodeName(req.NodeID) {
+		return nil, fmt.Errorf("node name %q: want 1 to %d of letters, digits, '.', '_' and '-'", req.NodeID, maxNodeNameLen)
+	}
+	if _, _, err := splitHostPort(req.Advertise); err != nil {
+		return nil, fmt.Errorf("cluster.advertise %q: %v", req.Advertise, err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tlsPub, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return nil, err
+	}
+	kemPK, kemSK, err := hybrid.X25519MLKEM768().GenerateKeyPair()
+	if err != nil {
+		return nil, err
+	}
+	kemPub, err := kemPK.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	kemPriv, err := kemSK.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	defer clear(kemPriv)
+	body, err := json.Marshal(joinRequest{Secret: tok.Secret, NodeID: req.NodeID, Advertise: req.Advertise,
+		Hosts: req.Hosts, TLSPub: tlsPub, KEMPub: kemPub})
+	if err != nil {
+		return nil, err
+	}
+
+	var pinErrs, netErrs []string
+	var refused error
+	for _, addr := range tok.Addrs {
+		ans, err := joinExchange(ctx, addr, tok.Pin, body)
+		switch {
+		case errors.Is(err, ErrJoinPin):
+			pinErrs = append(pinErrs, err.Error())
+			continue
+		case err != nil:
+			netErrs = append(netErrs, fmt.Sprintf("%s: %v", addr, err))
+			continue
+		case ans.Code == "busy" || ans.Code == "no_leader" || ans.Code == "no_ca":
+			// Another address may do better; the token is not spent.
+			refused = refusedBy(addr, ans)
+			continue
+		case ans.Code != "":
+			return nil, refusedBy(addr, ans)
+		}
+		j, err := acceptAnswer(ans, tok.Pin, req.NodeID, key, kemPriv, tlsPub, kemPub)
+		if err != nil {
+			return nil, fmt.Errorf("the answer of %s does not hold: %w", addr, err)
+		}
+		j.Via = addr
+		return j, nil
+	}
+	if refused != nil {
+		return nil, refused
+	}
+	if len(pinErrs) > 0 {
+		return nil, &JoinError{Err: ErrJoinPin, Msg: fmt.Sprintf(
+			"refusing to join: %s; the secret was not sent (a forged token, another cluster's, or a wrong address)",
+			strings.Join(append(pinErrs, netErrs...), "; "))}
+	}
+	return nil, &JoinError{Err: ErrJoinUnreachable, Msg: fmt.Sprintf(
+		"cannot reach the cluster at any address of the join token: %s", strings.Join(netErrs, "; "))}
+}
+
+func refusedBy(addr string, ans joinAnswer) error {
+	err := ErrJoinRefused
+	switch ans.Code {
+	case "token_unknown":
+		err = fsm.ErrJoinTokenUnknown
+	case "token_used":
+		err = fsm.ErrJoinTokenUsed
+	case "token_expired":
+		err = fsm.ErrJoinTokenExpired
+	case "no_ca":
+		err = ErrNotCAHolder
+	}
+	return &JoinError{Err: err, Msg: fmt.Sprintf("join refused by %s: %s", addr, ans.Error)}
+}
+
+// joinExchange sends the request to addr over protocol 'J' and reads the
+// answer. The server is trusted by the pin alone.
+func joinExchange(ctx context.Context, addr, pin string, body []byte) (joinAnswer, error) {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return joinAnswer{}, err
+	}
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: &tls.Config{
+		MinVersion: tls.VersionTLS13,
+		ServerName: host,
+		// The certificate is checked below against the pinned CA, not
+		// against a system root or a name.
+		InsecureSkipVerify:    true,
+		VerifyPeerCertificate: verifyPinned(addr, pin),
+	}}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return joinAnswer{}, err
+	}
+	defer c.Close()
+	deadline := time.Now().Add(joinServeTimeout + 10*time.Second)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	c.SetDeadline(deadline)
+	w := bufio.NewWriter(c)
+	if err := w.WriteByte(protoJoin); err != nil {
+		return joinAnswer{}, err
+	}
+	if err := writeFrame(w, body); err != nil {
+		return joinAnswer{}, err
+	}
+	b, err := readFrameMax(bufio.NewReader(c), maxJoinFrame)
+	if err != nil {
+		return joinAnswer{}, fmt.Errorf("no answer: %w", err)
+	}
+	var ans joinAnswer
+	if err := json.Unmarshal(b, &ans); err != nil {
+		return joinAnswer{}, fmt.Errorf("the answer is not the expected JSON: %w", err)
+	}
+	return ans, nil
+}
+
+// verifyPinned accepts a server chain that holds a CA certificate with the
+// pinned key which signed the leaf.
+func verifyPinned(addr, pin string) func([][]byte, [][]*x509.Certificate) error {
+	return func(raw [][]byte, _ [][]*x509.Certificate) error {
+		if len(raw) == 0 {
+			return fmt.Errorf("%w: %s presented no certificate", ErrJoinPin, addr)
+		}
+		certs := make([]*x509.Certificate, 0, len(raw))
+		for _, b := range raw {
+			c, err := x509.ParseCertificate(b)
+			if err != nil {
+				return fmt.Errorf("%w: %s presented a bad certificate: %v", ErrJoinPin, addr, err)
+			}
+			certs = append(certs, c)
+		}
+		for _, ca := range certs[1:] {
+			if !ca.IsCA || pki.Pin(ca) != pin {
+				continue
+			}
+			roots := x509.NewCertPool()
+			roots.AddCert(ca)
+			if _, err := certs[0].Verify(x509.VerifyOptions{Roots: roots,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+				return fmt.Errorf("%w: %s: its certificate does not verify against the pinned CA: %v", ErrJoinPin, addr, err)
+			}
+			return nil
+		}
+		return fmt.Errorf("%w: the node at %s does not present the cluster CA pinned by the token (%s)", ErrJoinPin, addr, pin)
+	}
+}
+
+// acceptAnswer checks what the cluster sent and unwraps the data key.
+func acceptAnswer(ans joinAnswer, pin, nodeID string, key *ecdsa.PrivateKey, kemPriv, tlsPub, kemPub []byte) (*Joined, error) {
+	ca, err := x509.ParseCertificate(ans.CADER)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate: %w", err)
+	}
+	if !ca.IsCA || pki.Pin(ca) != pin {
+		return nil, fmt.Errorf("%w: the CA certificate sent is not the pinned one", ErrJoinPin)
+	}
+	cert, err := x509.ParseCertificate(ans.CertDER)
+	if err != nil {
+		return nil, fmt.Errorf("node certificate: %w", err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: roots,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}); err != nil {
+		return nil, fmt.Errorf("node certificate: %w", err)
+	}
+	if !key.PublicKey.Equal(cert.PublicKey) {
+		return nil, errors.New("the node certificate is for another key")
+	}
+	if cert.Subject.CommonName != nodeID {
+		return nil, fmt.Errorf("the node certificate names %q, not %q", cert.Subject.CommonName, nodeID)
+	}
+	j := &Joined{Key: key, Cert: cert, CA: ca}
+	if w := ans.WrappedDataKey; w != nil {
+		dk, err := tpm.UnwrapKey(kemPriv, tpm.WrappedKey{KEMCiphertext: w.KEMCiphertext, Ciphertext: w.Ciphertext},
+			joinWrapLabel, joinAAD(nodeID, tlsPub, kemPub))
+		if err != nil {
+			return nil, fmt.Errorf("the cluster data key does not unwrap: %w", err)
+		}
+		if len(dk) != tpm.DataKeySize {
+			clear(dk)
+			return nil, fmt.Errorf("the cluster data key is %d bytes, want %d", len(dk), tpm.DataKeySize)
+		}
+		j.DataKey = dk
+	}
+	for _, m := range ans.Members {
+		j.Members = append(j.Members, Peer{ID: m.ID, Address: m.Address})
+	}
+	return j, nil
+}

@@ -1,0 +1,239 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/node/pki"
+	"github.com/bulwark-auth/bulwark/tpm"
+)
+
+// fakeKeys is a keystore in memory.
+type fakeKeys struct {
+	keys    map[string]crypto.Signer
+	secrets map[string][]byte
+}
+
+func (k fakeKeys) PrivateKey(name string) (crypto.Signer, bool) { s, ok := k.keys[name]; return s, ok }
+func (k fakeKeys) Secret(name string) ([]byte, bool) {
+	b, ok := k.secrets[name]
+	return bytes.Clone(b), ok
+}
+
+func openClusterNode(t *testing.T, id, addr string, ct *ClusterTLS, join bool) *Node {
+	t.Helper()
+	n, err := Open(Config{ID: id, DataDir: t.TempDir(), Advertise: addr, Listen: addr, TLS: ct, Join: join,
+		Logger: testLogger(t), HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
+}
+
+// joinAndOpen joins the cluster as id and starts the node the way serve
+// does: with the certificate and CA it received, without bootstrapping,
+// promoting itself once caught up.
+func joinAndOpen(t *testing.T, token, id string) (*Node, *Joined) {
+	t.Helper()
+	addr := freeAddr(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	j, err := Join(ctx, token, JoinRequest{NodeID: id, Advertise: addr})
+	if err != nil {
+		t.Fatalf("join %s: %v", id, err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(j.CA)
+	ct := &ClusterTLS{Cert: tls.Certificate{Certificate: [][]byte{j.Cert.Raw, j.CA.Raw}, PrivateKey: j.Key, Leaf: j.Cert}, CA: pool}
+	n := openClusterNode(t, id, addr, ct, true)
+	vctx, vcancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.EnsureVoter(vctx) }()
+	t.Cleanup(func() { vcancel(); <-done })
+	return n, j
+}
+
+func suffrages(n *Node) map[string]raft.ServerSuffrage {
+	out := map[string]raft.ServerSuffrage{}
+	for _, s := range n.servers() {
+		out[string(s.ID)] = s.Suffrage
+	}
+	return out
+}
+
+func waitVoters(t *testing.T, n *Node, ids ...string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := suffrages(n)
+		ok := len(got) == len(ids)
+		for _, id := range ids {
+			ok = ok && got[id] == raft.Voter
+		}
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("configuration %v, want voters %v", got, ids)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestJoin(t *testing.T) {
+	ca := newTestCA(t)
+	addrA := freeAddr(t)
+	tlsA := ca.clusterTLS(t, "a")
+	tlsA.Cert.Certificate = append(tlsA.Cert.Certificate, ca.cert.Raw) // the joiner checks the pin
+	a := openClusterNode(t, "a", addrA, tlsA, false)
+	waitLeader(t, []*Node{a})
+	dataKey := tpm.NewDataKey()
+	a.EnableJoin(ca.cert, fakeKeys{keys: map[string]crypto.Signer{pki.CAKeyName: ca.key},
+		secrets: map[string][]byte{tpm.DataKeyName: dataKey}})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	tok, exp, err := a.CreateJoinToken(ctx, time.Hour, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(tok, "bwj1.") || time.Until(exp) < 59*time.Minute {
+		t.Fatalf("token %q expiring %v", tok, exp)
+	}
+	parsed, err := ParseJoinToken(tok)
+	if err != nil || parsed.Pin != pki.Pin(ca.cert) || len(parsed.Addrs) != 1 || parsed.Addrs[0] != addrA {
+		t.Fatalf("token %+v: %v", parsed, err)
+	}
+	createUser(t, a, "before-join")
+
+	// B joins, gets the data key, becomes a voter and replicates.
+	b, jb := joinAndOpen(t, tok, "b")
+	if !bytes.Equal(jb.DataKey, dataKey) {
+		t.Fatal("the joined node did not receive the cluster data key")
+	}
+	if jb.Cert.Subject.CommonName != "b" || pki.Pin(jb.CA) != pki.Pin(ca.cert) {
+		t.Fatalf("certificate for %q from CA %s", jb.Cert.Subject.CommonName, pki.Pin(jb.CA))
+	}
+	waitVoters(t, a, "a", "b")
+	createUser(t, a, "after-join")
+	waitUsers(t, b, 2)
+	if _, err := b.Apply(ctx, userCmd(t, "through-b")); err != nil {
+		t.Fatalf("write through the joined node: %v", err)
+	}
+	waitUsers(t, a, 3)
+
+	// Refusals, each with its own error; none changes the cluster or the
+	// joiner's (still empty) data directory, and the good token they
+	// tampered with still works afterwards.
+	fresh, _, err := a.CreateJoinToken(ctx, time.Hour, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, _, err := a.CreateJoinToken(ctx, time.Nanosecond, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tamper := func(tok string, fn func(*JoinToken)) string {
+		p, err := ParseJoinToken(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn(&p)
+		return p.String()
+	}
+	other := newTestCA(t)
+	dirC := t.TempDir()
+	for _, tc := range []struct {
+		name, token string
+		want        error
+		says        string
+	}{
+		{"used", tok, fsm.ErrJoinTokenUsed, "already used"},
+		{"expired", short, fsm.ErrJoinTokenExpired, "expired"},
+		{"expiry extended by the holder", tamper(short, func(p *JoinToken) { p.Expires = time.Now().Add(time.Hour) }), fsm.ErrJoinTokenExpired, "join refused by"},
+		{"wrong secret", tamper(fresh, func(p *JoinToken) { p.Secret = make([]byte, 32); rand.Read(p.Secret) }), fsm.ErrJoinTokenUnknown, "does not know this join token"},
+		{"wrong pin", tamper(fresh, func(p *JoinToken) { p.Pin = pki.Pin(other.cert) }), ErrJoinPin, "pinned"},
+		{"not a token", "bwj1.!!", ErrJoinTokenMalformed, "malformed"},
+		{"unreachable", tamper(fresh, func(p *JoinToken) { p.Addrs = []string{freeAddr(t)} }), ErrJoinUnreachable, "cannot reach"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Join(ctx, tc.token, JoinRequest{NodeID: "c", Advertise: freeAddr(t)})
+			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("join: %v, want %v saying %q", err, tc.want, tc.says)
+			}
+			for _, other := range []error{fsm.ErrJoinTokenUsed, fsm.ErrJoinTokenExpired, fsm.ErrJoinTokenUnknown, ErrJoinPin, ErrJoinTokenMalformed, ErrJoinUnreachable} {
+				if other != tc.want && errors.Is(err, other) {
+					t.Fatalf("join: %v is also %v", err, other)
+				}
+			}
+		})
+	}
+	// A name already in the cluster is refused before the token is spent.
+	if _, err := Join(ctx, fresh, JoinRequest{NodeID: "b", Advertise: freeAddr(t)}); err == nil || !strings.Contains(err.Error(), "already a member") {
+		t.Fatalf("join as an existing name: %v", err)
+	}
+	if got := suffrages(a); len(got) != 2 {
+		t.Fatalf("refused joins changed the configuration: %v", got)
+	}
+	if ents, _ := os.ReadDir(dirC); len(ents) != 0 {
+		t.Fatalf("refused joins wrote %d files", len(ents))
+	}
+
+	// A node without the CA key cannot make tokens and says who can.
+	b.EnableJoin(jb.CA, fakeKeys{})
+	if _, _, err := b.CreateJoinToken(ctx, time.Hour, "test"); !errors.Is(err, ErrNotCAHolder) || !strings.Contains(err.Error(), "a ("+addrA+")") {
+		t.Fatalf("join-token on a node without the CA key: %v", err)
+	}
+
+	// C joins through A while B leads: the token is consumed through
+	// forwarding and the membership changes go to B over 'M'.
+	if err := a.raft.LeadershipTransferToServer("b", raft.ServerAddress(b.cfg.Advertise)).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if l := waitLeader(t, []*Node{a, b}); l != b {
+		t.Fatalf("leader is %s", l.cfg.ID)
+	}
+	c, _ := joinAndOpen(t, fresh, "c")
+	waitVoters(t, b, "a", "b", "c")
+	waitVoters(t, a, "a", "b", "c")
+	waitUsers(t, c, 3)
+
+	st, err := a.ClusterStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaders := 0
+	for _, m := range st.Nodes {
+		if m.Leader {
+			leaders++
+		}
+		if m.Suffrage != "voter" || !m.Reachable || m.AppliedIndex == 0 || m.CA != (m.ID == "a") {
+			t.Errorf("status of %s: %+v", m.ID, m)
+		}
+	}
+	if len(st.Nodes) != 3 || leaders != 1 || st.LeaderID != "b" {
+		t.Fatalf("status %+v", st)
+	}
+
+	// Removal, from a follower, goes to the leader.
+	if err := a.RemoveMember(ctx, "nope", "test"); !errors.Is(err, ErrNotMember) {
+		t.Fatalf("remove an unknown node: %v", err)
+	}
+	if err := a.RemoveMember(ctx, "c", "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitVoters(t, b, "a", "b")
+}
