@@ -39,7 +39,10 @@ const usage = `usage: bulwark <command> [arguments]
   user list | show NAME | disable NAME | enable NAME | delete NAME | unlock NAME
   user revoke-sessions NAME
   audit tail [-n N] | verify | export [--since SEQ]
-  keys list | rotate
+  keys list | rotate | datakey-fingerprint
+  keys escrow-keygen PRIVATE_OUT PUBLIC_OUT | escrow-key FILE
+  keys recovery-shares --threshold K --shares N
+  keys recover [--data-dir DIR] (--escrow-private-key FILE | --share S ...)   (daemon stopped)
   cluster status | join-token [--ttl 1h] | remove NODE
   backup create FILE [--force] | restore FILE [--data-dir DIR]   (restore: daemon stopped)
   version
