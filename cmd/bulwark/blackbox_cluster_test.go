@@ -189,17 +189,21 @@ func TestBlackBoxClusterJoin(t *testing.T) {
 	if code, out, _ := node1.apiCall("POST", "/v1/auth/logout", access, nil); code != 204 {
 		t.Fatalf("logout on node1: %d %v", code, out)
 	}
+	// The revocation window of a follower: how long after the logout was
+	// acknowledged (on node1) the others still accept the session.
 	loggedOut := time.Now()
 	for _, n := range []*testNode{node2, node3} {
 		for {
 			code, _, _ := n.apiCall("GET", "/v1/me", access, nil)
 			if code == 401 {
+				t.Logf("revocation window: %s refused the session %v after node1 acknowledged the logout",
+					n.name(), time.Since(loggedOut).Round(time.Millisecond))
 				break
 			}
 			if time.Since(loggedOut) > time.Second {
 				t.Fatalf("/v1/me still answers %d on %s a second after the logout", code, n.dir)
 			}
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond)
 		}
 	}
 
