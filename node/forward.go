@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/hashicorp/raft"
 	"io"
 	"net"
 	"sync"
@@ -33,9 +34,22 @@ const maxFrame = 2 * fsm.MaxCommandBytes
 type forwardAnswer struct {
 	Index  uint64          `json:"index,omitempty"`
 	Result json.RawMessage `json:"result,omitempty"`
-	// Error is "not_leader" (leadership moved: retry at the new leader),
-	// "no_leader", "shutdown" or a message.
+	// Error is "not_applied" (the leader refused before appending the
+	// entry: it stepped down, is handing over, is stopping, or could not
+	// enqueue; safe to send again to the next leader), "leadership_lost"
+	// (appended but not known committed: the write may still take effect,
+	// so it must not be sent again), or a message.
 	Error string `json:"error,omitempty"`
+}
+
+// errNotApplied marks a write that certainly did not reach any log: it
+// may be sent again, to the next leader.
+var errNotApplied = errors.New("node: write not applied")
+
+// notAppended reports whether raft refused an Apply before appending it.
+func notAppended(err error) bool {
+	return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) ||
+		errors.Is(err, raft.ErrRaftShutdown) || errors.Is(err, raft.ErrEnqueueTimeout)
 }
 
 func writeFrame(w *bufio.Writer, b []byte) error {
@@ -89,13 +103,11 @@ func (n *Node) applyForwarded(data []byte) forwardAnswer {
 	}
 	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
 	if err := f.Error(); err != nil {
-		switch err := n.raftErr(err); {
-		case errors.Is(err, ErrNotLeader):
-			return forwardAnswer{Error: "not_leader"}
-		case errors.Is(err, ErrNoLeader):
-			return forwardAnswer{Error: "no_leader"}
-		case errors.Is(err, ErrShutdown):
-			return forwardAnswer{Error: "shutdown"}
+		switch {
+		case notAppended(err):
+			return forwardAnswer{Error: "not_applied"}
+		case errors.Is(err, raft.ErrLeadershipLost):
+			return forwardAnswer{Error: "leadership_lost"}
 		default:
 			return forwardAnswer{Error: err.Error()}
 		}
@@ -168,8 +180,8 @@ func (n *Node) forward(ctx context.Context, addr string, cmd fsm.Command, data [
 		deadline = time.Now().Add(n.cfg.ApplyTimeout)
 	}
 	c, err := n.fwd.get(addr, time.Until(deadline))
-	if err != nil {
-		return nil, fmt.Errorf("%w: forwarding to the leader at %s: %v", ErrNoLeader, addr, err)
+	if err != nil { // nothing was sent
+		return nil, fmt.Errorf("%w: %w: forwarding to the leader at %s: %v", ErrNoLeader, errNotApplied, addr, err)
 	}
 	c.SetDeadline(deadline)
 	if err := writeFrame(bufio.NewWriter(c), data); err != nil {
@@ -189,8 +201,10 @@ func (n *Node) forward(ctx context.Context, addr string, cmd fsm.Command, data [
 	}
 	switch ans.Error {
 	case "":
-	case "not_leader", "no_leader", "shutdown":
-		return nil, fmt.Errorf("%w: the leader at %s answered %s", ErrNoLeader, addr, ans.Error)
+	case "not_applied":
+		return nil, fmt.Errorf("%w: %w: the node at %s no longer leads", ErrNoLeader, errNotApplied, addr)
+	case "leadership_lost":
+		return nil, fmt.Errorf("%w: the leader at %s lost leadership while committing; the write may or may not take effect", ErrNoLeader, addr)
 	default:
 		return nil, fmt.Errorf("node: the leader refused the write: %s", ans.Error)
 	}

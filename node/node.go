@@ -317,22 +317,65 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 	if timeout <= 0 {
 		return nil, context.DeadlineExceeded
 	}
+	deadline := time.Now().Add(timeout)
+	for {
+		v, err, retry := n.applyOnce(ctx, cmd, data, time.Until(deadline))
+		if !retry {
+			return v, err
+		}
+		// The write certainly reached no log (the leader was changing or
+		// stopping): wait, briefly, for the next leader and send it again.
+		if !n.awaitNewLeader(ctx, deadline) {
+			return nil, err
+		}
+	}
+}
+
+// applyOnce proposes data here, or forwards it to the leader this node
+// knows. retry is true only when the write certainly reached no log.
+func (n *Node) applyOnce(ctx context.Context, cmd fsm.Command, data []byte, timeout time.Duration) (v any, err error, retry bool) {
+	if timeout <= 0 {
+		return nil, context.DeadlineExceeded, false
+	}
 	f := n.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
-		err = n.raftErr(err)
+	if raw := f.Error(); raw != nil {
+		err := n.raftErr(raw)
 		// A follower forwards the write to the leader it knows; the
 		// handlers above never learn the difference.
 		var nl *NotLeaderError
-		if errors.As(err, &nl) && n.fwd.tls != nil && nl.LeaderAddr != "" {
-			return n.forward(ctx, nl.LeaderAddr, cmd, data)
+		if errors.As(err, &nl) && n.fwd.tls != nil && nl.LeaderAddr != "" && nl.LeaderID != n.cfg.ID {
+			v, err := n.forward(ctx, nl.LeaderAddr, cmd, data)
+			return v, err, errors.Is(err, errNotApplied)
 		}
-		return nil, err
+		return nil, err, notAppended(raw)
 	}
 	res, ok := f.Response().(fsm.Result)
 	if !ok {
-		return nil, fmt.Errorf("node: unexpected apply response %T", f.Response())
+		return nil, fmt.Errorf("node: unexpected apply response %T", f.Response()), false
 	}
-	return res.Value, res.Err
+	return res.Value, res.Err, false
+}
+
+// awaitNewLeader waits until a leader other than the last one known (or
+// any, if none was known) is known, at most two election timeouts and
+// never past deadline.
+func (n *Node) awaitNewLeader(ctx context.Context, deadline time.Time) bool {
+	_, old := n.raft.LeaderWithID()
+	limit := time.Now().Add(2 * n.cfg.ElectionTimeout)
+	if limit.After(deadline) {
+		limit = deadline
+	}
+	for time.Now().Before(limit) {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(10 * time.Millisecond):
+		}
+		if _, id := n.raft.LeaderWithID(); id != "" && (id != old || n.raft.State() == raft.Leader) {
+			return true
+		}
+	}
+	return false
 }
 
 func (n *Node) raftErr(err error) error {
