@@ -55,7 +55,7 @@ test: deps fmt-check vet systemd-check unit
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 5000x -count 5 ./fsm ./node
-	$(GO) run ./cmd/bulwark-bench --bin bin/bulwark
+	$(GO) run ./cmd/bulwark-bench --bin bin/bulwark --cluster
 
 # bench-quick: the load benchmark with 1 s phases, a smoke run for CI.
 .PHONY: bench-quick

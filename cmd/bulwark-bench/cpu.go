@@ -10,9 +10,12 @@ import (
 	"time"
 )
 
-// cpuSample is the CPU time used so far by the node, by this process and
-// by the whole machine.
-type cpuSample struct{ node, bench, machine time.Duration }
+// cpuSample is the CPU time used so far by the node processes (node is
+// their sum, nodes each one's), by this process and by the whole machine.
+type cpuSample struct {
+	node, bench, machine time.Duration
+	nodes                []time.Duration
+}
 
 func sampleCPU(f func() cpuSample) cpuSample {
 	if f == nil {
@@ -21,17 +24,22 @@ func sampleCPU(f func() cpuSample) cpuSample {
 	return f()
 }
 
-// cpuSampler returns a sampler for the process nodePID (0: none) and this
-// one.
-func cpuSampler(nodePID int) func() cpuSample {
+// cpuSampler returns a sampler for the node processes nodePIDs (0 or
+// none: no node) and this one.
+func cpuSampler(nodePIDs ...int) func() cpuSample {
 	return func() cpuSample {
 		var s cpuSample
 		var ru syscall.Rusage
 		if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
 			s.bench = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		}
-		if nodePID > 0 {
-			s.node, _ = procCPU(nodePID)
+		for _, pid := range nodePIDs {
+			var d time.Duration
+			if pid > 0 {
+				d, _ = procCPU(pid)
+			}
+			s.nodes = append(s.nodes, d)
+			s.node += d
 		}
 		s.machine, _ = machineCPU()
 		return s

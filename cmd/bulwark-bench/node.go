@@ -29,6 +29,7 @@ const (
 // temporary data directory.
 type node struct {
 	bin     string
+	name    string // node_name
 	dir     string // temporary directory: config, data, log
 	config  string
 	apiAddr string
@@ -41,12 +42,18 @@ func (n *node) dataDir() string { return filepath.Join(n.dir, "data") }
 
 func (n *node) url(path string) string { return "https://" + n.apiAddr + path }
 
-// nodeConfig is the TOML the benchmark node runs with: default settings
+// nodeConfig is the TOML a benchmark node runs with: default settings
 // except loopback ports, software sealing, the rate limit exemption for
 // loopback (so the load is not throttled) and a session cap high enough
-// that no login evicts another worker's session.
-func nodeConfig(data, apiAddr, clusterAddr, metricsAddr string, hp hashParams) string {
-	return fmt.Sprintf(`node_name = "bench1"
+// that no login evicts another worker's session. A non-empty issuer is
+// written as [tokens] issuer: the nodes of a cluster share it, so that a
+// token from one verifies on every other.
+func nodeConfig(name, data, apiAddr, clusterAddr, metricsAddr, issuer string, hp hashParams) string {
+	tokens := ""
+	if issuer != "" {
+		tokens = fmt.Sprintf("\n[tokens]\nissuer = %q\n", issuer)
+	}
+	return fmt.Sprintf(`node_name = %q
 data_dir = %q
 
 [api]
@@ -71,52 +78,70 @@ max_per_user = 10000
 argon2_memory_kib = %d
 argon2_iterations = %d
 argon2_parallelism = %d
-`, data, apiAddr, clusterAddr, metricsAddr, hp.memoryKiB, hp.iterations, hp.parallelism)
+%s`, name, data, apiAddr, clusterAddr, metricsAddr, hp.memoryKiB, hp.iterations, hp.parallelism, tokens)
 }
 
-// startNode writes a config into a fresh temporary directory, starts
-// `bulwark serve` and waits until /readyz answers 200. On error everything
-// it started is stopped and removed again.
+// startNode starts the single benchmark node: a fresh temporary
+// directory and config, `bulwark serve`, and a wait until /readyz answers
+// 200. On error everything it started is stopped and removed again.
 func startNode(ctx context.Context, bin string, hp hashParams) (n *node, err error) {
+	n, err = prepareNode(bin, "bench1", "", hp)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.launch(ctx); err != nil {
+		stopNode(n)
+		return nil, err
+	}
+	return n, nil
+}
+
+// prepareNode creates a node's temporary directory and writes its config
+// on free loopback ports, taken now: a node should be launched right
+// after, before another process's connections can take them. On error
+// the directory is removed again.
+func prepareNode(bin, name, issuer string, hp hashParams) (*node, error) {
 	dir, err := os.MkdirTemp("", "bulwark-bench-")
 	if err != nil {
 		return nil, err
 	}
-	n = &node{bin: bin, dir: dir, config: filepath.Join(dir, "bulwark.toml"), logPath: filepath.Join(dir, "bulwark.log")}
-	defer func() {
-		if err != nil {
-			stopNode(n)
-			n = nil
-		}
-	}()
+	n := &node{bin: bin, name: name, dir: dir, config: filepath.Join(dir, "bulwark.toml"), logPath: filepath.Join(dir, "bulwark.log")}
 	ports, err := freePorts(3)
+	if err == nil {
+		n.apiAddr = ports[0]
+		cfg := nodeConfig(name, n.dataDir(), ports[0], ports[1], ports[2], issuer, hp)
+		err = os.WriteFile(n.config, []byte(cfg), 0o600)
+	}
 	if err != nil {
-		return n, err
+		os.RemoveAll(dir)
+		return nil, err
 	}
-	n.apiAddr = ports[0]
-	cfg := nodeConfig(n.dataDir(), ports[0], ports[1], ports[2], hp)
-	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
-		return n, err
-	}
+	return n, nil
+}
+
+// launch runs `bulwark serve --config F [extra...]` and waits until the
+// node answers /readyz with 200. On error the process may still run:
+// stopNode stops it.
+func (n *node) launch(ctx context.Context, extra ...string) error {
 	logFile, err := os.Create(n.logPath)
 	if err != nil {
-		return n, err
+		return err
 	}
 	defer logFile.Close() // the child holds its own descriptor
-	n.cmd = exec.Command(bin, "serve", "--config", n.config)
+	n.cmd = exec.Command(n.bin, append([]string{"serve", "--config", n.config}, extra...)...)
 	n.cmd.Stdout, n.cmd.Stderr = logFile, logFile
 	// Its own process group keeps a terminal's Ctrl-C for us, so the node
 	// gets an orderly SIGTERM; Pdeathsig stops it if we are killed.
 	n.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := n.cmd.Start(); err != nil {
-		return n, fmt.Errorf("start %s: %w", bin, err)
+		return fmt.Errorf("start %s: %w", n.bin, err)
 	}
 	n.exited = make(chan error, 1)
 	go func() { n.exited <- n.cmd.Wait() }()
 	if err := n.waitReady(ctx); err != nil {
-		return n, fmt.Errorf("%w\n--- node log (tail) ---\n%s", err, n.logTail(20))
+		return fmt.Errorf("%w\n--- %s log (tail) ---\n%s", err, n.name, n.logTail(20))
 	}
-	return n, nil
+	return nil
 }
 
 // waitReady polls /readyz with the node's CA until it answers 200.
@@ -221,14 +246,21 @@ func (n *node) addUsers(ctx context.Context, count int) ([]benchUser, error) {
 
 // cli runs one admin command against the node.
 func (n *node) cli(ctx context.Context, stdin string, args ...string) error {
+	_, err := n.cliOutput(ctx, stdin, args...)
+	return err
+}
+
+// cliOutput runs one admin command against the node and returns what it
+// printed on stdout.
+func (n *node) cliOutput(ctx context.Context, stdin string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, n.bin, append(args, "--config", n.config)...)
 	cmd.Stdin = strings.NewReader(stdin)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("bulwark %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()))
+		return "", fmt.Errorf("bulwark %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(out.String()+errOut.String()))
 	}
-	return nil
+	return out.String(), nil
 }
 
 // logTail returns the last lines of the node's log.

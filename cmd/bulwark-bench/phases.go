@@ -33,6 +33,9 @@ type phaseLimits struct {
 	duration time.Duration
 	maxOps   int64
 	cpu      func() cpuSample // nil: CPU use is not measured
+	// nodes names the node processes cpu samples, in its order; with
+	// more than one, each one's use is reported (PhaseResult.PerNode).
+	nodes []string
 }
 
 // runPhase sets up conc workers, then lets each repeat its operation until
@@ -91,6 +94,11 @@ func runPhase(ctx context.Context, name string, conc int, lim phaseLimits, setup
 		// Other processes' share, from the machine's busy time; never
 		// below zero (the counters tick at different moments).
 		r.OtherCores = max(0, (cpu1.machine-cpu0.machine).Seconds()/secs-r.NodeCores-r.BenchCores)
+		if len(lim.nodes) > 1 && len(cpu0.nodes) == len(lim.nodes) && len(cpu1.nodes) == len(lim.nodes) {
+			for i, name := range lim.nodes {
+				r.PerNode = append(r.PerNode, NodeCores{Node: name, Cores: (cpu1.nodes[i] - cpu0.nodes[i]).Seconds() / secs})
+			}
+		}
 	}
 	if firstErr != nil {
 		r.FirstError = firstErr.Error()

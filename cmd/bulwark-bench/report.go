@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +33,8 @@ const (
 	targetLoginConc  = 16
 	targetRefresh    = 3000
 	targetMe         = 10000
+	// three nodes sharing the machine, the better of leader and follower
+	targetClusterRefresh = 2000
 )
 
 // report is everything printed and written as JSON.
@@ -45,6 +49,10 @@ type report struct {
 	Targets   []target      `json:"targets"`
 	NodeError string        `json:"node_error,omitempty"`
 	Notes     []string      `json:"notes"`
+
+	// Cluster is the three-node run (nil: not asked for); its phases are
+	// in Phases with setup cluster-leader or cluster-follower.
+	Cluster *clusterReport `json:"cluster,omitempty"`
 }
 
 type machine struct {
@@ -105,6 +113,10 @@ func newReport(o options) *report {
 	if o.hash.memoryKiB < defaultMemory || o.hash.iterations < defaultIters {
 		r.Notes = append(r.Notes, "argon2id cost is BELOW the daemon's defaults: login numbers are not representative")
 	}
+	if o.cluster {
+		r.Cluster = &clusterReport{}
+		r.Notes = append(r.Notes, "three nodes: all three processes and the client share the machine's cores; follower phases send every write over the cluster port to the leader")
+	}
 	if o.quick {
 		r.Notes = append(r.Notes, "--quick: 1 s phases, a smoke run, not a measurement")
 	}
@@ -122,23 +134,30 @@ func (r *report) anyFailed() bool {
 	return false
 }
 
-// find returns the result of phase at concurrency conc.
+// find returns the result of phase at concurrency conc, outside the
+// cluster.
 func (r *report) find(phase string, conc int) (PhaseResult, bool) {
 	for _, p := range r.Phases {
-		if p.Phase == phase && p.Concurrency == conc {
+		if p.Phase == phase && p.Concurrency == conc && !p.clustered() {
 			return p, true
 		}
 	}
 	return PhaseResult{}, false
 }
 
-// best returns the result of phase with the most operations per second,
-// among those that did not fail.
+// best returns the result of phase outside the cluster with the most
+// operations per second, among those that did not fail.
 func (r *report) best(phase string) (PhaseResult, bool) {
+	return r.bestWhere(phase, func(p PhaseResult) bool { return !p.clustered() })
+}
+
+// bestWhere returns the result of phase among those keep accepts with the
+// most operations per second, among those that did not fail.
+func (r *report) bestWhere(phase string, keep func(PhaseResult) bool) (PhaseResult, bool) {
 	var b PhaseResult
 	found := false
 	for _, p := range r.Phases {
-		if p.Phase == phase && !p.failed() && (!found || p.OpsPerSec > b.OpsPerSec) {
+		if p.Phase == phase && keep(p) && !p.failed() && (!found || p.OpsPerSec > b.OpsPerSec) {
 			b, found = p, true
 		}
 	}
@@ -170,6 +189,9 @@ func (r *report) evaluate() {
 	r.Targets = append(r.Targets, t)
 	r.Targets = append(r.Targets, r.rateTarget(phaseRefresh, "refreshes/s", targetRefresh))
 	r.Targets = append(r.Targets, r.rateTarget(phaseMe, "/v1/me validations/s", targetMe))
+	if r.Cluster != nil {
+		r.Targets = append(r.Targets, r.clusterRefreshTarget())
+	}
 	for i := range r.Targets {
 		r.Targets[i].Pass = r.Targets[i].Measured && r.Targets[i].Value >= r.Targets[i].Goal
 	}
@@ -186,33 +208,113 @@ func (r *report) rateTarget(phase, name string, goal float64) target {
 	return t
 }
 
+// clusterRefreshTarget judges the best three-node refresh phase, through
+// the leader or a follower at any concurrency, against its goal.
+func (r *report) clusterRefreshTarget() target {
+	t := target{Name: "refreshes/s on three nodes (best of leader/follower)", Goal: targetClusterRefresh, Unit: "/s"}
+	b, ok := r.bestWhere(phaseRefresh, PhaseResult.clustered)
+	if !ok || b.Ops == 0 {
+		return t
+	}
+	t.Value, t.Measured = b.OpsPerSec, true
+	t.Detail = fmt.Sprintf("at c=%d via %s %s", b.Concurrency, strings.TrimPrefix(b.Setup, "cluster-"), b.Via)
+	var others []string
+	for _, s := range []string{setupLeader, setupFollower} {
+		if p, ok := r.bestWhere(phaseRefresh, func(p PhaseResult) bool { return p.Setup == s }); ok {
+			others = append(others, fmt.Sprintf("%s %.0f", strings.TrimPrefix(s, "cluster-"), p.OpsPerSec))
+		}
+	}
+	if p, ok := r.best(phaseRefresh); ok {
+		others = append(others, fmt.Sprintf("one node %.0f", p.OpsPerSec))
+	}
+	t.Detail += "; best " + strings.Join(others, ", ")
+	t.Noisy = b.OtherCores > busyMachine
+	return t
+}
+
+// setupLabel is a phase's setup as the table shows it.
+func setupLabel(setup string) string {
+	switch setup {
+	case setupInProcess:
+		return "in process"
+	case setupLeader:
+		return "3n leader"
+	case setupFollower:
+		return "3n follower"
+	}
+	return "1 node"
+}
+
+// tableOrder returns the phases ordered for the table: by phase, then
+// concurrency, so that each single-node figure has the three-node ones
+// of the same phase and concurrency right below it.
+func (r *report) tableOrder() []PhaseResult {
+	rank := map[string]int{phaseArgon2: 0, phaseLogin: 1, phaseRefresh: 2, phaseMe: 3}
+	setupRank := map[string]int{setupInProcess: 0, "": 1, setupSingle: 1, setupLeader: 2, setupFollower: 3}
+	ps := slices.Clone(r.Phases)
+	slices.SortStableFunc(ps, func(a, b PhaseResult) int {
+		return cmp.Or(cmp.Compare(rank[a.Phase], rank[b.Phase]), cmp.Compare(a.Concurrency, b.Concurrency),
+			cmp.Compare(setupRank[a.Setup], setupRank[b.Setup]))
+	})
+	return ps
+}
+
+// perNodeCPU shows each node's cores, the leader marked L and the node
+// the requests went to marked *.
+func perNodeCPU(p PhaseResult) string {
+	var parts []string
+	for _, n := range p.PerNode {
+		mark := ""
+		if n.Role == "leader" {
+			mark = "L"
+		}
+		if n.Node == p.Via {
+			mark += "*"
+		}
+		parts = append(parts, fmt.Sprintf("%s%s %.2f", n.Node, mark, n.Cores))
+	}
+	return strings.Join(parts, " ")
+}
+
 // print writes the human-readable report.
 func (r *report) print(w io.Writer) {
 	m := r.Machine
 	fmt.Fprintf(w, "\nbulwark load benchmark — %s, phases of %s (cap %d requests)\n", r.Started.Format(time.RFC3339), r.PhaseTime, r.MaxOps)
 	fmt.Fprintf(w, "machine: %s, %d CPUs, GOMAXPROCS %d, %s, %s\n", m.CPUModel, m.NumCPU, m.GOMAXPROCS, m.GoVersion, m.OS)
 	n := r.Node
-	fmt.Fprintf(w, "node: bulwark %s, argon2id m=%d t=%d p=%d, %s, rate limit exempt %s\n\n",
+	fmt.Fprintf(w, "node: bulwark %s, argon2id m=%d t=%d p=%d, %s, rate limit exempt %s\n",
 		orDash(n.Version), n.Argon2MemoryKiB, n.Argon2Iter, n.Argon2Lanes, orDash(n.HTTPProto), n.RateLimitExempt)
+	if c := r.Cluster; c != nil && len(c.Nodes) > 0 {
+		var names []string
+		for _, n := range c.Nodes {
+			names = append(names, n.Name)
+		}
+		fmt.Fprintf(w, "three nodes: %s, formed in %.1f s, leader %s at start, %s at end (%d change(s)), tokens.issuer %s\n",
+			strings.Join(names, " "), c.FormSeconds, orDash(c.LeaderAtStart), orDash(c.LeaderAtEnd), c.LeaderChanges, c.Issuer)
+	}
+	fmt.Fprintln(w)
 
-	const row = "%-15s %5s %10s %9s %9s %9s %7s %15s  %s\n"
-	fmt.Fprintf(w, row, "phase", "conc", "ops/s", "p50 ms", "p99 ms", "ops", "errors", "cpu node/b/oth", "")
-	for _, p := range r.Phases {
-		flag := ""
+	const row = "%-15s %-11s %5s %10s %9s %9s %9s %7s %15s  %s\n"
+	fmt.Fprintf(w, row, "phase", "setup", "conc", "ops/s", "p50 ms", "p99 ms", "ops", "errors", "cpu node/b/oth", "")
+	for _, p := range r.tableOrder() {
+		flag := perNodeCPU(p)
 		if p.Flagged {
-			flag = fmt.Sprintf("<-- %.1f%% errors", 100*p.ErrorRate)
+			flag += fmt.Sprintf(" <-- %.1f%% errors", 100*p.ErrorRate)
 		}
 		if p.HitCap {
 			flag += " (request cap)"
 		}
-		fmt.Fprintf(w, row, p.Phase, strconv.Itoa(p.Concurrency), fmt.Sprintf("%.1f", p.OpsPerSec),
+		if p.LeaderChanged {
+			flag += " (leader changed)"
+		}
+		fmt.Fprintf(w, row, p.Phase, setupLabel(p.Setup), strconv.Itoa(p.Concurrency), fmt.Sprintf("%.1f", p.OpsPerSec),
 			fmt.Sprintf("%.2f", p.P50Ms), fmt.Sprintf("%.2f", p.P99Ms),
 			strconv.FormatInt(p.Ops, 10), strconv.FormatInt(p.Errors, 10),
-			fmt.Sprintf("%.2f/%.2f/%.2f", p.NodeCores, p.BenchCores, p.OtherCores), flag)
+			fmt.Sprintf("%.2f/%.2f/%.2f", p.NodeCores, p.BenchCores, p.OtherCores), strings.TrimSpace(flag))
 	}
-	for _, p := range r.Phases {
+	for _, p := range r.tableOrder() {
 		if p.FirstError != "" {
-			fmt.Fprintf(w, "  first error, %s c=%d: %s\n", p.Phase, p.Concurrency, p.FirstError)
+			fmt.Fprintf(w, "  first error, %s %s c=%d: %s\n", p.Phase, setupLabel(p.Setup), p.Concurrency, p.FirstError)
 		}
 	}
 
@@ -223,18 +325,22 @@ func (r *report) print(w io.Writer) {
 			verdict = "PASS"
 		}
 		if !t.Measured {
-			fmt.Fprintf(w, "  %-4s  %-50s  not measured (goal ≥ %g%s)\n", verdict, t.Name, t.Goal, t.Unit)
+			fmt.Fprintf(w, "  %-4s  %-53s  not measured (goal ≥ %g%s)\n", verdict, t.Name, t.Goal, t.Unit)
 			continue
 		}
 		noisy := ""
 		if t.Noisy {
 			noisy = "  NOISY: machine busy, measure again"
 		}
-		fmt.Fprintf(w, "  %-4s  %-50s  %.1f%s (goal ≥ %g%s; %s)%s\n", verdict, t.Name, t.Value, t.Unit, t.Goal, t.Unit, t.Detail, noisy)
+		fmt.Fprintf(w, "  %-4s  %-53s  %.1f%s (goal ≥ %g%s; %s)%s\n", verdict, t.Name, t.Value, t.Unit, t.Goal, t.Unit, t.Detail, noisy)
 	}
-	fmt.Fprintln(w, "\ncpu: cores busy on average in the node / this benchmark client / other processes")
+	fmt.Fprintln(w, "\ncpu: cores busy on average in the node (3n: the three nodes together) / this benchmark client / other processes;")
+	fmt.Fprintln(w, "     3n rows then list each node's cores, L the leader, * the node the requests went to")
 	if r.NodeError != "" {
 		fmt.Fprintf(w, "\nnode error: %s\n", r.NodeError)
+	}
+	if r.Cluster != nil && r.Cluster.Error != "" {
+		fmt.Fprintf(w, "\nthree-node error: %s\n", r.Cluster.Error)
 	}
 	fmt.Fprintln(w, "\nnotes:")
 	for _, note := range r.Notes {

@@ -30,10 +30,39 @@ type PhaseResult struct {
 	SetupFailed bool    `json:"setup_failed,omitempty"`
 	// Cores busy on average while measuring: the node's process, this
 	// one's (they share the machine) and everything else on the machine.
-	NodeCores  float64 `json:"node_cores"`
-	BenchCores float64 `json:"bench_cores"`
-	OtherCores float64 `json:"other_cores"`
+	// With three nodes NodeCores is their sum, and PerNode each one's.
+	NodeCores  float64     `json:"node_cores"`
+	BenchCores float64     `json:"bench_cores"`
+	OtherCores float64     `json:"other_cores"`
+	PerNode    []NodeCores `json:"per_node_cores,omitempty"`
+	// Setup is where the load went: setupInProcess, setupSingle (empty
+	// counts as single), setupLeader or setupFollower.
+	Setup string `json:"setup"`
+	// Via is the node_name of the cluster node the requests were sent to.
+	Via string `json:"via_node,omitempty"`
+	// LeaderChanged: the cluster's leader was another node after the
+	// phase than before it.
+	LeaderChanged bool `json:"leader_changed,omitempty"`
 }
+
+// NodeCores is the CPU one node process used during a phase, and its role
+// when the phase started ("leader" or "follower").
+type NodeCores struct {
+	Node  string  `json:"node"`
+	Role  string  `json:"role"`
+	Cores float64 `json:"cores"`
+}
+
+// Setups of a phase.
+const (
+	setupInProcess = "in-process"
+	setupSingle    = "single"
+	setupLeader    = "cluster-leader"
+	setupFollower  = "cluster-follower"
+)
+
+// clustered reports whether the phase ran against the three-node cluster.
+func (r PhaseResult) clustered() bool { return r.Setup == setupLeader || r.Setup == setupFollower }
 
 // percentile returns the p-th percentile (0 < p <= 100) of sorted by the
 // nearest-rank method: the smallest value with at least p% of the values
