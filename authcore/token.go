@@ -24,20 +24,6 @@ import (
 	"github.com/bulwark-auth/bulwark/fsm"
 )
 
-// Token errors. TODO(errors.go): move these into the package's one block.
-var (
-	// ErrInvalidToken: an access token that is malformed, forged, signed by
-	// an unknown or mismatched key, expired, not yet valid, or meant for
-	// another issuer or audience. The api package answers 401
-	// invalid_token; the reason after it is for logs, not for the client.
-	ErrInvalidToken = errors.New("invalid token")
-
-	// ErrInvalidKey: a signing key or JWK that bulwark does not accept: a
-	// key type that does not match its alg, an RSA key under 2048 bits, a
-	// JWK with private members or whose kid is not its thumbprint.
-	ErrInvalidKey = errors.New("invalid signing key")
-)
-
 // JWS algorithms bulwark signs access tokens with ([tokens] algorithm).
 const (
 	AlgES256 = "ES256" // ECDSA P-256 with SHA-256 (the default)
