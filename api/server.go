@@ -49,6 +49,8 @@ type Options struct {
 	// logins per username; nil means no limit. Build it with the same
 	// TrustedProxies.
 	RateLimit *RateLimiter
+	// Cluster answers GET /v1/admin/cluster; nil: 404 there.
+	Cluster ClusterAdmin
 }
 
 // NewHandler returns the API handler served over TLS. ready is asked by
@@ -83,6 +85,7 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 		mux.Handle("POST /v1/admin/users/{user}/unlock", a.admin(a.adminUnlockUser))
 		mux.Handle("DELETE /v1/admin/users/{user}/sessions", a.admin(a.adminRevokeUserSessions))
 		mux.Handle("GET /v1/admin/audit", a.admin(a.adminAudit))
+		mux.Handle("GET /v1/admin/cluster", a.admin(anyPrincipal(clusterHandlers{c: opts.Cluster}.status)))
 		// Still to come: POST /v1/auth/mfa, /v1/me/mfa/totp[/confirm],
 		// GET /v1/admin/cluster, GET /.well-known/openid-configuration and
 		// the /oauth2/ endpoints.

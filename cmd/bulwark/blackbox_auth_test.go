@@ -142,6 +142,14 @@ func TestBlackBoxAuthFlows(t *testing.T) {
 	if code, out, _ := n.apiCall("GET", "/v1/admin/users", rootTok["access_token"].(string), nil); code != 200 || len(out["users"].([]any)) != 2 {
 		t.Fatalf("admin list: %d %v", code, out)
 	}
+	// The cluster view, for admins only.
+	if code, out, _ := n.apiCall("GET", "/v1/admin/cluster", rootTok["access_token"].(string), nil); code != 200 ||
+		out["leader"] != "bb1" || len(out["nodes"].([]any)) != 1 {
+		t.Fatalf("admin cluster view: %d %v", code, out)
+	}
+	if code, _, _ := n.apiCall("GET", "/v1/admin/cluster", tok4["access_token"].(string), nil); code != 403 {
+		t.Fatalf("plain user on /v1/admin/cluster: %d", code)
+	}
 	// Admin disable ends alice's session on the spot.
 	if code, _, _ := n.apiCall("PATCH", "/v1/admin/users/alice", rootTok["access_token"].(string), map[string]any{"disabled": true}); code != 200 {
 		t.Fatalf("admin disable: %d", code)

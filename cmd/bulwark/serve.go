@@ -232,6 +232,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		SealMode:       sealer.Mode(),
 		NodeID:         cfg.NodeName,
 		IsNoLeader:     isNoLeader,
+		Cluster:        clusterService{n: n},
 		RateLimit: api.NewRateLimiter(api.RateLimitConfig{
 			PerIP: float64(rl.PerIP), PerIPBurst: rl.PerIPBurst,
 			PerUsername: float64(rl.PerUsername), PerUsernameBurst: rl.PerUsernameBurst,
