@@ -261,11 +261,11 @@ func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog
 		mux.Handle("GET /admin/v1/keys", local(a.listKeys))
 		mux.Handle("POST /admin/v1/keys/rotate", local(a.rotateKey))
 		// Backup: streams the archive; see AdminBackup (admin_backup.go).
-		mux.Handle("GET /admin/v1/backup", local(adminBackupRoute(&o)))
+		mux.Handle("GET /admin/v1/backup", local(adminBackupRoute(o.Backup)))
 		// Data key escrow and recovery shares; see AdminDataKey (admin_escrow.go).
-		adminDataKeyRoutes(mux, &o)
+		adminDataKeyRoutes(mux, o.DataKey)
 		// Cluster status, join tokens, removal; see AdminCluster (admin_cluster.go).
-		adminClusterRoutes(mux, &o)
+		adminClusterRoutes(mux, o.Cluster)
 	})
 }
 

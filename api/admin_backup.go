@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"sync"
 )
 
 // BackupFunc writes a backup archive of the node's state to w. It must
@@ -15,28 +14,17 @@ import (
 // that its checksums reject.
 type BackupFunc func(ctx context.Context, w io.Writer) error
 
-// adminBackups carries AdminBackup's function from the options to the
-// route without widening Options: AdminBackup stores it under the
-// *Options NewAdminHandler applies its options to, and the route takes it
-// back out (see adminBackupRoute).
-var adminBackups sync.Map // *Options → BackupFunc
-
 // AdminBackup serves GET /admin/v1/backup with fn: the answer streams the
 // archive as application/octet-stream. Without this option the route
 // answers 404 not_found.
 func AdminBackup(fn BackupFunc) AdminOption {
 	return func(o *Options) {
-		if fn != nil {
-			adminBackups.Store(o, fn)
-		}
+		o.Backup = fn
 	}
 }
 
-// adminBackupRoute is the GET /admin/v1/backup handler for the options at
-// o, once AdminOptions were applied to it.
-func adminBackupRoute(o *Options) http.HandlerFunc {
-	v, _ := adminBackups.LoadAndDelete(o)
-	fn, _ := v.(BackupFunc)
+// adminBackupRoute is the GET /admin/v1/backup handler of fn.
+func adminBackupRoute(fn BackupFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if fn == nil {
 			writeError(w, r, &Error{Status: http.StatusNotFound, Code: CodeNotFound,

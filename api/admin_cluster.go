@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"net/http"
-	"sync"
 	"time"
 )
 
@@ -48,10 +47,6 @@ type JoinToken struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-// adminClusters carries AdminCluster's service from the options to the
-// routes without widening Options, as adminBackups does.
-var adminClusters sync.Map // *Options → ClusterAdmin
-
 // AdminCluster serves the cluster routes with c:
 //
 //	GET  /admin/v1/cluster                          → 200 ClusterStatus
@@ -61,17 +56,12 @@ var adminClusters sync.Map // *Options → ClusterAdmin
 // Without this option they answer 404 not_found.
 func AdminCluster(c ClusterAdmin) AdminOption {
 	return func(o *Options) {
-		if c != nil {
-			adminClusters.Store(o, c)
-		}
+		o.Cluster = c
 	}
 }
 
-// adminClusterRoutes registers the cluster routes for the options at o,
-// once AdminOptions were applied to it.
-func adminClusterRoutes(mux *http.ServeMux, o *Options) {
-	v, _ := adminClusters.LoadAndDelete(o)
-	c, _ := v.(ClusterAdmin)
+// adminClusterRoutes registers the cluster routes, served by c.
+func adminClusterRoutes(mux *http.ServeMux, c ClusterAdmin) {
 	h := clusterHandlers{c: c}
 	mux.Handle("GET /admin/v1/cluster", local(h.status))
 	mux.Handle("POST /admin/v1/cluster/join-token", local(h.joinToken))

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"net/http"
-	"sync"
 	"time"
 )
 
@@ -36,10 +35,6 @@ type RecoveryShares struct {
 	IssuedAt           time.Time `json:"issued_at"`
 }
 
-// adminDataKeys carries AdminDataKey's service from the options to the
-// routes without widening Options, as adminBackups does.
-var adminDataKeys sync.Map // *Options → DataKeyAdmin
-
 // AdminDataKey serves the data-key routes with dk:
 //
 //	POST /admin/v1/datakey/escrow          {"public_key": armored} → 201 DataKeyEscrowed
@@ -48,17 +43,12 @@ var adminDataKeys sync.Map // *Options → DataKeyAdmin
 // Without this option they answer 404 not_found.
 func AdminDataKey(dk DataKeyAdmin) AdminOption {
 	return func(o *Options) {
-		if dk != nil {
-			adminDataKeys.Store(o, dk)
-		}
+		o.DataKey = dk
 	}
 }
 
-// adminDataKeyRoutes registers the data-key routes for the options at o,
-// once AdminOptions were applied to it.
-func adminDataKeyRoutes(mux *http.ServeMux, o *Options) {
-	v, _ := adminDataKeys.LoadAndDelete(o)
-	dk, _ := v.(DataKeyAdmin)
+// adminDataKeyRoutes registers the data-key routes, served by dk.
+func adminDataKeyRoutes(mux *http.ServeMux, dk DataKeyAdmin) {
 	h := dataKeyHandlers{dk: dk}
 	mux.Handle("POST /admin/v1/datakey/escrow", local(h.escrow))
 	mux.Handle("POST /admin/v1/datakey/recovery-shares", local(h.recoveryShares))

@@ -49,8 +49,13 @@ type Options struct {
 	// logins per username; nil means no limit. Build it with the same
 	// TrustedProxies.
 	RateLimit *RateLimiter
-	// Cluster answers GET /v1/admin/cluster; nil: 404 there.
+	// Cluster answers GET /v1/admin/cluster and, on the admin socket, the
+	// cluster routes; nil: 404 there.
 	Cluster ClusterAdmin
+	// Backup streams GET /admin/v1/backup on the admin socket; nil: 404.
+	Backup BackupFunc
+	// DataKey serves the data-key routes of the admin socket; nil: 404.
+	DataKey DataKeyAdmin
 }
 
 // NewHandler returns the API handler served over TLS. ready is asked by
