@@ -49,6 +49,7 @@ import (
 
 	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/node/pki"
+	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
 )
 
 // Backup archive constants.
@@ -474,7 +475,7 @@ func RestoreBackup(dataDir, nodeID, advertise string, r io.Reader) (RestoreInfo,
 	if err := RestoreSnapshot(dataDir, nodeID, advertise, tmp, ri.AppliedIndex, ri.AppliedTerm); err != nil {
 		return ri, err
 	}
-	if err := syncDir(dataDir); err != nil {
+	if err := atomicfile.SyncDir(dataDir); err != nil {
 		return ri, err
 	}
 	ok = true
@@ -576,13 +577,4 @@ func emptyDir(dir string, created bool) {
 			os.RemoveAll(filepath.Join(dir, e.Name()))
 		}
 	}
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/bulwark-auth/bulwark/api"
 	"github.com/bulwark-auth/bulwark/node"
 	"github.com/bulwark-auth/bulwark/node/pki"
+	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
 )
 
 // backupNote says what a backup holds, wherever one is written.
@@ -148,12 +149,7 @@ func install(tmp, path string, force bool) error {
 		}
 		os.Remove(tmp)
 	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return fmt.Errorf("backup: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(path)); err != nil {
 		return fmt.Errorf("backup: %w", err)
 	}
 	return nil

@@ -37,6 +37,7 @@ import (
 	"github.com/bulwark-auth/bulwark/cmd/bulwark/config"
 	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/tpm"
+	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
 )
 
 // Wrap labels: what a wrapped data key is for (tpm.WrapKey's label).
@@ -830,24 +831,11 @@ install the public key with: bulwark keys escrow-key %s
 	return nil
 }
 
-// writeNewFile writes a file that must not exist yet, synced.
+// writeNewFile writes a file that must not exist yet, crash-safe.
 func writeNewFile(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, perm)
-	if err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("%s exists; refusing to overwrite it", path)
-		}
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
+	err := atomicfile.CreateExclusive(path, data, perm)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s exists; refusing to overwrite it", path)
 	}
 	return err
 }
