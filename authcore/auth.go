@@ -9,10 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 
@@ -40,28 +39,10 @@ func WithRequestInfo(ctx context.Context, ri RequestInfo) context.Context {
 
 func requestInfo(ctx context.Context) RequestInfo {
 	ri, _ := ctx.Value(requestInfoKey{}).(RequestInfo)
-	ri.IP = auditText(ri.IP, 64)
-	ri.UserAgent = auditText(ri.UserAgent, 512)
-	ri.Actor = auditText(ri.Actor, 256)
+	ri.IP = fsm.CleanAuditText(ri.IP, fsm.MaxAuditIP)
+	ri.UserAgent = fsm.CleanAuditText(ri.UserAgent, fsm.MaxAuditUserAgent)
+	ri.Actor = fsm.CleanAuditText(ri.Actor, fsm.MaxAuditActor)
 	return ri
-}
-
-// auditText makes s fit an audit field: valid UTF-8, no control
-// characters, at most n bytes.
-func auditText(s string, n int) string {
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return -1
-		}
-		return r
-	}, strings.ToValidUTF8(s, ""))
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // Tokens is the token answer of API.md.
@@ -396,7 +377,7 @@ func (s *Service) revokeSession(ctx context.Context, p *Principal, sid, event st
 		return err
 	}
 	_, err = s.apply(ctx, cmd, fsm.AuditAppend{Type: event, Severity: fsm.AuditInfo, Actor: p.UserID, Subject: p.UserID,
-		IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"session_id": auditText(sid, 128)}})
+		IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"session_id": fsm.CleanAuditText(sid, 128)}})
 	if errors.Is(err, fsm.ErrSessionNotFound) {
 		return ErrNotFound
 	}
@@ -428,16 +409,8 @@ func (s *Service) Sessions(ctx context.Context, p *Principal) ([]SessionInfo, er
 		}
 		return err
 	})
-	sortSessions(out)
+	slices.SortStableFunc(out, func(a, b SessionInfo) int { return a.CreatedAt.Compare(b.CreatedAt) })
 	return out, err
-}
-
-func sortSessions(ss []SessionInfo) {
-	for i := 1; i < len(ss); i++ {
-		for j := i; j > 0 && ss[j].CreatedAt.Before(ss[j-1].CreatedAt); j-- {
-			ss[j], ss[j-1] = ss[j-1], ss[j]
-		}
-	}
 }
 
 // ChangePassword replaces the caller's password after checking the
