@@ -17,54 +17,16 @@ import (
 const clusterIssuer = "https://bulwark.test"
 
 // newClusterNode writes the config of a node named name on free loopback
-// ports; it is started by start or startJoin.
+// ports, with the shared issuer; it is started by start or startJoin.
 func newClusterNode(t *testing.T, name string) *testNode {
 	t.Helper()
-	n := &testNode{t: t, bin: bulwarkBinary(t), dir: t.TempDir(), apiPort: freePort(t), metrics: freePort(t)}
-	n.config = filepath.Join(n.dir, "bulwark.toml")
-	cfg := fmt.Sprintf(`node_name = %q
-data_dir = %q
-[api]
-listen = "127.0.0.1:%d"
-[cluster]
-listen = "127.0.0.1:%d"
-[seal]
-mode = "software"
-[metrics]
-listen = "127.0.0.1:%d"
-[tokens]
-issuer = %q
-[auth.password]
-argon2_memory_kib = 8192
-argon2_iterations = 1
-`, name, n.dataDir(), n.apiPort, freePort(t), n.metrics, clusterIssuer)
-	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if n.cmd != nil && n.cmd.ProcessState == nil {
-			n.cmd.Process.Kill()
-			<-n.exited
-		}
-		if t.Failed() && n.logs != nil {
-			t.Logf("%s logs:\n%s", name, n.logs)
-		}
-	})
-	return n
+	return newNamedTestNode(t, name, fmt.Sprintf("[tokens]\nissuer = %q\n", clusterIssuer))
 }
 
 // startJoin runs `serve --join token` and waits until the node is ready.
 func (n *testNode) startJoin(token string) {
 	n.t.Helper()
-	n.logs = &lockedBuffer{}
-	n.cmd = exec.Command(n.bin, "serve", "--config", n.config, "--join", token)
-	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
-	if err := n.cmd.Start(); err != nil {
-		n.t.Fatal(err)
-	}
-	n.exited = make(chan error, 1)
-	go func() { n.exited <- n.cmd.Wait() }()
-	n.waitReady()
+	n.launch("--join", token)
 }
 
 func (n *testNode) joinToken(args ...string) string {

@@ -100,12 +100,18 @@ func (l *lockedBuffer) String() string {
 // appended to it (TOML tables).
 func newTestNode(t *testing.T, extra ...string) *testNode {
 	t.Helper()
+	return newNamedTestNode(t, "bb1", extra...)
+}
+
+// newNamedTestNode is newTestNode for a node called name.
+func newNamedTestNode(t *testing.T, name string, extra ...string) *testNode {
+	t.Helper()
 	n := &testNode{t: t, bin: bulwarkBinary(t), dir: t.TempDir(), apiPort: freePort(t), metrics: freePort(t)}
 	n.config = filepath.Join(n.dir, "bulwark.toml")
 	data := filepath.Join(n.dir, "data")
 	// Cheap argon2 parameters keep the test fast; everything else is the
 	// default an operator gets.
-	cfg := fmt.Sprintf(`node_name = "bb1"
+	cfg := fmt.Sprintf(`node_name = %q
 data_dir = %q
 [api]
 listen = "127.0.0.1:%d"
@@ -118,7 +124,7 @@ listen = "127.0.0.1:%d"
 [auth.password]
 argon2_memory_kib = 8192
 argon2_iterations = 1
-`, data, n.apiPort, freePort(t), n.metrics) + strings.Join(extra, "\n")
+`, name, data, n.apiPort, freePort(t), n.metrics) + strings.Join(extra, "\n")
 	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -127,8 +133,8 @@ argon2_iterations = 1
 			n.cmd.Process.Kill()
 			<-n.exited
 		}
-		if t.Failed() {
-			t.Logf("bulwark logs:\n%s", n.logs)
+		if t.Failed() && n.logs != nil {
+			t.Logf("%s logs:\n%s", name, n.logs)
 		}
 	})
 	return n
@@ -138,8 +144,15 @@ func (n *testNode) dataDir() string { return filepath.Join(n.dir, "data") }
 
 func (n *testNode) start() {
 	n.t.Helper()
+	n.launch()
+}
+
+// launch runs `serve --config` with more arguments and waits until the node
+// is ready.
+func (n *testNode) launch(args ...string) {
+	n.t.Helper()
 	n.logs = &lockedBuffer{}
-	n.cmd = exec.Command(n.bin, "serve", "--config", n.config)
+	n.cmd = exec.Command(n.bin, append([]string{"serve", "--config", n.config}, args...)...)
 	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
