@@ -14,44 +14,21 @@ import (
 // WriteFile replaces path with data: it writes a temporary file in the
 // same directory, fsyncs it, renames it over path and fsyncs the directory,
 // so a crash leaves either the old or the new content, never a mix.
-func WriteFile(path string, data []byte, perm os.FileMode) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	if err = os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return SyncDir(dir)
+func WriteFile(path string, data []byte, perm os.FileMode) error {
+	return place(path, data, perm, os.Rename)
 }
 
 // CreateExclusive writes data to path only if path does not exist yet
 // (temporary file, fsync, hard link, fsync dir). It returns an error
 // satisfying errors.Is(err, fs.ErrExist) if path already exists.
-func CreateExclusive(path string, data []byte, perm os.FileMode) (err error) {
+func CreateExclusive(path string, data []byte, perm os.FileMode) error {
+	return place(path, data, perm, os.Link)
+}
+
+// place writes data to a synced temporary file beside path, puts it at
+// path with put (rename: replace; link: only if absent), removes the
+// temporary name and syncs the directory.
+func place(path string, data []byte, perm os.FileMode, put func(oldpath, newpath string) error) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -61,7 +38,7 @@ func CreateExclusive(path string, data []byte, perm os.FileMode) (err error) {
 		return err
 	}
 	tmp := f.Name()
-	defer os.Remove(tmp)
+	defer os.Remove(tmp) // after a rename there is nothing left to remove
 	defer func() {
 		if err != nil {
 			f.Close()
@@ -79,12 +56,13 @@ func CreateExclusive(path string, data []byte, perm os.FileMode) (err error) {
 	if err = f.Close(); err != nil {
 		return err
 	}
-	if err = os.Link(tmp, path); err != nil {
+	if err = put(tmp, path); err != nil {
 		return err
 	}
 	return SyncDir(dir)
 }
 
+// SyncDir fsyncs a directory, making renames and links in it durable.
 func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
