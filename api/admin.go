@@ -237,6 +237,7 @@ func AdminIsNoLeader(fn func(error) bool) AdminOption {
 //	GET    /admin/v1/cluster                      → members, leader, indexes (AdminCluster)
 //	POST   /admin/v1/cluster/join-token           → a join token (AdminCluster)
 //	POST   /admin/v1/cluster/remove/{id}          → remove a member (AdminCluster)
+//	POST   /admin/v1/cluster/renew-cert           → renew this node's certificate (AdminCluster)
 //
 // Every call reaches users and auth as the actor "local-admin".
 func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog.Logger, opts ...AdminOption) http.Handler {

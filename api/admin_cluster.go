@@ -15,6 +15,16 @@ type ClusterAdmin interface {
 	ClusterStatus(ctx context.Context) (ClusterStatus, error)
 	JoinToken(ctx context.Context, ttl string) (JoinToken, error)
 	RemoveNode(ctx context.Context, id string) error
+	// RenewCertificate renews this node's certificate now.
+	RenewCertificate(ctx context.Context) (CertRenewal, error)
+}
+
+// CertRenewal answers POST /admin/v1/cluster/renew-cert: the node
+// certificate presented from now on.
+type CertRenewal struct {
+	Serial   string    `json:"serial"` // hexadecimal
+	NotAfter time.Time `json:"not_after"`
+	Renewed  bool      `json:"renewed"`
 }
 
 // ClusterStatus answers GET /admin/v1/cluster: the configuration as the
@@ -38,7 +48,9 @@ type ClusterNode struct {
 	Lag          uint64 `json:"lag"`                    // entries behind the leader
 	LastContact  string `json:"last_contact,omitempty"` // since it heard from the leader
 	CAHolder     bool   `json:"ca_holder"`              // can admit nodes
-	Error        string `json:"error,omitempty"`        // why it did not answer
+	// CertNotAfter: when the node certificate it presents expires.
+	CertNotAfter *time.Time `json:"cert_not_after,omitempty"`
+	Error        string     `json:"error,omitempty"` // why it did not answer
 }
 
 // JoinToken answers POST /admin/v1/cluster/join-token.
@@ -52,6 +64,7 @@ type JoinToken struct {
 //	GET  /admin/v1/cluster                          → 200 ClusterStatus
 //	POST /admin/v1/cluster/join-token {"ttl":"1h"}  → 201 JoinToken (ttl optional)
 //	POST /admin/v1/cluster/remove/{id}              → 200 {"removed": id}
+//	POST /admin/v1/cluster/renew-cert               → 200 CertRenewal
 //
 // Without this option they answer 404 not_found.
 func AdminCluster(c ClusterAdmin) AdminOption {
@@ -66,6 +79,7 @@ func adminClusterRoutes(mux *http.ServeMux, c ClusterAdmin) {
 	mux.Handle("GET /admin/v1/cluster", local(h.status))
 	mux.Handle("POST /admin/v1/cluster/join-token", local(h.joinToken))
 	mux.Handle("POST /admin/v1/cluster/remove/{id}", local(h.remove))
+	mux.Handle("POST /admin/v1/cluster/renew-cert", local(h.renewCert))
 }
 
 type clusterHandlers struct{ c ClusterAdmin }
@@ -125,4 +139,16 @@ func (h clusterHandlers) remove(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, r, http.StatusOK, map[string]string{"removed": id})
+}
+
+func (h clusterHandlers) renewCert(w http.ResponseWriter, r *http.Request) {
+	if !h.available(w, r) {
+		return
+	}
+	c, err := h.c.RenewCertificate(r.Context())
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, c)
 }

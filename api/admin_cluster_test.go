@@ -12,6 +12,12 @@ import (
 type fakeCluster struct {
 	ttl     string
 	removed string
+	renews  int
+}
+
+func (f *fakeCluster) RenewCertificate(context.Context) (CertRenewal, error) {
+	f.renews++
+	return CertRenewal{Serial: "abc", NotAfter: time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), Renewed: true}, nil
 }
 
 func (f *fakeCluster) ClusterStatus(context.Context) (ClusterStatus, error) {
@@ -83,6 +89,10 @@ func TestAdminClusterRoutes(t *testing.T) {
 	}
 	if err := c.Do(ctx, "POST", "/admin/v1/cluster/remove/leaderless", nil, nil); !errors.As(err, &e) || e.Status != 503 || e.Code != CodeNoLeader {
 		t.Fatalf("remove without leader: %v", err)
+	}
+	var cr CertRenewal
+	if err := c.Do(ctx, "POST", "/admin/v1/cluster/renew-cert", nil, &cr); err != nil || cr.Serial != "abc" || !cr.Renewed || f.renews != 1 {
+		t.Fatalf("renew-cert: %+v, %v", cr, err)
 	}
 
 	// Without AdminCluster the routes answer 404.

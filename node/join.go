@@ -233,8 +233,7 @@ func (a *joinAuthority) caKey() (crypto.Signer, bool) {
 	if !ok {
 		return nil, false
 	}
-	eq, ok := k.Public().(interface{ Equal(crypto.PublicKey) bool })
-	return k, ok && eq.Equal(a.ca.PublicKey)
+	return k, pki.SamePublicKey(k.Public(), a.ca.PublicKey)
 }
 
 // EnableJoin lets this node make join tokens and admit joining nodes when
@@ -454,18 +453,9 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 	if len(req.Hosts) > maxJoinHosts {
 		return refuse("bad_request", "%d extra hosts, at most %d", len(req.Hosts), maxJoinHosts)
 	}
-	pubAny, err := x509.ParsePKIXPublicKey(req.TLSPub)
+	pubAny, err := parseNodePublicKey(req.TLSPub)
 	if err != nil {
-		return refuse("bad_request", "tls_pub is not a PKIX public key: %v", err)
-	}
-	switch pk := pubAny.(type) {
-	case *ecdsa.PublicKey:
-		if pk.Curve != elliptic.P256() && pk.Curve != elliptic.P384() {
-			return refuse("bad_request", "tls_pub: only P-256 and P-384 ECDSA keys")
-		}
-	case ed25519.PublicKey:
-	default:
-		return refuse("bad_request", "tls_pub: a %T is not accepted (ECDSA P-256/P-384 or Ed25519)", pubAny)
+		return refuse("bad_request", "tls_pub: %v", err)
 	}
 	if _, err := hybrid.X25519MLKEM768().UnmarshalBinaryPublicKey(req.KEMPub); err != nil {
 		return refuse("bad_request", "kem_pub is not an X25519MLKEM768 public key: %v", err)
@@ -542,6 +532,25 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 	}
 	n.log.Info("admitted a node; it becomes a voter once it has caught up", "id", req.NodeID, "address", req.Advertise, "remote", remote)
 	return ans
+}
+
+// parseNodePublicKey reads the PKIX public key a node asks a certificate
+// for: ECDSA P-256 or P-384, or Ed25519.
+func parseNodePublicKey(der []byte) (crypto.PublicKey, error) {
+	pub, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("not a PKIX public key: %v", err)
+	}
+	switch pk := pub.(type) {
+	case *ecdsa.PublicKey:
+		if pk.Curve != elliptic.P256() && pk.Curve != elliptic.P384() {
+			return nil, errors.New("only P-256 and P-384 ECDSA keys")
+		}
+	case ed25519.PublicKey:
+	default:
+		return nil, fmt.Errorf("a %T is not accepted (ECDSA P-256/P-384 or Ed25519)", pub)
+	}
+	return pub, nil
 }
 
 // servers is the latest cluster configuration this node knows.

@@ -14,7 +14,8 @@ package node
 // Ops: "info" (any member: its own view, for `cluster status`),
 // "add_nonvoter" (the leader: a node whose join token the log consumed),
 // "promote" (the leader: a nonvoter asks for itself, proven by its
-// certificate's name, once it has caught up) and "remove".
+// certificate's name, once it has caught up), "remove", and "certify" (a
+// CA holder: a member renews its certificate, certify.go).
 
 import (
 	"bufio"
@@ -59,6 +60,9 @@ type memberRequest struct {
 	Op      string `json:"op"`
 	ID      string `json:"id,omitempty"`
 	Address string `json:"address,omitempty"`
+	// certify (certify.go): the PKIX public key and extra hosts.
+	Pub   []byte   `json:"pub,omitempty"`
+	Hosts []string `json:"hosts,omitempty"`
 }
 
 type memberAnswer struct {
@@ -67,6 +71,8 @@ type memberAnswer struct {
 	// refused.
 	Code  string `json:"code,omitempty"`
 	Error string `json:"error,omitempty"`
+	// Cert is the DER certificate certify issued.
+	Cert []byte `json:"cert,omitempty"`
 }
 
 // memberInfo is one member's own view of itself.
@@ -81,12 +87,19 @@ type memberInfo struct {
 	// leader, "never" when it has not.
 	LastContact string `json:"last_contact,omitempty"`
 	CA          bool   `json:"ca"` // holds the cluster CA key
+	// CertNotAfter is when the certificate it presents expires.
+	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
 }
 
 func (n *Node) localInfo() *memberInfo {
 	s := n.Status()
 	info := &memberInfo{ID: s.ID, State: s.State, LeaderID: s.LeaderID, AppliedIndex: s.AppliedIndex,
 		CommitIndex: s.CommitIndex, LastIndex: s.LastIndex, CA: n.HoldsCA()}
+	if n.fwd.tls != nil {
+		if leaf := n.fwd.tls.Certificate().Leaf; leaf != nil {
+			info.CertNotAfter = leaf.NotAfter.UTC()
+		}
+	}
 	if s.State != raft.Leader.String() {
 		if t := n.raft.LastContact(); t.IsZero() {
 			info.LastContact = "never"
@@ -130,8 +143,11 @@ func (n *Node) serveMember(c net.Conn) {
 // memberLocal carries out req on this node; changes need it to lead.
 // caller is the member that asked (its certificate's name).
 func (n *Node) memberLocal(req memberRequest, caller string) memberAnswer {
-	if req.Op == opInfo {
+	switch req.Op {
+	case opInfo:
 		return memberAnswer{Info: n.localInfo()}
+	case opCertify: // on a CA holder, leader or not
+		return n.certifyLocal(context.Background(), req, caller)
 	}
 	if n.raft.State() != raft.Leader {
 		return memberAnswer{Code: "not_leader", Error: fmt.Sprintf("%s is not the leader", n.cfg.ID)}
@@ -364,7 +380,9 @@ type MemberStatus struct {
 	Lag         uint64
 	LastContact string
 	CA          bool
-	Error       string // why it did not answer
+	// CertNotAfter: when the certificate it presents expires.
+	CertNotAfter time.Time
+	Error        string // why it did not answer
 }
 
 // ClusterStatus is the configuration and each member's view of itself.
@@ -439,7 +457,7 @@ func (n *Node) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
 		}
 		if r := results[i]; r.info != nil {
 			m.Reachable, m.State, m.AppliedIndex = true, r.info.State, r.info.AppliedIndex
-			m.LastContact, m.CA = r.info.LastContact, r.info.CA
+			m.LastContact, m.CA, m.CertNotAfter = r.info.LastContact, r.info.CA, r.info.CertNotAfter
 			if base > m.AppliedIndex {
 				m.Lag = base - m.AppliedIndex
 			}

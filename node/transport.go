@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -24,11 +25,26 @@ const (
 
 // ClusterTLS is what a node presents to its peers and trusts from them:
 // its certificate (server and client auth, issued by the cluster CA) and
-// the cluster CA.
+// the cluster CA. SetCertificate replaces the certificate while the node
+// runs (a renewal): new connections present the new one, open ones keep
+// theirs. Use it by pointer.
 type ClusterTLS struct {
-	Cert tls.Certificate
+	Cert tls.Certificate // the certificate at start
 	CA   *x509.CertPool
+
+	renewed atomic.Pointer[tls.Certificate]
 }
+
+// Certificate is the certificate new connections present.
+func (c *ClusterTLS) Certificate() *tls.Certificate {
+	if p := c.renewed.Load(); p != nil {
+		return p
+	}
+	return &c.Cert
+}
+
+// SetCertificate makes cert the one new connections present.
+func (c *ClusterTLS) SetCertificate(cert tls.Certificate) { c.renewed.Store(&cert) }
 
 // serverConfig verifies the certificate a peer presents against the
 // cluster CA (a foreign one fails the handshake). A peer without one is
@@ -37,10 +53,12 @@ type ClusterTLS struct {
 // protocol, so no unauthenticated connection reaches Raft.
 func (c *ClusterTLS) serverConfig() *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{c.Cert},
-		ClientAuth:   tls.VerifyClientCertIfGiven,
-		ClientCAs:    c.CA,
+		MinVersion: tls.VersionTLS13,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return c.Certificate(), nil
+		},
+		ClientAuth: tls.VerifyClientCertIfGiven,
+		ClientCAs:  c.CA,
 	}
 }
 
@@ -48,10 +66,12 @@ func (c *ClusterTLS) serverConfig() *tls.Config {
 // the host it was dialled at.
 func (c *ClusterTLS) clientConfig(host string) *tls.Config {
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{c.Cert},
-		RootCAs:      c.CA,
-		ServerName:   host,
+		MinVersion: tls.VersionTLS13,
+		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			return c.Certificate(), nil
+		},
+		RootCAs:    c.CA,
+		ServerName: host,
 	}
 }
 

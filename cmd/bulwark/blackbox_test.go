@@ -151,6 +151,13 @@ func (n *testNode) start() {
 // is ready.
 func (n *testNode) launch(args ...string) {
 	n.t.Helper()
+	n.spawn(args...)
+	n.waitReady()
+}
+
+// spawn runs `serve --config` with more arguments without waiting.
+func (n *testNode) spawn(args ...string) {
+	n.t.Helper()
 	n.logs = &lockedBuffer{}
 	n.cmd = exec.Command(n.bin, append([]string{"serve", "--config", n.config}, args...)...)
 	n.cmd.Stdout, n.cmd.Stderr = n.logs, n.logs
@@ -159,7 +166,6 @@ func (n *testNode) launch(args ...string) {
 	}
 	n.exited = make(chan error, 1)
 	go func() { n.exited <- n.cmd.Wait() }()
-	n.waitReady()
 }
 
 // stop sends SIGTERM and requires a clean exit within 15 s.

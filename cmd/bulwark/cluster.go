@@ -15,10 +15,10 @@ import (
 )
 
 // cmdCluster runs `bulwark cluster status | join-token [--ttl 1h] | remove
-// NODE` against the local daemon.
+// NODE | renew-cert` against the local daemon.
 func cmdCluster(args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("cluster: missing subcommand (status, join-token, remove)")
+		return usagef("cluster: missing subcommand (status, join-token, remove, renew-cert)")
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("cluster "+sub, flag.ContinueOnError)
@@ -31,7 +31,7 @@ func cmdCluster(args []string, stdout io.Writer) error {
 	}
 	want := 0
 	switch sub {
-	case "status", "join-token":
+	case "status", "join-token", "renew-cert":
 	case "remove":
 		want = 1
 	default:
@@ -82,6 +82,16 @@ func cmdCluster(args []string, stdout io.Writer) error {
 		}
 		fmt.Fprintf(stdout, "removed %s from the cluster\n", pos[0])
 		return nil
+	case "renew-cert":
+		var cr api.CertRenewal
+		if err := c.Do(ctx, http.MethodPost, "/admin/v1/cluster/renew-cert", nil, &cr); err != nil {
+			return err
+		}
+		if af.json {
+			return writeJSON(stdout, cr)
+		}
+		fmt.Fprintf(stdout, "node certificate renewed: serial %s, valid until %s\n", cr.Serial, cr.NotAfter.Format(time.RFC3339))
+		return nil
 	}
 	return nil
 }
@@ -93,24 +103,27 @@ func printClusterStatus(w io.Writer, st api.ClusterStatus) error {
 	}
 	fmt.Fprintf(w, "leader: %s\n", leader)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tADDRESS\tSUFFRAGE\tSTATE\tAPPLIED\tLAG\tLAST CONTACT\tCA")
+	fmt.Fprintln(tw, "NODE\tADDRESS\tSUFFRAGE\tSTATE\tAPPLIED\tLAG\tLAST CONTACT\tCERT EXPIRES\tCA")
 	for _, m := range st.Nodes {
 		name := m.ID
 		if m.Self {
 			name += " (this node)"
 		}
-		state, applied, lag, contact, ca := "unreachable", "-", "-", "-", ""
+		state, applied, lag, contact, expires, ca := "unreachable", "-", "-", "-", "-", ""
 		if m.Reachable {
 			state = m.State
 			applied, lag = strconv.FormatUint(m.AppliedIndex, 10), strconv.FormatUint(m.Lag, 10)
 			if m.LastContact != "" {
 				contact = m.LastContact
 			}
+			if m.CertNotAfter != nil {
+				expires = m.CertNotAfter.UTC().Format(time.DateOnly)
+			}
 		}
 		if m.CAHolder {
 			ca = "yes"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, m.Address, m.Suffrage, state, applied, lag, contact, ca)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", name, m.Address, m.Suffrage, state, applied, lag, contact, expires, ca)
 	}
 	return tw.Flush()
 }

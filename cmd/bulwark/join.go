@@ -127,10 +127,7 @@ func storeJoined(dataDir string, ks *tpm.Keystore, res *node.Joined) error {
 			return err
 		}
 	}
-	if err := atomicfile.MkdirPrivate(filepath.Join(dataDir, filepath.Dir(filepath.FromSlash(pki.NodeCertFile)))); err != nil {
-		return err
-	}
-	if err := atomicfile.WriteFile(filepath.Join(dataDir, filepath.FromSlash(pki.NodeCertFile)), pki.EncodeCertPEM(res.Cert), 0o644); err != nil {
+	if err := pki.WriteNodeCert(dataDir, res.Cert); err != nil {
 		return err
 	}
 	return atomicfile.WriteFile(filepath.Join(dataDir, pki.CAFile), pki.EncodeCertPEM(res.CA), 0o644)
@@ -182,18 +179,22 @@ func clusterCertificate(dataDir string, nodeCert tls.Certificate) (tls.Certifica
 // startClusterAdmin lets the node admit joiners when it holds the CA key,
 // finishes its own join (promotion to voter) in the background, and
 // returns the admin socket's cluster routes.
-func startClusterAdmin(ctx context.Context, n *node.Node, ks *tpm.Keystore, ca *x509.Certificate, logger *slog.Logger) api.AdminOption {
+func startClusterAdmin(ctx context.Context, n *node.Node, ks *tpm.Keystore, ca *x509.Certificate, renewer *certRenewer, logger *slog.Logger) api.AdminOption {
 	n.EnableJoin(ca, ks)
 	go func() {
 		if err := n.EnsureVoter(ctx); err != nil && ctx.Err() == nil {
 			logger.Error("could not become a voter of the cluster", "error", err)
 		}
 	}()
-	return api.AdminCluster(clusterService{n: n})
+	go renewer.run(ctx)
+	return api.AdminCluster(clusterService{n: n, renewer: renewer})
 }
 
 // clusterService is api.ClusterAdmin over the node.
-type clusterService struct{ n *node.Node }
+type clusterService struct {
+	n       *node.Node
+	renewer *certRenewer // nil: renew-cert is refused
+}
 
 func (s clusterService) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) {
 	st, err := s.n.ClusterStatus(ctx)
@@ -205,6 +206,9 @@ func (s clusterService) ClusterStatus(ctx context.Context) (api.ClusterStatus, e
 		out.Nodes = append(out.Nodes, api.ClusterNode{ID: m.ID, Address: m.Address, Suffrage: m.Suffrage,
 			Leader: m.Leader, Self: m.Self, Reachable: m.Reachable, State: m.State, AppliedIndex: m.AppliedIndex,
 			Lag: m.Lag, LastContact: m.LastContact, CAHolder: m.CA, Error: m.Error})
+		if !m.CertNotAfter.IsZero() {
+			out.Nodes[len(out.Nodes)-1].CertNotAfter = &m.CertNotAfter
+		}
 	}
 	return out, nil
 }

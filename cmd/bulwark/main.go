@@ -43,7 +43,7 @@ const usage = `usage: bulwark <command> [arguments]
   keys escrow-keygen PRIVATE_OUT PUBLIC_OUT | escrow-key FILE
   keys recovery-shares --threshold K --shares N
   keys recover [--data-dir DIR] (--escrow-private-key FILE | --share S ...)   (daemon stopped)
-  cluster status | join-token [--ttl 1h] | remove NODE
+  cluster status | join-token [--ttl 1h] | remove NODE | renew-cert
   backup create FILE [--force] | restore FILE [--data-dir DIR]   (restore: daemon stopped)
   version
 

@@ -14,7 +14,7 @@ import (
 // metricsHandler serves /metrics from a registry of this node's own: Go
 // runtime and process metrics, the seal mode, and Raft's state and indexes
 // read at scrape time.
-func metricsHandler(n *node.Node, core *authcore.Service, sealMode string) http.Handler {
+func metricsHandler(n *node.Node, core *authcore.Service, sealMode string, cluster *node.ClusterTLS) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	seal := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -26,7 +26,11 @@ func metricsHandler(n *node.Node, core *authcore.Service, sealMode string) http.
 		Name: "bulwark_password_checks_total",
 		Help: "Password hashes verified by this node (logins and password changes).",
 	}, func() float64 { return float64(core.PasswordChecks()) })
-	reg.MustRegister(seal, checks, nodeCollector{n})
+	certExpiry := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "bulwark_node_cert_expiry_timestamp_seconds",
+		Help: "When the node certificate the cluster port presents expires (Unix time); renewed 30 days ahead.",
+	}, func() float64 { return float64(cluster.Certificate().Leaf.NotAfter.Unix()) })
+	reg.MustRegister(seal, checks, certExpiry, nodeCollector{n})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	return mux

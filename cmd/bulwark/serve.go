@@ -181,8 +181,9 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	if err != nil {
 		return err
 	}
+	clusterTLS := &node.ClusterTLS{Cert: clusterCert, CA: caPool}
 	n, err := node.Open(node.Config{ID: cfg.NodeName, DataDir: cfg.DataDir, Advertise: advertise,
-		Listen: cfg.Cluster.Listen, TLS: &node.ClusterTLS{Cert: clusterCert, CA: caPool}, Join: joinedNode(ks), Logger: logger})
+		Listen: cfg.Cluster.Listen, TLS: clusterTLS, Join: joinedNode(ks), Logger: logger})
 	if err != nil {
 		return err
 	}
@@ -253,6 +254,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	apiTLS := pki.ServerTLSConfig(cert, cfg.TLSMinVersion())
 	apiTLS.Certificates, apiTLS.GetCertificate = nil, certs.GetCertificate
 	go reloadOnHUP(ctx, hup.configFile, hup.level, certs, logger)
+	renewer := &certRenewer{n: n, cluster: clusterTLS, api: certs, cfg: cfg, ks: ks, advertise: advertise,
+		log: logger.With("component", "pki")}
 	apiSrv := api.NewServer(cfg.API.Listen, handler, apiTLS, logger)
 
 	adminLn, err := api.ListenAdmin(cfg.AdminSocketPath(), api.ListenLogger(logger))
@@ -261,7 +264,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		return fmt.Errorf("admin socket: %w", err)
 	}
 	adminSrv := &http.Server{
-		Handler:           api.NewAdminHandler(core, core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(startDataKeyAdmin(ctx, ks, n, logger)), startClusterAdmin(ctx, n, ks, caCert, logger)),
+		Handler:           api.NewAdminHandler(core, core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(startDataKeyAdmin(ctx, ks, n, logger)), startClusterAdmin(ctx, n, ks, caCert, renewer, logger)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
@@ -271,7 +274,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		adminLn.Close()
 		return fmt.Errorf("metrics.listen: %w", err)
 	}
-	metricsSrv := &http.Server{Handler: metricsHandler(n, core, sealer.Mode()), ReadHeaderTimeout: 5 * time.Second}
+	metricsSrv := &http.Server{Handler: metricsHandler(n, core, sealer.Mode(), clusterTLS), ReadHeaderTimeout: 5 * time.Second}
 
 	errc := make(chan error, 3)
 	go func() { errc <- serveUntilClosed(apiSrv.ServeTLS(apiLn, "", "")) }()

@@ -61,7 +61,7 @@ func TestNewCA(t *testing.T) {
 		t.Errorf("serial %v", ca.SerialNumber)
 	case !ca.NotBefore.Equal(testNow.Add(-time.Minute)) || !ca.NotAfter.Equal(testNow.Add(CAValidity)):
 		t.Errorf("validity %v - %v", ca.NotBefore, ca.NotAfter)
-	case !samePublicKey(key.Public(), ca.PublicKey):
+	case !SamePublicKey(key.Public(), ca.PublicKey):
 		t.Error("public key differs")
 	case ca.Subject.CommonName != "test CA":
 		t.Errorf("CN = %q", ca.Subject.CommonName)

@@ -46,8 +46,10 @@ type KeyStore interface {
 // CA certificate to <dataDir>/ca.pem, then generates the node key ("tls") and
 // writes the node certificate, without its key, to <dataDir>/tls/node.pem.
 // Later it reuses both, re-issuing the node certificate (same key) when it
-// expires within RenewBefore, does not cover hosts, names another node or no
-// longer verifies; that needs the CA key, else the error wraps ErrNoCAKey.
+// no longer verifies, names another node, or RenewalDue says so. Issuing
+// needs the CA key: without it a certificate that is only due is returned
+// as it is (the caller renews it through the cluster, node.RenewCertificate),
+// and one that is unusable is an error wrapping ErrNoCAKey.
 // If ca.pem is lost but the CA key is present, the CA certificate is
 // re-created from the same key, so Pin and issued certificates stay valid.
 func Ensure(dataDir string, ks KeyStore, nodeName string, hosts []string, now time.Time) (tls.Certificate, *x509.CertPool, error) {
@@ -72,7 +74,13 @@ func Ensure(dataDir string, ks KeyStore, nodeName string, hosts []string, now ti
 	var leaf *x509.Certificate
 	var why error
 	if haveNodeKey {
-		leaf, why = reusableLeaf(certPath, nodeKey, pool, nodeName, hosts, now)
+		var due string
+		leaf, due, why = reusableLeaf(certPath, nodeKey, pool, nodeName, hosts, now)
+		if why == nil && due != "" && caKey != nil {
+			why = errors.New(due)
+		}
+		// Without the CA key a valid certificate that is due serves on: the
+		// running node renews it through a member that holds the key.
 	} else {
 		why = fmt.Errorf("keystore has no %q key", NodeKeyName)
 	}
@@ -89,12 +97,24 @@ func Ensure(dataDir string, ks KeyStore, nodeName string, hosts []string, now ti
 		if err != nil {
 			return tls.Certificate{}, nil, err
 		}
-		if err := atomicfile.WriteFile(certPath, EncodeCertPEM(leaf), 0o644); err != nil {
-			return tls.Certificate{}, nil, fmt.Errorf("pki: write %s: %w", NodeCertFile, err)
+		if err := WriteNodeCert(dataDir, leaf); err != nil {
+			return tls.Certificate{}, nil, err
 		}
 	}
 	cert := tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: nodeKey, Leaf: leaf}
 	return cert, pool, nil
+}
+
+// WriteNodeCert replaces <dataDir>/tls/node.pem with leaf, atomically.
+func WriteNodeCert(dataDir string, leaf *x509.Certificate) error {
+	path := filepath.Join(dataDir, filepath.FromSlash(NodeCertFile))
+	if err := atomicfile.MkdirPrivate(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("pki: %w", err)
+	}
+	if err := atomicfile.WriteFile(path, EncodeCertPEM(leaf), 0o644); err != nil {
+		return fmt.Errorf("pki: write %s: %w", NodeCertFile, err)
+	}
+	return nil
 }
 
 // ensureCA loads or creates the CA certificate. caKey is nil on a node that
@@ -119,7 +139,7 @@ func ensureCA(dataDir string, ks KeyStore, now time.Time) (*x509.Certificate, cr
 		if !haveKey {
 			return ca, nil, nil
 		}
-		if !samePublicKey(caKey.Public(), ca.PublicKey) {
+		if !SamePublicKey(caKey.Public(), ca.PublicKey) {
 			return nil, nil, fmt.Errorf("%w: keystore key %q does not match %s", ErrKeyMismatch, CAKeyName, caPath)
 		}
 		return ca, caKey, nil
@@ -147,17 +167,18 @@ func ensureCA(dataDir string, ks KeyStore, now time.Time) (*x509.Certificate, cr
 }
 
 // reusableLeaf returns the node certificate at path, or why it must be
-// re-issued.
-func reusableLeaf(path string, key crypto.Signer, pool *x509.CertPool, nodeName string, hosts []string, now time.Time) (*x509.Certificate, error) {
+// re-issued. due is set, with a nil error, when the certificate is valid
+// but RenewalDue says it should be replaced.
+func reusableLeaf(path string, key crypto.Signer, pool *x509.CertPool, nodeName string, hosts []string, now time.Time) (leaf *x509.Certificate, due string, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	certs, err := ParseCertPEM(b)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	leaf := certs[0]
+	leaf = certs[0]
 	_, err = leaf.Verify(x509.VerifyOptions{
 		Roots:       pool,
 		CurrentTime: now,
@@ -165,17 +186,26 @@ func reusableLeaf(path string, key crypto.Signer, pool *x509.CertPool, nodeName 
 	})
 	switch {
 	case err != nil:
-		return nil, err
-	case !samePublicKey(key.Public(), leaf.PublicKey):
-		return nil, fmt.Errorf("%w: keystore key %q", ErrKeyMismatch, NodeKeyName)
+		return nil, "", err
+	case !SamePublicKey(key.Public(), leaf.PublicKey):
+		return nil, "", fmt.Errorf("%w: keystore key %q", ErrKeyMismatch, NodeKeyName)
 	case leaf.Subject.CommonName != nodeName:
-		return nil, fmt.Errorf("certificate names node %q", leaf.Subject.CommonName)
-	case leaf.NotAfter.Sub(now) < RenewBefore:
-		return nil, fmt.Errorf("certificate expires at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
-	case !covers(leaf, hosts):
-		return nil, fmt.Errorf("certificate does not cover hosts %q", hosts)
+		return nil, "", fmt.Errorf("certificate names node %q", leaf.Subject.CommonName)
 	}
-	return leaf, nil
+	return leaf, RenewalDue(leaf, hosts, now), nil
+}
+
+// RenewalDue says why a valid node certificate should be replaced now: it
+// expires within RenewBefore, or does not cover hosts. "" means it need
+// not be.
+func RenewalDue(leaf *x509.Certificate, hosts []string, now time.Time) string {
+	switch {
+	case leaf.NotAfter.Sub(now) < RenewBefore:
+		return fmt.Sprintf("certificate expires at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+	case !covers(leaf, hosts):
+		return fmt.Sprintf("certificate does not cover hosts %q", hosts)
+	}
+	return ""
 }
 
 func newKey(ks KeyStore, name string) (crypto.Signer, error) {
@@ -189,7 +219,8 @@ func newKey(ks KeyStore, name string) (crypto.Signer, error) {
 	return key, nil
 }
 
-func samePublicKey(a, b crypto.PublicKey) bool {
+// SamePublicKey reports whether a and b are the same public key.
+func SamePublicKey(a, b crypto.PublicKey) bool {
 	eq, ok := a.(interface{ Equal(crypto.PublicKey) bool })
 	return ok && eq.Equal(b)
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -63,7 +64,7 @@ func ensure(t *testing.T, dataDir string, ks KeyStore, hosts []string, now time.
 	}); err != nil {
 		t.Fatalf("Ensure's certificate does not verify against its pool: %v", err)
 	}
-	if !samePublicKey(cert.PrivateKey.(crypto.Signer).Public(), cert.Leaf.PublicKey) {
+	if !SamePublicKey(cert.PrivateKey.(crypto.Signer).Public(), cert.Leaf.PublicKey) {
 		t.Fatal("Ensure's private key does not match its certificate")
 	}
 	return cert.Leaf, pool
@@ -100,7 +101,7 @@ func TestEnsureFirstStartAndRestart(t *testing.T) {
 	if err != nil || len(certs) != 1 || !certs[0].IsCA {
 		t.Fatalf("ca.pem: %d certs, err %v", len(certs), err)
 	}
-	if !samePublicKey(ks.keys[CAKeyName].Public(), certs[0].PublicKey) {
+	if !SamePublicKey(ks.keys[CAKeyName].Public(), certs[0].PublicKey) {
 		t.Fatal("ca.pem does not hold the keystore's CA key")
 	}
 	if !covers(leaf, hosts) || leaf.Subject.CommonName != "node-1" {
@@ -178,7 +179,7 @@ func TestEnsureReissue(t *testing.T) {
 				t.Fatalf("re-issued certificate: SANs %v %v, CN %q", leaf.DNSNames, leaf.IPAddresses, leaf.Subject.CommonName)
 			case leaf.NotAfter.Sub(now) < RenewBefore:
 				t.Fatalf("re-issued certificate expires at %v", leaf.NotAfter)
-			case !samePublicKey(leaf.PublicKey, nodeKey.Public()):
+			case !SamePublicKey(leaf.PublicKey, nodeKey.Public()):
 				t.Fatal("re-issue changed the node key")
 			case !bytes.Equal(readFile(t, filepath.Join(dataDir, CAFile)), caPEM):
 				t.Fatal("re-issue changed ca.pem")
@@ -192,17 +193,49 @@ func TestEnsureReissue(t *testing.T) {
 func TestEnsureWithoutCAKey(t *testing.T) {
 	dataDir := t.TempDir()
 	ks := newMemKeyStore()
-	ensure(t, dataDir, ks, nil, testNow)
+	first, _ := ensure(t, dataDir, ks, nil, testNow)
 	joined := ks.without(CAKeyName)
+
+	// A valid certificate that is due is served as it is: the running node
+	// renews it through the cluster. Nothing is written.
+	for _, tt := range []struct {
+		name  string
+		hosts []string
+		at    time.Time
+		due   string
+	}{
+		{"new host", []string{"new.example.com"}, testNow.Add(time.Hour), "does not cover hosts"},
+		{"expires within RenewBefore", nil, first.NotAfter.Add(-RenewBefore + time.Hour), "certificate expires at"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := snapshotDir(t, dataDir)
+			cert, _, err := Ensure(dataDir, joined, "node-1", tt.hosts, tt.at)
+			if err != nil {
+				t.Fatalf("Ensure: %v", err)
+			}
+			if !cert.Leaf.Equal(first) {
+				t.Fatal("Ensure without the CA key returned another certificate")
+			}
+			if why := RenewalDue(cert.Leaf, tt.hosts, tt.at); !strings.Contains(why, tt.due) {
+				t.Fatalf("RenewalDue = %q, want %q", why, tt.due)
+			}
+			assertSnapshotEqual(t, before, snapshotDir(t, dataDir))
+		})
+	}
+	if why := RenewalDue(first, nil, testNow.Add(time.Hour)); why != "" {
+		t.Fatalf("RenewalDue of a fresh certificate = %q", why)
+	}
+
+	// What cannot be served is refused, naming the missing CA key.
 	tests := []struct {
 		name   string
 		ks     KeyStore
-		hosts  []string
+		at     time.Time
 		before func(t *testing.T)
 	}{
-		{name: "new host", ks: joined, hosts: []string{"new.example.com"}},
-		{name: "no node key", ks: joined.without(NodeKeyName)},
-		{name: "ca.pem lost", ks: joined, before: func(t *testing.T) { removeFile(t, filepath.Join(dataDir, CAFile)) }},
+		{name: "expired", ks: joined, at: first.NotAfter.Add(time.Hour)},
+		{name: "no node key", ks: joined.without(NodeKeyName), at: testNow.Add(time.Hour)},
+		{name: "ca.pem lost", ks: joined, at: testNow.Add(time.Hour), before: func(t *testing.T) { removeFile(t, filepath.Join(dataDir, CAFile)) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -210,7 +243,7 @@ func TestEnsureWithoutCAKey(t *testing.T) {
 				tt.before(t)
 			}
 			before := snapshotDir(t, dataDir)
-			_, _, err := Ensure(dataDir, tt.ks, "node-1", tt.hosts, testNow.Add(time.Hour))
+			_, _, err := Ensure(dataDir, tt.ks, "node-1", nil, tt.at)
 			if !errors.Is(err, ErrNoCAKey) {
 				t.Fatalf("Ensure: %v, want ErrNoCAKey", err)
 			}

@@ -1,0 +1,150 @@
+package node
+
+// Certificate renewal.
+//
+// A node certificate lives pki.NodeCertTTL. Only a node that holds the
+// cluster CA key (the one that created the cluster) can issue one, so a
+// node that joined renews its own, while the old one is still valid, by
+// asking a CA holder over the cluster port: protocol 'M', op "certify",
+// with the public key and the extra hosts it wants certified.
+//
+// The mutual-TLS handshake says who asks; the holder issues only for that
+// name, only to a member of the current configuration (a removed node
+// gets nothing), for the host of its address in the configuration plus
+// the hosts it asks for. Every certificate issued is an audit entry,
+// committed before the certificate is handed out.
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/node/pki"
+)
+
+const opCertify = "certify"
+
+// ErrNoCAHolder: no reachable member holds the cluster CA key, so no
+// certificate can be issued now.
+var ErrNoCAHolder = errors.New("node: no reachable member holds the cluster CA key")
+
+// RenewCertificate asks for a new certificate of this node for pub (its
+// key; keeping the key makes the renewal safe to interrupt) naming the
+// host of its advertised address and hosts. A node holding the CA key
+// issues it itself; any other asks the members that say they hold it, in
+// turn. The certificate returned verifies against the cluster CA, names
+// this node and certifies pub; writing it down and presenting it
+// (ClusterTLS.SetCertificate) is the caller's part.
+func (n *Node) RenewCertificate(ctx context.Context, pub crypto.PublicKey, hosts []string) (*x509.Certificate, error) {
+	if n.fwd.tls == nil {
+		return nil, errors.New("node: no cluster transport")
+	}
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("node: renew certificate: %w", err)
+	}
+	req := memberRequest{Op: opCertify, ID: n.cfg.ID, Pub: der, Hosts: hosts}
+	var ans memberAnswer
+	if n.HoldsCA() {
+		ans = n.certifyLocal(ctx, req, n.cfg.ID)
+	} else {
+		var tried []string
+		for _, m := range n.memberInfos(ctx, n.servers()) {
+			if m.err != nil || !m.info.CA || m.id == n.cfg.ID {
+				continue
+			}
+			a, err := n.memberCall(ctx, m.address, req, memberTimeout)
+			if err == nil && a.Code == "" {
+				ans = a
+				break
+			}
+			if err == nil {
+				err = errors.New(a.Error)
+			}
+			tried = append(tried, fmt.Sprintf("%s: %v", m.id, err))
+		}
+		if ans.Cert == nil {
+			if len(tried) == 0 {
+				return nil, fmt.Errorf("%w (asked by %s)", ErrNoCAHolder, n.cfg.ID)
+			}
+			return nil, fmt.Errorf("node: certificate renewal refused: %s", strings.Join(tried, "; "))
+		}
+	}
+	if ans.Code != "" {
+		return nil, fmt.Errorf("node: certificate renewal refused: %s", ans.Error)
+	}
+	cert, err := x509.ParseCertificate(ans.Cert)
+	if err != nil {
+		return nil, fmt.Errorf("node: renewed certificate: %w", err)
+	}
+	_, err = cert.Verify(x509.VerifyOptions{Roots: n.fwd.tls.CA,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}})
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("node: renewed certificate does not verify: %w", err)
+	case cert.Subject.CommonName != n.cfg.ID:
+		return nil, fmt.Errorf("node: renewed certificate names %q, not %q", cert.Subject.CommonName, n.cfg.ID)
+	case !pki.SamePublicKey(pub, cert.PublicKey):
+		return nil, errors.New("node: renewed certificate is for another key")
+	}
+	return cert, nil
+}
+
+// certifyLocal issues, on a node holding the CA key, a certificate for
+// the member caller, recording it in the audit trail first.
+func (n *Node) certifyLocal(ctx context.Context, req memberRequest, caller string) memberAnswer {
+	a := n.joinAuth.Load()
+	caKey, ok := a.caKey()
+	if !ok {
+		return memberAnswer{Code: "refused", Error: fmt.Sprintf("%s does not hold the cluster CA key", n.cfg.ID)}
+	}
+	if req.ID != caller {
+		return memberAnswer{Code: "refused", Error: fmt.Sprintf("%s may not ask a certificate for %s: a node renews its own", caller, req.ID)}
+	}
+	var addr string
+	for _, s := range n.servers() {
+		if string(s.ID) == caller {
+			addr = string(s.Address)
+		}
+	}
+	if addr == "" {
+		return memberAnswer{Code: "not_member", Error: fmt.Sprintf("%s is not a member of the cluster; no certificate for it", caller)}
+	}
+	if len(req.Hosts) > maxJoinHosts {
+		return memberAnswer{Code: "refused", Error: fmt.Sprintf("%d hosts, at most %d", len(req.Hosts), maxJoinHosts)}
+	}
+	pub, err := parseNodePublicKey(req.Pub)
+	if err != nil {
+		return memberAnswer{Code: "refused", Error: "pub: " + err.Error()}
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return memberAnswer{Code: "refused", Error: fmt.Sprintf("member address %q: %v", addr, err)}
+	}
+	now := time.Now()
+	cert, err := pki.IssueNodeCert(a.ca, caKey, pub, caller, append([]string{host}, req.Hosts...), now, pki.NodeCertTTL)
+	if err != nil {
+		return memberAnswer{Code: "refused", Error: err.Error()}
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeAuditAppend, 1, now.UnixNano(), fsm.AuditAppend{
+		Type: "cluster.cert_issue", Severity: fsm.AuditInfo, Actor: "node:" + caller, Subject: caller,
+		Details: map[string]string{"issued_by": n.cfg.ID, "serial": cert.SerialNumber.Text(16),
+			"not_after": cert.NotAfter.UTC().Format(time.RFC3339)}})
+	if err == nil {
+		actx, cancel := context.WithTimeout(ctx, memberTimeout)
+		_, err = n.Apply(actx, cmd)
+		cancel()
+	}
+	if err != nil {
+		// No certificate leaves without its record.
+		return memberAnswer{Code: "no_leader", Error: fmt.Sprintf("recording the certificate in the audit trail: %v", err)}
+	}
+	n.log.Info("issued a node certificate", "id", caller, "serial", cert.SerialNumber.Text(16), "not_after", cert.NotAfter.UTC())
+	return memberAnswer{Cert: cert.Raw}
+}
