@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/hashicorp/raft"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/bulwark-auth/bulwark/fsm"
 )
@@ -22,14 +24,27 @@ import (
 // one forwarding path; handlers never see NotLeaderError while a leader is
 // reachable.
 //
-// Frames on a forwarding connection, both ways: a 4-byte big-endian
-// length, then that many bytes. Request: the encoded fsm.Command. Answer:
-// JSON {"index": N, "result": <fsm.EncodeResult>} or {"error": code}.
+// A forwarding connection carries many writes at once: the follower sends
+// each request as soon as it has it, the leader applies them concurrently
+// (so they share Raft batches) and answers each when it commits, in any
+// order. Frames, both ways: a 4-byte big-endian length, then that many
+// bytes: an 8-byte request id, then the payload. Request payload: the
+// encoded fsm.Command. Answer payload: JSON {"index": N, "result":
+// <fsm.EncodeResult>} or {"error": code}.
 const protoForward byte = 'F'
 
-// maxFrame bounds a frame: a command is at most fsm.MaxCommandBytes, an
-// answer a result of the same order.
-const maxFrame = 2 * fsm.MaxCommandBytes
+const (
+	// maxFrame bounds a frame: a command is at most fsm.MaxCommandBytes,
+	// an answer a result of the same order.
+	maxFrame = 2 * fsm.MaxCommandBytes
+	// forwardConns is how many connections a follower keeps to the
+	// leader; writes are spread over them.
+	forwardConns = 2
+	// maxForwardInFlight bounds the writes a leader applies at once for
+	// one connection; the connection's reader waits beyond it.
+	maxForwardInFlight = 1024
+	idSize             = 8
+)
 
 type forwardAnswer struct {
 	Index  uint64          `json:"index,omitempty"`
@@ -53,13 +68,23 @@ func notAppended(err error) bool {
 }
 
 func writeFrame(w *bufio.Writer, b []byte) error {
+	return writeFrameParts(w, b)
+}
+
+func writeFrameParts(w *bufio.Writer, parts ...[]byte) error {
+	size := 0
+	for _, p := range parts {
+		size += len(p)
+	}
 	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(b)))
+	binary.BigEndian.PutUint32(n[:], uint32(size))
 	if _, err := w.Write(n[:]); err != nil {
 		return err
 	}
-	if _, err := w.Write(b); err != nil {
-		return err
+	for _, p := range parts {
+		if _, err := w.Write(p); err != nil {
+			return err
+		}
 	}
 	return w.Flush()
 }
@@ -78,20 +103,34 @@ func readFrame(r *bufio.Reader) ([]byte, error) {
 	return b, err
 }
 
-// serveForward answers forwarded writes on one connection until it closes.
+// serveForward answers forwarded writes on one connection until it
+// closes, applying them concurrently.
 func (n *Node) serveForward(c net.Conn) {
 	defer c.Close()
 	r, w := bufio.NewReader(c), bufio.NewWriter(c)
+	var wmu sync.Mutex
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	sem := make(chan struct{}, maxForwardInFlight)
 	for {
 		req, err := readFrame(r)
-		if err != nil {
+		if err != nil || len(req) < idSize {
 			return
 		}
-		ans := n.applyForwarded(req)
-		b, err := json.Marshal(ans)
-		if err != nil || writeFrame(w, b) != nil {
-			return
-		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			b, err := json.Marshal(n.applyForwarded(req[idSize:]))
+			if err != nil {
+				b, _ = json.Marshal(forwardAnswer{Error: err.Error()})
+			}
+			wmu.Lock()
+			err = writeFrameParts(w, req[:idSize], b)
+			wmu.Unlock()
+			if err != nil {
+				c.Close() // the reader stops too
+			}
+		})
 	}
 }
 
@@ -123,51 +162,194 @@ func (n *Node) applyForwarded(data []byte) forwardAnswer {
 	return forwardAnswer{Index: f.Index(), Result: b}
 }
 
-// forwarder keeps idle connections to the leader for reuse: a TLS
-// handshake per write would cost more than the write.
+// forwarder keeps forwardConns connections to each leader it has sent
+// writes to: a TLS handshake per write would cost more than the write.
 type forwarder struct {
 	tls *ClusterTLS
 
-	mu   sync.Mutex
-	idle map[string][]net.Conn
+	mu     sync.Mutex
+	conns  map[string]*[forwardConns]*fwdConn
+	next   uint
+	closed bool
 }
 
-const maxIdleForward = 16
-
-func (f *forwarder) get(addr string, timeout time.Duration) (net.Conn, error) {
+// conn returns a live connection to addr, dialling one if needed.
+func (f *forwarder) conn(addr string, timeout time.Duration) (*fwdConn, error) {
 	f.mu.Lock()
-	if cs := f.idle[addr]; len(cs) > 0 {
-		c := cs[len(cs)-1]
-		f.idle[addr] = cs[:len(cs)-1]
+	if f.closed {
 		f.mu.Unlock()
-		return c, nil
+		return nil, ErrShutdown
+	}
+	if f.conns == nil {
+		f.conns = map[string]*[forwardConns]*fwdConn{}
+	}
+	slots := f.conns[addr]
+	if slots == nil {
+		slots = new([forwardConns]*fwdConn)
+		f.conns[addr] = slots
+	}
+	i := f.next % forwardConns
+	f.next++
+	if fc := slots[i]; fc != nil && fc.alive() {
+		f.mu.Unlock()
+		return fc, nil
 	}
 	f.mu.Unlock()
-	return dialCluster(f.tls, addr, protoForward, timeout)
-}
 
-func (f *forwarder) put(addr string, c net.Conn) {
+	c, err := dialCluster(f.tls, addr, protoForward, timeout)
+	if err != nil {
+		return nil, err
+	}
+	fc := newFwdConn(c)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.idle == nil {
-		f.idle = map[string][]net.Conn{}
+	if f.closed {
+		fc.fail(ErrShutdown)
+		return nil, ErrShutdown
 	}
-	if len(f.idle[addr]) >= maxIdleForward {
-		c.Close()
-		return
+	if cur := slots[i]; cur != nil && cur.alive() {
+		fc.fail(errors.New("not needed")) // another caller dialled first
+		return cur, nil
 	}
-	f.idle[addr] = append(f.idle[addr], c)
+	slots[i] = fc
+	return fc, nil
 }
 
 func (f *forwarder) close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, cs := range f.idle {
-		for _, c := range cs {
-			c.Close()
+	f.closed = true
+	for _, slots := range f.conns {
+		for _, fc := range slots {
+			if fc != nil {
+				fc.fail(ErrShutdown)
+			}
 		}
 	}
-	f.idle = nil
+	f.conns = nil
+}
+
+// fwdConn is one forwarding connection: callers write requests under wmu,
+// one reader hands each answer to the caller waiting for its id.
+type fwdConn struct {
+	c   net.Conn
+	wmu sync.Mutex
+	w   *bufio.Writer
+
+	mu      sync.Mutex
+	nextID  uint64
+	pending map[uint64]chan fwdReply
+	err     error // why the connection is dead; nil while it lives
+
+	lastRead atomic.Int64 // unix nanoseconds of the last answer
+}
+
+type fwdReply struct {
+	b   []byte
+	err error
+}
+
+func newFwdConn(c net.Conn) *fwdConn {
+	fc := &fwdConn{c: c, w: bufio.NewWriter(c), pending: map[uint64]chan fwdReply{}}
+	fc.lastRead.Store(time.Now().UnixNano())
+	go fc.readLoop()
+	return fc
+}
+
+func (fc *fwdConn) alive() bool {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.err == nil
+}
+
+func (fc *fwdConn) readLoop() {
+	r := bufio.NewReader(fc.c)
+	for {
+		b, err := readFrame(r)
+		if err == nil && len(b) < idSize {
+			err = errors.New("short forwarding answer")
+		}
+		if err != nil {
+			fc.fail(err)
+			return
+		}
+		fc.lastRead.Store(time.Now().UnixNano())
+		id := binary.BigEndian.Uint64(b)
+		fc.mu.Lock()
+		ch := fc.pending[id]
+		delete(fc.pending, id)
+		fc.mu.Unlock()
+		if ch != nil {
+			ch <- fwdReply{b: b[idSize:]}
+		}
+	}
+}
+
+// fail closes the connection and fails every caller still waiting on it.
+func (fc *fwdConn) fail(err error) {
+	fc.mu.Lock()
+	if fc.err != nil {
+		fc.mu.Unlock()
+		return
+	}
+	fc.err = err
+	pending := fc.pending
+	fc.pending = nil
+	fc.mu.Unlock()
+	fc.c.Close()
+	for _, ch := range pending {
+		ch <- fwdReply{err: err}
+	}
+}
+
+// call sends data and waits for its answer until deadline or ctx ends.
+// sent is false when the request certainly did not reach the leader.
+func (fc *fwdConn) call(ctx context.Context, deadline time.Time, data []byte) (answer []byte, sent bool, err error) {
+	ch := make(chan fwdReply, 1)
+	fc.mu.Lock()
+	if fc.err != nil {
+		err := fc.err
+		fc.mu.Unlock()
+		return nil, false, err
+	}
+	fc.nextID++
+	id := fc.nextID
+	fc.pending[id] = ch
+	fc.mu.Unlock()
+
+	var idb [idSize]byte
+	binary.BigEndian.PutUint64(idb[:], id)
+	fc.wmu.Lock()
+	fc.c.SetWriteDeadline(deadline)
+	err = writeFrameParts(fc.w, idb[:], data)
+	fc.wmu.Unlock()
+	if err != nil {
+		// A write that failed left the frame incomplete: the leader
+		// cannot have applied it.
+		fc.fail(err)
+		return nil, false, err
+	}
+	start := time.Now()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.b, true, r.err
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-t.C:
+		err = fmt.Errorf("no answer within %v", time.Since(start).Round(time.Millisecond))
+		// Silence for the whole wait, not one slow write, means the
+		// leader is gone or cut off: drop the connection, so later writes
+		// dial afresh.
+		if time.Unix(0, fc.lastRead.Load()).Before(start) {
+			fc.fail(err)
+		}
+	}
+	fc.mu.Lock()
+	delete(fc.pending, id)
+	fc.mu.Unlock()
+	return nil, true, err
 }
 
 // forward sends data to the leader at addr and returns the result once
@@ -179,22 +361,17 @@ func (n *Node) forward(ctx context.Context, addr string, cmd fsm.Command, data [
 	if !ok {
 		deadline = time.Now().Add(n.cfg.ApplyTimeout)
 	}
-	c, err := n.fwd.get(addr, time.Until(deadline))
+	fc, err := n.fwd.conn(addr, time.Until(deadline))
 	if err != nil { // nothing was sent
 		return nil, fmt.Errorf("%w: %w: forwarding to the leader at %s: %v", ErrNoLeader, errNotApplied, addr, err)
 	}
-	c.SetDeadline(deadline)
-	if err := writeFrame(bufio.NewWriter(c), data); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("%w: forwarding to the leader at %s: %v", ErrNoLeader, addr, err)
-	}
-	b, err := readFrame(bufio.NewReader(c))
-	if err != nil {
-		c.Close()
+	b, sent, err := fc.call(ctx, deadline, data)
+	switch {
+	case err != nil && !sent:
+		return nil, fmt.Errorf("%w: %w: forwarding to the leader at %s: %v", ErrNoLeader, errNotApplied, addr, err)
+	case err != nil:
 		return nil, fmt.Errorf("%w: no answer from the leader at %s: %v", ErrNoLeader, addr, err)
 	}
-	c.SetDeadline(time.Time{})
-	n.fwd.put(addr, c)
 	var ans forwardAnswer
 	if err := json.Unmarshal(b, &ans); err != nil {
 		return nil, fmt.Errorf("node: forwarded answer: %w", err)

@@ -360,11 +360,12 @@ func (n *Node) applyOnce(ctx context.Context, cmd fsm.Command, data []byte, time
 	return res.Value, res.Err, false
 }
 
-// awaitNewLeader waits until a leader other than the last one known (or
-// any, if none was known) is known, at most two election timeouts and
-// never past deadline.
+// awaitNewLeader waits a moment, then until a leader is known: another
+// node, or the same one again (a leader that stepped down under load is
+// often re-elected), at most two election timeouts and never past
+// deadline. The write it precedes reached no log, so sending it again to
+// a node that still does not lead costs one more refusal, not a duplicate.
 func (n *Node) awaitNewLeader(ctx context.Context, deadline time.Time) bool {
-	_, old := n.raft.LeaderWithID()
 	limit := time.Now().Add(2 * n.cfg.ElectionTimeout)
 	if limit.After(deadline) {
 		limit = deadline
@@ -375,7 +376,7 @@ func (n *Node) awaitNewLeader(ctx context.Context, deadline time.Time) bool {
 			return false
 		case <-time.After(10 * time.Millisecond):
 		}
-		if _, id := n.raft.LeaderWithID(); id != "" && (id != old || n.raft.State() == raft.Leader) {
+		if _, id := n.raft.LeaderWithID(); id != "" {
 			return true
 		}
 	}
