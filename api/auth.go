@@ -365,10 +365,6 @@ func (a *apiHandlers) adminRevokeUserSessions(w http.ResponseWriter, r *http.Req
 	writeJSON(w, r, http.StatusOK, map[string]int{"revoked": n})
 }
 
-func (a *apiHandlers) adminAudit(w http.ResponseWriter, r *http.Request, _ *authcore.Principal) {
-	serveAudit(w, r, a.auth)
-}
-
 // serveAudit answers GET …/audit?after=SEQ&limit=N with {"entries":[…]},
 // on the API and the admin socket alike.
 func serveAudit(w http.ResponseWriter, r *http.Request, auth Auth) {

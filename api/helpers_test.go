@@ -69,6 +69,16 @@ type fakeUsers struct {
 	err   error
 	users map[string]authcore.User
 	last  authcore.NewUser
+	// barriers counts ReadBarrier calls; barrierErr is what they return.
+	barriers   int
+	barrierErr error
+}
+
+func (f *fakeUsers) ReadBarrier(context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.barriers++
+	return f.barrierErr
 }
 
 func newFakeUsers() *fakeUsers { return &fakeUsers{users: map[string]authcore.User{}} }

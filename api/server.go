@@ -22,6 +22,9 @@ type UserAdmin interface {
 	User(ctx context.Context, nameOrID string) (authcore.User, error)
 	SetDisabled(ctx context.Context, nameOrID string, disabled bool) (authcore.User, error)
 	DeleteUser(ctx context.Context, nameOrID string) error
+	// ReadBarrier returns once the local state holds every write the
+	// cluster acknowledged before the call (authcore.Service.ReadBarrier).
+	ReadBarrier(ctx context.Context) error
 }
 
 // Readiness reports whether this node can serve, and if not, why (the node
@@ -83,18 +86,34 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 
 		ur := userRoutes{users: users, base: "/v1/admin/users/"}
 		mux.Handle("POST /v1/admin/users", a.admin(anyPrincipal(ur.create)))
-		mux.Handle("GET /v1/admin/users", a.admin(anyPrincipal(ur.list)))
-		mux.Handle("GET /v1/admin/users/{user}", a.admin(anyPrincipal(ur.get)))
+		// The admin API's reads are linearizable: an admin sees every
+		// change acknowledged anywhere in the cluster before asking.
+		mux.Handle("GET /v1/admin/users", a.admin(anyPrincipal(a.linearizable(ur.list))))
+		mux.Handle("GET /v1/admin/users/{user}", a.admin(anyPrincipal(a.linearizable(ur.get))))
 		mux.Handle("PATCH /v1/admin/users/{user}", a.admin(a.adminPatchUser))
 		mux.Handle("DELETE /v1/admin/users/{user}", a.admin(anyPrincipal(ur.delete)))
 		mux.Handle("POST /v1/admin/users/{user}/unlock", a.admin(a.adminUnlockUser))
 		mux.Handle("DELETE /v1/admin/users/{user}/sessions", a.admin(a.adminRevokeUserSessions))
-		mux.Handle("GET /v1/admin/audit", a.admin(a.adminAudit))
+		mux.Handle("GET /v1/admin/audit", a.admin(anyPrincipal(a.linearizable(func(w http.ResponseWriter, r *http.Request) {
+			serveAudit(w, r, a.auth)
+		}))))
 		mux.Handle("GET /v1/admin/cluster", a.admin(anyPrincipal(clusterHandlers{c: opts.Cluster}.status)))
 		// Still to come: POST /v1/auth/mfa, /v1/me/mfa/totp[/confirm],
 		// GET /v1/admin/cluster, GET /.well-known/openid-configuration and
 		// the /oauth2/ endpoints.
 	})
+}
+
+// linearizable serves h after a read barrier, so the local state it reads
+// holds every write acknowledged before the request.
+func (a *apiHandlers) linearizable(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := a.users.ReadBarrier(r.Context()); err != nil {
+			writeError(w, r, err)
+			return
+		}
+		h(w, r)
+	}
 }
 
 // newRouter builds a mux with register's routes behind the middleware, and

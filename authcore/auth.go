@@ -334,11 +334,18 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 
 // Authenticate checks a bearer access token: signature, claims, and that
 // its session is alive and its user enabled in the local state, so a
-// revoked session is refused although its JWT has not expired.
+// revoked session is refused although its JWT has not expired. With
+// WithFreshness, a node whose state may be stale answers that error
+// instead.
 func (s *Service) Authenticate(ctx context.Context, bearer string) (*Principal, error) {
 	claims, err := s.verifier.verify(bearer, s.now())
 	if err != nil {
 		return nil, err
+	}
+	if s.fresh != nil {
+		if err := s.fresh(); err != nil {
+			return nil, err
+		}
 	}
 	var p *Principal
 	now := s.now()

@@ -341,3 +341,35 @@ func TestBurstOfCorrectLoginsIsServed(t *testing.T) {
 		t.Errorf("a correct login in a burst failed: %v", err)
 	}
 }
+
+// A node that says its state may be stale vouches for no session, and a
+// read barrier is one no-op entry through the store.
+func TestFreshnessAndReadBarrier(t *testing.T) {
+	s, _ := newAuthService(t, Config{})
+	tok := login(t, s)
+	errStale := errors.New("no contact with the leader")
+	stale := false
+	s.fresh = func() error {
+		if stale {
+			return errStale
+		}
+		return nil
+	}
+	if _, err := s.Authenticate(context.Background(), tok.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	stale = true
+	if p, err := s.Authenticate(context.Background(), tok.AccessToken); !errors.Is(err, errStale) || p != nil {
+		t.Fatalf("Authenticate on a stale node: %v, %v", p, err)
+	}
+	// A forged token is still refused as such, before freshness matters.
+	if _, err := s.Authenticate(context.Background(), tok.AccessToken+"x"); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("a forged token on a stale node: %v", err)
+	}
+
+	st := s.store.(*localStore)
+	before := st.index
+	if err := s.ReadBarrier(context.Background()); err != nil || st.index != before+1 {
+		t.Fatalf("ReadBarrier: %v, %d entries", err, st.index-before)
+	}
+}

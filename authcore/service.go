@@ -120,6 +120,7 @@ type Service struct {
 	vault    KeyVault
 	rotateMu sync.Mutex
 	verifier *verifier
+	fresh    func() error // nil: the local state is always fresh enough
 
 	passwordChecks atomic.Int64
 }
@@ -157,6 +158,26 @@ func (s *Service) currentSigner() TokenSigner {
 
 // WithLogger sets where security events are mirrored.
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
+
+// WithFreshness makes every session check ask fresh first whether the
+// local state is recent enough to trust; its error (the node has lost
+// contact with the cluster) is returned instead of an answer, so a node
+// cut off from the leader stops vouching for sessions that may have been
+// revoked elsewhere.
+func WithFreshness(fresh func() error) Option { return func(s *Service) { s.fresh = fresh } }
+
+// ReadBarrier returns once the local state holds every write the cluster
+// acknowledged before the call: a read after it is linearizable. It costs
+// one Raft commit (a no-op entry), so only reads that must not be stale
+// (the admin API's) use it.
+func (s *Service) ReadBarrier(ctx context.Context) error {
+	cmd, err := fsm.NewCommand(fsm.TypeReadBarrier, 1, s.now().UnixNano(), fsm.ReadBarrier{})
+	if err != nil {
+		return err
+	}
+	_, err = s.store.Apply(ctx, cmd)
+	return err
+}
 
 // New builds a Service over store.
 func New(store Store, cfg Config, opts ...Option) (*Service, error) {

@@ -404,6 +404,29 @@ func (n *Node) raftErr(err error) error {
 // entries not yet applied here.
 func (n *Node) View(fn func(fsm.Reader) error) error { return n.store.View(fn) }
 
+// Fresh bounds how stale the local state may be when read: it returns nil
+// on the leader and on a follower that heard from the leader within
+// maxStale, else an error wrapping ErrNoLeader. A follower cut off from
+// the leader (a partition, a removed node, a lost quorum) stops passing
+// maxStale after the cut; a leader cut off from its quorum steps down
+// within the leader lease (half the heartbeat timeout).
+func (n *Node) Fresh(maxStale time.Duration) error {
+	switch n.raft.State() {
+	case raft.Leader:
+		return nil
+	case raft.Shutdown:
+		return ErrShutdown
+	}
+	last := n.raft.LastContact()
+	if last.IsZero() {
+		return fmt.Errorf("%w: this node has not heard from a leader since it started; its state may be stale", ErrNoLeader)
+	}
+	if d := time.Since(last); d > maxStale {
+		return fmt.Errorf("%w: this node last heard from the leader %v ago; its state may be stale", ErrNoLeader, d.Round(time.Millisecond))
+	}
+	return nil
+}
+
 // Status is a point-in-time picture of the node for readiness and metrics.
 type Status struct {
 	ID           string

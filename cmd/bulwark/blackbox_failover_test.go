@@ -233,3 +233,58 @@ func TestBlackBoxClusterGracefulLeaderStop(t *testing.T) {
 		t.Errorf("writes stalled %v during a graceful leader stop", worst)
 	}
 }
+
+// TestBlackBoxClusterStaleNodeRefusesSessions: the admin API's reads on a
+// follower see a user created through another node at once (a read
+// barrier), and a node left without the rest of its cluster stops
+// vouching for sessions once cluster.max_staleness has passed: it answers
+// 503 no_leader instead of trusting state that may miss a revocation.
+func TestBlackBoxClusterStaleNodeRefusesSessions(t *testing.T) {
+	nodes := formCluster(t, "[auth.rate_limit]\nexempt = [\"127.0.0.0/8\"]\n")
+	leader := leaderOf(t, nodes)
+	var lone *testNode
+	for _, n := range nodes {
+		if n != leader {
+			lone = n
+		}
+	}
+	leader.addUser("root", clusterPassword, true)
+	var access string
+	for deadline := time.Now().Add(5 * time.Second); access == ""; time.Sleep(50 * time.Millisecond) {
+		if code, tok := lone.login("root", clusterPassword); code == 200 {
+			access = tok["access_token"].(string)
+		} else if time.Now().After(deadline) {
+			t.Fatalf("login on %s: %d %v", lone.name(), code, tok)
+		}
+	}
+	// Created through the leader, listed at once by the follower's admin API.
+	leader.addUser("fresh-user", clusterPassword, false)
+	if code, out, _ := lone.apiCall("GET", "/v1/admin/users/fresh-user", access, nil); code != 200 || out["username"] != "fresh-user" {
+		t.Fatalf("GET /v1/admin/users/fresh-user on a follower right after its creation: %d %v", code, out)
+	}
+
+	for _, n := range nodes {
+		if n != lone {
+			n.stop()
+		}
+	}
+	cut := time.Now()
+	for {
+		code, out, _ := lone.apiCall("GET", "/v1/me", access, nil)
+		if code == 503 && out["error"] == "no_leader" {
+			t.Logf("%s refused sessions %v after losing the rest of its cluster (cluster.max_staleness 2s)",
+				lone.name(), time.Since(cut).Round(time.Millisecond))
+			break
+		}
+		if code != 200 {
+			t.Fatalf("/v1/me on the lone node: %d %v", code, out)
+		}
+		if time.Since(cut) > 10*time.Second {
+			t.Fatal("the lone node still vouches for sessions 10 s after losing its cluster")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, out, _ := lone.apiCall("GET", "/v1/admin/users", access, nil); code != 503 || out["error"] != "no_leader" {
+		t.Fatalf("admin read without a quorum: %d %v", code, out)
+	}
+}

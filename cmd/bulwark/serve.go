@@ -215,7 +215,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		OnLimit:            sess.OnLimit,
 		NodeID:             cfg.NodeName,
 		SigningAlg:         cfg.Tokens.Algorithm,
-	}, authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")))
+	}, authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
+		authcore.WithFreshness(func() error { return n.Fresh(cfg.Cluster.MaxStaleness.Duration) }))
 	if err != nil {
 		return err
 	}

@@ -70,6 +70,11 @@ type Cluster struct {
 	// Advertise is the host:port other nodes dial; empty means derived by
 	// the daemon.
 	Advertise string `toml:"advertise"`
+	// MaxStaleness is how long a node that has lost contact with the
+	// leader keeps answering session checks from its own state; after
+	// that they answer 503 no_leader, so a node cut off from the cluster
+	// does not vouch for sessions revoked elsewhere.
+	MaxStaleness Duration `toml:"max_staleness"`
 }
 
 // Seal is the [seal] table: how the key-encryption key is protected.
@@ -165,7 +170,7 @@ func Default() Config {
 			TrustedProxies: []CIDR{},
 			MaxBodyBytes:   64 << 10,
 		},
-		Cluster: Cluster{Listen: ":8444"},
+		Cluster: Cluster{Listen: ":8444", MaxStaleness: Duration{2 * time.Second}},
 		Seal:    Seal{Mode: "tpm", Device: "/dev/tpmrm0", PCRs: []int{}, Signing: "keystore"},
 		Auth: Auth{
 			Security: Security{

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Sentinel errors, matched with errors.Is on what Load, Validate and Resolve
@@ -146,6 +147,10 @@ func (c *Config) Validate() error {
 		} else if host, _, _ := net.SplitHostPort(a); isUnspecified(host) {
 			v.add("cluster.advertise", "%q: other nodes cannot dial an unspecified address, name this node's address", a)
 		}
+	}
+
+	if v.positive("cluster.max_staleness", c.Cluster.MaxStaleness) && c.Cluster.MaxStaleness.Duration > time.Minute {
+		v.add("cluster.max_staleness", "%s is too long: a node cut off from the cluster would vouch for revoked sessions that long; at most 1m", c.Cluster.MaxStaleness)
 	}
 
 	v.oneOf("seal.mode", c.Seal.Mode, "tpm", "software")

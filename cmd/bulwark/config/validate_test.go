@@ -27,6 +27,7 @@ var badValues = []struct {
 	{key: "api.admin_socket", value: `"relative.sock"`},
 	{key: "cluster.listen", value: `"localhost"`},
 	{key: "cluster.advertise", value: `":8444"`},
+	{key: "cluster.max_staleness", value: `"2m"`},
 	{key: "seal.mode", value: `"hsm"`},
 	{key: "seal.device", value: `"tpm0"`},
 	{key: "seal.pcrs", value: `[7, 24]`},
