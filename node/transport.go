@@ -85,6 +85,7 @@ type clusterListener struct {
 
 	mu       sync.RWMutex
 	handlers map[byte]func(net.Conn) // other protocols, registered once their server is up
+	closed   bool                    // no connection is queued for Raft any more
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -148,9 +149,7 @@ func (l *clusterListener) route(c net.Conn) {
 	}
 	switch b[0] {
 	case protoRaft:
-		select {
-		case l.raft <- tc:
-		case <-l.done:
+		if !l.queueRaft(tc) {
 			tc.Close()
 		}
 	default:
@@ -163,6 +162,23 @@ func (l *clusterListener) route(c net.Conn) {
 			return
 		}
 		h(tc)
+	}
+}
+
+// queueRaft hands a Raft connection to the transport's Accept, unless the
+// listener is closed: a connection queued after Close would never be
+// served, and its dialler would wait for its reply until its I/O timeout.
+func (l *clusterListener) queueRaft(c net.Conn) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return false
+	}
+	select {
+	case l.raft <- c:
+		return true
+	case <-l.done:
+		return false
 	}
 }
 
@@ -181,6 +197,19 @@ func (l *clusterListener) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.done)
 		err = l.ln.Close()
+		l.mu.Lock()
+		l.closed = true
+		l.mu.Unlock()
+		// Raft will accept none of the connections still queued: close
+		// them, so their diallers fail now rather than at their timeout.
+		for {
+			select {
+			case c := <-l.raft:
+				c.Close()
+			default:
+				return
+			}
+		}
 	})
 	return err
 }
