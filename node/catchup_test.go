@@ -345,12 +345,18 @@ func testCatchUpBySnapshot(t *testing.T, crash bool) {
 		t.Fatal(err)
 	}
 	ready := time.Since(reopened)
-	// Ready is not "caught up": a restarted follower learns the leader's
-	// commit index only from an AppendEntries or InstallSnapshot, so it
-	// reports Ready on the first heartbeat when its own newest snapshot
-	// covers its whole log. Logged, not asserted.
+	// Ready means caught up: the restarted follower asked the leader how
+	// far to catch up, so when it says Ready it holds every write made
+	// while it was down, although its own log ended where its snapshot
+	// did and heartbeats carry no commit index.
 	atReady := f.Status().AppliedIndex
 	usersAtReady := len(users(t, f))
+	if atReady <= goneThrough {
+		t.Fatalf("ready with state at %d, before the writes made while it was down (through %d)", atReady, goneThrough)
+	}
+	if err := f.Fresh(time.Minute); err != nil {
+		t.Fatalf("ready but not fresh: %v", err)
+	}
 	want := waitConverged(t, c.running(), catchUpPatience)
 	caughtUp := time.Since(reopened)
 

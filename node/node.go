@@ -144,6 +144,9 @@ type Node struct {
 	appliedMu sync.Mutex
 	appliedCh chan struct{} // closed and replaced after every applied batch
 
+	catchUp               // catchup.go
+	done    chan struct{} // closed by Close
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -156,7 +159,7 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.ID == "" || cfg.Advertise == "" || cfg.DataDir == "" {
 		return nil, fmt.Errorf("node: ID, Advertise and DataDir are required")
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), appliedCh: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), appliedCh: make(chan struct{}), done: make(chan struct{})}
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
 		return nil, err
@@ -254,6 +257,7 @@ func Open(cfg Config) (*Node, error) {
 		n.cluster.handle(protoForward, n.serveForward)
 		n.cluster.handle(protoJoin, n.serveJoin)     // join.go
 		n.cluster.handle(protoMember, n.serveMember) // membership.go
+		go n.trackCatchUp()
 	}
 	ok = true
 	return n, nil
@@ -432,6 +436,9 @@ func (n *Node) Fresh(maxStale time.Duration) error {
 	if d := time.Since(last); d > maxStale {
 		return fmt.Errorf("%w: this node last heard from the leader %v ago; its state may be stale", ErrNoLeader, d.Round(time.Millisecond))
 	}
+	if why := n.behindLeader(); why != "" {
+		return fmt.Errorf("%w: %s", ErrNoLeader, why)
+	}
 	return nil
 }
 
@@ -481,18 +488,22 @@ func (n *Node) Ready() (bool, string) {
 	case !n.appliedThrough(s.AppliedIndex, handed):
 		return false, fmt.Sprintf("applying: state at %d of %d", s.AppliedIndex, handed)
 	}
+	if why := n.behindLeader(); why != "" {
+		return false, why
+	}
 	return true, ""
 }
 
 // appliedThrough reports whether state.db, at index applied, holds every
 // entry up to index handed. Raft's no-op and barrier entries never reach
-// the state machine, so a gap made only of them is no gap.
+// the state machine, so a gap made only of them is no gap; an entry this
+// node has not received (past the end of its log and snapshots) is.
 func (n *Node) appliedThrough(applied, handed uint64) bool {
 	if applied >= handed {
 		return true
 	}
-	if handed-applied > 64 {
-		return false
+	if handed-applied > 64 || handed > n.raft.LastIndex() {
+		return false // far behind, or not even received yet
 	}
 	for i := applied + 1; i <= handed; i++ {
 		var l raft.Log
@@ -531,6 +542,7 @@ func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
 // timeout.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		close(n.done)
 		if n.raft.State() == raft.Leader && n.voters() > 1 {
 			if err := n.raft.LeadershipTransfer().Error(); err != nil {
 				n.log.Warn("leadership transfer before shutdown failed", "error", err)

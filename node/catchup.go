@@ -1,0 +1,92 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// Knowing how far to catch up.
+//
+// A follower learns the commit index from AppendEntries, capped at the end
+// of its own log, and heartbeats carry none. So a follower that restarts
+// (or comes back from a partition) with a log that ends where its own
+// snapshot does sees itself caught up with old state until the leader's
+// InstallSnapshot lands, which may take seconds. Such a node must be
+// neither Ready nor Fresh: it asks the leader for its commit index (the
+// 'M' info call) and counts as caught up once it has applied that far.
+// It asks again whenever it has gone an election timeout without hearing
+// from a leader.
+
+// catchUp is the tracker's finding: caughtUp once this node knows how far
+// to catch up (or leads), to index catchUpTo.
+type catchUp struct {
+	caughtUp  atomic.Bool
+	catchUpTo atomic.Uint64
+}
+
+// catchUpPoll is how often the tracker looks at the node's contact with
+// the leader.
+const catchUpPoll = 50 * time.Millisecond
+
+// trackCatchUp runs until the node closes.
+func (n *Node) trackCatchUp() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-n.done
+		cancel()
+	}()
+	t := time.NewTicker(catchUpPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-t.C:
+		}
+		if n.raft.State() == raft.Leader {
+			// Its own commit index is the cluster's; Ready compares them.
+			n.catchUpTo.Store(0)
+			n.caughtUp.Store(true)
+			continue
+		}
+		if last := n.raft.LastContact(); last.IsZero() || time.Since(last) > n.cfg.ElectionTimeout {
+			n.caughtUp.Store(false) // out of touch: ask again once a leader is back
+		}
+		if n.caughtUp.Load() {
+			continue
+		}
+		addr, id := n.raft.LeaderWithID()
+		if id == "" || string(id) == n.cfg.ID {
+			continue
+		}
+		ans, err := n.memberCall(ctx, string(addr), memberRequest{Op: opInfo}, infoTimeout)
+		if err != nil || ans.Info == nil || ans.Info.State != raft.Leader.String() {
+			continue
+		}
+		n.catchUpTo.Store(ans.Info.CommitIndex)
+		n.caughtUp.Store(true)
+	}
+}
+
+// behindLeader says, when it is so, that this node has not yet applied
+// what the leader had committed when it last asked, or does not know how
+// far that is.
+func (n *Node) behindLeader() string {
+	if n.cluster == nil {
+		return "" // a single node on the in-memory transport leads itself
+	}
+	if !n.caughtUp.Load() {
+		return "asking the leader how far to catch up"
+	}
+	target := n.catchUpTo.Load()
+	applied, _, _ := n.store.Applied()
+	if !n.appliedThrough(applied, target) {
+		return fmt.Sprintf("catching up with the leader: state at %d of %d", applied, target)
+	}
+	return ""
+}
