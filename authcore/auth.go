@@ -311,7 +311,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 		return Tokens{}, err
 	}
 	ri := requestInfo(ctx)
-	cmd, err := fsm.NewCommand(fsm.TypeSessionRefresh, 1, s.now().UnixNano(), fsm.SessionRefresh{
+	cmd, err := fsm.NewCommand(fsm.TypeSessionRefresh, 2, s.now().UnixNano(), fsm.SessionRefresh{
 		OldHash: hashToken(refreshToken), NewHash: hashToken(next), IP: ri.IP, UserAgent: ri.UserAgent})
 	if err != nil {
 		return Tokens{}, err

@@ -129,7 +129,9 @@ func (s *Session) Alive(t time.Time) bool {
 }
 
 // refreshRecord is a refresh token's hash → its session; Used marks a token
-// already exchanged, kept to detect reuse.
+// already exchanged by session.refresh v1, kept to detect reuse. From v2
+// on a token is dead when its session's RefreshHash is another one, and
+// its record is never rewritten.
 type refreshRecord struct {
 	SessionID string `json:"sid"`
 	Used      bool   `json:"used,omitempty"`
@@ -207,6 +209,7 @@ var sessionHandlers = map[handlerKey]handler{
 	{TypeLockoutReset, 1}:   applyLockoutReset,
 	{TypeSessionCreate, 1}:  applySessionCreate,
 	{TypeSessionRefresh, 1}: applySessionRefresh,
+	{TypeSessionRefresh, 2}: applySessionRefreshV2,
 	{TypeSessionRevoke, 1}:  applySessionRevoke,
 	{TypeUserRevoke, 1}:     applyUserRevoke,
 	{TypeUserPassword, 1}:   applyUserPassword,
@@ -368,7 +371,21 @@ func applySessionCreate(t txn, c Command) (any, error) {
 	return s, nil
 }
 
+// applySessionRefresh is session.refresh v1: the exchanged token's record
+// is rewritten with Used set.
 func applySessionRefresh(t txn, c Command) (any, error) {
+	return refreshSession(t, c, true)
+}
+
+// applySessionRefreshV2 is session.refresh v2: the same exchange, but the
+// exchanged token's record is left as it is (one leaf page less per
+// refresh on every node); a token whose session has moved on to another
+// RefreshHash is dead, and presenting it again is reuse.
+func applySessionRefreshV2(t txn, c Command) (any, error) {
+	return refreshSession(t, c, false)
+}
+
+func refreshSession(t txn, c Command, markUsed bool) (any, error) {
 	var p SessionRefresh
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
@@ -388,7 +405,11 @@ func applySessionRefresh(t txn, c Command) (any, error) {
 	if err != nil {
 		return nil, ErrInvalidGrant
 	}
-	if rec.Used {
+	// Dead: marked so by v1, or its session has moved on to another token
+	// (v2 marks nothing). In a log of v1 entries alone the two are the
+	// same (every move marks the old record), so v1's outcome is as it
+	// always was; in a log that mixes versions, v1 sees v2's dead tokens.
+	if rec.Used || s.RefreshHash != p.OldHash {
 		// RFC 9700 4.14.2: a refresh token used twice means one of the two
 		// holders is an attacker; end the session for both.
 		ev := AuditAppend{Type: "refresh.reuse", Severity: AuditCritical,
@@ -416,8 +437,10 @@ func applySessionRefresh(t txn, c Command) (any, error) {
 	if t.tx.Bucket(bucketRefresh).Get([]byte(p.NewHash)) != nil {
 		return nil, fmt.Errorf("%w: refresh token id reused", ErrInvalidCommand)
 	}
-	if err := t.putRefresh(p.OldHash, refreshRecord{SessionID: s.ID, Used: true}); err != nil {
-		return nil, err
+	if markUsed {
+		if err := t.putRefresh(p.OldHash, refreshRecord{SessionID: s.ID, Used: true}); err != nil {
+			return nil, err
+		}
 	}
 	if err := t.putRefresh(p.NewHash, refreshRecord{SessionID: s.ID}); err != nil {
 		return nil, err

@@ -24,8 +24,21 @@ func newApplier(t *testing.T) *applier {
 
 func (a *applier) apply(typ Type, at time.Time, payload any) Result {
 	a.t.Helper()
+	return a.applyVersion(typ, 1, at, payload)
+}
+
+func (a *applier) applyVersion(typ Type, v uint16, at time.Time, payload any) Result {
+	a.t.Helper()
+	c, err := NewCommand(typ, v, at.UnixNano(), payload)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	b, err := c.Encode()
+	if err != nil {
+		a.t.Fatal(err)
+	}
 	a.index++
-	return a.s.ApplyBatch([]Entry{{Index: a.index, Term: 1, Command: true, Data: mustEncode(a.t, typ, at, payload)}})[0]
+	return a.s.ApplyBatch([]Entry{{Index: a.index, Term: 1, Command: true, Data: b}})[0]
 }
 
 func hashOf(s string) string {
@@ -138,12 +151,44 @@ func setupUser(t *testing.T) *applier {
 	return a
 }
 
+// refreshVersion is the session.refresh version refresh proposes: v2,
+// what authcore proposes, unless a test runs v1 (logs written before it).
+var refreshVersion uint16 = 2
+
 func refresh(a *applier, at time.Time, old, new string) Result {
 	a.t.Helper()
-	return a.apply(TypeSessionRefresh, at, SessionRefresh{OldHash: hashOf(old), NewHash: hashOf(new)})
+	return a.applyVersion(TypeSessionRefresh, refreshVersion, at, SessionRefresh{OldHash: hashOf(old), NewHash: hashOf(new)})
 }
 
+// Rotation and reuse detection hold the same under session.refresh v1
+// (the exchanged token's record is marked used) and v2 (it is dead because
+// its session moved on), and across a log that holds both.
 func TestRefreshRotationAndReuseDetection(t *testing.T) {
+	defer func(v uint16) { refreshVersion = v }(refreshVersion)
+	for _, v := range []uint16{1, 2} {
+		refreshVersion = v
+		t.Run(fmt.Sprintf("v%d", v), testRefreshRotationAndReuseDetection)
+	}
+	// Mixed: rotated by v1, the dead token presented under v2, and the
+	// other way round.
+	for _, order := range [][2]uint16{{1, 2}, {2, 1}} {
+		a := setupUser(t)
+		attempt(a, t0, "alice")
+		if r := createSession(a, t0, "u1", "s1", "r1", 10, "evict_oldest"); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		refreshVersion = order[0]
+		if r := refresh(a, t0.Add(time.Hour), "r1", "r2"); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		refreshVersion = order[1]
+		if r := refresh(a, t0.Add(2*time.Hour), "r1", "r3"); r.Err != nil || !r.Value.(RefreshResult).Reused {
+			t.Fatalf("reuse across versions %v: %+v", order, r)
+		}
+	}
+}
+
+func testRefreshRotationAndReuseDetection(t *testing.T) {
 	a := setupUser(t)
 	attempt(a, t0, "alice")
 	if r := createSession(a, t0, "u1", "s1", "r1", 10, "evict_oldest"); r.Err != nil {
