@@ -200,6 +200,12 @@ func TestBlackBoxLockoutBound(t *testing.T) {
 	n.addUser("victim", "correct horse battery staple", false)
 	metrics := n.metrics
 	before := n.passwordChecks(metrics)
+	// The profiler is not served unless metrics.pprof asks for it.
+	if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/", metrics)); err != nil || resp.StatusCode != 404 {
+		t.Fatalf("/debug/pprof/ without metrics.pprof: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 
 	var wg sync.WaitGroup
 	var mu sync.Mutex

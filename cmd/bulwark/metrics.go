@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -13,8 +14,8 @@ import (
 
 // metricsHandler serves /metrics from a registry of this node's own: Go
 // runtime and process metrics, the seal mode, and Raft's state and indexes
-// read at scrape time.
-func metricsHandler(n *node.Node, core *authcore.Service, sealMode string, cluster *node.ClusterTLS) http.Handler {
+// read at scrape time; with profiling (metrics.pprof), /debug/pprof/ too.
+func metricsHandler(n *node.Node, core *authcore.Service, sealMode string, cluster *node.ClusterTLS, profiling bool) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	seal := prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -33,6 +34,13 @@ func metricsHandler(n *node.Node, core *authcore.Service, sealMode string, clust
 	reg.MustRegister(seal, checks, certExpiry, nodeCollector{n})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

@@ -275,7 +275,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		adminLn.Close()
 		return fmt.Errorf("metrics.listen: %w", err)
 	}
-	metricsSrv := &http.Server{Handler: metricsHandler(n, core, sealer.Mode(), clusterTLS), ReadHeaderTimeout: 5 * time.Second}
+	metricsSrv := &http.Server{Handler: metricsHandler(n, core, sealer.Mode(), clusterTLS, cfg.Metrics.Pprof), ReadHeaderTimeout: 5 * time.Second}
 
 	errc := make(chan error, 3)
 	go func() { errc <- serveUntilClosed(apiSrv.ServeTLS(apiLn, "", "")) }()

@@ -148,6 +148,10 @@ type Tokens struct {
 // Metrics is the [metrics] table: the Prometheus listener.
 type Metrics struct {
 	Listen string `toml:"listen"`
+	// Pprof also serves Go's profiler at /debug/pprof/ on the metrics
+	// listener, for diagnosing performance. Off by default: profiles and
+	// traces reveal internals (never keys).
+	Pprof bool `toml:"pprof"`
 }
 
 // Log is the [log] table.

@@ -54,6 +54,7 @@ var badValues = []struct {
 	{key: "tokens.algorithm", value: `"HS256"`},
 	{key: "tokens.rotate_every", value: `"1x"`},
 	{key: "metrics.listen", value: `"127.0.0.1:0"`},
+	{key: "metrics.pprof", value: `"on"`},
 	{key: "log.level", value: `"trace"`},
 	{key: "log.format", value: `"xml"`},
 }
