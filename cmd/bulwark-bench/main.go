@@ -52,7 +52,7 @@ type options struct {
 // Concurrencies of the HTTP phases; one user per worker of the largest.
 var (
 	loginConcs   = []int{1, 4, 16}
-	refreshConcs = []int{16, 64}
+	refreshConcs = []int{16, 64, 256}
 	meConcs      = []int{16, 64}
 )
 
