@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,7 +31,7 @@ func liveForwardConns(n *Node) map[string]int {
 // connections to the leader, each gets its own result, and a caller that
 // gives up does not fail the others.
 func TestForwardManyAtOnce(t *testing.T) {
-	nodes := startCluster(t, 3)
+	nodes := startClusterTimeouts(t, 3, 2*time.Second)
 	leader := waitLeader(t, nodes)
 	follower := nodes[0]
 	if follower == leader {
@@ -82,5 +83,48 @@ func TestForwardManyAtOnce(t *testing.T) {
 	}
 	if len(conns) == 0 {
 		t.Fatal("no forwarding connection open after the writes")
+	}
+}
+
+// BenchmarkClusterWrites measures writes committed on three nodes over
+// mutual TLS on loopback (in one process), 64 writers through the leader
+// and through a follower.
+func BenchmarkClusterWrites(b *testing.B) {
+	for _, via := range []string{"leader", "follower"} {
+		b.Run("via="+via, func(b *testing.B) {
+			nodes := startCluster(b, 3)
+			target := waitLeader(b, nodes)
+			if via == "follower" {
+				for _, n := range nodes {
+					if n != target {
+						target = n
+						break
+					}
+				}
+			}
+			cmds := make([]fsm.Command, b.N)
+			for i := range cmds {
+				cmds[i] = userCmd(b, fmt.Sprintf("%s-%d", via, i))
+			}
+			var next atomic.Int64
+			var wg sync.WaitGroup
+			b.ResetTimer()
+			for range 64 {
+				wg.Go(func() {
+					for {
+						i := next.Add(1) - 1
+						if i >= int64(b.N) {
+							return
+						}
+						if _, err := target.Apply(context.Background(), cmds[i]); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+		})
 	}
 }

@@ -25,7 +25,7 @@ type testCA struct {
 	pool *x509.CertPool
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -40,7 +40,7 @@ func newTestCA(t *testing.T) *testCA {
 	return &testCA{cert, key, pool}
 }
 
-func (ca *testCA) clusterTLS(t *testing.T, name string) *ClusterTLS {
+func (ca *testCA) clusterTLS(t testing.TB, name string) *ClusterTLS {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -53,7 +53,7 @@ func (ca *testCA) clusterTLS(t *testing.T, name string) *ClusterTLS {
 	return &ClusterTLS{Cert: tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}, CA: ca.pool}
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -65,7 +65,15 @@ func freeAddr(t *testing.T) string {
 
 // startCluster starts n nodes over mutual TLS on loopback, bootstrapped
 // together, and waits for a leader.
-func startCluster(t *testing.T, size int) []*Node {
+func startCluster(t testing.TB, size int) []*Node {
+	t.Helper()
+	return startClusterTimeouts(t, size, 300*time.Millisecond)
+}
+
+// startClusterTimeouts is startCluster with heartbeat and election
+// timeouts of timeout: a test that loads the nodes hard under -race gives
+// them more, so a starved heartbeat does not cost the leader its lease.
+func startClusterTimeouts(t testing.TB, size int, timeout time.Duration) []*Node {
 	t.Helper()
 	ca := newTestCA(t)
 	peers := make([]Peer, size)
@@ -82,7 +90,7 @@ func startCluster(t *testing.T, size int) []*Node {
 		}
 		n, err := Open(Config{ID: p.ID, DataDir: t.TempDir(), Advertise: p.Address, Listen: p.Address,
 			TLS: ca.clusterTLS(t, p.ID), InitialPeers: others, Logger: testLogger(t),
-			HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond})
+			HeartbeatTimeout: timeout, ElectionTimeout: timeout})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -93,7 +101,7 @@ func startCluster(t *testing.T, size int) []*Node {
 	return nodes
 }
 
-func waitLeader(t *testing.T, nodes []*Node) *Node {
+func waitLeader(t testing.TB, nodes []*Node) *Node {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
