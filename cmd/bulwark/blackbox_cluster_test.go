@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -50,6 +51,30 @@ type clusterStatusJSON struct {
 		AppliedIndex uint64 `json:"applied_index"`
 		Lag          uint64 `json:"lag"`
 	} `json:"nodes"`
+}
+
+// jwksKids is the sorted, comma-joined kids of the node's JWKS.
+func (n *testNode) jwksKids() string {
+	n.t.Helper()
+	resp, err := n.client().Get(n.url("/.well-known/jwks.json"))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var set struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+		} `json:"keys"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil || resp.StatusCode != 200 {
+		n.t.Fatalf("JWKS: %d %v", resp.StatusCode, err)
+	}
+	var kids []string
+	for _, k := range set.Keys {
+		kids = append(kids, k.Kid)
+	}
+	slices.Sort(kids)
+	return strings.Join(kids, ",")
 }
 
 func (n *testNode) clusterStatus() clusterStatusJSON {
@@ -122,6 +147,21 @@ func TestBlackBoxClusterJoin(t *testing.T) {
 	// join-token on a node without the CA key names the one that has it.
 	if _, errOut, code := node2.cli("", "cluster", "join-token"); code != 1 || !strings.Contains(errOut, "node1") || !strings.Contains(errOut, "CA key") {
 		t.Errorf("join-token on node2: exit %d: %s", code, errOut)
+	}
+
+	// Every node serves the same JWKS, holding each node's signing key
+	// (each signs with its own, published through the log).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var sets []string
+		for _, n := range []*testNode{node1, node2, node3} {
+			sets = append(sets, n.jwksKids())
+		}
+		if sets[0] == sets[1] && sets[1] == sets[2] && strings.Count(sets[0], ",") == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("JWKS kids per node: %q, want the same three on every node", sets)
+		}
 	}
 
 	// A login on a follower works; its token works on another node, and a
