@@ -251,12 +251,18 @@ func (n *Node) HoldsCA() bool {
 
 // CreateJoinToken makes a join token valid for ttl (at most
 // fsm.MaxJoinTokenTTL) and records its secret's hash through the log.
-// actor names who asked, for the audit trail. On a node without the CA key
-// it fails with an error wrapping ErrNotCAHolder that names the nodes that
-// hold it.
+// actor names who asked, for the audit trail. Any member makes them; the
+// token names the members holding the CA key, which admit the joiner.
+// When none is reachable it fails with an error wrapping ErrNotCAHolder.
 func (n *Node) CreateJoinToken(ctx context.Context, ttl time.Duration, actor string) (string, time.Time, error) {
 	a := n.joinAuth.Load()
-	if _, ok := a.caKey(); !ok {
+	if a == nil || a.ca == nil {
+		return "", time.Time{}, &JoinError{Err: ErrNotCAHolder, Msg: "this node cannot make join tokens (no cluster CA loaded)"}
+	}
+	// Any member makes tokens (its secret's hash goes through the log);
+	// the joiner is sent to the members that hold the CA key, which admit.
+	addrs := n.caHolderAddrs(ctx)
+	if len(addrs) == 0 {
 		return "", time.Time{}, n.notCAHolder(ctx)
 	}
 	if ttl <= 0 || ttl > fsm.MaxJoinTokenTTL {
@@ -281,14 +287,17 @@ func (n *Node) CreateJoinToken(ctx context.Context, ttl time.Duration, actor str
 	if _, err := n.Apply(ctx, cmd); err != nil {
 		return "", time.Time{}, err
 	}
-	tok := JoinToken{Addrs: n.caHolderAddrs(ctx), Pin: pki.Pin(a.ca), Secret: secret, Expires: exp}
+	tok := JoinToken{Addrs: addrs, Pin: pki.Pin(a.ca), Secret: secret, Expires: exp}
 	return tok.String(), exp.Truncate(time.Second), nil
 }
 
-// caHolderAddrs is this node's address, then those of other members that
-// say they hold the CA key.
+// caHolderAddrs is this node's address if it holds the CA key, then those
+// of other members that say they do.
 func (n *Node) caHolderAddrs(ctx context.Context) []string {
-	addrs := []string{n.cfg.Advertise}
+	var addrs []string
+	if n.HoldsCA() {
+		addrs = append(addrs, n.cfg.Advertise)
+	}
 	for _, m := range n.memberInfos(ctx, n.servers()) {
 		if m.err == nil && m.info.CA && m.info.ID != n.cfg.ID && len(addrs) < maxJoinAddrs {
 			addrs = append(addrs, m.address)
@@ -306,13 +315,14 @@ func (n *Node) notCAHolder(ctx context.Context) error {
 			holders = append(holders, fmt.Sprintf("%s (%s)", m.id, m.address))
 		}
 	}
-	where := "on the node that created the cluster (no reachable member says it holds the CA key)"
 	if len(holders) > 0 {
-		where = "on " + strings.Join(holders, " or ")
+		return &JoinError{Err: ErrNotCAHolder, Msg: fmt.Sprintf(
+			"this node (%s) does not hold the cluster CA key; the members that do (%s) admit new nodes",
+			n.cfg.ID, strings.Join(holders, ", "))}
 	}
 	return &JoinError{Err: ErrNotCAHolder, Msg: fmt.Sprintf(
-		"this node (%s) does not hold the cluster CA key, so it cannot admit nodes; run `bulwark cluster join-token` %s",
-		n.cfg.ID, where)}
+		"no reachable member holds the cluster CA key, so no node can be admitted now; start the node that created the cluster (this node, %s, does not hold it)",
+		n.cfg.ID)}
 }
 
 // Wire forms of the 'J' protocol.
