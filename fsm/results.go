@@ -29,6 +29,7 @@ var resultTypes = map[Type]reflect.Type{
 	TypeDataKeyRegister: reflect.TypeFor[*DataKeyState](),
 	TypeDataKeyEscrow:   reflect.TypeFor[*Escrow](),
 	TypeDataKeyShares:   reflect.TypeFor[*RecoveryShares](),
+	TypeCAKey:           reflect.TypeFor[*CAKey](),
 }
 
 // resultErrors are the domain errors a result may carry, by wire code. A

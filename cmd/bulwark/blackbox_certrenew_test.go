@@ -160,3 +160,52 @@ func TestBlackBoxClusterCertRenewal(t *testing.T) {
 		t.Fatalf("renew-cert on node1: exit %d: %s%s", code, out, errOut)
 	}
 }
+
+// TestBlackBoxClusterOutlivesItsFirstNode: the first node shares the CA
+// key with every member (sealed under the cluster data key), so with it
+// gone for good the others still admit a new node and renew certificates.
+func TestBlackBoxClusterOutlivesItsFirstNode(t *testing.T) {
+	nodes := formCluster(t, "")
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		holders := 0
+		for _, m := range nodes[1].clusterStatus().Nodes {
+			if m.CAHolder {
+				holders++
+			}
+		}
+		if holders == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("CA holders after 15 s: %+v", nodes[1].clusterStatus())
+		}
+	}
+	audit, _, _ := nodes[1].cli("", "audit", "tail", "-n", "100")
+	if strings.Count(audit, "cluster.ca_key_shared") != 1 || strings.Count(audit, "cluster.ca_key_adopted") != 2 {
+		t.Fatalf("audit trail lacks the CA key's sharing (once) and adoptions (twice):\n%s", audit)
+	}
+
+	nodes[0].stop() // the node that created the cluster, gone for good
+	tok := nodes[1].joinToken()
+	node4 := newClusterNode(t, "node4")
+	node4.startJoin(tok)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		voter := false
+		for _, m := range nodes[2].clusterStatus().Nodes {
+			voter = voter || (m.ID == "node4" && m.Suffrage == "voter")
+		}
+		if voter {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node4 did not become a voter without node1: %+v", nodes[2].clusterStatus())
+		}
+	}
+	if out, errOut, code := nodes[2].cli("", "cluster", "renew-cert"); code != 0 || !strings.Contains(out, "renewed") {
+		t.Fatalf("renew-cert on node3 without node1: exit %d: %s%s", code, out, errOut)
+	}
+	node4.addUser("dora", clusterPassword, false)
+	if code, body := nodes[1].login("dora", clusterPassword); code != 200 {
+		t.Fatalf("login on node2 after node4 joined: %d %v", code, body)
+	}
+}

@@ -52,6 +52,7 @@ type clusterStatusJSON struct {
 		Reachable    bool   `json:"reachable"`
 		AppliedIndex uint64 `json:"applied_index"`
 		Lag          uint64 `json:"lag"`
+		CAHolder     bool   `json:"ca_holder"`
 	} `json:"nodes"`
 }
 

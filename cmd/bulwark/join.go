@@ -119,6 +119,9 @@ func (j *joinAttempt) run(ctx context.Context, cfg config.Config, ks *tpm.Keysto
 }
 
 func storeJoined(dataDir string, ks *tpm.Keystore, res *node.Joined) error {
+	if err := markJoined(ks); err != nil {
+		return err
+	}
 	if err := ks.Put(pki.NodeKeyName, res.Key); err != nil {
 		return err
 	}
@@ -150,14 +153,6 @@ func certHosts(cfg config.Config, advertise string) []string {
 	return hosts
 }
 
-// joinedNode reports whether this node joined a cluster rather than made
-// one: it does not hold the CA key. Such a node never bootstraps, even if
-// its Raft state is gone; it waits to be added again.
-func joinedNode(ks *tpm.Keystore) bool {
-	_, ok := ks.PrivateKey(pki.CAKeyName)
-	return !ok
-}
-
 // clusterCertificate is the node certificate with the CA certificate
 // appended: a joining node, which trusts the cluster by the CA's pin
 // alone, finds the CA in the chain the cluster port presents.
@@ -181,6 +176,7 @@ func clusterCertificate(dataDir string, nodeCert tls.Certificate) (tls.Certifica
 // returns the admin socket's cluster routes.
 func startClusterAdmin(ctx context.Context, n *node.Node, ks *tpm.Keystore, ca *x509.Certificate, renewer *certRenewer, logger *slog.Logger) api.AdminOption {
 	n.EnableJoin(ca, ks)
+	go shareCAKey(ctx, ks, n, ca, n.Status().ID, logger)
 	go func() {
 		if err := n.EnsureVoter(ctx); err != nil && ctx.Err() == nil {
 			logger.Error("could not become a voter of the cluster", "error", err)

@@ -1,0 +1,92 @@
+package fsm
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// TypeCAKey shares the cluster CA's private key with every member: sealed
+// under the cluster data key, which each member holds sealed by its own
+// TPM. Any member can then admit nodes and renew certificates, so losing
+// the node that created the cluster costs neither. Set once per CA: the
+// same CA again changes nothing, another CA is refused.
+const TypeCAKey Type = "ca.key"
+
+// CAKey is the payload of ca.key v1 and the record the state keeps.
+type CAKey struct {
+	// Pin names the CA certificate: "sha256:" and 64 lowercase hex digits
+	// of its SubjectPublicKeyInfo.
+	Pin string `json:"pin"`
+	// DataKey is the fingerprint of the data key it is sealed under; it
+	// must be the registered one.
+	DataKey string `json:"data_key"`
+	// Sealed is the PKCS#8 private key sealed under the data key
+	// (tpm.SealWithSecret, AAD the pin).
+	Sealed   []byte    `json:"sealed"`
+	SharedAt time.Time `json:"shared_at,omitzero"`
+}
+
+const maxSealedCAKey = 4 << 10
+
+// ErrNoCAKey: the CA key has not been shared through the state.
+var ErrNoCAKey = errors.New("fsm: the cluster CA key is not in the state")
+
+var keyCAKey = []byte("ca_key")
+
+var caKeyHandlers = map[handlerKey]handler{
+	{TypeCAKey, 1}: applyCAKey,
+}
+
+func applyCAKey(t txn, c Command) (any, error) {
+	var p CAKey
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	switch {
+	case !strings.HasPrefix(p.Pin, "sha256:") || !isHex(strings.TrimPrefix(p.Pin, "sha256:"), 64):
+		return nil, fmt.Errorf("%w: ca.key: pin must be sha256: and 64 lowercase hex digits", ErrInvalidCommand)
+	case len(p.Sealed) == 0 || len(p.Sealed) > maxSealedCAKey:
+		return nil, fmt.Errorf("%w: ca.key: sealed key of %d bytes (1 to %d)", ErrInvalidCommand, len(p.Sealed), maxSealedCAKey)
+	case !p.SharedAt.IsZero():
+		return nil, fmt.Errorf("%w: ca.key: shared_at is set by the state", ErrInvalidCommand)
+	}
+	if _, err := registered(t.tx, p.DataKey); err != nil {
+		return nil, err
+	}
+	cur, err := getCAKey(t.tx)
+	switch {
+	case errors.Is(err, ErrNoCAKey):
+	case err != nil:
+		return nil, err
+	case cur.Pin == p.Pin:
+		return cur, nil // shared already
+	default:
+		return nil, fmt.Errorf("%w: ca.key: the cluster's CA is %s; it cannot change to %s", ErrInvalidCommand, cur.Pin, p.Pin)
+	}
+	p.SharedAt = time.Unix(0, c.Time).UTC()
+	b, err := json.Marshal(&p)
+	if err != nil {
+		return nil, err
+	}
+	return &p, t.tx.Bucket(bucketMeta).Put(keyCAKey, b)
+}
+
+func getCAKey(tx *bolt.Tx) (*CAKey, error) {
+	v := tx.Bucket(bucketMeta).Get(keyCAKey)
+	if v == nil {
+		return nil, ErrNoCAKey
+	}
+	var k CAKey
+	if err := json.Unmarshal(v, &k); err != nil {
+		return nil, fmt.Errorf("fsm: stored CA key record: %w", err)
+	}
+	return &k, nil
+}
+
+// CAKey returns the shared CA key record, or ErrNoCAKey.
+func (r Reader) CAKey() (*CAKey, error) { return getCAKey(r.tx) }
