@@ -102,9 +102,8 @@ func anyPrincipal(h http.HandlerFunc) principalHandler {
 // admin is bearer for callers holding the admin role; others get 403.
 func (a *apiHandlers) admin(h principalHandler) http.HandlerFunc {
 	return a.bearer(func(w http.ResponseWriter, r *http.Request, p *authcore.Principal) {
-		if !p.IsAdmin() {
-			writeError(w, r, &Error{Status: http.StatusForbidden, Code: CodeForbidden,
-				Description: "this route needs the admin role"})
+		if why := p.AdminRefusal(); why != "" {
+			writeError(w, r, &Error{Status: http.StatusForbidden, Code: CodeForbidden, Description: why})
 			return
 		}
 		h(w, r, p)

@@ -72,16 +72,33 @@ type Principal struct {
 	SessionID string
 	Roles     []string
 	Claims    *AccessClaims
+	// adminNeedsMFA: require_mfa_for_admin is on and this session's
+	// authentication had no second factor.
+	adminNeedsMFA bool
 }
 
-// IsAdmin reports whether the caller holds the admin role.
-func (p *Principal) IsAdmin() bool {
-	for _, r := range p.Roles {
-		if r == RoleAdmin {
-			return true
-		}
+// IsAdmin reports whether the caller may act as an administrator: it
+// holds the admin role, and, when require_mfa_for_admin is on, signed in
+// with a second factor. AdminRefusal says why not.
+func (p *Principal) IsAdmin() bool { return p.AdminRefusal() == "" }
+
+// AdminRefusal is "" for a caller who may act as an administrator, else
+// why it may not.
+func (p *Principal) AdminRefusal() string {
+	if !slices.Contains(p.Roles, RoleAdmin) {
+		return "this route needs the admin role"
 	}
-	return false
+	if p.adminNeedsMFA {
+		return "administrators must sign in with a second factor (auth.security.require_mfa_for_admin), " +
+			"which this version does not offer yet: administer through the admin socket (bulwark user …, bulwark audit …), " +
+			"or set require_mfa_for_admin = false to accept password-only administrator sessions"
+	}
+	return ""
+}
+
+// secondFactor reports whether amr (RFC 8176) names a second factor.
+func secondFactor(amr []string) bool {
+	return slices.ContainsFunc(amr, func(m string) bool { return m == "otp" || m == "mfa" || m == "hwk" })
 }
 
 // Login checks a username and password and, if they match an enabled user,
@@ -358,7 +375,8 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*Principal, 
 		if err != nil || u.Disabled {
 			return ErrInvalidToken
 		}
-		p = &Principal{UserID: u.ID, Username: u.Username, SessionID: sess.ID, Roles: u.Roles, Claims: claims}
+		p = &Principal{UserID: u.ID, Username: u.Username, SessionID: sess.ID, Roles: u.Roles, Claims: claims,
+			adminNeedsMFA: s.cfg.RequireMFAForAdmin && !secondFactor(sess.AMR)}
 		return nil
 	})
 	if err != nil {

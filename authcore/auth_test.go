@@ -373,3 +373,29 @@ func TestFreshnessAndReadBarrier(t *testing.T) {
 		t.Fatalf("ReadBarrier: %v, %d entries", err, st.index-before)
 	}
 }
+
+// require_mfa_for_admin: a password-only session of an admin does not
+// carry the admin role's powers; with the setting off it does.
+func TestRequireMFAForAdmin(t *testing.T) {
+	for _, require := range []bool{true, false} {
+		s, _ := newAuthService(t, Config{RequireMFAForAdmin: require})
+		p, err := s.Authenticate(context.Background(), login(t, s).AccessToken)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.IsAdmin() == require {
+			t.Fatalf("require_mfa_for_admin=%v: IsAdmin %v for a password-only admin session", require, p.IsAdmin())
+		}
+		if require && !strings.Contains(p.AdminRefusal(), "require_mfa_for_admin") {
+			t.Fatalf("refusal %q does not name the setting", p.AdminRefusal())
+		}
+	}
+	// A plain user is refused for the role, whatever the setting.
+	p := &Principal{Roles: []string{"ops"}}
+	if p.IsAdmin() || !strings.Contains(p.AdminRefusal(), "admin role") {
+		t.Fatalf("plain user: %q", p.AdminRefusal())
+	}
+	if !secondFactor([]string{"pwd", "otp"}) || secondFactor([]string{"pwd"}) {
+		t.Fatal("secondFactor")
+	}
+}

@@ -57,6 +57,10 @@ type Config struct {
 	MaxSessionsPerUser int
 	OnLimit            string        // "evict_oldest" or "deny"
 	Leeway             time.Duration // clock skew allowed when checking tokens
+	// RequireMFAForAdmin (require_mfa_for_admin): the admin role counts
+	// only in a session whose authentication included a second factor
+	// (amr "otp", "mfa" or "hwk", RFC 8176).
+	RequireMFAForAdmin bool
 
 	// NodeID names this node as the owner of its signing keys.
 	NodeID string

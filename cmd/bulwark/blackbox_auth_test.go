@@ -88,8 +88,33 @@ func (n *testNode) passwordChecks(metricsPort int) int {
 	return 0
 }
 
-func TestBlackBoxAuthFlows(t *testing.T) {
+// passwordAdmins lets administrators act on a password-only session; the
+// tests that drive the admin API over HTTP use it.
+const passwordAdmins = "[auth.security]\nrequire_mfa_for_admin = false\n"
+
+// TestBlackBoxAdminNeedsMFAByDefault: with the default
+// require_mfa_for_admin, an administrator's password-only session gets
+// tokens for its own routes but no admin powers over HTTP.
+func TestBlackBoxAdminNeedsMFAByDefault(t *testing.T) {
 	n := newTestNode(t)
+	n.start()
+	n.addUser("root", "correct horse battery staple", true)
+	code, tok := n.login("root", "correct horse battery staple")
+	if code != 200 {
+		t.Fatalf("login: %d %v", code, tok)
+	}
+	access := tok["access_token"].(string)
+	if code, _, _ := n.apiCall("GET", "/v1/me", access, nil); code != 200 {
+		t.Fatalf("/v1/me: %d", code)
+	}
+	code, out, _ := n.apiCall("GET", "/v1/admin/users", access, nil)
+	if desc, _ := out["error_description"].(string); code != 403 || out["error"] != "forbidden" || !strings.Contains(desc, "require_mfa_for_admin") {
+		t.Fatalf("admin route on a password-only session: %d %v", code, out)
+	}
+}
+
+func TestBlackBoxAuthFlows(t *testing.T) {
+	n := newTestNode(t, passwordAdmins)
 	n.start()
 	const pw = "correct horse battery staple"
 	n.addUser("alice", pw, false)

@@ -83,7 +83,7 @@ func treeState(t *testing.T, dir string) map[string]string {
 // restores it onto a fresh node with other ports, and finds there every
 // user, session and audit entry acknowledged before the backup started.
 func TestBlackBoxBackupRestore(t *testing.T) {
-	src := newTestNode(t, sameIssuer)
+	src := newTestNode(t, sameIssuer, passwordAdmins)
 	src.start()
 	const pw = "correct horse battery staple"
 	src.addUser("root", pw, true)

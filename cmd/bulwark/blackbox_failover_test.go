@@ -240,7 +240,7 @@ func TestBlackBoxClusterGracefulLeaderStop(t *testing.T) {
 // vouching for sessions once cluster.max_staleness has passed: it answers
 // 503 no_leader instead of trusting state that may miss a revocation.
 func TestBlackBoxClusterStaleNodeRefusesSessions(t *testing.T) {
-	nodes := formCluster(t, "[auth.rate_limit]\nexempt = [\"127.0.0.0/8\"]\n")
+	nodes := formCluster(t, "[auth.rate_limit]\nexempt = [\"127.0.0.0/8\"]\n"+passwordAdmins)
 	leader := leaderOf(t, nodes)
 	var lone *testNode
 	for _, n := range nodes {

@@ -212,6 +212,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		MaxFailedAttempts:  sec.MaxFailedAttempts,
 		LockoutDuration:    sec.LockoutDuration.Duration,
 		MaxSessionsPerUser: sess.MaxPerUser,
+		RequireMFAForAdmin: sec.RequireMFAForAdmin,
 		OnLimit:            sess.OnLimit,
 		NodeID:             cfg.NodeName,
 		SigningAlg:         cfg.Tokens.Algorithm,
