@@ -37,7 +37,7 @@ func TestForwardManyAtOnce(t *testing.T) {
 	if follower == leader {
 		follower = nodes[1]
 	}
-	const writers = 200
+	const writers = 64
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
