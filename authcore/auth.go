@@ -328,7 +328,11 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 		return Tokens{}, err
 	}
 	ri := requestInfo(ctx)
-	cmd, err := fsm.NewCommand(fsm.TypeSessionRefresh, 2, s.now().UnixNano(), fsm.SessionRefresh{
+	version := uint16(1)
+	if s.clusterLevel() >= 2 {
+		version = 2 // every member applies it
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeSessionRefresh, version, s.now().UnixNano(), fsm.SessionRefresh{
 		OldHash: hashToken(refreshToken), NewHash: hashToken(next), IP: ri.IP, UserAgent: ri.UserAgent})
 	if err != nil {
 		return Tokens{}, err

@@ -367,10 +367,29 @@ func TestFreshnessAndReadBarrier(t *testing.T) {
 		t.Fatalf("a forged token on a stale node: %v", err)
 	}
 
+	// Below feature level 2 no member may be asked to apply a barrier
+	// (or session.refresh v2): the read stays local, refreshes use v1.
+	ctx := context.Background()
 	st := s.store.(*localStore)
 	before := st.index
-	if err := s.ReadBarrier(context.Background()); err != nil || st.index != before+1 {
-		t.Fatalf("ReadBarrier: %v, %d entries", err, st.index-before)
+	if err := s.ReadBarrier(ctx); err != nil || st.index != before {
+		t.Fatalf("ReadBarrier at level 1: %v, %d entries", err, st.index-before)
+	}
+	tok = login(t, s)
+	if _, err := s.Refresh(ctx, tok.RefreshToken); err != nil || st.versions[fsm.TypeSessionRefresh] != 1 {
+		t.Fatalf("refresh at level 1: %v, session.refresh v%d", err, st.versions[fsm.TypeSessionRefresh])
+	}
+	raise, _ := fsm.NewCommand(fsm.TypeClusterLevel, 1, 1, fsm.ClusterLevel{Level: 2})
+	if _, err := st.Apply(ctx, raise); err != nil {
+		t.Fatal(err)
+	}
+	before = st.index
+	if err := s.ReadBarrier(ctx); err != nil || st.index != before+1 {
+		t.Fatalf("ReadBarrier at level 2: %v, %d entries", err, st.index-before)
+	}
+	tok = login(t, s)
+	if _, err := s.Refresh(ctx, tok.RefreshToken); err != nil || st.versions[fsm.TypeSessionRefresh] != 2 {
+		t.Fatalf("refresh at level 2: %v, session.refresh v%d", err, st.versions[fsm.TypeSessionRefresh])
 	}
 }
 

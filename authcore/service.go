@@ -163,6 +163,14 @@ func (s *Service) currentSigner() TokenSigner {
 // WithLogger sets where security events are mirrored.
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 
+// clusterLevel is the cluster's feature level (fsm.ClusterLevel): the
+// command versions every member applies.
+func (s *Service) clusterLevel() int {
+	level := 1
+	s.store.View(func(r fsm.Reader) error { level = r.ClusterLevel(); return nil })
+	return level
+}
+
 // WithFreshness makes every session check ask fresh first whether the
 // local state is recent enough to trust; its error (the node has lost
 // contact with the cluster) is returned instead of an answer, so a node
@@ -174,7 +182,14 @@ func WithFreshness(fresh func() error) Option { return func(s *Service) { s.fres
 // acknowledged before the call: a read after it is linearizable. It costs
 // one Raft commit (a no-op entry), so only reads that must not be stale
 // (the admin API's) use it.
+//
+// A cluster still below feature level 2 (in a rolling upgrade from the
+// first release, whose members would refuse the barrier) cannot have
+// one: the read is then local, as it was in that release.
 func (s *Service) ReadBarrier(ctx context.Context) error {
+	if s.clusterLevel() < 2 {
+		return nil
+	}
 	cmd, err := fsm.NewCommand(fsm.TypeReadBarrier, 1, s.now().UnixNano(), fsm.ReadBarrier{})
 	if err != nil {
 		return err

@@ -19,6 +19,8 @@ type localStore struct {
 	mu    sync.Mutex
 	s     *fsm.Store
 	index uint64
+	// versions is the version of the last command of each type applied.
+	versions map[fsm.Type]uint16
 }
 
 func newLocalStore(t *testing.T) *localStore {
@@ -38,6 +40,10 @@ func (l *localStore) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.versions == nil {
+		l.versions = map[fsm.Type]uint16{}
+	}
+	l.versions[cmd.Type] = cmd.Version
 	l.index++
 	r := l.s.ApplyBatch([]fsm.Entry{{Index: l.index, Term: 1, Command: true, Data: b}})[0]
 	return r.Value, r.Err

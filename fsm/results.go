@@ -30,6 +30,7 @@ var resultTypes = map[Type]reflect.Type{
 	TypeDataKeyEscrow:   reflect.TypeFor[*Escrow](),
 	TypeDataKeyShares:   reflect.TypeFor[*RecoveryShares](),
 	TypeCAKey:           reflect.TypeFor[*CAKey](),
+	TypeClusterLevel:    reflect.TypeFor[int](),
 }
 
 // resultErrors are the domain errors a result may carry, by wire code. A

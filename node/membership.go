@@ -89,12 +89,15 @@ type memberInfo struct {
 	CA          bool   `json:"ca"` // holds the cluster CA key
 	// CertNotAfter is when the certificate it presents expires.
 	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
+	// Level is the highest feature level its binary applies
+	// (fsm.MaxLevel); members of the first release report none.
+	Level int `json:"level,omitempty"`
 }
 
 func (n *Node) localInfo() *memberInfo {
 	s := n.Status()
 	info := &memberInfo{ID: s.ID, State: s.State, LeaderID: s.LeaderID, AppliedIndex: s.AppliedIndex,
-		CommitIndex: s.CommitIndex, LastIndex: s.LastIndex, CA: n.HoldsCA()}
+		CommitIndex: s.CommitIndex, LastIndex: s.LastIndex, CA: n.HoldsCA(), Level: int(n.level.Load())}
 	if n.fwd.tls != nil {
 		if leaf := n.fwd.tls.Certificate().Leaf; leaf != nil {
 			info.CertNotAfter = leaf.NotAfter.UTC()

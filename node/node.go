@@ -146,6 +146,9 @@ type Node struct {
 
 	catchUp               // catchup.go
 	done    chan struct{} // closed by Close
+	// level is the feature level this node reports (fsm.MaxLevel; tests
+	// lower it to act as a member of an earlier release).
+	level atomic.Int32
 
 	closeOnce sync.Once
 	closeErr  error
@@ -160,6 +163,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: ID, Advertise and DataDir are required")
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), appliedCh: make(chan struct{}), done: make(chan struct{})}
+	n.level.Store(fsm.MaxLevel)
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
 		return nil, err
@@ -259,6 +263,7 @@ func Open(cfg Config) (*Node, error) {
 		n.cluster.handle(protoMember, n.serveMember) // membership.go
 		go n.trackCatchUp()
 	}
+	go n.raiseLevel() // level.go
 	ok = true
 	return n, nil
 }

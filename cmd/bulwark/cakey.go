@@ -85,11 +85,16 @@ func syncCAKey(ctx context.Context, ks *tpm.Keystore, st caKeyState, ca *x509.Ce
 	defer clear(dataKey)
 	pin := pki.Pin(ca)
 	var rec *fsm.CAKey
+	level := 1
 	err = st.View(func(r fsm.Reader) error {
+		level = r.ClusterLevel()
 		var err error
 		rec, err = r.CAKey()
 		return err
 	})
+	if err == nil && level < 2 {
+		return false, errors.New("waiting for every member to apply ca.key (cluster feature level 2)")
+	}
 	if err != nil && !errors.Is(err, fsm.ErrNoCAKey) {
 		return false, err
 	}

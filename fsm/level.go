@@ -1,0 +1,62 @@
+package fsm
+
+import (
+	"encoding/binary"
+	"fmt"
+)
+
+// Feature levels. A command type or version added after the first
+// release belongs to a level, and is proposed only once the cluster has
+// reached it: the leader raises the level (cluster.level) when every
+// member reports a binary that applies it. A cluster in a rolling upgrade
+// thus never logs a command some of its members would refuse, which would
+// leave their states apart.
+//
+//	1: everything of the first release
+//	2: session.refresh v2, read.barrier v1, ca.key v1, cluster.level v1
+const (
+	// MaxLevel is the highest level this binary applies.
+	MaxLevel = 2
+)
+
+// TypeClusterLevel raises the cluster's feature level; a level at or below
+// the current one changes nothing. Its result is the level afterwards.
+const TypeClusterLevel Type = "cluster.level"
+
+// ClusterLevel is the payload of cluster.level v1.
+type ClusterLevel struct {
+	Level int `json:"level"`
+}
+
+var keyLevel = []byte("level")
+
+var levelHandlers = map[handlerKey]handler{
+	{TypeClusterLevel, 1}: applyClusterLevel,
+}
+
+func applyClusterLevel(t txn, c Command) (any, error) {
+	var p ClusterLevel
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if p.Level < 1 || p.Level > 1<<20 {
+		return nil, fmt.Errorf("%w: cluster.level %d", ErrInvalidCommand, p.Level)
+	}
+	cur := levelOf(t.tx.Bucket(bucketMeta).Get(keyLevel))
+	if p.Level <= cur {
+		return cur, nil
+	}
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(p.Level))
+	return p.Level, t.tx.Bucket(bucketMeta).Put(keyLevel, b[:])
+}
+
+func levelOf(v []byte) int {
+	if len(v) != 8 {
+		return 1 // never raised: the first release's level
+	}
+	return int(binary.BigEndian.Uint64(v))
+}
+
+// ClusterLevel is the cluster's feature level: 1 until raised.
+func (r Reader) ClusterLevel() int { return levelOf(r.tx.Bucket(bucketMeta).Get(keyLevel)) }

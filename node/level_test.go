@@ -1,0 +1,44 @@
+package node
+
+import (
+	"testing"
+	"time"
+
+	"github.com/bulwark-auth/bulwark/fsm"
+)
+
+func clusterLevel(n *Node) (level int) {
+	n.View(func(r fsm.Reader) error { level = r.ClusterLevel(); return nil })
+	return level
+}
+
+// TestLevelRisesWhenEveryMemberApplies: the leader raises the cluster's
+// feature level only once every member reports a binary that applies it;
+// a member of the earlier release holds it back.
+func TestLevelRisesWhenEveryMemberApplies(t *testing.T) {
+	nodes := startCluster(t, 3)
+	old := nodes[2]
+	old.level.Store(1) // an earlier release reports no level
+	leader := waitLeader(t, nodes)
+	time.Sleep(levelEvery + time.Second) // one round of the leader's check, at least
+	if l := clusterLevel(leader); l != 1 {
+		t.Fatalf("level %d with a member of level 1", l)
+	}
+	old.level.Store(fsm.MaxLevel) // upgraded
+	deadline := time.Now().Add(3 * levelEvery)
+	for clusterLevel(leader) != fsm.MaxLevel {
+		if time.Now().After(deadline) {
+			t.Fatalf("level %d after every member reports %d", clusterLevel(leader), fsm.MaxLevel)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	waitApplied := time.Now().Add(5 * time.Second)
+	for _, n := range nodes {
+		for clusterLevel(n) != fsm.MaxLevel && time.Now().Before(waitApplied) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if clusterLevel(n) != fsm.MaxLevel {
+			t.Fatalf("%s at level %d", n.cfg.ID, clusterLevel(n))
+		}
+	}
+}
