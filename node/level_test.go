@@ -1,8 +1,11 @@
 package node
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/bulwark-auth/bulwark/fsm"
 )
@@ -40,5 +43,15 @@ func TestLevelRisesWhenEveryMemberApplies(t *testing.T) {
 		if clusterLevel(n) != fsm.MaxLevel {
 			t.Fatalf("%s at level %d", n.cfg.ID, clusterLevel(n))
 		}
+	}
+
+	// A node of the earlier release is not promoted to voter any more.
+	leader = waitLeader(t, nodes)
+	if err := leader.raft.AddNonvoter("old", raft.ServerAddress(freeAddr(t)), 0, time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	ans := leader.memberLocal(memberRequest{Op: opPromote, ID: "old"}, "old")
+	if ans.Code != "refused" || !strings.Contains(ans.Error, "upgrade bulwark on old") {
+		t.Fatalf("promotion of a level-1 node: %+v", ans)
 	}
 }

@@ -63,6 +63,9 @@ type memberRequest struct {
 	// certify (certify.go): the PKIX public key and extra hosts.
 	Pub   []byte   `json:"pub,omitempty"`
 	Hosts []string `json:"hosts,omitempty"`
+	// Level: promote, the feature level of the asking node's binary
+	// (fsm.MaxLevel); absent from a node of the first release.
+	Level int `json:"level,omitempty"`
 }
 
 type memberAnswer struct {
@@ -191,6 +194,13 @@ func (n *Node) memberLocal(req memberRequest, caller string) memberAnswer {
 		}
 		if cur.Suffrage == raft.Voter {
 			return memberAnswer{}
+		}
+		var level int
+		n.View(func(r fsm.Reader) error { level = r.ClusterLevel(); return nil })
+		if max(req.Level, 1) < level {
+			return memberAnswer{Code: "refused", Error: fmt.Sprintf(
+				"%s runs a bulwark of feature level %d, and the cluster is at level %d: it cannot apply the whole log; upgrade bulwark on %s",
+				req.ID, max(req.Level, 1), level, req.ID)}
 		}
 		f = n.raft.AddVoter(cur.ID, cur.Address, 0, memberTimeout)
 	case opRemove:
@@ -324,7 +334,7 @@ func (n *Node) EnsureVoter(ctx context.Context) error {
 		case self != nil:
 			if ok, _ := n.Ready(); ok {
 				pctx, cancel := context.WithTimeout(ctx, 2*memberTimeout)
-				err := n.onLeader(pctx, memberRequest{Op: opPromote, ID: n.cfg.ID})
+				err := n.onLeader(pctx, memberRequest{Op: opPromote, ID: n.cfg.ID, Level: int(n.level.Load())})
 				cancel()
 				if err == nil {
 					n.log.Info("promoted to voter", "id", n.cfg.ID)
