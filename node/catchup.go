@@ -18,8 +18,8 @@ import (
 // InstallSnapshot lands, which may take seconds. Such a node must be
 // neither Ready nor Fresh: it asks the leader for its commit index (the
 // 'M' info call) and counts as caught up once it has applied that far.
-// It asks again whenever it has gone an election timeout without hearing
-// from a leader.
+// It asks again whenever it has gone MaxStaleness without hearing from a
+// leader (a shorter silence, such as an election, keeps what it knew).
 
 // catchUp is the tracker's finding: caughtUp once this node knows how far
 // to catch up (or leads), to index catchUpTo.
@@ -54,7 +54,7 @@ func (n *Node) trackCatchUp() {
 			n.caughtUp.Store(true)
 			continue
 		}
-		if last := n.raft.LastContact(); last.IsZero() || time.Since(last) > n.cfg.ElectionTimeout {
+		if last := n.raft.LastContact(); last.IsZero() || time.Since(last) > n.cfg.MaxStaleness {
 			n.caughtUp.Store(false) // out of touch: ask again once a leader is back
 		}
 		if n.caughtUp.Load() {

@@ -82,6 +82,10 @@ type Config struct {
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
 	ApplyTimeout      time.Duration
+	// MaxStaleness is how long a follower may go without hearing from the
+	// leader before it asks again how far to catch up (catchup.go);
+	// cluster.max_staleness, 2 s unless set.
+	MaxStaleness time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -113,6 +117,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ApplyTimeout == 0 {
 		c.ApplyTimeout = 5 * time.Second
+	}
+	if c.MaxStaleness == 0 {
+		c.MaxStaleness = 2 * time.Second
 	}
 }
 

@@ -183,7 +183,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	}
 	clusterTLS := &node.ClusterTLS{Cert: clusterCert, CA: caPool}
 	n, err := node.Open(node.Config{ID: cfg.NodeName, DataDir: cfg.DataDir, Advertise: advertise,
-		Listen: cfg.Cluster.Listen, TLS: clusterTLS, Join: joinedNode(ks), Logger: logger})
+		Listen: cfg.Cluster.Listen, TLS: clusterTLS, Join: joinedNode(ks), Logger: logger,
+		MaxStaleness: cfg.Cluster.MaxStaleness.Duration})
 	if err != nil {
 		return err
 	}
