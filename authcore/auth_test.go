@@ -418,3 +418,51 @@ func TestRequireMFAForAdmin(t *testing.T) {
 		t.Fatal("secondFactor")
 	}
 }
+
+// A token is held to its key's lifecycle: no longer than jwt_expiry, not
+// issued after its key stopped signing, not accepted once the key retired.
+// Retiring a removed node's keys puts that to use.
+func TestTokensHeldToTheirKeyLifecycle(t *testing.T) {
+	s, clock := newAuthService(t, Config{})
+	ctx := context.Background()
+	tok := login(t, s)
+	p, err := s.Authenticate(ctx, tok.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Re-signed with a longer life by the same key: refused.
+	long := *p.Claims
+	long.ExpiresAt = jwt.NewNumericDate(long.IssuedAt.Add(2 * time.Hour))
+	forged, err := s.currentSigner().Sign(long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(ctx, forged); !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), "jwt_expiry") {
+		t.Fatalf("a token living 2h under a 1h jwt_expiry: %v", err)
+	}
+
+	// The node is removed: its keys stop signing now and retire after 1h
+	// plus leeway. Tokens it signed before still verify, until then.
+	n, err := s.RetireNodeKeys(ctx, "n1", "test")
+	if err != nil || n != 1 {
+		t.Fatalf("RetireNodeKeys: %d, %v", n, err)
+	}
+	if n, _ := s.RetireNodeKeys(ctx, "n1", "test"); n != 0 {
+		t.Fatalf("retiring again retired %d keys", n)
+	}
+	s.verifier.cache = nil // a fresh node, that has verified nothing yet
+	if _, err := s.Authenticate(ctx, tok.AccessToken); err != nil {
+		t.Fatalf("a token signed before the removal: %v", err)
+	}
+	clock.Advance(5 * time.Minute)
+	later := *p.Claims
+	later.IssuedAt = jwt.NewNumericDate(clock.Now())
+	later.ExpiresAt = jwt.NewNumericDate(clock.Now().Add(30 * time.Minute))
+	minted, err := s.currentSigner().Sign(later)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Authenticate(ctx, minted); !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), "stopped signing") {
+		t.Fatalf("a token the removed node's key signed afterwards: %v", err)
+	}
+}

@@ -28,8 +28,8 @@ type parsedKey struct {
 	alg string
 }
 
-// PublicKey implements KeyLookup. A key past its Retire time no longer
-// verifies: it has left the JWKS, and every token it signed has expired.
+// PublicKey implements KeyLookup. The key's lifecycle (NotAfter, Retire)
+// is held against each token by checkWindow.
 func (k *stateKeys) PublicKey(kid string) (crypto.PublicKey, string, error) {
 	k.mu.RLock()
 	pk, ok := k.cache[kid]
@@ -56,6 +56,40 @@ func (k *stateKeys) PublicKey(kid string) (crypto.PublicKey, string, error) {
 	return pub, alg, nil
 }
 
+// checkWindow holds a verified token to its key's record: a key past its
+// Retire time verifies nothing, a key that stopped signing (NotAfter) did
+// not sign a token issued after, and no token lives longer than
+// maxLifetime (jwt_expiry), so a leaked or removed node's key cannot mint
+// tokens that outlive its retirement. The cache of verified tokens holds
+// only tokens that passed, and each expires before its key retires.
+func (k *stateKeys) checkWindow(tok string, c *AccessClaims, now time.Time, leeway, maxLifetime time.Duration) error {
+	kid, err := tokenKid(tok)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
+	var stored *fsm.PublicKey
+	if err := k.store.View(func(r fsm.Reader) error {
+		var err error
+		stored, err = r.PublicKey(kid)
+		return err
+	}); err != nil {
+		return fmt.Errorf("%w: unknown key %q", ErrInvalidToken, kid)
+	}
+	if c.IssuedAt == nil || c.ExpiresAt == nil {
+		return fmt.Errorf("%w: iat and exp are required", ErrInvalidToken)
+	}
+	iat, exp := c.IssuedAt.Time, c.ExpiresAt.Time
+	switch {
+	case !stored.Retire.IsZero() && !now.Before(stored.Retire):
+		return fmt.Errorf("%w: key %q retired at %s", ErrInvalidToken, kid, stored.Retire.Format(time.RFC3339))
+	case !stored.NotAfter.IsZero() && iat.After(stored.NotAfter.Add(leeway)):
+		return fmt.Errorf("%w: issued after key %q stopped signing", ErrInvalidToken, kid)
+	case maxLifetime > 0 && exp.Sub(iat) > maxLifetime+leeway:
+		return fmt.Errorf("%w: lifetime %v exceeds jwt_expiry %v", ErrInvalidToken, exp.Sub(iat), maxLifetime)
+	}
+	return nil
+}
+
 // verifier checks access tokens against the replicated keys. A token whose
 // signature and claims checked out is remembered, by its SHA-256, until it
 // expires, so a client presenting the same token again costs a hash, not a
@@ -65,6 +99,7 @@ type verifier struct {
 	keys             *stateKeys
 	issuer, audience string
 	leeway           time.Duration
+	maxLifetime      time.Duration // jwt_expiry
 
 	mu    sync.Mutex
 	cache map[[32]byte]*AccessClaims
@@ -91,6 +126,9 @@ func (v *verifier) verify(tok string, now time.Time) (*AccessClaims, error) {
 	}
 	c, err := VerifyAccessToken(tok, v.keys, v.issuer, v.audience, now, v.leeway)
 	if err != nil {
+		return nil, err
+	}
+	if err := v.keys.checkWindow(tok, c, now, v.leeway, v.maxLifetime); err != nil {
 		return nil, err
 	}
 	v.mu.Lock()

@@ -263,6 +263,49 @@ func (s *Service) publish(ctx context.Context, sig TokenSigner, notAfter, retire
 	return err
 }
 
+// RetireNodeKeys stops every signing key of node id (a node removed from
+// the cluster): each stops signing now and leaves the JWKS once the tokens
+// it signed have expired, so a removed node, or whoever holds its disk,
+// cannot mint tokens the cluster accepts past that. actor is audited. It
+// returns how many keys it retired; it changes nothing for a node without
+// published keys.
+func (s *Service) RetireNodeKeys(ctx context.Context, id, actor string) (int, error) {
+	now := s.now()
+	retire := now.Add(s.cfg.AccessTTL + s.cfg.Leeway)
+	var keys []fsm.PublicKey
+	err := s.store.View(func(r fsm.Reader) error {
+		return r.PublicKeys(func(k *fsm.PublicKey) bool {
+			if k.Node == id && (k.Retire.IsZero() || k.Retire.After(retire)) {
+				keys = append(keys, *k)
+			}
+			return true
+		})
+	})
+	if err != nil {
+		return 0, err
+	}
+	if actor == "" {
+		actor = "system"
+	}
+	for i, k := range keys {
+		notAfter := now
+		if !k.NotAfter.IsZero() && k.NotAfter.Before(now) {
+			notAfter = k.NotAfter // already stopped: keep when
+		}
+		cmd, err := fsm.NewCommand(fsm.TypeKeyPublish, 1, now.UnixNano(), fsm.KeyPublish{
+			Kid: k.Kid, Node: k.Node, Alg: k.Alg, JWK: k.JWK, NotAfter: notAfter.UnixNano(), Retire: retire.UnixNano()})
+		if err != nil {
+			return i, err
+		}
+		if _, err := s.apply(ctx, cmd, fsm.AuditAppend{Type: "key.retire", Severity: fsm.AuditWarning, Actor: actor,
+			Subject: id, Details: map[string]string{"kid": k.Kid, "reason": "node removed",
+				"leaves_jwks_at": retire.UTC().Format(time.RFC3339)}}); err != nil {
+			return i, err
+		}
+	}
+	return len(keys), nil
+}
+
 // RotateIfDue rotates when the current key was published rotate_every ago
 // or longer. It reports whether it rotated.
 func (s *Service) RotateIfDue(ctx context.Context, every time.Duration) (bool, error) {

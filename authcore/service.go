@@ -223,7 +223,7 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 		s.signer.Store(&signerBox{sig})
 	}
 	s.verifier = &verifier{keys: &stateKeys{store: store, cache: map[string]parsedKey{}},
-		issuer: cfg.Issuer, audience: cfg.Audience, leeway: cfg.Leeway}
+		issuer: cfg.Issuer, audience: cfg.Audience, leeway: cfg.Leeway, maxLifetime: cfg.AccessTTL}
 	return s, nil
 }
 

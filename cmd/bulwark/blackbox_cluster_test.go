@@ -263,4 +263,30 @@ func TestBlackBoxClusterJoin(t *testing.T) {
 			t.Fatalf("node3 still listed: %+v", node1.clusterStatus())
 		}
 	}
+	// Its signing key stopped signing at the removal and leaves the JWKS
+	// once the tokens it signed have expired.
+	listed, _, _ := node1.cli("", "keys", "list", "--json")
+	var keys struct {
+		Keys []struct {
+			Node     string    `json:"node"`
+			NotAfter time.Time `json:"not_after"`
+			Retire   time.Time `json:"retire"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal([]byte(listed), &keys); err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, k := range keys.Keys {
+		found = found || k.Node == "node3"
+		if k.Node == "node3" && (k.NotAfter.IsZero() || k.Retire.IsZero() || time.Since(k.NotAfter) > time.Minute) {
+			t.Fatalf("node3's key after its removal: %+v", k)
+		}
+		if k.Node != "node3" && !k.NotAfter.IsZero() {
+			t.Fatalf("removing node3 retired %s's key", k.Node)
+		}
+	}
+	if !found {
+		t.Fatalf("node3's key is not listed: %s", listed)
+	}
 }

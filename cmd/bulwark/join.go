@@ -174,7 +174,7 @@ func clusterCertificate(dataDir string, nodeCert tls.Certificate) (tls.Certifica
 // startClusterAdmin lets the node admit joiners when it holds the CA key,
 // finishes its own join (promotion to voter) in the background, and
 // returns the admin socket's cluster routes.
-func startClusterAdmin(ctx context.Context, n *node.Node, ks *tpm.Keystore, ca *x509.Certificate, renewer *certRenewer, logger *slog.Logger) api.AdminOption {
+func startClusterAdmin(ctx context.Context, n *node.Node, ks *tpm.Keystore, ca *x509.Certificate, renewer *certRenewer, keys nodeKeys, logger *slog.Logger) api.AdminOption {
 	n.EnableJoin(ca, ks)
 	go shareCAKey(ctx, ks, n, ca, n.Status().ID, logger)
 	go func() {
@@ -183,13 +183,19 @@ func startClusterAdmin(ctx context.Context, n *node.Node, ks *tpm.Keystore, ca *
 		}
 	}()
 	go renewer.run(ctx)
-	return api.AdminCluster(clusterService{n: n, renewer: renewer})
+	return api.AdminCluster(clusterService{n: n, renewer: renewer, keys: keys})
+}
+
+// nodeKeys retires a removed node's signing keys (authcore.Service).
+type nodeKeys interface {
+	RetireNodeKeys(ctx context.Context, id, actor string) (int, error)
 }
 
 // clusterService is api.ClusterAdmin over the node.
 type clusterService struct {
 	n       *node.Node
 	renewer *certRenewer // nil: renew-cert is refused
+	keys    nodeKeys     // nil: removal leaves signing keys alone
 }
 
 func (s clusterService) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) {
@@ -228,15 +234,31 @@ func (s clusterService) JoinToken(ctx context.Context, ttl string) (api.JoinToke
 	return api.JoinToken{Token: tok, ExpiresAt: exp.UTC()}, nil
 }
 
+// RemoveNode removes the member, then retires its signing keys: a removed
+// node (or whoever holds its disk) can no longer mint tokens the cluster
+// accepts, while those it signed before stay valid until they expire.
 func (s clusterService) RemoveNode(ctx context.Context, id string) error {
 	err := s.n.RemoveMember(ctx, id, clusterActor(ctx))
 	switch {
 	case errors.Is(err, node.ErrNotMember):
+		// Removed before, perhaps with its keys still live: retire them.
+		if s.keys != nil {
+			if n, rerr := s.keys.RetireNodeKeys(ctx, id, clusterActor(ctx)); rerr == nil && n > 0 {
+				return nil
+			}
+		}
 		return &api.Error{Status: http.StatusNotFound, Code: api.CodeNotFound, Description: err.Error()}
 	case errors.Is(err, node.ErrMembership):
 		return &api.Error{Status: http.StatusConflict, Code: api.CodeConflict, Description: err.Error()}
+	case err != nil:
+		return err
 	}
-	return err
+	if s.keys != nil {
+		if _, err := s.keys.RetireNodeKeys(ctx, id, clusterActor(ctx)); err != nil {
+			return fmt.Errorf("%s was removed, but retiring its signing keys failed (run `bulwark cluster remove %s` again): %w", id, id, err)
+		}
+	}
+	return nil
 }
 
 func clusterActor(ctx context.Context) string {

@@ -267,7 +267,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		return fmt.Errorf("admin socket: %w", err)
 	}
 	adminSrv := &http.Server{
-		Handler:           api.NewAdminHandler(core, core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(startDataKeyAdmin(ctx, ks, n, logger)), startClusterAdmin(ctx, n, ks, caCert, renewer, logger)),
+		Handler:           api.NewAdminHandler(core, core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(startDataKeyAdmin(ctx, ks, n, logger)), startClusterAdmin(ctx, n, ks, caCert, renewer, core, logger)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
