@@ -298,6 +298,10 @@ func (s *Service) issue(sess *fsm.Session, u *fsm.User, refresh string) (Tokens,
 		return Tokens{}, err
 	}
 	roles := u.Roles
+	if s.cfg.RequireMFAForAdmin && !secondFactor(sess.AMR) {
+		// Relying parties that read roles must not see an admin either.
+		roles = slices.DeleteFunc(slices.Clone(roles), func(r string) bool { return r == RoleAdmin })
+	}
 	if roles == nil {
 		roles = []string{}
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -407,6 +408,10 @@ func TestRequireMFAForAdmin(t *testing.T) {
 		}
 		if require && !strings.Contains(p.AdminRefusal(), "require_mfa_for_admin") {
 			t.Fatalf("refusal %q does not name the setting", p.AdminRefusal())
+		}
+		// The token's roles claim, read by relying parties, agrees.
+		if slices.Contains(p.Claims.Roles, RoleAdmin) == require {
+			t.Fatalf("require_mfa_for_admin=%v: token roles %v", require, p.Claims.Roles)
 		}
 	}
 	// A plain user is refused for the role, whatever the setting.

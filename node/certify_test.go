@@ -142,6 +142,20 @@ func TestRenewCertificate(t *testing.T) {
 	if after := len(auditEntries(t, a, "cluster.cert_issue")); after != before {
 		t.Fatalf("refused renewals wrote %d audit entries", after-before)
 	}
+
+	// Nor does its certificate let it write or add itself back.
+	cmd := userCmd(t, "by-a-removed-node")
+	data, _ := cmd.Encode()
+	if _, err := b.forward(ctx, a.cfg.Advertise, cmd, data); err == nil || !strings.Contains(err.Error(), "not a member") {
+		t.Fatalf("a write forwarded by a removed node: %v", err)
+	}
+	ans, err = b.memberCall(ctx, a.cfg.Advertise, memberRequest{Op: opAddNonvoter, ID: "b", Address: b.cfg.Advertise}, memberTimeout)
+	if err != nil || ans.Code != "refused" || !strings.Contains(ans.Error, "not a member") {
+		t.Fatalf("a removed node adding itself back: %+v, %v", ans, err)
+	}
+	if users(t, a)["by-a-removed-node"] {
+		t.Fatal("the removed node's write was applied")
+	}
 }
 
 // A node whose cluster has no reachable CA holder says so.

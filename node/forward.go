@@ -3,6 +3,7 @@ package node
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -44,6 +45,9 @@ const (
 	// one connection; the connection's reader waits beyond it.
 	maxForwardInFlight = 1024
 	idSize             = 8
+	// forwardWriteTimeout bounds writing one frame, either way: a peer
+	// that stops reading for that long is dropped.
+	forwardWriteTimeout = 10 * time.Second
 )
 
 type forwardAnswer struct {
@@ -61,10 +65,20 @@ type forwardAnswer struct {
 // may be sent again, to the next leader.
 var errNotApplied = errors.New("node: write not applied")
 
-// notAppended reports whether raft refused an Apply before appending it.
-func notAppended(err error) bool {
-	return errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipTransferInProgress) ||
-		errors.Is(err, raft.ErrRaftShutdown) || errors.Is(err, raft.ErrEnqueueTimeout)
+// notAppended reports whether raft refused the Apply behind f before
+// appending it to the log, so that sending it again cannot apply it twice.
+// ErrLeadershipLost never qualifies (the entry may still commit), nor does
+// ErrRaftShutdown once the entry had an index (raft answers committed
+// entries so when it stops with the state machine's queue full).
+func notAppended(f raft.ApplyFuture, err error) bool {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress),
+		errors.Is(err, raft.ErrEnqueueTimeout):
+		return true
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return f.Index() == 0
+	}
+	return false
 }
 
 func writeFrame(w *bufio.Writer, b []byte) error {
@@ -107,6 +121,7 @@ func readFrame(r *bufio.Reader) ([]byte, error) {
 // closes, applying them concurrently.
 func (n *Node) serveForward(c net.Conn) {
 	defer c.Close()
+	caller := peerName(c)
 	r, w := bufio.NewReader(c), bufio.NewWriter(c)
 	var wmu sync.Mutex
 	var wg sync.WaitGroup
@@ -120,11 +135,16 @@ func (n *Node) serveForward(c net.Conn) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			b, err := json.Marshal(n.applyForwarded(req[idSize:]))
+			ans := forwardAnswer{Error: fmt.Sprintf("%s is not a member of the cluster", caller)}
+			if n.isMember(caller) {
+				ans = n.applyForwarded(req[idSize:])
+			}
+			b, err := json.Marshal(ans)
 			if err != nil {
 				b, _ = json.Marshal(forwardAnswer{Error: err.Error()})
 			}
 			wmu.Lock()
+			c.SetWriteDeadline(time.Now().Add(forwardWriteTimeout))
 			err = writeFrameParts(w, req[:idSize], b)
 			wmu.Unlock()
 			if err != nil {
@@ -132,6 +152,16 @@ func (n *Node) serveForward(c net.Conn) {
 			}
 		})
 	}
+}
+
+// peerName is the cluster certificate name of c's peer, "" if none.
+func peerName(c net.Conn) string {
+	if tc, ok := c.(*tls.Conn); ok {
+		if cs := tc.ConnectionState(); len(cs.VerifiedChains) > 0 {
+			return cs.PeerCertificates[0].Subject.CommonName
+		}
+	}
+	return ""
 }
 
 // applyForwarded applies a follower's command if this node leads.
@@ -143,9 +173,9 @@ func (n *Node) applyForwarded(data []byte) forwardAnswer {
 	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
 	if err := f.Error(); err != nil {
 		switch {
-		case notAppended(err):
+		case notAppended(f, err):
 			return forwardAnswer{Error: "not_applied"}
-		case errors.Is(err, raft.ErrLeadershipLost):
+		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown):
 			return forwardAnswer{Error: "leadership_lost"}
 		default:
 			return forwardAnswer{Error: err.Error()}
@@ -320,7 +350,20 @@ func (fc *fwdConn) call(ctx context.Context, deadline time.Time, data []byte) (a
 	var idb [idSize]byte
 	binary.BigEndian.PutUint64(idb[:], id)
 	fc.wmu.Lock()
-	fc.c.SetWriteDeadline(deadline)
+	if err := ctx.Err(); err != nil || !time.Now().Before(deadline) {
+		fc.wmu.Unlock()
+		fc.mu.Lock()
+		delete(fc.pending, id)
+		fc.mu.Unlock()
+		if err == nil {
+			err = context.DeadlineExceeded
+		}
+		return nil, false, err
+	}
+	// The connection's own write timeout, not this caller's deadline: a
+	// caller short of time must not cut a frame, and with it the
+	// connection every other caller waits on.
+	fc.c.SetWriteDeadline(time.Now().Add(forwardWriteTimeout))
 	err = writeFrameParts(fc.w, idb[:], data)
 	fc.wmu.Unlock()
 	if err != nil {
@@ -368,9 +411,9 @@ func (n *Node) forward(ctx context.Context, addr string, cmd fsm.Command, data [
 	b, sent, err := fc.call(ctx, deadline, data)
 	switch {
 	case err != nil && !sent:
-		return nil, fmt.Errorf("%w: %w: forwarding to the leader at %s: %v", ErrNoLeader, errNotApplied, addr, err)
+		return nil, fmt.Errorf("%w: %w: forwarding to the leader at %s: %w", ErrNoLeader, errNotApplied, addr, err)
 	case err != nil:
-		return nil, fmt.Errorf("%w: no answer from the leader at %s: %v", ErrNoLeader, addr, err)
+		return nil, fmt.Errorf("%w: no answer from the leader at %s: %w", ErrNoLeader, addr, err)
 	}
 	var ans forwardAnswer
 	if err := json.Unmarshal(b, &ans); err != nil {
@@ -416,6 +459,7 @@ func (n *Node) waitApplied(ctx context.Context, index uint64) error {
 
 // noteApplied wakes waitApplied after every batch the state machine applies.
 func (n *Node) noteApplied() {
+	n.lastApply.Store(time.Now().UnixNano())
 	n.appliedMu.Lock()
 	close(n.appliedCh)
 	n.appliedCh = make(chan struct{})

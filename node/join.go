@@ -563,6 +563,18 @@ func parseNodePublicKey(der []byte) (crypto.PublicKey, error) {
 	return pub, nil
 }
 
+// isMember reports whether id is in the latest configuration this node
+// knows: a node removed from the cluster keeps a valid certificate, so the
+// cluster port's services check the caller's name against it.
+func (n *Node) isMember(id string) bool {
+	for _, s := range n.servers() {
+		if string(s.ID) == id {
+			return true
+		}
+	}
+	return false
+}
+
 // servers is the latest cluster configuration this node knows.
 func (n *Node) servers() []raft.Server {
 	f := n.raft.GetConfiguration()

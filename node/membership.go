@@ -20,7 +20,6 @@ package node
 import (
 	"bufio"
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,12 +118,7 @@ func (n *Node) localInfo() *memberInfo {
 // serveMember answers one membership request from an authenticated member.
 func (n *Node) serveMember(c net.Conn) {
 	defer c.Close()
-	caller := ""
-	if tc, ok := c.(*tls.Conn); ok {
-		if cs := tc.ConnectionState(); len(cs.VerifiedChains) > 0 {
-			caller = cs.PeerCertificates[0].Subject.CommonName
-		}
-	}
+	caller := peerName(c)
 	if caller == "" {
 		return // route lets no such connection through; be safe
 	}
@@ -157,6 +151,10 @@ func (n *Node) memberLocal(req memberRequest, caller string) memberAnswer {
 	}
 	if n.raft.State() != raft.Leader {
 		return memberAnswer{Code: "not_leader", Error: fmt.Sprintf("%s is not the leader", n.cfg.ID)}
+	}
+	if caller != n.cfg.ID && !n.isMember(caller) {
+		// A removed node keeps its certificate; it changes nothing.
+		return memberAnswer{Code: "refused", Error: fmt.Sprintf("%s is not a member of the cluster", caller)}
 	}
 	servers := n.servers()
 	var cur *raft.Server

@@ -156,6 +156,8 @@ type Node struct {
 	// level is the feature level this node reports (fsm.MaxLevel; tests
 	// lower it to act as a member of an earlier release).
 	level atomic.Int32
+	// lastApply is when state.db last applied a batch, Unix nanoseconds.
+	lastApply atomic.Int64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -369,13 +371,15 @@ func (n *Node) applyOnce(ctx context.Context, cmd fsm.Command, data []byte, time
 	if raw := f.Error(); raw != nil {
 		err := n.raftErr(raw)
 		// A follower forwards the write to the leader it knows; the
-		// handlers above never learn the difference.
+		// handlers above never learn the difference. Only a write raft
+		// refused as not leader is forwarded: one that lost leadership
+		// after its append may still commit, and must not go twice.
 		var nl *NotLeaderError
-		if errors.As(err, &nl) && n.fwd.tls != nil && nl.LeaderAddr != "" && nl.LeaderID != n.cfg.ID {
+		if errors.Is(raw, raft.ErrNotLeader) && errors.As(err, &nl) && n.fwd.tls != nil && nl.LeaderAddr != "" && nl.LeaderID != n.cfg.ID {
 			v, err := n.forward(ctx, nl.LeaderAddr, cmd, data)
 			return v, err, errors.Is(err, errNotApplied)
 		}
-		return nil, err, notAppended(raw)
+		return nil, err, notAppended(f, raw)
 	}
 	res, ok := f.Response().(fsm.Result)
 	if !ok {
@@ -450,6 +454,15 @@ func (n *Node) Fresh(maxStale time.Duration) error {
 	}
 	if why := n.behindLeader(); why != "" {
 		return fmt.Errorf("%w: %s", ErrNoLeader, why)
+	}
+	// Heartbeats keep LastContact fresh even while this node's own state
+	// machine lags: state behind what it knows committed must at least be
+	// moving. (Behind by a few entries is every follower under load.)
+	if applied, _, _ := n.store.Applied(); !n.appliedThrough(applied, n.raft.CommitIndex()) {
+		if since := time.Since(time.Unix(0, n.lastApply.Load())); since > maxStale {
+			return fmt.Errorf("%w: this node's state is at %d of %d committed and has not moved for %v", ErrNoLeader,
+				applied, n.raft.CommitIndex(), since.Round(time.Millisecond))
+		}
 	}
 	return nil
 }
@@ -569,6 +582,9 @@ func (n *Node) Close() error {
 	})
 	return n.closeErr
 }
+
+// Voters is how many voters the latest configuration this node knows has.
+func (n *Node) Voters() int { return n.voters() }
 
 func (n *Node) voters() int {
 	f := n.raft.GetConfiguration()

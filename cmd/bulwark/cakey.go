@@ -48,6 +48,29 @@ func joinedNode(ks *tpm.Keystore) bool {
 // markJoined records in the keystore that this node joined a cluster.
 func markJoined(ks *tpm.Keystore) error { return ks.PutSecret(joinedMarker, []byte{1}) }
 
+// markWhenClustered marks the node that created the cluster too, once its
+// configuration holds another voter: from then on, with its log lost, it
+// waits to be added back instead of bootstrapping a second cluster with
+// the same CA and data key.
+func markWhenClustered(ctx context.Context, ks *tpm.Keystore, n *node.Node, logger *slog.Logger) {
+	for {
+		if _, marked := ks.Secret(joinedMarker); marked {
+			return
+		}
+		if n.Voters() > 1 {
+			if err := markJoined(ks); err != nil {
+				logger.Error("could not mark this node as a cluster member", "error", err)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
 // caKeyState is the replicated state the sharing needs (the node).
 type caKeyState interface {
 	Apply(ctx context.Context, cmd fsm.Command) (any, error)
@@ -92,11 +115,11 @@ func syncCAKey(ctx context.Context, ks *tpm.Keystore, st caKeyState, ca *x509.Ce
 		rec, err = r.CAKey()
 		return err
 	})
-	if err == nil && level < 2 {
-		return false, errors.New("waiting for every member to apply ca.key (cluster feature level 2)")
-	}
 	if err != nil && !errors.Is(err, fsm.ErrNoCAKey) {
 		return false, err
+	}
+	if level < 2 {
+		return false, errors.New("waiting for every member to apply ca.key (cluster feature level 2)")
 	}
 	if rec != nil && rec.Pin != pin {
 		log.Error("the state holds the key of another cluster CA; not sharing", "state_pin", rec.Pin, "ca_pem_pin", pin)

@@ -177,6 +177,7 @@ func clusterCertificate(dataDir string, nodeCert tls.Certificate) (tls.Certifica
 func startClusterAdmin(ctx context.Context, n *node.Node, ks *tpm.Keystore, ca *x509.Certificate, renewer *certRenewer, keys nodeKeys, logger *slog.Logger) api.AdminOption {
 	n.EnableJoin(ca, ks)
 	go shareCAKey(ctx, ks, n, ca, n.Status().ID, logger)
+	go markWhenClustered(ctx, ks, n, logger)
 	go func() {
 		if err := n.EnsureVoter(ctx); err != nil && ctx.Err() == nil {
 			logger.Error("could not become a voter of the cluster", "error", err)
