@@ -1,6 +1,11 @@
 package fsm
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,8 +32,52 @@ type CAKey struct {
 	DataKey string `json:"data_key"`
 	// Sealed is the PKCS#8 private key sealed under the data key
 	// (tpm.SealWithSecret, AAD the pin).
-	Sealed   []byte    `json:"sealed"`
-	SharedAt time.Time `json:"shared_at,omitzero"`
+	Sealed []byte `json:"sealed"`
+	// CAPublicKey is the CA's SubjectPublicKeyInfo (DER), whose SHA-256 is
+	// the pin, and Signature the CA key's signature over CAKeyDigest: only
+	// a holder of the CA key can share it, so no member can block the
+	// sharing with a blob of its own.
+	CAPublicKey []byte    `json:"ca_public_key"`
+	Signature   []byte    `json:"signature"`
+	SharedAt    time.Time `json:"shared_at,omitzero"`
+}
+
+// CAKeyDigest is what the CA key signs when it is shared: SHA-256 over a
+// domain string, the pin, the data key fingerprint and the sealed blob's
+// SHA-256.
+func CAKeyDigest(pin, dataKey string, sealed []byte) []byte {
+	sb := sha256.Sum256(sealed)
+	h := sha256.New()
+	h.Write([]byte("bulwark ca.key v1\x00" + pin + "\x00" + dataKey + "\x00"))
+	h.Write(sb[:])
+	return h.Sum(nil)
+}
+
+// verifyCAKey checks that the public key is the pinned one and signed the
+// share.
+func verifyCAKey(p *CAKey) error {
+	sum := sha256.Sum256(p.CAPublicKey)
+	if p.Pin != "sha256:"+hex.EncodeToString(sum[:]) {
+		return errors.New("ca_public_key does not match the pin")
+	}
+	pub, err := x509.ParsePKIXPublicKey(p.CAPublicKey)
+	if err != nil {
+		return fmt.Errorf("ca_public_key: %v", err)
+	}
+	digest := CAKeyDigest(p.Pin, p.DataKey, p.Sealed)
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if !ecdsa.VerifyASN1(k, digest, p.Signature) {
+			return errors.New("signature does not verify")
+		}
+	case ed25519.PublicKey:
+		if !ed25519.Verify(k, digest, p.Signature) {
+			return errors.New("signature does not verify")
+		}
+	default:
+		return fmt.Errorf("a %T CA key is not accepted", pub)
+	}
+	return nil
 }
 
 const maxSealedCAKey = 4 << 10
@@ -54,6 +103,11 @@ func applyCAKey(t txn, c Command) (any, error) {
 		return nil, fmt.Errorf("%w: ca.key: sealed key of %d bytes (1 to %d)", ErrInvalidCommand, len(p.Sealed), maxSealedCAKey)
 	case !p.SharedAt.IsZero():
 		return nil, fmt.Errorf("%w: ca.key: shared_at is set by the state", ErrInvalidCommand)
+	case len(p.CAPublicKey) > maxSealedCAKey || len(p.Signature) > 1024:
+		return nil, fmt.Errorf("%w: ca.key: oversize public key or signature", ErrInvalidCommand)
+	}
+	if err := verifyCAKey(&p); err != nil {
+		return nil, fmt.Errorf("%w: ca.key: %v", ErrInvalidCommand, err)
 	}
 	if _, err := registered(t.tx, p.DataKey); err != nil {
 		return nil, err

@@ -2,17 +2,49 @@ package fsm
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 )
 
+// signedShare is a ca.key payload signed by key, whose pin it carries.
+func signedShare(t *testing.T, key *ecdsa.PrivateKey, dataKey string, sealed []byte) CAKey {
+	t.Helper()
+	spki, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(spki)
+	pin := "sha256:" + hex.EncodeToString(sum[:])
+	sig, err := ecdsa.SignASN1(rand.Reader, key, CAKeyDigest(pin, dataKey, sealed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return CAKey{Pin: pin, DataKey: dataKey, Sealed: sealed, CAPublicKey: spki, Signature: sig}
+}
+
+func newCAKey(t *testing.T) *ecdsa.PrivateKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 func TestCAKeyIsSharedOnce(t *testing.T) {
 	a := newApplier(t)
 	fp := strings.Repeat("ab", 32)
-	pin := "sha256:" + strings.Repeat("cd", 32)
-	share := CAKey{Pin: pin, DataKey: fp, Sealed: []byte("sealed key")}
+	caKey := newCAKey(t)
+	share := signedShare(t, caKey, fp, []byte("sealed key"))
+	pin := share.Pin
 
 	// Not before the data key is registered.
 	if r := a.apply(TypeCAKey, t0, share); !errors.Is(r.Err, ErrNoDataKey) {
@@ -21,13 +53,22 @@ func TestCAKeyIsSharedOnce(t *testing.T) {
 	if r := a.apply(TypeDataKeyRegister, t0, DataKeyRegister{Fingerprint: fp}); r.Err != nil {
 		t.Fatal(r.Err)
 	}
+	tampered := share
+	tampered.Sealed = []byte("another blob")
+	otherSigner := signedShare(t, newCAKey(t), fp, share.Sealed)
+	otherSigner.Pin = pin // another key's signature under this CA's pin
+	withSharedAt := share
+	withSharedAt.SharedAt = t0
 	for name, bad := range map[string]CAKey{
-		"pin without prefix": {Pin: strings.Repeat("cd", 32), DataKey: fp, Sealed: []byte("x")},
-		"short pin":          {Pin: "sha256:abcd", DataKey: fp, Sealed: []byte("x")},
-		"empty":              {Pin: pin, DataKey: fp},
-		"too large":          {Pin: pin, DataKey: fp, Sealed: make([]byte, maxSealedCAKey+1)},
-		"other data key":     {Pin: pin, DataKey: strings.Repeat("ef", 32), Sealed: []byte("x")},
-		"shared_at given":    {Pin: pin, DataKey: fp, Sealed: []byte("x"), SharedAt: t0},
+		"pin without prefix":      {Pin: strings.Repeat("cd", 32), DataKey: fp, Sealed: []byte("x")},
+		"short pin":               {Pin: "sha256:abcd", DataKey: fp, Sealed: []byte("x")},
+		"empty":                   {Pin: pin, DataKey: fp},
+		"too large":               {Pin: pin, DataKey: fp, Sealed: make([]byte, maxSealedCAKey+1)},
+		"other data key":          signedShare(t, caKey, strings.Repeat("ef", 32), []byte("x")),
+		"shared_at given":         withSharedAt,
+		"unsigned":                {Pin: pin, DataKey: fp, Sealed: []byte("x")},
+		"blob not the signed one": tampered,
+		"signed by another key":   otherSigner,
 	} {
 		if r := a.apply(TypeCAKey, t0, bad); !errors.Is(r.Err, ErrInvalidCommand) {
 			t.Fatalf("%s: %v, want ErrInvalidCommand", name, r.Err)
@@ -49,14 +90,11 @@ func TestCAKeyIsSharedOnce(t *testing.T) {
 		t.Fatalf("shared %+v", k)
 	}
 	// The same CA again keeps the first record; another CA is refused.
-	again := share
-	again.Sealed = []byte("sealed again")
+	again := signedShare(t, caKey, fp, []byte("sealed again"))
 	if r := a.apply(TypeCAKey, at.Add(time.Hour), again); r.Err != nil || !r.Value.(*CAKey).SharedAt.Equal(at) {
 		t.Fatalf("the same CA again: %+v", r)
 	}
-	other := share
-	other.Pin = "sha256:" + strings.Repeat("01", 32)
-	if r := a.apply(TypeCAKey, at, other); !errors.Is(r.Err, ErrInvalidCommand) {
+	if r := a.apply(TypeCAKey, at, signedShare(t, newCAKey(t), fp, []byte("x"))); !errors.Is(r.Err, ErrInvalidCommand) {
 		t.Fatalf("another CA: %v", r.Err)
 	}
 	a.s.View(func(r Reader) error {

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -151,8 +153,21 @@ func proposeCAKey(ctx context.Context, st caKeyState, key crypto.Signer, dataKey
 	if err != nil {
 		return err
 	}
+	spki, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return err
+	}
+	fp := tpm.DataKeyFingerprint(dataKey)
+	var opts crypto.SignerOpts = crypto.SHA256
+	if _, ok := key.Public().(ed25519.PublicKey); ok {
+		opts = crypto.Hash(0)
+	}
+	sig, err := key.Sign(rand.Reader, fsm.CAKeyDigest(pin, fp, sealed), opts)
+	if err != nil {
+		return err
+	}
 	cmd, err := fsm.NewCommand(fsm.TypeCAKey, 1, time.Now().UnixNano(),
-		fsm.CAKey{Pin: pin, DataKey: tpm.DataKeyFingerprint(dataKey), Sealed: sealed})
+		fsm.CAKey{Pin: pin, DataKey: fp, Sealed: sealed, CAPublicKey: spki, Signature: sig})
 	if err != nil {
 		return err
 	}
