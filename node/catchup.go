@@ -73,10 +73,10 @@ func (n *Node) trackCatchUp() {
 	}
 }
 
-// behindLeader says, when it is so, that this node has not yet applied
-// what the leader had committed when it last asked, or does not know how
-// far that is.
-func (n *Node) behindLeader() string {
+// behindLeader says, when it is so, that this node (its state at applied)
+// has not yet applied what the leader had committed when it last asked, or
+// does not know how far that is.
+func (n *Node) behindLeader(applied uint64) string {
 	if n.cluster == nil {
 		return "" // a single node on the in-memory transport leads itself
 	}
@@ -84,7 +84,6 @@ func (n *Node) behindLeader() string {
 		return "asking the leader how far to catch up"
 	}
 	target := n.catchUpTo.Load()
-	applied, _, _ := n.store.Applied()
 	if !n.appliedThrough(applied, target) {
 		return fmt.Sprintf("catching up with the leader: state at %d of %d", applied, target)
 	}

@@ -452,13 +452,14 @@ func (n *Node) Fresh(maxStale time.Duration) error {
 	if d := time.Since(last); d > maxStale {
 		return fmt.Errorf("%w: this node last heard from the leader %v ago; its state may be stale", ErrNoLeader, d.Round(time.Millisecond))
 	}
-	if why := n.behindLeader(); why != "" {
+	applied, _, _ := n.store.Applied()
+	if why := n.behindLeader(applied); why != "" {
 		return fmt.Errorf("%w: %s", ErrNoLeader, why)
 	}
 	// Heartbeats keep LastContact fresh even while this node's own state
 	// machine lags: state behind what it knows committed must at least be
 	// moving. (Behind by a few entries is every follower under load.)
-	if applied, _, _ := n.store.Applied(); !n.appliedThrough(applied, n.raft.CommitIndex()) {
+	if !n.appliedThrough(applied, n.raft.CommitIndex()) {
 		if since := time.Since(time.Unix(0, n.lastApply.Load())); since > maxStale {
 			return fmt.Errorf("%w: this node's state is at %d of %d committed and has not moved for %v", ErrNoLeader,
 				applied, n.raft.CommitIndex(), since.Round(time.Millisecond))
@@ -513,7 +514,7 @@ func (n *Node) Ready() (bool, string) {
 	case !n.appliedThrough(s.AppliedIndex, handed):
 		return false, fmt.Sprintf("applying: state at %d of %d", s.AppliedIndex, handed)
 	}
-	if why := n.behindLeader(); why != "" {
+	if why := n.behindLeader(s.AppliedIndex); why != "" {
 		return false, why
 	}
 	return true, ""
