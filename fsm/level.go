@@ -13,7 +13,8 @@ import (
 // leave their states apart.
 //
 //	1: everything of the first release
-//	2: session.refresh v2, read.barrier v1, ca.key v1, cluster.level v1
+//	2: session.refresh v2, read.barrier v1, ca.key v1, cluster.level v1,
+//	   member.key v1
 const (
 	// MaxLevel is the highest level this binary applies.
 	MaxLevel = 2

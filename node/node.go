@@ -270,7 +270,9 @@ func Open(cfg Config) (*Node, error) {
 		n.cluster.handle(protoForward, n.serveForward)
 		n.cluster.handle(protoJoin, n.serveJoin)     // join.go
 		n.cluster.handle(protoMember, n.serveMember) // membership.go
+		n.cluster.setCheck(n.checkPeer)              // memberkey.go
 		go n.trackCatchUp()
+		go n.recordOwnKey()
 	}
 	go n.raiseLevel() // level.go
 	ok = true

@@ -86,6 +86,9 @@ type clusterListener struct {
 	mu       sync.RWMutex
 	handlers map[byte]func(net.Conn) // other protocols, registered once their server is up
 	closed   bool                    // no connection is queued for Raft any more
+	// check, once set, must accept a peer's certificate name and leaf
+	// for every protocol but 'J' (Node.checkPeer).
+	check func(name string, leaf *x509.Certificate) error
 
 	closeOnce sync.Once
 	done      chan struct{}
@@ -147,6 +150,19 @@ func (l *clusterListener) route(c net.Conn) {
 		tc.Close()
 		return
 	}
+	if b[0] != protoJoin {
+		l.mu.RLock()
+		check := l.check
+		l.mu.RUnlock()
+		leaf := tc.ConnectionState().PeerCertificates[0]
+		if check != nil {
+			if err := check(leaf.Subject.CommonName, leaf); err != nil {
+				l.log.Warn("cluster connection refused", "remote", c.RemoteAddr().String(), "peer", leaf.Subject.CommonName, "error", err)
+				tc.Close()
+				return
+			}
+		}
+	}
 	switch b[0] {
 	case protoRaft:
 		if !l.queueRaft(tc) {
@@ -180,6 +196,13 @@ func (l *clusterListener) queueRaft(c net.Conn) bool {
 	case <-l.done:
 		return false
 	}
+}
+
+// setCheck makes check decide on every authenticated connection.
+func (l *clusterListener) setCheck(check func(name string, leaf *x509.Certificate) error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.check = check
 }
 
 // handle serves protocol proto with h from now on.

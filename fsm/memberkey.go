@@ -1,0 +1,43 @@
+package fsm
+
+import (
+	"fmt"
+	"strings"
+)
+
+// TypeMemberKey records the key a member's certificates certify: the
+// SHA-256 of its TLS SubjectPublicKeyInfo. The cluster port accepts a
+// member's name only with that key (node/transport.go), so a certificate
+// minted for the name by anyone holding the CA key, a removed member
+// included, does not pass for it. Renewals keep the key; a member with a
+// new key records it again. Level 2.
+const TypeMemberKey Type = "member.key"
+
+// MemberKey is the payload of member.key v1.
+type MemberKey struct {
+	Node string `json:"node"`
+	SPKI string `json:"spki"` // 64 lowercase hex digits
+}
+
+const memberKeyPrefix = "member_key/"
+
+var memberKeyHandlers = map[handlerKey]handler{
+	{TypeMemberKey, 1}: applyMemberKey,
+}
+
+func applyMemberKey(t txn, c Command) (any, error) {
+	var p MemberKey
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if p.Node == "" || len(p.Node) > 64 || strings.ContainsFunc(p.Node, func(r rune) bool { return r <= ' ' || r > '~' }) || !isHex(p.SPKI, 64) {
+		return nil, fmt.Errorf("%w: member.key: a node name and 64 lowercase hex digits", ErrInvalidCommand)
+	}
+	return nil, t.tx.Bucket(bucketMeta).Put([]byte(memberKeyPrefix+p.Node), []byte(p.SPKI))
+}
+
+// MemberKey returns the key hash recorded for node, if any.
+func (r Reader) MemberKey(node string) (string, bool) {
+	v := r.tx.Bucket(bucketMeta).Get([]byte(memberKeyPrefix + node))
+	return string(v), v != nil
+}

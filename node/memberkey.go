@@ -1,0 +1,92 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bulwark-auth/bulwark/fsm"
+)
+
+// Who may use the cluster port.
+//
+// A node removed from the cluster keeps a certificate the CA signed, and
+// every member holds the CA key, so a certificate alone proves little.
+// checkPeer also requires, once this node knows its cluster's
+// configuration, that the peer's name be in it, and, once the name's key is
+// recorded (fsm member.key), that the certificate be for that key: nobody
+// holding only the CA key can pass for a member.
+
+// spkiHash is the hex SHA-256 of a certificate's SubjectPublicKeyInfo.
+func spkiHash(leaf *x509.Certificate) string {
+	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(sum[:])
+}
+
+// checkPeer decides whether a peer presenting leaf under name may use the
+// cluster port.
+func (n *Node) checkPeer(name string, leaf *x509.Certificate) error {
+	if servers := n.servers(); len(servers) > 0 && name != n.cfg.ID && !n.isMember(name) {
+		return fmt.Errorf("%s is not a member of the cluster", name)
+	}
+	var want string
+	var ok bool
+	n.View(func(r fsm.Reader) error { want, ok = r.MemberKey(name); return nil })
+	if ok && want != spkiHash(leaf) {
+		return fmt.Errorf("the certificate for %s is not for the key the cluster recorded for it", name)
+	}
+	return nil
+}
+
+// recordMemberKey records node's key, when the cluster's level has it.
+func (n *Node) recordMemberKey(ctx context.Context, node, spki string) error {
+	var level int
+	n.View(func(r fsm.Reader) error { level = r.ClusterLevel(); return nil })
+	if level < 2 {
+		return errors.New("the cluster is below feature level 2")
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeMemberKey, 1, time.Now().UnixNano(), fsm.MemberKey{Node: node, SPKI: spki})
+	if err != nil {
+		return err
+	}
+	_, err = n.Apply(ctx, cmd)
+	return err
+}
+
+// recordOwnKey records this node's own key once the cluster's level has
+// member keys and its record is missing or another (a member of an
+// earlier release, or one whose key changed), then returns.
+func (n *Node) recordOwnKey() {
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-t.C:
+		}
+		t.Reset(levelEvery)
+		leaf := n.fwd.tls.Certificate().Leaf
+		if leaf == nil {
+			return
+		}
+		own := spkiHash(leaf)
+		var have string
+		n.View(func(r fsm.Reader) error { have, _ = r.MemberKey(n.cfg.ID); return nil })
+		if have == own {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), memberTimeout)
+		err := n.recordMemberKey(ctx, n.cfg.ID, own)
+		cancel()
+		if err == nil {
+			n.log.Info("recorded this node's key with the cluster", "spki_sha256", own)
+			return
+		}
+		n.log.Debug("this node's key not recorded yet", "error", err)
+	}
+}
