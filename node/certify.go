@@ -60,11 +60,13 @@ func (n *Node) RenewCertificate(ctx context.Context, pub crypto.PublicKey, hosts
 				continue
 			}
 			a, err := n.memberCall(ctx, m.address, req, memberTimeout)
-			if err == nil && a.Code == "" {
+			if err == nil && a.Code == "" && a.Cert != nil {
 				ans = a
 				break
 			}
-			if err == nil {
+			if err == nil && a.Code == "" {
+				err = errors.New("answered without a certificate")
+			} else if err == nil {
 				err = errors.New(a.Error)
 			}
 			tried = append(tried, fmt.Sprintf("%s: %v", m.id, err))
