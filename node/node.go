@@ -536,7 +536,10 @@ func (n *Node) appliedThrough(applied, handed uint64) bool {
 	for i := applied + 1; i <= handed; i++ {
 		var l raft.Log
 		if err := n.logs.GetLog(i, &l); err != nil {
-			continue // compacted into a snapshot state.db already holds
+			if first, ferr := n.logs.FirstIndex(); ferr == nil && (first == 0 || i < first) {
+				continue // compacted (or the log is empty): in a snapshot state.db holds
+			}
+			return false
 		}
 		if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
 			return false
