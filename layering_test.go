@@ -5,6 +5,7 @@ package bulwark_test
 import (
 	"encoding/json"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -89,4 +90,46 @@ func allowed(pkg, dep string) bool {
 		}
 	}
 	return false
+}
+
+// ownImports holds packages to their own import lines (not what they reach
+// through others): allow, when set, lists every non-standard import path
+// (prefix) the package may name; deny lists paths it must never name
+// (authcore legitimately reaches bbolt, api must not use it itself).
+// withTests holds the package's test files to the same rule.
+var ownImports = []struct {
+	pkg         string
+	allow, deny []string
+	withTests   bool
+}{
+	{pkg: "node/pki", allow: []string{module + "/tpm/atomicfile"}},
+	{pkg: "tpm", allow: []string{module + "/tpm/atomicfile", "github.com/google/go-tpm/", "golang.org/x/crypto/",
+		"github.com/cloudflare/circl/sign/mldsa/", "github.com/cloudflare/circl/kem/"}},
+	{pkg: "api", withTests: true, deny: []string{module + "/fsm", module + "/node", module + "/tpm", module + "/cmd",
+		"go.etcd.io/bbolt", "github.com/boltdb/bolt", "github.com/hashicorp/raft", "github.com/google/go-tpm"}},
+}
+
+func TestOwnImports(t *testing.T) {
+	for _, tc := range ownImports {
+		format := `{{join .Imports "\n"}}`
+		if tc.withTests {
+			format += `{{"\n"}}{{join .TestImports "\n"}}`
+		}
+		out, err := exec.Command("go", "list", "-f", format, "./"+tc.pkg).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", tc.pkg, err)
+		}
+		for _, path := range strings.Fields(string(out)) {
+			first, _, _ := strings.Cut(path, "/")
+			if !strings.Contains(first, ".") || path == module+"/"+tc.pkg || strings.HasPrefix(path, module+"/"+tc.pkg+"/") {
+				continue // the standard library, or the package's own
+			}
+			if tc.allow != nil && !slices.ContainsFunc(tc.allow, func(a string) bool { return path == a || strings.HasPrefix(path+"/", a) }) {
+				t.Errorf("%s imports %s; it may import only the standard library and %v", tc.pkg, path, tc.allow)
+			}
+			if slices.ContainsFunc(tc.deny, func(d string) bool { return path == d || strings.HasPrefix(path, d+"/") }) {
+				t.Errorf("%s imports %s, which its package doc rules out", tc.pkg, path)
+			}
+		}
+	}
 }
