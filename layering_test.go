@@ -106,7 +106,8 @@ var ownImports = []struct {
 	{pkg: "tpm", allow: []string{module + "/tpm/atomicfile", "github.com/google/go-tpm/", "golang.org/x/crypto/",
 		"github.com/cloudflare/circl/sign/mldsa/", "github.com/cloudflare/circl/kem/"}},
 	{pkg: "api", withTests: true, deny: []string{module + "/fsm", module + "/node", module + "/tpm", module + "/cmd",
-		"go.etcd.io/bbolt", "github.com/boltdb/bolt", "github.com/hashicorp/raft", "github.com/google/go-tpm"}},
+		"go.etcd.io/bbolt", "github.com/boltdb/bolt", "github.com/hashicorp/raft", "github.com/hashicorp/raft-boltdb",
+		"github.com/google/go-tpm"}},
 }
 
 func TestOwnImports(t *testing.T) {
