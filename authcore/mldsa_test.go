@@ -294,30 +294,3 @@ func TestMLDSA65MethodKeys(t *testing.T) {
 		t.Errorf("NewSigner with mismatched halves: %v", err)
 	}
 }
-
-func BenchmarkSignMLDSA65(b *testing.B) {
-	s := testSigner(b, AlgMLDSA65)
-	c := testClaims()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := s.Sign(c); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkVerifyMLDSA65(b *testing.B) {
-	s := testSigner(b, AlgMLDSA65)
-	jwk, _ := s.PublicJWK()
-	l := jwksLookup{s.Kid(): jwk}
-	tok, err := s.Sign(testClaims())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := verify(tok, l); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

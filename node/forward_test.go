@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,28 +101,7 @@ func BenchmarkClusterWrites(b *testing.B) {
 					}
 				}
 			}
-			cmds := make([]fsm.Command, b.N)
-			for i := range cmds {
-				cmds[i] = userCmd(b, fmt.Sprintf("%s-%d", via, i))
-			}
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			for range 64 {
-				wg.Go(func() {
-					for {
-						i := next.Add(1) - 1
-						if i >= int64(b.N) {
-							return
-						}
-						if _, err := target.Apply(context.Background(), cmds[i]); err != nil {
-							b.Error(err)
-							return
-						}
-					}
-				})
-			}
-			wg.Wait()
+			applyConcurrently(b, target, 64, via)
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 		})
 	}
