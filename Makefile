@@ -71,6 +71,7 @@ chaos:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) ./fsm
 	$(GO) test -run '^$$' -fuzz '^FuzzVerifyPassword$$' -fuzztime $(FUZZTIME) ./authcore
+	$(GO) test -run '^$$' -fuzz '^FuzzMatchesXCrypto$$' -fuzztime $(FUZZTIME) ./authcore/internal/argon2
 	$(GO) test -run '^$$' -fuzz '^FuzzUnsealBlob$$' -fuzztime $(FUZZTIME) ./tpm
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeKeystore$$' -fuzztime $(FUZZTIME) ./tpm
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCertPEM$$' -fuzztime $(FUZZTIME) ./node/pki

@@ -13,7 +13,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"golang.org/x/crypto/argon2"
+	"github.com/bulwark-auth/bulwark/authcore/internal/argon2"
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/bulwark-auth/bulwark/authcore/commonpw"

@@ -1,0 +1,145 @@
+package argon2
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"sync"
+	"testing"
+
+	xargon2 "golang.org/x/crypto/argon2"
+)
+
+// idCase is one IDKey call.
+type idCase struct {
+	password, salt []byte
+	time, memory   uint32
+	threads        uint8
+	keyLen         uint32
+}
+
+func (c idCase) String() string {
+	return fmt.Sprintf("t=%d m=%d p=%d len=%d pw=%d salt=%d", c.time, c.memory, c.threads, c.keyLen, len(c.password), len(c.salt))
+}
+
+func randomCase(r *rand.Rand) idCase {
+	c := idCase{
+		password: make([]byte, r.IntN(65)),
+		salt:     make([]byte, 8+r.IntN(57)),
+		time:     1 + r.Uint32N(3),
+		threads:  uint8(1 + r.IntN(4)),
+		keyLen:   4 + r.Uint32N(61),
+	}
+	// From below the 8 KiB per lane minimum (rounded up) to a few MiB.
+	c.memory = r.Uint32N(8 << r.IntN(10))
+	for _, b := range [][]byte{c.password, c.salt} {
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+	}
+	return c
+}
+
+// TestMatchesXCrypto checks IDKey against x/crypto on random parameters,
+// one after another so that each call reuses memory the last one left in
+// the pool, then from several goroutines at once.
+func TestMatchesXCrypto(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	cases := make([]idCase, 150)
+	for i := range cases {
+		cases[i] = randomCase(r)
+	}
+	check := func(c idCase) error {
+		got := IDKey(c.password, c.salt, c.time, c.memory, c.threads, c.keyLen)
+		want := xargon2.IDKey(c.password, c.salt, c.time, c.memory, c.threads, c.keyLen)
+		if !bytes.Equal(got, want) {
+			return fmt.Errorf("%v: got %x, x/crypto %x", c, got, want)
+		}
+		return nil
+	}
+	for _, c := range cases {
+		if err := check(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, len(cases))
+	for g := range 4 {
+		wg.Go(func() {
+			for i := g; i < len(cases); i += 4 {
+				if err := check(cases[i]); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestStaleMemoryIsOverwritten hands IDKey a pooled memory full of another
+// call's bytes (all ones here) and checks the result is still x/crypto's,
+// which works on zeroed memory. It fails if the first pass XORs into a
+// block instead of overwriting it.
+func TestStaleMemoryIsOverwritten(t *testing.T) {
+	const m = 64 // blocks, a multiple of 4 lanes × 4 sync points
+	want := xargon2.IDKey([]byte("pw"), []byte("saltsalt"), 2, m, 1, 32)
+	for range 100 {
+		stale := make([]block, m)
+		for i := range stale {
+			for j := range stale[i] {
+				stale[i][j] = ^uint64(0)
+			}
+		}
+		runtime.Gosched() // start on a fresh time slice, to stay on this P
+		blocksPool.Put(&stale)
+		got := IDKey([]byte("pw"), []byte("saltsalt"), 2, m, 1, 32)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("with a stale memory: got %x, want %x", got, want)
+		}
+		if stale[m/2][0] != ^uint64(0) {
+			return // the stale memory was used
+		}
+	}
+	t.Fatal("IDKey never took the stale memory from the pool")
+}
+
+// FuzzMatchesXCrypto compares IDKey with x/crypto on fuzzed input; the
+// cost parameters are kept small so that each input runs fast.
+func FuzzMatchesXCrypto(f *testing.F) {
+	f.Add([]byte("password"), []byte("somesalt"), uint8(2), uint16(64), uint8(1), uint8(32))
+	f.Add([]byte{}, []byte("saltsaltsalt"), uint8(1), uint16(8), uint8(4), uint8(4))
+	f.Fuzz(func(t *testing.T, password, salt []byte, time uint8, memory uint16, threads, keyLen uint8) {
+		tm, th, kl := uint32(time%4)+1, threads%8+1, uint32(keyLen%64)+4
+		m := uint32(memory % 2048)
+		got := IDKey(password, salt, tm, m, th, kl)
+		want := xargon2.IDKey(password, salt, tm, m, th, kl)
+		if !bytes.Equal(got, want) {
+			t.Fatalf("t=%d m=%d p=%d len=%d: got %x, x/crypto %x", tm, m, th, kl, got, want)
+		}
+	})
+}
+
+// BenchmarkIDKeyParallel compares this package with x/crypto at bulwark's
+// default cost (m=19456 KiB, t=2, p=1) with one hash per core, as a busy
+// server runs them:
+//
+//	go test -run '^$' -bench IDKeyParallel -benchtime 200x -count 5 ./authcore/internal/argon2
+func BenchmarkIDKeyParallel(b *testing.B) {
+	for _, impl := range []struct {
+		name  string
+		idKey func(password, salt []byte, time, memory uint32, threads uint8, keyLen uint32) []byte
+	}{{"pooled", IDKey}, {"x-crypto", xargon2.IDKey}} {
+		b.Run(impl.name, func(b *testing.B) {
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					impl.idKey([]byte("password"), []byte("saltsaltsaltsalt"), 2, 19456, 1, 32)
+				}
+			})
+		})
+	}
+}
