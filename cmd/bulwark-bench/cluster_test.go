@@ -48,10 +48,33 @@ func TestClusterTargetsAndSingleNodeTargetsApart(t *testing.T) {
 	}
 }
 
+// TestLoginShareUsesTheMeanBound: the bound measured before the node
+// started and after it stopped are averaged; a failed measurement and the
+// x/crypto reference row do not count.
+func TestLoginShareUsesTheMeanBound(t *testing.T) {
+	r := &report{Phases: []PhaseResult{
+		{Phase: phaseArgon2, Setup: setupInProcess, Concurrency: 2, Ops: 800, OpsPerSec: 100},
+		{Phase: phaseXCrypto, Setup: setupInProcess, Concurrency: 2, Ops: 400, OpsPerSec: 50},
+		{Phase: phaseLogin, Setup: setupSingle, Concurrency: 16, Ops: 720, OpsPerSec: 81},
+		{Phase: phaseArgon2, Setup: setupAfter, Concurrency: 2, Ops: 640, OpsPerSec: 80},
+	}}
+	r.evaluate()
+	if got := r.Targets[0]; got.Value != 90 || !got.Pass || !strings.Contains(got.Detail, "mean of 100.0 and 80.0") {
+		t.Errorf("login share %+v, want 90%% of the mean bound 90", got)
+	}
+	r.Phases[3].Errors, r.Phases[3].ErrorRate = 700, 0.9
+	r.evaluate()
+	if got := r.Targets[0]; got.Value != 81 || got.Pass {
+		t.Errorf("with the second bound failed: %+v, want 81%% of 100, fail", got)
+	}
+}
+
 func TestTableOrderPutsClusterNextToSingle(t *testing.T) {
 	r := &report{Phases: []PhaseResult{
 		{Phase: phaseArgon2, Setup: setupInProcess, Concurrency: 2},
+		{Phase: phaseXCrypto, Setup: setupInProcess, Concurrency: 2},
 		{Phase: phaseLogin, Setup: setupSingle, Concurrency: 16},
+		{Phase: phaseArgon2, Setup: setupAfter, Concurrency: 2},
 		{Phase: phaseRefresh, Setup: setupSingle, Concurrency: 16},
 		{Phase: phaseMe, Setup: setupSingle, Concurrency: 16},
 		{Phase: phaseLogin, Setup: setupLeader, Concurrency: 16},
@@ -63,7 +86,7 @@ func TestTableOrderPutsClusterNextToSingle(t *testing.T) {
 	for _, p := range r.tableOrder() {
 		got = append(got, p.Phase+"/"+setupLabel(p.Setup))
 	}
-	want := "argon2id-bound/in process login/1 node login/3n leader login/3n follower refresh/1 node refresh/3n leader refresh/3n follower me/1 node"
+	want := "argon2id-bound/in process argon2id-bound/after node argon2-xcrypto/in process login/1 node login/3n leader login/3n follower refresh/1 node refresh/3n leader refresh/3n follower me/1 node"
 	if strings.Join(got, " ") != want {
 		t.Errorf("table order\n got %s\nwant %s", strings.Join(got, " "), want)
 	}

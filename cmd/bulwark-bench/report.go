@@ -22,6 +22,7 @@ import (
 // Phase names, as they appear in the table and the JSON.
 const (
 	phaseArgon2  = "argon2id-bound"
+	phaseXCrypto = "argon2-xcrypto" // x/crypto's IDKey, for reference
 	phaseLogin   = "login"
 	phaseRefresh = "refresh"
 	phaseMe      = "me"
@@ -178,13 +179,23 @@ func (r *report) evaluate() {
 	if other > busyMachine {
 		r.Notes = append(r.Notes, fmt.Sprintf("the machine was not quiet: other processes used up to %.2f cores during a phase; the numbers understate the node", other))
 	}
-	bound, okB := r.best(phaseArgon2)
+	bound, bounds := r.argon2Bound()
 	login, okL := r.find(phaseLogin, targetLoginConc)
 	t := target{Name: "logins/s at c=16 as share of argon2id bound", Goal: targetLoginShare * 100, Unit: "%"}
-	if okB && okL && bound.OpsPerSec > 0 && login.Ops > 0 && !login.failed() {
-		t.Value, t.Measured = 100*login.OpsPerSec/bound.OpsPerSec, true
-		t.Detail = fmt.Sprintf("%.1f logins/s vs %.1f hashes/s", login.OpsPerSec, bound.OpsPerSec)
-		t.Noisy = bound.OtherCores > busyMachine || login.OtherCores > busyMachine
+	if bound > 0 && okL && login.Ops > 0 && !login.failed() {
+		t.Value, t.Measured = 100*login.OpsPerSec/bound, true
+		t.Detail = fmt.Sprintf("%.1f logins/s vs %.1f hashes/s", login.OpsPerSec, bound)
+		if len(bounds) > 1 {
+			var each []string
+			for _, b := range bounds {
+				each = append(each, fmt.Sprintf("%.1f", b.OpsPerSec))
+			}
+			t.Detail += ", the mean of " + strings.Join(each, " and ")
+		}
+		t.Noisy = login.OtherCores > busyMachine
+		for _, b := range bounds {
+			t.Noisy = t.Noisy || b.OtherCores > busyMachine
+		}
 	}
 	r.Targets = append(r.Targets, t)
 	r.Targets = append(r.Targets, r.rateTarget(phaseRefresh, "refreshes/s", targetRefresh))
@@ -195,6 +206,24 @@ func (r *report) evaluate() {
 	for i := range r.Targets {
 		r.Targets[i].Pass = r.Targets[i].Measured && r.Targets[i].Value >= r.Targets[i].Goal
 	}
+}
+
+// argon2Bound returns the argon2id bound, the mean hashes/s of the
+// bound's phases that did not fail (before the node started and after it
+// stopped), and those phases; 0 if there is none.
+func (r *report) argon2Bound() (float64, []PhaseResult) {
+	var ps []PhaseResult
+	sum := 0.0
+	for _, p := range r.Phases {
+		if p.Phase == phaseArgon2 && !p.failed() && p.OpsPerSec > 0 {
+			ps = append(ps, p)
+			sum += p.OpsPerSec
+		}
+	}
+	if len(ps) == 0 {
+		return 0, nil
+	}
+	return sum / float64(len(ps)), ps
 }
 
 // rateTarget judges the best concurrency of phase against goal ops/s.
@@ -237,6 +266,8 @@ func setupLabel(setup string) string {
 	switch setup {
 	case setupInProcess:
 		return "in process"
+	case setupAfter:
+		return "after node"
 	case setupLeader:
 		return "3n leader"
 	case setupFollower:
@@ -249,8 +280,8 @@ func setupLabel(setup string) string {
 // concurrency, so that each single-node figure has the three-node ones
 // of the same phase and concurrency right below it.
 func (r *report) tableOrder() []PhaseResult {
-	rank := map[string]int{phaseArgon2: 0, phaseLogin: 1, phaseRefresh: 2, phaseMe: 3}
-	setupRank := map[string]int{setupInProcess: 0, "": 1, setupSingle: 1, setupLeader: 2, setupFollower: 3}
+	rank := map[string]int{phaseArgon2: 0, phaseXCrypto: 1, phaseLogin: 2, phaseRefresh: 3, phaseMe: 4}
+	setupRank := map[string]int{setupInProcess: 0, setupAfter: 1, "": 2, setupSingle: 2, setupLeader: 3, setupFollower: 4}
 	ps := slices.Clone(r.Phases)
 	slices.SortStableFunc(ps, func(a, b PhaseResult) int {
 		return cmp.Or(cmp.Compare(rank[a.Phase], rank[b.Phase]), cmp.Compare(a.Concurrency, b.Concurrency),

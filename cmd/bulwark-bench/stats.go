@@ -56,9 +56,11 @@ type NodeCores struct {
 // Setups of a phase.
 const (
 	setupInProcess = "in-process"
-	setupSingle    = "single"
-	setupLeader    = "cluster-leader"
-	setupFollower  = "cluster-follower"
+	// setupAfter: in process again, once the single node has stopped.
+	setupAfter    = "in-process-after"
+	setupSingle   = "single"
+	setupLeader   = "cluster-leader"
+	setupFollower = "cluster-follower"
 )
 
 // clustered reports whether the phase ran against the three-node cluster.
