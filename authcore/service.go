@@ -127,11 +127,33 @@ type Service struct {
 	fresh    func() error // nil: the local state is always fresh enough
 
 	passwordChecks atomic.Int64
+	hashWaiting    atomic.Int64 // callers waiting for a hash slot now
+	hashWaitNanos  atomic.Int64 // time callers spent waiting for a slot
+	hashBusyNanos  atomic.Int64 // time slots were held
+	hashRefused    atomic.Int64 // callers that gave up with ErrBusy
 }
 
 // PasswordChecks counts password verifications since start (a metric, and
 // the measure of the lockout bound).
 func (s *Service) PasswordChecks() int64 { return s.passwordChecks.Load() }
+
+// HashStats describes this node's bounded password hashing since start:
+// how close it is to its capacity, and what a flood costs its callers.
+type HashStats struct {
+	Slots    int           // hashes allowed at once (MaxConcurrentHashes)
+	InFlight int           // hashes running now
+	Waiting  int64         // callers waiting for a slot now
+	Busy     time.Duration // total time slots were held: Busy/Slots/uptime is the share used
+	Waited   time.Duration // total time callers waited for a slot
+	Refused  int64         // callers that gave up after HashWait (ErrBusy)
+}
+
+// HashStats reports the state of the password hash slots.
+func (s *Service) HashStats() HashStats {
+	return HashStats{Slots: cap(s.hashes), InFlight: len(s.hashes), Waiting: s.hashWaiting.Load(),
+		Busy: time.Duration(s.hashBusyNanos.Load()), Waited: time.Duration(s.hashWaitNanos.Load()),
+		Refused: s.hashRefused.Load()}
+}
 
 // Option changes how a Service is built.
 type Option func(*Service)
@@ -405,16 +427,29 @@ func (s *Service) lookup(name string) (*fsm.User, error) {
 // free. Bounding hashes by the core count keeps a login flood from
 // starving Raft's heartbeats; waiters give up after HashWait.
 func (s *Service) withHashSlot(ctx context.Context, fn func() error) error {
+	start := time.Now()
+	s.hashWaiting.Add(1)
 	t := time.NewTimer(s.cfg.HashWait)
 	defer t.Stop()
+	var err error
 	select {
 	case s.hashes <- struct{}{}:
 	case <-t.C:
-		return ErrBusy
+		err = ErrBusy
+		s.hashRefused.Add(1)
 	case <-ctx.Done():
-		return ctx.Err()
+		err = ctx.Err()
 	}
-	defer func() { <-s.hashes }()
+	held := time.Now()
+	s.hashWaiting.Add(-1)
+	s.hashWaitNanos.Add(int64(held.Sub(start)))
+	if err != nil {
+		return err
+	}
+	defer func() {
+		s.hashBusyNanos.Add(int64(time.Since(held)))
+		<-s.hashes
+	}()
 	return fn()
 }
 

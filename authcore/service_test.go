@@ -195,6 +195,10 @@ func TestHashesAreBounded(t *testing.T) {
 	if got := peak.Load(); got != 2 {
 		t.Fatalf("peak %d in flight, want 2", got)
 	}
+	if st := s.HashStats(); st.Slots != 2 || st.InFlight != 2 || st.Waiting != 0 || st.Refused != 3 ||
+		st.Waited < 3*50*time.Millisecond {
+		t.Errorf("while two hold their slots: %+v, want 2 slots in flight, 3 refused after 50 ms each", st)
+	}
 	close(release)
 	wg.Wait()
 	close(results)
@@ -202,5 +206,8 @@ func TestHashesAreBounded(t *testing.T) {
 		if err != nil {
 			t.Fatalf("a slot holder answered %v", err)
 		}
+	}
+	if st := s.HashStats(); st.InFlight != 0 || st.Waiting != 0 || st.Busy <= 0 {
+		t.Errorf("after release: %+v, want none in flight or waiting, some busy time", st)
 	}
 }

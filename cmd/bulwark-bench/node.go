@@ -71,9 +71,6 @@ listen = %q
 [auth.rate_limit]
 exempt = ["127.0.0.0/8"]
 
-[auth.sessions]
-max_per_user = 10000
-
 [auth.password]
 argon2_memory_kib = %d
 argon2_iterations = %d

@@ -104,7 +104,7 @@ func newReport(o options) *report {
 			Argon2Iter:      o.hash.iterations,
 			Argon2Lanes:     o.hash.parallelism,
 			RateLimitExempt: "127.0.0.0/8",
-			MaxPerUser:      10000,
+			MaxPerUser:      10, // the default: logins past it evict the oldest session
 		},
 		Notes: []string{
 			"the load comes from 127.0.0.1, which the node's [auth.rate_limit] exempt list covers: rate limits are not measured",

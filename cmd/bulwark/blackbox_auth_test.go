@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,23 +71,46 @@ func (n *testNode) addUser(name, password string, admin bool) {
 // passwordChecks reads bulwark_password_checks_total from /metrics.
 func (n *testNode) passwordChecks(metricsPort int) int {
 	n.t.Helper()
+	v, ok := n.scrape(metricsPort).values["bulwark_password_checks_total"]
+	if !ok {
+		n.t.Fatal("no bulwark_password_checks_total in /metrics")
+	}
+	return int(v)
+}
+
+// scraped is one read of /metrics: the value of each series without
+// labels, and the name of every metric family.
+type scraped struct {
+	values   map[string]float64
+	families map[string]bool
+}
+
+func (n *testNode) scrape(metricsPort int) scraped {
+	n.t.Helper()
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort))
 	if err != nil {
 		n.t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	s := scraped{values: map[string]float64{}, families: map[string]bool{}}
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "bulwark_password_checks_total "); ok {
-			f, err := strconv.ParseFloat(v, 64)
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) >= 3 && f[0] == "#" && f[1] == "TYPE":
+			s.families[f[2]] = true
+		case len(f) == 2 && !strings.Contains(f[0], "{"):
+			v, err := strconv.ParseFloat(f[1], 64)
 			if err != nil {
-				n.t.Fatal(err)
+				n.t.Fatalf("/metrics: %q: %v", sc.Text(), err)
 			}
-			return int(f)
+			s.values[f[0]] = v
 		}
 	}
-	n.t.Fatal("no bulwark_password_checks_total in /metrics")
-	return 0
+	if err := sc.Err(); err != nil {
+		n.t.Fatal(err)
+	}
+	return s
 }
 
 // passwordAdmins lets administrators act on a password-only session; the
@@ -249,6 +274,24 @@ func TestBlackBoxLockoutBound(t *testing.T) {
 	checked := n.passwordChecks(metrics) - before
 	if checked != 5 {
 		t.Errorf("%d passwords checked for 100 concurrent wrong attempts, want 5 (max_failed_attempts)", checked)
+	}
+	// The hash slots' metrics saw the checks, and every metric the shipped
+	// alert rules use is served.
+	m := n.scrape(metrics)
+	if m.values["bulwark_password_hash_slots"] < 1 || m.values["bulwark_password_hashes_in_flight"] != 0 ||
+		m.values["bulwark_password_hash_busy_seconds_total"] <= 0 {
+		t.Errorf("hash metrics: %d slots, %v in flight, %v s busy; want ≥ 1, 0, > 0",
+			int(m.values["bulwark_password_hash_slots"]), m.values["bulwark_password_hashes_in_flight"],
+			m.values["bulwark_password_hash_busy_seconds_total"])
+	}
+	rules, err := os.ReadFile("../../packaging/alerts.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range regexp.MustCompile(`\bbulwark_[a-z_]+`).FindAllString(string(rules), -1) {
+		if !m.families[name] {
+			t.Errorf("packaging/alerts.yml uses %s, which /metrics does not serve", name)
+		}
 	}
 	if codes[401] != 5 || codes[429] != 95 {
 		t.Errorf("answers %v, want 5×401 and 95×429", codes)

@@ -27,11 +27,12 @@ func metricsHandler(n *node.Node, core *authcore.Service, sealMode string, clust
 		Name: "bulwark_password_checks_total",
 		Help: "Password hashes verified by this node (logins and password changes).",
 	}, func() float64 { return float64(core.PasswordChecks()) })
+	hashes := hashCollector{core}
 	certExpiry := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "bulwark_node_cert_expiry_timestamp_seconds",
 		Help: "When the node certificate the cluster port presents expires (Unix time); renewed 30 days ahead.",
 	}, func() float64 { return float64(cluster.Certificate().Leaf.NotAfter.Unix()) })
-	reg.MustRegister(seal, checks, certExpiry, nodeCollector{n})
+	reg.MustRegister(seal, checks, hashes, certExpiry, nodeCollector{n})
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	if profiling {
@@ -75,4 +76,36 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+var (
+	descHashSlots = prometheus.NewDesc("bulwark_password_hash_slots",
+		"Password hashes this node runs at once: its core count.", nil, nil)
+	descHashInFlight = prometheus.NewDesc("bulwark_password_hashes_in_flight", "Password hashes running now.", nil, nil)
+	descHashWaiting  = prometheus.NewDesc("bulwark_password_hash_waiting", "Requests waiting for a password hash slot now.", nil, nil)
+	descHashBusy     = prometheus.NewDesc("bulwark_password_hash_busy_seconds_total",
+		"Time the hash slots were held; its rate over bulwark_password_hash_slots is the share of hashing capacity in use.", nil, nil)
+	descHashWait = prometheus.NewDesc("bulwark_password_hash_wait_seconds_total",
+		"Time requests spent waiting for a hash slot; its rate over the checks' rate is the mean wait.", nil, nil)
+	descHashRefused = prometheus.NewDesc("bulwark_password_hash_refused_total",
+		"Requests refused as busy (503) after waiting 5 s for a hash slot.", nil, nil)
+)
+
+// hashCollector reads the password hash slots' state at scrape time.
+type hashCollector struct{ core *authcore.Service }
+
+func (c hashCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descHashSlots, descHashInFlight, descHashWaiting, descHashBusy, descHashWait, descHashRefused} {
+		ch <- d
+	}
+}
+
+func (c hashCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.core.HashStats()
+	ch <- prometheus.MustNewConstMetric(descHashSlots, prometheus.GaugeValue, float64(st.Slots))
+	ch <- prometheus.MustNewConstMetric(descHashInFlight, prometheus.GaugeValue, float64(st.InFlight))
+	ch <- prometheus.MustNewConstMetric(descHashWaiting, prometheus.GaugeValue, float64(st.Waiting))
+	ch <- prometheus.MustNewConstMetric(descHashBusy, prometheus.CounterValue, st.Busy.Seconds())
+	ch <- prometheus.MustNewConstMetric(descHashWait, prometheus.CounterValue, st.Waited.Seconds())
+	ch <- prometheus.MustNewConstMetric(descHashRefused, prometheus.CounterValue, float64(st.Refused))
 }
