@@ -50,6 +50,8 @@ vet:
 
 unit:
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+	# the generic argon2 code that arm64 and other platforms run
+	$(GO) test -count=1 -tags purego ./authcore/internal/argon2
 
 test: deps fmt-check vet systemd-check unit
 

@@ -127,10 +127,12 @@ type Service struct {
 	fresh    func() error // nil: the local state is always fresh enough
 
 	passwordChecks atomic.Int64
+	hashRequests   atomic.Int64 // callers that asked for a hash slot
 	hashWaiting    atomic.Int64 // callers waiting for a hash slot now
 	hashWaitNanos  atomic.Int64 // time callers spent waiting for a slot
 	hashBusyNanos  atomic.Int64 // time slots were held
 	hashRefused    atomic.Int64 // callers that gave up with ErrBusy
+	hashAbandoned  atomic.Int64 // callers whose request ended while they waited
 }
 
 // PasswordChecks counts password verifications since start (a metric, and
@@ -140,19 +142,22 @@ func (s *Service) PasswordChecks() int64 { return s.passwordChecks.Load() }
 // HashStats describes this node's bounded password hashing since start:
 // how close it is to its capacity, and what a flood costs its callers.
 type HashStats struct {
-	Slots    int           // hashes allowed at once (MaxConcurrentHashes)
-	InFlight int           // hashes running now
-	Waiting  int64         // callers waiting for a slot now
-	Busy     time.Duration // total time slots were held: Busy/Slots/uptime is the share used
-	Waited   time.Duration // total time callers waited for a slot
-	Refused  int64         // callers that gave up after HashWait (ErrBusy)
+	Slots     int           // hashes allowed at once (MaxConcurrentHashes)
+	InFlight  int           // hashes running now
+	Waiting   int64         // callers waiting for a slot now
+	Requests  int64         // callers that asked for a slot, whatever came of it
+	Busy      time.Duration // total time slots were held: Busy/Slots/uptime is the share used
+	Waited    time.Duration // total time callers waited for a slot: Waited/Requests is the mean wait
+	Refused   int64         // callers that gave up after HashWait (ErrBusy)
+	Abandoned int64         // callers whose request was cancelled while they waited
 }
 
 // HashStats reports the state of the password hash slots.
 func (s *Service) HashStats() HashStats {
 	return HashStats{Slots: cap(s.hashes), InFlight: len(s.hashes), Waiting: s.hashWaiting.Load(),
-		Busy: time.Duration(s.hashBusyNanos.Load()), Waited: time.Duration(s.hashWaitNanos.Load()),
-		Refused: s.hashRefused.Load()}
+		Requests: s.hashRequests.Load(), Busy: time.Duration(s.hashBusyNanos.Load()),
+		Waited: time.Duration(s.hashWaitNanos.Load()), Refused: s.hashRefused.Load(),
+		Abandoned: s.hashAbandoned.Load()}
 }
 
 // Option changes how a Service is built.
@@ -428,6 +433,7 @@ func (s *Service) lookup(name string) (*fsm.User, error) {
 // starving Raft's heartbeats; waiters give up after HashWait.
 func (s *Service) withHashSlot(ctx context.Context, fn func() error) error {
 	start := time.Now()
+	s.hashRequests.Add(1)
 	s.hashWaiting.Add(1)
 	t := time.NewTimer(s.cfg.HashWait)
 	defer t.Stop()
@@ -439,6 +445,7 @@ func (s *Service) withHashSlot(ctx context.Context, fn func() error) error {
 		s.hashRefused.Add(1)
 	case <-ctx.Done():
 		err = ctx.Err()
+		s.hashAbandoned.Add(1)
 	}
 	held := time.Now()
 	s.hashWaiting.Add(-1)

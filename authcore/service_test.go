@@ -195,9 +195,23 @@ func TestHashesAreBounded(t *testing.T) {
 	if got := peak.Load(); got != 2 {
 		t.Fatalf("peak %d in flight, want 2", got)
 	}
-	if st := s.HashStats(); st.Slots != 2 || st.InFlight != 2 || st.Waiting != 0 || st.Refused != 3 ||
-		st.Waited < 3*50*time.Millisecond {
+	if st := s.HashStats(); st.Slots != 2 || st.InFlight != 2 || st.Waiting != 0 || st.Requests != 5 ||
+		st.Refused != 3 || st.Abandoned != 0 || st.Waited < 3*50*time.Millisecond {
 		t.Errorf("while two hold their slots: %+v, want 2 slots in flight, 3 refused after 50 ms each", st)
+	}
+	// A caller whose request ends while it waits is counted apart.
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		for s.HashStats().Waiting == 0 {
+			time.Sleep(time.Millisecond)
+		}
+		cancel()
+	}()
+	if err := s.withHashSlot(ctx, func() error { return nil }); !errors.Is(err, context.Canceled) {
+		t.Fatalf("a cancelled waiter answered %v", err)
+	}
+	if st := s.HashStats(); st.Abandoned != 1 || st.Refused != 3 || st.Requests != 6 {
+		t.Errorf("after a cancelled wait: %+v, want 1 abandoned, 3 refused, 6 requests", st)
 	}
 	close(release)
 	wg.Wait()

@@ -275,13 +275,13 @@ func TestBlackBoxLockoutBound(t *testing.T) {
 	if checked != 5 {
 		t.Errorf("%d passwords checked for 100 concurrent wrong attempts, want 5 (max_failed_attempts)", checked)
 	}
-	// The hash slots' metrics saw the checks, and every metric the shipped
-	// alert rules use is served.
+	// The hash slots' metrics saw the checks, and every bulwark metric the
+	// shipped alert rules use is served.
 	m := n.scrape(metrics)
-	if m.values["bulwark_password_hash_slots"] < 1 || m.values["bulwark_password_hashes_in_flight"] != 0 ||
-		m.values["bulwark_password_hash_busy_seconds_total"] <= 0 {
+	if m.values["bulwark_password_hash_slots"] < 1 || m.values["bulwark_password_hash_in_flight"] != 0 ||
+		m.values["bulwark_password_hash_busy_seconds_total"] <= 0 || m.values["bulwark_password_hash_requests_total"] < 5 {
 		t.Errorf("hash metrics: %d slots, %v in flight, %v s busy; want ≥ 1, 0, > 0",
-			int(m.values["bulwark_password_hash_slots"]), m.values["bulwark_password_hashes_in_flight"],
+			int(m.values["bulwark_password_hash_slots"]), m.values["bulwark_password_hash_in_flight"],
 			m.values["bulwark_password_hash_busy_seconds_total"])
 	}
 	rules, err := os.ReadFile("../../packaging/alerts.yml")

@@ -81,21 +81,26 @@ func b2f(b bool) float64 {
 var (
 	descHashSlots = prometheus.NewDesc("bulwark_password_hash_slots",
 		"Password hashes this node runs at once: its core count.", nil, nil)
-	descHashInFlight = prometheus.NewDesc("bulwark_password_hashes_in_flight", "Password hashes running now.", nil, nil)
+	descHashInFlight = prometheus.NewDesc("bulwark_password_hash_in_flight", "Password hashes running now.", nil, nil)
 	descHashWaiting  = prometheus.NewDesc("bulwark_password_hash_waiting", "Requests waiting for a password hash slot now.", nil, nil)
-	descHashBusy     = prometheus.NewDesc("bulwark_password_hash_busy_seconds_total",
+	descHashRequests = prometheus.NewDesc("bulwark_password_hash_requests_total",
+		"Requests that asked for a hash slot (logins, password changes, user creation), whatever came of it.", nil, nil)
+	descHashBusy = prometheus.NewDesc("bulwark_password_hash_busy_seconds_total",
 		"Time the hash slots were held; its rate over bulwark_password_hash_slots is the share of hashing capacity in use.", nil, nil)
 	descHashWait = prometheus.NewDesc("bulwark_password_hash_wait_seconds_total",
-		"Time requests spent waiting for a hash slot; its rate over the checks' rate is the mean wait.", nil, nil)
+		"Time requests waited for a hash slot; its rate over that of bulwark_password_hash_requests_total is the mean wait.", nil, nil)
 	descHashRefused = prometheus.NewDesc("bulwark_password_hash_refused_total",
 		"Requests refused as busy (503) after waiting 5 s for a hash slot.", nil, nil)
+	descHashAbandoned = prometheus.NewDesc("bulwark_password_hash_abandoned_total",
+		"Requests that ended (client gone, timeout) while waiting for a hash slot.", nil, nil)
 )
 
 // hashCollector reads the password hash slots' state at scrape time.
 type hashCollector struct{ core *authcore.Service }
 
 func (c hashCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descHashSlots, descHashInFlight, descHashWaiting, descHashBusy, descHashWait, descHashRefused} {
+	for _, d := range []*prometheus.Desc{descHashSlots, descHashInFlight, descHashWaiting, descHashRequests,
+		descHashBusy, descHashWait, descHashRefused, descHashAbandoned} {
 		ch <- d
 	}
 }
@@ -105,7 +110,9 @@ func (c hashCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHashSlots, prometheus.GaugeValue, float64(st.Slots))
 	ch <- prometheus.MustNewConstMetric(descHashInFlight, prometheus.GaugeValue, float64(st.InFlight))
 	ch <- prometheus.MustNewConstMetric(descHashWaiting, prometheus.GaugeValue, float64(st.Waiting))
+	ch <- prometheus.MustNewConstMetric(descHashRequests, prometheus.CounterValue, float64(st.Requests))
 	ch <- prometheus.MustNewConstMetric(descHashBusy, prometheus.CounterValue, st.Busy.Seconds())
 	ch <- prometheus.MustNewConstMetric(descHashWait, prometheus.CounterValue, st.Waited.Seconds())
 	ch <- prometheus.MustNewConstMetric(descHashRefused, prometheus.CounterValue, float64(st.Refused))
+	ch <- prometheus.MustNewConstMetric(descHashAbandoned, prometheus.CounterValue, float64(st.Abandoned))
 }

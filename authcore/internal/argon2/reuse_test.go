@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"sync"
 	"testing"
 
@@ -81,31 +80,52 @@ func TestMatchesXCrypto(t *testing.T) {
 	}
 }
 
-// TestStaleMemoryIsOverwritten hands IDKey a pooled memory full of another
-// call's bytes (all ones here) and checks the result is still x/crypto's,
-// which works on zeroed memory. It fails if the first pass XORs into a
-// block instead of overwriting it.
+// TestStaleMemoryIsOverwritten runs every mode in memory full of random
+// bytes, as a pooled memory holds another call's blocks, and checks the
+// result against x/crypto (argon2i, argon2id) or the same call in zeroed
+// memory (argon2d, which x/crypto does not export). It fails if any block
+// is read before this call wrote it.
 func TestStaleMemoryIsOverwritten(t *testing.T) {
-	const m = 64 // blocks, a multiple of 4 lanes × 4 sync points
-	want := xargon2.IDKey([]byte("pw"), []byte("saltsalt"), 2, m, 1, 32)
-	for range 100 {
-		stale := make([]block, m)
-		for i := range stale {
-			for j := range stale[i] {
-				stale[i][j] = ^uint64(0)
+	r := rand.New(rand.NewPCG(3, 4))
+	password, salt := []byte("password"), []byte("somesalt")
+	for _, mode := range []int{argon2d, argon2i, argon2id} {
+		for _, threads := range []uint8{1, 3, 4} {
+			for _, time := range []uint32{1, 2, 3} {
+				const memory = 100 // not a multiple of 4 × threads for 3
+				stale := make([]block, blocksFor(memory, threads)+7)
+				for i := range stale {
+					for j := range stale[i] {
+						stale[i][j] = r.Uint64()
+					}
+				}
+				got := deriveKeyIn(stale, mode, password, salt, nil, nil, time, memory, threads, 32)
+				var want []byte
+				switch mode {
+				case argon2i:
+					want = xargon2.Key(password, salt, time, memory, threads, 32)
+				case argon2id:
+					want = xargon2.IDKey(password, salt, time, memory, threads, 32)
+				default:
+					want = deriveKeyIn(make([]block, blocksFor(memory, threads)), mode, password, salt, nil, nil, time, memory, threads, 32)
+				}
+				if !bytes.Equal(got, want) {
+					t.Errorf("mode %d t=%d p=%d in stale memory: got %x, want %x", mode, time, threads, got, want)
+				}
 			}
 		}
-		runtime.Gosched() // start on a fresh time slice, to stay on this P
-		blocksPool.Put(&stale)
-		got := IDKey([]byte("pw"), []byte("saltsalt"), 2, m, 1, 32)
-		if !bytes.Equal(got, want) {
-			t.Fatalf("with a stale memory: got %x, want %x", got, want)
-		}
-		if stale[m/2][0] != ^uint64(0) {
-			return // the stale memory was used
+	}
+}
+
+func TestPooledMemoryFits(t *testing.T) {
+	for _, c := range []struct {
+		n      int
+		memory uint32
+		want   bool
+	}{{64, 64, true}, {128, 64, true}, {129, 64, false}, {63, 64, false}, {19456, 19456, true}, {1 << 22, 19456, false}} {
+		if got := fits(c.n, c.memory); got != c.want {
+			t.Errorf("fits(%d, %d) = %v, want %v", c.n, c.memory, got, c.want)
 		}
 	}
-	t.Fatal("IDKey never took the stale memory from the pool")
 }
 
 // FuzzMatchesXCrypto compares IDKey with x/crypto on fuzzed input; the
