@@ -50,6 +50,9 @@ type options struct {
 	cluster  bool
 	maxOps   int64
 	hash     hashParams
+	// profileDir: where to save CPU profiles of the single node during
+	// each login phase ("": none).
+	profileDir string
 }
 
 // Concurrencies of the HTTP phases; one user per worker of the largest.
@@ -83,6 +86,7 @@ func parseFlags() (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "1 s phases: a smoke run, not a measurement")
 	fs.BoolVar(&o.cluster, "cluster", true, "after the single node, measure logins and refreshes on a three-node cluster")
 	fs.Int64Var(&o.maxOps, "max-ops", defaultMaxOps, "hard cap on requests per phase")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "save a CPU profile of the node during each single-node login phase here (login-c16.pprof, ...)")
 	mem := fs.Uint("argon2-memory-kib", defaultMemory, "argon2id memory (KiB), for the node and the bound")
 	iters := fs.Uint("argon2-iterations", defaultIters, "argon2id iterations")
 	par := fs.Uint("argon2-parallelism", defaultParallel, "argon2id lanes")
@@ -235,12 +239,43 @@ func measureSingle(ctx context.Context, o options, rep *report) (code int) {
 				return 0
 			}
 			progress(ph.name, c)
-			p := runPhase(ctx, ph.name, c, lim, ph.worker)
+			var p PhaseResult
+			if ph.name == phaseLogin {
+				p = measureLogins(ctx, o, n, c, lim, ph.worker)
+			} else {
+				p = runPhase(ctx, ph.name, c, lim, ph.worker)
+			}
 			p.Setup = setupSingle
 			rep.add(p)
 		}
 	}
 	return 0
+}
+
+// measureLogins runs a single-node login phase and reads from the node's
+// metrics how many of its hash slots were held on average, which tells a
+// node that hashes all the time from one that waits on something else;
+// with --profile-dir it also saves a CPU profile of the node.
+func measureLogins(ctx context.Context, o options, n *node, conc int, lim phaseLimits, w newWorker) PhaseResult {
+	const busy = "bulwark_password_hash_busy_seconds_total"
+	before, errBefore := n.metric(ctx, busy)
+	var profiled chan error
+	if o.profileDir != "" && os.MkdirAll(o.profileDir, 0o755) == nil {
+		profiled = make(chan error, 1)
+		path := filepath.Join(o.profileDir, fmt.Sprintf("login-c%d.pprof", conc))
+		go func() { profiled <- n.profile(ctx, lim.duration, path) }()
+	}
+	p := runPhase(ctx, phaseLogin, conc, lim, w)
+	after, errAfter := n.metric(ctx, busy)
+	if errBefore == nil && errAfter == nil && p.Seconds > 0 {
+		p.HashSlotsBusy = (after - before) / p.Seconds
+	}
+	if profiled != nil {
+		if err := <-profiled; err != nil {
+			fmt.Fprintln(os.Stderr, "bulwark-bench: profile:", err)
+		}
+	}
+	return p
 }
 
 // ensureBinary builds cmd/bulwark into bin when it does not exist yet.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -9,11 +10,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -33,9 +36,11 @@ type node struct {
 	dir     string // temporary directory: config, data, log
 	config  string
 	apiAddr string
-	logPath string
-	cmd     *exec.Cmd
-	exited  chan error
+	// metricsAddr serves /metrics and, on a benchmark node, /debug/pprof.
+	metricsAddr string
+	logPath     string
+	cmd         *exec.Cmd
+	exited      chan error
 }
 
 func (n *node) dataDir() string { return filepath.Join(n.dir, "data") }
@@ -67,6 +72,7 @@ mode = "software"
 
 [metrics]
 listen = %q
+pprof = true
 
 [auth.rate_limit]
 exempt = ["127.0.0.0/8"]
@@ -105,7 +111,7 @@ func prepareNode(bin, name, issuer string, hp hashParams) (*node, error) {
 	n := &node{bin: bin, name: name, dir: dir, config: filepath.Join(dir, "bulwark.toml"), logPath: filepath.Join(dir, "bulwark.log")}
 	ports, err := freePorts(3)
 	if err == nil {
-		n.apiAddr = ports[0]
+		n.apiAddr, n.metricsAddr = ports[0], ports[2]
 		cfg := nodeConfig(name, n.dataDir(), ports[0], ports[1], ports[2], issuer, hp)
 		err = os.WriteFile(n.config, []byte(cfg), 0o600)
 	}
@@ -285,4 +291,53 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// metric reads one series without labels from the node's /metrics.
+func (n *node) metric(ctx context.Context, name string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.metricsAddr+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("%s: no %s", n.metricsAddr, name)
+}
+
+// profile saves a CPU profile of the node over d to path.
+func (n *node) profile(ctx context.Context, d time.Duration, path string) error {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", n.metricsAddr, max(1, int(d.Seconds())))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -329,6 +329,9 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, row, "phase", "setup", "conc", "ops/s", "p50 ms", "p99 ms", "ops", "errors", "cpu node/b/oth", "")
 	for _, p := range r.tableOrder() {
 		flag := perNodeCPU(p)
+		if p.HashSlotsBusy > 0 {
+			flag += fmt.Sprintf("hash slots busy %.2f", p.HashSlotsBusy)
+		}
 		if p.Flagged {
 			flag += fmt.Sprintf(" <-- %.1f%% errors", 100*p.ErrorRate)
 		}

@@ -35,6 +35,9 @@ type PhaseResult struct {
 	BenchCores float64     `json:"bench_cores"`
 	OtherCores float64     `json:"other_cores"`
 	PerNode    []NodeCores `json:"per_node_cores,omitempty"`
+	// HashSlotsBusy: on a single-node login phase, the node's password
+	// hash slots held on average (at most its core count).
+	HashSlotsBusy float64 `json:"hash_slots_busy,omitempty"`
 	// Setup is where the load went: setupInProcess, setupSingle (empty
 	// counts as single), setupLeader or setupFollower.
 	Setup string `json:"setup"`
