@@ -59,13 +59,18 @@ func TestLoginShareUsesTheMeanBound(t *testing.T) {
 		{Phase: phaseArgon2, Setup: setupAfter, Concurrency: 2, Ops: 640, OpsPerSec: 80},
 	}}
 	r.evaluate()
-	if got := r.Targets[0]; got.Value != 90 || !got.Pass || !strings.Contains(got.Detail, "mean of 100.0 and 80.0") {
-		t.Errorf("login share %+v, want 90%% of the mean bound 90", got)
+	if got := r.Targets[0]; got.Value != 90 || !got.Pass || !strings.Contains(got.Detail, "mean of 100.0 and 80.0") || !got.Noisy {
+		t.Errorf("login share %+v, want 90%% of the mean bound 90, noisy (the bounds differ by 25%%)", got)
+	}
+	r.Phases[3].OpsPerSec = 95
+	r.evaluate()
+	if got := r.Targets[0]; got.Noisy {
+		t.Errorf("bounds 100 and 95 flagged noisy: %+v", got)
 	}
 	r.Phases[3].Errors, r.Phases[3].ErrorRate = 700, 0.9
 	r.evaluate()
-	if got := r.Targets[0]; got.Value != 81 || got.Pass {
-		t.Errorf("with the second bound failed: %+v, want 81%% of 100, fail", got)
+	if got := r.Targets[0]; got.Value != 81 || got.Pass || got.Noisy {
+		t.Errorf("with the second bound failed: %+v, want 81%% of 100, fail, not noisy", got)
 	}
 }
 

@@ -83,7 +83,7 @@ type target struct {
 	Pass     bool    `json:"pass"`
 	Measured bool    `json:"measured"` // false: its phase did not run or all of it failed
 	Detail   string  `json:"detail"`
-	Noisy    bool    `json:"noisy"` // other processes were busy during its phases
+	Noisy    bool    `json:"noisy"` // other processes were busy during its phases, or the bound drifted
 }
 
 func newReport(o options) *report {
@@ -165,6 +165,11 @@ func (r *report) bestWhere(phase string, keep func(PhaseResult) bool) (PhaseResu
 	return b, found
 }
 
+// boundDrift: when the bound measured before the node and after it differ
+// by more than this share, the machine's speed changed during the run and
+// the login share is flagged as noisy, whatever its verdict.
+const boundDrift = 0.10
+
 // busyMachine is the share of a core other processes may use during a
 // phase before the report warns that the machine was not quiet.
 const busyMachine = 0.25
@@ -184,15 +189,17 @@ func (r *report) evaluate() {
 	t := target{Name: "logins/s at c=16 as share of argon2id bound", Goal: targetLoginShare * 100, Unit: "%"}
 	if bound > 0 && okL && login.Ops > 0 && !login.failed() {
 		t.Value, t.Measured = 100*login.OpsPerSec/bound, true
-		t.Detail = fmt.Sprintf("%.1f logins/s vs %.1f hashes/s", login.OpsPerSec, bound)
+		t.Detail = fmt.Sprintf("%.1f logins/s vs %.1f password checks/s", login.OpsPerSec, bound)
+		lo, hi := bounds[0].OpsPerSec, bounds[0].OpsPerSec
 		if len(bounds) > 1 {
 			var each []string
 			for _, b := range bounds {
 				each = append(each, fmt.Sprintf("%.1f", b.OpsPerSec))
+				lo, hi = min(lo, b.OpsPerSec), max(hi, b.OpsPerSec)
 			}
 			t.Detail += ", the mean of " + strings.Join(each, " and ")
 		}
-		t.Noisy = login.OtherCores > busyMachine
+		t.Noisy = login.OtherCores > busyMachine || hi > lo*(1+boundDrift)
 		for _, b := range bounds {
 			t.Noisy = t.Noisy || b.OtherCores > busyMachine
 		}
@@ -364,7 +371,7 @@ func (r *report) print(w io.Writer) {
 		}
 		noisy := ""
 		if t.Noisy {
-			noisy = "  NOISY: machine busy, measure again"
+			noisy = "  NOISY: machine busy or its speed drifted, measure again"
 		}
 		fmt.Fprintf(w, "  %-4s  %-53s  %.1f%s (goal ≥ %g%s; %s)%s\n", verdict, t.Name, t.Value, t.Unit, t.Goal, t.Unit, t.Detail, noisy)
 	}
