@@ -25,7 +25,7 @@
 // fail, or it was interrupted; 2 on a usage error. Every node is always
 // stopped with SIGTERM and its directory removed.
 //
-//	go run ./cmd/bulwark-bench [--bin bin/bulwark] [--duration 8s] [--json FILE] [--quick] [--cluster=false]
+//	go run ./cmd/bulwark-bench [--bin bin/bulwark] [--duration 8s] [--json FILE] [--quick] [--cluster=false] [--profile-dir DIR]
 package main
 
 import (
