@@ -176,6 +176,13 @@ func build(bin, name, version string, epoch time.Time) (*bom, error) {
 		comps = append(comps, c)
 		refs = append(refs, c.BOMRef)
 	}
+	if info.Main.Path == bulwarkModule {
+		for _, cp := range copied {
+			c := cp.component()
+			comps = append(comps, c)
+			refs = append(refs, c.BOMRef)
+		}
+	}
 
 	// A serial number that is the same for the same binary and version.
 	serial := sha256.Sum256([]byte("bulwark-sbom\x00" + hex.EncodeToString(sum[:]) + "\x00" + version))
@@ -199,6 +206,43 @@ func build(bin, name, version string, epoch time.Time) (*bom, error) {
 		Components:   comps,
 		Dependencies: []dependency{{Ref: mainRef, DependsOn: refs}},
 	}, nil
+}
+
+const bulwarkModule = "github.com/bulwark-auth/bulwark"
+
+// copiedCode is third-party code copied into one of bulwark's packages and
+// changed there: the binary's module list names the module it came from
+// only if bulwark also imports that module, and never says what was copied.
+type copiedCode struct {
+	module, version, pkg string // where it came from
+	into, change         string // bulwark's package and what differs
+	licence              string // SPDX identifier
+}
+
+// copied lists bulwark's copies of third-party code; each copy's package
+// comment names the same module version (TestCopiedCodeMatchesItsPackage).
+var copied = []copiedCode{{
+	module: "golang.org/x/crypto", version: "v0.59.0", pkg: "argon2",
+	into:    "authcore/internal/argon2",
+	change:  "working memory reused between calls, first pass overwrites, one-lane segments on the caller",
+	licence: "BSD-3-Clause",
+}}
+
+func (c copiedCode) component() component {
+	ref := purl(c.module, c.version) + "#" + c.pkg
+	return component{
+		Type:        "library",
+		BOMRef:      ref,
+		Name:        c.module + "/" + c.pkg,
+		Version:     c.version,
+		Description: fmt.Sprintf("copied into %s/%s and changed: %s", bulwarkModule, c.into, c.change),
+		Scope:       "required",
+		PURL:        ref,
+		Properties: []property{
+			{"bulwark:copied-into", bulwarkModule + "/" + c.into},
+			{"bulwark:licence", c.licence},
+		},
+	}
 }
 
 // module is the component of one dependency module, as replaced when a

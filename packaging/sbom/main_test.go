@@ -3,9 +3,11 @@ package main
 import (
 	"encoding/json"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"runtime/debug"
+	"strings"
 	"testing"
 	"time"
 )
@@ -64,5 +66,34 @@ func TestModuleAndPURL(t *testing.T) {
 	}
 	if len(c.Properties) != 1 || c.Properties[0].Value != "github.com/hashicorp/go-metrics@v0.7.0" {
 		t.Errorf("properties = %+v", c.Properties)
+	}
+}
+
+// TestCopiedCodeMatchesItsPackage: each copy listed in the SBOM names the
+// version its package comment gives, and a bulwark binary's SBOM lists it.
+func TestCopiedCodeMatchesItsPackage(t *testing.T) {
+	for _, c := range copied {
+		src, err := os.ReadFile(filepath.Join("..", "..", c.into, c.pkg+".go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := c.module + "/" + c.pkg + " (" + c.version; !strings.Contains(string(src), want) {
+			t.Errorf("%s/%s.go does not name %q: the SBOM and the copy disagree", c.into, c.pkg, want)
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := build(exe, "bulwark", "1.2.3", time.Unix(1700000000, 0).UTC())
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, c := range b.Components {
+		found = found || c.PURL == "pkg:golang/golang.org/x/crypto@v0.59.0#argon2"
+	}
+	if !found {
+		t.Error("the SBOM of a bulwark binary does not list the copied argon2 code")
 	}
 }
