@@ -40,37 +40,31 @@ func (n *Node) trackCatchUp() {
 		<-n.done
 		cancel()
 	}()
-	t := time.NewTicker(catchUpPoll)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-t.C:
-		}
+	n.every(catchUpPoll, catchUpPoll, func() bool {
 		if n.raft.State() == raft.Leader {
 			// Its own commit index is the cluster's; Ready compares them.
 			n.catchUpTo.Store(0)
 			n.caughtUp.Store(true)
-			continue
+			return false
 		}
 		if last := n.raft.LastContact(); last.IsZero() || time.Since(last) > n.cfg.MaxStaleness {
 			n.caughtUp.Store(false) // out of touch: ask again once a leader is back
 		}
 		if n.caughtUp.Load() {
-			continue
+			return false
 		}
 		addr, id := n.raft.LeaderWithID()
 		if id == "" || string(id) == n.cfg.ID {
-			continue
+			return false
 		}
 		ans, err := n.memberCall(ctx, string(addr), memberRequest{Op: opInfo}, infoTimeout)
 		if err != nil || ans.Info == nil || ans.Info.State != raft.Leader.String() {
-			continue
+			return false
 		}
 		n.catchUpTo.Store(ans.Info.CommitIndex)
 		n.caughtUp.Store(true)
-	}
+		return false
+	})
 }
 
 // behindLeader says, when it is so, that this node (its state at applied)

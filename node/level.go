@@ -18,24 +18,17 @@ const levelEvery = 2 * time.Second
 // members report it (a member of an earlier release reports none: level
 // 1). An unreachable member holds the level where it is.
 func (n *Node) raiseLevel() {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-t.C:
-		}
-		t.Reset(levelEvery)
+	n.every(0, levelEvery, func() bool {
 		if n.raft.State() != raft.Leader {
-			continue
+			return false
 		}
 		var cur int
 		if err := n.View(func(r fsm.Reader) error { cur = r.ClusterLevel(); return nil }); err != nil || cur >= fsm.MaxLevel {
-			continue
+			return false
 		}
 		target := fsm.MaxLevel
 		ctx, cancel := context.WithTimeout(context.Background(), memberTimeout)
+		defer cancel()
 		for _, m := range n.memberInfos(ctx, n.servers()) {
 			if m.err != nil {
 				target = 0
@@ -54,6 +47,24 @@ func (n *Node) raiseLevel() {
 				n.log.Info("cluster feature level raised", "from", cur, "to", target)
 			}
 		}
-		cancel()
+		return false
+	})
+}
+
+// every calls fn after first and then every d, until the node closes or
+// fn reports that it is done: the skeleton of the node's background loops.
+func (n *Node) every(first, d time.Duration, fn func() (done bool)) {
+	t := time.NewTimer(first)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-t.C:
+		}
+		if fn() {
+			return
+		}
+		t.Reset(d)
 	}
 }

@@ -61,32 +61,25 @@ func (n *Node) recordMemberKey(ctx context.Context, node, spki string) error {
 // member keys and its record is missing or another (a member of an
 // earlier release, or one whose key changed), then returns.
 func (n *Node) recordOwnKey() {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.done:
-			return
-		case <-t.C:
-		}
-		t.Reset(levelEvery)
+	n.every(0, levelEvery, func() bool {
 		leaf := n.fwd.tls.Certificate().Leaf
 		if leaf == nil {
-			return
+			return true
 		}
 		own := spkiHash(leaf)
 		var have string
 		n.View(func(r fsm.Reader) error { have, _ = r.MemberKey(n.cfg.ID); return nil })
 		if have == own {
-			return
+			return true
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), memberTimeout)
 		err := n.recordMemberKey(ctx, n.cfg.ID, own)
 		cancel()
 		if err == nil {
 			n.log.Info("recorded this node's key with the cluster", "spki_sha256", own)
-			return
+			return true
 		}
 		n.log.Debug("this node's key not recorded yet", "error", err)
-	}
+		return false
+	})
 }
