@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/authcore/internal/hashpool"
 	"github.com/bulwark-auth/bulwark/fsm"
 )
 
@@ -133,6 +134,10 @@ type Service struct {
 	hashBusyNanos  atomic.Int64 // time slots were held
 	hashRefused    atomic.Int64 // callers that gave up with ErrBusy
 	hashAbandoned  atomic.Int64 // callers whose request ended while they waited
+
+	// hashThreads runs the hashes (nil: on the caller's goroutine).
+	hashThreads *hashpool.Pool
+	pinHashes   *bool // WithHashThreads's choice; nil: no threads
 }
 
 // PasswordChecks counts password verifications since start (a metric, and
@@ -150,14 +155,29 @@ type HashStats struct {
 	Waited    time.Duration // total time callers waited for a slot: Waited/Requests is the mean wait
 	Refused   int64         // callers that gave up after HashWait (ErrBusy)
 	Abandoned int64         // callers whose request was cancelled while they waited
+	// Threads is the number of dedicated hash threads (WithHashThreads;
+	// 0: hashes run on the callers' goroutines), PinnedThreads how many
+	// of them are pinned to a CPU, and PinError why the others are not.
+	Threads, PinnedThreads int
+	PinError               error
 }
 
 // HashStats reports the state of the password hash slots.
 func (s *Service) HashStats() HashStats {
-	return HashStats{Slots: cap(s.hashes), InFlight: len(s.hashes), Waiting: s.hashWaiting.Load(),
+	st := HashStats{Slots: cap(s.hashes), InFlight: len(s.hashes), Waiting: s.hashWaiting.Load(),
 		Requests: s.hashRequests.Load(), Busy: time.Duration(s.hashBusyNanos.Load()),
 		Waited: time.Duration(s.hashWaitNanos.Load()), Refused: s.hashRefused.Load(),
 		Abandoned: s.hashAbandoned.Load()}
+	if s.hashThreads != nil {
+		cpus, err := s.hashThreads.Pinning()
+		st.Threads, st.PinError = len(cpus), err
+		for _, c := range cpus {
+			if c >= 0 {
+				st.PinnedThreads++
+			}
+		}
+	}
+	return st
 }
 
 // Option changes how a Service is built.
@@ -186,6 +206,12 @@ func (s *Service) currentSigner() TokenSigner {
 	}
 	return nil
 }
+
+// WithHashThreads runs password hashes on dedicated OS threads, one per
+// hash slot, pinned each to a CPU of its own when pin is set and the
+// system allows it (see HashStats.PinnedThreads). Close stops them.
+// Without it, a hash runs on the goroutine that asked for it.
+func WithHashThreads(pin bool) Option { return func(s *Service) { s.pinHashes = &pin } }
 
 // WithLogger sets where security events are mirrored.
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
@@ -251,6 +277,9 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 	}
 	s.verifier = &verifier{keys: &stateKeys{store: store, cache: map[string]parsedKey{}},
 		issuer: cfg.Issuer, audience: cfg.Audience, leeway: cfg.Leeway, maxLifetime: cfg.AccessTTL}
+	if s.pinHashes != nil {
+		s.hashThreads = hashpool.New(cfg.MaxConcurrentHashes, *s.pinHashes)
+	}
 	return s, nil
 }
 
@@ -457,7 +486,21 @@ func (s *Service) withHashSlot(ctx context.Context, fn func() error) error {
 		s.hashBusyNanos.Add(int64(time.Since(held)))
 		<-s.hashes
 	}()
-	return fn()
+	if s.hashThreads == nil {
+		return fn()
+	}
+	if rerr := s.hashThreads.Run(func() { err = fn() }); rerr != nil {
+		return rerr
+	}
+	return err
+}
+
+// Close stops the password hash threads of WithHashThreads once the
+// hashes running end; password checks fail from then on.
+func (s *Service) Close() {
+	if s.hashThreads != nil {
+		s.hashThreads.Close()
+	}
 }
 
 // newID mints a 128-bit random user id.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -150,14 +151,25 @@ func TestUserAdminLifecycle(t *testing.T) {
 }
 
 // TestHashesAreBounded checks that no more password hashes run at once
-// than the configured slots, and that waiters give up with ErrBusy.
+// than the configured slots, and that waiters give up with ErrBusy, with
+// hashes on the callers' goroutines and on dedicated threads.
 func TestHashesAreBounded(t *testing.T) {
+	for _, mode := range []struct {
+		name string
+		opts []Option
+	}{{"inline", nil}, {"threads", []Option{WithHashThreads(false)}}, {"pinned threads", []Option{WithHashThreads(true)}}} {
+		t.Run(mode.name, func(t *testing.T) { testHashesAreBounded(t, mode.opts...) })
+	}
+}
+
+func testHashesAreBounded(t *testing.T, opts ...Option) {
 	st := newLocalStore(t)
 	s, err := New(st, Config{Hash: testHash, Policy: PasswordPolicy{MinLength: 12, MaxLength: 128},
-		MaxConcurrentHashes: 2, HashWait: 50 * time.Millisecond})
+		MaxConcurrentHashes: 2, HashWait: 50 * time.Millisecond}, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer s.Close()
 	var inFlight, peak atomic.Int32
 	release := make(chan struct{})
 	var wg sync.WaitGroup
@@ -224,4 +236,44 @@ func TestHashesAreBounded(t *testing.T) {
 	if st := s.HashStats(); st.InFlight != 0 || st.Waiting != 0 || st.Busy <= 0 {
 		t.Errorf("after release: %+v, want none in flight or waiting, some busy time", st)
 	}
+}
+
+// TestHashThreads checks logins whose hashes run on dedicated threads, the
+// threads' report, and that a closed Service refuses to check passwords
+// instead of failing.
+func TestHashThreads(t *testing.T) {
+	s, _ := newTestService(t, WithHashThreads(true))
+	ctx := context.Background()
+	if _, err := s.CreateUser(ctx, NewUser{Username: "alice", Password: pw}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := s.checkPassword(ctx, mustUser(t, s, "alice"), pw); !ok || err != nil {
+		t.Fatalf("the right password on a hash thread: %v, %v", ok, err)
+	}
+	if ok, err := s.checkPassword(ctx, mustUser(t, s, "alice"), pw+"!"); ok || err != nil {
+		t.Fatalf("a wrong password on a hash thread: %v, %v", ok, err)
+	}
+	st := s.HashStats()
+	if st.Threads != runtime.NumCPU() || st.Requests != 3 {
+		t.Errorf("%+v, want one thread per CPU and 3 hashes (one create, two checks)", st)
+	}
+	if runtime.GOOS == "linux" && (st.PinnedThreads != st.Threads || st.PinError != nil) {
+		t.Errorf("%d of %d threads pinned (%v), want all", st.PinnedThreads, st.Threads, st.PinError)
+	}
+	s.Close()
+	if _, err := s.checkPassword(ctx, mustUser(t, s, "alice"), pw); err == nil {
+		t.Error("a closed Service checked a password")
+	}
+	if st := s.HashStats(); st.InFlight != 0 {
+		t.Errorf("a refused check holds a slot: %+v", st)
+	}
+}
+
+func mustUser(t *testing.T, s *Service, name string) *fsm.User {
+	t.Helper()
+	u, err := s.lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
 }

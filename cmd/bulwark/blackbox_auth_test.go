@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -283,6 +284,12 @@ func TestBlackBoxLockoutBound(t *testing.T) {
 		t.Errorf("hash metrics: %d slots, %v in flight, %v s busy; want ≥ 1, 0, > 0",
 			int(m.values["bulwark_password_hash_slots"]), m.values["bulwark_password_hash_in_flight"],
 			m.values["bulwark_password_hash_busy_seconds_total"])
+	}
+	// One hash thread per slot, each pinned to a CPU of its own (the
+	// default, and every slot has a CPU: there are as many as cores).
+	if runtime.GOOS == "linux" && m.values["bulwark_password_hash_threads_pinned"] != m.values["bulwark_password_hash_slots"] {
+		t.Errorf("%v hash threads pinned, want one per slot (%v)",
+			m.values["bulwark_password_hash_threads_pinned"], m.values["bulwark_password_hash_slots"])
 	}
 	rules, err := os.ReadFile("../../packaging/alerts.yml")
 	if err != nil {

@@ -93,6 +93,8 @@ var (
 		"Requests refused as busy (503) after waiting 5 s for a hash slot.", nil, nil)
 	descHashAbandoned = prometheus.NewDesc("bulwark_password_hash_abandoned_total",
 		"Requests that ended (client gone, timeout) while waiting for a hash slot.", nil, nil)
+	descHashPinned = prometheus.NewDesc("bulwark_password_hash_threads_pinned",
+		"Password hash threads pinned to a CPU of their own (auth.password.pin_hash_threads); below bulwark_password_hash_slots, the log says why.", nil, nil)
 )
 
 // hashCollector reads the password hash slots' state at scrape time.
@@ -100,7 +102,7 @@ type hashCollector struct{ core *authcore.Service }
 
 func (c hashCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descHashSlots, descHashInFlight, descHashWaiting, descHashRequests,
-		descHashBusy, descHashWait, descHashRefused, descHashAbandoned} {
+		descHashBusy, descHashWait, descHashRefused, descHashAbandoned, descHashPinned} {
 		ch <- d
 	}
 }
@@ -115,4 +117,5 @@ func (c hashCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHashWait, prometheus.CounterValue, st.Waited.Seconds())
 	ch <- prometheus.MustNewConstMetric(descHashRefused, prometheus.CounterValue, float64(st.Refused))
 	ch <- prometheus.MustNewConstMetric(descHashAbandoned, prometheus.CounterValue, float64(st.Abandoned))
+	ch <- prometheus.MustNewConstMetric(descHashPinned, prometheus.GaugeValue, float64(st.PinnedThreads))
 }

@@ -219,10 +219,12 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		NodeID:             cfg.NodeName,
 		SigningAlg:         cfg.Tokens.Algorithm,
 	}, authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
+		authcore.WithHashThreads(cfg.Auth.Password.PinHashThreads),
 		authcore.WithFreshness(func() error { return n.Fresh(cfg.Cluster.MaxStaleness.Duration) }))
 	if err != nil {
 		return err
 	}
+	logHashThreads(logger, core.HashStats())
 	var keyPublished atomic.Bool
 	go publishKey(ctx, core, &keyPublished, logger)
 	go core.RunSweeper(ctx, time.Minute)
@@ -315,6 +317,15 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	}
 	os.Remove(cfg.AdminSocketPath())
 	return runErr
+}
+
+// logHashThreads says at start where password hashes run.
+func logHashThreads(log *slog.Logger, st authcore.HashStats) {
+	if st.PinError == nil {
+		log.Info("password hashes run on dedicated threads, each pinned to a CPU", "threads", st.Threads)
+		return
+	}
+	log.Info("password hashes run on dedicated threads", "threads", st.Threads, "pinned", st.PinnedThreads, "not_pinned_because", st.PinError)
 }
 
 // alive is the watchdog's question: does this process still work? Its Raft

@@ -135,6 +135,9 @@ type Password struct {
 	Argon2MemoryKiB   int `toml:"argon2_memory_kib"`
 	Argon2Iterations  int `toml:"argon2_iterations"`
 	Argon2Parallelism int `toml:"argon2_parallelism"`
+	// PinHashThreads pins each password hash thread to a CPU of its own
+	// (Linux; see authcore.WithHashThreads).
+	PinHashThreads bool `toml:"pin_hash_threads"`
 }
 
 // Tokens is the [tokens] table.
@@ -203,6 +206,7 @@ func Default() Config {
 				Argon2MemoryKiB:   19456,
 				Argon2Iterations:  2,
 				Argon2Parallelism: 1,
+				PinHashThreads:    true,
 			},
 		},
 		Tokens: Tokens{

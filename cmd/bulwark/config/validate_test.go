@@ -50,6 +50,7 @@ var badValues = []struct {
 	{key: "auth.password.argon2_memory_kib", value: `1024`},
 	{key: "auth.password.argon2_iterations", value: `0`},
 	{key: "auth.password.argon2_parallelism", value: `256`},
+	{key: "auth.password.pin_hash_threads", value: `"yes"`},
 	{key: "tokens.issuer", value: `"http://id.example.com"`},
 	{key: "tokens.algorithm", value: `"HS256"`},
 	{key: "tokens.rotate_every", value: `"1x"`},
