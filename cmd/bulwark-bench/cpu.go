@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +16,32 @@ import (
 type cpuSample struct {
 	node, bench, machine time.Duration
 	nodes                []time.Duration
+}
+
+// minus is s - o, each counter apart.
+func (s cpuSample) minus(o cpuSample) cpuSample {
+	d := cpuSample{node: s.node - o.node, bench: s.bench - o.bench, machine: s.machine - o.machine}
+	if len(s.nodes) == len(o.nodes) {
+		for i := range s.nodes {
+			d.nodes = append(d.nodes, s.nodes[i]-o.nodes[i])
+		}
+	}
+	return d
+}
+
+// plus is s + o, each counter apart; o's per-node times are added when
+// both have the same nodes, and kept when s has none.
+func (s cpuSample) plus(o cpuSample) cpuSample {
+	sum := cpuSample{node: s.node + o.node, bench: s.bench + o.bench, machine: s.machine + o.machine}
+	switch {
+	case len(s.nodes) == 0:
+		sum.nodes = slices.Clone(o.nodes)
+	case len(s.nodes) == len(o.nodes):
+		for i := range s.nodes {
+			sum.nodes = append(sum.nodes, s.nodes[i]+o.nodes[i])
+		}
+	}
+	return sum
 }
 
 func sampleCPU(f func() cpuSample) cpuSample {

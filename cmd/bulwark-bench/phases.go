@@ -48,11 +48,41 @@ type phaseLimits struct {
 func runPhase(ctx context.Context, name string, conc int, lim phaseLimits, setup newWorker) PhaseResult {
 	ops, err := setupWorkers(ctx, conc, setup)
 	if err != nil {
-		r := summarize(name, conc, nil, int64(conc), 0)
-		r.SetupFailed, r.FirstError = true, "setup: "+err.Error()
-		return r
+		return setupFailed(name, conc, err)
 	}
+	return runLoop(ctx, ops, lim).result(name, conc, lim)
+}
 
+// setupFailed is the result of a phase whose workers could not be set up.
+func setupFailed(name string, conc int, err error) PhaseResult {
+	r := summarize(name, conc, nil, int64(conc), 0)
+	r.SetupFailed, r.FirstError = true, "setup: "+err.Error()
+	return r
+}
+
+// loopResult is what one or more measured loops over the same workers saw.
+type loopResult struct {
+	lats     []time.Duration // of the successful operations
+	errors   int64
+	firstErr error
+	hitCap   bool
+	elapsed  time.Duration
+	cpu      cpuSample // used during the loops
+}
+
+// add counts b's loop in a, as if they had been one loop.
+func (a *loopResult) add(b loopResult) {
+	a.lats = append(a.lats, b.lats...)
+	a.errors += b.errors
+	a.firstErr = cmp.Or(a.firstErr, b.firstErr)
+	a.hitCap = a.hitCap || b.hitCap
+	a.elapsed += b.elapsed
+	a.cpu = a.cpu.plus(b.cpu)
+}
+
+// runLoop lets each of ops repeat until lim.duration has passed or
+// lim.maxOps operations have been started.
+func runLoop(ctx context.Context, ops []op, lim phaseLimits) loopResult {
 	var (
 		started  atomic.Int64
 		errCount atomic.Int64
@@ -60,11 +90,11 @@ func runPhase(ctx context.Context, name string, conc int, lim phaseLimits, setup
 		errOnce  sync.Once
 		wg       sync.WaitGroup
 	)
-	lats := make([][]time.Duration, conc)
+	lats := make([][]time.Duration, len(ops))
 	cpu0 := sampleCPU(lim.cpu)
 	deadline := time.Now().Add(lim.duration)
 	start := time.Now()
-	for i := range conc {
+	for i := range ops {
 		wg.Go(func() {
 			for time.Now().Before(deadline) && ctx.Err() == nil && started.Add(1) <= lim.maxOps {
 				t0 := time.Now()
@@ -81,31 +111,95 @@ func runPhase(ctx context.Context, name string, conc int, lim phaseLimits, setup
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	cpu1 := sampleCPU(lim.cpu)
-
-	var all []time.Duration
-	for _, l := range lats {
-		all = append(all, l...)
+	l := loopResult{errors: errCount.Load(), firstErr: firstErr, hitCap: started.Load() > lim.maxOps,
+		elapsed: time.Since(start), cpu: sampleCPU(lim.cpu).minus(cpu0)}
+	for _, w := range lats {
+		l.lats = append(l.lats, w...)
 	}
-	r := summarize(name, conc, all, errCount.Load(), elapsed)
-	r.HitCap = started.Load() > lim.maxOps
-	if secs := elapsed.Seconds(); secs > 0 {
-		r.NodeCores = (cpu1.node - cpu0.node).Seconds() / secs
-		r.BenchCores = (cpu1.bench - cpu0.bench).Seconds() / secs
+	return l
+}
+
+// result summarizes the loops as phase name at concurrency conc.
+func (l loopResult) result(name string, conc int, lim phaseLimits) PhaseResult {
+	r := summarize(name, conc, l.lats, l.errors, l.elapsed)
+	r.HitCap = l.hitCap
+	if secs := l.elapsed.Seconds(); secs > 0 {
+		r.NodeCores = l.cpu.node.Seconds() / secs
+		r.BenchCores = l.cpu.bench.Seconds() / secs
 		// Other processes' share, from the machine's busy time; never
 		// below zero (the counters tick at different moments).
-		r.OtherCores = max(0, (cpu1.machine-cpu0.machine).Seconds()/secs-r.NodeCores-r.BenchCores)
-		if len(lim.nodes) > 1 && len(cpu0.nodes) == len(lim.nodes) && len(cpu1.nodes) == len(lim.nodes) {
+		r.OtherCores = max(0, l.cpu.machine.Seconds()/secs-r.NodeCores-r.BenchCores)
+		if len(lim.nodes) > 1 && len(l.cpu.nodes) == len(lim.nodes) {
 			for i, name := range lim.nodes {
-				r.PerNode = append(r.PerNode, NodeCores{Node: name, Cores: (cpu1.nodes[i] - cpu0.nodes[i]).Seconds() / secs})
+				r.PerNode = append(r.PerNode, NodeCores{Node: name, Cores: l.cpu.nodes[i].Seconds() / secs})
 			}
 		}
 	}
-	if firstErr != nil {
-		r.FirstError = firstErr.Error()
+	if l.firstErr != nil {
+		r.FirstError = l.firstErr.Error()
 	}
 	return r
+}
+
+// pairedRound is one round of runPaired: the two loops' operations per
+// second.
+type pairedRound struct {
+	A float64 `json:"a_ops_per_sec"`
+	B float64 `json:"b_ops_per_sec"`
+}
+
+// runPaired measures two phases in alternation, rounds times each for
+// lim.duration: a, b, a, b... Each phase's result pools its loops, so
+// both are measured over the same stretch of time; on a machine whose
+// speed drifts by a fifth within a minute, that is what makes their ratio
+// mean something. Workers of both are set up once, before the first loop.
+func runPaired(ctx context.Context, a, b pairedPhase, rounds int, lim phaseLimits) (PhaseResult, PhaseResult, []pairedRound) {
+	opsA, err := setupWorkers(ctx, a.conc, a.setup)
+	if err != nil {
+		return setupFailed(a.name, a.conc, err), PhaseResult{Phase: b.name, Concurrency: b.conc}, nil
+	}
+	opsB, err := setupWorkers(ctx, b.conc, b.setup)
+	if err != nil {
+		return PhaseResult{Phase: a.name, Concurrency: a.conc}, setupFailed(b.name, b.conc, err), nil
+	}
+	var la, lb loopResult
+	var each []pairedRound
+	for range rounds {
+		if ctx.Err() != nil {
+			break
+		}
+		ra := runLoop(ctx, opsA, a.limits(lim))
+		rb := runLoop(ctx, opsB, b.limits(lim))
+		la.add(ra)
+		lb.add(rb)
+		each = append(each, pairedRound{A: ra.rate(), B: rb.rate()})
+	}
+	return la.result(a.name, a.conc, a.limits(lim)), lb.result(b.name, b.conc, b.limits(lim)), each
+}
+
+// pairedPhase is one side of runPaired.
+type pairedPhase struct {
+	name  string
+	conc  int
+	setup newWorker
+	// inProcess: the phase runs in this process alone (the argon2id
+	// bound); the node's CPU is not sampled.
+	inProcess bool
+}
+
+func (p pairedPhase) limits(lim phaseLimits) phaseLimits {
+	if p.inProcess {
+		lim.cpu, lim.nodes = cpuSampler(0), nil
+	}
+	return lim
+}
+
+// rate is the loop's successful operations per second.
+func (l loopResult) rate() float64 {
+	if l.elapsed <= 0 {
+		return 0
+	}
+	return float64(len(l.lats)) / l.elapsed.Seconds()
 }
 
 // setupWorkers runs setup for each of conc workers, a few at a time.

@@ -46,6 +46,9 @@ type PhaseResult struct {
 	// LeaderChanged: the cluster's leader was another node after the
 	// phase than before it.
 	LeaderChanged bool `json:"leader_changed,omitempty"`
+	// Rounds: a phase paired with the argon2id bound (runPaired) lists
+	// each round's rates, this phase's as A and the bound's as B.
+	Rounds []pairedRound `json:"paired_rounds,omitempty"`
 }
 
 // NodeCores is the CPU one node process used during a phase, and its role
@@ -60,7 +63,10 @@ type NodeCores struct {
 const (
 	setupInProcess = "in-process"
 	// setupAfter: in process again, once the single node has stopped.
-	setupAfter    = "in-process-after"
+	setupAfter = "in-process-after"
+	// setupBetween: in process, in turns with the single node's logins
+	// at the target's concurrency (runPaired).
+	setupBetween  = "in-process-between"
 	setupSingle   = "single"
 	setupLeader   = "cluster-leader"
 	setupFollower = "cluster-follower"
