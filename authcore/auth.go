@@ -75,6 +75,9 @@ type Principal struct {
 	// adminNeedsMFA: require_mfa_for_admin is on and this session's
 	// authentication had no second factor.
 	adminNeedsMFA bool
+	// user is the user record Authenticate read, in the same view as the
+	// session: Me answers from it rather than read it again.
+	user *fsm.User
 }
 
 // IsAdmin reports whether the caller may act as an administrator: it
@@ -384,7 +387,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*Principal, 
 			return ErrInvalidToken
 		}
 		p = &Principal{UserID: u.ID, Username: u.Username, SessionID: sess.ID, Roles: u.Roles, Claims: claims,
-			adminNeedsMFA: s.cfg.RequireMFAForAdmin && !secondFactor(sess.AMR)}
+			adminNeedsMFA: s.cfg.RequireMFAForAdmin && !secondFactor(sess.AMR), user: u}
 		return nil
 	})
 	if err != nil {
@@ -516,8 +519,13 @@ func (s *Service) clearAttempts(ctx context.Context, name string) {
 	}
 }
 
-// Me returns the caller's user record.
+// Me returns the caller's user record, as Authenticate read it with the
+// session (the same request: a change committed between the two is not
+// missed by a second read, only raced).
 func (s *Service) Me(ctx context.Context, p *Principal) (User, error) {
+	if p.user != nil && p.user.ID == p.UserID {
+		return publicUser(p.user), nil
+	}
 	var u *fsm.User
 	err := s.store.View(func(r fsm.Reader) error {
 		var err error

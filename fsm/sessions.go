@@ -699,10 +699,10 @@ func listUserSessions(tx *bolt.Tx, userID string) ([]*Session, error) {
 }
 
 func getSession(tx *bolt.Tx, id string) (*Session, error) {
-	v := tx.Bucket(bucketSessions).Get([]byte(id))
-	if v == nil {
-		return nil, ErrSessionNotFound
-	}
+	return cachedRecord(nil, Reader{tx: tx}, bucketSessions, id, decodeSession, cloneSession, ErrSessionNotFound)
+}
+
+func decodeSession(v []byte) (*Session, error) {
 	var s Session
 	if err := json.Unmarshal(v, &s); err != nil {
 		return nil, fmt.Errorf("fsm: stored session: %w", err)
@@ -711,7 +711,9 @@ func getSession(tx *bolt.Tx, id string) (*Session, error) {
 }
 
 // Session returns a session by id, or ErrSessionNotFound.
-func (r Reader) Session(id string) (*Session, error) { return getSession(r.tx, id) }
+func (r Reader) Session(id string) (*Session, error) {
+	return cachedRecord(r.cache, r, bucketSessions, id, decodeSession, cloneSession, ErrSessionNotFound)
+}
 
 // UserSessions returns a user's stored sessions (some may be dead but not
 // yet swept: check Alive).

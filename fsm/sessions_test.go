@@ -12,7 +12,7 @@ import (
 // applier feeds commands to a store one entry at a time with rising
 // indexes, the way Raft does.
 type applier struct {
-	t     *testing.T
+	t     testing.TB
 	s     *Store
 	index uint64
 }

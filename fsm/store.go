@@ -102,6 +102,8 @@ type Store struct {
 
 	mu sync.RWMutex // guards db against Restore swapping it
 	db *bolt.DB
+
+	reads *readCache // records decoded for View
 }
 
 // Open opens or creates state.db at path and checks it.
@@ -128,7 +130,7 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{path: path, db: db}, nil
+	return &Store{path: path, db: db, reads: newReadCache()}, nil
 }
 
 func cleanMarker(path string) string { return path + ".clean" }

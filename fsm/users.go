@@ -135,13 +135,13 @@ func (t txn) putUser(u *User) error {
 }
 
 func getUser(tx *bolt.Tx, id string) (*User, error) {
-	v := tx.Bucket(bucketUsers).Get([]byte(id))
-	if v == nil {
-		return nil, ErrUserNotFound
-	}
+	return cachedRecord(nil, Reader{tx: tx}, bucketUsers, id, decodeUser, cloneUser, ErrUserNotFound)
+}
+
+func decodeUser(v []byte) (*User, error) {
 	var u User
 	if err := json.Unmarshal(v, &u); err != nil {
-		return nil, fmt.Errorf("fsm: stored user %q: %w", id, err)
+		return nil, fmt.Errorf("fsm: stored user: %w", err)
 	}
 	return &u, nil
 }

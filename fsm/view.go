@@ -8,15 +8,20 @@ import (
 
 // Reader is a consistent, read-only view of the state, valid only inside the
 // function passed to View. Callers outside fsm never see bbolt.
-type Reader struct{ tx *bolt.Tx }
+type Reader struct {
+	tx    *bolt.Tx
+	cache *readCache // nil: every record is decoded
+}
 
 // View runs fn against a consistent read-only view of the local state.
 func (s *Store) View(fn func(r Reader) error) error {
-	return s.view(func(tx *bolt.Tx) error { return fn(Reader{tx}) })
+	return s.view(func(tx *bolt.Tx) error { return fn(Reader{tx, s.reads}) })
 }
 
 // UserByID returns the user with id, or ErrUserNotFound.
-func (r Reader) UserByID(id string) (*User, error) { return getUser(r.tx, id) }
+func (r Reader) UserByID(id string) (*User, error) {
+	return cachedRecord(r.cache, r, bucketUsers, id, decodeUser, cloneUser, ErrUserNotFound)
+}
 
 // UserByName returns the user with the normalised name, or ErrUserNotFound.
 func (r Reader) UserByName(name string) (*User, error) {
@@ -24,7 +29,7 @@ func (r Reader) UserByName(name string) (*User, error) {
 	if id == nil {
 		return nil, ErrUserNotFound
 	}
-	return getUser(r.tx, string(id))
+	return r.UserByID(string(id))
 }
 
 // Users calls fn for every user in name order until fn returns false.

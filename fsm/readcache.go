@@ -1,0 +1,94 @@
+package fsm
+
+import (
+	"bytes"
+	"slices"
+	"sync"
+)
+
+// readCache remembers records decoded for Reader, keyed by bucket and key
+// and checked against the stored bytes on every read: a record read again
+// unchanged costs a map look-up and a comparison instead of a JSON decode
+// (every Bearer request reads its session and its user, and on a busy node
+// most of them are the same few thousand), while a changed record is
+// decoded again. It cannot serve a stale record: what it returns is the
+// decoding of the very bytes the caller's transaction holds. Readers get
+// copies, so nothing they change reaches it. Apply never uses it, so
+// Apply's results cannot depend on what a node happened to read.
+type readCache struct {
+	mu      sync.Mutex
+	entries map[readKey]readEntry
+}
+
+type readKey struct {
+	bucket string // a bucket name, one of the package's constants
+	key    string
+}
+
+type readEntry struct {
+	raw []byte // a copy of the stored bytes val was decoded from
+	val any    // *User or *Session, never handed out
+}
+
+// maxReadCache bounds the records held. Past it, the cache starts over:
+// cheaper than keeping recency, and a node that reads more distinct
+// records than this between two resets gains little from it anyway.
+const maxReadCache = 16384
+
+func newReadCache() *readCache { return &readCache{entries: map[readKey]readEntry{}} }
+
+// lookup returns the value decoded from raw under (bucket, key), if any.
+func (c *readCache) lookup(bucket, key string, raw []byte) (any, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.entries[readKey{bucket, key}]
+	if !ok || !bytes.Equal(e.raw, raw) {
+		return nil, false
+	}
+	return e.val, true
+}
+
+// remember stores val as the decoding of raw under (bucket, key). raw may
+// be bbolt's memory, valid only in the transaction: it is copied.
+func (c *readCache) remember(bucket, key string, raw []byte, val any) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= maxReadCache {
+		clear(c.entries)
+	}
+	c.entries[readKey{bucket, key}] = readEntry{raw: bytes.Clone(raw), val: val}
+}
+
+// cachedRecord returns the record stored under key in bucket, decoded by
+// decode (or missing if there is none), through c when c is not nil. The
+// caller gets its own copy.
+func cachedRecord[T any](c *readCache, r Reader, bucket []byte, key string, decode func([]byte) (*T, error), clone func(*T) *T, missing error) (*T, error) {
+	raw := r.tx.Bucket(bucket).Get([]byte(key))
+	if raw == nil {
+		return nil, missing
+	}
+	if c == nil {
+		return decode(raw)
+	}
+	if v, ok := c.lookup(string(bucket), key, raw); ok {
+		return clone(v.(*T)), nil
+	}
+	v, err := decode(raw)
+	if err != nil {
+		return nil, err
+	}
+	c.remember(string(bucket), key, raw, v)
+	return clone(v), nil
+}
+
+func cloneUser(u *User) *User {
+	c := *u
+	c.Roles = slices.Clone(u.Roles)
+	return &c
+}
+
+func cloneSession(s *Session) *Session {
+	c := *s
+	c.AMR = slices.Clone(s.AMR)
+	return &c
+}
