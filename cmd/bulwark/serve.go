@@ -36,7 +36,7 @@ const defaultConfigFile = "/etc/bulwark/bulwark.toml"
 const shutdownGrace = 10 * time.Second
 
 func cmdServe(args []string, stderr io.Writer) error {
-	spareProc()
+	spareProcs()
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	configFile := fs.String("config", "", "configuration file")
 	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir)")
