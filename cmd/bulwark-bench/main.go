@@ -6,10 +6,10 @@
 //  1. the argon2id bound: password checks per second on all cores, in
 //     process, with the node's own function (and, for reference, hashes
 //     per second with golang.org/x/crypto/argon2);
-//  2. password logins at concurrency 1, 4 and 16; at 16, in four turns
-//     with the argon2id bound (a login loop, then a bound loop, each half
-//     a phase long, four times), so that the two are measured over the
-//     same stretch of time on a machine whose speed drifts;
+//  2. password logins at concurrency 1, 4 and 16; at 16, in eight turns
+//     with the argon2id bound (a login loop, then a bound loop, each a
+//     quarter of a phase long, eight times), so that the two are measured
+//     over the same stretch of time on a machine whose speed drifts;
 //  3. refresh-token rotation at concurrency 16, 64 and 256;
 //  4. GET /v1/me with a Bearer token at concurrency 16 and 64;
 //  5. the argon2id bound again, with the node stopped;
@@ -76,8 +76,10 @@ const (
 	defaultMemory   = 19456 // the daemon's argon2id defaults (authcore.DefaultHashParams)
 	defaultIters    = 2
 	defaultParallel = 1
-	// pairedRounds: login and bound loops at the target's concurrency.
-	pairedRounds = 4
+	// pairedRounds: login and bound loops at the target's concurrency,
+	// each a quarter of a phase: short, so that each pair sees the same
+	// machine, and many, so that their mean is steady.
+	pairedRounds = 8
 )
 
 func main() {
@@ -265,14 +267,14 @@ func measureSingle(ctx context.Context, o options, rep *report) (code int) {
 // with --profile-dir it also saves a CPU profile of the node. At the
 // target's concurrency the phase is paired with the argon2id bound (see
 // runPaired): pairedRounds rounds of a login loop then a bound loop, each
-// half a phase long, so that the login share compares two figures taken
-// over the same minute; the pooled bound is added to rep.
+// a quarter of a phase long, so that the login share compares two figures
+// taken over the same minute; the pooled bound is added to rep.
 func measureLogins(ctx context.Context, o options, n *node, conc int, lim phaseLimits, w newWorker, rep *report) PhaseResult {
 	const busy = "bulwark_password_hash_busy_seconds_total"
 	paired := conc == targetLoginConc
 	rounds, slice := 1, lim.duration
 	if paired {
-		rounds, slice = pairedRounds, max(lim.duration/2, 500*time.Millisecond)
+		rounds, slice = pairedRounds, max(lim.duration/4, 250*time.Millisecond)
 	}
 	before, errBefore := n.metric(ctx, busy)
 	var profiled chan error

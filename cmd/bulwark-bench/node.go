@@ -203,9 +203,10 @@ func stopNode(n *node) error {
 
 // client returns an HTTP client that trusts only the node's CA and speaks
 // TLS 1.3 and HTTP/1.1 over one keep-alive connection per worker, the way
-// many independent clients reach a server. (HTTP/2 would multiplex every
-// worker over a single connection, whose one framing goroutine on the
-// server then bounds the run; no real deployment has one client.)
+// many independent clients reach a server, each request on its caller's
+// goroutine (leanTransport). (HTTP/2 would multiplex every worker over a
+// single connection, whose one framing goroutine on the server then
+// bounds the run; no real deployment has one client.)
 func (n *node) client(conc int, timeout time.Duration) (*http.Client, error) {
 	pem, err := os.ReadFile(filepath.Join(n.dataDir(), "ca.pem"))
 	if err != nil {
@@ -215,14 +216,8 @@ func (n *node) client(conc int, timeout time.Duration) (*http.Client, error) {
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, errors.New("ca.pem holds no certificate")
 	}
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13},
-		TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{},
-		MaxConnsPerHost:     conc,
-		MaxIdleConns:        2 * conc,
-		MaxIdleConnsPerHost: 2 * conc,
-		IdleConnTimeout:     90 * time.Second,
-	}}, nil
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
+	return &http.Client{Timeout: timeout, Transport: newLeanTransport(n.apiAddr, cfg, 2*conc)}, nil
 }
 
 // benchUser is an account created for the benchmark.
