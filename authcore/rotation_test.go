@@ -157,10 +157,17 @@ func TestRotationUnderLoadLosesNoToken(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer running.Add(-1)
+			signalled := false
+			defer func() {
+				if !signalled { // login failed the test: do not leave the rotations waiting
+					ready <- struct{}{}
+				}
+			}()
 			tok := first
 			if w > 0 {
 				tok = login(t, s)
 			}
+			signalled = true
 			ready <- struct{}{}
 			for i := 0; i < 2000 && !stop.Load(); i++ {
 				next, err := s.Refresh(ctx, tok.RefreshToken)
@@ -181,8 +188,8 @@ func TestRotationUnderLoadLosesNoToken(t *testing.T) {
 			}
 		}()
 	}
-	// Rotate only once every worker issues tokens, and each time wait
-	// for tokens under the new key, so that rotations and issuance
+	// Rotate only once every worker has logged in, and after each
+	// rotation wait for eight more tokens, so that rotations and issuance
 	// interleave however fast or slow the machine is.
 	for range 8 {
 		<-ready

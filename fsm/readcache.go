@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"sync"
 )
@@ -14,7 +15,9 @@ import (
 // decoded again. It cannot serve a stale record: what it returns is the
 // decoding of the very bytes the caller's transaction holds. Readers get
 // copies, so nothing they change reaches it. Apply never uses it, so
-// Apply's results cannot depend on what a node happened to read.
+// Apply's results cannot depend on what a node happened to read. A record
+// deleted from the state is dropped when next read, or at the next reset
+// (maxReadCache); until then the cache holds what state.db held.
 type readCache struct {
 	mu      sync.Mutex
 	entries map[readKey]readEntry
@@ -38,14 +41,22 @@ const maxReadCache = 16384
 func newReadCache() *readCache { return &readCache{entries: map[readKey]readEntry{}} }
 
 // lookup returns the value decoded from raw under (bucket, key), if any.
+// An entry is never changed once stored, so it is compared unlocked.
 func (c *readCache) lookup(bucket, key string, raw []byte) (any, bool) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	e, ok := c.entries[readKey{bucket, key}]
+	c.mu.Unlock()
 	if !ok || !bytes.Equal(e.raw, raw) {
 		return nil, false
 	}
 	return e.val, true
+}
+
+// forget drops what is remembered under (bucket, key): the record is gone.
+func (c *readCache) forget(bucket, key string) {
+	c.mu.Lock()
+	delete(c.entries, readKey{bucket, key})
+	c.mu.Unlock()
 }
 
 // remember stores val as the decoding of raw under (bucket, key). raw may
@@ -65,17 +76,22 @@ func (c *readCache) remember(bucket, key string, raw []byte, val any) {
 func cachedRecord[T any](c *readCache, r Reader, bucket []byte, key string, decode func([]byte) (*T, error), clone func(*T) *T, missing error) (*T, error) {
 	raw := r.tx.Bucket(bucket).Get([]byte(key))
 	if raw == nil {
+		if c != nil {
+			c.forget(string(bucket), key)
+		}
 		return nil, missing
 	}
-	if c == nil {
-		return decode(raw)
-	}
-	if v, ok := c.lookup(string(bucket), key, raw); ok {
-		return clone(v.(*T)), nil
+	if c != nil {
+		if v, ok := c.lookup(string(bucket), key, raw); ok {
+			return clone(v.(*T)), nil
+		}
 	}
 	v, err := decode(raw)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("fsm: stored %s %q: %w", bucket, key, err)
+	}
+	if c == nil {
+		return v, nil
 	}
 	c.remember(string(bucket), key, raw, v)
 	return clone(v), nil

@@ -67,9 +67,12 @@ func TestReadCacheFollowsTheStoredRecord(t *testing.T) {
 		t.Fatalf("a revoked session read as %v", err)
 	}
 
-	u := readUser(t, a.s, "alice")
-	u.Roles = append(u.Roles, "admin")
-	if got := readUser(t, a.s, "alice"); got.HasRole("admin") || got.Disabled {
+	if r := a.apply(TypeUserCreate, t0, UserCreate{ID: "u2", Username: "bob", PasswordHash: "h", Roles: []string{"ops"}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	u := readUser(t, a.s, "bob")
+	u.Roles[0], u.Username = "admin", "mallory"
+	if got := readUser(t, a.s, "bob"); got.HasRole("admin") || got.Username != "bob" {
 		t.Fatalf("a reader's change reached the next reader: %+v", got)
 	}
 	if r := a.apply(TypeUserSetDisabled, later, UserSetDisabled{ID: "u1", Disabled: true}); r.Err != nil {
@@ -77,6 +80,16 @@ func TestReadCacheFollowsTheStoredRecord(t *testing.T) {
 	}
 	if got := readUser(t, a.s, "alice"); !got.Disabled {
 		t.Fatalf("a disabled user read as %+v", got)
+	}
+	// A deleted record is forgotten, not only never served.
+	if r := a.apply(TypeUserDelete, later, UserDelete{ID: "u2"}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if err := a.s.View(func(r Reader) error { _, err := r.UserByID("u2"); return err }); err != ErrUserNotFound {
+		t.Fatalf("a deleted user read as %v", err)
+	}
+	if _, ok := a.s.reads.entries[readKey{string(bucketUsers), "u2"}]; ok {
+		t.Fatal("a deleted user is still remembered")
 	}
 }
 

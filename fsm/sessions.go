@@ -705,7 +705,7 @@ func getSession(tx *bolt.Tx, id string) (*Session, error) {
 func decodeSession(v []byte) (*Session, error) {
 	var s Session
 	if err := json.Unmarshal(v, &s); err != nil {
-		return nil, fmt.Errorf("fsm: stored session: %w", err)
+		return nil, err
 	}
 	return &s, nil
 }

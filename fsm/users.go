@@ -141,7 +141,7 @@ func getUser(tx *bolt.Tx, id string) (*User, error) {
 func decodeUser(v []byte) (*User, error) {
 	var u User
 	if err := json.Unmarshal(v, &u); err != nil {
-		return nil, fmt.Errorf("fsm: stored user: %w", err)
+		return nil, err
 	}
 	return &u, nil
 }

@@ -20,8 +20,8 @@
 //     then through a follower's, which forwards the writes to the leader.
 //
 // It prints a table and the targets (logins at c=16 ≥ 85% of the argon2id
-// bound measured in turns with them, flagged noisy when the goal is within
-// two standard errors of the turns' shares; phases 1 and 5 are shown for
+// bound measured in turns with them, flagged noisy when the goal lies in the
+// 95% confidence interval of the turns' mean share; phases 1 and 5 are shown for
 // reference; ≥ 3,000 refreshes/s, ≥ 10,000 /v1/me/s on one node; ≥ 2,000
 // refreshes/s on three nodes, the better of leader and follower) and
 // writes the same as JSON. It exits 0 whether or not targets are met; 1 if
@@ -287,7 +287,8 @@ func measureLogins(ctx context.Context, o options, n *node, conc int, lim phaseL
 	}
 	var p PhaseResult
 	if paired {
-		lim.duration = slice
+		// --max-ops bounds the whole phase, not each of its loops.
+		lim.duration, lim.maxOps = slice, max(1, lim.maxOps/int64(rounds))
 		var bound PhaseResult
 		procs := runtime.GOMAXPROCS(0)
 		p, bound, p.Rounds = runPaired(ctx,

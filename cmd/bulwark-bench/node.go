@@ -217,7 +217,7 @@ func (n *node) client(conc int, timeout time.Duration) (*http.Client, error) {
 		return nil, errors.New("ca.pem holds no certificate")
 	}
 	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
-	return &http.Client{Timeout: timeout, Transport: newLeanTransport(n.apiAddr, cfg, 2*conc)}, nil
+	return &http.Client{Transport: newLeanTransport(n.apiAddr, cfg, 2*conc, timeout)}, nil
 }
 
 // benchUser is an account created for the benchmark.

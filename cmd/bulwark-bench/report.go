@@ -212,9 +212,9 @@ func (r *report) loginShareTarget() target {
 		t.Detail = fmt.Sprintf("%.1f logins/s vs %.1f password checks/s, measured in %d turns", login.OpsPerSec, b.OpsPerSec, len(login.Rounds))
 		if mean, se, ok := roundShares(login.Rounds); ok {
 			t.Detail += fmt.Sprintf("; per turn %.1f%% ± %.1f (standard error)", mean, se)
-			// The verdict is uncertain when the goal is within two
-			// standard errors of the figure.
-			t.Noisy = math.Abs(t.Value-t.Goal) < 2*se
+			// The verdict is uncertain when the goal lies inside the
+			// 95% confidence interval of the turns' mean share.
+			t.Noisy = math.Abs(mean-t.Goal) < studentT95(len(login.Rounds)-1)*se
 		}
 		t.Noisy = t.Noisy || login.OtherCores > busyMachine || b.OtherCores > busyMachine
 		return t
@@ -262,6 +262,21 @@ func roundShares(rounds []pairedRound) (mean, se float64, ok bool) {
 		ss += (x - mean) * (x - mean)
 	}
 	return mean, math.Sqrt(ss/float64(len(xs)-1)) / math.Sqrt(float64(len(xs))), true
+}
+
+// studentT95 is the two-sided 95% quantile of Student's t distribution
+// with dof degrees of freedom (1.96 from 30 on).
+func studentT95(dof int) float64 {
+	table := []float64{12.71, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228,
+		2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086,
+		2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045}
+	if dof < 1 {
+		return math.Inf(1)
+	}
+	if dof > len(table) {
+		return 1.96
+	}
+	return table[dof-1]
 }
 
 // phaseWithSetup returns the phase measured with setup, outside the

@@ -20,17 +20,23 @@ import (
 // on: at /v1/me, c=64, the client took 0.8 of the 2 cores.
 //
 // It keeps a connection only when the answer was read to its end and did
-// not ask to close; anything else closes it.
+// not ask to close; anything else closes it. A request on a kept
+// connection that the server closed meanwhile is sent again once, on a new
+// one, when its body can be replayed. Each request is bounded by its
+// context's deadline or else by timeout, set on the connection: the
+// transport does the timing, since http.Client.Timeout would add a
+// goroutine and a timer per request for any transport but its own.
 type leanTransport struct {
-	addr string
-	tls  *tls.Config
-	idle chan *leanConn
+	addr    string
+	tls     *tls.Config
+	idle    chan *leanConn
+	timeout time.Duration
 }
 
-func newLeanTransport(addr string, cfg *tls.Config, conns int) *leanTransport {
+func newLeanTransport(addr string, cfg *tls.Config, conns int, timeout time.Duration) *leanTransport {
 	cfg = cfg.Clone()
 	cfg.NextProtos = []string{"http/1.1"}
-	return &leanTransport{addr: addr, tls: cfg, idle: make(chan *leanConn, conns)}
+	return &leanTransport{addr: addr, tls: cfg, idle: make(chan *leanConn, conns), timeout: timeout}
 }
 
 // leanConn is one keep-alive connection, used by one request at a time.
@@ -42,23 +48,51 @@ type leanConn struct {
 
 func (t *leanTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "https" || req.URL.Host != t.addr {
+		if req.Body != nil {
+			req.Body.Close()
+		}
 		return nil, errors.New("leanTransport: only https://" + t.addr)
 	}
-	lc, err := t.conn(req)
-	if err != nil {
-		return nil, err
+	deadline, ok := req.Context().Deadline()
+	if !ok {
+		deadline = time.Now().Add(t.timeout)
 	}
-	deadline, _ := req.Context().Deadline() // zero: none
+	lc, reused, err := t.conn(req, deadline)
+	if err == nil {
+		var resp *http.Response
+		resp, err = t.exchange(lc, req, deadline)
+		if err == nil || !reused || (req.Body != nil && req.GetBody == nil) {
+			return resp, err
+		}
+		// The server may have closed a kept connection: once more, on a
+		// new one.
+		if req.GetBody != nil {
+			if req.Body, err = req.GetBody(); err != nil {
+				return nil, err
+			}
+		}
+		if lc, err = t.dial(req, deadline); err == nil {
+			return t.exchange(lc, req, deadline)
+		}
+	}
+	if req.Body != nil {
+		req.Body.Close()
+	}
+	return nil, err
+}
+
+// exchange sends req on lc and reads the answer's head; on error lc is
+// closed.
+func (t *leanTransport) exchange(lc *leanConn, req *http.Request, deadline time.Time) (*http.Response, error) {
 	lc.c.SetDeadline(deadline)
-	if err := req.Write(lc.bw); err != nil {
-		lc.c.Close()
-		return nil, err
+	err := req.Write(lc.bw)
+	if err == nil {
+		err = lc.bw.Flush()
 	}
-	if err := lc.bw.Flush(); err != nil {
-		lc.c.Close()
-		return nil, err
+	var resp *http.Response
+	if err == nil {
+		resp, err = http.ReadResponse(lc.br, req)
 	}
-	resp, err := http.ReadResponse(lc.br, req)
 	if err != nil {
 		lc.c.Close()
 		return nil, err
@@ -69,14 +103,19 @@ func (t *leanTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// conn returns an idle connection, or dials one.
-func (t *leanTransport) conn(req *http.Request) (*leanConn, error) {
+// conn returns an idle connection (reused), or dials one.
+func (t *leanTransport) conn(req *http.Request, deadline time.Time) (lc *leanConn, reused bool, err error) {
 	select {
 	case lc := <-t.idle:
-		return lc, nil
+		return lc, true, nil
 	default:
 	}
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second}, Config: t.tls}
+	lc, err = t.dial(req, deadline)
+	return lc, false, err
+}
+
+func (t *leanTransport) dial(req *http.Request, deadline time.Time) (*leanConn, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{Deadline: deadline}, Config: t.tls}
 	c, err := d.DialContext(req.Context(), "tcp", t.addr)
 	if err != nil {
 		return nil, err
@@ -124,8 +163,13 @@ func (b *leanBody) Close() error {
 		return nil
 	}
 	b.done = true
-	err := b.r.Close()
-	if !b.keep || !b.eof || err != nil {
+	if !b.keep || !b.eof {
+		// Not kept: close first, so that the body is not drained.
+		err := b.lc.c.Close()
+		b.r.Close()
+		return err
+	}
+	if err := b.r.Close(); err != nil {
 		return b.lc.c.Close()
 	}
 	select {

@@ -39,8 +39,8 @@ func TestLeanTransportKeepsAndDropsConnections(t *testing.T) {
 	defer srv.Close()
 	cfg := &tls.Config{RootCAs: srv.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
 	addr := strings.TrimPrefix(srv.URL, "https://")
-	tr := newLeanTransport(addr, cfg, 4)
-	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
+	tr := newLeanTransport(addr, cfg, 4, 5*time.Second)
+	c := &http.Client{Transport: tr}
 	defer c.CloseIdleConnections()
 
 	get := func(path string, readAll bool) (int, string) {
@@ -86,6 +86,16 @@ func TestLeanTransportKeepsAndDropsConnections(t *testing.T) {
 	get("/echo", true)
 	if n := conns.Load(); n != 3 {
 		t.Fatalf("%d connections after an answer left unread, want 3", n)
+	}
+	// A kept connection the server closed meanwhile: the request is sent
+	// again on a new one, body included.
+	srv.CloseClientConnections()
+	time.Sleep(10 * time.Millisecond)
+	if code, body := get("/echo", true); code != 200 || body != "POST hello" {
+		t.Fatalf("after the server closed the kept connection: %d %q", code, body)
+	}
+	if n := conns.Load(); n != 4 {
+		t.Fatalf("%d connections after the server closed one, want 4", n)
 	}
 	if _, err := c.Get("https://example.invalid/"); err == nil {
 		t.Fatal("a request for another host went through")

@@ -224,6 +224,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	if err != nil {
 		return err
 	}
+	defer core.Close() // after the listeners have drained, below
 	logHashThreads(logger, core.HashStats())
 	var keyPublished atomic.Bool
 	go publishKey(ctx, core, &keyPublished, logger)

@@ -9,12 +9,14 @@
 // project's 2-core machine, during a login flood, a core was idle 2.7% of
 // the time while both hash slots were taken, and each hash cost more CPU
 // than the same hash in a quiet process. A worker here keeps one thread
-// for its whole life, pinned to one CPU, so a busy worker always has its
-// core and two workers never queue on one core while another idles; the
-// rest of the process (Raft, TLS, HTTP) runs unpinned on the same cores.
+// for its whole life, pinned to one CPU, so two workers never queue on one
+// core while another idles. Pinning reserves nothing: the rest of the
+// process (Raft, TLS, HTTP) and other processes still run on those cores,
+// unpinned, and a pinned worker cannot move off a CPU that other pinned
+// work keeps busy (hence the switch to turn it off).
 //
-// Only authcore uses it; it bounds nothing itself (authcore's hash slots
-// do), it only says where a hash runs.
+// Only authcore uses it. Callers wait for a free worker, but authcore's
+// hash slots, one per worker, are what bound and time out the waits.
 package hashpool
 
 import (
@@ -107,23 +109,43 @@ func (p *Pool) work(cpu int, started func(error)) {
 	for {
 		select {
 		case j := <-p.jobs:
-			j.done <- run(j.fn)
+			p.run(j, cpu)
 		case <-p.closed:
 			return
 		}
 	}
 }
 
-// run calls fn and returns what it panicked with, if anything.
-func run(fn func()) (panicked any) {
-	defer func() { panicked = recover() }()
-	fn()
-	return nil
+// goexit is what a job that called runtime.Goexit reports to its caller.
+type goexit struct{}
+
+// run runs j on the worker and reports its end to the caller whatever
+// happens: a return, a panic (recovered, passed on), or runtime.Goexit,
+// which ends this worker's goroutine (and its thread) too; a new worker
+// on the same CPU then takes its place.
+func (p *Pool) run(j job, cpu int) {
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		v := recover()
+		if v == nil {
+			v = goexit{}
+			p.wg.Add(1)
+			go p.work(cpu, func(error) {})
+		}
+		j.done <- v
+	}()
+	j.fn()
+	returned = true
+	j.done <- nil
 }
 
 // Run runs fn on a worker and returns when it has returned, or
 // ErrClosed, without running fn, once the pool is closed. A panic in fn
-// is raised again in the caller, as if fn had run there.
+// is raised again in the caller, and runtime.Goexit in fn ends the
+// caller's goroutine, as if fn had run there.
 func (p *Pool) Run(fn func()) error {
 	done := make(chan any, 1)
 	select {
@@ -131,10 +153,15 @@ func (p *Pool) Run(fn func()) error {
 	case <-p.closed:
 		return ErrClosed
 	}
-	if v := <-done; v != nil {
+	switch v := <-done; v.(type) {
+	case nil:
+		return nil
+	case goexit:
+		runtime.Goexit()
+		return nil
+	default:
 		panic(v)
 	}
-	return nil
 }
 
 // Workers is the number of worker threads.

@@ -78,6 +78,35 @@ func TestPanicReachesTheCaller(t *testing.T) {
 	}
 }
 
+// TestGoexitEndsTheCaller: a job that calls runtime.Goexit (t.FailNow in
+// a test) ends its caller as if it had run there, and the pool keeps its
+// workers.
+func TestGoexitEndsTheCaller(t *testing.T) {
+	p := New(1, false)
+	defer p.Close()
+	returned := make(chan bool, 1)
+	go func() {
+		defer func() { returned <- false }()
+		p.Run(runtime.Goexit)
+		returned <- true
+	}()
+	select {
+	case r := <-returned:
+		if r {
+			t.Fatal("Run returned after its job called runtime.Goexit")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the caller of a job that called runtime.Goexit hangs")
+	}
+	ran := make(chan struct{})
+	go p.Run(func() { close(ran) })
+	select {
+	case <-ran:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no worker left after a job called runtime.Goexit")
+	}
+}
+
 func TestCloseStopsWorkersAndRefusesWork(t *testing.T) {
 	before := runtime.NumGoroutine()
 	p := New(3, false)
