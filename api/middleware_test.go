@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -105,5 +107,37 @@ func TestHandlerMayOverrideHeaders(t *testing.T) {
 	}
 	if rec.Header().Get("Strict-Transport-Security") == "" {
 		t.Error("HSTS missing")
+	}
+}
+
+// TestRequestLogLevels: successful reads are logged at debug, writes and
+// failures at info, so an info-level log keeps every change and every
+// refusal without a line per token check or probe.
+func TestRequestLogLevels(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	h := &middleware{log: log, next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/missing":
+			http.NotFound(w, r)
+		default:
+			w.Write([]byte("ok"))
+		}
+	})}
+	for _, c := range []struct {
+		method, path string
+		logged       bool
+	}{
+		{http.MethodGet, "/v1/me", false},
+		{http.MethodHead, "/healthz", false},
+		{http.MethodGet, "/missing", true},
+		{http.MethodPost, "/v1/auth/login", true},
+		{http.MethodDelete, "/v1/me/sessions/x", true},
+	} {
+		buf.Reset()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(c.method, c.path, nil))
+		if got := strings.Contains(buf.String(), "msg=request"); got != c.logged {
+			t.Errorf("%s %s: logged %v at info, want %v (%q)", c.method, c.path, got, c.logged, buf.String())
+		}
 	}
 }
