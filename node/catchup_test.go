@@ -15,6 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/node/loopback"
 )
 
 // Catch-up by snapshot: a follower that was down while the cluster moved
@@ -51,7 +52,7 @@ func startCatchUpCluster(t *testing.T) *catchUpCluster {
 	const size = 3
 	peers := make([]Peer, size)
 	for i := range peers {
-		peers[i] = Peer{ID: fmt.Sprintf("n%d", i+1), Address: freeAddr(t)}
+		peers[i] = Peer{ID: fmt.Sprintf("n%d", i+1), Address: loopback.Addr(t)}
 	}
 	c := &catchUpCluster{t: t, cfgs: make([]Config, size), nodes: make([]*Node, size)}
 	for i, p := range peers {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/node/loopback"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
 )
@@ -54,7 +55,7 @@ func TestRenewCertificate(t *testing.T) {
 	ca := newTestCA(t)
 	tlsA := ca.clusterTLS(t, "a")
 	tlsA.Cert.Certificate = append(tlsA.Cert.Certificate, ca.cert.Raw)
-	a := openClusterNode(t, "a", freeAddr(t), tlsA, false)
+	a := openClusterNode(t, "a", loopback.Addr(t), tlsA, false)
 	waitLeader(t, []*Node{a})
 	a.EnableJoin(ca.cert, fakeKeys{keys: map[string]crypto.Signer{pki.CAKeyName: ca.key},
 		secrets: map[string][]byte{tpm.DataKeyName: tpm.NewDataKey()}})

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/node/loopback"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
 )
@@ -48,7 +49,7 @@ func openClusterNode(t *testing.T, id, addr string, ct *ClusterTLS, join bool) *
 // promoting itself once caught up.
 func joinAndOpen(t *testing.T, token, id string) (*Node, *Joined) {
 	t.Helper()
-	addr := freeAddr(t)
+	addr := loopback.Addr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	j, err := Join(ctx, token, JoinRequest{NodeID: id, Advertise: addr})
@@ -95,7 +96,7 @@ func waitVoters(t *testing.T, n *Node, ids ...string) {
 
 func TestJoin(t *testing.T) {
 	ca := newTestCA(t)
-	addrA := freeAddr(t)
+	addrA := loopback.Addr(t)
 	tlsA := ca.clusterTLS(t, "a")
 	tlsA.Cert.Certificate = append(tlsA.Cert.Certificate, ca.cert.Raw) // the joiner checks the pin
 	a := openClusterNode(t, "a", addrA, tlsA, false)
@@ -167,10 +168,10 @@ func TestJoin(t *testing.T) {
 		{"wrong secret", tamper(fresh, func(p *JoinToken) { p.Secret = make([]byte, 32); rand.Read(p.Secret) }), fsm.ErrJoinTokenUnknown, "does not know this join token"},
 		{"wrong pin", tamper(fresh, func(p *JoinToken) { p.Pin = pki.Pin(other.cert) }), ErrJoinPin, "pinned"},
 		{"not a token", "bwj1.!!", ErrJoinTokenMalformed, "malformed"},
-		{"unreachable", tamper(fresh, func(p *JoinToken) { p.Addrs = []string{freeAddr(t)} }), ErrJoinUnreachable, "cannot reach"},
+		{"unreachable", tamper(fresh, func(p *JoinToken) { p.Addrs = []string{loopback.Addr(t)} }), ErrJoinUnreachable, "cannot reach"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Join(ctx, tc.token, JoinRequest{NodeID: "c", Advertise: freeAddr(t)})
+			_, err := Join(ctx, tc.token, JoinRequest{NodeID: "c", Advertise: loopback.Addr(t)})
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
 				t.Fatalf("join: %v, want %v saying %q", err, tc.want, tc.says)
 			}
@@ -182,7 +183,7 @@ func TestJoin(t *testing.T) {
 		})
 	}
 	// A name already in the cluster is refused before the token is spent.
-	if _, err := Join(ctx, fresh, JoinRequest{NodeID: "b", Advertise: freeAddr(t)}); err == nil || !strings.Contains(err.Error(), "already a member") {
+	if _, err := Join(ctx, fresh, JoinRequest{NodeID: "b", Advertise: loopback.Addr(t)}); err == nil || !strings.Contains(err.Error(), "already a member") {
 		t.Fatalf("join as an existing name: %v", err)
 	}
 	if got := suffrages(a); len(got) != 2 {

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/node/loopback"
 )
 
 func clusterLevel(n *Node) (level int) {
@@ -47,7 +48,7 @@ func TestLevelRisesWhenEveryMemberApplies(t *testing.T) {
 
 	// A node of the earlier release is not promoted to voter any more.
 	leader = waitLeader(t, nodes)
-	if err := leader.raft.AddNonvoter("old", raft.ServerAddress(freeAddr(t)), 0, time.Second).Error(); err != nil {
+	if err := leader.raft.AddNonvoter("old", raft.ServerAddress(loopback.Addr(t)), 0, time.Second).Error(); err != nil {
 		t.Fatal(err)
 	}
 	ans := leader.memberLocal(memberRequest{Op: opPromote, ID: "old"}, "old")

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bulwark-auth/bulwark/node/loopback"
 )
 
 // A network partition between in-process nodes, made by fault-injecting
@@ -226,7 +228,7 @@ func startPartitionableCluster(t *testing.T, size int) ([]*Node, *faultNet) {
 	peers := make([]Peer, size)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("n%d", i+1)
-		listen[i] = freeAddr(t)
+		listen[i] = loopback.Addr(t)
 		f.nodes[ids[i]] = ca.clusterTLS(t, ids[i])
 	}
 	for i := range ids { // after f.nodes is complete: relay reads it unlocked

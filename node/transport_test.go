@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/node/loopback"
 	"github.com/bulwark-auth/bulwark/node/pki"
 )
 
@@ -53,16 +54,6 @@ func (ca *testCA) clusterTLS(t testing.TB, name string) *ClusterTLS {
 	return &ClusterTLS{Cert: tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}, CA: ca.pool}
 }
 
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // startCluster starts n nodes over mutual TLS on loopback, bootstrapped
 // together, and waits for a leader.
 func startCluster(t testing.TB, size int) []*Node {
@@ -78,7 +69,7 @@ func startClusterTimeouts(t testing.TB, size int, timeout time.Duration) []*Node
 	ca := newTestCA(t)
 	peers := make([]Peer, size)
 	for i := range peers {
-		peers[i] = Peer{ID: fmt.Sprintf("n%d", i+1), Address: freeAddr(t)}
+		peers[i] = Peer{ID: fmt.Sprintf("n%d", i+1), Address: loopback.Addr(t)}
 	}
 	nodes := make([]*Node, size)
 	for i, p := range peers {

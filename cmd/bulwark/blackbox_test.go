@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bulwark-auth/bulwark/node/loopback"
 )
 
 // The tests in this file run the built binary as a separate process, the
@@ -51,16 +52,6 @@ func bulwarkBinary(t *testing.T) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // testNode is one bulwark process and its files.
@@ -106,7 +97,7 @@ func newTestNode(t *testing.T, extra ...string) *testNode {
 // newNamedTestNode is newTestNode for a node called name.
 func newNamedTestNode(t *testing.T, name string, extra ...string) *testNode {
 	t.Helper()
-	n := &testNode{t: t, bin: bulwarkBinary(t), dir: t.TempDir(), apiPort: freePort(t), metrics: freePort(t)}
+	n := &testNode{t: t, bin: bulwarkBinary(t), dir: t.TempDir(), apiPort: loopback.Port(t), metrics: loopback.Port(t)}
 	n.config = filepath.Join(n.dir, "bulwark.toml")
 	data := filepath.Join(n.dir, "data")
 	// Cheap argon2 parameters keep the test fast; everything else is the
@@ -124,7 +115,7 @@ listen = "127.0.0.1:%d"
 [auth.password]
 argon2_memory_kib = 8192
 argon2_iterations = 1
-`, name, data, n.apiPort, freePort(t), n.metrics) + strings.Join(extra, "\n")
+`, name, data, n.apiPort, loopback.Port(t), n.metrics) + strings.Join(extra, "\n")
 	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bulwark-auth/bulwark/node/loopback"
 )
 
 // Data directories written by released formats live in testdata/ as
@@ -113,7 +115,7 @@ func TestBootUpgradeTestdata(t *testing.T) {
 
 func writeUpgradeConfig(t *testing.T, n *testNode) {
 	t.Helper()
-	cfg := fmt.Sprintf(upgradeNodeConfig, n.dataDir(), n.apiPort, freePort(t), n.metrics)
+	cfg := fmt.Sprintf(upgradeNodeConfig, n.dataDir(), n.apiPort, loopback.Port(t), n.metrics)
 	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
