@@ -53,7 +53,7 @@ func (n *Node) trackCatchUp() {
 		if n.caughtUp.Load() {
 			return false
 		}
-		addr, id := n.raft.LeaderWithID()
+		addr, id := n.leader()
 		if id == "" || string(id) == n.cfg.ID {
 			return false
 		}

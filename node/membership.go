@@ -282,7 +282,7 @@ func (n *Node) onLeader(ctx context.Context, req memberRequest) error {
 		var err error
 		if n.raft.State() == raft.Leader {
 			ans = n.memberLocal(req, n.cfg.ID)
-		} else if addr, id := n.raft.LeaderWithID(); id == "" {
+		} else if addr, id := n.leader(); id == "" {
 			err = fmt.Errorf("%w: no leader known", ErrNoLeader)
 		} else {
 			ans, err = n.memberCall(ctx, string(addr), req, memberTimeout)
@@ -444,7 +444,7 @@ func (n *Node) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
 		return ClusterStatus{}, n.raftErr(err)
 	}
 	servers := f.Configuration().Servers
-	addr, id := n.raft.LeaderWithID()
+	addr, id := n.leader()
 	st := ClusterStatus{LeaderID: string(id), LeaderAddr: string(addr)}
 	results := n.memberInfos(ctx, servers)
 	var base uint64

@@ -208,8 +208,18 @@ func Open(cfg Config) (*Node, error) {
 			cl.Close()
 			return nil, fmt.Errorf("cluster.advertise %s: %w", cfg.Advertise, err)
 		}
+		// MaxRPCsInFlight 1 turns raft's pipelined replication off. With
+		// pipelining (raft v1.8.0), a follower's refusal or a newer term
+		// ends the pipeline's decoder while its sender may still be
+		// blocked handing one more request to it: replication to that
+		// follower stops for good and raft.Shutdown waits on it forever
+		// (a leader that transferred its leadership before stopping hung
+		// a test for 11 minutes). Each AppendEntries then waits for the
+		// answer to the one before, which batches what arrived meanwhile;
+		// HashiCorp measured no loss on a LAN (hashicorp/raft#541).
 		trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-			Stream: &raftLayer{l: cl, advertise: addr}, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog})
+			Stream: &raftLayer{l: cl, advertise: addr}, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
+			MaxRPCsInFlight: 1})
 		n.trans, n.closer, n.cluster = trans, trans.Close, cl
 		n.fwd.tls = cfg.TLS
 	} else {
@@ -406,18 +416,33 @@ func (n *Node) awaitNewLeader(ctx context.Context, deadline time.Time) bool {
 			return false
 		case <-time.After(10 * time.Millisecond):
 		}
-		if _, id := n.raft.LeaderWithID(); id != "" {
+		if _, id := n.leader(); id != "" {
 			return true
 		}
 	}
 	return false
 }
 
+// leader is the leader this node knows of; a candidate knows none. Raft
+// (v1.8.0) can leave the old leader recorded on a candidate that a
+// leadership transfer made: a heartbeat from the old leader that lands
+// between its TimeoutNow and the candidate's new term records it, and the
+// candidate keeps it through every election it then loses. A write sent
+// there after the old leader stopped was refused, sent again at once, and
+// so on until its deadline, instead of failing as ErrNoLeader.
+func (n *Node) leader() (raft.ServerAddress, raft.ServerID) {
+	addr, id := n.raft.LeaderWithID()
+	if n.raft.State() == raft.Candidate {
+		return "", ""
+	}
+	return addr, id
+}
+
 func (n *Node) raftErr(err error) error {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost),
 		errors.Is(err, raft.ErrLeadershipTransferInProgress):
-		addr, id := n.raft.LeaderWithID()
+		addr, id := n.leader()
 		if id == "" {
 			return fmt.Errorf("%w: %v", ErrNoLeader, err)
 		}
@@ -485,7 +510,7 @@ type Status struct {
 // state.db holds, not Raft's own counter, which moves when an entry is
 // handed to the state machine rather than when it is applied.
 func (n *Node) Status() Status {
-	addr, id := n.raft.LeaderWithID()
+	addr, id := n.leader()
 	applied, _, _ := n.store.Applied()
 	return Status{
 		ID:           n.cfg.ID,

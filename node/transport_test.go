@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/node/loopback"
 	"github.com/bulwark-auth/bulwark/node/pki"
@@ -245,4 +247,18 @@ func TestClusterPortRefusesForeignCertificates(t *testing.T) {
 	})
 	// The cluster still works.
 	createUser(t, nodes[0], "still-fine")
+}
+
+// TestClusterTransportDoesNotPipeline: raft's pipelined replication can
+// deadlock when a follower refuses an entry or shows a newer term (the
+// sender blocks on a decoder that has exited), stopping replication to
+// that follower and raft.Shutdown with it. The cluster transport must
+// replicate one request at a time.
+func TestClusterTransportDoesNotPipeline(t *testing.T) {
+	nodes := startCluster(t, 2)
+	peer := nodes[1]
+	_, err := nodes[0].trans.AppendEntriesPipeline(raft.ServerID(peer.cfg.ID), raft.ServerAddress(peer.cfg.Advertise))
+	if !errors.Is(err, raft.ErrPipelineReplicationNotSupported) {
+		t.Fatalf("AppendEntriesPipeline: %v, want ErrPipelineReplicationNotSupported", err)
+	}
 }
