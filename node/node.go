@@ -534,6 +534,13 @@ func (n *Node) Ready() (bool, string) {
 		return false, "shutting down"
 	case s.LeaderID == "":
 		return false, "no leader known"
+	case s.State != raft.Leader.String() && n.raft.LastContact().IsZero():
+		// Raft records the leader as an AppendEntries arrives and the
+		// contact only once one (or a snapshot install) succeeds: a
+		// restarted follower whose log ends before the leader's begins
+		// knows the leader, and may hold the snapshot's state, before
+		// that. Until then Fresh refuses every read.
+		return false, "no successful contact with the leader yet"
 	case handed < n.startIndex:
 		return false, fmt.Sprintf("replaying log: at %d of %d", handed, n.startIndex)
 	case handed < s.CommitIndex:
