@@ -34,8 +34,14 @@ func TestMain(m *testing.M) {
 }
 
 // hangDeadline is a minute short of -test.timeout, or 0 when there is no
-// timeout or it is too short to leave that minute.
+// timeout or it is too short to leave that minute, and for benchmark and
+// fuzz runs, which go test does not time out either.
 func hangDeadline() time.Duration {
+	for _, name := range []string{"test.bench", "test.fuzz"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" {
+			return 0
+		}
+	}
 	f := flag.Lookup("test.timeout")
 	if f == nil {
 		return 0
@@ -189,5 +195,28 @@ FAIL (hung)
 func TestHangReportOfThisProcess(t *testing.T) {
 	if got := hangReport(allStacks(), time.Minute); !strings.Contains(got, "node.TestHangReportOfThisProcess") {
 		t.Fatalf("the report does not show this test's goroutine:\n%s", got)
+	}
+}
+
+func TestHangDeadline(t *testing.T) {
+	set := func(name, value string) {
+		old := flag.Lookup(name).Value.String()
+		if err := flag.Set(name, value); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { flag.Set(name, old) })
+	}
+	set("test.timeout", "12m")
+	if got := hangDeadline(); got != 11*time.Minute {
+		t.Fatalf("with -timeout 12m: %v, want 11m", got)
+	}
+	set("test.timeout", "90s")
+	if got := hangDeadline(); got != 0 {
+		t.Fatalf("with -timeout 90s: %v, want none", got)
+	}
+	set("test.timeout", "12m")
+	set("test.bench", ".")
+	if got := hangDeadline(); got != 0 {
+		t.Fatalf("with -bench: %v, want none (go test does not time benchmarks out)", got)
 	}
 }

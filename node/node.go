@@ -536,11 +536,10 @@ func (n *Node) Ready() (bool, string) {
 	case s.LeaderID == "":
 		return false, "no leader known"
 	case s.State != raft.Leader.String() && n.raft.LastContact().IsZero():
-		// Raft records the leader as an AppendEntries arrives and the
-		// contact only once one (or a snapshot install) succeeds: a
-		// restarted follower whose log ends before the leader's begins
-		// knows the leader, and may hold the snapshot's state, before
-		// that. Until then Fresh refuses every read.
+		// Raft records the leader as an AppendEntries arrives, refused
+		// or not, and the contact once one (a heartbeat included) or a
+		// snapshot install succeeds. A restarted follower can pass every
+		// other check in between, while Fresh still refuses every read.
 		return false, "no successful contact with the leader yet"
 	case handed < n.startIndex:
 		return false, fmt.Sprintf("replaying log: at %d of %d", handed, n.startIndex)
