@@ -29,15 +29,7 @@ func sharesPayload(dataKey string, k, n int) DataKeyShares {
 
 func dataKeyOf(t *testing.T, s *Store) *DataKeyState {
 	t.Helper()
-	var st *DataKeyState
-	if err := s.View(func(r Reader) error {
-		var err error
-		st, err = r.DataKey()
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return st
+	return viewValue(t, s, Reader.DataKey)
 }
 
 func TestDataKeyRegister(t *testing.T) {

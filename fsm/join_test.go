@@ -8,15 +8,7 @@ import (
 
 func joinToken(t *testing.T, s *Store, hash string) *JoinToken {
 	t.Helper()
-	var rec *JoinToken
-	if err := s.View(func(r Reader) error {
-		var err error
-		rec, err = r.JoinToken(hash)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return rec
+	return viewValue(t, s, func(r Reader) (*JoinToken, error) { return r.JoinToken(hash) })
 }
 
 func TestJoinTokenConsumeOnce(t *testing.T) {

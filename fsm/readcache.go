@@ -71,9 +71,10 @@ func (c *readCache) remember(bucket, key string, raw []byte, val any) {
 }
 
 // cachedRecord returns the record stored under key in bucket, decoded by
-// decode (or missing if there is none), through c when c is not nil. The
-// caller gets its own copy.
-func cachedRecord[T any](c *readCache, r Reader, bucket []byte, key string, decode func([]byte) (*T, error), clone func(*T) *T, missing error) (*T, error) {
+// decode (or missing if there is none), through r's cache when it has one
+// (View's readers; Apply's have none). The caller gets its own copy.
+func cachedRecord[T any](r Reader, bucket []byte, key string, decode func([]byte) (*T, error), clone func(*T) *T, missing error) (*T, error) {
+	c := r.cache
 	raw := r.tx.Bucket(bucket).Get([]byte(key))
 	if raw == nil {
 		if c != nil {

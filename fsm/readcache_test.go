@@ -9,28 +9,12 @@ import (
 
 func readSession(t *testing.T, s *Store, id string) *Session {
 	t.Helper()
-	var sess *Session
-	if err := s.View(func(r Reader) error {
-		var err error
-		sess, err = r.Session(id)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return sess
+	return viewValue(t, s, func(r Reader) (*Session, error) { return r.Session(id) })
 }
 
 func readUser(t *testing.T, s *Store, name string) *User {
 	t.Helper()
-	var u *User
-	if err := s.View(func(r Reader) error {
-		var err error
-		u, err = r.UserByName(name)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return u
+	return viewValue(t, s, func(r Reader) (*User, error) { return r.UserByName(name) })
 }
 
 // TestReadCacheFollowsTheStoredRecord checks that reads through the cache

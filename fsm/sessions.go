@@ -699,7 +699,7 @@ func listUserSessions(tx *bolt.Tx, userID string) ([]*Session, error) {
 }
 
 func getSession(tx *bolt.Tx, id string) (*Session, error) {
-	return cachedRecord(nil, Reader{tx: tx}, bucketSessions, id, decodeSession, cloneSession, ErrSessionNotFound)
+	return Reader{tx: tx}.Session(id) // no cache: Apply reads what it decodes
 }
 
 func decodeSession(v []byte) (*Session, error) {
@@ -712,7 +712,7 @@ func decodeSession(v []byte) (*Session, error) {
 
 // Session returns a session by id, or ErrSessionNotFound.
 func (r Reader) Session(id string) (*Session, error) {
-	return cachedRecord(r.cache, r, bucketSessions, id, decodeSession, cloneSession, ErrSessionNotFound)
+	return cachedRecord(r, bucketSessions, id, decodeSession, cloneSession, ErrSessionNotFound)
 }
 
 // UserSessions returns a user's stored sessions (some may be dead but not

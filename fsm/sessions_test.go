@@ -9,6 +9,20 @@ import (
 	"time"
 )
 
+// viewValue returns what get reads from s's state, failing t on an error.
+func viewValue[T any](t testing.TB, s *Store, get func(Reader) (T, error)) T {
+	t.Helper()
+	var v T
+	if err := s.View(func(r Reader) error {
+		var err error
+		v, err = get(r)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
 // applier feeds commands to a store one entry at a time with rising
 // indexes, the way Raft does.
 type applier struct {

@@ -135,7 +135,7 @@ func (t txn) putUser(u *User) error {
 }
 
 func getUser(tx *bolt.Tx, id string) (*User, error) {
-	return cachedRecord(nil, Reader{tx: tx}, bucketUsers, id, decodeUser, cloneUser, ErrUserNotFound)
+	return Reader{tx: tx}.UserByID(id) // no cache: Apply reads what it decodes
 }
 
 func decodeUser(v []byte) (*User, error) {

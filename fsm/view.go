@@ -20,7 +20,7 @@ func (s *Store) View(fn func(r Reader) error) error {
 
 // UserByID returns the user with id, or ErrUserNotFound.
 func (r Reader) UserByID(id string) (*User, error) {
-	return cachedRecord(r.cache, r, bucketUsers, id, decodeUser, cloneUser, ErrUserNotFound)
+	return cachedRecord(r, bucketUsers, id, decodeUser, cloneUser, ErrUserNotFound)
 }
 
 // UserByName returns the user with the normalised name, or ErrUserNotFound.
