@@ -10,45 +10,64 @@ import (
 )
 
 // levelEvery is how often the leader looks whether it can raise the
-// cluster's feature level (fsm.MaxLevel).
-const levelEvery = 2 * time.Second
+// cluster's feature level (fsm.MaxLevel). It also looks as soon as it
+// becomes leader (within levelPoll) and before it admits a joining node,
+// so a new cluster is at the top level before its second member joins:
+// below level 2 the admin API's reads are not linearizable
+// (authcore.Service.ReadBarrier).
+const (
+	levelEvery = 2 * time.Second
+	levelPoll  = 100 * time.Millisecond
+)
 
 // raiseLevel runs until the node closes: while leading, it raises the
-// cluster's feature level to the highest one every member applies, as the
-// members report it (a member of an earlier release reports none: level
-// 1). An unreachable member holds the level where it is.
+// cluster's feature level (raiseLevelNow) on becoming leader and every
+// levelEvery after.
 func (n *Node) raiseLevel() {
-	n.every(0, levelEvery, func() bool {
+	var looked time.Time // zero: not since this node last became leader
+	n.every(0, levelPoll, func() bool {
 		if n.raft.State() != raft.Leader {
+			looked = time.Time{}
 			return false
 		}
-		var cur int
-		if err := n.View(func(r fsm.Reader) error { cur = r.ClusterLevel(); return nil }); err != nil || cur >= fsm.MaxLevel {
-			return false
-		}
-		target := fsm.MaxLevel
-		ctx, cancel := context.WithTimeout(context.Background(), memberTimeout)
-		defer cancel()
-		for _, m := range n.memberInfos(ctx, n.servers()) {
-			if m.err != nil {
-				target = 0
-				break
-			}
-			target = min(target, max(m.info.Level, 1))
-		}
-		if target > cur {
-			cmd, err := fsm.NewCommand(fsm.TypeClusterLevel, 1, time.Now().UnixNano(), fsm.ClusterLevel{Level: target})
-			if err == nil {
-				_, err = n.Apply(ctx, cmd)
-			}
-			if err != nil {
-				n.log.Warn("could not raise the cluster's feature level", "to", target, "error", err)
-			} else {
-				n.log.Info("cluster feature level raised", "from", cur, "to", target)
-			}
+		if time.Since(looked) >= levelEvery {
+			looked = time.Now()
+			n.raiseLevelNow()
 		}
 		return false
 	})
+}
+
+// raiseLevelNow raises the cluster's feature level to the highest one every
+// member applies, as the members report it (a member of an earlier release
+// reports none: level 1). An unreachable member holds the level where it
+// is. It does nothing unless this node leads.
+func (n *Node) raiseLevelNow() {
+	var cur int
+	if err := n.View(func(r fsm.Reader) error { cur = r.ClusterLevel(); return nil }); err != nil || cur >= fsm.MaxLevel {
+		return
+	}
+	target := fsm.MaxLevel
+	ctx, cancel := context.WithTimeout(context.Background(), memberTimeout)
+	defer cancel()
+	for _, m := range n.memberInfos(ctx, n.servers()) {
+		if m.err != nil {
+			return
+		}
+		target = min(target, max(m.info.Level, 1))
+	}
+	if target <= cur || n.raft.State() != raft.Leader {
+		return
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeClusterLevel, 1, time.Now().UnixNano(), fsm.ClusterLevel{Level: target})
+	if err == nil {
+		_, err = n.Apply(ctx, cmd)
+	}
+	if err != nil {
+		n.log.Warn("could not raise the cluster's feature level", "to", target, "error", err)
+		return
+	}
+	n.log.Info("cluster feature level raised", "from", cur, "to", target)
 }
 
 // every calls fn after first and then every d, until the node closes or

@@ -16,13 +16,32 @@ func clusterLevel(n *Node) (level int) {
 	return level
 }
 
+// TestNewClusterStartsAtTheTopLevel: a leader looks at once, not a
+// levelEvery later, so a new cluster whose members all apply fsm.MaxLevel
+// is at it within a moment of electing its leader (until then the admin
+// API's reads are not linearizable).
+func TestNewClusterStartsAtTheTopLevel(t *testing.T) {
+	nodes := startCluster(t, 3)
+	elected := time.Now()
+	leader := waitLeader(t, nodes)
+	for clusterLevel(leader) != fsm.MaxLevel {
+		if since := time.Since(elected); since > levelEvery/2 {
+			t.Fatalf("level %d %v after the leader was elected", clusterLevel(leader), since.Round(time.Millisecond))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // TestLevelRisesWhenEveryMemberApplies: the leader raises the cluster's
 // feature level only once every member reports a binary that applies it;
 // a member of the earlier release holds it back.
 func TestLevelRisesWhenEveryMemberApplies(t *testing.T) {
-	nodes := startCluster(t, 3)
+	nodes := startClusterWith(t, 3, 300*time.Millisecond, func(i int, c *Config) {
+		if i == 2 {
+			c.level = 1 // an earlier release reports no level
+		}
+	})
 	old := nodes[2]
-	old.level.Store(1) // an earlier release reports no level
 	leader := waitLeader(t, nodes)
 	time.Sleep(levelEvery + time.Second) // one round of the leader's check, at least
 	if l := clusterLevel(leader); l != 1 {

@@ -182,6 +182,9 @@ func (n *Node) memberLocal(req memberRequest, caller string) memberAnswer {
 		if _, _, err := splitHostPort(req.Address); err != nil {
 			return memberAnswer{Code: "refused", Error: fmt.Sprintf("address %q: %v", req.Address, err)}
 		}
+		// The members so far first settle the level the newcomer must
+		// apply; while it catches up, it would hold the level back.
+		n.raiseLevelNow()
 		f = n.raft.AddNonvoter(raft.ServerID(req.ID), raft.ServerAddress(req.Address), 0, memberTimeout)
 	case opPromote:
 		if caller != req.ID {

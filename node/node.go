@@ -9,6 +9,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -86,6 +87,10 @@ type Config struct {
 	// leader before it asks again how far to catch up (catchup.go);
 	// cluster.max_staleness, 2 s unless set.
 	MaxStaleness time.Duration
+
+	// level is the feature level this node reports from its start; zero
+	// is fsm.MaxLevel (tests set an earlier release's).
+	level int32
 }
 
 func (c *Config) setDefaults() {
@@ -154,7 +159,7 @@ type Node struct {
 	catchUp               // catchup.go
 	done    chan struct{} // closed by Close
 	// level is the feature level this node reports (fsm.MaxLevel; tests
-	// lower it to act as a member of an earlier release).
+	// lower it to act as a member of an earlier release, Config.level).
 	level atomic.Int32
 	// lastApply is when state.db last applied a batch, Unix nanoseconds.
 	lastApply atomic.Int64
@@ -172,7 +177,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: ID, Advertise and DataDir are required")
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), appliedCh: make(chan struct{}), done: make(chan struct{})}
-	n.level.Store(fsm.MaxLevel)
+	n.level.Store(cmp.Or(cfg.level, fsm.MaxLevel))
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
 		return nil, err

@@ -68,6 +68,13 @@ func startCluster(t testing.TB, size int) []*Node {
 // them more, so a starved heartbeat does not cost the leader its lease.
 func startClusterTimeouts(t testing.TB, size int, timeout time.Duration) []*Node {
 	t.Helper()
+	return startClusterWith(t, size, timeout, func(int, *Config) {})
+}
+
+// startClusterWith is startClusterTimeouts with adjust applied to node i's
+// configuration before it opens.
+func startClusterWith(t testing.TB, size int, timeout time.Duration, adjust func(i int, c *Config)) []*Node {
+	t.Helper()
 	ca := newTestCA(t)
 	peers := make([]Peer, size)
 	for i := range peers {
@@ -81,9 +88,11 @@ func startClusterTimeouts(t testing.TB, size int, timeout time.Duration) []*Node
 				others = append(others, q)
 			}
 		}
-		n, err := Open(Config{ID: p.ID, DataDir: t.TempDir(), Advertise: p.Address, Listen: p.Address,
+		cfg := Config{ID: p.ID, DataDir: t.TempDir(), Advertise: p.Address, Listen: p.Address,
 			TLS: ca.clusterTLS(t, p.ID), InitialPeers: others, Logger: testLogger(t),
-			HeartbeatTimeout: timeout, ElectionTimeout: timeout})
+			HeartbeatTimeout: timeout, ElectionTimeout: timeout}
+		adjust(i, &cfg)
+		n, err := Open(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
