@@ -134,7 +134,7 @@ type Service struct {
 	verifier *verifier
 	fresh    func() error // nil: the local state is always fresh enough
 
-	census   census // the parameters of the stored password hashes (census.go)
+	census census // the parameters of the stored password hashes (census.go)
 
 	passwordChecks atomic.Int64
 	hashRequests   atomic.Int64 // callers that asked for a hash slot
