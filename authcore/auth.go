@@ -565,6 +565,9 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 	if errors.Is(err, fsm.ErrCredentialChanged) {
 		return Tokens{}, ErrInvalidCredentials // changed by another request meanwhile
 	}
+	if errors.Is(err, fsm.ErrSessionNotFound) {
+		return Tokens{}, ErrInvalidToken // the caller's session ended meanwhile
+	}
 	if err != nil {
 		return Tokens{}, err
 	}

@@ -5,6 +5,13 @@
 // needs (ids, timestamps, hashes), proposes fsm commands through the Store
 // interface it declares, and reads fsm views. api calls it; cmd/bulwark
 // builds it. It may import fsm and nothing else of bulwark's.
+//
+// Every write goes through Service.propose, detached from the request's
+// cancellation: what a request set in motion (a failed attempt, a
+// refresh rotation and its reuse detection, a revocation, their audit
+// entries) is recorded whatever its client does with the connection.
+// Every check-then-act is re-checked in Apply: a session carries the
+// password generation it was checked against (session.create v2).
 package authcore
 
 import (
