@@ -109,6 +109,11 @@ func secondFactor(amr []string) bool {
 // before the password is checked, so the cluster as a whole checks at most
 // MaxFailedAttempts passwords per name per LockoutDuration. Unknown names,
 // wrong passwords and disabled users answer alike, after the same work.
+//
+// Once the attempt is made, the login runs to its end detached from ctx's
+// cancellation: a client that closes its connection halfway still has its
+// password's failure counted (and a reserved slot that is never resolved
+// counts as a failure in the state machine).
 func (s *Service) Login(ctx context.Context, username, password string) (Tokens, error) {
 	name, err := NormalizeUsername(username)
 	if err != nil {
@@ -117,13 +122,15 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 	if password == "" || len(password) > 4096 {
 		return Tokens{}, fmt.Errorf("%w: password must be 1 to 4096 bytes", ErrInvalidInput)
 	}
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
 	ri := requestInfo(ctx)
 	slot, err := s.attempt(ctx, name, ri)
 	if err != nil {
 		return Tokens{}, err
 	}
 	u, _ := s.lookup(name)
-	ok, err := s.checkPassword(ctx, u, password)
+	ok, err := s.checkPassword(ctx, name, u, password)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -131,11 +138,35 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 		s.loginFailed(ctx, name, u, ri, slot)
 		return Tokens{}, ErrInvalidCredentials
 	}
-	tok, err := s.startSession(ctx, u, name, ri, []string{"pwd"})
-	if errors.Is(err, fsm.ErrUserDisabled) || errors.Is(err, fsm.ErrUserNotFound) {
-		return Tokens{}, ErrInvalidCredentials // disabled or deleted meanwhile
+	tok, err := s.startSession(ctx, u, name, ri, []string{"pwd"}, s.rehash(ctx, u, password))
+	if errors.Is(err, fsm.ErrUserDisabled) || errors.Is(err, fsm.ErrUserNotFound) || errors.Is(err, fsm.ErrCredentialChanged) {
+		// Disabled, deleted or given another password meanwhile: the
+		// password checked is no longer the user's.
+		return Tokens{}, ErrInvalidCredentials
 	}
 	return tok, err
+}
+
+// rehash returns password hashed under the configured parameters if u's
+// stored hash uses others, for the session's command to store in its
+// place; "" if it needs none or hashing it failed (the login goes on).
+func (s *Service) rehash(ctx context.Context, u *fsm.User, password string) string {
+	if !NeedsRehash(u.PasswordHash, s.cfg.Hash) {
+		return ""
+	}
+	salt, err := NewSalt()
+	if err != nil {
+		return ""
+	}
+	var phc string
+	if err := s.withHashSlot(ctx, func() error {
+		phc, err = HashPassword(password, s.cfg.Hash, salt)
+		return err
+	}); err != nil {
+		s.log.Warn("password not rehashed to the current parameters", "user", u.ID, "error", err)
+		return ""
+	}
+	return phc
 }
 
 // pendingTTL is how long a granted password check may stay unresolved
@@ -155,7 +186,7 @@ func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo) (int
 		if err != nil {
 			return 0, err
 		}
-		v, err := s.store.Apply(ctx, cmd)
+		v, err := s.propose(ctx, cmd)
 		if err != nil {
 			return 0, err
 		}
@@ -176,11 +207,13 @@ func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo) (int
 	}
 }
 
-// checkPassword verifies password against u's hash, or against a dummy
-// hash of the same cost when there is no such user.
-func (s *Service) checkPassword(ctx context.Context, u *fsm.User, password string) (bool, error) {
-	phc := DummyHash(s.cfg.Hash)
-	if u != nil {
+// checkPassword verifies password against u's hash, or, when there is no
+// such user, against a dummy hash as costly as a stored one (census.go).
+func (s *Service) checkPassword(ctx context.Context, name string, u *fsm.User, password string) (bool, error) {
+	var phc string
+	if u == nil {
+		phc = DummyHash(s.dummyParams(name))
+	} else {
 		phc = u.PasswordHash
 	}
 	var ok bool
@@ -213,7 +246,7 @@ func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri 
 		Subject: subject, IP: ri.IP, UserAgent: ri.UserAgent})
 	if err == nil {
 		var v any
-		v, err = s.store.Apply(ctx, cmd.WithAudit(ev))
+		v, err = s.propose(ctx, cmd.WithAudit(ev))
 		if err == nil && v.(fsm.FailureResult).Locked {
 			s.logAudit([]fsm.AuditAppend{{Type: "lockout", Severity: fsm.AuditWarning, Subject: subject, IP: ri.IP,
 				Details: map[string]string{"username": name}}}, nil)
@@ -228,7 +261,7 @@ func (s *Service) audit(ctx context.Context, entries ...fsm.AuditAppend) {
 	cmd, err := fsm.NewCommand(fsm.TypeAuditAppend, 1, s.now().UnixNano(), entries[0])
 	if err == nil {
 		cmd = cmd.WithAudit(entries[1:]...)
-		_, err = s.store.Apply(ctx, cmd)
+		_, err = s.propose(ctx, cmd)
 	}
 	s.logAudit(entries, err)
 }
@@ -254,7 +287,7 @@ func (s *Service) logAudit(entries []fsm.AuditAppend, err error) {
 // apply proposes cmd with its audit entries and mirrors them to the log
 // once committed.
 func (s *Service) apply(ctx context.Context, cmd fsm.Command, entries ...fsm.AuditAppend) (any, error) {
-	v, err := s.store.Apply(ctx, cmd.WithAudit(entries...))
+	v, err := s.propose(ctx, cmd.WithAudit(entries...))
 	if err == nil {
 		s.logAudit(entries, nil)
 	}
@@ -262,8 +295,11 @@ func (s *Service) apply(ctx context.Context, cmd fsm.Command, entries ...fsm.Aud
 }
 
 // startSession mints a session id and refresh token, proposes the session
-// (resetting the name's failed attempts) and signs an access token.
-func (s *Service) startSession(ctx context.Context, u *fsm.User, name string, ri RequestInfo, amr []string) (Tokens, error) {
+// (resetting the name's failed attempts) and signs an access token. The
+// session is created only if u's password is still the one checked (its
+// generation, re-checked in Apply); rehash, if set, replaces the stored
+// hash with the same password under the current parameters.
+func (s *Service) startSession(ctx context.Context, u *fsm.User, name string, ri RequestInfo, amr []string, rehash string) (Tokens, error) {
 	sid, err := randomToken("")
 	if err != nil {
 		return Tokens{}, err
@@ -272,17 +308,30 @@ func (s *Service) startSession(ctx context.Context, u *fsm.User, name string, ri
 	if err != nil {
 		return Tokens{}, err
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeSessionCreate, 1, s.now().UnixNano(), fsm.SessionCreate{
+	p := fsm.SessionCreate{
 		ID: sid, UserID: u.ID, RefreshHash: hashToken(refresh),
 		Lifetime: int64(s.cfg.RefreshTTL), IdleTimeout: int64(s.cfg.IdleTimeout),
 		MaxPerUser: s.cfg.MaxSessionsPerUser, OnLimit: s.cfg.OnLimit,
-		IP: ri.IP, UserAgent: ri.UserAgent, AMR: amr, ResetLockout: name})
+		IP: ri.IP, UserAgent: ri.UserAgent, AMR: amr, ResetLockout: name}
+	audit := []fsm.AuditAppend{{Type: "login.success", Severity: fsm.AuditInfo,
+		Actor: u.ID, Subject: u.ID, IP: ri.IP, UserAgent: ri.UserAgent,
+		Details: map[string]string{"username": u.Username, "session_id": sid, "amr": strings.Join(amr, " ")}}}
+	var cmd fsm.Command
+	if s.clusterLevel() >= 3 {
+		gen := u.PasswordGen
+		cmd, err = fsm.NewCommand(fsm.TypeSessionCreate, 2, s.now().UnixNano(), fsm.SessionCreateV2{
+			SessionCreate: p, PasswordGen: &gen, Rehash: rehash})
+		if rehash != "" {
+			audit = append(audit, fsm.AuditAppend{Type: "password.rehash", Severity: fsm.AuditInfo,
+				Actor: u.ID, Subject: u.ID, Details: map[string]string{"reason": "argon2id parameters changed"}})
+		}
+	} else {
+		cmd, err = fsm.NewCommand(fsm.TypeSessionCreate, 1, s.now().UnixNano(), p)
+	}
 	if err != nil {
 		return Tokens{}, err
 	}
-	v, err := s.apply(ctx, cmd, fsm.AuditAppend{Type: "login.success", Severity: fsm.AuditInfo,
-		Actor: u.ID, Subject: u.ID, IP: ri.IP, UserAgent: ri.UserAgent,
-		Details: map[string]string{"username": u.Username, "session_id": sid, "amr": strings.Join(amr, " ")}})
+	v, err := s.apply(ctx, cmd, audit...)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -344,7 +393,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 	if err != nil {
 		return Tokens{}, err
 	}
-	v, err := s.store.Apply(ctx, cmd)
+	v, err := s.propose(ctx, cmd)
 	if errors.Is(err, fsm.ErrInvalidGrant) {
 		return Tokens{}, ErrInvalidGrant
 	}
@@ -462,6 +511,8 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 	if next == current {
 		return Tokens{}, fmt.Errorf("%w: the new password equals the current one", ErrWeakPassword)
 	}
+	ctx, cancel := s.detach(ctx) // as in Login: the attempt's outcome is recorded
+	defer cancel()
 	ri := requestInfo(ctx)
 	slot, err := s.attempt(ctx, p.Username, ri)
 	if err != nil {
@@ -471,7 +522,7 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 	if err != nil {
 		return Tokens{}, ErrInvalidToken
 	}
-	ok, err := s.checkPassword(ctx, u, current)
+	ok, err := s.checkPassword(ctx, p.Username, u, current)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -494,14 +545,29 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 	if err != nil {
 		return Tokens{}, err
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeUserPassword, 1, s.now().UnixNano(), fsm.UserSetPassword{
-		UserID: u.ID, PasswordHash: phc, SessionID: p.SessionID, NewHash: hashToken(refresh)})
+	change := fsm.UserSetPassword{UserID: u.ID, PasswordHash: phc, SessionID: p.SessionID, NewHash: hashToken(refresh)}
+	var cmd fsm.Command
+	if s.clusterLevel() >= 3 {
+		// Only if the password checked is still the user's: of two
+		// concurrent changes that both checked the same password, one
+		// wins and the other is refused.
+		cmd, err = fsm.NewCommand(fsm.TypeUserPassword, 2, s.now().UnixNano(),
+			fsm.UserSetPasswordV2{UserSetPassword: change, PasswordGen: u.PasswordGen})
+	} else {
+		cmd, err = fsm.NewCommand(fsm.TypeUserPassword, 1, s.now().UnixNano(), change)
+	}
 	if err != nil {
 		return Tokens{}, err
 	}
 	v, err := s.apply(ctx, cmd, fsm.AuditAppend{Type: "password.change", Severity: fsm.AuditInfo, Actor: u.ID,
 		Subject: u.ID, IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"other_sessions": "revoked"}},
 		fsm.AuditAppend{Type: "lockout.reset", Severity: fsm.AuditInfo, Actor: u.ID, Subject: u.ID})
+	if errors.Is(err, fsm.ErrCredentialChanged) {
+		return Tokens{}, ErrInvalidCredentials // changed by another request meanwhile
+	}
+	if errors.Is(err, fsm.ErrSessionNotFound) {
+		return Tokens{}, ErrInvalidToken // the caller's session ended meanwhile
+	}
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -512,7 +578,7 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 func (s *Service) clearAttempts(ctx context.Context, name string) {
 	cmd, err := fsm.NewCommand(fsm.TypeLockoutReset, 1, s.now().UnixNano(), fsm.LockoutReset{Username: name})
 	if err == nil {
-		_, err = s.store.Apply(ctx, cmd)
+		_, err = s.propose(ctx, cmd)
 	}
 	if err != nil {
 		s.log.Warn("could not clear failed attempts", "username", name, "error", err)
@@ -582,7 +648,7 @@ func (s *Service) Sweep(ctx context.Context) (fsm.SweepResult, error) {
 	if err != nil {
 		return fsm.SweepResult{}, err
 	}
-	v, err := s.store.Apply(ctx, cmd)
+	v, err := s.propose(ctx, cmd)
 	if err != nil {
 		return fsm.SweepResult{}, err
 	}

@@ -34,6 +34,12 @@ const pw = "correct horse battery"
 
 func newAuthService(t *testing.T, cfg Config) (*Service, *fakeClock) {
 	t.Helper()
+	return newAuthServiceAt(t, cfg, fsm.MaxLevel)
+}
+
+// newAuthServiceAt is newAuthService on a cluster at feature level level.
+func newAuthServiceAt(t *testing.T, cfg Config, level int) (*Service, *fakeClock) {
+	t.Helper()
 	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -47,7 +53,13 @@ func newAuthService(t *testing.T, cfg Config) (*Service, *fakeClock) {
 	cfg.Policy = PasswordPolicy{MinLength: 12, MaxLength: 128}
 	cfg.Issuer = "https://bulwark.test:8443"
 	cfg.NodeID = "n1"
-	s, err := New(newLocalStore(t), cfg, WithClock(clock.Now), WithSigner(sig))
+	st := newLocalStore(t)
+	// A new cluster runs at the highest feature level (node raises it).
+	raise, _ := fsm.NewCommand(fsm.TypeClusterLevel, 1, 1, fsm.ClusterLevel{Level: level})
+	if _, err := st.Apply(context.Background(), raise); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(st, cfg, WithClock(clock.Now), WithSigner(sig))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +358,7 @@ func TestBurstOfCorrectLoginsIsServed(t *testing.T) {
 // A node that says its state may be stale vouches for no session, and a
 // read barrier is one no-op entry through the store.
 func TestFreshnessAndReadBarrier(t *testing.T) {
-	s, _ := newAuthService(t, Config{})
+	s, _ := newAuthServiceAt(t, Config{}, 1)
 	tok := login(t, s)
 	errStale := errors.New("no contact with the leader")
 	stale := false
@@ -391,6 +403,18 @@ func TestFreshnessAndReadBarrier(t *testing.T) {
 	tok = login(t, s)
 	if _, err := s.Refresh(ctx, tok.RefreshToken); err != nil || st.versions[fsm.TypeSessionRefresh] != 2 {
 		t.Fatalf("refresh at level 2: %v, session.refresh v%d", err, st.versions[fsm.TypeSessionRefresh])
+	}
+	// Sessions carry the password generation they were checked against
+	// from level 3 on.
+	if st.versions[fsm.TypeSessionCreate] != 1 {
+		t.Fatalf("login at level 2: session.create v%d", st.versions[fsm.TypeSessionCreate])
+	}
+	raise, _ = fsm.NewCommand(fsm.TypeClusterLevel, 1, 1, fsm.ClusterLevel{Level: 3})
+	if _, err := st.Apply(ctx, raise); err != nil {
+		t.Fatal(err)
+	}
+	if login(t, s); st.versions[fsm.TypeSessionCreate] != 2 {
+		t.Fatalf("login at level 3: session.create v%d", st.versions[fsm.TypeSessionCreate])
 	}
 }
 

@@ -5,6 +5,13 @@
 // needs (ids, timestamps, hashes), proposes fsm commands through the Store
 // interface it declares, and reads fsm views. api calls it; cmd/bulwark
 // builds it. It may import fsm and nothing else of bulwark's.
+//
+// Every write goes through Service.propose, detached from the request's
+// cancellation: what a request set in motion (a failed attempt, a
+// refresh rotation and its reuse detection, a revocation, their audit
+// entries) is recorded whatever its client does with the connection.
+// Every check-then-act is re-checked in Apply: a session carries the
+// password generation it was checked against (session.create v2).
 package authcore
 
 import (
@@ -45,6 +52,10 @@ type Config struct {
 	// wait up to HashWait. Zero means the number of CPUs.
 	MaxConcurrentHashes int
 	HashWait            time.Duration
+	// WriteTimeout bounds every write this package proposes. Writes run
+	// detached from the request that caused them (see propose); this is
+	// what ends one that cannot commit. Zero means HashWait + 10s.
+	WriteTimeout time.Duration
 
 	// Issuer and Audience go into every access token and are required of
 	// every token presented.
@@ -78,6 +89,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.HashWait <= 0 {
 		c.HashWait = 5 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = c.HashWait + 10*time.Second
 	}
 	if c.AccessTTL <= 0 {
 		c.AccessTTL = time.Hour
@@ -126,6 +140,8 @@ type Service struct {
 	rotateMu sync.Mutex
 	verifier *verifier
 	fresh    func() error // nil: the local state is always fresh enough
+
+	census census // the parameters of the stored password hashes (census.go)
 
 	passwordChecks atomic.Int64
 	hashRequests   atomic.Int64 // callers that asked for a hash slot
@@ -224,6 +240,25 @@ func (s *Service) clusterLevel() int {
 	return level
 }
 
+// propose commits cmd through the store and returns its result. It is
+// the one way this package writes. The write is detached from ctx's
+// cancellation (it keeps ctx's values) and bounded by WriteTimeout
+// instead: a security fact (a failed attempt, a reuse, a revocation, a
+// lockout, their audit entries) is recorded whatever the client does with
+// its connection, so closing it halfway through a request buys an
+// attacker nothing.
+func (s *Service) propose(ctx context.Context, cmd fsm.Command) (any, error) {
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
+	return s.store.Apply(ctx, cmd)
+}
+
+// detach returns a context with ctx's values that the client cannot
+// cancel, ending after WriteTimeout.
+func (s *Service) detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), s.cfg.WriteTimeout)
+}
+
 // WithFreshness makes every session check ask fresh first whether the
 // local state is recent enough to trust; its error (the node has lost
 // contact with the cluster) is returned instead of an answer, so a node
@@ -247,7 +282,7 @@ func (s *Service) ReadBarrier(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.store.Apply(ctx, cmd)
+	_, err = s.propose(ctx, cmd)
 	return err
 }
 

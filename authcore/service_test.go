@@ -251,10 +251,10 @@ func TestHashThreads(t *testing.T) {
 	if _, err := s.CreateUser(ctx, NewUser{Username: "alice", Password: pw}); err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := s.checkPassword(ctx, mustUser(t, s, "alice"), pw); !ok || err != nil {
+	if ok, err := s.checkPassword(ctx, "alice", mustUser(t, s, "alice"), pw); !ok || err != nil {
 		t.Fatalf("the right password on a hash thread: %v, %v", ok, err)
 	}
-	if ok, err := s.checkPassword(ctx, mustUser(t, s, "alice"), pw+"!"); ok || err != nil {
+	if ok, err := s.checkPassword(ctx, "alice", mustUser(t, s, "alice"), pw+"!"); ok || err != nil {
 		t.Fatalf("a wrong password on a hash thread: %v, %v", ok, err)
 	}
 	st := s.HashStats()
@@ -265,7 +265,7 @@ func TestHashThreads(t *testing.T) {
 		t.Errorf("%d of %d threads pinned (%v), want all", st.PinnedThreads, st.Threads, st.PinError)
 	}
 	s.Close()
-	if _, err := s.checkPassword(ctx, mustUser(t, s, "alice"), pw); err == nil {
+	if _, err := s.checkPassword(ctx, "alice", mustUser(t, s, "alice"), pw); err == nil {
 		t.Error("a closed Service checked a password")
 	}
 	if st := s.HashStats(); st.InFlight != 0 {

@@ -15,9 +15,10 @@ import (
 //	1: everything of the first release
 //	2: session.refresh v2, read.barrier v1, ca.key v1, cluster.level v1,
 //	   member.key v1
+//	3: session.create v2, user.set_password v2
 const (
 	// MaxLevel is the highest level this binary applies.
-	MaxLevel = 2
+	MaxLevel = 3
 )
 
 // TypeClusterLevel raises the cluster's feature level; a level at or below

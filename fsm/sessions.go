@@ -41,6 +41,10 @@ var (
 	ErrInvalidGrant = errors.New("fsm: invalid refresh token")
 	// ErrUserDisabled: the user is disabled.
 	ErrUserDisabled = errors.New("fsm: user disabled")
+	// ErrCredentialChanged: the credential a command was decided on (the
+	// password generation it was checked against) is no longer the
+	// user's: the decision was made on a stale read.
+	ErrCredentialChanged = errors.New("fsm: credential changed since it was checked")
 )
 
 // Lockout is the failed-attempt state of one normalised username, known or
@@ -154,6 +158,29 @@ type SessionCreate struct {
 	ResetLockout string `json:"reset_lockout,omitempty"`
 }
 
+// SessionCreateV2 is session.create v2: v1's fields, plus what the
+// authentication was checked against, re-checked in Apply so that nothing
+// decided on a stale read survives the change that made it stale.
+type SessionCreateV2 struct {
+	SessionCreate
+	// PasswordGen, when set, is the user's password generation the
+	// password was verified against; Apply refuses the session
+	// (ErrCredentialChanged) if the password has changed since.
+	PasswordGen *uint64 `json:"password_gen,omitempty"`
+	// Rehash, when set (with PasswordGen), replaces the user's password
+	// hash with the same password under the current cost: an upgrade on a
+	// successful login. The generation stays.
+	Rehash string `json:"rehash,omitempty"`
+}
+
+// UserSetPasswordV2 is user.set_password v2: v1's fields, plus the
+// generation the current password was verified against. Apply refuses
+// the change if the password changed meanwhile, and bumps the generation.
+type UserSetPasswordV2 struct {
+	UserSetPassword
+	PasswordGen uint64 `json:"password_gen"`
+}
+
 // SessionRefresh exchanges a refresh token for a new one (rotation).
 type SessionRefresh struct {
 	OldHash   string `json:"old_hash"`
@@ -208,11 +235,13 @@ var sessionHandlers = map[handlerKey]handler{
 	{TypeLoginFailure, 1}:   applyLoginFailure,
 	{TypeLockoutReset, 1}:   applyLockoutReset,
 	{TypeSessionCreate, 1}:  applySessionCreate,
+	{TypeSessionCreate, 2}:  applySessionCreateV2,
 	{TypeSessionRefresh, 1}: applySessionRefresh,
 	{TypeSessionRefresh, 2}: applySessionRefreshV2,
 	{TypeSessionRevoke, 1}:  applySessionRevoke,
 	{TypeUserRevoke, 1}:     applyUserRevoke,
 	{TypeUserPassword, 1}:   applyUserPassword,
+	{TypeUserPassword, 2}:   applyUserPasswordV2,
 	{TypeSweep, 1}:          applySweep,
 }
 
@@ -318,6 +347,35 @@ func applySessionCreate(t txn, c Command) (any, error) {
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
 	}
+	return startSessionTx(t, c, p, nil)
+}
+
+func applySessionCreateV2(t txn, c Command) (any, error) {
+	var p SessionCreateV2
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if p.Rehash != "" && (p.PasswordGen == nil || len(p.Rehash) > 512) {
+		return nil, fmt.Errorf("%w: session.create rehash needs password_gen", ErrInvalidCommand)
+	}
+	return startSessionTx(t, c, p.SessionCreate, func(u *User) error {
+		if p.PasswordGen == nil {
+			return nil
+		}
+		if u.PasswordGen != *p.PasswordGen {
+			return ErrCredentialChanged
+		}
+		if p.Rehash != "" {
+			u.PasswordHash = p.Rehash
+			return t.putUser(u)
+		}
+		return nil
+	})
+}
+
+// startSessionTx starts the session p describes; check, if set, vets (and
+// may update) the user first, in the same transaction.
+func startSessionTx(t txn, c Command, p SessionCreate, check func(*User) error) (any, error) {
 	if !validID(p.ID) || p.UserID == "" || len(p.RefreshHash) != 64 || p.Lifetime <= 0 || p.MaxPerUser < 1 ||
 		(p.OnLimit != "evict_oldest" && p.OnLimit != "deny") {
 		return nil, fmt.Errorf("%w: session.create payload", ErrInvalidCommand)
@@ -328,6 +386,11 @@ func applySessionCreate(t txn, c Command) (any, error) {
 	}
 	if u.Disabled {
 		return nil, ErrUserDisabled
+	}
+	if check != nil {
+		if err := check(u); err != nil {
+			return nil, err
+		}
 	}
 	if t.tx.Bucket(bucketSessions).Get([]byte(p.ID)) != nil || t.tx.Bucket(bucketRefresh).Get([]byte(p.RefreshHash)) != nil {
 		return nil, fmt.Errorf("%w: session or refresh token id reused", ErrInvalidCommand)
@@ -486,6 +549,20 @@ func applyUserPassword(t txn, c Command) (any, error) {
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
 	}
+	return setPassword(t, c, p, nil)
+}
+
+func applyUserPasswordV2(t txn, c Command) (any, error) {
+	var p UserSetPasswordV2
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	return setPassword(t, c, p.UserSetPassword, &p.PasswordGen)
+}
+
+// setPassword applies a password change; with gen set, only if the
+// password is still at that generation, and it moves to the next.
+func setPassword(t txn, c Command, p UserSetPassword, gen *uint64) (any, error) {
 	if p.PasswordHash == "" || (p.SessionID != "") != (len(p.NewHash) == 64) {
 		return nil, fmt.Errorf("%w: user.set_password payload", ErrInvalidCommand)
 	}
@@ -501,6 +578,12 @@ func applyUserPassword(t txn, c Command) (any, error) {
 		if t.tx.Bucket(bucketRefresh).Get([]byte(p.NewHash)) != nil {
 			return nil, fmt.Errorf("%w: refresh token id reused", ErrInvalidCommand)
 		}
+	}
+	if gen != nil {
+		if u.PasswordGen != *gen {
+			return nil, ErrCredentialChanged
+		}
+		u.PasswordGen++
 	}
 	u.PasswordHash = p.PasswordHash
 	u.UpdatedAt = time.Unix(0, c.Time).UTC()

@@ -12,14 +12,19 @@ import (
 // User is a stored account. Username is the PRECIS-normalised form; the
 // password is an argon2id PHC string, never the password.
 type User struct {
-	ID           string    `json:"id"`
-	Username     string    `json:"username"`
-	Email        string    `json:"email,omitempty"`
-	Roles        []string  `json:"roles,omitempty"`
-	PasswordHash string    `json:"password_hash"`
-	Disabled     bool      `json:"disabled,omitempty"`
-	CreatedAt    time.Time `json:"created_at"`
-	UpdatedAt    time.Time `json:"updated_at"`
+	ID           string   `json:"id"`
+	Username     string   `json:"username"`
+	Email        string   `json:"email,omitempty"`
+	Roles        []string `json:"roles,omitempty"`
+	PasswordHash string   `json:"password_hash"`
+	Disabled     bool     `json:"disabled,omitempty"`
+	// PasswordGen counts the password's changes (user.set_password v2).
+	// A session checked against a password carries the generation it was
+	// checked against, and Apply refuses it once the password has changed
+	// (session.create v2). A rehash of the same password keeps it.
+	PasswordGen uint64    `json:"password_gen,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
 
 // HasRole reports whether the user holds role.

@@ -329,15 +329,35 @@ func TestPartitionMinorityRefusesWritesAndHealLosesNone(t *testing.T) {
 
 	// (1) Before: writes on the leader and through a follower (forwarded
 	// through the proxies) are acknowledged and reach everyone.
-	old := waitLeader(t, nodes)
-	for i := 0; i < 5; i++ {
-		mustWrite(old, fmt.Sprintf("before-%d", i))
+	// On a loaded machine the leader may step down meanwhile; a write it
+	// lost is neither acknowledged nor refused, and the next leader takes
+	// the rest.
+	writeBefore := func(leaderSide bool, name string) {
+		t.Helper()
+		for try := 0; ; try++ {
+			n := waitLeader(t, nodes)
+			if !leaderSide {
+				n = others(n)[0]
+			}
+			_, err := write(n, fmt.Sprintf("%s-%d", name, try), 10*time.Second)
+			if err == nil {
+				return
+			}
+			if !errors.Is(err, ErrNoLeader) || try == 4 {
+				t.Fatalf("write %s on %s: %v", name, n.cfg.ID, err)
+			}
+			t.Logf("write %s on %s: %v; again", name, n.cfg.ID, err)
+		}
 	}
-	mustWrite(others(old)[0], "before-via-follower")
+	for i := 0; i < 5; i++ {
+		writeBefore(true, fmt.Sprintf("before-%d", i))
+	}
+	writeBefore(false, "before-via-follower")
 	for _, n := range nodes {
 		waitFor(n.cfg.ID+" has the writes before the partition", 5*time.Second, func() bool { return hasAll(n, acked) })
 	}
 	before := len(acked)
+	old := waitLeader(t, nodes)
 
 	// (2) Partition: the leader alone on one side.
 	majority := others(old)

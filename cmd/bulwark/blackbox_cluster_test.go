@@ -21,9 +21,9 @@ const clusterIssuer = "https://bulwark.test"
 
 // newClusterNode writes the config of a node named name on free loopback
 // ports, with the shared issuer; it is started by start or startJoin.
-func newClusterNode(t *testing.T, name string) *testNode {
+func newClusterNode(t *testing.T, name string, extra ...string) *testNode {
 	t.Helper()
-	return newNamedTestNode(t, name, fmt.Sprintf("[tokens]\nissuer = %q\n", clusterIssuer))
+	return newNamedTestNode(t, name, append([]string{fmt.Sprintf("[tokens]\nissuer = %q\n", clusterIssuer)}, extra...)...)
 }
 
 // startJoin runs `serve --join token` and waits until the node is ready.

@@ -18,13 +18,11 @@ const clusterPassword = "correct horse battery staple"
 func formCluster(t *testing.T, extra string) []*testNode {
 	t.Helper()
 	nodes := make([]*testNode, 3)
-	nodes[0] = newClusterNode(t, "node1")
-	appendConfig(t, nodes[0], extra)
+	nodes[0] = newClusterNode(t, "node1", extra)
 	nodes[0].start()
 	for i := 1; i < 3; i++ {
 		tok := nodes[0].joinToken()
-		nodes[i] = newClusterNode(t, fmt.Sprintf("node%d", i+1))
-		appendConfig(t, nodes[i], extra)
+		nodes[i] = newClusterNode(t, fmt.Sprintf("node%d", i+1), extra)
 		nodes[i].startJoin(tok)
 	}
 	deadline := time.Now().Add(20 * time.Second)

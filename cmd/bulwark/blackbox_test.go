@@ -100,8 +100,12 @@ func newNamedTestNode(t *testing.T, name string, extra ...string) *testNode {
 	n := &testNode{t: t, bin: bulwarkBinary(t), dir: t.TempDir(), apiPort: loopback.Port(t), metrics: loopback.Port(t)}
 	n.config = filepath.Join(n.dir, "bulwark.toml")
 	data := filepath.Join(n.dir, "data")
-	// Cheap argon2 parameters keep the test fast; everything else is the
-	// default an operator gets.
+	// Cheap argon2 parameters keep the test fast, unless extra sets its
+	// own; everything else is the default an operator gets.
+	cheap := "[auth.password]\nargon2_memory_kib = 8192\nargon2_iterations = 1\n"
+	if strings.Contains(strings.Join(extra, "\n"), "[auth.password]") {
+		cheap = ""
+	}
 	cfg := fmt.Sprintf(`node_name = %q
 data_dir = %q
 [api]
@@ -112,10 +116,7 @@ listen = "127.0.0.1:%d"
 mode = "software"
 [metrics]
 listen = "127.0.0.1:%d"
-[auth.password]
-argon2_memory_kib = 8192
-argon2_iterations = 1
-`, name, data, n.apiPort, loopback.Port(t), n.metrics) + strings.Join(extra, "\n")
+`, name, data, n.apiPort, loopback.Port(t), n.metrics) + cheap + strings.Join(extra, "\n")
 	if err := os.WriteFile(n.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
