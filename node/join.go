@@ -83,6 +83,11 @@ const (
 	DefaultJoinTokenTTL = time.Hour
 )
 
+// joinRequestTimeout bounds the wait for a join request: a joiner sends it
+// right after its handshake, so a connection that stalls gives its join
+// slot back this soon.
+const joinRequestTimeout = 10 * time.Second
+
 // Errors of joining, matched with errors.Is. A refusal by the cluster
 // also matches fsm.ErrJoinTokenUnknown, fsm.ErrJoinTokenUsed or
 // fsm.ErrJoinTokenExpired when that is the reason.
@@ -367,7 +372,11 @@ func joinAAD(nodeID string, tlsPub, kemPub []byte) []byte {
 	return h.Sum(nil)
 }
 
-func readFrameMax(r *bufio.Reader, max uint32) ([]byte, error) {
+// readFrameMax reads a frame (forward.go's framing) of at most max
+// bytes. Its buffer grows with the bytes that arrive, not with the length
+// announced: a peer that announces max bytes and sends none holds no
+// buffer of that size.
+func readFrameMax(r io.Reader, max uint32) ([]byte, error) {
 	var n [4]byte
 	if _, err := io.ReadFull(r, n[:]); err != nil {
 		return nil, err
@@ -376,20 +385,24 @@ func readFrameMax(r *bufio.Reader, max uint32) ([]byte, error) {
 	if size > max {
 		return nil, fmt.Errorf("frame of %d bytes exceeds %d", size, max)
 	}
-	b := make([]byte, size)
-	_, err := io.ReadFull(r, b)
+	b, err := io.ReadAll(io.LimitReader(r, int64(size)))
+	if err == nil && len(b) < int(size) {
+		err = io.ErrUnexpectedEOF
+	}
 	return b, err
 }
 
-// serveJoin answers one joining node.
+// serveJoin answers one joining node. The cluster listener serves at most
+// maxJoinConns at once; the request must arrive within joinRequestTimeout.
 func (n *Node) serveJoin(c net.Conn) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(joinServeTimeout + 5*time.Second))
-	r, w := bufio.NewReader(c), bufio.NewWriter(c)
-	req, err := readFrameMax(r, maxJoinFrame)
+	c.SetDeadline(time.Now().Add(joinRequestTimeout))
+	req, err := readFrameMax(c, maxJoinFrame)
 	if err != nil {
 		return
 	}
+	c.SetDeadline(time.Now().Add(joinServeTimeout + 5*time.Second))
+	w := bufio.NewWriter(c)
 	remote, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 	ctx, cancel := context.WithTimeout(context.Background(), joinServeTimeout)
 	defer cancel()

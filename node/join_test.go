@@ -56,6 +56,13 @@ func joinAndOpen(t *testing.T, token, id string) (*Node, *Joined) {
 	if err != nil {
 		t.Fatalf("join %s: %v", id, err)
 	}
+	return openJoined(t, id, addr, j), j
+}
+
+// openJoined starts the node that joined as id at addr with what Join
+// handed it, promoting itself once caught up.
+func openJoined(t *testing.T, id, addr string, j *Joined) *Node {
+	t.Helper()
 	pool := x509.NewCertPool()
 	pool.AddCert(j.CA)
 	ct := &ClusterTLS{Cert: tls.Certificate{Certificate: [][]byte{j.Cert.Raw, j.CA.Raw}, PrivateKey: j.Key, Leaf: j.Cert}, CA: pool}
@@ -64,7 +71,7 @@ func joinAndOpen(t *testing.T, token, id string) (*Node, *Joined) {
 	done := make(chan error, 1)
 	go func() { done <- n.EnsureVoter(vctx) }()
 	t.Cleanup(func() { vcancel(); <-done })
-	return n, j
+	return n
 }
 
 func suffrages(n *Node) map[string]raft.ServerSuffrage {

@@ -90,20 +90,52 @@ type clusterListener struct {
 	// for every protocol but 'J' (Node.checkPeer).
 	check func(name string, leaf *x509.Certificate) error
 
+	// handshakes holds a slot for each connection from its accept until
+	// its handshake and protocol byte are done; joins one for each 'J'
+	// connection while it is served. A connection that finds no slot is
+	// closed at once and counted, for busy's warning.
+	handshakes       chan struct{}
+	joins            chan struct{}
+	refusedHandshake atomic.Int64
+	refusedJoin      atomic.Int64
+	lastBusyLog      atomic.Int64 // Unix nanoseconds
+
 	closeOnce sync.Once
 	done      chan struct{}
 }
 
-// handshakeTimeout bounds a peer's TLS handshake and protocol byte, so a
-// silent connection cannot hold an accept slot.
-const handshakeTimeout = 10 * time.Second
+// The cluster port serves strangers: until its handshake shows a cluster
+// certificate a connection may be anyone's, and protocol 'J' is served to
+// connections without one. What they can hold is bounded before any work
+// is done for them.
+const (
+	// handshakeTimeout bounds a peer's TLS handshake and protocol byte, so
+	// a silent connection holds its handshake slot only that long.
+	handshakeTimeout = 5 * time.Second
+	// maxHandshakes bounds the connections in their handshake: a slot is
+	// taken at accept, before the handshake allocates anything, and the
+	// excess is closed at once. Every connection gives its slot back once
+	// its protocol byte is read; a member's takes no other, so connections
+	// that stall after their handshake (as on the join door) never keep
+	// members out. Connections that stall inside the handshake can, for
+	// handshakeTimeout: members' open connections are not affected.
+	maxHandshakes = 64
+	// maxJoinConns bounds the 'J' connections served at once (four of
+	// them admit at a time, the rest are answered busy); the excess is
+	// closed at once after its handshake.
+	maxJoinConns = 4 * maxJoinsInFlight
+	// busyLogEvery spaces the warnings about connections closed for want
+	// of a slot: a flood must not become a flood of log lines.
+	busyLogEvery = 10 * time.Second
+)
 
 func listenCluster(addr string, t *ClusterTLS, logger *slog.Logger) (*clusterListener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("cluster.listen %s: %w", addr, err)
 	}
-	l := &clusterListener{ln: ln, tls: t, log: logger, raft: make(chan net.Conn, 16), done: make(chan struct{})}
+	l := &clusterListener{ln: ln, tls: t, log: logger, raft: make(chan net.Conn, 16), done: make(chan struct{}),
+		handshakes: make(chan struct{}, maxHandshakes), joins: make(chan struct{}, maxJoinConns)}
 	go l.acceptLoop()
 	return l, nil
 }
@@ -124,14 +156,44 @@ func (l *clusterListener) acceptLoop() {
 			l.log.Error("cluster listener stopped", "error", err)
 			return
 		}
-		go l.route(c)
+		select {
+		case l.handshakes <- struct{}{}:
+			go l.route(c)
+		default:
+			c.Close()
+			l.busy(&l.refusedHandshake)
+		}
 	}
+}
+
+// busy counts a connection closed for want of a slot in refused and
+// warns, at most once every busyLogEvery, how many were since the last
+// warning.
+func (l *clusterListener) busy(refused *atomic.Int64) {
+	refused.Add(1)
+	now := time.Now().UnixNano()
+	last := l.lastBusyLog.Load()
+	if now-last < int64(busyLogEvery) || !l.lastBusyLog.CompareAndSwap(last, now) {
+		return
+	}
+	l.log.Warn("cluster port busy: connections closed unserved since the last warning",
+		"in_handshake", l.refusedHandshake.Swap(0), "handshake_limit", maxHandshakes,
+		"join", l.refusedJoin.Swap(0), "join_limit", maxJoinConns)
 }
 
 // route completes the handshake, checks the peer's certificate (one from
 // the cluster CA is required for every protocol but 'J') and reads the
-// protocol byte.
+// protocol byte. It holds a handshake slot (taken by acceptLoop) until
+// then, and a 'J' connection a join slot while it is served.
 func (l *clusterListener) route(c net.Conn) {
+	handshaking := true
+	endHandshake := func() {
+		if handshaking {
+			handshaking = false
+			<-l.handshakes
+		}
+	}
+	defer endHandshake()
 	tc := tls.Server(c, l.tls.serverConfig())
 	tc.SetDeadline(time.Now().Add(handshakeTimeout))
 	if err := tc.Handshake(); err != nil {
@@ -163,6 +225,17 @@ func (l *clusterListener) route(c net.Conn) {
 			}
 		}
 	}
+	if b[0] == protoJoin {
+		select {
+		case l.joins <- struct{}{}:
+			defer func() { <-l.joins }()
+		default:
+			tc.Close()
+			l.busy(&l.refusedJoin)
+			return
+		}
+	}
+	endHandshake()
 	switch b[0] {
 	case protoRaft:
 		if !l.queueRaft(tc) {
