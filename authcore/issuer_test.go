@@ -281,3 +281,44 @@ func BenchmarkAuthenticate(b *testing.B) {
 		}
 	}
 }
+
+// A node that publishes its key below level 3 publishes it again with its
+// issuer once the level has risen, and from then on the other members
+// accept its tokens.
+func TestKeyGetsItsIssuerWhenTheLevelRises(t *testing.T) {
+	st := newLocalStore(t)
+	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
+	ctx := context.Background()
+	ms := []*member{addMember(t, st, clock, "n1", ""), addMember(t, st, clock, "n2", "")}
+	for _, m := range ms {
+		if err := m.s.PublishSigningKey(ctx); !errors.Is(err, ErrIssuerNotRecorded) {
+			t.Fatalf("at level 1: %v, want ErrIssuerNotRecorded", err)
+		}
+	}
+	if _, err := ms[0].s.CreateUser(ctx, NewUser{Username: "alice", Password: pw}); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := ms[1].s.Login(ctx, "alice", pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := accepts(ms[1], tok.AccessToken); err != nil {
+		t.Fatalf("n2 refuses its own token at level 1: %v", err)
+	}
+	if err := accepts(ms[0], tok.AccessToken); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("n1 accepts n2's issuer, which the log does not hold yet: %v", err)
+	}
+	raise, _ := fsm.NewCommand(fsm.TypeClusterLevel, 1, clock.Now().UnixNano(), fsm.ClusterLevel{Level: fsm.LevelIssuers})
+	if _, err := st.Apply(ctx, raise); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms[1].s.PublishSigningKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := accepts(ms[0], tok.AccessToken); err != nil {
+		t.Fatalf("n1 refuses n2's token once its issuer is published: %v", err)
+	}
+	if st.versions[fsm.TypeKeyPublish] != 2 {
+		t.Fatalf("the key was published again with key.publish v%d", st.versions[fsm.TypeKeyPublish])
+	}
+}

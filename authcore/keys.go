@@ -203,7 +203,9 @@ func (s *Service) PublishSigningKey(ctx context.Context) error {
 		return r.PublicKeys(func(k *fsm.PublicKey) bool {
 			switch {
 			case k.Kid == sig.Kid():
-				known = !withIssuer || k.Issuer == s.cfg.Issuer
+				// A key that stopped signing (its node was removed) cannot
+				// be published as current again, issuer or not.
+				known = !withIssuer || k.Issuer == s.cfg.Issuer || !k.NotAfter.IsZero()
 			case k.Node == s.cfg.NodeID && k.NotAfter.IsZero():
 				stale = append(stale, k)
 			}
