@@ -415,7 +415,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 // WithFreshness, a node whose state may be stale answers that error
 // instead.
 func (s *Service) Authenticate(ctx context.Context, bearer string) (*Principal, error) {
-	claims, err := s.verifier.verify(bearer, s.now())
+	claims, kid, err := s.verifier.verify(bearer, s.now())
 	if err != nil {
 		return nil, err
 	}
@@ -425,8 +425,12 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*Principal, 
 		}
 	}
 	var p *Principal
+	var issErr error
 	now := s.now()
 	err = s.store.View(func(r fsm.Reader) error {
+		if issErr = s.verifier.checkIssuer(r, claims, kid); issErr != nil {
+			return issErr
+		}
 		sess, err := r.Session(claims.Sid)
 		if err != nil || sess.UserID != claims.Subject || !sess.Alive(now) {
 			return ErrInvalidToken
@@ -439,6 +443,9 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*Principal, 
 			adminNeedsMFA: s.cfg.RequireMFAForAdmin && !secondFactor(sess.AMR), user: u}
 		return nil
 	})
+	if issErr != nil {
+		return nil, issErr
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: session ended", ErrInvalidToken)
 	}

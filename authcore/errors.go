@@ -71,6 +71,16 @@ var (
 	// invalid_token; the reason after it is for logs, not for the client.
 	ErrInvalidToken = errors.New("invalid token")
 
+	// ErrIssuerConflict: this node's tokens.issuer is not the one its
+	// cluster recorded; the error is an *IssuerConflictError naming both.
+	ErrIssuerConflict = fsm.ErrIssuerConflict
+
+	// ErrIssuerNotRecorded: this node's signing key is published, but the
+	// cluster is below the feature level that records issuers, so the
+	// other members accept its tokens only if they share its tokens.issuer.
+	// Publish again once the level has risen.
+	ErrIssuerNotRecorded = errors.New("issuer not recorded: the cluster is below feature level 3")
+
 	// ErrInvalidKey: a signing key or JWK that bulwark does not accept: a
 	// key type that does not match its alg, an RSA key under 2048 bits, a
 	// JWK with private members or whose kid is not its thumbprint.

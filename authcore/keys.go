@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -62,11 +63,7 @@ func (k *stateKeys) PublicKey(kid string) (crypto.PublicKey, string, error) {
 // maxLifetime (jwt_expiry), so a leaked or removed node's key cannot mint
 // tokens that outlive its retirement. The cache of verified tokens holds
 // only tokens that passed, and each expires before its key retires.
-func (k *stateKeys) checkWindow(tok string, c *AccessClaims, now time.Time, leeway, maxLifetime time.Duration) error {
-	kid, err := tokenKid(tok)
-	if err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidToken, err)
-	}
+func (k *stateKeys) checkWindow(kid string, c *AccessClaims, now time.Time, leeway, maxLifetime time.Duration) error {
 	var stored *fsm.PublicKey
 	if err := k.store.View(func(r fsm.Reader) error {
 		var err error
@@ -93,61 +90,79 @@ func (k *stateKeys) checkWindow(tok string, c *AccessClaims, now time.Time, leew
 // verifier checks access tokens against the replicated keys. A token whose
 // signature and claims checked out is remembered, by its SHA-256, until it
 // expires, so a client presenting the same token again costs a hash, not a
-// signature check. Only the signature check is cached: the session is
-// looked up on every request.
+// signature check. Only the signature check is cached: the issuer
+// (checkIssuer) and the session are looked up on every request.
 type verifier struct {
-	keys             *stateKeys
-	issuer, audience string
-	leeway           time.Duration
-	maxLifetime      time.Duration // jwt_expiry
+	keys *stateKeys
+	// issuer is the iss this node signs with; shared: it is tokens.issuer,
+	// which every member shares. node is this node's name.
+	issuer, node string
+	shared       bool
+	// audience is required in aud; empty: the token's own iss is (each
+	// member's tokens are for its issuer).
+	audience    string
+	leeway      time.Duration
+	maxLifetime time.Duration // jwt_expiry
 
 	mu    sync.Mutex
-	cache map[[32]byte]*AccessClaims
+	cache map[[32]byte]verified
+
+	issuers atomic.Pointer[issuerSet] // derived from the keys; see issuer.go
+}
+
+// verified is a token whose signature and time claims checked out.
+type verified struct {
+	claims *AccessClaims
+	kid    string
 }
 
 // maxVerified bounds the cache of checked tokens.
 const maxVerified = 100_000
 
-func (v *verifier) verify(tok string, now time.Time) (*AccessClaims, error) {
+// verify checks tok's signature and time claims, and returns its claims
+// and the kid that signed it; the caller holds iss and aud to the cluster
+// with checkIssuer.
+func (v *verifier) verify(tok string, now time.Time) (*AccessClaims, string, error) {
 	if tok == "" || len(tok) > 16<<10 {
-		return nil, fmt.Errorf("%w: missing or oversize token", ErrInvalidToken)
+		return nil, "", fmt.Errorf("%w: missing or oversize token", ErrInvalidToken)
 	}
 	key := sha256.Sum256([]byte(tok))
 	v.mu.Lock()
-	c, ok := v.cache[key]
+	e, ok := v.cache[key]
 	v.mu.Unlock()
 	if ok {
+		c := e.claims
 		if c.ExpiresAt.Time.Add(v.leeway).After(now) && !c.NotBefore.Time.After(now.Add(v.leeway)) {
-			return c, nil
+			return c, e.kid, nil
 		}
 		v.mu.Lock()
 		delete(v.cache, key)
 		v.mu.Unlock()
 	}
-	c, err := VerifyAccessToken(tok, v.keys, v.issuer, v.audience, now, v.leeway)
+	c, kid, err := verifySigned(tok, v.keys, now, v.leeway)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
-	if err := v.keys.checkWindow(tok, c, now, v.leeway, v.maxLifetime); err != nil {
-		return nil, err
+	if err := v.keys.checkWindow(kid, c, now, v.leeway, v.maxLifetime); err != nil {
+		return nil, "", err
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.cache == nil {
-		v.cache = map[[32]byte]*AccessClaims{}
+		v.cache = map[[32]byte]verified{}
 	}
 	if len(v.cache) >= maxVerified {
 		v.evict(now)
 	}
-	v.cache[key] = c
-	return c, nil
+	v.cache[key] = verified{c, kid}
+	return c, kid, nil
 }
 
 // evict drops expired tokens, and if that is not enough, half the rest
 // (map order is random, so which half is arbitrary).
 func (v *verifier) evict(now time.Time) {
-	for k, c := range v.cache {
-		if !c.ExpiresAt.Time.Add(v.leeway).After(now) {
+	for k, e := range v.cache {
+		if !e.claims.ExpiresAt.Time.Add(v.leeway).After(now) {
 			delete(v.cache, k)
 		}
 	}
@@ -163,6 +178,12 @@ func (v *verifier) evict(now time.Time) {
 // replicated JWKS, unless it already is, and retires this node's other keys
 // still marked as signing (left so by a crash mid-rotation or by a change
 // of tokens.algorithm). Call it once the node can write.
+//
+// From feature level 3 it first holds this node's issuer to its cluster's
+// (RecordIssuer: an *IssuerConflictError when they differ, and nothing is
+// published), and publishes the key with the issuer it signs with, again
+// when that changed. Below level 3 it publishes the key alone and returns
+// ErrIssuerNotRecorded: call it again later.
 func (s *Service) PublishSigningKey(ctx context.Context) error {
 	sig := s.currentSigner()
 	if sig == nil {
@@ -170,13 +191,21 @@ func (s *Service) PublishSigningKey(ctx context.Context) error {
 	}
 	s.rotateMu.Lock()
 	defer s.rotateMu.Unlock()
+	withIssuer := s.clusterLevel() >= fsm.LevelIssuers
+	if withIssuer {
+		if err := s.RecordIssuer(ctx); err != nil {
+			return err
+		}
+	}
 	var known bool
 	var stale []*fsm.PublicKey
 	if err := s.store.View(func(r fsm.Reader) error {
 		return r.PublicKeys(func(k *fsm.PublicKey) bool {
 			switch {
 			case k.Kid == sig.Kid():
-				known = true
+				// A key that stopped signing (its node was removed) cannot
+				// be published as current again, issuer or not.
+				known = !withIssuer || k.Issuer == s.cfg.Issuer || !k.NotAfter.IsZero()
 			case k.Node == s.cfg.NodeID && k.NotAfter.IsZero():
 				stale = append(stale, k)
 			}
@@ -198,6 +227,9 @@ func (s *Service) PublishSigningKey(ctx context.Context) error {
 		if _, err := s.retire(ctx, publicOnly{kid: k.Kid, alg: alg, jwk: k.JWK, pub: pub}); err != nil {
 			return err
 		}
+	}
+	if !withIssuer {
+		return ErrIssuerNotRecorded
 	}
 	return nil
 }

@@ -249,12 +249,18 @@ func (s *Service) publish(ctx context.Context, sig TokenSigner, notAfter, retire
 	if err != nil {
 		return err
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeKeyPublish, 1, s.now().UnixNano(), fsm.KeyPublish{
-		Kid: sig.Kid(), Node: s.cfg.NodeID, Alg: sig.Alg(), JWK: jwk, NotAfter: notAfter, Retire: retire})
+	p, version := fsm.KeyPublish{Kid: sig.Kid(), Node: s.cfg.NodeID, Alg: sig.Alg(), JWK: jwk, NotAfter: notAfter, Retire: retire}, uint16(1)
+	if s.clusterLevel() >= fsm.LevelIssuers {
+		p.Issuer, version = s.cfg.Issuer, 2 // every member applies it
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeKeyPublish, version, s.now().UnixNano(), p)
 	if err != nil {
 		return err
 	}
 	details := map[string]string{"kid": sig.Kid(), "alg": sig.Alg()}
+	if p.Issuer != "" {
+		details["issuer"] = p.Issuer
+	}
 	if retire != 0 {
 		details["leaves_jwks_at"] = time.Unix(0, retire).UTC().Format(time.RFC3339)
 	}

@@ -57,12 +57,18 @@ type Config struct {
 	// what ends one that cannot commit. Zero means HashWait + 10s.
 	WriteTimeout time.Duration
 
-	// Issuer and Audience go into every access token and are required of
-	// every token presented.
-	Issuer, Audience string
-	AccessTTL        time.Duration // jwt_expiry
-	RefreshTTL       time.Duration // refresh_token_expiry: a session's absolute lifetime
-	IdleTimeout      time.Duration // idle_timeout
+	// Issuer goes into every access token this node signs. ClusterIssuer
+	// is tokens.issuer: the cluster's public URL, the same on every member
+	// (RecordIssuer); when set, Issuer is the same or empty. Left empty,
+	// each member signs with its own Issuer, and every member accepts the
+	// issuer of every member whose key still signs, and the cluster's.
+	Issuer, ClusterIssuer string
+	// Audience goes into every access token and is required of every
+	// token presented; empty: each token's aud is its issuer.
+	Audience    string
+	AccessTTL   time.Duration // jwt_expiry
+	RefreshTTL  time.Duration // refresh_token_expiry: a session's absolute lifetime
+	IdleTimeout time.Duration // idle_timeout
 	// MaxFailedAttempts passwords are checked per name per LockoutDuration.
 	MaxFailedAttempts  int
 	LockoutDuration    time.Duration
@@ -294,6 +300,13 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 	if err := cfg.Policy.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.ClusterIssuer != "" && cfg.Issuer == "" {
+		cfg.Issuer = cfg.ClusterIssuer
+	}
+	if cfg.ClusterIssuer != "" && cfg.Issuer != cfg.ClusterIssuer {
+		return nil, fmt.Errorf("%w: issuer %q is not the cluster issuer %q", ErrInvalidInput, cfg.Issuer, cfg.ClusterIssuer)
+	}
+	audience := cfg.Audience // "": the token's own issuer, checked per token
 	cfg.setDefaults()
 	if cfg.OnLimit != "evict_oldest" && cfg.OnLimit != "deny" {
 		return nil, fmt.Errorf("%w: on_limit %q", ErrInvalidInput, cfg.OnLimit)
@@ -311,7 +324,8 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 		s.signer.Store(&signerBox{sig})
 	}
 	s.verifier = &verifier{keys: &stateKeys{store: store, cache: map[string]parsedKey{}},
-		issuer: cfg.Issuer, audience: cfg.Audience, leeway: cfg.Leeway, maxLifetime: cfg.AccessTTL}
+		issuer: cfg.Issuer, node: cfg.NodeID, shared: cfg.ClusterIssuer != "", audience: audience,
+		leeway: cfg.Leeway, maxLifetime: cfg.AccessTTL}
 	if s.pinHashes != nil {
 		s.hashThreads = hashpool.New(cfg.MaxConcurrentHashes, *s.pinHashes)
 	}

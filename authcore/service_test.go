@@ -25,7 +25,7 @@ type localStore struct {
 	versions map[fsm.Type]uint16
 }
 
-func newLocalStore(t *testing.T) *localStore {
+func newLocalStore(t testing.TB) *localStore {
 	t.Helper()
 	s, err := fsm.Open(filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {

@@ -252,30 +252,36 @@ func VerifyAccessToken(tok string, keys KeyLookup, issuer, audience string, now 
 	if issuer == "" || audience == "" {
 		return nil, fmt.Errorf("%w: verifier has no issuer or audience", ErrInvalidToken)
 	}
+	c, _, err := verifySigned(tok, keys, now, leeway, jwt.WithIssuer(issuer), jwt.WithAudience(audience))
+	return c, err
+}
+
+// verifySigned is VerifyAccessToken without the iss and aud checks, which
+// claimChecks may add; it also returns the kid. A cluster's verifier holds
+// iss and aud to the set of issuers its members sign with (issuer.go).
+func verifySigned(tok string, keys KeyLookup, now time.Time, leeway time.Duration, claimChecks ...jwt.ParserOption) (*AccessClaims, string, error) {
 	if len(tok) > maxTokenBytes {
-		return nil, fmt.Errorf("%w: token is %d bytes", ErrInvalidToken, len(tok))
+		return nil, "", fmt.Errorf("%w: token is %d bytes", ErrInvalidToken, len(tok))
 	}
 	kid, err := tokenKid(tok)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+		return nil, "", fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	pub, alg, err := keys.PublicKey(kid)
 	if err != nil {
-		return nil, fmt.Errorf("%w: kid %q: %w", ErrInvalidToken, kid, err)
+		return nil, "", fmt.Errorf("%w: kid %q: %w", ErrInvalidToken, kid, err)
 	}
 	if err := checkKeyAlg(pub, alg); err != nil {
-		return nil, fmt.Errorf("%w: kid %q: %w", ErrInvalidToken, kid, err)
+		return nil, "", fmt.Errorf("%w: kid %q: %w", ErrInvalidToken, kid, err)
 	}
-	p := jwt.NewParser(
+	p := jwt.NewParser(append([]jwt.ParserOption{
 		jwt.WithValidMethods([]string{alg}),
-		jwt.WithIssuer(issuer),
-		jwt.WithAudience(audience),
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuedAt(),
 		jwt.WithTimeFunc(func() time.Time { return now }),
 		jwt.WithLeeway(max(leeway, 0)),
 		jwt.WithStrictDecoding(),
-	)
+	}, claimChecks...)...)
 	var c AccessClaims
 	_, err = p.ParseWithClaims(tok, &c, func(t *jwt.Token) (any, error) {
 		if k, _ := t.Header["kid"].(string); k != kid {
@@ -284,9 +290,9 @@ func VerifyAccessToken(tok string, keys KeyLookup, issuer, audience string, now 
 		return pub, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidToken, err)
+		return nil, "", fmt.Errorf("%w: %w", ErrInvalidToken, err)
 	}
-	return &c, nil
+	return &c, kid, nil
 }
 
 // tokenKid reads the kid from a compact JWS header before anything else

@@ -5,13 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
 
 // TypeKeyPublish publishes the public half of a node's signing key, or
-// marks an already published key as rotated out (v1: KeyPublish).
+// marks an already published key as rotated out (v1: KeyPublish without
+// Issuer; v2, level 3: with it).
 const TypeKeyPublish Type = "key.publish"
 
 // ErrKeyNotFound: no published signing key with that kid.
@@ -52,6 +54,11 @@ type KeyPublish struct {
 	// Retire is when the key leaves the JWKS, Unix nanoseconds; 0 means
 	// never. Non-zero only together with NotAfter, and not before it.
 	Retire int64 `json:"retire,omitempty"`
+	// Issuer (v2 only, and required there) is the iss of the tokens the
+	// key's node signs: an https URL of at most MaxIssuerBytes. A v2
+	// republish may change it (the node's URL changed, its key did not);
+	// a v1 republish keeps the recorded one.
+	Issuer string `json:"issuer,omitempty"`
 }
 
 // PublicKey is a published signing key as stored under its kid.
@@ -63,6 +70,7 @@ type PublicKey struct {
 	PublishedAt time.Time       `json:"published_at"`
 	NotAfter    time.Time       `json:"not_after,omitzero"` // zero: still signing
 	Retire      time.Time       `json:"retire,omitzero"`    // zero: published for ever
+	Issuer      string          `json:"issuer,omitempty"`   // "": published by v1, no issuer known
 }
 
 // Signing reports whether the key may still sign at t.
@@ -78,6 +86,7 @@ func (k *PublicKey) Published(t time.Time) bool {
 // keyHandlers are the signing-key commands' rows of the dispatch table.
 var keyHandlers = map[handlerKey]handler{
 	{TypeKeyPublish, 1}: applyKeyPublish,
+	{TypeKeyPublish, 2}: applyKeyPublish, // v1 with Issuer
 }
 
 func applyKeyPublish(t txn, c Command) (any, error) {
@@ -86,6 +95,9 @@ func applyKeyPublish(t txn, c Command) (any, error) {
 		return nil, err
 	}
 	jwk, err := checkKeyPublish(&p)
+	if err == nil {
+		err = checkKeyIssuer(c.Version, p.Issuer)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: key.publish: %v", ErrInvalidCommand, err)
 	}
@@ -108,6 +120,9 @@ func applyKeyPublish(t txn, c Command) (any, error) {
 		}
 	}
 	k.NotAfter, k.Retire = unixNanoOrZero(p.NotAfter), unixNanoOrZero(p.Retire)
+	if p.Issuer != "" {
+		k.Issuer = p.Issuer
+	}
 	b, err := json.Marshal(k)
 	if err != nil {
 		return nil, err
@@ -162,6 +177,27 @@ func checkKeyPublish(p *KeyPublish) (json.RawMessage, error) {
 		return nil, fmt.Errorf("jwk needs a kty")
 	}
 	return buf.Bytes(), nil
+}
+
+// MaxIssuerBytes bounds an issuer URL in the log.
+const MaxIssuerBytes = 512
+
+// checkKeyIssuer: v1 carries no issuer, v2 one that validIssuer accepts.
+func checkKeyIssuer(version uint16, iss string) error {
+	switch {
+	case version == 1 && iss != "":
+		return fmt.Errorf("v1 has no issuer")
+	case version >= 2 && !validIssuer(iss):
+		return fmt.Errorf("issuer must be an https URL of 1 to %d printable ASCII bytes", MaxIssuerBytes)
+	}
+	return nil
+}
+
+// validIssuer accepts what an iss claim of bulwark's may be: an https URL
+// of printable ASCII. The proposer checked it properly (config); Apply
+// only keeps the log's values bounded.
+func validIssuer(s string) bool {
+	return printableASCII(s, MaxIssuerBytes) && strings.HasPrefix(s, "https://") && len(s) > len("https://")
 }
 
 func printableASCII(s string, max int) bool {

@@ -127,7 +127,7 @@ func TestKeyPublishRefusals(t *testing.T) {
 		keyPublish(t, 4, t0, marked),
 		keyPublish(t, 5, t0, ok), // cannot become current again
 		{Index: 6, Term: 1, Command: true, Data: []byte(`{"type":"key.publish","v":1,"at":1,"p":{"kid":"a","node":"n","alg":"ES256","jwk":{},"extra":1}}`)},
-		{Index: 7, Term: 1, Command: true, Data: []byte(`{"type":"key.publish","v":2,"at":1,"p":{}}`)},
+		{Index: 7, Term: 1, Command: true, Data: []byte(`{"type":"key.publish","v":3,"at":1,"p":{}}`)},
 	})
 	want := []error{nil, ErrInvalidCommand, ErrInvalidCommand, nil, ErrInvalidCommand, ErrMalformedCommand, ErrUnknownCommand}
 	for i, w := range want {

@@ -15,10 +15,15 @@ import (
 //	1: everything of the first release
 //	2: session.refresh v2, read.barrier v1, ca.key v1, cluster.level v1,
 //	   member.key v1
-//	3: session.create v2, user.set_password v2
+//	3: session.create v2, user.set_password v2 (the password generation
+//	   re-checked in Apply), key.publish v2 (a key's issuer),
+//	   tokens.issuer v1
 const (
 	// MaxLevel is the highest level this binary applies.
 	MaxLevel = 3
+	// LevelIssuers is the level of key.publish v2 and tokens.issuer v1:
+	// the issuers every member accepts are recorded in the log.
+	LevelIssuers = 3
 )
 
 // TypeClusterLevel raises the cluster's feature level; a level at or below

@@ -54,6 +54,9 @@ var resultErrors = map[string]error{
 	"shares_issued":      ErrSharesIssued,
 	"no_datakey":         ErrNoDataKey,
 
+	// tokens.issuer (issuer.go)
+	"issuer_conflict": ErrIssuerConflict,
+
 	// join.consume (join.go)
 	"join_token_unknown": ErrJoinTokenUnknown,
 	"join_token_used":    ErrJoinTokenUsed,

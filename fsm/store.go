@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -104,6 +105,9 @@ type Store struct {
 	db *bolt.DB
 
 	reads *readCache // records decoded for View
+	// keysGen counts the batches that changed signing keys or the
+	// tokens issuer, and restores (Reader.KeysGeneration).
+	keysGen atomic.Uint64
 }
 
 // Open opens or creates state.db at path and checks it.
@@ -323,6 +327,7 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 	if s.db == nil {
 		panic("fsm: ApplyBatch on a closed store")
 	}
+	keysChanged := false
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		applied, _ := readApplied(tx)
 		var last *Entry
@@ -333,7 +338,9 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 			}
 			last = e
 			if e.Command {
-				results[i] = applyOne(tx, e.Data)
+				var t Type
+				results[i], t = applyOne(tx, e.Data)
+				keysChanged = keysChanged || (results[i].Err == nil && changesKeys[t])
 			}
 		}
 		if last == nil {
@@ -345,16 +352,19 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 	if err != nil {
 		panic(fmt.Sprintf("fsm: commit of a batch of %d entries failed: %v", len(entries), err))
 	}
+	if keysChanged {
+		s.keysGen.Add(1)
+	}
 	return results
 }
 
-// applyOne decodes and applies one command. Handlers check every
-// precondition before their first write, so a domain error leaves the
-// transaction as it was.
-func applyOne(tx *bolt.Tx, data []byte) Result {
+// applyOne decodes and applies one command, and says which type it was.
+// Handlers check every precondition before their first write, so a domain
+// error leaves the transaction as it was.
+func applyOne(tx *bolt.Tx, data []byte) (Result, Type) {
 	cmd, err := DecodeCommand(data)
 	if err != nil {
-		return Result{Err: err}
+		return Result{Err: err}, ""
 	}
 	h := handlers[handlerKey{cmd.Type, cmd.Version}]
 	t := txn{tx}
@@ -362,11 +372,11 @@ func applyOne(tx *bolt.Tx, data []byte) Result {
 	if err == nil {
 		for _, a := range cmd.Audit {
 			if _, err := appendAudit(t, cmd.Time, a); err != nil {
-				return Result{Err: err}
+				return Result{Err: err}, cmd.Type
 			}
 		}
 	}
-	return Result{Value: v, Err: err}
+	return Result{Value: v, Err: err}, cmd.Type
 }
 
 // Snapshot is a point-in-time copy of state.db. Take it on the goroutine
@@ -448,6 +458,7 @@ func (s *Store) Restore(r io.Reader) error {
 		return err
 	}
 	s.db = db
+	s.keysGen.Add(1)
 	return nil
 }
 

@@ -315,6 +315,8 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add(mustEncode(f, TypeUserCreate, t0, UserCreate{ID: "a", Username: "b", PasswordHash: "c"}))
 	f.Add(mustEncode(f, TypeUserDelete, t0, UserDelete{ID: "a"}))
 	f.Add([]byte(`{"type":"user.create","v":1,"at":1,"p":null}`))
+	f.Add(mustEncode(f, TypeTokensIssuer, t0, TokensIssuer{Issuer: "https://auth.example"}))
+	f.Add([]byte(`{"type":"key.publish","v":2,"at":1,"p":{"kid":"k","node":"n","alg":"ES256","jwk":{"kty":"EC","kid":"k","alg":"ES256"},"issuer":"https://n.example"}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := DecodeCommand(data)
 		if err != nil {

@@ -9,13 +9,15 @@ import (
 // Reader is a consistent, read-only view of the state, valid only inside the
 // function passed to View. Callers outside fsm never see bbolt.
 type Reader struct {
-	tx    *bolt.Tx
-	cache *readCache // nil: every record is decoded
+	tx      *bolt.Tx
+	cache   *readCache // nil: every record is decoded
+	keysGen uint64     // Store.keysGen when the view began
 }
 
 // View runs fn against a consistent read-only view of the local state.
 func (s *Store) View(fn func(r Reader) error) error {
-	return s.view(func(tx *bolt.Tx) error { return fn(Reader{tx, s.reads}) })
+	gen := s.keysGen.Load() // before the transaction: never newer than what it shows
+	return s.view(func(tx *bolt.Tx) error { return fn(Reader{tx, s.reads, gen}) })
 }
 
 // UserByID returns the user with id, or ErrUserNotFound.

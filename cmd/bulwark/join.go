@@ -172,13 +172,21 @@ func clusterCertificate(dataDir string, nodeCert tls.Certificate) (tls.Certifica
 }
 
 // startClusterAdmin lets the node admit joiners when it holds the CA key,
-// finishes its own join (promotion to voter) in the background, and
-// returns the admin socket's cluster routes.
-func startClusterAdmin(ctx context.Context, n *node.Node, ks *tpm.Keystore, ca *x509.Certificate, renewer *certRenewer, keys nodeKeys, logger *slog.Logger) api.AdminOption {
+// finishes its own join (promotion to voter) in the background once
+// published is closed, and returns the admin socket's cluster routes.
+// published closes when this node's signing key is in the log, after its
+// tokens.issuer was held to its cluster's: a joiner configured with
+// another issuer exits as a nonvoter, which costs the cluster no quorum.
+func startClusterAdmin(ctx context.Context, n *node.Node, ks *tpm.Keystore, ca *x509.Certificate, renewer *certRenewer, keys nodeKeys, published <-chan struct{}, logger *slog.Logger) api.AdminOption {
 	n.EnableJoin(ca, ks)
 	go shareCAKey(ctx, ks, n, ca, n.Status().ID, logger)
 	go markWhenClustered(ctx, ks, n, logger)
 	go func() {
+		select {
+		case <-published:
+		case <-ctx.Done():
+			return
+		}
 		if err := n.EnsureVoter(ctx); err != nil && ctx.Err() == nil {
 			logger.Error("could not become a voter of the cluster", "error", err)
 		}
@@ -237,7 +245,9 @@ func (s clusterService) JoinToken(ctx context.Context, ttl string) (api.JoinToke
 
 // RemoveNode removes the member, then retires its signing keys: a removed
 // node (or whoever holds its disk) can no longer mint tokens the cluster
-// accepts, while those it signed before stay valid until they expire.
+// accepts. Those it signed before with the cluster's tokens.issuer stay
+// valid until they expire; those it signed with its own URL are refused
+// at once, since no member's key signs with that issuer any more.
 func (s clusterService) RemoveNode(ctx context.Context, id string) error {
 	err := s.n.RemoveMember(ctx, id, clusterActor(ctx))
 	switch {

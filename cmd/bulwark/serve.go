@@ -208,6 +208,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		},
 		Policy:             authcore.PasswordPolicy{MinLength: cfg.Auth.Password.MinLength, MaxLength: cfg.Auth.Password.MaxLength},
 		Issuer:             iss,
+		ClusterIssuer:      cfg.Tokens.Issuer,
 		AccessTTL:          sec.JWTExpiry.Duration,
 		RefreshTTL:         sec.RefreshTokenExpiry.Duration,
 		IdleTimeout:        sess.IdleTimeout.Duration,
@@ -225,9 +226,16 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		return err
 	}
 	defer core.Close() // after the listeners have drained, below
+	// A member restarted with another tokens.issuer than its cluster's
+	// stops here; a joining node learns its cluster's from the log, when
+	// it publishes its key (below).
+	if err := core.CheckIssuer(); err != nil {
+		return issuerError(err)
+	}
 	logHashThreads(logger, core.HashStats())
 	var keyPublished atomic.Bool
-	go publishKey(ctx, core, &keyPublished, logger)
+	published, fatal := make(chan struct{}), make(chan error, 1)
+	go publishKey(ctx, core, &keyPublished, published, fatal, logger)
 	go core.RunSweeper(ctx, time.Minute)
 	go core.RunKeyRotation(ctx, cfg.Tokens.RotateEvery.Duration, min(cfg.Tokens.RotateEvery.Duration/10, 10*time.Minute))
 	ready := readiness{n, &keyPublished}
@@ -271,7 +279,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		return fmt.Errorf("admin socket: %w", err)
 	}
 	adminSrv := &http.Server{
-		Handler:           api.NewAdminHandler(core, core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(startDataKeyAdmin(ctx, ks, n, logger)), startClusterAdmin(ctx, n, ks, caCert, renewer, core, logger)),
+		Handler:           api.NewAdminHandler(core, core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(startDataKeyAdmin(ctx, ks, n, logger)), startClusterAdmin(ctx, n, ks, caCert, renewer, core, published, logger)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
@@ -307,6 +315,9 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		notifyStopping()
 	case runErr = <-errc:
 		logger.Error("a listener failed; shutting down", "error", runErr)
+		notifyStopping()
+	case runErr = <-fatal:
+		logger.Error("shutting down", "error", runErr)
 		notifyStopping()
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)

@@ -142,7 +142,9 @@ type Password struct {
 
 // Tokens is the [tokens] table.
 type Tokens struct {
-	// Issuer is the iss claim; empty means https://<advertised host>:<api port>.
+	// Issuer is the iss claim, the cluster's and the same on every member
+	// (authcore.Config.ClusterIssuer); empty means each node's own
+	// https://<advertised host>:<api port>.
 	Issuer      string   `toml:"issuer"`
 	Algorithm   string   `toml:"algorithm"` // ES256, EdDSA, RS256 or ML-DSA-65
 	RotateEvery Duration `toml:"rotate_every"`
