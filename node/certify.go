@@ -129,7 +129,7 @@ func (n *Node) certifyLocal(ctx context.Context, req memberRequest, caller strin
 	if err != nil {
 		return memberAnswer{Code: "refused", Error: fmt.Sprintf("member address %q: %v", addr, err)}
 	}
-	now := time.Now()
+	now := n.cfg.Now()
 	cert, err := pki.IssueNodeCert(a.ca, caKey, pub, caller, append([]string{host}, req.Hosts...), now, pki.NodeCertTTL)
 	if err != nil {
 		return memberAnswer{Code: "refused", Error: err.Error()}

@@ -275,7 +275,7 @@ func (n *Node) CreateJoinToken(ctx context.Context, ttl time.Duration, actor str
 	secret := make([]byte, joinSecretSize)
 	rand.Read(secret)
 	sum := sha256.Sum256(secret)
-	now := time.Now()
+	now := n.cfg.Now()
 	exp := now.Add(ttl)
 	cmd, err := fsm.NewCommand(fsm.TypeJoinToken, 1, now.UnixNano(),
 		fsm.JoinTokenCreate{Hash: hex.EncodeToString(sum[:]), ExpiresAt: exp.UnixNano(), Issuer: n.cfg.ID})
@@ -475,7 +475,7 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 	// write. The log decides below, once.
 	sum := sha256.Sum256(req.Secret)
 	hash := hex.EncodeToString(sum[:])
-	now := time.Now()
+	now := n.cfg.Now()
 	err = n.View(func(r fsm.Reader) error {
 		rec, err := r.JoinToken(hash)
 		if err != nil {
@@ -514,7 +514,7 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 		wrapped = &wrappedDataKey{KEMCiphertext: wk.KEMCiphertext, Ciphertext: wk.Ciphertext}
 	}
 
-	cmd, err := fsm.NewCommand(fsm.TypeJoinConsume, 1, time.Now().UnixNano(), fsm.JoinConsume{Hash: hash, NodeID: req.NodeID})
+	cmd, err := fsm.NewCommand(fsm.TypeJoinConsume, 1, n.cfg.Now().UnixNano(), fsm.JoinConsume{Hash: hash, NodeID: req.NodeID})
 	if err != nil {
 		return refuse("failed", "%v", err)
 	}

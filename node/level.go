@@ -59,7 +59,7 @@ func (n *Node) raiseLevelNow() {
 	if target <= cur || n.raft.State() != raft.Leader {
 		return
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeClusterLevel, 1, time.Now().UnixNano(), fsm.ClusterLevel{Level: target})
+	cmd, err := fsm.NewCommand(fsm.TypeClusterLevel, 1, n.cfg.Now().UnixNano(), fsm.ClusterLevel{Level: target})
 	if err == nil {
 		_, err = n.Apply(ctx, cmd)
 	}

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/bulwark-auth/bulwark/fsm"
 )
@@ -49,7 +48,7 @@ func (n *Node) recordMemberKey(ctx context.Context, node, spki string) error {
 	if level < 2 {
 		return errors.New("the cluster is below feature level 2")
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeMemberKey, 1, time.Now().UnixNano(), fsm.MemberKey{Node: node, SPKI: spki})
+	cmd, err := fsm.NewCommand(fsm.TypeMemberKey, 1, n.cfg.Now().UnixNano(), fsm.MemberKey{Node: node, SPKI: spki})
 	if err != nil {
 		return err
 	}

@@ -366,7 +366,7 @@ func (n *Node) RemoveMember(ctx context.Context, id, actor string) error {
 	if actor == "" {
 		actor = "system"
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeAuditAppend, 1, time.Now().UnixNano(), fsm.AuditAppend{
+	cmd, err := fsm.NewCommand(fsm.TypeAuditAppend, 1, n.cfg.Now().UnixNano(), fsm.AuditAppend{
 		Type: "cluster.remove", Severity: fsm.AuditWarning, Actor: actor, Subject: id,
 		Details: map[string]string{"via": n.cfg.ID}})
 	if err == nil {

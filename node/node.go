@@ -75,6 +75,10 @@ type Config struct {
 	Join bool
 	// Logger receives the node's and Raft's logs.
 	Logger *slog.Logger
+	// Now is the clock the node stamps commands with (its own, and, as
+	// leader, every forwarded one: forward.go); nil is time.Now. Timeouts
+	// and deadlines use the real clock whatever it is.
+	Now func() time.Time
 
 	// Tuning; zero values take the defaults below.
 	HeartbeatTimeout  time.Duration
@@ -96,6 +100,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	if c.HeartbeatTimeout == 0 {
 		c.HeartbeatTimeout = 500 * time.Millisecond
