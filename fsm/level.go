@@ -15,9 +15,14 @@ import (
 //	1: everything of the first release
 //	2: session.refresh v2, read.barrier v1, ca.key v1, cluster.level v1,
 //	   member.key v1
+//	3: no new command, but Apply changes: a command's time never runs
+//	   backwards (clock.go)
+//
+// A change of Apply is a level like a new command: it takes effect from
+// the entry after the one that raised the level, on every node at once.
 const (
 	// MaxLevel is the highest level this binary applies.
-	MaxLevel = 2
+	MaxLevel = 3
 )
 
 // TypeClusterLevel raises the cluster's feature level; a level at or below
