@@ -164,10 +164,18 @@ func peerName(c net.Conn) string {
 	return ""
 }
 
-// applyForwarded applies a follower's command if this node leads.
+// applyForwarded applies a follower's command if this node leads. The
+// command runs on the leader's clock, not the follower's: its time is
+// stamped here, so a lockout window or an expiry does not depend on which
+// node the client reached (fsm/clock.go keeps it from running backwards
+// when the next leader's clock is behind).
 func (n *Node) applyForwarded(data []byte) forwardAnswer {
 	cmd, err := fsm.DecodeCommand(data)
 	if err != nil {
+		return forwardAnswer{Error: err.Error()}
+	}
+	cmd.Time = n.cfg.Now().UnixNano()
+	if data, err = cmd.Encode(); err != nil {
 		return forwardAnswer{Error: err.Error()}
 	}
 	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
