@@ -16,7 +16,8 @@ import (
 //	2: session.refresh v2, read.barrier v1, ca.key v1, cluster.level v1,
 //	   member.key v1
 //	3: no new command, but Apply changes: a command's time never runs
-//	   backwards (clock.go)
+//	   backwards (clock.go), and member.key refuses a key recorded for
+//	   another node
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.

@@ -53,6 +53,26 @@ func TestMemberKey(t *testing.T) {
 			return nil
 		})
 	}
+	// From level 3 on, a key recorded for n1 is refused for another name;
+	// n1 may record it again.
+	k1 := strings.Repeat("cd", 32)
+	if r := a.apply(TypeClusterLevel, t0, ClusterLevel{Level: 3}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := a.apply(TypeMemberKey, t0, MemberKey{Node: "n2", SPKI: k1}); !errors.Is(r.Err, ErrInvalidCommand) {
+		t.Fatalf("n1's key recorded for n2: %v", r.Err)
+	}
+	for _, m := range []MemberKey{{Node: "n1", SPKI: k1}, {Node: "n2", SPKI: spki}} {
+		if r := a.apply(TypeMemberKey, t0, m); r.Err != nil {
+			t.Fatalf("%+v: %v", m, r.Err)
+		}
+	}
+	a.s.View(func(r Reader) error {
+		if got, _ := r.MemberKey("n2"); got != spki {
+			t.Fatalf("n2's key %q, want %q", got, spki)
+		}
+		return nil
+	})
 }
 
 // TestTimeNeverRunsBackwards: from level 3 on, a command stamped before
