@@ -530,14 +530,12 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 		}
 		return refuse("failed", "consuming the join token: %v", err)
 	}
-	// Its key, so that only it can use its name on the cluster port.
-	tlsSum := sha256.Sum256(req.TLSPub)
-	if err := n.recordMemberKey(ctx, req.NodeID, hex.EncodeToString(tlsSum[:])); err != nil {
-		n.log.Warn("the joining node's key was not recorded; it records it itself once running", "id", req.NodeID, "error", err)
-	}
 	// The token is spent; a nonvoter cannot hurt the quorum even if the
-	// new node never comes up.
-	if err := n.onLeader(ctx, memberRequest{Op: opAddNonvoter, ID: req.NodeID, Address: req.Advertise}); err != nil {
+	// new node never comes up. The leader records its key first, so that
+	// only it can use its name on the cluster port.
+	tlsSum := sha256.Sum256(req.TLSPub)
+	add := memberRequest{Op: opAddNonvoter, ID: req.NodeID, Address: req.Advertise, SPKI: hex.EncodeToString(tlsSum[:])}
+	if err := n.onLeader(ctx, add); err != nil {
 		return refuse("failed", "the join token was used, but the cluster did not add %s: %v; remove it with `bulwark cluster remove %s` and join with a new token",
 			req.NodeID, err, req.NodeID)
 	}

@@ -61,7 +61,7 @@ func (n *Node) raiseLevelNow() {
 	}
 	cmd, err := fsm.NewCommand(fsm.TypeClusterLevel, 1, n.cfg.Now().UnixNano(), fsm.ClusterLevel{Level: target})
 	if err == nil {
-		_, err = n.Apply(ctx, cmd)
+		err = n.applyHere(ctx, cmd) // a member forwarding it would be refused
 	}
 	if err != nil {
 		n.log.Warn("could not raise the cluster's feature level", "to", target, "error", err)

@@ -65,6 +65,10 @@ type memberRequest struct {
 	// Level: promote, the feature level of the asking node's binary
 	// (fsm.MaxLevel); absent from a node of the first release.
 	Level int `json:"level,omitempty"`
+	// SPKI: add_nonvoter, the hex SHA-256 of the joining node's key,
+	// which the leader records (fsm member.key) before adding it; absent
+	// from an admitting node of an earlier release.
+	SPKI string `json:"spki,omitempty"`
 }
 
 type memberAnswer struct {
@@ -185,6 +189,9 @@ func (n *Node) memberLocal(req memberRequest, caller string) memberAnswer {
 		// The members so far first settle the level the newcomer must
 		// apply; while it catches up, it would hold the level back.
 		n.raiseLevelNow()
+		if ans, ok := n.recordJoinerKey(req); !ok {
+			return ans
+		}
 		f = n.raft.AddNonvoter(raft.ServerID(req.ID), raft.ServerAddress(req.Address), 0, memberTimeout)
 	case opPromote:
 		if caller != req.ID {
@@ -227,6 +234,36 @@ func (n *Node) memberLocal(req memberRequest, caller string) memberAnswer {
 	}
 	n.log.Info("cluster membership changed", "op", req.Op, "id", req.ID, "by", caller, "index", f.Index())
 	return memberAnswer{}
+}
+
+// recordJoinerKey records, on the leader, the key of the node req adds,
+// before it is a member: the state records a member's key only from the
+// member itself (authority.go) or from the leader admitting it. Below
+// level 2, or from an admitting node of an earlier release, there is no
+// key to record; the node records its own once running.
+func (n *Node) recordJoinerKey(req memberRequest) (memberAnswer, bool) {
+	if req.SPKI == "" || clusterLevelOf(n) < 2 {
+		return memberAnswer{}, true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), memberTimeout)
+	defer cancel()
+	cmd, err := fsm.NewCommand(fsm.TypeMemberKey, 1, n.cfg.Now().UnixNano(), fsm.MemberKey{Node: req.ID, SPKI: req.SPKI})
+	if err == nil {
+		err = n.applyHere(ctx, cmd)
+	}
+	switch {
+	case err == nil:
+		return memberAnswer{}, true
+	case errors.Is(err, fsm.ErrInvalidCommand), errors.Is(err, fsm.ErrMalformedCommand):
+		return memberAnswer{Code: "refused", Error: fmt.Sprintf("the key of %s: %v", req.ID, err)}, false
+	default: // leadership moved: onLeader asks the next leader
+		return memberAnswer{Code: "no_leader", Error: fmt.Sprintf("recording the key of %s: %v", req.ID, err)}, false
+	}
+}
+
+func clusterLevelOf(n *Node) (level int) {
+	n.View(func(r fsm.Reader) error { level = r.ClusterLevel(); return nil })
+	return level
 }
 
 // consumedBy reports whether the log consumed a join token for node id.

@@ -36,6 +36,10 @@ var (
 	ErrNoLeader = errors.New("node: no leader")
 	// ErrShutdown: the node is shutting down.
 	ErrShutdown = errors.New("node: shutting down")
+	// ErrRefused: the leader refused a forwarded write because this node
+	// may not have it written: it is not a member under its recorded key,
+	// or the command speaks for another node (authority.go).
+	ErrRefused = errors.New("node: the leader refused the write")
 )
 
 // NotLeaderError carries the leader hint of a refused write.
@@ -411,6 +415,31 @@ func (n *Node) applyOnce(ctx context.Context, cmd fsm.Command, data []byte, time
 		return nil, fmt.Errorf("node: unexpected apply response %T", f.Response()), false
 	}
 	return res.Value, res.Err, false
+}
+
+// applyHere proposes cmd on this node and never forwards it, for what only
+// the leader proposes; elsewhere it fails with ErrNotLeader or ErrNoLeader.
+func (n *Node) applyHere(ctx context.Context, cmd fsm.Command) error {
+	data, err := cmd.Encode()
+	if err != nil {
+		return err
+	}
+	timeout := n.cfg.ApplyTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	if timeout <= 0 {
+		return context.DeadlineExceeded
+	}
+	f := n.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		return n.raftErr(err)
+	}
+	res, ok := f.Response().(fsm.Result)
+	if !ok {
+		return fmt.Errorf("node: unexpected apply response %T", f.Response())
+	}
+	return res.Err
 }
 
 // awaitNewLeader waits a moment, then until a leader is known: another

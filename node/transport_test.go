@@ -75,7 +75,12 @@ func startClusterTimeouts(t testing.TB, size int, timeout time.Duration) []*Node
 // configuration before it opens.
 func startClusterWith(t testing.TB, size int, timeout time.Duration, adjust func(i int, c *Config)) []*Node {
 	t.Helper()
-	ca := newTestCA(t)
+	return startClusterOf(t, newTestCA(t), size, timeout, adjust)
+}
+
+// startClusterOf is startClusterWith with the nodes' certificates from ca.
+func startClusterOf(t testing.TB, ca *testCA, size int, timeout time.Duration, adjust func(i int, c *Config)) []*Node {
+	t.Helper()
 	peers := make([]Peer, size)
 	for i := range peers {
 		peers[i] = Peer{ID: fmt.Sprintf("n%d", i+1), Address: loopback.Addr(t)}
