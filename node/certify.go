@@ -59,7 +59,7 @@ func (n *Node) RenewCertificate(ctx context.Context, pub crypto.PublicKey, hosts
 			if m.err != nil || !m.info.CA || m.id == n.cfg.ID {
 				continue
 			}
-			a, err := n.memberCall(ctx, m.address, req, memberTimeout)
+			a, err := n.memberCall(ctx, m.id, m.address, req, memberTimeout)
 			if err == nil && a.Code == "" && a.Cert != nil {
 				ans = a
 				break

@@ -220,8 +220,11 @@ func (n *Node) applyForwarded(caller string, leaf *x509.Certificate, data []byte
 
 // forwarder keeps forwardConns connections to each leader it has sent
 // writes to: a TLS handshake per write would cost more than the write.
+// Connections are kept by the leader's id and address, and the leader
+// must present the certificate of that id (check).
 type forwarder struct {
-	tls *ClusterTLS
+	tls   *ClusterTLS
+	check func(id string) serverCheck
 
 	mu     sync.Mutex
 	conns  map[string]*[forwardConns]*fwdConn
@@ -229,8 +232,9 @@ type forwarder struct {
 	closed bool
 }
 
-// conn returns a live connection to addr, dialling one if needed.
-func (f *forwarder) conn(addr string, timeout time.Duration) (*fwdConn, error) {
+// conn returns a live connection to the leader id at addr, dialling one
+// if needed.
+func (f *forwarder) conn(id, addr string, timeout time.Duration) (*fwdConn, error) {
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
@@ -239,10 +243,11 @@ func (f *forwarder) conn(addr string, timeout time.Duration) (*fwdConn, error) {
 	if f.conns == nil {
 		f.conns = map[string]*[forwardConns]*fwdConn{}
 	}
-	slots := f.conns[addr]
+	key := id + "@" + addr
+	slots := f.conns[key]
 	if slots == nil {
 		slots = new([forwardConns]*fwdConn)
-		f.conns[addr] = slots
+		f.conns[key] = slots
 	}
 	i := f.next % forwardConns
 	f.next++
@@ -252,7 +257,7 @@ func (f *forwarder) conn(addr string, timeout time.Duration) (*fwdConn, error) {
 	}
 	f.mu.Unlock()
 
-	c, err := dialCluster(f.tls, addr, protoForward, timeout)
+	c, err := dialCluster(f.tls, addr, protoForward, timeout, f.check(id))
 	if err != nil {
 		return nil, err
 	}
@@ -421,16 +426,16 @@ func (fc *fwdConn) call(ctx context.Context, deadline time.Time, data []byte) (a
 	return nil, true, err
 }
 
-// forward sends data to the leader at addr and returns the result once
+// forward sends data to the leader id at addr and returns the result once
 // this node's own state has applied the entry, so a client reading from
 // the node that acknowledged its write sees it (a revoked session stays
 // revoked here, a new one is found here).
-func (n *Node) forward(ctx context.Context, addr string, cmd fsm.Command, data []byte) (any, error) {
+func (n *Node) forward(ctx context.Context, id, addr string, cmd fsm.Command, data []byte) (any, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(n.cfg.ApplyTimeout)
 	}
-	fc, err := n.fwd.conn(addr, time.Until(deadline))
+	fc, err := n.fwd.conn(id, addr, time.Until(deadline))
 	if err != nil { // nothing was sent
 		return nil, fmt.Errorf("%w: %w: forwarding to the leader at %s: %v", ErrNoLeader, errNotApplied, addr, err)
 	}

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
+
 	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/node/pki"
 )
@@ -314,5 +316,78 @@ func TestRemovedMemberKeepsNothing(t *testing.T) {
 	}
 	if _, err := c.Apply(ctx, command(t, fsm.TypeMemberKey, fsm.MemberKey{Node: c.cfg.ID, SPKI: cKey})); err != nil {
 		t.Errorf("c recording its own key: %v", err)
+	}
+}
+
+// impostor listens at addr presenting ct, completing handshakes and
+// reading until the dialler goes.
+func impostor(t *testing.T, addr string, ct *ClusterTLS) {
+	t.Helper()
+	ln, err := tls.Listen("tcp", addr, ct.serverConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				c.(*tls.Conn).Handshake()
+				c.Read(make([]byte, 1))
+			}()
+		}
+	}()
+}
+
+// TestDiallerChecksThePeer: a node dialling a member, for Raft, forwarding
+// or membership, takes for it only a peer presenting that member's name
+// and recorded key; anyone else answering at its address, holding a
+// certificate of the cluster CA, is refused before a byte is sent.
+func TestDiallerChecksThePeer(t *testing.T) {
+	ic := startIdentityCluster(t)
+	gone := ic.c
+	addr := gone.cfg.Advertise
+	gone.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	fresh, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		ct   *ClusterTLS
+	}{
+		{"a certificate minted for its name on another key", ic.mint(t, gone.cfg.ID, fresh)},
+		{"another member's own certificate", ic.b.cfg.TLS},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			impostor(t, addr, tc.ct)
+			raftLayer := &raftLayer{l: ic.leader.cluster}
+			if c, err := raftLayer.Dial(raft.ServerAddress(addr), 2*time.Second); err == nil {
+				c.Close()
+				t.Fatal("Raft dialled the impostor")
+			}
+			if _, err := ic.leader.memberCall(ctx, gone.cfg.ID, addr, memberRequest{Op: opInfo}, 2*time.Second); err == nil {
+				t.Fatal("a membership call went to the impostor")
+			}
+			if _, err := ic.leader.fwd.conn(gone.cfg.ID, addr, 2*time.Second); err == nil {
+				t.Fatal("a forwarding connection went to the impostor")
+			}
+		})
+	}
+	// The real members pass.
+	if c, err := (&raftLayer{l: ic.leader.cluster}).Dial(raft.ServerAddress(ic.b.cfg.Advertise), 2*time.Second); err != nil {
+		t.Fatalf("Raft dialling b: %v", err)
+	} else {
+		c.Close()
+	}
+	if _, err := ic.leader.memberCall(ctx, ic.b.cfg.ID, ic.b.cfg.Advertise, memberRequest{Op: opInfo}, 2*time.Second); err != nil {
+		t.Fatalf("info from b: %v", err)
 	}
 }

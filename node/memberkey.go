@@ -41,6 +41,37 @@ func (n *Node) checkPeer(name string, leaf *x509.Certificate) error {
 	return nil
 }
 
+// checkServer decides whether a peer dialled as the member id, presenting
+// leaf, is that member: the certificate names id and, once id's key is
+// recorded, is for that key. Both ends of a cluster connection check: a
+// removed node, or anyone holding the CA key, that answers at a member's
+// address is not taken for it.
+func (n *Node) checkServer(id string, leaf *x509.Certificate) error {
+	if leaf.Subject.CommonName != id {
+		return fmt.Errorf("the node dialled as %s presents a certificate for %q", id, leaf.Subject.CommonName)
+	}
+	if want, ok := memberKeyOf(n, id); ok && want != spkiHash(leaf) {
+		return fmt.Errorf("%s presents a certificate for a key other than the one the cluster recorded for it", id)
+	}
+	return nil
+}
+
+// checkServerAt is checkServer for the member the configuration has at
+// addr: where Raft dials.
+func (n *Node) checkServerAt(addr string, leaf *x509.Certificate) error {
+	for _, s := range n.servers() {
+		if string(s.Address) == addr {
+			return n.checkServer(string(s.ID), leaf)
+		}
+	}
+	return fmt.Errorf("no member of the cluster's configuration is at %s", addr)
+}
+
+// serverIs is checkServer for id as a serverCheck.
+func (n *Node) serverIs(id string) serverCheck {
+	return func(leaf *x509.Certificate) error { return n.checkServer(id, leaf) }
+}
+
 // recordMemberKey records node's key, when the cluster's level has it.
 func (n *Node) recordMemberKey(ctx context.Context, node, spki string) error {
 	var level int

@@ -278,8 +278,8 @@ func (n *Node) consumedBy(id string) bool {
 	return found
 }
 
-// memberCall sends req to the member at addr over protocol 'M'.
-func (n *Node) memberCall(ctx context.Context, addr string, req memberRequest, timeout time.Duration) (memberAnswer, error) {
+// memberCall sends req to the member id at addr over protocol 'M'.
+func (n *Node) memberCall(ctx context.Context, id, addr string, req memberRequest, timeout time.Duration) (memberAnswer, error) {
 	if n.fwd.tls == nil {
 		return memberAnswer{}, errors.New("no cluster transport")
 	}
@@ -287,7 +287,7 @@ func (n *Node) memberCall(ctx context.Context, addr string, req memberRequest, t
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	c, err := dialCluster(n.fwd.tls, addr, protoMember, time.Until(deadline))
+	c, err := dialCluster(n.fwd.tls, addr, protoMember, time.Until(deadline), n.serverIs(id))
 	if err != nil {
 		return memberAnswer{}, err
 	}
@@ -325,7 +325,7 @@ func (n *Node) onLeader(ctx context.Context, req memberRequest) error {
 		} else if addr, id := n.leader(); id == "" {
 			err = fmt.Errorf("%w: no leader known", ErrNoLeader)
 		} else {
-			ans, err = n.memberCall(ctx, string(addr), req, memberTimeout)
+			ans, err = n.memberCall(ctx, string(id), string(addr), req, memberTimeout)
 			if err != nil {
 				err = fmt.Errorf("%w: the leader %s at %s: %v", ErrNoLeader, id, addr, err)
 			}
@@ -461,7 +461,7 @@ func (n *Node) memberInfos(ctx context.Context, servers []raft.Server) []memberR
 			continue
 		}
 		wg.Go(func() {
-			ans, err := n.memberCall(ctx, string(s.Address), memberRequest{Op: opInfo}, infoTimeout)
+			ans, err := n.memberCall(ctx, string(s.ID), string(s.Address), memberRequest{Op: opInfo}, infoTimeout)
 			switch {
 			case err != nil:
 				out[i].err = err

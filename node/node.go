@@ -238,7 +238,7 @@ func Open(cfg Config) (*Node, error) {
 			Stream: &raftLayer{l: cl, advertise: addr}, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
 			MaxRPCsInFlight: 1})
 		n.trans, n.closer, n.cluster = trans, trans.Close, cl
-		n.fwd.tls = cfg.TLS
+		n.fwd.tls, n.fwd.check = cfg.TLS, n.serverIs
 	} else {
 		// In-memory: a single node that dials no one. The address recorded in
 		// the configuration is the advertised one all the same.
@@ -295,9 +295,9 @@ func Open(cfg Config) (*Node, error) {
 	}
 	if n.cluster != nil {
 		n.cluster.handle(protoForward, n.serveForward)
-		n.cluster.handle(protoJoin, n.serveJoin)     // join.go
-		n.cluster.handle(protoMember, n.serveMember) // membership.go
-		n.cluster.setCheck(n.checkPeer)              // memberkey.go
+		n.cluster.handle(protoJoin, n.serveJoin)         // join.go
+		n.cluster.handle(protoMember, n.serveMember)     // membership.go
+		n.cluster.setCheck(n.checkPeer, n.checkServerAt) // memberkey.go
 		go n.trackCatchUp()
 		go n.recordOwnKey()
 	}
@@ -405,7 +405,7 @@ func (n *Node) applyOnce(ctx context.Context, cmd fsm.Command, data []byte, time
 		// after its append may still commit, and must not go twice.
 		var nl *NotLeaderError
 		if errors.Is(raw, raft.ErrNotLeader) && errors.As(err, &nl) && n.fwd.tls != nil && nl.LeaderAddr != "" && nl.LeaderID != n.cfg.ID {
-			v, err := n.forward(ctx, nl.LeaderAddr, cmd, data)
+			v, err := n.forward(ctx, nl.LeaderID, nl.LeaderAddr, cmd, data)
 			return v, err, errors.Is(err, errNotApplied)
 		}
 		return nil, err, notAppended(f, raw)
