@@ -8,6 +8,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -389,5 +390,54 @@ func TestDiallerChecksThePeer(t *testing.T) {
 	}
 	if _, err := ic.leader.memberCall(ctx, ic.b.cfg.ID, ic.b.cfg.Advertise, memberRequest{Op: opInfo}, 2*time.Second); err != nil {
 		t.Fatalf("info from b: %v", err)
+	}
+}
+
+// TestCertifyNamesOnlyTheCaller: a CA holder issues a member a
+// certificate for its own name and recorded key only, naming no other
+// member's name or address.
+func TestCertifyNamesOnlyTheCaller(t *testing.T) {
+	ic := startIdentityCluster(t)
+	holder, b := ic.leader, ic.b
+	holder.EnableJoin(ic.ca.cert, fakeKeys{keys: map[string]crypto.Signer{pki.CAKeyName: ic.ca.key}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	own, err := x509.MarshalPKIXPublicKey(b.cfg.TLS.Cert.Leaf.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := x509.MarshalPKIXPublicKey(fresh.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		pub   []byte
+		hosts []string
+	}{
+		{"another key", other, nil},
+		{"another member's name as a host", own, []string{ic.c.cfg.ID}},
+		{"the leader's name as a host", own, []string{strings.ToUpper(holder.cfg.ID)}},
+	} {
+		ans := holder.certifyLocal(ctx, memberRequest{Op: opCertify, ID: b.cfg.ID, Pub: tc.pub, Hosts: tc.hosts}, b.cfg.ID)
+		if ans.Cert != nil || ans.Code != "refused" {
+			t.Errorf("%s: issued %v, code %q, %s", tc.name, ans.Cert != nil, ans.Code, ans.Error)
+		}
+	}
+	// Over the wire too.
+	if _, err := b.RenewCertificate(ctx, fresh.Public(), nil); err == nil {
+		t.Error("b renewed its certificate for another key")
+	}
+	// Its own name and key, with a host of its own, are fine.
+	cert, err := b.RenewCertificate(ctx, b.cfg.TLS.Cert.Leaf.PublicKey, []string{"b.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cert.Subject.CommonName != b.cfg.ID || cert.VerifyHostname("b.example.com") != nil || cert.VerifyHostname(ic.c.cfg.ID) == nil {
+		t.Fatalf("certificate for %q, hosts %v %v", cert.Subject.CommonName, cert.DNSNames, cert.IPAddresses)
 	}
 }

@@ -463,6 +463,9 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 	if len(req.Hosts) > maxJoinHosts {
 		return refuse("bad_request", "%d extra hosts, at most %d", len(req.Hosts), maxJoinHosts)
 	}
+	if err := n.foreignHost(req.NodeID, host, req.Hosts); err != nil {
+		return refuse("bad_request", "%v", err)
+	}
 	pubAny, err := parseNodePublicKey(req.TLSPub)
 	if err != nil {
 		return refuse("bad_request", "tls_pub: %v", err)
@@ -533,8 +536,7 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 	// The token is spent; a nonvoter cannot hurt the quorum even if the
 	// new node never comes up. The leader records its key first, so that
 	// only it can use its name on the cluster port.
-	tlsSum := sha256.Sum256(req.TLSPub)
-	add := memberRequest{Op: opAddNonvoter, ID: req.NodeID, Address: req.Advertise, SPKI: hex.EncodeToString(tlsSum[:])}
+	add := memberRequest{Op: opAddNonvoter, ID: req.NodeID, Address: req.Advertise, SPKI: spkiHash(cert)}
 	if err := n.onLeader(ctx, add); err != nil {
 		return refuse("failed", "the join token was used, but the cluster did not add %s: %v; remove it with `bulwark cluster remove %s` and join with a new token",
 			req.NodeID, err, req.NodeID)

@@ -21,8 +21,10 @@ import (
 // holding only the CA key can pass for a member.
 
 // spkiHash is the hex SHA-256 of a certificate's SubjectPublicKeyInfo.
-func spkiHash(leaf *x509.Certificate) string {
-	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+func spkiHash(leaf *x509.Certificate) string { return hexSHA256(leaf.RawSubjectPublicKeyInfo) }
+
+func hexSHA256(b []byte) string {
+	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
 
