@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/node/loopback"
 	"github.com/bulwark-auth/bulwark/node/pki"
 )
 
@@ -226,6 +227,18 @@ func TestRemovedMemberKeepsNothing(t *testing.T) {
 	bKey := spkiHash(b.cfg.TLS.Cert.Leaf)
 	cKey := spkiHash(c.cfg.TLS.Cert.Leaf)
 
+	// The leader holds the CA key and admits joiners (its chain carries the
+	// CA, which a joiner checks against the token's pin); b makes a token.
+	leaf := leader.cfg.TLS.Cert
+	leader.cfg.TLS.SetCertificate(tls.Certificate{Certificate: [][]byte{leaf.Certificate[0], ic.ca.cert.Raw},
+		PrivateKey: leaf.PrivateKey, Leaf: leaf.Leaf})
+	leader.EnableJoin(ic.ca.cert, fakeKeys{keys: map[string]crypto.Signer{pki.CAKeyName: ic.ca.key}})
+	b.EnableJoin(ic.ca.cert, fakeKeys{})
+	bToken, _, err := b.CreateJoinToken(ctx, time.Hour, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	// While a member: b's own key, and attempts at c's name.
 	if _, err := b.Apply(ctx, keyPublish(t, "b-own", b.cfg.ID, time.Time{}, time.Time{})); err != nil {
 		t.Fatalf("b publishing its own key: %v", err)
@@ -289,6 +302,15 @@ func TestRemovedMemberKeepsNothing(t *testing.T) {
 	}
 	if _, err := b.Apply(ctx, userCmd(t, "made-by-removed-b-2")); err == nil {
 		t.Error("removed b's own forwarding applied a write")
+	}
+	// Nor does the join token b made bring it back under a new name.
+	if _, err := Join(ctx, bToken, JoinRequest{NodeID: "b-again", Advertise: loopback.Addr(t)}); err == nil {
+		t.Error("a join token made by the removed b admitted a node")
+	} else {
+		t.Logf("join with b's token: %v", err)
+	}
+	if ids := suffrages(leader); len(ids) != 2 {
+		t.Errorf("configuration %v after the removed b's attempts", ids)
 	}
 	if n := len(users(t, leader)); n != users0 {
 		t.Errorf("%d users after the removed b's attempts, %d before", n, users0)

@@ -351,7 +351,8 @@ type joinAnswer struct {
 	WrappedDataKey *wrappedDataKey `json:"wrapped_data_key,omitempty"`
 	Members        []memberWire    `json:"members,omitempty"`
 	// Code says why a join was refused: token_unknown, token_used,
-	// token_expired, name_taken, address_taken, no_ca, bad_request, busy,
+	// token_expired, token_revoked (its maker is no longer a member),
+	// name_taken, address_taken, no_ca, bad_request, busy,
 	// no_leader, failed. Error is the message for people.
 	Code  string `json:"code,omitempty"`
 	Error string `json:"error,omitempty"`
@@ -479,17 +480,24 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 	sum := sha256.Sum256(req.Secret)
 	hash := hex.EncodeToString(sum[:])
 	now := n.cfg.Now()
+	var issuer string
 	err = n.View(func(r fsm.Reader) error {
 		rec, err := r.JoinToken(hash)
 		if err != nil {
 			return err
 		}
+		issuer = rec.Issuer
 		return rec.Usable(now)
 	})
 	if ans := tokenRefusal(err); ans.Code != "" {
 		return ans
 	} else if err != nil {
 		return refuse("failed", "reading the join tokens: %v", err)
+	}
+	// A removed node's tokens admit no one: it could otherwise come back
+	// under a new name (the leader checks this too, authority.go).
+	if !n.isMember(issuer) {
+		return refuse("token_revoked", "the join token was made by %s, which is no longer a member of the cluster%s", issuer, newTokenHint)
 	}
 
 	servers := n.servers()
