@@ -21,6 +21,10 @@ type MemberKey struct {
 
 const memberKeyPrefix = "member_key/"
 
+// levelOneNamePerKey is the feature level from which a key is recorded
+// for one name only.
+const levelOneNamePerKey = 3
+
 var memberKeyHandlers = map[handlerKey]handler{
 	{TypeMemberKey, 1}: applyMemberKey,
 }
@@ -37,7 +41,7 @@ func applyMemberKey(t txn, c Command) (any, error) {
 	// its own key under another's name could pass for it on the cluster
 	// port (node checks who proposes; this holds whoever did).
 	meta := t.tx.Bucket(bucketMeta)
-	if levelOf(meta.Get(keyLevel)) >= 3 {
+	if levelOf(meta.Get(keyLevel)) >= levelOneNamePerKey {
 		prefix := []byte(memberKeyPrefix)
 		cur := meta.Cursor()
 		for k, v := cur.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = cur.Next() {
