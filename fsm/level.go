@@ -17,7 +17,12 @@ import (
 //	   member.key v1
 //	3: session.create v2, user.set_password v2 (the password generation
 //	   re-checked in Apply), key.publish v2 (a key's issuer),
-//	   tokens.issuer v1
+//	   tokens.issuer v1; and Apply changes: a command's time never runs
+//	   backwards (clock.go), and member.key refuses a key recorded for
+//	   another node
+//
+// A change of Apply is a level like a new command: it takes effect from
+// the entry after the one that raised the level, on every node at once.
 const (
 	// MaxLevel is the highest level this binary applies.
 	MaxLevel = 3

@@ -1,9 +1,11 @@
 package fsm
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestClusterLevelOnlyRises(t *testing.T) {
@@ -50,5 +52,84 @@ func TestMemberKey(t *testing.T) {
 			}
 			return nil
 		})
+	}
+	// From level 3 on, a key recorded for n1 is refused for another name;
+	// n1 may record it again.
+	k1 := strings.Repeat("cd", 32)
+	if r := a.apply(TypeClusterLevel, t0, ClusterLevel{Level: 3}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := a.apply(TypeMemberKey, t0, MemberKey{Node: "n2", SPKI: k1}); !errors.Is(r.Err, ErrInvalidCommand) {
+		t.Fatalf("n1's key recorded for n2: %v", r.Err)
+	}
+	for _, m := range []MemberKey{{Node: "n1", SPKI: k1}, {Node: "n2", SPKI: spki}} {
+		if r := a.apply(TypeMemberKey, t0, m); r.Err != nil {
+			t.Fatalf("%+v: %v", m, r.Err)
+		}
+	}
+	a.s.View(func(r Reader) error {
+		if got, _ := r.MemberKey("n2"); got != spki {
+			t.Fatalf("n2's key %q, want %q", got, spki)
+		}
+		return nil
+	})
+}
+
+// TestTimeNeverRunsBackwards: from level 3 on, a command stamped before
+// the latest time applied is applied at that time, results and audit
+// entries included, and a snapshot carries the latest time; below level 3
+// the command's own time stands, as on a node of an earlier release.
+func TestTimeNeverRunsBackwards(t *testing.T) {
+	a := newApplier(t)
+	later, earlier := t0.Add(time.Hour), t0
+	if got := attempt(a, later, "old"); got.Slot != later.UnixNano() {
+		t.Fatalf("slot %v", time.Unix(0, got.Slot))
+	}
+	if got := attempt(a, earlier, "old"); got.Slot != earlier.UnixNano() {
+		t.Fatalf("below level 3, a command stamped %v was applied at %v", earlier, time.Unix(0, got.Slot))
+	}
+	if r := a.apply(TypeClusterLevel, t0, ClusterLevel{Level: 3}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if got := attempt(a, later, "new"); got.Slot != later.UnixNano() {
+		t.Fatalf("slot %v, want %v", time.Unix(0, got.Slot), later)
+	}
+	r := a.apply(TypeAuditAppend, earlier, AuditAppend{Type: "test.event", Severity: AuditInfo})
+	if r.Err != nil || !r.Value.(*AuditEntry).Time.Equal(later) {
+		t.Fatalf("an audit entry stamped %v: %+v, want it at %v", earlier, r, later)
+	}
+	l := viewValue(t, a.s, func(r Reader) (Lockout, error) { return r.Lockout("new") })
+	if got := attempt(a, earlier, "new"); got.Slot != later.UnixNano() {
+		t.Fatalf("a command stamped %v was applied at %v, after one at %v", earlier, time.Unix(0, got.Slot), later)
+	}
+	if l2 := viewValue(t, a.s, func(r Reader) (Lockout, error) { return r.Lockout("new") }); l2.WindowStart != l.WindowStart {
+		t.Fatalf("window start moved from %d to %d", l.WindowStart, l2.WindowStart)
+	}
+	if got := viewValue(t, a.s, func(r Reader) (time.Time, error) { return r.AppliedTime(), nil }); !got.Equal(later) {
+		t.Fatalf("applied time %v, want %v", got, later)
+	}
+
+	// A node restored from a snapshot goes on from the same time.
+	snap, err := a.s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	_, err = snap.WriteTo(&buf)
+	snap.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := newApplier(t)
+	if err := b.s.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	b.index = a.index
+	if got := attempt(b, earlier, "restored"); got.Slot != later.UnixNano() {
+		t.Fatalf("after a restore, a command stamped %v was applied at %v", earlier, time.Unix(0, got.Slot))
+	}
+	// Time still moves forward.
+	if got := attempt(b, later.Add(time.Second), "restored"); got.Slot != later.Add(time.Second).UnixNano() {
+		t.Fatalf("slot %v, want %v", time.Unix(0, got.Slot), later.Add(time.Second))
 	}
 }

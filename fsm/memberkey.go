@@ -21,6 +21,10 @@ type MemberKey struct {
 
 const memberKeyPrefix = "member_key/"
 
+// levelOneNamePerKey is the feature level from which a key is recorded
+// for one name only.
+const levelOneNamePerKey = 3
+
 var memberKeyHandlers = map[handlerKey]handler{
 	{TypeMemberKey, 1}: applyMemberKey,
 }
@@ -33,7 +37,20 @@ func applyMemberKey(t txn, c Command) (any, error) {
 	if p.Node == "" || len(p.Node) > 64 || strings.ContainsFunc(p.Node, func(r rune) bool { return r <= ' ' || r > '~' }) || !isHex(p.SPKI, 64) {
 		return nil, fmt.Errorf("%w: member.key: a node name and 64 lowercase hex digits", ErrInvalidCommand)
 	}
-	return nil, t.tx.Bucket(bucketMeta).Put([]byte(memberKeyPrefix+p.Node), []byte(p.SPKI))
+	// From level 3 on, a key certifies one name: a member that recorded
+	// its own key under another's name could pass for it on the cluster
+	// port (node checks who proposes; this holds whoever did).
+	meta := t.tx.Bucket(bucketMeta)
+	if levelOf(meta.Get(keyLevel)) >= levelOneNamePerKey {
+		prefix := []byte(memberKeyPrefix)
+		cur := meta.Cursor()
+		for k, v := cur.Seek(prefix); k != nil && hasPrefix(k, prefix); k, v = cur.Next() {
+			if string(v) == p.SPKI && string(k[len(prefix):]) != p.Node {
+				return nil, fmt.Errorf("%w: member.key: that key is recorded for %s", ErrInvalidCommand, k[len(prefix):])
+			}
+		}
+	}
+	return nil, meta.Put([]byte(memberKeyPrefix+p.Node), []byte(p.SPKI))
 }
 
 // MemberKey returns the key hash recorded for node, if any.

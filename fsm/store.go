@@ -368,6 +368,11 @@ func applyOne(tx *bolt.Tx, data []byte) (Result, Type) {
 	}
 	h := handlers[handlerKey{cmd.Type, cmd.Version}]
 	t := txn{tx}
+	if levelOf(tx.Bucket(bucketMeta).Get(keyLevel)) >= levelMonotonicTime {
+		if err := t.advanceTime(&cmd); err != nil { // clock.go
+			return Result{Err: err}, cmd.Type
+		}
+	}
 	v, err := h(t, cmd)
 	if err == nil {
 		for _, a := range cmd.Audit {

@@ -57,7 +57,7 @@ func (n *Node) trackCatchUp() {
 		if id == "" || string(id) == n.cfg.ID {
 			return false
 		}
-		ans, err := n.memberCall(ctx, string(addr), memberRequest{Op: opInfo}, infoTimeout)
+		ans, err := n.memberCall(ctx, string(id), string(addr), memberRequest{Op: opInfo}, infoTimeout)
 		if err != nil || ans.Info == nil || ans.Info.State != raft.Leader.String() {
 			return false
 		}

@@ -10,9 +10,12 @@ package node
 //
 // The mutual-TLS handshake says who asks; the holder issues only for that
 // name, only to a member of the current configuration (a removed node
-// gets nothing), for the host of its address in the configuration plus
-// the hosts it asks for. Every certificate issued is an audit entry,
-// committed before the certificate is handed out.
+// gets nothing), only for the key the cluster recorded for it (a member
+// cannot have its name certified for a key someone else holds), for the
+// host of its address in the configuration plus the hosts it asks for,
+// none of which may be another member's name or address (foreignHost).
+// Every certificate issued is an audit entry, committed before the
+// certificate is handed out.
 
 import (
 	"context"
@@ -59,7 +62,7 @@ func (n *Node) RenewCertificate(ctx context.Context, pub crypto.PublicKey, hosts
 			if m.err != nil || !m.info.CA || m.id == n.cfg.ID {
 				continue
 			}
-			a, err := n.memberCall(ctx, m.address, req, memberTimeout)
+			a, err := n.memberCall(ctx, m.id, m.address, req, memberTimeout)
 			if err == nil && a.Code == "" && a.Cert != nil {
 				ans = a
 				break
@@ -125,11 +128,20 @@ func (n *Node) certifyLocal(ctx context.Context, req memberRequest, caller strin
 	if err != nil {
 		return memberAnswer{Code: "refused", Error: "pub: " + err.Error()}
 	}
+	if want, ok := memberKeyOf(n, caller); ok {
+		if der, err := x509.MarshalPKIXPublicKey(pub); err != nil || hexSHA256(der) != want {
+			return memberAnswer{Code: "refused", Error: fmt.Sprintf(
+				"%s asks a certificate for a key other than the one the cluster recorded for it", caller)}
+		}
+	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return memberAnswer{Code: "refused", Error: fmt.Sprintf("member address %q: %v", addr, err)}
 	}
-	now := time.Now()
+	if err := n.foreignHost(caller, host, req.Hosts); err != nil {
+		return memberAnswer{Code: "refused", Error: err.Error()}
+	}
+	now := n.cfg.Now()
 	cert, err := pki.IssueNodeCert(a.ca, caKey, pub, caller, append([]string{host}, req.Hosts...), now, pki.NodeCertTTL)
 	if err != nil {
 		return memberAnswer{Code: "refused", Error: err.Error()}
@@ -149,4 +161,42 @@ func (n *Node) certifyLocal(ctx context.Context, req memberRequest, caller strin
 	}
 	n.log.Info("issued a node certificate", "id", caller, "serial", cert.SerialNumber.Text(16), "not_after", cert.NotAfter.UTC())
 	return memberAnswer{Cert: cert.Raw}
+}
+
+// foreignHost refuses, in the hosts the node id (at a cluster address
+// whose host is own) asks a certificate to name, another member's node
+// name or the host of its address: a certificate for them would let the
+// node pass for that member to whoever dials it by that name. The
+// loopback names every node certificate carries, and own itself, are
+// not another member's even where members share a machine.
+func (n *Node) foreignHost(id, own string, hosts []string) error {
+	for _, s := range n.servers() {
+		if string(s.ID) == id {
+			continue
+		}
+		theirs, _, _ := net.SplitHostPort(string(s.Address))
+		for _, h := range hosts {
+			switch {
+			case strings.EqualFold(h, string(s.ID)):
+				return fmt.Errorf("%q is the name of member %s; a node certificate names its own node", h, s.ID)
+			case sameHost(h, theirs) && !sameHost(h, own) && !isLoopbackName(h):
+				return fmt.Errorf("%q is the host of member %s (%s); a node certificate names its own node", h, s.ID, s.Address)
+			}
+		}
+	}
+	return nil
+}
+
+func sameHost(a, b string) bool {
+	if ia, ib := net.ParseIP(a), net.ParseIP(b); ia != nil || ib != nil {
+		return ia != nil && ib != nil && ia.Equal(ib)
+	}
+	return strings.EqualFold(a, b)
+}
+
+func isLoopbackName(h string) bool {
+	if ip := net.ParseIP(h); ip != nil {
+		return ip.IsLoopback()
+	}
+	return strings.EqualFold(h, "localhost")
 }

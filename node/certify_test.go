@@ -21,11 +21,11 @@ import (
 	"github.com/bulwark-auth/bulwark/tpm"
 )
 
-// presented dials the member at addr as from and returns the certificate
-// it presents to new connections.
-func presented(t *testing.T, from *Node, addr string) *x509.Certificate {
+// presented dials the member to as from and returns the certificate it
+// presents to new connections.
+func presented(t *testing.T, from, to *Node) *x509.Certificate {
 	t.Helper()
-	c, err := dialCluster(from.fwd.tls, addr, protoMember, 5*time.Second)
+	c, err := dialCluster(from.fwd.tls, to.cfg.Advertise, protoMember, 5*time.Second, from.serverIs(to.cfg.ID))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,11 +93,11 @@ func TestRenewCertificate(t *testing.T) {
 
 	// Presented from now on: new connections see it, and cluster status
 	// reports its expiry.
-	if got := presented(t, a, b.cfg.Advertise); got.SerialNumber.Cmp(jb.Cert.SerialNumber) != 0 {
+	if got := presented(t, a, b); got.SerialNumber.Cmp(jb.Cert.SerialNumber) != 0 {
 		t.Fatal("b presents a certificate other than the one it joined with")
 	}
 	b.fwd.tls.SetCertificate(tls.Certificate{Certificate: [][]byte{renewed.Raw, jb.CA.Raw}, PrivateKey: jb.Key, Leaf: renewed})
-	if got := presented(t, a, b.cfg.Advertise); got.SerialNumber.Cmp(renewed.SerialNumber) != 0 {
+	if got := presented(t, a, b); got.SerialNumber.Cmp(renewed.SerialNumber) != 0 {
 		t.Fatal("b does not present its renewed certificate")
 	}
 	if _, err := b.Apply(ctx, userCmd(t, "after-renewal")); err != nil {
@@ -129,7 +129,7 @@ func TestRenewCertificate(t *testing.T) {
 		t.Fatalf("renewal for a P-224 key: %v", err)
 	}
 	der, _ := x509.MarshalPKIXPublicKey(jb.Key.Public())
-	ans, err := b.memberCall(ctx, a.cfg.Advertise, memberRequest{Op: opCertify, ID: "a", Pub: der}, memberTimeout)
+	ans, err := b.memberCall(ctx, "a", a.cfg.Advertise, memberRequest{Op: opCertify, ID: "a", Pub: der}, memberTimeout)
 	if err != nil || ans.Cert != nil || !strings.Contains(ans.Error, "renews its own") {
 		t.Fatalf("b asking a certificate for a: %+v, %v", ans, err)
 	}
@@ -170,12 +170,12 @@ func TestRenewCertificate(t *testing.T) {
 
 	// A removed node's certificate opens nothing on the cluster port: no
 	// renewal, no write, no membership change.
-	if _, err := b.memberCall(ctx, a.cfg.Advertise, memberRequest{Op: opCertify, ID: "b", Pub: der}, memberTimeout); err == nil {
+	if _, err := b.memberCall(ctx, "a", a.cfg.Advertise, memberRequest{Op: opCertify, ID: "b", Pub: der}, memberTimeout); err == nil {
 		t.Fatal("a removed node reached the membership service")
 	}
 	cmd := userCmd(t, "by-a-removed-node")
 	data, _ := cmd.Encode()
-	if _, err := b.forward(ctx, a.cfg.Advertise, cmd, data); err == nil {
+	if _, err := b.forward(ctx, "a", a.cfg.Advertise, cmd, data); err == nil {
 		t.Fatal("a removed node forwarded a write")
 	}
 	// The services check it too, should a connection get that far.
@@ -195,7 +195,7 @@ func TestRenewCertificate(t *testing.T) {
 
 // callInfo asks the member at addr for its info, as ct.
 func callInfo(ctx context.Context, ct *ClusterTLS, addr string) error {
-	c, err := dialCluster(ct, addr, protoMember, 5*time.Second)
+	c, err := dialCluster(ct, addr, protoMember, 5*time.Second, anyServer)
 	if err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -59,6 +60,9 @@ type forwardAnswer struct {
 	// (appended but not known committed: the write may still take effect,
 	// so it must not be sent again), or a message.
 	Error string `json:"error,omitempty"`
+	// Code "refused": the caller may not have this written
+	// (authority.go); Error says why.
+	Code string `json:"code,omitempty"`
 }
 
 // errNotApplied marks a write that certainly did not reach any log: it
@@ -121,7 +125,7 @@ func readFrame(r *bufio.Reader) ([]byte, error) {
 // closes, applying them concurrently.
 func (n *Node) serveForward(c net.Conn) {
 	defer c.Close()
-	caller := peerName(c)
+	caller, leaf := peerName(c), peerLeaf(c)
 	r, w := bufio.NewReader(c), bufio.NewWriter(c)
 	var wmu sync.Mutex
 	var wg sync.WaitGroup
@@ -135,10 +139,7 @@ func (n *Node) serveForward(c net.Conn) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			ans := forwardAnswer{Error: fmt.Sprintf("%s is not a member of the cluster", caller)}
-			if n.isMember(caller) {
-				ans = n.applyForwarded(req[idSize:])
-			}
+			ans := n.applyForwarded(caller, leaf, req[idSize:])
 			b, err := json.Marshal(ans)
 			if err != nil {
 				b, _ = json.Marshal(forwardAnswer{Error: err.Error()})
@@ -156,18 +157,43 @@ func (n *Node) serveForward(c net.Conn) {
 
 // peerName is the cluster certificate name of c's peer, "" if none.
 func peerName(c net.Conn) string {
-	if tc, ok := c.(*tls.Conn); ok {
-		if cs := tc.ConnectionState(); len(cs.VerifiedChains) > 0 {
-			return cs.PeerCertificates[0].Subject.CommonName
-		}
+	if leaf := peerLeaf(c); leaf != nil {
+		return leaf.Subject.CommonName
 	}
 	return ""
 }
 
-// applyForwarded applies a follower's command if this node leads.
-func (n *Node) applyForwarded(data []byte) forwardAnswer {
+// peerLeaf is the verified cluster certificate of c's peer, nil if none.
+func peerLeaf(c net.Conn) *x509.Certificate {
+	if tc, ok := c.(*tls.Conn); ok {
+		if cs := tc.ConnectionState(); len(cs.VerifiedChains) > 0 {
+			return cs.PeerCertificates[0]
+		}
+	}
+	return nil
+}
+
+// applyForwarded applies a command that caller, presenting leaf, forwarded,
+// if this node leads and the caller may write it (authority.go). The
+// command runs on the leader's clock, not the follower's: its time is
+// stamped here, so a lockout window or an expiry does not depend on which
+// node the client reached (fsm/clock.go keeps it from running backwards
+// when the next leader's clock is behind).
+func (n *Node) applyForwarded(caller string, leaf *x509.Certificate, data []byte) forwardAnswer {
+	if err := n.checkCaller(caller, leaf); err != nil {
+		n.log.Warn("refused a forwarded write", "from", caller, "error", err)
+		return forwardAnswer{Code: "refused", Error: err.Error()}
+	}
 	cmd, err := fsm.DecodeCommand(data)
 	if err != nil {
+		return forwardAnswer{Error: err.Error()}
+	}
+	if err := n.checkSpeaksFor(caller, leaf, cmd); err != nil {
+		n.log.Warn("refused a forwarded write", "from", caller, "type", cmd.Type, "error", err)
+		return forwardAnswer{Code: "refused", Error: err.Error()}
+	}
+	cmd.Time = n.cfg.Now().UnixNano()
+	if data, err = cmd.Encode(); err != nil {
 		return forwardAnswer{Error: err.Error()}
 	}
 	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
@@ -194,8 +220,11 @@ func (n *Node) applyForwarded(data []byte) forwardAnswer {
 
 // forwarder keeps forwardConns connections to each leader it has sent
 // writes to: a TLS handshake per write would cost more than the write.
+// Connections are kept by the leader's id and address, and the leader
+// must present the certificate of that id (check).
 type forwarder struct {
-	tls *ClusterTLS
+	tls   *ClusterTLS
+	check func(id string) serverCheck
 
 	mu     sync.Mutex
 	conns  map[string]*[forwardConns]*fwdConn
@@ -203,8 +232,9 @@ type forwarder struct {
 	closed bool
 }
 
-// conn returns a live connection to addr, dialling one if needed.
-func (f *forwarder) conn(addr string, timeout time.Duration) (*fwdConn, error) {
+// conn returns a live connection to the leader id at addr, dialling one
+// if needed.
+func (f *forwarder) conn(id, addr string, timeout time.Duration) (*fwdConn, error) {
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
@@ -213,10 +243,11 @@ func (f *forwarder) conn(addr string, timeout time.Duration) (*fwdConn, error) {
 	if f.conns == nil {
 		f.conns = map[string]*[forwardConns]*fwdConn{}
 	}
-	slots := f.conns[addr]
+	key := id + "@" + addr
+	slots := f.conns[key]
 	if slots == nil {
 		slots = new([forwardConns]*fwdConn)
-		f.conns[addr] = slots
+		f.conns[key] = slots
 	}
 	i := f.next % forwardConns
 	f.next++
@@ -226,7 +257,7 @@ func (f *forwarder) conn(addr string, timeout time.Duration) (*fwdConn, error) {
 	}
 	f.mu.Unlock()
 
-	c, err := dialCluster(f.tls, addr, protoForward, timeout)
+	c, err := dialCluster(f.tls, addr, protoForward, timeout, f.check(id))
 	if err != nil {
 		return nil, err
 	}
@@ -395,16 +426,16 @@ func (fc *fwdConn) call(ctx context.Context, deadline time.Time, data []byte) (a
 	return nil, true, err
 }
 
-// forward sends data to the leader at addr and returns the result once
+// forward sends data to the leader id at addr and returns the result once
 // this node's own state has applied the entry, so a client reading from
 // the node that acknowledged its write sees it (a revoked session stays
 // revoked here, a new one is found here).
-func (n *Node) forward(ctx context.Context, addr string, cmd fsm.Command, data []byte) (any, error) {
+func (n *Node) forward(ctx context.Context, id, addr string, cmd fsm.Command, data []byte) (any, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(n.cfg.ApplyTimeout)
 	}
-	fc, err := n.fwd.conn(addr, time.Until(deadline))
+	fc, err := n.fwd.conn(id, addr, time.Until(deadline))
 	if err != nil { // nothing was sent
 		return nil, fmt.Errorf("%w: %w: forwarding to the leader at %s: %v", ErrNoLeader, errNotApplied, addr, err)
 	}
@@ -419,11 +450,13 @@ func (n *Node) forward(ctx context.Context, addr string, cmd fsm.Command, data [
 	if err := json.Unmarshal(b, &ans); err != nil {
 		return nil, fmt.Errorf("node: forwarded answer: %w", err)
 	}
-	switch ans.Error {
-	case "":
-	case "not_applied":
+	switch {
+	case ans.Error == "":
+	case ans.Code == "refused":
+		return nil, fmt.Errorf("%w: %s", ErrRefused, ans.Error)
+	case ans.Error == "not_applied":
 		return nil, fmt.Errorf("%w: %w: the node at %s no longer leads", ErrNoLeader, errNotApplied, addr)
-	case "leadership_lost":
+	case ans.Error == "leadership_lost":
 		return nil, fmt.Errorf("%w: the leader at %s lost leadership while committing; the write may or may not take effect", ErrNoLeader, addr)
 	default:
 		return nil, fmt.Errorf("node: the leader refused the write: %s", ans.Error)

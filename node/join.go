@@ -280,7 +280,7 @@ func (n *Node) CreateJoinToken(ctx context.Context, ttl time.Duration, actor str
 	secret := make([]byte, joinSecretSize)
 	rand.Read(secret)
 	sum := sha256.Sum256(secret)
-	now := time.Now()
+	now := n.cfg.Now()
 	exp := now.Add(ttl)
 	cmd, err := fsm.NewCommand(fsm.TypeJoinToken, 1, now.UnixNano(),
 		fsm.JoinTokenCreate{Hash: hex.EncodeToString(sum[:]), ExpiresAt: exp.UnixNano(), Issuer: n.cfg.ID})
@@ -356,7 +356,8 @@ type joinAnswer struct {
 	WrappedDataKey *wrappedDataKey `json:"wrapped_data_key,omitempty"`
 	Members        []memberWire    `json:"members,omitempty"`
 	// Code says why a join was refused: token_unknown, token_used,
-	// token_expired, name_taken, address_taken, no_ca, bad_request, busy,
+	// token_expired, token_revoked (its maker is no longer a member),
+	// name_taken, address_taken, no_ca, bad_request, busy,
 	// no_leader, failed. Error is the message for people.
 	Code  string `json:"code,omitempty"`
 	Error string `json:"error,omitempty"`
@@ -476,6 +477,9 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 	if len(req.Hosts) > maxJoinHosts {
 		return refuse("bad_request", "%d extra hosts, at most %d", len(req.Hosts), maxJoinHosts)
 	}
+	if err := n.foreignHost(req.NodeID, host, req.Hosts); err != nil {
+		return refuse("bad_request", "%v", err)
+	}
 	pubAny, err := parseNodePublicKey(req.TLSPub)
 	if err != nil {
 		return refuse("bad_request", "tls_pub: %v", err)
@@ -488,18 +492,25 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 	// write. The log decides below, once.
 	sum := sha256.Sum256(req.Secret)
 	hash := hex.EncodeToString(sum[:])
-	now := time.Now()
+	now := n.cfg.Now()
+	var issuer string
 	err = n.View(func(r fsm.Reader) error {
 		rec, err := r.JoinToken(hash)
 		if err != nil {
 			return err
 		}
+		issuer = rec.Issuer
 		return rec.Usable(now)
 	})
 	if ans := tokenRefusal(err); ans.Code != "" {
 		return ans
 	} else if err != nil {
 		return refuse("failed", "reading the join tokens: %v", err)
+	}
+	// A removed node's tokens admit no one: it could otherwise come back
+	// under a new name (the leader checks this too, authority.go).
+	if !n.isMember(issuer) {
+		return refuse("token_revoked", "the join token was made by %s, which is no longer a member of the cluster%s", issuer, newTokenHint)
 	}
 
 	servers := n.servers()
@@ -527,7 +538,7 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 		wrapped = &wrappedDataKey{KEMCiphertext: wk.KEMCiphertext, Ciphertext: wk.Ciphertext}
 	}
 
-	cmd, err := fsm.NewCommand(fsm.TypeJoinConsume, 1, time.Now().UnixNano(), fsm.JoinConsume{Hash: hash, NodeID: req.NodeID})
+	cmd, err := fsm.NewCommand(fsm.TypeJoinConsume, 1, n.cfg.Now().UnixNano(), fsm.JoinConsume{Hash: hash, NodeID: req.NodeID})
 	if err != nil {
 		return refuse("failed", "%v", err)
 	}
@@ -543,14 +554,11 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 		}
 		return refuse("failed", "consuming the join token: %v", err)
 	}
-	// Its key, so that only it can use its name on the cluster port.
-	tlsSum := sha256.Sum256(req.TLSPub)
-	if err := n.recordMemberKey(ctx, req.NodeID, hex.EncodeToString(tlsSum[:])); err != nil {
-		n.log.Warn("the joining node's key was not recorded; it records it itself once running", "id", req.NodeID, "error", err)
-	}
 	// The token is spent; a nonvoter cannot hurt the quorum even if the
-	// new node never comes up.
-	if err := n.onLeader(ctx, memberRequest{Op: opAddNonvoter, ID: req.NodeID, Address: req.Advertise}); err != nil {
+	// new node never comes up. The leader records its key first, so that
+	// only it can use its name on the cluster port.
+	add := memberRequest{Op: opAddNonvoter, ID: req.NodeID, Address: req.Advertise, SPKI: spkiHash(cert)}
+	if err := n.onLeader(ctx, add); err != nil {
 		return refuse("failed", "the join token was used, but the cluster did not add %s: %v; remove it with `bulwark cluster remove %s` and join with a new token",
 			req.NodeID, err, req.NodeID)
 	}

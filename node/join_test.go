@@ -241,6 +241,24 @@ func TestJoin(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 
+	// The leader records a joiner's key as it admits it, before the node
+	// ever runs (a member records only its own key; authority.go): here
+	// admitted by a, a follower.
+	viaA, _, err := a.CreateJoinToken(ctx, time.Hour, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jd, err := Join(ctx, viaA, JoinRequest{NodeID: "d", Advertise: loopback.Addr(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := memberKeyOf(b, "d"); got != spkiHash(jd.Cert) {
+		t.Fatalf("key recorded for the admitted d: %q, want %q", got, spkiHash(jd.Cert))
+	}
+	if err := a.RemoveMember(ctx, "d", "test"); err != nil {
+		t.Fatal(err)
+	}
+
 	// Removal, from a follower, goes to the leader.
 	if err := a.RemoveMember(ctx, "nope", "test"); !errors.Is(err, ErrNotMember) {
 		t.Fatalf("remove an unknown node: %v", err)

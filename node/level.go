@@ -59,9 +59,9 @@ func (n *Node) raiseLevelNow() {
 	if target <= cur || n.raft.State() != raft.Leader {
 		return
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeClusterLevel, 1, time.Now().UnixNano(), fsm.ClusterLevel{Level: target})
+	cmd, err := fsm.NewCommand(fsm.TypeClusterLevel, 1, n.cfg.Now().UnixNano(), fsm.ClusterLevel{Level: target})
 	if err == nil {
-		_, err = n.Apply(ctx, cmd)
+		err = n.applyHere(ctx, cmd) // a member forwarding it would be refused
 	}
 	if err != nil {
 		n.log.Warn("could not raise the cluster's feature level", "to", target, "error", err)

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/bulwark-auth/bulwark/fsm"
 )
@@ -22,8 +21,10 @@ import (
 // holding only the CA key can pass for a member.
 
 // spkiHash is the hex SHA-256 of a certificate's SubjectPublicKeyInfo.
-func spkiHash(leaf *x509.Certificate) string {
-	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+func spkiHash(leaf *x509.Certificate) string { return hexSHA256(leaf.RawSubjectPublicKeyInfo) }
+
+func hexSHA256(b []byte) string {
+	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }
 
@@ -42,6 +43,37 @@ func (n *Node) checkPeer(name string, leaf *x509.Certificate) error {
 	return nil
 }
 
+// checkServer decides whether a peer dialled as the member id, presenting
+// leaf, is that member: the certificate names id and, once id's key is
+// recorded, is for that key. Both ends of a cluster connection check: a
+// removed node, or anyone holding the CA key, that answers at a member's
+// address is not taken for it.
+func (n *Node) checkServer(id string, leaf *x509.Certificate) error {
+	if leaf.Subject.CommonName != id {
+		return fmt.Errorf("the node dialled as %s presents a certificate for %q", id, leaf.Subject.CommonName)
+	}
+	if want, ok := memberKeyOf(n, id); ok && want != spkiHash(leaf) {
+		return fmt.Errorf("%s presents a certificate for a key other than the one the cluster recorded for it", id)
+	}
+	return nil
+}
+
+// checkServerAt is checkServer for the member the configuration has at
+// addr: where Raft dials.
+func (n *Node) checkServerAt(addr string, leaf *x509.Certificate) error {
+	for _, s := range n.servers() {
+		if string(s.Address) == addr {
+			return n.checkServer(string(s.ID), leaf)
+		}
+	}
+	return fmt.Errorf("no member of the cluster's configuration is at %s", addr)
+}
+
+// serverIs is checkServer for id as a serverCheck.
+func (n *Node) serverIs(id string) serverCheck {
+	return func(leaf *x509.Certificate) error { return n.checkServer(id, leaf) }
+}
+
 // recordMemberKey records node's key, when the cluster's level has it.
 func (n *Node) recordMemberKey(ctx context.Context, node, spki string) error {
 	var level int
@@ -49,7 +81,7 @@ func (n *Node) recordMemberKey(ctx context.Context, node, spki string) error {
 	if level < 2 {
 		return errors.New("the cluster is below feature level 2")
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeMemberKey, 1, time.Now().UnixNano(), fsm.MemberKey{Node: node, SPKI: spki})
+	cmd, err := fsm.NewCommand(fsm.TypeMemberKey, 1, n.cfg.Now().UnixNano(), fsm.MemberKey{Node: node, SPKI: spki})
 	if err != nil {
 		return err
 	}

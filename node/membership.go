@@ -65,6 +65,10 @@ type memberRequest struct {
 	// Level: promote, the feature level of the asking node's binary
 	// (fsm.MaxLevel); absent from a node of the first release.
 	Level int `json:"level,omitempty"`
+	// SPKI: add_nonvoter, the hex SHA-256 of the joining node's key,
+	// which the leader records (fsm member.key) before adding it; absent
+	// from an admitting node of an earlier release.
+	SPKI string `json:"spki,omitempty"`
 }
 
 type memberAnswer struct {
@@ -185,6 +189,9 @@ func (n *Node) memberLocal(req memberRequest, caller string) memberAnswer {
 		// The members so far first settle the level the newcomer must
 		// apply; while it catches up, it would hold the level back.
 		n.raiseLevelNow()
+		if ans, ok := n.recordJoinerKey(req); !ok {
+			return ans
+		}
 		f = n.raft.AddNonvoter(raft.ServerID(req.ID), raft.ServerAddress(req.Address), 0, memberTimeout)
 	case opPromote:
 		if caller != req.ID {
@@ -229,6 +236,36 @@ func (n *Node) memberLocal(req memberRequest, caller string) memberAnswer {
 	return memberAnswer{}
 }
 
+// recordJoinerKey records, on the leader, the key of the node req adds,
+// before it is a member: the state records a member's key only from the
+// member itself (authority.go) or from the leader admitting it. Below
+// level 2, or from an admitting node of an earlier release, there is no
+// key to record; the node records its own once running.
+func (n *Node) recordJoinerKey(req memberRequest) (memberAnswer, bool) {
+	if req.SPKI == "" || clusterLevelOf(n) < 2 {
+		return memberAnswer{}, true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), memberTimeout)
+	defer cancel()
+	cmd, err := fsm.NewCommand(fsm.TypeMemberKey, 1, n.cfg.Now().UnixNano(), fsm.MemberKey{Node: req.ID, SPKI: req.SPKI})
+	if err == nil {
+		err = n.applyHere(ctx, cmd)
+	}
+	switch {
+	case err == nil:
+		return memberAnswer{}, true
+	case errors.Is(err, fsm.ErrInvalidCommand), errors.Is(err, fsm.ErrMalformedCommand):
+		return memberAnswer{Code: "refused", Error: fmt.Sprintf("the key of %s: %v", req.ID, err)}, false
+	default: // leadership moved: onLeader asks the next leader
+		return memberAnswer{Code: "no_leader", Error: fmt.Sprintf("recording the key of %s: %v", req.ID, err)}, false
+	}
+}
+
+func clusterLevelOf(n *Node) (level int) {
+	n.View(func(r fsm.Reader) error { level = r.ClusterLevel(); return nil })
+	return level
+}
+
 // consumedBy reports whether the log consumed a join token for node id.
 func (n *Node) consumedBy(id string) bool {
 	found := false
@@ -241,8 +278,8 @@ func (n *Node) consumedBy(id string) bool {
 	return found
 }
 
-// memberCall sends req to the member at addr over protocol 'M'.
-func (n *Node) memberCall(ctx context.Context, addr string, req memberRequest, timeout time.Duration) (memberAnswer, error) {
+// memberCall sends req to the member id at addr over protocol 'M'.
+func (n *Node) memberCall(ctx context.Context, id, addr string, req memberRequest, timeout time.Duration) (memberAnswer, error) {
 	if n.fwd.tls == nil {
 		return memberAnswer{}, errors.New("no cluster transport")
 	}
@@ -250,7 +287,7 @@ func (n *Node) memberCall(ctx context.Context, addr string, req memberRequest, t
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	c, err := dialCluster(n.fwd.tls, addr, protoMember, time.Until(deadline))
+	c, err := dialCluster(n.fwd.tls, addr, protoMember, time.Until(deadline), n.serverIs(id))
 	if err != nil {
 		return memberAnswer{}, err
 	}
@@ -288,7 +325,7 @@ func (n *Node) onLeader(ctx context.Context, req memberRequest) error {
 		} else if addr, id := n.leader(); id == "" {
 			err = fmt.Errorf("%w: no leader known", ErrNoLeader)
 		} else {
-			ans, err = n.memberCall(ctx, string(addr), req, memberTimeout)
+			ans, err = n.memberCall(ctx, string(id), string(addr), req, memberTimeout)
 			if err != nil {
 				err = fmt.Errorf("%w: the leader %s at %s: %v", ErrNoLeader, id, addr, err)
 			}
@@ -366,7 +403,7 @@ func (n *Node) RemoveMember(ctx context.Context, id, actor string) error {
 	if actor == "" {
 		actor = "system"
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeAuditAppend, 1, time.Now().UnixNano(), fsm.AuditAppend{
+	cmd, err := fsm.NewCommand(fsm.TypeAuditAppend, 1, n.cfg.Now().UnixNano(), fsm.AuditAppend{
 		Type: "cluster.remove", Severity: fsm.AuditWarning, Actor: actor, Subject: id,
 		Details: map[string]string{"via": n.cfg.ID}})
 	if err == nil {
@@ -424,7 +461,7 @@ func (n *Node) memberInfos(ctx context.Context, servers []raft.Server) []memberR
 			continue
 		}
 		wg.Go(func() {
-			ans, err := n.memberCall(ctx, string(s.Address), memberRequest{Op: opInfo}, infoTimeout)
+			ans, err := n.memberCall(ctx, string(s.ID), string(s.Address), memberRequest{Op: opInfo}, infoTimeout)
 			switch {
 			case err != nil:
 				out[i].err = err

@@ -36,6 +36,10 @@ var (
 	ErrNoLeader = errors.New("node: no leader")
 	// ErrShutdown: the node is shutting down.
 	ErrShutdown = errors.New("node: shutting down")
+	// ErrRefused: the leader refused a forwarded write because this node
+	// may not have it written: it is not a member under its recorded key,
+	// or the command speaks for another node (authority.go).
+	ErrRefused = errors.New("node: the leader refused the write")
 )
 
 // NotLeaderError carries the leader hint of a refused write.
@@ -75,6 +79,10 @@ type Config struct {
 	Join bool
 	// Logger receives the node's and Raft's logs.
 	Logger *slog.Logger
+	// Now is the clock the node stamps commands with (its own, and, as
+	// leader, every forwarded one: forward.go); nil is time.Now. Timeouts
+	// and deadlines use the real clock whatever it is.
+	Now func() time.Time
 
 	// Tuning; zero values take the defaults below.
 	HeartbeatTimeout  time.Duration
@@ -96,6 +104,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	if c.HeartbeatTimeout == 0 {
 		c.HeartbeatTimeout = 500 * time.Millisecond
@@ -227,7 +238,7 @@ func Open(cfg Config) (*Node, error) {
 			Stream: &raftLayer{l: cl, advertise: addr}, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
 			MaxRPCsInFlight: 1})
 		n.trans, n.closer, n.cluster = trans, trans.Close, cl
-		n.fwd.tls = cfg.TLS
+		n.fwd.tls, n.fwd.check = cfg.TLS, n.serverIs
 	} else {
 		// In-memory: a single node that dials no one. The address recorded in
 		// the configuration is the advertised one all the same.
@@ -284,9 +295,9 @@ func Open(cfg Config) (*Node, error) {
 	}
 	if n.cluster != nil {
 		n.cluster.handle(protoForward, n.serveForward)
-		n.cluster.handle(protoJoin, n.serveJoin)     // join.go
-		n.cluster.handle(protoMember, n.serveMember) // membership.go
-		n.cluster.setCheck(n.checkPeer)              // memberkey.go
+		n.cluster.handle(protoJoin, n.serveJoin)         // join.go
+		n.cluster.handle(protoMember, n.serveMember)     // membership.go
+		n.cluster.setCheck(n.checkPeer, n.checkServerAt) // memberkey.go
 		go n.trackCatchUp()
 		go n.recordOwnKey()
 	}
@@ -394,7 +405,7 @@ func (n *Node) applyOnce(ctx context.Context, cmd fsm.Command, data []byte, time
 		// after its append may still commit, and must not go twice.
 		var nl *NotLeaderError
 		if errors.Is(raw, raft.ErrNotLeader) && errors.As(err, &nl) && n.fwd.tls != nil && nl.LeaderAddr != "" && nl.LeaderID != n.cfg.ID {
-			v, err := n.forward(ctx, nl.LeaderAddr, cmd, data)
+			v, err := n.forward(ctx, nl.LeaderID, nl.LeaderAddr, cmd, data)
 			return v, err, errors.Is(err, errNotApplied)
 		}
 		return nil, err, notAppended(f, raw)
@@ -404,6 +415,31 @@ func (n *Node) applyOnce(ctx context.Context, cmd fsm.Command, data []byte, time
 		return nil, fmt.Errorf("node: unexpected apply response %T", f.Response()), false
 	}
 	return res.Value, res.Err, false
+}
+
+// applyHere proposes cmd on this node and never forwards it, for what only
+// the leader proposes; elsewhere it fails with ErrNotLeader or ErrNoLeader.
+func (n *Node) applyHere(ctx context.Context, cmd fsm.Command) error {
+	data, err := cmd.Encode()
+	if err != nil {
+		return err
+	}
+	timeout := n.cfg.ApplyTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	if timeout <= 0 {
+		return context.DeadlineExceeded
+	}
+	f := n.raft.Apply(data, timeout)
+	if err := f.Error(); err != nil {
+		return n.raftErr(err)
+	}
+	res, ok := f.Response().(fsm.Result)
+	if !ok {
+		return fmt.Errorf("node: unexpected apply response %T", f.Response())
+	}
+	return res.Err
 }
 
 // awaitNewLeader waits a moment, then until a leader is known: another

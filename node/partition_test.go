@@ -31,12 +31,13 @@ import (
 // therefore know who dialled it, and on loopback neither the source address
 // (always 127.0.0.1) nor the source port tells. The client certificate does,
 // but TLS 1.3 encrypts it, so each proxy terminates the mutual TLS: it
-// presents a certificate of the test CA for 127.0.0.1 (which the dialling
-// node verifies as it would the real peer), identifies the dialler by the
-// certificate it shows, and opens its own mutual-TLS connection to the real
-// listener presenting that same node's certificate (the test holds every
-// node's key). The nodes' code is untouched and still sees the peer's real
-// identity on both ends; only the test relays plaintext in between.
+// presents the certificate of the node it stands for (the dialling node
+// checks name, key and host as it would the real peer's), identifies the
+// dialler by the certificate it shows, and opens its own mutual-TLS
+// connection to the real listener presenting that same node's certificate
+// (the test holds every node's key). The nodes' code is untouched and still
+// sees the peer's real identity on both ends; only the test relays
+// plaintext in between.
 //
 // Alternatives rejected: per-pair addresses (node i knowing peer j at a proxy
 // for i→j) need different bootstrap configurations per node, which Raft
@@ -50,9 +51,8 @@ import (
 // own timers make the decisions either way). Heal lets connections through
 // again.
 type faultNet struct {
-	ca       *x509.CertPool
-	proxyTLS *ClusterTLS
-	nodes    map[string]*ClusterTLS // node id → the certificate the proxy presents for it
+	ca    *x509.CertPool
+	nodes map[string]*ClusterTLS // node id → the certificate the proxy presents for it
 
 	mu       sync.Mutex
 	isolated string // node id cut off from all others; "" when healed
@@ -71,7 +71,7 @@ type relayLink struct {
 }
 
 func newFaultNet(t *testing.T, ca *testCA) *faultNet {
-	f := &faultNet{ca: ca.pool, proxyTLS: ca.clusterTLS(t, "proxy"), nodes: map[string]*ClusterTLS{},
+	f := &faultNet{ca: ca.pool, nodes: map[string]*ClusterTLS{},
 		links: map[*relayLink]struct{}{}}
 	t.Cleanup(f.close) // registered before the nodes': runs after they have closed
 	return f
@@ -129,7 +129,7 @@ func (f *faultNet) relay(raw net.Conn, to, target string) {
 		}
 	}()
 
-	down := tls.Server(raw, f.proxyTLS.serverConfig())
+	down := tls.Server(raw, f.nodes[to].serverConfig())
 	down.SetDeadline(time.Now().Add(5 * time.Second))
 	if err := down.Handshake(); err != nil {
 		return

@@ -88,7 +88,7 @@ func TestClusterPortBoundsStrangers(t *testing.T) {
 	if !closed(joinConn()) {
 		t.Fatalf("a join connection past %d was kept open", maxJoinConns)
 	}
-	member, err := dialCluster(ct, addr, protoMember, 5*time.Second)
+	member, err := dialCluster(ct, addr, protoMember, 5*time.Second, anyServer)
 	if err != nil {
 		t.Fatalf("a member's connection with the join slots full: %v", err)
 	}

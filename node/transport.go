@@ -75,6 +75,11 @@ func (c *ClusterTLS) clientConfig(host string) *tls.Config {
 	}
 }
 
+// serverCheck decides whether the certificate a dialled peer presents is
+// the member the dialler meant (Node.checkServer); it runs after the
+// certificate verified against the cluster CA and the host.
+type serverCheck func(leaf *x509.Certificate) error
+
 // clusterListener accepts mutual-TLS connections on the cluster port and
 // hands each to the protocol its first byte names.
 type clusterListener struct {
@@ -89,6 +94,9 @@ type clusterListener struct {
 	// check, once set, must accept a peer's certificate name and leaf
 	// for every protocol but 'J' (Node.checkPeer).
 	check func(name string, leaf *x509.Certificate) error
+	// dialCheck, once set, must accept what a peer dialled at an address
+	// for Raft presents (Node.checkServerAt); until then Raft dials no one.
+	dialCheck func(addr string, leaf *x509.Certificate) error
 
 	// handshakes holds a slot for each connection from its accept until
 	// its handshake and protocol byte are done; joins one for each 'J'
@@ -271,11 +279,13 @@ func (l *clusterListener) queueRaft(c net.Conn) bool {
 	}
 }
 
-// setCheck makes check decide on every authenticated connection.
-func (l *clusterListener) setCheck(check func(name string, leaf *x509.Certificate) error) {
+// setCheck makes check decide on every authenticated connection, and
+// dialCheck on every peer Raft dials.
+func (l *clusterListener) setCheck(check func(name string, leaf *x509.Certificate) error,
+	dialCheck func(addr string, leaf *x509.Certificate) error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.check = check
+	l.check, l.dialCheck = check, dialCheck
 }
 
 // handle serves protocol proto with h from now on.
@@ -332,17 +342,36 @@ func (r *raftLayer) Close() error { return r.l.Close() }
 func (r *raftLayer) Addr() net.Addr { return r.advertise }
 
 // Dial opens a mutual-TLS connection to a peer and names the protocol.
+// The peer must present the certificate of the member the configuration
+// has at addr.
 func (r *raftLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	return dialCluster(r.l.tls, string(addr), protoRaft, timeout)
+	r.l.mu.RLock()
+	check := r.l.dialCheck
+	r.l.mu.RUnlock()
+	if check == nil {
+		return nil, fmt.Errorf("dial %s: the node is not running yet", addr)
+	}
+	return dialCluster(r.l.tls, string(addr), protoRaft, timeout,
+		func(leaf *x509.Certificate) error { return check(string(addr), leaf) })
 }
 
-func dialCluster(t *ClusterTLS, addr string, proto byte, timeout time.Duration) (net.Conn, error) {
+// dialCluster opens a mutual-TLS connection to the peer at addr, which
+// must present a certificate of the cluster CA for the host of addr that
+// check accepts, and names the protocol.
+func dialCluster(t *ClusterTLS, addr string, proto byte, timeout time.Duration, check serverCheck) (net.Conn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
 	}
+	cfg := t.clientConfig(host)
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		if len(cs.PeerCertificates) == 0 {
+			return errors.New("the peer presented no certificate")
+		}
+		return check(cs.PeerCertificates[0])
+	}
 	d := &net.Dialer{Timeout: timeout}
-	c, err := tls.DialWithDialer(d, "tcp", addr, t.clientConfig(host))
+	c, err := tls.DialWithDialer(d, "tcp", addr, cfg)
 	if err != nil {
 		return nil, err
 	}
