@@ -394,6 +394,11 @@ type RestoreInfo struct {
 	// not verify (it did not in the backed-up cluster either: the archive's
 	// checksums matched).
 	AuditProblem string `json:"audit_problem,omitempty"`
+	// DroppedCAKey, when not empty, is the pin of the backed-up cluster's
+	// CA, whose key (sealed under the cluster data key) the backup held
+	// and the restored state no longer does: the restored cluster makes
+	// and shares a CA of its own.
+	DroppedCAKey string `json:"dropped_ca_key,omitempty"`
 }
 
 // RestoreBackup restores the archive r into dataDir, which must be empty
@@ -401,8 +406,11 @@ type RestoreInfo struct {
 // advertise: it writes state.db (closed cleanly) and the same bytes as a
 // Raft snapshot, so Open finds existing state, does not bootstrap, and the
 // node elects itself. Nothing else is written: the keystore, TLS material
-// and CA are created by the first start. On any error, including a damaged
-// archive, dataDir is left as it was found.
+// and CA are created by the first start. The state is the backed-up one
+// but for the shared CA key record, which it drops (fsm.Store.DropCAKey):
+// the restored cluster's CA is the one its first start makes, and that
+// CA's key is shared with the members that join, as in a new cluster. On
+// any error, including a damaged archive, dataDir is left as it was found.
 func RestoreBackup(dataDir, nodeID, advertise string, r io.Reader) (RestoreInfo, error) {
 	ri := RestoreInfo{NodeID: nodeID, Advertise: advertise}
 	if nodeID == "" || advertise == "" || dataDir == "" {
@@ -455,6 +463,15 @@ func RestoreBackup(dataDir, nodeID, advertise string, r io.Reader) (RestoreInfo,
 			return rd.Users(func(*fsm.User) bool { ri.Users++; return true })
 		})
 	}
+	if err == nil && ri.AppliedIndex == ri.Backup.Manifest.AppliedIndex {
+		// The backed-up cluster's CA is not the restored one's: its first
+		// start makes a new CA, whose key it shares as a new cluster does,
+		// which ca.key would refuse while the old CA's record is there.
+		var old *fsm.CAKey
+		if old, err = store.DropCAKey(); old != nil {
+			ri.DroppedCAKey = old.Pin
+		}
+	}
 	if cerr := store.Close(); err == nil {
 		err = cerr
 	}
@@ -469,10 +486,14 @@ func RestoreBackup(dataDir, nodeID, advertise string, r io.Reader) (RestoreInfo,
 		return ri, fmt.Errorf("node: restore: the backup holds an empty state (applied index 0)")
 	}
 
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+	// The snapshot is the state as restored, read back from the closed
+	// state.db, so that node and snapshot start from the same bytes.
+	state, err := os.Open(filepath.Join(dataDir, "state.db"))
+	if err != nil {
 		return ri, err
 	}
-	if err := RestoreSnapshot(dataDir, nodeID, advertise, tmp, ri.AppliedIndex, ri.AppliedTerm); err != nil {
+	defer state.Close()
+	if err := RestoreSnapshot(dataDir, nodeID, advertise, state, ri.AppliedIndex, ri.AppliedTerm); err != nil {
 		return ri, err
 	}
 	if err := atomicfile.SyncDir(dataDir); err != nil {

@@ -223,6 +223,9 @@ func backupRestore(args []string, stdout io.Writer) error {
 		m.NodeID, m.BulwarkVersion, m.CreatedAt.Format(time.RFC3339), ri.AppliedIndex, ri.AppliedTerm)
 	fmt.Fprintf(stdout, "  %d users, %d audit entries (%s)\n", ri.Users, ri.AuditEntries, audit)
 	fmt.Fprintf(stdout, "  this node: %s at %s, the only voter of a new one-node cluster\n", ri.NodeID, ri.Advertise)
+	if ri.DroppedCAKey != "" {
+		fmt.Fprintf(stdout, "  not restored: the old CA's key (%s); the backup still holds it, sealed under the data key\n", ri.DroppedCAKey)
+	}
 	fmt.Fprintf(stdout, "Next: start it with `bulwark serve` and the same configuration. Its first start creates a\n"+
 		"new keystore, signing key, TLS certificate and cluster CA: a backup never holds the old\n"+
 		"CA's key%s. Clients must trust the new %s.\n"+

@@ -290,3 +290,24 @@ func TestBlackBoxClusterJoin(t *testing.T) {
 		t.Fatalf("node3's key is not listed: %s", listed)
 	}
 }
+
+// waitCAHolders waits up to within until n's cluster status shows want
+// members holding the CA key, and returns that status.
+func (n *testNode) waitCAHolders(want int, within time.Duration) clusterStatusJSON {
+	n.t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
+		st := n.clusterStatus()
+		holders := 0
+		for _, m := range st.Nodes {
+			if m.CAHolder {
+				holders++
+			}
+		}
+		if holders == want {
+			return st
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("%d CA holders after %v, want %d: %+v", holders, within, want, st)
+		}
+	}
+}
