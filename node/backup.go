@@ -3,11 +3,24 @@ package node
 // Online backup and offline restore.
 //
 // A backup is the state machine (state.db, as a consistent bbolt read
-// transaction writes it) plus a manifest saying what it is. It never holds
-// the keystore, the sealed KEK or any private key: what it does hold
-// (argon2id password hashes, refresh-token and session hashes, public
-// signing keys, the audit chain, the cluster CA certificate) is sensitive
-// but contains no plaintext secret.
+// transaction writes it) plus a manifest saying what it is. What the state
+// holds, a backup holds:
+//
+//   - in the clear: users with their argon2id password hashes, sessions
+//     (ids, owners, addresses; an id alone is no credential), SHA-256
+//     hashes of refresh and join tokens, public signing keys, member key
+//     hashes, the audit chain, the data key's fingerprint, and in the
+//     manifest the cluster CA certificate;
+//   - encrypted: the cluster CA's private key, sealed under the cluster
+//     data key (fsm ca.key, shared so that every member can admit nodes),
+//     and the data key itself, wrapped to each escrow public key and
+//     sealed under a pad split into recovery shares (fsm datakey.*).
+//
+// It never holds the keystore, the sealed KEK, a node or signing private
+// key, or the data key in a form that opens without more: but a backup plus
+// the escrow private key, or plus K recovery shares, yields the data key
+// and with it the backed-up cluster's CA key. Keep backups as carefully as
+// the escrow key and the shares, and apart from them.
 //
 // Archive format, version 1 (integers big endian):
 //
@@ -81,7 +94,7 @@ type BackupManifest struct {
 	// NodeID is the node the backup was taken on.
 	NodeID string `json:"node_id"`
 	// CACertPEM is the cluster CA certificate of the backed-up cluster
-	// (public; its key is never in a backup).
+	// (public; its key is in the state, sealed under the data key).
 	CACertPEM string `json:"ca_cert_pem,omitempty"`
 	// AppliedIndex and AppliedTerm are those of the last log entry the
 	// state holds.
