@@ -297,8 +297,8 @@ const gracefulStopTarget = 100 * time.Millisecond
 func TestBlackBoxClusterGracefulLeaderStop(t *testing.T) {
 	nodes := formCluster(t, "[auth.rate_limit]\nexempt = [\"127.0.0.0/8\"]\n")
 	nodes[0].addUser("alice", clusterPassword, false)
-	bound, chaos := 2*time.Second, os.Getenv("BULWARK_CHAOS") != ""
-	if chaos {
+	bound := 2 * time.Second
+	if os.Getenv("BULWARK_CHAOS") != "" {
 		bound = gracefulStopTarget
 	}
 	var worst []time.Duration
@@ -306,73 +306,14 @@ func TestBlackBoxClusterGracefulLeaderStop(t *testing.T) {
 		if trial > 1 {
 			waitStable(t, nodes)
 		}
-		leader := leaderOf(t, nodes)
-		var survivors []*testNode
-		for _, n := range nodes {
-			if n != leader {
-				survivors = append(survivors, n)
-			}
-		}
-		stop := make(chan struct{})
-		samples := make([][]loginSample, len(survivors))
-		var wg sync.WaitGroup
-		for i, n := range survivors {
-			hc, url := n.client(), n.url("/v1/auth/login")
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				samples[i] = loginLoop(hc, url, stop)
-			}()
-		}
-		// Both survivors log in before the stop (the baseline), then the
-		// leader gets SIGTERM; the loops go on for 1.5 s after its exit.
-		time.Sleep(500 * time.Millisecond)
-		if l := leaderOf(t, nodes); l != leader {
-			close(stop)
-			wg.Wait()
-			t.Fatalf("trial %d: leadership moved from %s to %s before the stop", trial, leader.name(), l.name())
-		}
-		sigterm := time.Now()
-		leader.stop() // SIGTERM, exit 0 within 15 s
-		exited := time.Since(sigterm)
-		time.Sleep(1500 * time.Millisecond)
-		close(stop)
-		wg.Wait()
-
-		var trialWorst time.Duration
-		broken := false
-		for i, n := range survivors {
-			gap, baseline, before, after, failures := stopGap(samples[i], sigterm)
-			for _, f := range failures {
-				t.Errorf("trial %d: a login on %s failed: %v", trial, n.name(), f)
-			}
-			broken = broken || len(failures) > 0
-			switch {
-			case before == 0:
-				t.Errorf("trial %d: no successful login on %s before the stop (%d attempts)", trial, n.name(), len(samples[i]))
-				broken = true
-				continue
-			case after == 0:
-				t.Errorf("trial %d: no successful login on %s sent after the SIGTERM, in %v (%d attempts, the last %v)",
-					trial, n.name(), time.Since(sigterm).Round(time.Millisecond), len(samples[i]), samples[i][len(samples[i])-1])
-				broken = true
-				continue
-			}
-			t.Logf("trial %d: SIGTERM to %s (exited after %v) → %s stalled %v (%d logins before, %d after; %v between two before)",
-				trial, leader.name(), exited.Round(time.Millisecond), n.name(), gap.Round(time.Millisecond), before, after,
-				baseline.Round(time.Millisecond))
-			trialWorst = max(trialWorst, gap)
-		}
-		if broken {
-			t.FailNow()
-		}
-		worst = append(worst, trialWorst)
-		if trialWorst > bound {
+		stall, stopped := gracefulStopTrial(t, nodes, trial)
+		worst = append(worst, stall)
+		if stall > bound {
 			t.Errorf("trial %d: logins on a survivor stalled %v during a graceful leader stop (bound %v)",
-				trial, trialWorst.Round(time.Millisecond), bound)
+				trial, stall.Round(time.Millisecond), bound)
 		}
 		if trial < failoverTrials() {
-			leader.start()
+			stopped.start()
 		}
 	}
 	sorted := slices.Clone(worst)
@@ -380,6 +321,75 @@ func TestBlackBoxClusterGracefulLeaderStop(t *testing.T) {
 	t.Logf("graceful stop of the leader → longest stall on a survivor: median %v, worst %v over %d trials %v (target ≤ %v)",
 		sorted[len(sorted)/2].Round(time.Millisecond), sorted[len(sorted)-1].Round(time.Millisecond), len(sorted),
 		roundAll(worst), gracefulStopTarget)
+}
+
+// gracefulStopTrial stops the leader with SIGTERM while both survivors
+// log in, and returns the worse survivor's stall and the stopped node. A
+// survivor without a success before or after the stop, or with a failed
+// login, fails the test.
+func gracefulStopTrial(t *testing.T, nodes []*testNode, trial int) (time.Duration, *testNode) {
+	t.Helper()
+	leader := leaderOf(t, nodes)
+	var survivors []*testNode
+	for _, n := range nodes {
+		if n != leader {
+			survivors = append(survivors, n)
+		}
+	}
+	stop := make(chan struct{})
+	samples := make([][]loginSample, len(survivors))
+	var wg sync.WaitGroup
+	for i, n := range survivors {
+		hc, url := n.client(), n.url("/v1/auth/login")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			samples[i] = loginLoop(hc, url, stop)
+		}()
+	}
+	stopLoops := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopLoops() // also when a Fatal below ends the test
+
+	// Both survivors log in before the stop (the baseline), then the
+	// leader gets SIGTERM; the loops go on for 1.5 s after its exit.
+	time.Sleep(500 * time.Millisecond)
+	if l := leaderOf(t, nodes); l != leader {
+		t.Fatalf("trial %d: leadership moved from %s to %s before the stop", trial, leader.name(), l.name())
+	}
+	sigterm := time.Now()
+	leader.stop() // SIGTERM, exit 0 within 15 s
+	exited := time.Since(sigterm)
+	time.Sleep(1500 * time.Millisecond)
+	stopLoops()
+
+	var worst time.Duration
+	broken := false
+	for i, n := range survivors {
+		gap, baseline, before, after, failures := stopGap(samples[i], sigterm)
+		for _, f := range failures {
+			t.Errorf("trial %d: a login on %s failed: %v", trial, n.name(), f)
+		}
+		broken = broken || len(failures) > 0
+		switch {
+		case before == 0:
+			t.Errorf("trial %d: no successful login on %s before the stop (%d attempts)", trial, n.name(), len(samples[i]))
+			broken = true
+			continue
+		case after == 0:
+			t.Errorf("trial %d: no successful login on %s sent after the SIGTERM, in %v (%d attempts, the last %v)",
+				trial, n.name(), time.Since(sigterm).Round(time.Millisecond), len(samples[i]), samples[i][len(samples[i])-1])
+			broken = true
+			continue
+		}
+		t.Logf("trial %d: SIGTERM to %s (exited after %v) → %s stalled %v (%d logins before, %d after; %v between two before)",
+			trial, leader.name(), exited.Round(time.Millisecond), n.name(), gap.Round(time.Millisecond), before, after,
+			baseline.Round(time.Millisecond))
+		worst = max(worst, gap)
+	}
+	if broken {
+		t.FailNow()
+	}
+	return worst, leader
 }
 
 // roundAll rounds each duration to the millisecond, for logs.
