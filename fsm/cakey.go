@@ -144,3 +144,35 @@ func getCAKey(tx *bolt.Tx) (*CAKey, error) {
 
 // CAKey returns the shared CA key record, or ErrNoCAKey.
 func (r Reader) CAKey() (*CAKey, error) { return getCAKey(r.tx) }
+
+// DropCAKey removes the shared CA key record outside the log and returns
+// it (nil when there was none). It is for an offline restore only
+// (node.RestoreBackup), before the restored state becomes the snapshot of
+// a new one-node cluster: that cluster makes a CA of its own at its first
+// start, and ca.key refuses to replace the backed-up cluster's CA, so the
+// old record would keep the new CA's key from ever being shared with the
+// members that join. Never call it on a store that Raft applies to: the
+// state would no longer be what the log makes it.
+func (s *Store) DropCAKey() (*CAKey, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return nil, ErrClosed
+	}
+	var old *CAKey
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		k, err := getCAKey(tx)
+		switch {
+		case errors.Is(err, ErrNoCAKey):
+			return nil
+		case err != nil:
+			return err
+		}
+		old = k
+		return tx.Bucket(bucketMeta).Delete(keyCAKey)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return old, nil
+}

@@ -105,3 +105,39 @@ func TestCAKeyIsSharedOnce(t *testing.T) {
 		return nil
 	})
 }
+
+// TestDropCAKey: a restore drops the backed-up cluster's CA key record, the
+// applied index stays, and a new CA's key can then be shared.
+func TestDropCAKey(t *testing.T) {
+	a := newApplier(t)
+	if k, err := a.s.DropCAKey(); k != nil || err != nil {
+		t.Fatalf("DropCAKey with no record: %+v, %v", k, err)
+	}
+	fp := strings.Repeat("ab", 32)
+	if r := a.apply(TypeDataKeyRegister, t0, DataKeyRegister{Fingerprint: fp}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	old := signedShare(t, newCAKey(t), fp, []byte("old CA key"))
+	if r := a.apply(TypeCAKey, t0, old); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	index, term, _ := a.s.Applied()
+
+	k, err := a.s.DropCAKey()
+	if err != nil || k == nil || k.Pin != old.Pin {
+		t.Fatalf("DropCAKey: %+v, %v; want the record of %s", k, err, old.Pin)
+	}
+	if i, tm, _ := a.s.Applied(); i != index || tm != term {
+		t.Fatalf("DropCAKey moved the applied index from %d/%d to %d/%d", index, term, i, tm)
+	}
+	a.s.View(func(r Reader) error {
+		if _, err := r.CAKey(); !errors.Is(err, ErrNoCAKey) {
+			t.Fatalf("after DropCAKey the state still has a CA key: %v", err)
+		}
+		return nil
+	})
+	fresh := signedShare(t, newCAKey(t), fp, []byte("new CA key"))
+	if r := a.apply(TypeCAKey, t0.Add(time.Hour), fresh); r.Err != nil || r.Value.(*CAKey).Pin != fresh.Pin {
+		t.Fatalf("sharing a new CA after the drop: %+v", r)
+	}
+}

@@ -3,11 +3,24 @@ package node
 // Online backup and offline restore.
 //
 // A backup is the state machine (state.db, as a consistent bbolt read
-// transaction writes it) plus a manifest saying what it is. It never holds
-// the keystore, the sealed KEK or any private key: what it does hold
-// (argon2id password hashes, refresh-token and session hashes, public
-// signing keys, the audit chain, the cluster CA certificate) is sensitive
-// but contains no plaintext secret.
+// transaction writes it) plus a manifest saying what it is. What the state
+// holds, a backup holds:
+//
+//   - in the clear: users with their argon2id password hashes, sessions
+//     (ids, owners, addresses; an id alone is no credential), SHA-256
+//     hashes of refresh and join tokens, public signing keys, member key
+//     hashes, the audit chain, the data key's fingerprint, and in the
+//     manifest the cluster CA certificate;
+//   - encrypted: the cluster CA's private key, sealed under the cluster
+//     data key (fsm ca.key, shared so that every member can admit nodes),
+//     and the data key itself, wrapped to each escrow public key and
+//     sealed under a pad split into recovery shares (fsm datakey.*).
+//
+// It never holds the keystore, the sealed KEK, a node or signing private
+// key, or the data key in a form that opens without more: but a backup plus
+// the escrow private key, or plus K recovery shares, yields the data key
+// and with it the backed-up cluster's CA key. Keep backups as carefully as
+// the escrow key and the shares, and apart from them.
 //
 // Archive format, version 1 (integers big endian):
 //
@@ -81,7 +94,7 @@ type BackupManifest struct {
 	// NodeID is the node the backup was taken on.
 	NodeID string `json:"node_id"`
 	// CACertPEM is the cluster CA certificate of the backed-up cluster
-	// (public; its key is never in a backup).
+	// (public; its key is in the state, sealed under the data key).
 	CACertPEM string `json:"ca_cert_pem,omitempty"`
 	// AppliedIndex and AppliedTerm are those of the last log entry the
 	// state holds.
@@ -394,6 +407,11 @@ type RestoreInfo struct {
 	// not verify (it did not in the backed-up cluster either: the archive's
 	// checksums matched).
 	AuditProblem string `json:"audit_problem,omitempty"`
+	// DroppedCAKey, when not empty, is the pin of the backed-up cluster's
+	// CA, whose key (sealed under the cluster data key) the backup held
+	// and the restored state no longer does: the restored cluster makes
+	// and shares a CA of its own.
+	DroppedCAKey string `json:"dropped_ca_key,omitempty"`
 }
 
 // RestoreBackup restores the archive r into dataDir, which must be empty
@@ -401,8 +419,11 @@ type RestoreInfo struct {
 // advertise: it writes state.db (closed cleanly) and the same bytes as a
 // Raft snapshot, so Open finds existing state, does not bootstrap, and the
 // node elects itself. Nothing else is written: the keystore, TLS material
-// and CA are created by the first start. On any error, including a damaged
-// archive, dataDir is left as it was found.
+// and CA are created by the first start. The state is the backed-up one
+// but for the shared CA key record, which it drops (fsm.Store.DropCAKey):
+// the restored cluster's CA is the one its first start makes, and that
+// CA's key is shared with the members that join, as in a new cluster. On
+// any error, including a damaged archive, dataDir is left as it was found.
 func RestoreBackup(dataDir, nodeID, advertise string, r io.Reader) (RestoreInfo, error) {
 	ri := RestoreInfo{NodeID: nodeID, Advertise: advertise}
 	if nodeID == "" || advertise == "" || dataDir == "" {
@@ -455,6 +476,15 @@ func RestoreBackup(dataDir, nodeID, advertise string, r io.Reader) (RestoreInfo,
 			return rd.Users(func(*fsm.User) bool { ri.Users++; return true })
 		})
 	}
+	if err == nil && ri.AppliedIndex == ri.Backup.Manifest.AppliedIndex {
+		// The backed-up cluster's CA is not the restored one's: its first
+		// start makes a new CA, whose key it shares as a new cluster does,
+		// which ca.key would refuse while the old CA's record is there.
+		var old *fsm.CAKey
+		if old, err = store.DropCAKey(); old != nil {
+			ri.DroppedCAKey = old.Pin
+		}
+	}
 	if cerr := store.Close(); err == nil {
 		err = cerr
 	}
@@ -469,10 +499,14 @@ func RestoreBackup(dataDir, nodeID, advertise string, r io.Reader) (RestoreInfo,
 		return ri, fmt.Errorf("node: restore: the backup holds an empty state (applied index 0)")
 	}
 
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+	// The snapshot is the state as restored, read back from the closed
+	// state.db, so that node and snapshot start from the same bytes.
+	state, err := os.Open(filepath.Join(dataDir, "state.db"))
+	if err != nil {
 		return ri, err
 	}
-	if err := RestoreSnapshot(dataDir, nodeID, advertise, tmp, ri.AppliedIndex, ri.AppliedTerm); err != nil {
+	defer state.Close()
+	if err := RestoreSnapshot(dataDir, nodeID, advertise, state, ri.AppliedIndex, ri.AppliedTerm); err != nil {
 		return ri, err
 	}
 	if err := atomicfile.SyncDir(dataDir); err != nil {

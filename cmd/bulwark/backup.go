@@ -19,9 +19,12 @@ import (
 	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
 )
 
-// backupNote says what a backup holds, wherever one is written.
-const backupNote = "It holds password hashes (argon2id), session and refresh-token hashes, public signing keys and " +
-	"the audit trail, but no private key and no plaintext secret: keep it as carefully as the data directory."
+// backupNote says what a backup holds, wherever one is written
+// (node/backup.go has the whole list).
+const backupNote = "It holds users with their argon2id password hashes, sessions, refresh-token hashes, public signing keys\n" +
+	"and the audit trail, and, sealed under the cluster data key, the cluster CA's private key. The data key is\n" +
+	"not in it, except wrapped to the escrow keys and to the recovery shares: this backup plus the escrow private\n" +
+	"key or K shares yields the CA key. Keep it apart from those, and as carefully."
 
 // adminBackupOption serves GET /admin/v1/backup on the admin socket from n.
 // A backup stops when the client goes away or the daemon shuts down
@@ -223,14 +226,17 @@ func backupRestore(args []string, stdout io.Writer) error {
 		m.NodeID, m.BulwarkVersion, m.CreatedAt.Format(time.RFC3339), ri.AppliedIndex, ri.AppliedTerm)
 	fmt.Fprintf(stdout, "  %d users, %d audit entries (%s)\n", ri.Users, ri.AuditEntries, audit)
 	fmt.Fprintf(stdout, "  this node: %s at %s, the only voter of a new one-node cluster\n", ri.NodeID, ri.Advertise)
-	fmt.Fprintf(stdout, "Next: start it with `bulwark serve` and the same configuration. Its first start creates a\n"+
-		"new keystore, signing key, TLS certificate and cluster CA: a backup never holds the old\n"+
-		"CA's key%s. Clients must trust the new %s.\n"+
+	if ri.DroppedCAKey != "" {
+		fmt.Fprintf(stdout, "  not restored: the old CA's key (%s); the backup still holds it, sealed under the data key\n", ri.DroppedCAKey)
+	}
+	fmt.Fprintf(stdout, "Next: install the cluster data key with `bulwark keys recover` (escrow key or recovery\n"+
+		"shares; the backup holds it only wrapped to those), then start the node with `bulwark serve`\n"+
+		"and the same configuration. Its first start creates a new keystore, signing key, TLS\n"+
+		"certificate and cluster CA, and shares the CA's key with the members that join, sealed\n"+
+		"under the data key. Clients must trust the new CA in %s%s.\n"+
 		"Sessions in the backup stay valid; tokens issued before the backup keep verifying until\n"+
-		"they expire, provided tokens.issuer is unchanged. The cluster data key is not in backups\n"+
-		"either: install the old one with `bulwark keys recover` (escrow or recovery shares) before\n"+
-		"the first start.\n",
-		oldCAPin(m.CACertPEM), filepath.Join(cfg.DataDir, pki.CAFile))
+		"they expire, provided tokens.issuer is unchanged.\n",
+		filepath.Join(cfg.DataDir, pki.CAFile), oldCAPin(m.CACertPEM))
 	return nil
 }
 
@@ -243,7 +249,7 @@ func oldCAPin(caPEM string) string {
 	if err != nil {
 		return ""
 	}
-	return " (old CA " + pki.Pin(certs[0]) + ")"
+	return ",\nnot the old CA " + pki.Pin(certs[0])
 }
 
 type owner struct{ uid, gid int }

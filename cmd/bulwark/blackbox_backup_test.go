@@ -8,12 +8,16 @@ import (
 	"io/fs"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/bulwark-auth/bulwark/node"
 )
 
 // sameIssuer makes tokens of the backed-up node and of the restored one
@@ -263,11 +267,82 @@ func TestBlackBoxBackupRestore(t *testing.T) {
 	if logins != 2 {
 		t.Errorf("%d login.success entries before the backup, want 2", logins)
 	}
-	// A new cluster CA: the old CA's key was never in the backup.
+	// A new cluster CA: the restored node makes its own (the old CA's key
+	// is in the backup only sealed under the data key).
 	oldCA, _ := os.ReadFile(filepath.Join(src.dataDir(), "ca.pem"))
 	newCA, _ := os.ReadFile(filepath.Join(dst.dataDir(), "ca.pem"))
 	if len(newCA) == 0 || bytes.Equal(oldCA, newCA) {
 		t.Error("the restored node does not have a CA of its own")
 	}
 	dst.stop()
+}
+
+// TestBlackBoxRestoredClusterSharesCA: a backup holds the backed-up
+// cluster's CA key sealed under the data key. A node restored from it and
+// given the data key back (`keys recover`) makes a CA of its own on its
+// first start, and must share that CA's key with the members that join it
+// later, as a new cluster does, so that losing the restored node costs
+// neither joins nor certificate renewals.
+func TestBlackBoxRestoredClusterSharesCA(t *testing.T) {
+	src := newClusterNode(t, "node1")
+	src.start()
+	// The source shares its CA key through the state before the backup.
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(src.logs.String(), "cluster CA key shared"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the source node did not share its CA key within 15 s")
+		}
+	}
+	keys := t.TempDir()
+	priv, pub := filepath.Join(keys, "escrow.key"), filepath.Join(keys, "escrow.pub")
+	if out, err := exec.Command(src.bin, "keys", "escrow-keygen", priv, pub).CombinedOutput(); err != nil {
+		t.Fatalf("escrow-keygen: %v\n%s", err, out)
+	}
+	if out, errOut, code := src.cli("", "keys", "escrow-key", pub); code != 0 {
+		t.Fatalf("escrow-key: exit %d: %s%s", code, out, errOut)
+	}
+	backup := filepath.Join(t.TempDir(), "cluster.bwbk")
+	if out, errOut, code := src.cli("", "backup", "create", backup); code != 0 {
+		t.Fatalf("backup create: exit %d: %s%s", code, out, errOut)
+	}
+	src.stop()
+
+	// New hardware: restore, recover the data key, start.
+	dst := newClusterNode(t, "node1")
+	if out, errOut, code := dst.cli("", "backup", "restore", backup); code != 0 || !strings.Contains(out, "not restored: the old CA's key") {
+		t.Fatalf("backup restore: exit %d: %s%s", code, out, errOut)
+	}
+	if out, errOut, code := dst.cli("", "keys", "recover", "--escrow-private-key", priv); code != 0 {
+		t.Fatalf("keys recover: exit %d: %s%s", code, out, errOut)
+	}
+	dst.start()
+	oldCA, _ := os.ReadFile(filepath.Join(src.dataDir(), "ca.pem"))
+	newCA, _ := os.ReadFile(filepath.Join(dst.dataDir(), "ca.pem"))
+	if len(newCA) == 0 || bytes.Equal(oldCA, newCA) {
+		t.Fatal("the restored node does not have a CA of its own")
+	}
+
+	// A member joined later adopts the restored cluster's CA key: it can
+	// admit nodes itself, and its join tokens name it.
+	node2 := newClusterNode(t, "node2")
+	node2.startJoin(dst.joinToken())
+	dst.waitCAHolders(2, 15*time.Second)
+	p, err := node.ParseJoinToken(node2.joinToken())
+	if err != nil || !slices.Contains(p.Addrs, node2.clusterAddr()) || !slices.Contains(p.Addrs, dst.clusterAddr()) {
+		t.Errorf("token made on node2: %+v, %v; want it to name node2 (%s) and node1 (%s)",
+			p, err, node2.clusterAddr(), dst.clusterAddr())
+	}
+	// node2 counts as a holder once the key is in its keystore; the
+	// adoption's audit entry is committed just after.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		audit, _, _ := dst.cli("", "audit", "tail", "-n", "100")
+		if strings.Count(audit, "cluster.ca_key_adopted") == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the restored cluster's audit trail lacks node2's adoption of the CA key:\n%s", audit)
+		}
+	}
+	if strings.Contains(dst.logs.String(), "another cluster CA") {
+		t.Error("the restored node refused to share its CA key")
+	}
 }

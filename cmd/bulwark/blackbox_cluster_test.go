@@ -147,10 +147,32 @@ func TestBlackBoxClusterJoin(t *testing.T) {
 			t.Errorf("%s holds data key %s, node1 %s", n.dir, got, want)
 		}
 	}
-	// join-token works on any member: node2 holds no CA key, so its token
-	// sends the joiner to node1, which does.
-	if p, err := node.ParseJoinToken(node2.joinToken()); err != nil || len(p.Addrs) != 1 || p.Addrs[0] != node1.clusterAddr() {
-		t.Errorf("token made on node2: %+v, %v (node1 is at %s)", p, err, node1.clusterAddr())
+	// join-token works on any member, and the token sends the joiner to
+	// the members holding the CA key. node1 made it; node2 and node3 hold
+	// it once they have adopted the shared key, which races with this
+	// line. So a token made on node2 now names node1 and CA holders only
+	// (holding is for good, so the status read after the token covers
+	// every holder it names) ...
+	p, err := node.ParseJoinToken(node2.joinToken())
+	holders := map[string]bool{}
+	for _, m := range node1.clusterStatus().Nodes {
+		holders[m.Address] = m.CAHolder
+	}
+	if err != nil || !slices.Contains(p.Addrs, node1.clusterAddr()) || len(p.Addrs) > 3 {
+		t.Errorf("token made on node2: %+v, %v; want node1 (%s) among at most three", p, err, node1.clusterAddr())
+	}
+	for i, a := range p.Addrs {
+		if !holders[a] || slices.Index(p.Addrs, a) != i {
+			t.Errorf("token made on node2 names %s, which is not a CA holder or named twice: %+v, holders %v", a, p.Addrs, holders)
+		}
+	}
+	// ... and once every member holds it, every member, node2 first.
+	node1.waitCAHolders(3, 15*time.Second)
+	p, err = node.ParseJoinToken(node2.joinToken())
+	if err != nil || len(p.Addrs) != 3 || p.Addrs[0] != node2.clusterAddr() ||
+		!slices.Contains(p.Addrs, node1.clusterAddr()) || !slices.Contains(p.Addrs, node3.clusterAddr()) {
+		t.Errorf("token made on node2 with the CA key shared: %+v, %v; want node2 (%s), node1 (%s) and node3 (%s)",
+			p, err, node2.clusterAddr(), node1.clusterAddr(), node3.clusterAddr())
 	}
 
 	// Every node serves the same JWKS, holding each node's signing key
@@ -288,5 +310,26 @@ func TestBlackBoxClusterJoin(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("node3's key is not listed: %s", listed)
+	}
+}
+
+// waitCAHolders waits up to within until n's cluster status shows want
+// members holding the CA key, and returns that status.
+func (n *testNode) waitCAHolders(want int, within time.Duration) clusterStatusJSON {
+	n.t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
+		st := n.clusterStatus()
+		holders := 0
+		for _, m := range st.Nodes {
+			if m.CAHolder {
+				holders++
+			}
+		}
+		if holders == want {
+			return st
+		}
+		if time.Now().After(deadline) {
+			n.t.Fatalf("%d CA holders after %v, want %d: %+v", holders, within, want, st)
+		}
 	}
 }
