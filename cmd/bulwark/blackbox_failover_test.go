@@ -53,14 +53,14 @@ func leaderOf(t *testing.T, nodes []*testNode) *testNode {
 	deadline := time.Now().Add(15 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, n := range nodes {
-			if n.cmd.ProcessState != nil {
+			if !n.running() {
 				continue
 			}
 			st := n.clusterStatus()
 			for _, m := range st.Nodes {
 				if m.Leader {
 					for _, c := range nodes {
-						if c.name() == m.ID && c.cmd.ProcessState == nil {
+						if c.name() == m.ID && c.running() {
 							return c
 						}
 					}

@@ -65,6 +65,7 @@ type testNode struct {
 	cmd     *exec.Cmd
 	logs    *lockedBuffer
 	exited  chan error
+	done    chan struct{} // closed once the process has been waited for
 	// roots, when set, is trusted besides the cluster CA (an operator's
 	// own certificate authority).
 	roots *x509.CertPool
@@ -121,9 +122,9 @@ listen = "127.0.0.1:%d"
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		if n.cmd != nil && n.cmd.ProcessState == nil {
+		if n.running() {
 			n.cmd.Process.Kill()
-			<-n.exited
+			<-n.done
 		}
 		if t.Failed() && n.logs != nil {
 			t.Logf("%s logs:\n%s", name, n.logs)
@@ -156,8 +157,26 @@ func (n *testNode) spawn(args ...string) {
 	if err := n.cmd.Start(); err != nil {
 		n.t.Fatal(err)
 	}
-	n.exited = make(chan error, 1)
-	go func() { n.exited <- n.cmd.Wait() }()
+	n.exited, n.done = make(chan error, 1), make(chan struct{})
+	go func() {
+		err := n.cmd.Wait()
+		close(n.done)
+		n.exited <- err
+	}()
+}
+
+// running reports whether the process was started and not yet waited for.
+// (Reading cmd.ProcessState instead races with the goroutine that waits.)
+func (n *testNode) running() bool {
+	if n.cmd == nil || n.done == nil {
+		return false
+	}
+	select {
+	case <-n.done:
+		return false
+	default:
+		return true
+	}
 }
 
 // stop sends SIGTERM and requires a clean exit within 15 s.
