@@ -167,7 +167,7 @@ func TestFollowerCatchUpBySnapshotAfterCrash(t *testing.T) {
 
 func testCatchUpBySnapshot(t *testing.T, crash bool) {
 	c := startCatchUpCluster(t)
-	leader := waitLeader(t, c.running())
+	leader := c.leader()
 	fi := -1
 	for i, n := range c.nodes {
 		if n != leader {
@@ -330,7 +330,7 @@ func testCatchUpBySnapshot(t *testing.T, crash bool) {
 	// through the follower itself (forwarded, applied here before Apply
 	// returns).
 	after := catchUpNames("after", 0, 5)
-	catchUpWrite(t, waitLeader(t, c.running()), after)
+	catchUpWrite(t, c.leader(), after)
 	catchUpWrite(t, f, []string{"after-via-follower"})
 	if !users(t, f)["after-via-follower"] {
 		t.Fatal("the follower acknowledged a write it does not show")

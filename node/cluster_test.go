@@ -207,6 +207,12 @@ func (c *cluster) running() []*Node {
 	return r
 }
 
+// leader is the running node that leads, waiting for one up to 10 s.
+func (c *cluster) leader() *Node {
+	c.t.Helper()
+	return waitLeader(c.t, c.running())
+}
+
 // partition cuts the nodes given off from the others, both ways; they
 // still reach each other. One node is an isolated one.
 func (c *cluster) partition(side ...*Node) {
