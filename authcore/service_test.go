@@ -14,15 +14,26 @@ import (
 	"github.com/bulwark-auth/bulwark/fsm"
 )
 
-// localStore applies commands straight to an fsm.Store, one entry per
-// Apply, the way a one-node Raft would: the same encoding, the same
-// dispatcher, no network.
+// localStore is the Store of every authcore test. It applies commands
+// straight to an fsm.Store, one entry per Apply, the way a one-node Raft
+// would: the same encoding, the same dispatcher, no network. Its hooks,
+// all optional, let a test act between a command's proposal and its
+// result; a test sets them on its own goroutine, between calls.
 type localStore struct {
 	mu    sync.Mutex
 	s     *fsm.Store
 	index uint64
 	// versions is the version of the last command of each type applied.
 	versions map[fsm.Type]uint16
+
+	// before runs first in each Apply, with the caller's context.
+	before func(ctx context.Context, cmd fsm.Command)
+	// follower refuses, like a follower forwarding a write, a command
+	// whose context has ended before it is sent: it is never applied.
+	// (A leader, which the store otherwise is, applies it.)
+	follower bool
+	// after runs once a command has applied, before its result returns.
+	after func(cmd fsm.Command)
 }
 
 func newLocalStore(t testing.TB) *localStore {
@@ -36,6 +47,20 @@ func newLocalStore(t testing.TB) *localStore {
 }
 
 func (l *localStore) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
+	if l.before != nil {
+		l.before(ctx, cmd)
+	}
+	if err := ctx.Err(); err != nil && l.follower {
+		return nil, err // never sent
+	}
+	v, err := l.apply(cmd)
+	if l.after != nil {
+		l.after(cmd)
+	}
+	return v, err
+}
+
+func (l *localStore) apply(cmd fsm.Command) (any, error) {
 	b, err := cmd.Encode()
 	if err != nil {
 		return nil, err

@@ -8,39 +8,14 @@ import (
 	"github.com/bulwark-auth/bulwark/fsm"
 )
 
-// hookStore is a Store that runs hook before each command, and, like a
-// follower forwarding a write, refuses a command whose context has ended
-// before it is sent.
-type hookStore struct {
-	*localStore
-	hook func(ctx context.Context, cmd fsm.Command)
-	// after runs once a command has applied, before its result returns.
-	after func(cmd fsm.Command)
-}
-
-func (h *hookStore) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
-	if h.hook != nil {
-		h.hook(ctx, cmd)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err // never sent
-	}
-	v, err := h.localStore.Apply(ctx, cmd)
-	if h.after != nil {
-		h.after(cmd)
-	}
-	return v, err
-}
-
 // newHookedService is newAuthService (level fsm.MaxLevel, user alice)
-// over a hookStore.
-func newHookedService(t *testing.T, cfg Config) (*Service, *hookStore) {
+// on a follower, whose store the test hooks.
+func newHookedService(t *testing.T, cfg Config) (*Service, *localStore) {
 	t.Helper()
 	s, _ := newAuthService(t, cfg)
-	hs := &hookStore{localStore: s.store.(*localStore)}
-	s.store = hs
-	s.verifier.keys.store = hs
-	return s, hs
+	st := s.store.(*localStore)
+	st.follower = true
+	return s, st
 }
 
 func lockoutOf(t *testing.T, s *Service, name string) fsm.Lockout {
@@ -104,12 +79,12 @@ func TestSessionFromReplacedPasswordRefused(t *testing.T) {
 	}
 	const next = "a brand new passphrase"
 	changed := false
-	hs.hook = func(ctx context.Context, cmd fsm.Command) {
+	hs.before = func(ctx context.Context, cmd fsm.Command) {
 		if cmd.Type == fsm.TypeSessionCreate && !changed {
 			changed = true
 			// The owner's change commits between the attacker's check
 			// and its session.
-			hs.hook = nil
+			hs.before = nil
 			if _, err := s.ChangePassword(context.Background(), p, pw, next); err != nil {
 				t.Errorf("change password: %v", err)
 			}
@@ -138,10 +113,10 @@ func TestConcurrentPasswordChangeRefused(t *testing.T) {
 	p1, _ := s.Authenticate(context.Background(), login(t, s).AccessToken)
 	p2 := p1
 	fired := false
-	hs.hook = func(ctx context.Context, cmd fsm.Command) {
+	hs.before = func(ctx context.Context, cmd fsm.Command) {
 		if cmd.Type == fsm.TypeUserPassword && !fired {
 			fired = true
-			hs.hook = nil
+			hs.before = nil
 			if _, err := s.ChangePassword(context.Background(), p2, pw, "second new passphrase"); err != nil {
 				t.Errorf("the other change: %v", err)
 			}

@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 )
 
 func openNamedNode(t testing.TB, dir, id, advertise string) *Node {
@@ -172,15 +174,13 @@ func TestBackupUnderWriteLoad(t *testing.T) {
 			}
 		}()
 	}
-	for {
+	// (Should the writers fail and stop, the wait fails instead of hanging
+	// until go test's timeout.)
+	waitfor.True(t, "100 writes acknowledged", time.Minute, time.Millisecond, func() bool {
 		mu.Lock()
-		n := len(acked)
-		mu.Unlock()
-		if n >= 100 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer mu.Unlock()
+		return len(acked) >= 100
+	})
 	mu.Lock()
 	before := append([]string(nil), acked...)
 	mu.Unlock()

@@ -15,7 +15,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/bulwark-auth/bulwark/fsm"
-	"github.com/bulwark-auth/bulwark/node/loopback"
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 )
 
 // Catch-up by snapshot: a follower that was down while the cluster moved
@@ -37,83 +37,13 @@ const (
 	catchUpPatience = 15 * time.Second
 )
 
-// catchUpCluster is three voters over mutual TLS on loopback whose configs
-// are kept, so that a stopped node can be opened again on the same data
-// directory, identity and port.
-type catchUpCluster struct {
-	t     *testing.T
-	cfgs  []Config
-	nodes []*Node // nil while stopped
-}
-
-func startCatchUpCluster(t *testing.T) *catchUpCluster {
+// startCatchUpCluster is three voters with the catch-up knobs.
+func startCatchUpCluster(t *testing.T) *cluster {
 	t.Helper()
-	ca := newTestCA(t)
-	const size = 3
-	peers := make([]Peer, size)
-	for i := range peers {
-		peers[i] = Peer{ID: fmt.Sprintf("n%d", i+1), Address: loopback.Addr(t)}
-	}
-	c := &catchUpCluster{t: t, cfgs: make([]Config, size), nodes: make([]*Node, size)}
-	for i, p := range peers {
-		var others []Peer
-		for j, q := range peers {
-			if j != i {
-				others = append(others, q)
-			}
-		}
-		c.cfgs[i] = Config{ID: p.ID, DataDir: t.TempDir(), Advertise: p.Address, Listen: p.Address,
-			TLS: ca.clusterTLS(t, p.ID), InitialPeers: others, Logger: testLogger(t),
-			HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
-			SnapshotThreshold: catchUpSnapshotThreshold, TrailingLogs: catchUpTrailingLogs,
-			SnapshotInterval: catchUpSnapshotInterval}
-	}
-	// Registered after the TempDirs: runs before they are removed.
-	t.Cleanup(func() {
-		for _, n := range c.nodes {
-			if n != nil {
-				n.Close()
-			}
-		}
-	})
-	for i := range c.cfgs {
-		c.open(i)
-	}
-	waitLeader(t, c.running())
-	return c
-}
-
-// open starts node i with its one and only Config.
-func (c *catchUpCluster) open(i int) *Node {
-	c.t.Helper()
-	if c.nodes[i] != nil {
-		c.t.Fatalf("%s is already running", c.cfgs[i].ID)
-	}
-	n, err := Open(c.cfgs[i])
-	if err != nil {
-		c.t.Fatalf("open %s: %v", c.cfgs[i].ID, err)
-	}
-	c.nodes[i] = n
-	return n
-}
-
-func (c *catchUpCluster) stop(i int) {
-	c.t.Helper()
-	n := c.nodes[i]
-	c.nodes[i] = nil
-	if err := n.Close(); err != nil {
-		c.t.Fatalf("close %s: %v", c.cfgs[i].ID, err)
-	}
-}
-
-func (c *catchUpCluster) running() []*Node {
-	var r []*Node
-	for _, n := range c.nodes {
-		if n != nil {
-			r = append(r, n)
-		}
-	}
-	return r
+	return newCluster(t, 3, clusterOpts{adjust: func(_ int, c *Config) {
+		c.SnapshotThreshold, c.TrailingLogs = catchUpSnapshotThreshold, catchUpTrailingLogs
+		c.SnapshotInterval = catchUpSnapshotInterval
+	}})
 }
 
 // catchUpWrite creates the users through n (forwarded when n does not
@@ -187,30 +117,24 @@ func firstLogIndex(t *testing.T, n *Node) uint64 {
 // and the same state.db applied index, and returns the leader's users.
 func waitConverged(t *testing.T, nodes []*Node, limit time.Duration) map[string]bool {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	var why string
-	for try := 0; try < int(limit/(10*time.Millisecond))+1 && time.Now().Before(deadline); try++ {
-		why = ""
+	var want map[string]bool
+	waitfor.Nil(t, "the nodes converge", limit, 10*time.Millisecond, func() error {
 		leader := waitLeader(t, nodes)
-		want, applied := users(t, leader), leader.Status().AppliedIndex
+		lead, applied := users(t, leader), leader.Status().AppliedIndex
 		for _, n := range nodes {
 			if n == leader {
 				continue
 			}
 			got, a := users(t, n), n.Status().AppliedIndex
-			if a != applied || !sameUsers(got, want) {
-				why = fmt.Sprintf("%s has %d users at applied index %d; leader %s has %d at %d",
-					n.cfg.ID, len(got), a, leader.cfg.ID, len(want), applied)
-				break
+			if a != applied || !sameUsers(got, lead) {
+				return fmt.Errorf("%s has %d users at applied index %d; leader %s has %d at %d",
+					n.cfg.ID, len(got), a, leader.cfg.ID, len(lead), applied)
 			}
 		}
-		if why == "" {
-			return want
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Fatalf("nodes did not converge within %v: %s", limit, why)
-	return nil
+		want = lead
+		return nil
+	})
+	return want
 }
 
 func sameUsers(a, b map[string]bool) bool {
@@ -243,7 +167,7 @@ func TestFollowerCatchUpBySnapshotAfterCrash(t *testing.T) {
 
 func testCatchUpBySnapshot(t *testing.T, crash bool) {
 	c := startCatchUpCluster(t)
-	leader := waitLeader(t, c.running())
+	leader := c.leader()
 	fi := -1
 	for i, n := range c.nodes {
 		if n != leader {
@@ -305,19 +229,23 @@ func testCatchUpBySnapshot(t *testing.T, crash bool) {
 		}
 		return true
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for round := 1; !compacted(); round++ {
-		if round > 40 || time.Now().After(deadline) {
+	// Each round writes a batch and waits for the snapshot timer, so the
+	// rounds follow each other at once.
+	round := 0
+	waitfor.Nil(t, fmt.Sprintf("logs compacted past %d", goneThrough), 15*time.Second, 0, func() error {
+		if compacted() {
+			return nil
+		}
+		if round++; round > 40 {
 			t.Fatalf("logs not compacted past %d after %d writes (first indexes %d, %d)",
 				goneThrough, written, firstLogIndex(t, rest[0]), firstLogIndex(t, rest[1]))
 		}
 		catchUpWrite(t, writer, catchUpNames("while-down", written, catchUpBatch))
 		written += catchUpBatch
 		// Give the snapshot timer (50–100 ms) a chance before writing more.
-		for wait := 0; wait < 15 && !compacted(); wait++ {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+		waitfor.Poll(150*time.Millisecond, 10*time.Millisecond, compacted)
+		return fmt.Errorf("%d writes, first indexes %d, %d", written, firstLogIndex(t, rest[0]), firstLogIndex(t, rest[1]))
+	})
 	if goneThrough <= followerLast {
 		t.Fatalf("compaction point %d is not past the follower's last index %d", goneThrough, followerLast)
 	}
@@ -336,7 +264,7 @@ func testCatchUpBySnapshot(t *testing.T, crash bool) {
 
 	// (2) The follower comes back on the same data directory and port.
 	reopened := time.Now()
-	f = c.open(fi)
+	f = c.start(fi)
 	if f.startIndex != followerLast {
 		t.Fatalf("the reopened follower starts at log index %d, want %d", f.startIndex, followerLast)
 	}
@@ -402,7 +330,7 @@ func testCatchUpBySnapshot(t *testing.T, crash bool) {
 	// through the follower itself (forwarded, applied here before Apply
 	// returns).
 	after := catchUpNames("after", 0, 5)
-	catchUpWrite(t, waitLeader(t, c.running()), after)
+	catchUpWrite(t, c.leader(), after)
 	catchUpWrite(t, f, []string{"after-via-follower"})
 	if !users(t, f)["after-via-follower"] {
 		t.Fatal("the follower acknowledged a write it does not show")
@@ -421,7 +349,7 @@ func testCatchUpBySnapshot(t *testing.T, crash bool) {
 	// from it, and a log that skips from the old entries to those after
 	// the snapshot) restarts cleanly.
 	c.stop(fi)
-	f = c.open(fi)
+	f = c.start(fi)
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel2()
 	if err := f.WaitReady(ctx2); err != nil {

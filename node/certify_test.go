@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/bulwark-auth/bulwark/node/loopback"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
@@ -135,16 +136,10 @@ func TestRenewCertificate(t *testing.T) {
 	}
 	// Once b's key is recorded, a certificate for the name b on another key,
 	// minted by whoever holds the CA key, does not pass for b.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		var ok bool
+	waitfor.True(t, "b's key recorded", 10*time.Second, 50*time.Millisecond, func() (ok bool) {
 		a.View(func(r fsm.Reader) error { _, ok = r.MemberKey("b"); return nil })
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("b's key was not recorded within 10 s")
-		}
-	}
+		return ok
+	})
 	impostorKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 )
 
 // skewed is a clock d off the real one.
@@ -45,17 +46,15 @@ func sessionCreate(t *testing.T, id, userID string, at time.Time) fsm.Command {
 // transferLeadership makes to the leader of nodes.
 func transferLeadership(t *testing.T, nodes []*Node, to *Node) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for to.raft.State() != raft.Leader {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not become leader", to.cfg.ID)
+	waitfor.True(t, to.cfg.ID+" leads", 20*time.Second, 50*time.Millisecond, func() bool {
+		if to.raft.State() == raft.Leader {
+			return true
 		}
-		leader := waitLeader(t, nodes)
-		if leader != to {
+		if leader := waitLeader(t, nodes); leader != to {
 			leader.raft.LeadershipTransferToServer(raft.ServerID(to.cfg.ID), raft.ServerAddress(to.cfg.Advertise)).Error()
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false
+	})
 	if err := to.WaitReady(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -75,13 +74,14 @@ func within(t *testing.T, what string, at, from, to time.Time) {
 // leader whose clock is behind never makes the applied time run backwards.
 func TestTimeDoesNotDependOnTheProposer(t *testing.T) {
 	skews := []time.Duration{0, -time.Hour, time.Hour}
-	nodes := startClusterWith(t, 3, 300*time.Millisecond, func(i int, c *Config) { c.Now = skewed(skews[i]) })
+	nodes := newCluster(t, 3, clusterOpts{adjust: func(i int, c *Config) { c.Now = skewed(skews[i]) }}).nodes
 	transferLeadership(t, nodes, nodes[0]) // the one with the right clock
-	for deadline := time.Now().Add(10 * time.Second); clusterLevel(nodes[0]) != fsm.MaxLevel; time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster level %d, want %d", clusterLevel(nodes[0]), fsm.MaxLevel)
+	waitfor.Nil(t, "the top level", 10*time.Second, 20*time.Millisecond, func() error {
+		if l := clusterLevel(nodes[0]); l != fsm.MaxLevel {
+			return fmt.Errorf("cluster level %d, want %d", l, fsm.MaxLevel)
 		}
-	}
+		return nil
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	createUser(t, nodes[0], "alice")

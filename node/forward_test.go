@@ -30,7 +30,7 @@ func liveForwardConns(n *Node) map[string]int {
 // connections to the leader, each gets its own result, and a caller that
 // gives up does not fail the others.
 func TestForwardManyAtOnce(t *testing.T) {
-	nodes := startClusterTimeouts(t, 3, 2*time.Second)
+	nodes := newCluster(t, 3, clusterOpts{timeout: 2 * time.Second}).nodes
 	leader := waitLeader(t, nodes)
 	follower := nodes[0]
 	if follower == leader {

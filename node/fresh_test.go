@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 )
 
 // TestFreshBoundsStaleness: the leader and a follower in contact are
@@ -19,13 +21,8 @@ func TestFreshBoundsStaleness(t *testing.T) {
 		}
 	}
 	const maxStale = 400 * time.Millisecond
-	deadline := time.Now().Add(5 * time.Second)
-	for lone.Fresh(maxStale) != nil { // until it has heard from the leader
-		if time.Now().After(deadline) {
-			t.Fatalf("a follower of a healthy cluster is not fresh: %v", lone.Fresh(maxStale))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	// Until it has heard from the leader.
+	waitfor.Nil(t, "a follower of a healthy cluster fresh", 5*time.Second, 10*time.Millisecond, func() error { return lone.Fresh(maxStale) })
 	if err := leader.Fresh(maxStale); err != nil {
 		t.Fatalf("the leader is not fresh: %v", err)
 	}
@@ -35,20 +32,16 @@ func TestFreshBoundsStaleness(t *testing.T) {
 		}
 	}
 	cut := time.Now()
-	for {
+	var since time.Duration
+	waitfor.True(t, "stale after losing the cluster", maxStale+3*time.Second, 10*time.Millisecond, func() bool {
 		err := lone.Fresh(maxStale)
-		if err != nil {
-			if !errors.Is(err, ErrNoLeader) {
-				t.Fatalf("stale: %v, want ErrNoLeader", err)
-			}
-			if since := time.Since(cut); since < maxStale/2 {
-				t.Fatalf("stale %v after the cut, before maxStale %v", since, maxStale)
-			}
-			break
+		since = time.Since(cut)
+		if err != nil && !errors.Is(err, ErrNoLeader) {
+			t.Fatalf("stale: %v, want ErrNoLeader", err)
 		}
-		if time.Since(cut) > maxStale+3*time.Second {
-			t.Fatalf("still fresh %v after losing the cluster", time.Since(cut))
-		}
-		time.Sleep(10 * time.Millisecond)
+		return err != nil
+	})
+	if since < maxStale/2 {
+		t.Fatalf("stale %v after the cut, before maxStale %v", since, maxStale)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/bulwark-auth/bulwark/node/loopback"
 	"github.com/bulwark-auth/bulwark/node/pki"
 )
@@ -36,9 +37,9 @@ type identityCluster struct {
 
 func startIdentityCluster(t *testing.T) *identityCluster {
 	t.Helper()
-	ca := newTestCA(t)
-	nodes := startClusterOf(t, ca, 3, 300*time.Millisecond, func(int, *Config) {})
-	ic := &identityCluster{ca: ca, nodes: nodes, leader: waitLeader(t, nodes)}
+	c := newCluster(t, 3, clusterOpts{})
+	nodes := c.nodes
+	ic := &identityCluster{ca: c.ca, nodes: nodes, leader: waitLeader(t, nodes)}
 	for _, n := range nodes {
 		switch {
 		case n == ic.leader:
@@ -56,15 +57,12 @@ func startIdentityCluster(t *testing.T) *identityCluster {
 
 func waitKeyRecorded(t *testing.T, on *Node, id, want string) {
 	t.Helper()
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if got, _ := memberKeyOf(on, id); got == want {
-			return
+	waitfor.Nil(t, "the key of "+id+" recorded", 15*time.Second, 20*time.Millisecond, func() error {
+		if got, _ := memberKeyOf(on, id); got != want {
+			return fmt.Errorf("%s: key of %s is %q, want %q", on.cfg.ID, id, got, want)
 		}
-		if time.Now().After(deadline) {
-			got, _ := memberKeyOf(on, id)
-			t.Fatalf("%s: key of %s is %q, want %q", on.cfg.ID, id, got, want)
-		}
-	}
+		return nil
+	})
 }
 
 func command(t *testing.T, typ fsm.Type, payload any) fsm.Command {

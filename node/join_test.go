@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"os"
 	"strings"
@@ -20,86 +18,6 @@ import (
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
 )
-
-// fakeKeys is a keystore in memory.
-type fakeKeys struct {
-	keys    map[string]crypto.Signer
-	secrets map[string][]byte
-}
-
-func (k fakeKeys) PrivateKey(name string) (crypto.Signer, bool) { s, ok := k.keys[name]; return s, ok }
-func (k fakeKeys) Secret(name string) ([]byte, bool) {
-	b, ok := k.secrets[name]
-	return bytes.Clone(b), ok
-}
-
-func openClusterNode(t *testing.T, id, addr string, ct *ClusterTLS, join bool) *Node {
-	t.Helper()
-	n, err := Open(Config{ID: id, DataDir: t.TempDir(), Advertise: addr, Listen: addr, TLS: ct, Join: join,
-		Logger: testLogger(t), HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n.Close() })
-	return n
-}
-
-// joinAndOpen joins the cluster as id and starts the node the way serve
-// does: with the certificate and CA it received, without bootstrapping,
-// promoting itself once caught up.
-func joinAndOpen(t *testing.T, token, id string) (*Node, *Joined) {
-	t.Helper()
-	addr := loopback.Addr(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	j, err := Join(ctx, token, JoinRequest{NodeID: id, Advertise: addr})
-	if err != nil {
-		t.Fatalf("join %s: %v", id, err)
-	}
-	return openJoined(t, id, addr, j), j
-}
-
-// openJoined starts the node that joined as id at addr with what Join
-// handed it, promoting itself once caught up.
-func openJoined(t *testing.T, id, addr string, j *Joined) *Node {
-	t.Helper()
-	pool := x509.NewCertPool()
-	pool.AddCert(j.CA)
-	ct := &ClusterTLS{Cert: tls.Certificate{Certificate: [][]byte{j.Cert.Raw, j.CA.Raw}, PrivateKey: j.Key, Leaf: j.Cert}, CA: pool}
-	n := openClusterNode(t, id, addr, ct, true)
-	vctx, vcancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.EnsureVoter(vctx) }()
-	t.Cleanup(func() { vcancel(); <-done })
-	return n
-}
-
-func suffrages(n *Node) map[string]raft.ServerSuffrage {
-	out := map[string]raft.ServerSuffrage{}
-	for _, s := range n.servers() {
-		out[string(s.ID)] = s.Suffrage
-	}
-	return out
-}
-
-func waitVoters(t *testing.T, n *Node, ids ...string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		got := suffrages(n)
-		ok := len(got) == len(ids)
-		for _, id := range ids {
-			ok = ok && got[id] == raft.Voter
-		}
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("configuration %v, want voters %v", got, ids)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 func TestJoin(t *testing.T) {
 	ca := newTestCA(t)

@@ -79,10 +79,9 @@ func floodJoinPort(addr string, count, workers int, limit time.Duration) (held [
 func TestJoinPortFlood(t *testing.T) {
 	ca := newTestCA(t)
 	// Timeouts of a second: 1,500 handshakes under -race load two cores.
-	nodes := startClusterWith(t, 3, time.Second, func(_ int, c *Config) {
-		c.TLS = ca.clusterTLS(t, c.ID)
+	nodes := newCluster(t, 3, clusterOpts{timeout: time.Second, ca: ca, adjust: func(_ int, c *Config) {
 		c.TLS.Cert.Certificate = append(c.TLS.Cert.Certificate, ca.cert.Raw) // the joiner checks the pin
-	})
+	}}).nodes
 	target := waitLeader(t, nodes)
 	var member *Node // a follower: its writes are forwarded to target's port
 	for _, n := range nodes {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -8,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/bulwark-auth/bulwark/node/loopback"
 )
 
@@ -24,23 +26,23 @@ func TestNewClusterStartsAtTheTopLevel(t *testing.T) {
 	nodes := startCluster(t, 3)
 	elected := time.Now()
 	leader := waitLeader(t, nodes)
-	for clusterLevel(leader) != fsm.MaxLevel {
-		if since := time.Since(elected); since > levelEvery/2 {
-			t.Fatalf("level %d %v after the leader was elected", clusterLevel(leader), since.Round(time.Millisecond))
+	waitfor.Nil(t, "the top level", levelEvery/2-time.Since(elected), 10*time.Millisecond, func() error {
+		if l := clusterLevel(leader); l != fsm.MaxLevel {
+			return fmt.Errorf("level %d %v after the leader was elected", l, time.Since(elected).Round(time.Millisecond))
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // TestLevelRisesWhenEveryMemberApplies: the leader raises the cluster's
 // feature level only once every member reports a binary that applies it;
 // a member of the earlier release holds it back.
 func TestLevelRisesWhenEveryMemberApplies(t *testing.T) {
-	nodes := startClusterWith(t, 3, 300*time.Millisecond, func(i int, c *Config) {
+	nodes := newCluster(t, 3, clusterOpts{adjust: func(i int, c *Config) {
 		if i == 2 {
 			c.level = 1 // an earlier release reports no level
 		}
-	})
+	}}).nodes
 	old := nodes[2]
 	leader := waitLeader(t, nodes)
 	time.Sleep(levelEvery + time.Second) // one round of the leader's check, at least
@@ -48,22 +50,20 @@ func TestLevelRisesWhenEveryMemberApplies(t *testing.T) {
 		t.Fatalf("level %d with a member of level 1", l)
 	}
 	old.level.Store(fsm.MaxLevel) // upgraded
-	deadline := time.Now().Add(3 * levelEvery)
-	for clusterLevel(leader) != fsm.MaxLevel {
-		if time.Now().After(deadline) {
-			t.Fatalf("level %d after every member reports %d", clusterLevel(leader), fsm.MaxLevel)
+	waitfor.Nil(t, "the top level once every member reports it", 3*levelEvery, 50*time.Millisecond, func() error {
+		if l := clusterLevel(leader); l != fsm.MaxLevel {
+			return fmt.Errorf("level %d after every member reports %d", l, fsm.MaxLevel)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	waitApplied := time.Now().Add(5 * time.Second)
-	for _, n := range nodes {
-		for clusterLevel(n) != fsm.MaxLevel && time.Now().Before(waitApplied) {
-			time.Sleep(20 * time.Millisecond)
+		return nil
+	})
+	waitfor.Nil(t, "every node at the top level", 5*time.Second, 20*time.Millisecond, func() error {
+		for _, n := range nodes {
+			if l := clusterLevel(n); l != fsm.MaxLevel {
+				return fmt.Errorf("%s at level %d", n.cfg.ID, l)
+			}
 		}
-		if clusterLevel(n) != fsm.MaxLevel {
-			t.Fatalf("%s at level %d", n.cfg.ID, clusterLevel(n))
-		}
-	}
+		return nil
+	})
 
 	// A node of the earlier release is not promoted to voter any more.
 	leader = waitLeader(t, nodes)

@@ -3,11 +3,13 @@ package node
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/bulwark-auth/bulwark/node/loopback"
 )
 
@@ -74,11 +76,12 @@ func TestClusterPortBoundsStrangers(t *testing.T) {
 	}
 	waitSlots := func(what string, cond func() bool) {
 		t.Helper()
-		for deadline := time.Now().Add(10 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: %d in their handshake, %d joins", what, len(l.handshakes), len(l.joins))
+		waitfor.Nil(t, what, 10*time.Second, 10*time.Millisecond, func() error {
+			if !cond() {
+				return fmt.Errorf("%d in their handshake, %d joins", len(l.handshakes), len(l.joins))
 			}
-		}
+			return nil
+		})
 	}
 
 	for range maxJoinConns {

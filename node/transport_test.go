@@ -2,12 +2,7 @@ package node
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -17,126 +12,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/bulwark-auth/bulwark/fsm"
-	"github.com/bulwark-auth/bulwark/node/loopback"
-	"github.com/bulwark-auth/bulwark/node/pki"
 )
-
-// testCA issues node certificates for in-process clusters.
-type testCA struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-	pool *x509.CertPool
-}
-
-func newTestCA(t testing.TB) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := pki.NewCA("test", key, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	return &testCA{cert, key, pool}
-}
-
-func (ca *testCA) clusterTLS(t testing.TB, name string) *ClusterTLS {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := pki.IssueNodeCert(ca.cert, ca.key, key.Public(), name, []string{"127.0.0.1"}, time.Now(), time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &ClusterTLS{Cert: tls.Certificate{Certificate: [][]byte{leaf.Raw}, PrivateKey: key, Leaf: leaf}, CA: ca.pool}
-}
-
-// startCluster starts n nodes over mutual TLS on loopback, bootstrapped
-// together, and waits for a leader.
-func startCluster(t testing.TB, size int) []*Node {
-	t.Helper()
-	return startClusterTimeouts(t, size, 300*time.Millisecond)
-}
-
-// startClusterTimeouts is startCluster with heartbeat and election
-// timeouts of timeout: a test that loads the nodes hard under -race gives
-// them more, so a starved heartbeat does not cost the leader its lease.
-func startClusterTimeouts(t testing.TB, size int, timeout time.Duration) []*Node {
-	t.Helper()
-	return startClusterWith(t, size, timeout, func(int, *Config) {})
-}
-
-// startClusterWith is startClusterTimeouts with adjust applied to node i's
-// configuration before it opens.
-func startClusterWith(t testing.TB, size int, timeout time.Duration, adjust func(i int, c *Config)) []*Node {
-	t.Helper()
-	return startClusterOf(t, newTestCA(t), size, timeout, adjust)
-}
-
-// startClusterOf is startClusterWith with the nodes' certificates from ca.
-func startClusterOf(t testing.TB, ca *testCA, size int, timeout time.Duration, adjust func(i int, c *Config)) []*Node {
-	t.Helper()
-	peers := make([]Peer, size)
-	for i := range peers {
-		peers[i] = Peer{ID: fmt.Sprintf("n%d", i+1), Address: loopback.Addr(t)}
-	}
-	nodes := make([]*Node, size)
-	for i, p := range peers {
-		var others []Peer
-		for j, q := range peers {
-			if j != i {
-				others = append(others, q)
-			}
-		}
-		cfg := Config{ID: p.ID, DataDir: t.TempDir(), Advertise: p.Address, Listen: p.Address,
-			TLS: ca.clusterTLS(t, p.ID), InitialPeers: others, Logger: testLogger(t),
-			HeartbeatTimeout: timeout, ElectionTimeout: timeout}
-		adjust(i, &cfg)
-		n, err := Open(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		nodes[i] = n
-		t.Cleanup(func() { n.Close() })
-	}
-	waitLeader(t, nodes)
-	return nodes
-}
-
-// anyServer accepts whatever certificate of the cluster CA a dialled peer
-// presents: for tests that dial as someone other than a member.
-func anyServer(*x509.Certificate) error { return nil }
-
-func waitLeader(t testing.TB, nodes []*Node) *Node {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		for _, n := range nodes {
-			if n.Status().State == "Leader" {
-				return n
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("no leader within 10 s")
-	return nil
-}
-
-func waitUsers(t *testing.T, n *Node, count int) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(users(t, n)) < count {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s has %d users, want %d", n.cfg.ID, len(users(t, n)), count)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 func TestThreeNodesOverMutualTLS(t *testing.T) {
 	nodes := startCluster(t, 3)

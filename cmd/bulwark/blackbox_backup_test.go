@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/bulwark-auth/bulwark/node"
 )
 
@@ -144,17 +145,14 @@ func TestBlackBoxBackupRestore(t *testing.T) {
 			}
 		}()
 	}
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	waitfor.Nil(t, "20 users created", 5*time.Second, 10*time.Millisecond, func() error {
 		mu.Lock()
-		n := len(acks)
-		mu.Unlock()
-		if n >= 20 {
-			break
+		defer mu.Unlock()
+		if n := len(acks); n < 20 {
+			return fmt.Errorf("only %d users created", n)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d users created in 5 s", n)
-		}
-	}
+		return nil
+	})
 	auditBefore := auditExport(t, src)
 	backupStart := time.Now()
 	file := filepath.Join(t.TempDir(), "bulwark.bwbk")
@@ -287,11 +285,9 @@ func TestBlackBoxRestoredClusterSharesCA(t *testing.T) {
 	src := newClusterNode(t, "node1")
 	src.start()
 	// The source shares its CA key through the state before the backup.
-	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(src.logs.String(), "cluster CA key shared"); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the source node did not share its CA key within 15 s")
-		}
-	}
+	waitfor.True(t, "the source node shares its CA key", 15*time.Second, 50*time.Millisecond, func() bool {
+		return strings.Contains(src.logs.String(), "cluster CA key shared")
+	})
 	keys := t.TempDir()
 	priv, pub := filepath.Join(keys, "escrow.key"), filepath.Join(keys, "escrow.pub")
 	if out, err := exec.Command(src.bin, "keys", "escrow-keygen", priv, pub).CombinedOutput(); err != nil {
@@ -333,15 +329,12 @@ func TestBlackBoxRestoredClusterSharesCA(t *testing.T) {
 	}
 	// node2 counts as a holder once the key is in its keystore; the
 	// adoption's audit entry is committed just after.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		audit, _, _ := dst.cli("", "audit", "tail", "-n", "100")
-		if strings.Count(audit, "cluster.ca_key_adopted") == 1 {
-			break
+	waitfor.Nil(t, "node2's adoption of the CA key audited", 10*time.Second, 100*time.Millisecond, func() error {
+		if audit, _, _ := dst.cli("", "audit", "tail", "-n", "100"); strings.Count(audit, "cluster.ca_key_adopted") != 1 {
+			return fmt.Errorf("the restored cluster's audit trail lacks node2's adoption of the CA key:\n%s", audit)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the restored cluster's audit trail lacks node2's adoption of the CA key:\n%s", audit)
-		}
-	}
+		return nil
+	})
 	if strings.Contains(dst.logs.String(), "another cluster CA") {
 		t.Error("the restored node refused to share its CA key")
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/bulwark-auth/bulwark/node/pki"
 )
 
@@ -113,17 +115,12 @@ func TestBlackBoxClusterCertRenewal(t *testing.T) {
 		t.Fatalf("after a restart node2 presents %s, want %s", got, cr.Serial)
 	}
 	nodes[0].addUser("carol", clusterPassword, false)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, body := node2.login("carol", clusterPassword)
-		if code == 200 {
-			break
+	waitfor.Nil(t, "a login on node2 after its renewal", 10*time.Second, 100*time.Millisecond, func() error {
+		if code, body := node2.login("carol", clusterPassword); code != 200 {
+			return fmt.Errorf("login on node2 after its renewal: %d %v", code, body)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("login on node2 after its renewal: %d %v", code, body)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
 
 	// A renewal also happens by itself when the certificate is due: here
 	// because the API now listens on a host it does not name (the other
@@ -140,21 +137,21 @@ func TestBlackBoxClusterCertRenewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	node2.spawn() // its readiness probe dials 127.0.0.1
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if c, err := tls.Dial("tcp", newAPI, &tls.Config{InsecureSkipVerify: true}); err == nil {
-			leaf := c.ConnectionState().PeerCertificates[0]
-			c.Close()
-			if leaf.VerifyHostname("127.0.0.2") == nil {
-				if serial, _ := node2.nodePEMSerial(); serial != leaf.SerialNumber.Text(16) {
-					t.Fatalf("node2 presents %s, node.pem holds %s", leaf.SerialNumber.Text(16), serial)
-				}
-				break
-			}
+	waitfor.True(t, "node2 renews its certificate for its new API host", 20*time.Second, 100*time.Millisecond, func() bool {
+		c, err := tls.Dial("tcp", newAPI, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node2 did not renew its certificate for its new API host within 20 s")
+		leaf := c.ConnectionState().PeerCertificates[0]
+		c.Close()
+		if leaf.VerifyHostname("127.0.0.2") != nil {
+			return false
 		}
-	}
+		if serial, _ := node2.nodePEMSerial(); serial != leaf.SerialNumber.Text(16) {
+			t.Fatalf("node2 presents %s, node.pem holds %s", leaf.SerialNumber.Text(16), serial)
+		}
+		return true
+	})
 	node2.stop()
 
 	// The CA holder renews its own the same way.
@@ -168,49 +165,35 @@ func TestBlackBoxClusterCertRenewal(t *testing.T) {
 // gone for good the others still admit a new node and renew certificates.
 func TestBlackBoxClusterOutlivesItsFirstNode(t *testing.T) {
 	nodes := formCluster(t, "")
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		holders := 0
-		for _, m := range nodes[1].clusterStatus().Nodes {
-			if m.CAHolder {
-				holders++
-			}
-		}
-		if holders == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("CA holders after 15 s: %+v", nodes[1].clusterStatus())
-		}
-	}
+	nodes[1].waitCAHolders(3, 15*time.Second)
 	// A member counts as a holder once the key is in its keystore; its
 	// adoption's audit entry is committed just after, so wait for it.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	waitfor.Nil(t, "the CA key's sharing and adoptions audited", 10*time.Second, 100*time.Millisecond, func() error {
 		audit, _, _ := nodes[1].cli("", "audit", "tail", "-n", "100")
 		shared, adopted := strings.Count(audit, "cluster.ca_key_shared"), strings.Count(audit, "cluster.ca_key_adopted")
 		if shared == 1 && adopted == 2 {
-			break
+			return nil
 		}
-		if shared > 1 || adopted > 2 || time.Now().After(deadline) {
-			t.Fatalf("audit trail lacks the CA key's sharing (once) and adoptions (twice):\n%s", audit)
+		err := fmt.Errorf("audit trail lacks the CA key's sharing (once) and adoptions (twice):\n%s", audit)
+		if shared > 1 || adopted > 2 {
+			t.Fatal(err)
 		}
-	}
+		return err
+	})
 
 	nodes[0].stop() // the node that created the cluster, gone for good
 	tok := nodes[1].joinToken()
 	node4 := newClusterNode(t, "node4")
 	node4.startJoin(tok)
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		voter := false
-		for _, m := range nodes[2].clusterStatus().Nodes {
-			voter = voter || (m.ID == "node4" && m.Suffrage == "voter")
+	waitfor.Nil(t, "node4 a voter without node1", 20*time.Second, 100*time.Millisecond, func() error {
+		st := nodes[2].clusterStatus()
+		for _, m := range st.Nodes {
+			if m.ID == "node4" && m.Suffrage == "voter" {
+				return nil
+			}
 		}
-		if voter {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("node4 did not become a voter without node1: %+v", nodes[2].clusterStatus())
-		}
-	}
+		return fmt.Errorf("cluster status %+v", st)
+	})
 	if out, errOut, code := nodes[2].cli("", "cluster", "renew-cert"); code != 0 || !strings.Contains(out, "renewed") {
 		t.Fatalf("renew-cert on node3 without node1: exit %d: %s%s", code, out, errOut)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/bulwark-auth/bulwark/node"
 )
 
@@ -117,8 +118,7 @@ func TestBlackBoxClusterJoin(t *testing.T) {
 			t.Fatalf("%s has another ca.pem", n.dir)
 		}
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	waitfor.Nil(t, "three reachable voters and a leader", 20*time.Second, 100*time.Millisecond, func() error {
 		st := node1.clusterStatus()
 		voters, leaders := 0, 0
 		for _, m := range st.Nodes {
@@ -130,13 +130,10 @@ func TestBlackBoxClusterJoin(t *testing.T) {
 			}
 		}
 		if voters == 3 && leaders == 1 && len(st.Nodes) == 3 && st.Leader != "" {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster status after the joins: %+v", st)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("cluster status after the joins: %+v", st)
+	})
 	if out, _, code := node2.cli("", "cluster", "status"); code != 0 || !strings.Contains(out, "node3") || !strings.Contains(out, "node2 (this node)") {
 		t.Errorf("cluster status on node2: exit %d: %s", code, out)
 	}
@@ -177,43 +174,36 @@ func TestBlackBoxClusterJoin(t *testing.T) {
 
 	// Every node serves the same JWKS, holding each node's signing key
 	// (each signs with its own, published through the log).
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	waitfor.Nil(t, "the same JWKS on every node", 10*time.Second, 100*time.Millisecond, func() error {
 		var sets []string
 		for _, n := range []*testNode{node1, node2, node3} {
 			sets = append(sets, n.jwksKids())
 		}
 		if sets[0] == sets[1] && sets[1] == sets[2] && strings.Count(sets[0], ",") == 2 {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("JWKS kids per node: %q, want the same three on every node", sets)
-		}
-	}
+		return fmt.Errorf("JWKS kids per node: %q, want the same three on every node", sets)
+	})
 
 	// A login on a follower works; its token works on another node, and a
 	// logout anywhere ends it everywhere within a second.
 	const pw = "correct horse battery staple"
 	node1.addUser("alice", pw, false)
 	var tok map[string]any
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	waitfor.Nil(t, "a login on node2", 5*time.Second, 50*time.Millisecond, func() error {
 		var code int
-		if code, tok = node2.login("alice", pw); code == 200 {
-			break
+		if code, tok = node2.login("alice", pw); code != 200 {
+			return fmt.Errorf("login on node2: %d %v", code, tok)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("login on node2: %d %v", code, tok)
-		}
-	}
+		return nil
+	})
 	access := tok["access_token"].(string)
-	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		code, me, _ := node3.apiCall("GET", "/v1/me", access, nil)
-		if code == 200 && me["username"] == "alice" {
-			break
+	waitfor.Nil(t, "node2's token on node3", 2*time.Second, 20*time.Millisecond, func() error {
+		if code, me, _ := node3.apiCall("GET", "/v1/me", access, nil); code != 200 || me["username"] != "alice" {
+			return fmt.Errorf("/v1/me on node3 with node2's token: %d %v", code, me)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/v1/me on node3 with node2's token: %d %v", code, me)
-		}
-	}
+		return nil
+	})
 	if code, out, _ := node1.apiCall("POST", "/v1/auth/logout", access, nil); code != 204 {
 		t.Fatalf("logout on node1: %d %v", code, out)
 	}
@@ -221,18 +211,16 @@ func TestBlackBoxClusterJoin(t *testing.T) {
 	// acknowledged (on node1) the others still accept the session.
 	loggedOut := time.Now()
 	for _, n := range []*testNode{node2, node3} {
-		for {
-			code, _, _ := n.apiCall("GET", "/v1/me", access, nil)
-			if code == 401 {
-				t.Logf("revocation window: %s refused the session %v after node1 acknowledged the logout",
-					n.name(), time.Since(loggedOut).Round(time.Millisecond))
-				break
+		var refused time.Duration
+		waitfor.Nil(t, n.name()+" refuses the session", time.Second-time.Since(loggedOut), 5*time.Millisecond, func() error {
+			if code, _, _ := n.apiCall("GET", "/v1/me", access, nil); code != 401 {
+				return fmt.Errorf("/v1/me still answers %d on %s a second after the logout", code, n.dir)
 			}
-			if time.Since(loggedOut) > time.Second {
-				t.Fatalf("/v1/me still answers %d on %s a second after the logout", code, n.dir)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+			refused = time.Since(loggedOut)
+			return nil
+		})
+		t.Logf("revocation window: %s refused the session %v after node1 acknowledged the logout",
+			n.name(), refused.Round(time.Millisecond))
 	}
 
 	// A used token is refused, and the refused node's data directory is
@@ -280,11 +268,12 @@ func TestBlackBoxClusterJoin(t *testing.T) {
 	if out, errOut, code := node1.cli("", "cluster", "remove", "node3"); code != 0 || !strings.Contains(out, "removed node3") {
 		t.Fatalf("remove node3: exit %d: %s%s", code, out, errOut)
 	}
-	for deadline := time.Now().Add(5 * time.Second); len(node1.clusterStatus().Nodes) != 2; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("node3 still listed: %+v", node1.clusterStatus())
+	waitfor.Nil(t, "node3 gone from the cluster status", 5*time.Second, 50*time.Millisecond, func() error {
+		if st := node1.clusterStatus(); len(st.Nodes) != 2 {
+			return fmt.Errorf("node3 still listed: %+v", st)
 		}
-	}
+		return nil
+	})
 	// Its signing key stopped signing at the removal and leaves the JWKS
 	// once the tokens it signed have expired.
 	listed, _, _ := node1.cli("", "keys", "list", "--json")
@@ -317,19 +306,19 @@ func TestBlackBoxClusterJoin(t *testing.T) {
 // members holding the CA key, and returns that status.
 func (n *testNode) waitCAHolders(want int, within time.Duration) clusterStatusJSON {
 	n.t.Helper()
-	for deadline := time.Now().Add(within); ; time.Sleep(100 * time.Millisecond) {
-		st := n.clusterStatus()
+	var st clusterStatusJSON
+	waitfor.Nil(n.t, fmt.Sprintf("%d CA holders", want), within, 100*time.Millisecond, func() error {
+		st = n.clusterStatus()
 		holders := 0
 		for _, m := range st.Nodes {
 			if m.CAHolder {
 				holders++
 			}
 		}
-		if holders == want {
-			return st
+		if holders != want {
+			return fmt.Errorf("%d CA holders, want %d: %+v", holders, want, st)
 		}
-		if time.Now().After(deadline) {
-			n.t.Fatalf("%d CA holders after %v, want %d: %+v", holders, within, want, st)
-		}
-	}
+		return nil
+	})
+	return st
 }

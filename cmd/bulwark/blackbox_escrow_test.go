@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 )
 
 // dataKeyFingerprints runs `keys datakey-fingerprint --json` (extra args
@@ -140,11 +142,9 @@ func TestBlackBoxEscrowRecovery(t *testing.T) {
 	if _, errOut, code := dst.cli("", "user", "show", "alice"); code != 0 {
 		t.Errorf("alice on the restored node: %s", errOut)
 	}
-	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(dst.logs.String(), "cluster data key registered"); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the restored node did not confirm its data key")
-		}
-	}
+	waitfor.True(t, "the restored node confirms its data key", 10*time.Second, 20*time.Millisecond, func() bool {
+		return strings.Contains(dst.logs.String(), "cluster data key registered")
+	})
 	if strings.Contains(dst.logs.String(), "mismatch") {
 		t.Error("the restored node reports a data key mismatch")
 	}

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 )
 
 const clusterPassword = "correct horse battery staple"
@@ -29,29 +31,27 @@ func formCluster(t *testing.T, extra string) []*testNode {
 		nodes[i] = newClusterNode(t, fmt.Sprintf("node%d", i+1), extra)
 		nodes[i].startJoin(tok)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	waitfor.Nil(t, "3 voters", 20*time.Second, 100*time.Millisecond, func() error {
+		st := nodes[0].clusterStatus()
 		voters := 0
-		for _, m := range nodes[0].clusterStatus().Nodes {
+		for _, m := range st.Nodes {
 			if m.Suffrage == "voter" {
 				voters++
 			}
 		}
-		if voters == 3 {
-			return nodes
+		if voters != 3 {
+			return fmt.Errorf("cluster status %+v", st)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the cluster did not reach 3 voters: %+v", nodes[0].clusterStatus())
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
+	return nodes
 }
 
 // leaderOf returns the running node that leads, as the survivors see it.
 func leaderOf(t *testing.T, nodes []*testNode) *testNode {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
+	var leader *testNode
+	waitfor.True(t, "a leader", 15*time.Second, 50*time.Millisecond, func() bool {
 		for _, n := range nodes {
 			if !n.running() {
 				continue
@@ -61,16 +61,16 @@ func leaderOf(t *testing.T, nodes []*testNode) *testNode {
 				if m.Leader {
 					for _, c := range nodes {
 						if c.name() == m.ID && c.running() {
-							return c
+							leader = c
+							return true
 						}
 					}
 				}
 			}
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("no leader")
-	return nil
+		return false
+	})
+	return leader
 }
 
 func (n *testNode) name() string {
@@ -144,34 +144,22 @@ func TestBlackBoxClusterFailover(t *testing.T) {
 		}
 		leader.cmd.Process.Signal(syscall.SIGKILL)
 		<-leader.exited
-		start := time.Now()
-		for i := 0; ; i++ {
-			if code, _ := survivors[i%2].login("alice", clusterPassword); code == 200 {
-				break
-			}
-			if time.Since(start) > 30*time.Second {
-				t.Fatalf("trial %d: no successful login on a survivor within 30 s", trial)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		d := time.Since(start)
+		i := 0
+		d := waitfor.True(t, fmt.Sprintf("trial %d: a successful login on a survivor", trial), 30*time.Second, 20*time.Millisecond, func() bool {
+			code, _ := survivors[i%2].login("alice", clusterPassword)
+			i++
+			return code == 200
+		})
 		took = append(took, d)
 		t.Logf("trial %d: kill -9 of %s → login on a survivor after %v", trial, leader.name(), d.Round(time.Millisecond))
 
 		// The killed node comes back with its data directory and catches up.
 		survivors[0].addUser("after-trial-"+strconv.Itoa(trial), clusterPassword, false)
 		leader.start()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		waitfor.True(t, fmt.Sprintf("trial %d: the restarted node caught up", trial), 20*time.Second, 100*time.Millisecond, func() bool {
 			out, _, _ := leader.cli("", "user", "show", "after-trial-"+strconv.Itoa(trial))
-			if out != "" {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("trial %d: the restarted node did not catch up", trial)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return out != ""
+		})
 	}
 	slices.Sort(took)
 	median := took[len(took)/2]
@@ -403,7 +391,7 @@ func roundAll(ds []time.Duration) []time.Duration {
 // as nodes[0] sees it (after a stopped node was started again).
 func waitStable(t *testing.T, nodes []*testNode) {
 	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	waitfor.Nil(t, fmt.Sprintf("the cluster back to %d voters", len(nodes)), 20*time.Second, 100*time.Millisecond, func() error {
 		st := nodes[0].clusterStatus()
 		voters, lag := 0, uint64(0)
 		for _, m := range st.Nodes {
@@ -413,12 +401,10 @@ func waitStable(t *testing.T, nodes []*testNode) {
 			lag = max(lag, m.Lag)
 		}
 		if voters == len(nodes) && st.Leader != "" && lag == 0 {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the cluster is not back to %d voters within 20 s: %+v", len(nodes), st)
-		}
-	}
+		return fmt.Errorf("cluster status %+v", st)
+	})
 }
 
 // TestBlackBoxClusterStaleNodeRefusesSessions: the admin API's reads on a
@@ -437,13 +423,14 @@ func TestBlackBoxClusterStaleNodeRefusesSessions(t *testing.T) {
 	}
 	leader.addUser("root", clusterPassword, true)
 	var access string
-	for deadline := time.Now().Add(5 * time.Second); access == ""; time.Sleep(50 * time.Millisecond) {
-		if code, tok := lone.login("root", clusterPassword); code == 200 {
-			access = tok["access_token"].(string)
-		} else if time.Now().After(deadline) {
-			t.Fatalf("login on %s: %d %v", lone.name(), code, tok)
+	waitfor.Nil(t, "a login on "+lone.name(), 5*time.Second, 50*time.Millisecond, func() error {
+		code, tok := lone.login("root", clusterPassword)
+		if code != 200 {
+			return fmt.Errorf("login on %s: %d %v", lone.name(), code, tok)
 		}
-	}
+		access = tok["access_token"].(string)
+		return nil
+	})
 	// Created through the leader, listed at once by the follower's admin API.
 	leader.addUser("fresh-user", clusterPassword, false)
 	if code, out, _ := lone.apiCall("GET", "/v1/admin/users/fresh-user", access, nil); code != 200 || out["username"] != "fresh-user" {
@@ -456,21 +443,20 @@ func TestBlackBoxClusterStaleNodeRefusesSessions(t *testing.T) {
 		}
 	}
 	cut := time.Now()
-	for {
+	var refused time.Duration
+	waitfor.True(t, "the lone node stops vouching for sessions after losing its cluster", 10*time.Second, 50*time.Millisecond, func() bool {
 		code, out, _ := lone.apiCall("GET", "/v1/me", access, nil)
 		if code == 503 && out["error"] == "no_leader" {
-			t.Logf("%s refused sessions %v after losing the rest of its cluster (cluster.max_staleness 2s)",
-				lone.name(), time.Since(cut).Round(time.Millisecond))
-			break
+			refused = time.Since(cut)
+			return true
 		}
 		if code != 200 {
 			t.Fatalf("/v1/me on the lone node: %d %v", code, out)
 		}
-		if time.Since(cut) > 10*time.Second {
-			t.Fatal("the lone node still vouches for sessions 10 s after losing its cluster")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return false
+	})
+	t.Logf("%s refused sessions %v after losing the rest of its cluster (cluster.max_staleness 2s)",
+		lone.name(), refused.Round(time.Millisecond))
 	if code, out, _ := lone.apiCall("GET", "/v1/admin/users", access, nil); code != 503 || out["error"] != "no_leader" {
 		t.Fatalf("admin read without a quorum: %d %v", code, out)
 	}

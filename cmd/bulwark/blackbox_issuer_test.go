@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 )
 
 // tokenIssuer is the iss claim of a JWT, read without verifying it.
@@ -36,15 +38,16 @@ func tokenIssuer(t *testing.T, tok string) string {
 // loginOK logs in on n, retrying while the user has not reached it yet.
 func (n *testNode) loginOK(user, password string) string {
 	n.t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	var access string
+	waitfor.Nil(n.t, "a login on "+n.name(), 5*time.Second, 50*time.Millisecond, func() error {
 		code, tok := n.login(user, password)
-		if code == 200 {
-			return tok["access_token"].(string)
+		if code != 200 {
+			return fmt.Errorf("login on %s: %d %v", n.name(), code, tok)
 		}
-		if time.Now().After(deadline) {
-			n.t.Fatalf("login on %s: %d %v", n.name(), code, tok)
-		}
-	}
+		access = tok["access_token"].(string)
+		return nil
+	})
+	return access
 }
 
 // meAnswers is the status /v1/me on n gives tok once it has settled: 200,
@@ -52,12 +55,13 @@ func (n *testNode) loginOK(user, password string) string {
 // another's key within a commit round; the wait is generous).
 func (n *testNode) meAnswers(tok string, want int) (int, map[string]any) {
 	n.t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		code, out, _ := n.apiCall("GET", "/v1/me", tok, nil)
-		if code == want || time.Now().After(deadline) {
-			return code, out
-		}
-	}
+	var code int
+	var out map[string]any
+	waitfor.Poll(5*time.Second, 50*time.Millisecond, func() bool {
+		code, out, _ = n.apiCall("GET", "/v1/me", tok, nil)
+		return code == want
+	})
+	return code, out
 }
 
 // TestBlackBoxClusterDefaultIssuers forms a cluster the README's way, with

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/bulwark-auth/bulwark/node/pki"
 )
 
@@ -93,13 +95,12 @@ func TestBlackBoxSIGHUPReloadsCertificateAndLogLevel(t *testing.T) {
 	second := ca.issue(t, certFile, keyFile)
 	os.WriteFile(n.config, []byte(strings.Replace(cfg, `level = "info"`, `level = "debug"`, 1)), 0o600)
 	n.cmd.Process.Signal(syscall.SIGHUP)
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(n.logs.String(), "TLS certificate reloaded") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no reload logged:\n%s", n.logs)
+	waitfor.Nil(t, "a reload logged", 5*time.Second, 50*time.Millisecond, func() error {
+		if logs := n.logs.String(); !strings.Contains(logs, "TLS certificate reloaded") {
+			return fmt.Errorf("logs:\n%s", logs)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	fresh := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	if s := serial(fresh); s != second.SerialNumber.String() {
 		t.Errorf("a new connection after SIGHUP got %s, want the second certificate", s)

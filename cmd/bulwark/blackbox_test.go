@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/bulwark-auth/bulwark/node/loopback"
 )
 
@@ -216,25 +217,22 @@ func (n *testNode) url(path string) string {
 
 func (n *testNode) waitReady() {
 	n.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	waitfor.True(n.t, "bulwark ready", 20*time.Second, 50*time.Millisecond, func() bool {
 		select {
 		case err := <-n.exited:
 			n.t.Fatalf("bulwark exited during start: %v", err)
 		default:
 		}
-		if _, err := os.Stat(filepath.Join(n.dataDir(), "ca.pem")); err == nil {
-			resp, err := n.client().Get(n.url("/readyz"))
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == 200 {
-					return
-				}
-			}
+		if _, err := os.Stat(filepath.Join(n.dataDir(), "ca.pem")); err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	n.t.Fatal("bulwark not ready within 20 s")
+		resp, err := n.client().Get(n.url("/readyz"))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
 }
 
 // cli runs an admin command against this node and returns its output and

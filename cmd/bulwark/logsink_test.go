@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 )
 
 type syncBuf struct {
@@ -37,19 +39,14 @@ func TestLogSinkBatchesAndFlushes(t *testing.T) {
 		t.Fatal("lines were written before a flush")
 	}
 	// The ticker flushes within flushEvery.
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		got, writes := out.snapshot()
-		if strings.Count(got, "\n") == 1000 {
-			if writes > 2 {
-				t.Errorf("1000 lines took %d writes", writes)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("not flushed by the ticker")
-		}
-		time.Sleep(10 * time.Millisecond)
+	var writes int
+	waitfor.True(t, "flushed by the ticker", 2*time.Second, 10*time.Millisecond, func() bool {
+		var got string
+		got, writes = out.snapshot()
+		return strings.Count(got, "\n") == 1000
+	})
+	if writes > 2 {
+		t.Errorf("1000 lines took %d writes", writes)
 	}
 	s.Write([]byte("last\n"))
 	if err := s.Close(); err != nil {

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 )
 
 // fakeSystemd stands in for systemd's notification socket.
@@ -149,9 +151,9 @@ func TestNotifyWatchdogPingsWhileHealthy(t *testing.T) {
 	// sequential and a datagram is queued when Write returns, so once
 	// healthy() has answered false every earlier ping is in the queue.
 	healthy.Store(false)
-	waitFor(t, func() bool { return unhealthyCalls.Load() >= 1 })
+	waitfor.True(t, "health asked once", 5*time.Second, time.Millisecond, func() bool { return unhealthyCalls.Load() >= 1 })
 	sd.count(10 * time.Millisecond)
-	waitFor(t, func() bool { return unhealthyCalls.Load() >= 4 })
+	waitfor.True(t, "health asked four times", 5*time.Second, time.Millisecond, func() bool { return unhealthyCalls.Load() >= 4 })
 	if n := sd.count(10 * time.Millisecond); n != 0 {
 		t.Fatalf("%d pings sent while unhealthy", n)
 	}
@@ -183,16 +185,5 @@ func TestNotifyWatchdogOtherPID(t *testing.T) {
 	t.Setenv("WATCHDOG_USEC", "30000000")
 	if d, ok := watchdogInterval(); !ok || d != 15*time.Second {
 		t.Fatalf("WatchdogSec=30s: interval %v, %v; want 15s", d, ok)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5 s")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
