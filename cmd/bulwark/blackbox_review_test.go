@@ -159,8 +159,8 @@ func TestBlackBoxPasswordChangeRaceOverThreeNodes(t *testing.T) {
 
 // TestBlackBoxTimingAfterHashCostChange: after the operator raises the
 // argon2id cost, a wrong password for an existing name and any password
-// for an unknown name still take the same time (review finding 3): the
-// medians of 11 interleaved tries each stay within 30% of each other.
+// for an unknown name still take the same time (review finding 3): over
+// 33 pairs of tries, the median ratio stays within 30%.
 func TestBlackBoxTimingAfterHashCostChange(t *testing.T) {
 	n := newTestNode(t, exemptLoopback+defaultHash)
 	n.start()
@@ -189,16 +189,34 @@ func TestBlackBoxTimingAfterHashCostChange(t *testing.T) {
 		return time.Since(start)
 	}
 	timed("warmup") // the first unknown name also counts the stored hashes
+	// Pairs measured back to back, in alternating order, so a busy spell
+	// of the machine (other test packages run beside this one) weighs on
+	// both sides of a pair: the median of the pairs' ratios is what an
+	// attacker timing many pairs would learn. Each existing name is tried
+	// three times, below its lockout.
 	var known, unknown []time.Duration
-	for i := range users {
-		known = append(known, timed(fmt.Sprintf("user%02d", i)))
-		unknown = append(unknown, timed(fmt.Sprintf("ghost%02d", i)))
+	var ratios []float64
+	for round := range 3 {
+		for i := range users {
+			var k, u time.Duration
+			if (round*users+i)%2 == 0 {
+				k = timed(fmt.Sprintf("user%02d", i))
+				u = timed(fmt.Sprintf("ghost%02d-%d", i, round))
+			} else {
+				u = timed(fmt.Sprintf("ghost%02d-%d", i, round))
+				k = timed(fmt.Sprintf("user%02d", i))
+			}
+			known, unknown = append(known, k), append(unknown, u)
+			ratios = append(ratios, float64(u)/float64(k))
+		}
 	}
 	slices.Sort(known)
 	slices.Sort(unknown)
-	k, u := known[users/2], unknown[users/2]
-	t.Logf("after raising argon2 to m=65536,t=3: median wrong password %v for existing names, %v for unknown ones", k, u)
-	if ratio := float64(max(k, u)) / float64(min(k, u)); ratio > 1.3 {
-		t.Errorf("existing and unknown names differ by %.2f× in answer time (medians %v and %v), limit 1.3×", ratio, k, u)
+	slices.Sort(ratios)
+	k, u, ratio := known[len(known)/2], unknown[len(unknown)/2], ratios[len(ratios)/2]
+	t.Logf("after raising argon2 to m=65536,t=3: median wrong password %v for existing names, %v for unknown ones; median ratio of %d pairs %.2f",
+		k, u, len(ratios), ratio)
+	if ratio > 1.3 || ratio < 1/1.3 {
+		t.Errorf("unknown names answer %.2f× as long as existing ones (median of %d pairs; medians %v and %v), limit 1.3×", ratio, len(ratios), u, k)
 	}
 }
