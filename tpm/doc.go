@@ -13,7 +13,8 @@
 // keys inside the TPM (TPMKey, <dataDir>/tpm/signing-<n>.key holds only the
 // TPM-wrapped blob) and signs with TPM2_Sign. escrow.go holds the cluster
 // data key's helpers: its fingerprint, the hybrid X25519 + ML-KEM-768 wrap
-// to an operator's escrow key, and the k-of-n recovery shares.
+// (to an operator's escrow key, or to a joining node) and the wrap under a
+// secret (the recovery shares' pad; node/escrow splits it into shares).
 //
 // Package tpm is imported by node and cmd/bulwark. It imports only the
 // standard library, go-tpm, golang.org/x/crypto, tpm/atomicfile, circl's

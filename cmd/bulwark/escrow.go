@@ -9,10 +9,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base32"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,14 +32,9 @@ import (
 	"github.com/bulwark-auth/bulwark/authcore"
 	"github.com/bulwark-auth/bulwark/cmd/bulwark/config"
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/node/escrow"
 	"github.com/bulwark-auth/bulwark/tpm"
 	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
-)
-
-// Wrap labels: what a wrapped data key is for (tpm.WrapKey's label).
-const (
-	escrowLabel = "escrow"
-	sharesLabel = "recovery-shares"
 )
 
 // ensureDataKey creates the cluster data key in the keystore on the first
@@ -206,11 +197,6 @@ func actorOf(ctx context.Context) string {
 	return api.ActorLocalAdmin
 }
 
-// escrowAAD binds an escrow's wrap to the data key and the escrow key.
-func escrowAAD(dataKeyFP, escrowKeyFP string) []byte {
-	return []byte("data-key=" + dataKeyFP + ";escrow-key=" + escrowKeyFP)
-}
-
 // EscrowDataKey wraps the data key to the armored escrow public key and
 // records the escrow in the replicated state.
 func (s *dataKeyService) EscrowDataKey(ctx context.Context, publicKeyPEM string) (api.DataKeyEscrowed, error) {
@@ -229,7 +215,7 @@ func (s *dataKeyService) EscrowDataKey(ctx context.Context, publicKeyPEM string)
 		return api.DataKeyEscrowed{}, conflict(fmt.Sprintf("the data key is already escrowed to %s (since %s)",
 			kfp, e.CreatedAt.Format(time.RFC3339)))
 	}
-	w, err := tpm.WrapKey(pub, key, escrowLabel, escrowAAD(st.Fingerprint, kfp))
+	w, err := escrow.Wrap(pub, key, st.Fingerprint, kfp)
 	if err != nil {
 		return api.DataKeyEscrowed{}, err
 	}
@@ -263,7 +249,7 @@ func (s *dataKeyService) EscrowDataKey(ctx context.Context, publicKeyPEM string)
 // key under the pad in the replicated state, and returns the shares: once,
 // and only after the record is committed.
 func (s *dataKeyService) IssueRecoveryShares(ctx context.Context, threshold, shares int) (api.RecoveryShares, error) {
-	if err := checkShareCounts(threshold, shares); err != nil {
+	if err := escrow.CheckShareCounts(threshold, shares); err != nil {
 		return api.RecoveryShares{}, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidRequest, Description: err.Error()}
 	}
 	key, st, err := s.current(ctx)
@@ -274,17 +260,17 @@ func (s *dataKeyService) IssueRecoveryShares(ctx context.Context, threshold, sha
 	if st.Shares != nil {
 		return api.RecoveryShares{}, conflict(sharesIssuedMessage(st.Shares))
 	}
-	set, err := newShareSet(key, st.Fingerprint, threshold, shares)
+	set, err := escrow.NewShareSet(key, st.Fingerprint, threshold, shares)
 	if err != nil {
 		return api.RecoveryShares{}, err
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeDataKeyShares, 1, s.now().UnixNano(), set.record)
+	cmd, err := fsm.NewCommand(fsm.TypeDataKeyShares, 1, s.now().UnixNano(), set.Record)
 	if err != nil {
 		return api.RecoveryShares{}, err
 	}
 	cmd = cmd.WithAudit(fsm.AuditAppend{Type: "datakey.shares", Severity: fsm.AuditWarning, Actor: actorOf(ctx),
 		Subject: st.Fingerprint, Details: map[string]string{"threshold": strconv.Itoa(threshold),
-			"shares": strconv.Itoa(shares), "set_id": set.record.SetID}})
+			"shares": strconv.Itoa(shares), "set_id": set.Record.SetID}})
 	v, err := s.store.Apply(ctx, cmd)
 	switch {
 	case errors.Is(err, fsm.ErrSharesIssued):
@@ -301,252 +287,15 @@ func (s *dataKeyService) IssueRecoveryShares(ctx context.Context, threshold, sha
 	if !ok {
 		return api.RecoveryShares{}, fmt.Errorf("datakey.shares answered %T", v)
 	}
-	s.log.Warn("recovery shares issued", "threshold", threshold, "shares", shares, "set_id", set.record.SetID)
+	s.log.Warn("recovery shares issued", "threshold", threshold, "shares", shares, "set_id", set.Record.SetID)
 	return api.RecoveryShares{DataKeyFingerprint: st.Fingerprint, Threshold: threshold, Total: shares,
-		Shares: set.texts, IssuedAt: rec.IssuedAt}, nil
+		Shares: set.Texts, IssuedAt: rec.IssuedAt}, nil
 }
 
 func sharesIssuedMessage(r *fsm.RecoveryShares) string {
 	return fmt.Sprintf("recovery shares were already issued at %s (%d of %d, set %s); they are shown only once "+
 		"and cannot be issued again. Escrow the key to a public key instead (bulwark keys escrow-key)",
 		r.IssuedAt.Format(time.RFC3339), r.Threshold, r.Shares, r.SetID)
-}
-
-// checkShareCounts: 2 <= K <= N <= 32. K = 1 is refused: one share that
-// recovers the key alone is the key by another name (use an escrow key
-// for a single holder).
-func checkShareCounts(k, n int) error {
-	switch {
-	case k < fsm.MinShareThreshold:
-		return fmt.Errorf("--threshold %d: at least %d shares must be needed to recover "+
-			"(a single share would be the key itself; for one holder use an escrow key)", k, fsm.MinShareThreshold)
-	case n < k:
-		return fmt.Errorf("--shares %d is fewer than --threshold %d", n, k)
-	case n > fsm.MaxRecoveryShares:
-		return fmt.Errorf("--shares %d: at most %d shares", n, fsm.MaxRecoveryShares)
-	}
-	return nil
-}
-
-// Recovery shares.
-//
-// The data key is not split itself: a fresh 32-byte pad is, with Shamir's
-// scheme (tpm.SplitSecret), and the data key sealed under the pad
-// (tpm.SealWithSecret) goes into the replicated state with a hash of each
-// share. Recovery needs K shares and a copy of the state (a backup); the
-// AEAD and the fingerprint check the result.
-//
-// A share's printed form is "bwshare1-" then the base32 (RFC 4648, no
-// padding) of 45 bytes in groups of six:
-//
-//	0x01 | K | N | index | set id (4) | share value (32) | check (5)
-//
-// where check is the first 5 bytes of SHA-256("bulwark-share-check-v1" 0x00
-// the 40 bytes before it): a mistyped share is refused before use.
-const (
-	sharePrefix   = "bwshare1-"
-	shareVersion  = 1
-	shareValueLen = 32
-	shareCheckLen = 5
-	shareBodyLen  = 4 + 4 + shareValueLen
-	shareGroup    = 6
-)
-
-var shareB32 = base32.StdEncoding.WithPadding(base32.NoPadding)
-
-// recoveryShare is one decoded share.
-type recoveryShare struct {
-	k, n, index byte
-	setID       [4]byte
-	value       []byte
-}
-
-func (s recoveryShare) encode() string {
-	b := make([]byte, 0, shareBodyLen+shareCheckLen)
-	b = append(b, shareVersion, s.k, s.n, s.index)
-	b = append(b, s.setID[:]...)
-	b = append(b, s.value...)
-	b = append(b, shareCheck(b)...)
-	enc := shareB32.EncodeToString(b)
-	var out strings.Builder
-	out.WriteString(sharePrefix)
-	for i := 0; i < len(enc); i += shareGroup {
-		if i > 0 {
-			out.WriteByte('-')
-		}
-		out.WriteString(enc[i:min(i+shareGroup, len(enc))])
-	}
-	return out.String()
-}
-
-func shareCheck(b []byte) []byte {
-	h := sha256.New()
-	h.Write([]byte("bulwark-share-check-v1\x00"))
-	h.Write(b)
-	return h.Sum(nil)[:shareCheckLen]
-}
-
-// decodeShare parses a printed share: case, spaces and dashes do not matter.
-func decodeShare(text string) (recoveryShare, error) {
-	var s recoveryShare
-	t := strings.ToUpper(strings.Join(strings.Fields(text), ""))
-	up := strings.ToUpper(sharePrefix)
-	if !strings.HasPrefix(t, up) {
-		return s, fmt.Errorf("not a recovery share: it must start with %q", sharePrefix)
-	}
-	t = strings.ReplaceAll(t[len(up):], "-", "")
-	b, err := shareB32.DecodeString(t)
-	if err != nil || len(b) != shareBodyLen+shareCheckLen {
-		return s, fmt.Errorf("not a recovery share: mistyped or truncated (want %d characters after %q)",
-			shareB32.EncodedLen(shareBodyLen+shareCheckLen), sharePrefix)
-	}
-	body, check := b[:shareBodyLen], b[shareBodyLen:]
-	if !bytes.Equal(shareCheck(body), check) {
-		return s, errors.New("the share's checksum does not match: it is mistyped")
-	}
-	if body[0] != shareVersion {
-		return s, fmt.Errorf("share format version %d is not supported (want %d)", body[0], shareVersion)
-	}
-	s.k, s.n, s.index = body[1], body[2], body[3]
-	if checkShareCounts(int(s.k), int(s.n)) != nil || s.index < 1 || s.index > s.n {
-		return s, fmt.Errorf("share %d of %d (threshold %d) is not a valid share number", s.index, s.n, s.k)
-	}
-	copy(s.setID[:], body[4:8])
-	s.value = bytes.Clone(body[8:])
-	return s, nil
-}
-
-// shareHash is what the state records of share index: hex of SHA-256(
-// "bulwark-recovery-share-v1" 0x00 set id | index | value).
-func shareHash(setID [4]byte, index byte, value []byte) string {
-	h := sha256.New()
-	h.Write([]byte("bulwark-recovery-share-v1\x00"))
-	h.Write(setID[:])
-	h.Write([]byte{index})
-	h.Write(value)
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-// sharesAAD binds the sealed data key to the share set.
-func sharesAAD(dataKeyFP, setID string, k, n int) []byte {
-	return fmt.Appendf(nil, "data-key=%s;set=%s;k=%d;n=%d", dataKeyFP, setID, k, n)
-}
-
-// shareSet is a freshly split set: the state's record and the printed shares.
-type shareSet struct {
-	record fsm.DataKeyShares
-	texts  []string
-}
-
-func newShareSet(key []byte, dataKeyFP string, k, n int) (*shareSet, error) {
-	pad := make([]byte, shareValueLen)
-	rand.Read(pad)
-	defer clear(pad)
-	var setID [4]byte
-	rand.Read(setID[:])
-	sid := hex.EncodeToString(setID[:])
-	parts, err := tpm.SplitSecret(pad, k, n)
-	if err != nil {
-		return nil, err
-	}
-	sealed, err := tpm.SealWithSecret(pad, key, sharesLabel, sharesAAD(dataKeyFP, sid, k, n))
-	if err != nil {
-		return nil, err
-	}
-	set := &shareSet{record: fsm.DataKeyShares{DataKey: dataKeyFP, Threshold: k, Shares: n, SetID: sid, Ciphertext: sealed}}
-	for _, p := range parts {
-		set.record.ShareHashes = append(set.record.ShareHashes, shareHash(setID, p.Index, p.Value))
-		set.texts = append(set.texts, recoveryShare{k: byte(k), n: byte(n), index: p.Index, setID: setID, value: p.Value}.encode())
-		clear(p.Value)
-	}
-	return set, nil
-}
-
-// recoverFromShares rebuilds the data key from printed shares and the
-// state's record, naming any share that is mistyped, foreign or wrong.
-func recoverFromShares(st *fsm.DataKeyState, texts []string) ([]byte, string, error) {
-	rec := st.Shares
-	if rec == nil {
-		return nil, "", errors.New("no recovery shares were ever issued for this cluster's data key (see `bulwark keys recovery-shares`); use --escrow-private-key")
-	}
-	setID, err := hex.DecodeString(rec.SetID)
-	if err != nil || len(setID) != 4 || len(rec.ShareHashes) != rec.Shares {
-		return nil, "", errors.New("the state's recovery share record is damaged")
-	}
-	byIndex := map[byte]tpm.Share{}
-	for i, text := range texts {
-		s, err := decodeShare(text)
-		if err != nil {
-			return nil, "", fmt.Errorf("share #%d on the command line: %w", i+1, err)
-		}
-		switch {
-		case !bytes.Equal(s.setID[:], setID):
-			return nil, "", fmt.Errorf("share #%d on the command line belongs to set %x, not to this cluster's set %s", i+1, s.setID, rec.SetID)
-		case int(s.k) != rec.Threshold || int(s.n) != rec.Shares:
-			return nil, "", fmt.Errorf("share #%d on the command line says %d of %d, the state says %d of %d", i+1, s.k, s.n, rec.Threshold, rec.Shares)
-		case shareHash(s.setID, s.index, s.value) != rec.ShareHashes[s.index-1]:
-			return nil, "", fmt.Errorf("share #%d on the command line (share %d of %d) is not the share %d that was issued", i+1, s.index, s.n, s.index)
-		}
-		byIndex[s.index] = tpm.Share{Index: s.index, Value: s.value} // the same share twice counts once
-	}
-	if len(byIndex) < rec.Threshold {
-		return nil, "", fmt.Errorf("%d different valid shares given; %d of the %d are needed", len(byIndex), rec.Threshold, rec.Shares)
-	}
-	parts := make([]tpm.Share, 0, len(byIndex))
-	for _, p := range byIndex {
-		parts = append(parts, p)
-	}
-	pad, err := tpm.CombineShares(parts)
-	if err != nil {
-		return nil, "", err
-	}
-	defer clear(pad)
-	key, err := tpm.OpenWithSecret(pad, rec.Ciphertext, sharesLabel, sharesAAD(rec.DataKey, rec.SetID, rec.Threshold, rec.Shares))
-	if err != nil {
-		return nil, "", fmt.Errorf("the shares do not open the sealed data key in the state: %w", err)
-	}
-	if err := checkRecovered(st, key, rec.DataKey); err != nil {
-		return nil, "", err
-	}
-	return key, fmt.Sprintf("%d of the %d recovery shares (set %s)", len(byIndex), rec.Shares, rec.SetID), nil
-}
-
-// recoverFromEscrow rebuilds the data key with an escrow private key.
-func recoverFromEscrow(st *fsm.DataKeyState, privatePEM []byte) ([]byte, string, error) {
-	priv, kfp, err := tpm.ParseEscrowPrivateKey(privatePEM)
-	if err != nil {
-		return nil, "", err
-	}
-	defer clear(priv)
-	e, ok := st.Escrow(kfp)
-	if !ok {
-		have := make([]string, len(st.Escrows))
-		for i, e := range st.Escrows {
-			have[i] = e.KeyFingerprint
-		}
-		if len(have) == 0 {
-			return nil, "", fmt.Errorf("the data key was never escrowed (see `bulwark keys escrow-key`); use --share")
-		}
-		return nil, "", fmt.Errorf("the data key is not escrowed to this private key (%s); it is escrowed to %s", kfp, strings.Join(have, ", "))
-	}
-	key, err := tpm.UnwrapKey(priv, tpm.WrappedKey{KEMCiphertext: e.KEMCiphertext, Ciphertext: e.Ciphertext},
-		escrowLabel, escrowAAD(e.DataKey, kfp))
-	if err != nil {
-		return nil, "", fmt.Errorf("the escrow to %s does not open with this private key: %w", kfp, err)
-	}
-	if err := checkRecovered(st, key, e.DataKey); err != nil {
-		return nil, "", err
-	}
-	return key, fmt.Sprintf("the escrow to %s (made %s)", kfp, e.CreatedAt.Format(time.RFC3339)), nil
-}
-
-func checkRecovered(st *fsm.DataKeyState, key []byte, recorded string) error {
-	fp := tpm.DataKeyFingerprint(key)
-	if len(key) != tpm.DataKeySize || fp != st.Fingerprint || recorded != st.Fingerprint {
-		clear(key)
-		return fmt.Errorf("the recovered key's fingerprint %s does not match the cluster's %s; nothing was written", fp, st.Fingerprint)
-	}
-	return nil
 }
 
 // Offline access to a stopped node's data directory.
@@ -895,7 +644,7 @@ func keysRecoveryShares(args []string, stdout io.Writer) error {
 	if *k == 0 || *n == 0 {
 		return usagef("keys recovery-shares needs --threshold K and --shares N")
 	}
-	if err := checkShareCounts(*k, *n); err != nil {
+	if err := escrow.CheckShareCounts(*k, *n); err != nil {
 		return usagef("keys recovery-shares: %v", err)
 	}
 	c, err := af.client()
@@ -967,9 +716,9 @@ func keysRecover(args []string, stdout io.Writer) error {
 	var key []byte
 	var how string
 	if privPEM != nil {
-		key, how, err = recoverFromEscrow(st, privPEM)
+		key, how, err = escrow.FromEscrow(st, privPEM)
 	} else {
-		key, how, err = recoverFromShares(st, shares)
+		key, how, err = escrow.FromShares(st, shares)
 	}
 	if err != nil {
 		return err
