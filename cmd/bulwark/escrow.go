@@ -20,18 +20,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/bulwark-auth/bulwark/api"
 	"github.com/bulwark-auth/bulwark/authcore"
 	"github.com/bulwark-auth/bulwark/cmd/bulwark/config"
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/node"
 	"github.com/bulwark-auth/bulwark/node/escrow"
 	"github.com/bulwark-auth/bulwark/tpm"
 	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
@@ -298,179 +293,6 @@ func sharesIssuedMessage(r *fsm.RecoveryShares) string {
 		r.IssuedAt.Format(time.RFC3339), r.Threshold, r.Shares, r.SetID)
 }
 
-// Offline access to a stopped node's data directory.
-
-// errNodeRunning: a daemon holds the data directory.
-var errNodeRunning = errors.New("bulwark is running on this data directory")
-
-// lockDataDir takes shared locks on state.db and raft/raft.db, the files
-// a running daemon holds exclusively (bbolt's flock), so that a running
-// daemon is refused and none starts while the lock is held.
-func lockDataDir(dataDir string) (unlock func(), err error) {
-	var files []*os.File
-	unlock = func() {
-		for _, f := range files {
-			f.Close() // releases the flock
-		}
-	}
-	for _, name := range []string{"state.db", filepath.Join("raft", "raft.db")} {
-		f, err := os.Open(filepath.Join(dataDir, name))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			unlock()
-			return nil, err
-		}
-		files = append(files, f)
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-			unlock()
-			if errors.Is(err, syscall.EWOULDBLOCK) {
-				return nil, fmt.Errorf("%w (%s is locked); stop it first (systemctl stop bulwark)",
-					errNodeRunning, filepath.Join(dataDir, name))
-			}
-			return nil, fmt.Errorf("lock %s: %w", name, err)
-		}
-	}
-	return unlock, nil
-}
-
-// readDataKeyState reads the data key record of a stopped node's state,
-// changing nothing in dataDir: it works on a copy of state.db, brought up
-// to date from the newest Raft snapshot and the log after it, as the
-// daemon's own start would (node.openState). The log may end with entries
-// not yet committed; the recovered key is checked against its fingerprint
-// whatever record it came from.
-func readDataKeyState(dataDir string) (*fsm.DataKeyState, error) {
-	tmp, err := os.MkdirTemp("", "bulwark-recover-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	path := filepath.Join(tmp, "state.db")
-	src := filepath.Join(dataDir, "state.db")
-	copied, err := copyFile(src, path)
-	if err != nil {
-		return nil, err
-	}
-	if copied {
-		// The copy is ours to trust: whatever is stale in it, the
-		// snapshot and the log below bring up to date.
-		if err := os.WriteFile(path+".clean", nil, 0o600); err != nil {
-			return nil, err
-		}
-	}
-	store, err := fsm.Open(path)
-	if errors.Is(err, fsm.ErrCorrupt) {
-		os.Remove(path)
-		store, err = fsm.Open(path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", src, err)
-	}
-	defer store.Close()
-	if err := catchUp(store, filepath.Join(dataDir, "raft")); err != nil {
-		return nil, err
-	}
-	var st *fsm.DataKeyState
-	err = store.View(func(r fsm.Reader) error {
-		var err error
-		st, err = r.DataKey()
-		return err
-	})
-	if errors.Is(err, fsm.ErrNoDataKey) {
-		return nil, fmt.Errorf("the state in %s has no cluster data key fingerprint: it predates the data key, or is not this cluster's", dataDir)
-	}
-	return st, err
-}
-
-func copyFile(src, dst string) (bool, error) {
-	in, err := os.Open(src)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return false, err
-	}
-	_, err = io.Copy(out, in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	return err == nil, err
-}
-
-// catchUp applies to store the newest snapshot under raftDir if the store
-// is behind it, then every log entry after the store's applied index.
-func catchUp(store *fsm.Store, raftDir string) error {
-	if _, err := os.Stat(raftDir); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	applied, _, err := store.Applied()
-	if err != nil {
-		return err
-	}
-	if _, err := os.Stat(filepath.Join(raftDir, "snapshots")); err == nil {
-		snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hclog.NewNullLogger())
-		if err != nil {
-			return fmt.Errorf("raft snapshots: %w", err)
-		}
-		metas, err := snaps.List()
-		if err != nil {
-			return fmt.Errorf("raft snapshots: %w", err)
-		}
-		if len(metas) > 0 && metas[0].Index > applied {
-			_, rc, err := snaps.Open(metas[0].ID)
-			if err != nil {
-				return fmt.Errorf("raft snapshot %s: %w", metas[0].ID, err)
-			}
-			err = store.Restore(rc)
-			rc.Close()
-			if err != nil {
-				return fmt.Errorf("raft snapshot %s: %w", metas[0].ID, err)
-			}
-			if applied, _, err = store.Applied(); err != nil {
-				return err
-			}
-		}
-	}
-	logPath := filepath.Join(raftDir, "raft.db")
-	if _, err := os.Stat(logPath); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: logPath,
-		BoltOptions: &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second}})
-	if err != nil {
-		return fmt.Errorf("raft log: %w", err)
-	}
-	defer logs.Close()
-	first, err := logs.FirstIndex()
-	if err != nil {
-		return err
-	}
-	last, err := logs.LastIndex()
-	if err != nil {
-		return err
-	}
-	var batch []fsm.Entry
-	for i := max(applied+1, first); i <= last && i > 0; i++ {
-		var l raft.Log
-		if err := logs.GetLog(i, &l); err != nil {
-			return fmt.Errorf("raft log entry %d: %w", i, err)
-		}
-		batch = append(batch, fsm.Entry{Index: l.Index, Term: l.Term, Command: l.Type == raft.LogCommand, Data: l.Data})
-		if len(batch) == 256 || i == last {
-			store.ApplyBatch(batch)
-			batch = batch[:0]
-		}
-	}
-	return nil
-}
-
 // offlineNode is a stopped node's configuration, data directory lock and
 // sealer, for the offline key commands.
 type offlineNode struct {
@@ -497,11 +319,11 @@ func openOffline(configFile, dataDir string, requireStopped bool) (*offlineNode,
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	o := &offlineNode{cfg: cfg, unlock: func() {}}
-	unlock, err := lockDataDir(cfg.DataDir)
+	unlock, err := node.LockDataDir(cfg.DataDir)
 	switch {
 	case err == nil:
 		o.unlock, o.locked = unlock, true
-	case errors.Is(err, errNodeRunning) && !requireStopped:
+	case errors.Is(err, node.ErrRunning) && !requireStopped:
 	default:
 		return nil, err
 	}
@@ -709,7 +531,7 @@ func keysRecover(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer o.unlock()
-	st, err := readDataKeyState(o.cfg.DataDir)
+	st, err := node.ReadDataKeyState(o.cfg.DataDir)
 	if err != nil {
 		return err
 	}
@@ -784,7 +606,7 @@ func keysDataKeyFingerprint(args []string, stdout io.Writer) error {
 	clear(key)
 	cluster := "not read: bulwark is running (stop it to compare with the state)"
 	if o.locked {
-		st, err := readDataKeyState(o.cfg.DataDir)
+		st, err := node.ReadDataKeyState(o.cfg.DataDir)
 		if err != nil {
 			return err
 		}

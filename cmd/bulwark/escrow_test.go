@@ -5,16 +5,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/bulwark-auth/bulwark/api"
 	"github.com/bulwark-auth/bulwark/fsm"
@@ -223,99 +218,6 @@ func TestEscrowRefusedOnKeyMismatch(t *testing.T) {
 	wantAPIError(t, err, 409, "holds no cluster data key")
 }
 
-// TestRecoveryReadsStateAndLog: the offline reader brings a stale state.db
-// up to date from the Raft log, as the daemon would, and changes nothing.
-func TestRecoveryReadsStateAndLog(t *testing.T) {
-	dir := t.TempDir()
-	s, ts, key := newTestDataKeyService(t)
-	ctx := context.Background()
-	pubPEM, privPEM, _ := tpm.GenerateEscrowKey()
-	if _, err := s.EscrowDataKey(ctx, string(pubPEM)); err != nil {
-		t.Fatal(err)
-	}
-	shares, err := s.IssueRecoveryShares(ctx, 2, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// dir/state.db holds only the first entry (the registration), closed
-	// cleanly; dir/raft/raft.db holds all of them.
-	stale, err := fsm.Open(filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stale.ApplyBatch(ts.entries[:1])
-	if err := stale.Close(); err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Join(dir, "raft"), 0o700)
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft", "raft.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rl []*raft.Log
-	for _, e := range ts.entries {
-		rl = append(rl, &raft.Log{Index: e.Index, Term: e.Term, Type: raft.LogCommand, Data: e.Data})
-	}
-	if err := logs.StoreLogs(rl); err != nil {
-		t.Fatal(err)
-	}
-	logs.Close()
-	before := dirState(t, dir)
-
-	unlock, err := lockDataDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := readDataKeyState(dir)
-	unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(st.Escrows) != 1 || st.Shares == nil {
-		t.Fatalf("state read offline: %d escrows, shares %v; want the log's", len(st.Escrows), st.Shares)
-	}
-	for _, recovered := range [][]byte{
-		must(escrow.FromEscrow(st, privPEM)),
-		must(escrow.FromShares(st, shares.Shares)),
-	} {
-		if !bytes.Equal(recovered, key) {
-			t.Error("recovered another key")
-		}
-	}
-	if after := dirState(t, dir); after != before {
-		t.Errorf("reading changed the data directory:\n%s\n%s", before, after)
-	}
-}
-
-func must(key []byte, _ string, err error) []byte {
-	if err != nil {
-		panic(err)
-	}
-	return key
-}
-
-func TestRecoveryRefusesRunningNode(t *testing.T) {
-	dir := t.TempDir()
-	f, err := os.Create(filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	// What bbolt does for the daemon: an exclusive flock, held while it runs.
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lockDataDir(dir); !errors.Is(err, errNodeRunning) || !strings.Contains(err.Error(), "stop it first") {
-		t.Fatalf("lockDataDir: %v, want errNodeRunning", err)
-	}
-	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	unlock, err := lockDataDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlock()
-}
-
 func stateRecord(t *testing.T, st *fsm.DataKeyState) []byte {
 	t.Helper()
 	var b bytes.Buffer
@@ -323,17 +225,4 @@ func stateRecord(t *testing.T, st *fsm.DataKeyState) []byte {
 		t.Fatal(err)
 	}
 	return b.Bytes()
-}
-
-// dirState lists files with sizes and modification times.
-func dirState(t *testing.T, dir string) string {
-	t.Helper()
-	var sb strings.Builder
-	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err == nil {
-			sb.WriteString(p + " " + fi.ModTime().String() + " " + fi.Mode().String() + "\n")
-		}
-		return nil
-	})
-	return sb.String()
 }
