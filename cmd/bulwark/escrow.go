@@ -1,10 +1,10 @@
 package main
 
-// The cluster data key: its creation at first start, its registration in
-// the replicated state, its escrow and recovery shares (daemon side,
-// behind the admin socket), and the offline commands that make escrow
-// keys, read the key's fingerprint and recover it onto new hardware.
-// docs/recovery.md is the operator's guide.
+// The cluster data key's commands: the admin socket's escrow and
+// recovery-share routes over node's data-key service (node.DataKeys), and
+// the offline commands that make escrow keys, read the key's fingerprint
+// and recover it onto new hardware (node/escrow). docs/recovery.md is the
+// operator's guide.
 
 import (
 	"bytes"
@@ -18,171 +18,52 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/bulwark-auth/bulwark/api"
 	"github.com/bulwark-auth/bulwark/authcore"
 	"github.com/bulwark-auth/bulwark/cmd/bulwark/config"
-	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/node"
 	"github.com/bulwark-auth/bulwark/node/escrow"
 	"github.com/bulwark-auth/bulwark/tpm"
 	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
 )
 
-// ensureDataKey creates the cluster data key in the keystore on the first
-// start; later starts check the stored one.
-func ensureDataKey(ks *tpm.Keystore) error {
-	if key, ok := ks.Secret(tpm.DataKeyName); ok {
-		defer clear(key)
-		if len(key) != tpm.DataKeySize {
-			return fmt.Errorf("keystore entry %s is %d bytes, want %d", tpm.DataKeyName, len(key), tpm.DataKeySize)
-		}
-		return nil
+// dataKeyAdmin serves the escrow and recovery-share routes of the admin
+// socket (api.DataKeyAdmin) with node's data-key service: it names the
+// actor and turns a refusal into its HTTP answer.
+type dataKeyAdmin struct{ keys *node.DataKeys }
+
+func (a dataKeyAdmin) EscrowDataKey(ctx context.Context, publicKeyPEM string) (api.DataKeyEscrowed, error) {
+	e, err := a.keys.Escrow(ctx, publicKeyPEM, actorOf(ctx))
+	if err != nil {
+		return api.DataKeyEscrowed{}, dataKeyRefusal(err, "public_key: ")
 	}
-	key := tpm.NewDataKey()
-	defer clear(key)
-	return ks.PutSecret(tpm.DataKeyName, key)
+	return api.DataKeyEscrowed{DataKeyFingerprint: e.DataKey, EscrowKeyFingerprint: e.KeyFingerprint,
+		KEM: e.KEM, CreatedAt: e.CreatedAt}, nil
 }
 
-// dataKeyVault is where this node keeps the data key (the keystore).
-type dataKeyVault interface {
-	Secret(name string) ([]byte, bool)
-}
-
-// dataKeyStore is the replicated state (the node).
-type dataKeyStore interface {
-	Apply(ctx context.Context, cmd fsm.Command) (any, error)
-	View(fn func(fsm.Reader) error) error
-}
-
-// errDataKeyMismatch: this node's data key is not the one the cluster
-// registered.
-var errDataKeyMismatch = errors.New("this node's cluster data key is not the cluster's")
-
-// dataKeyService registers the data key's fingerprint and serves the
-// escrow and recovery-share routes of the admin socket (api.DataKeyAdmin).
-type dataKeyService struct {
-	vault dataKeyVault
-	store dataKeyStore
-	log   *slog.Logger
-	now   func() time.Time
-	retry time.Duration
-}
-
-// startDataKeyAdmin returns the service and starts registering this node's
-// data key fingerprint, retrying until a leader takes it or ctx ends.
-func startDataKeyAdmin(ctx context.Context, vault dataKeyVault, store dataKeyStore, logger *slog.Logger) *dataKeyService {
-	s := &dataKeyService{vault: vault, store: store, log: logger.With("component", "datakey"),
-		now: time.Now, retry: 250 * time.Millisecond}
-	go s.registerLoop(ctx)
-	return s
-}
-
-func (s *dataKeyService) registerLoop(ctx context.Context) {
-	for {
-		st, err := s.register(ctx)
-		switch {
-		case err == nil:
-			s.log.Info("cluster data key registered", "fingerprint", st.Fingerprint, "escrows", len(st.Escrows),
-				"recovery_shares", st.Shares != nil)
-			return
-		case errors.Is(err, errDataKeyMismatch):
-			s.log.Error("cluster data key mismatch: if this node was restored from a backup, stop it and run `bulwark keys recover`",
-				"error", err)
-			return
-		case errors.As(err, new(*api.Error)): // no data key in the keystore
-			s.log.Error("cluster data key not registered", "error", err)
-			return
-		case ctx.Err() != nil:
-			return
-		}
-		s.log.Debug("cluster data key not registered yet; retrying", "error", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(s.retry):
-		}
+func (a dataKeyAdmin) IssueRecoveryShares(ctx context.Context, threshold, shares int) (api.RecoveryShares, error) {
+	set, err := a.keys.IssueShares(ctx, threshold, shares, actorOf(ctx))
+	if err != nil {
+		return api.RecoveryShares{}, dataKeyRefusal(err, "")
 	}
+	return api.RecoveryShares{DataKeyFingerprint: set.DataKey, Threshold: set.Threshold, Total: set.Shares,
+		Shares: set.Texts, IssuedAt: set.IssuedAt}, nil
 }
 
-// register makes sure the state holds this node's data key fingerprint and
-// returns the state's record.
-func (s *dataKeyService) register(ctx context.Context) (*fsm.DataKeyState, error) {
-	key, ok := s.vault.Secret(tpm.DataKeyName)
-	if !ok {
-		return nil, &api.Error{Status: http.StatusConflict, Code: api.CodeConflict,
-			Description: "this node's keystore holds no cluster data key"}
-	}
-	fp := tpm.DataKeyFingerprint(key)
-	clear(key)
-	st, err := s.state()
+// dataKeyRefusal answers a bad request 400 (its description prefixed with
+// the field it is about) and a refusal by the state 409.
+func dataKeyRefusal(err error, field string) error {
+	var r *node.DataKeyError
 	switch {
-	case err == nil:
-		return st, checkRegistered(st, fp)
-	case !errors.Is(err, fsm.ErrNoDataKey):
-		return nil, err
-	}
-	cmd, err := fsm.NewCommand(fsm.TypeDataKeyRegister, 1, s.now().UnixNano(), fsm.DataKeyRegister{Fingerprint: fp})
-	if err != nil {
-		return nil, err
-	}
-	cmd = cmd.WithAudit(fsm.AuditAppend{Type: "datakey.register", Severity: fsm.AuditInfo, Actor: "system", Subject: fp})
-	v, err := s.store.Apply(ctx, cmd)
-	if errors.Is(err, fsm.ErrInvalidCommand) { // another fingerprint won
-		if st, serr := s.state(); serr == nil {
-			return st, checkRegistered(st, fp)
-		}
-		return nil, fmt.Errorf("%w: %v", errDataKeyMismatch, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	st, ok = v.(*fsm.DataKeyState)
-	if !ok {
-		return nil, fmt.Errorf("datakey.register answered %T", v)
-	}
-	return st, nil
-}
-
-func checkRegistered(st *fsm.DataKeyState, fp string) error {
-	if st.Fingerprint == fp {
-		return nil
-	}
-	return fmt.Errorf("%w: this node holds %s, the cluster registered %s at %s", errDataKeyMismatch,
-		fp, st.Fingerprint, st.RegisteredAt.Format(time.RFC3339))
-}
-
-func (s *dataKeyService) state() (*fsm.DataKeyState, error) {
-	var st *fsm.DataKeyState
-	err := s.store.View(func(r fsm.Reader) error {
-		var err error
-		st, err = r.DataKey()
+	case !errors.As(err, &r):
 		return err
-	})
-	return st, err
-}
-
-// current returns the data key once its registration is confirmed.
-func (s *dataKeyService) current(ctx context.Context) ([]byte, *fsm.DataKeyState, error) {
-	st, err := s.register(ctx)
-	if errors.Is(err, errDataKeyMismatch) {
-		return nil, nil, conflict(err.Error() + "; nothing was escrowed or issued")
+	case r.Invalid:
+		return &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidRequest, Description: field + r.Msg}
 	}
-	if err != nil {
-		return nil, nil, err
-	}
-	key, ok := s.vault.Secret(tpm.DataKeyName)
-	if !ok || tpm.DataKeyFingerprint(key) != st.Fingerprint {
-		return nil, nil, conflict("this node's cluster data key changed during the request")
-	}
-	return key, st, nil
-}
-
-func conflict(desc string) *api.Error {
-	return &api.Error{Status: http.StatusConflict, Code: api.CodeConflict, Description: desc}
+	return &api.Error{Status: http.StatusConflict, Code: api.CodeConflict, Description: r.Msg}
 }
 
 func actorOf(ctx context.Context) string {
@@ -190,107 +71,6 @@ func actorOf(ctx context.Context) string {
 		return a
 	}
 	return api.ActorLocalAdmin
-}
-
-// EscrowDataKey wraps the data key to the armored escrow public key and
-// records the escrow in the replicated state.
-func (s *dataKeyService) EscrowDataKey(ctx context.Context, publicKeyPEM string) (api.DataKeyEscrowed, error) {
-	pub, err := tpm.ParseEscrowPublicKey([]byte(publicKeyPEM))
-	if err != nil {
-		return api.DataKeyEscrowed{}, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidRequest,
-			Description: "public_key: " + err.Error()}
-	}
-	kfp := tpm.EscrowKeyFingerprint(pub)
-	key, st, err := s.current(ctx)
-	if err != nil {
-		return api.DataKeyEscrowed{}, err
-	}
-	defer clear(key)
-	if e, ok := st.Escrow(kfp); ok {
-		return api.DataKeyEscrowed{}, conflict(fmt.Sprintf("the data key is already escrowed to %s (since %s)",
-			kfp, e.CreatedAt.Format(time.RFC3339)))
-	}
-	w, err := escrow.Wrap(pub, key, st.Fingerprint, kfp)
-	if err != nil {
-		return api.DataKeyEscrowed{}, err
-	}
-	cmd, err := fsm.NewCommand(fsm.TypeDataKeyEscrow, 1, s.now().UnixNano(), fsm.DataKeyEscrow{
-		DataKey: st.Fingerprint, KeyFingerprint: kfp, KEM: tpm.EscrowKEM,
-		PublicKey: pub, KEMCiphertext: w.KEMCiphertext, Ciphertext: w.Ciphertext})
-	if err != nil {
-		return api.DataKeyEscrowed{}, err
-	}
-	cmd = cmd.WithAudit(fsm.AuditAppend{Type: "datakey.escrow", Severity: fsm.AuditWarning, Actor: actorOf(ctx),
-		Subject: kfp, Details: map[string]string{"data_key": st.Fingerprint, "kem": tpm.EscrowKEM}})
-	v, err := s.store.Apply(ctx, cmd)
-	switch {
-	case errors.Is(err, fsm.ErrEscrowExists):
-		return api.DataKeyEscrowed{}, conflict("the data key is already escrowed to " + kfp)
-	case errors.Is(err, fsm.ErrInvalidCommand), errors.Is(err, fsm.ErrNoDataKey):
-		return api.DataKeyEscrowed{}, conflict(err.Error())
-	case err != nil:
-		return api.DataKeyEscrowed{}, err
-	}
-	e, ok := v.(*fsm.Escrow)
-	if !ok {
-		return api.DataKeyEscrowed{}, fmt.Errorf("datakey.escrow answered %T", v)
-	}
-	s.log.Warn("cluster data key escrowed", "escrow_key", kfp, "data_key", st.Fingerprint)
-	return api.DataKeyEscrowed{DataKeyFingerprint: st.Fingerprint, EscrowKeyFingerprint: kfp,
-		KEM: tpm.EscrowKEM, CreatedAt: e.CreatedAt}, nil
-}
-
-// IssueRecoveryShares splits a fresh random pad into shares, seals the data
-// key under the pad in the replicated state, and returns the shares: once,
-// and only after the record is committed.
-func (s *dataKeyService) IssueRecoveryShares(ctx context.Context, threshold, shares int) (api.RecoveryShares, error) {
-	if err := escrow.CheckShareCounts(threshold, shares); err != nil {
-		return api.RecoveryShares{}, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidRequest, Description: err.Error()}
-	}
-	key, st, err := s.current(ctx)
-	if err != nil {
-		return api.RecoveryShares{}, err
-	}
-	defer clear(key)
-	if st.Shares != nil {
-		return api.RecoveryShares{}, conflict(sharesIssuedMessage(st.Shares))
-	}
-	set, err := escrow.NewShareSet(key, st.Fingerprint, threshold, shares)
-	if err != nil {
-		return api.RecoveryShares{}, err
-	}
-	cmd, err := fsm.NewCommand(fsm.TypeDataKeyShares, 1, s.now().UnixNano(), set.Record)
-	if err != nil {
-		return api.RecoveryShares{}, err
-	}
-	cmd = cmd.WithAudit(fsm.AuditAppend{Type: "datakey.shares", Severity: fsm.AuditWarning, Actor: actorOf(ctx),
-		Subject: st.Fingerprint, Details: map[string]string{"threshold": strconv.Itoa(threshold),
-			"shares": strconv.Itoa(shares), "set_id": set.Record.SetID}})
-	v, err := s.store.Apply(ctx, cmd)
-	switch {
-	case errors.Is(err, fsm.ErrSharesIssued):
-		if st, serr := s.state(); serr == nil && st.Shares != nil {
-			return api.RecoveryShares{}, conflict(sharesIssuedMessage(st.Shares))
-		}
-		return api.RecoveryShares{}, conflict(err.Error())
-	case errors.Is(err, fsm.ErrInvalidCommand), errors.Is(err, fsm.ErrNoDataKey):
-		return api.RecoveryShares{}, conflict(err.Error())
-	case err != nil:
-		return api.RecoveryShares{}, err
-	}
-	rec, ok := v.(*fsm.RecoveryShares)
-	if !ok {
-		return api.RecoveryShares{}, fmt.Errorf("datakey.shares answered %T", v)
-	}
-	s.log.Warn("recovery shares issued", "threshold", threshold, "shares", shares, "set_id", set.Record.SetID)
-	return api.RecoveryShares{DataKeyFingerprint: st.Fingerprint, Threshold: threshold, Total: shares,
-		Shares: set.Texts, IssuedAt: rec.IssuedAt}, nil
-}
-
-func sharesIssuedMessage(r *fsm.RecoveryShares) string {
-	return fmt.Sprintf("recovery shares were already issued at %s (%d of %d, set %s); they are shown only once "+
-		"and cannot be issued again. Escrow the key to a public key instead (bulwark keys escrow-key)",
-		r.IssuedAt.Format(time.RFC3339), r.Threshold, r.Shares, r.SetID)
 }
 
 // offlineNode is a stopped node's configuration, data directory lock and
@@ -625,7 +405,7 @@ func keysDataKeyFingerprint(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "keystore: %s\ncluster:  %s\n", out.Keystore, cluster)
 	}
 	if out.Match != nil && !*out.Match {
-		return fmt.Errorf("%w: run `bulwark keys recover` with the daemon stopped", errDataKeyMismatch)
+		return fmt.Errorf("%w: run `bulwark keys recover` with the daemon stopped", node.ErrDataKeyMismatch)
 	}
 	return nil
 }

@@ -146,7 +146,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 			return err
 		}
 	}
-	if err := ensureDataKey(ks); err != nil {
+	if err := node.EnsureDataKey(ks); err != nil {
 		return err
 	}
 	// Signing keys live in the keystore, or, with seal.signing =
@@ -272,6 +272,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	renewer := &certRenewer{n: n, cluster: clusterTLS, api: certs, cfg: cfg, ks: ks, advertise: advertise,
 		log: logger.With("component", "pki")}
 	apiSrv := api.NewServer(cfg.API.Listen, handler, apiTLS, logger)
+	dataKeys := node.NewDataKeys(ks, n, logger)
+	go dataKeys.RunRegistration(ctx)
 
 	adminLn, err := api.ListenAdmin(cfg.AdminSocketPath(), api.ListenLogger(logger))
 	if err != nil {
@@ -279,7 +281,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		return fmt.Errorf("admin socket: %w", err)
 	}
 	adminSrv := &http.Server{
-		Handler:           api.NewAdminHandler(core, core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(startDataKeyAdmin(ctx, ks, n, logger)), startClusterAdmin(ctx, n, ks, caCert, renewer, core, published, logger)),
+		Handler:           api.NewAdminHandler(core, core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(dataKeyAdmin{dataKeys}), startClusterAdmin(ctx, n, ks, caCert, renewer, core, published, logger)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
