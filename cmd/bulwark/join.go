@@ -1,8 +1,10 @@
 package main
 
-// Cluster membership, daemon side: `serve --join TOKEN` on an empty data
-// directory, the cluster port's certificate chain, and the admin socket's
-// cluster routes (api.ClusterAdmin over the node).
+// Cluster membership, daemon side: the names a node certificate covers,
+// the cluster port's certificate chain, the promotion of a joined node
+// once its key is published, and the admin socket's cluster routes
+// (api.ClusterAdmin over the node). The joining node's side of `serve
+// --join` is node's (node.BeginJoin).
 
 import (
 	"context"
@@ -10,14 +12,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/bulwark-auth/bulwark/api"
 	"github.com/bulwark-auth/bulwark/authcore"
@@ -25,116 +25,7 @@ import (
 	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/node"
 	"github.com/bulwark-auth/bulwark/node/pki"
-	"github.com/bulwark-auth/bulwark/tpm"
-	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
 )
-
-// joinTimeout bounds the exchange with the cluster at `serve --join`.
-const joinTimeout = 60 * time.Second
-
-// joinAttempt is a `serve --join` on an empty data directory. Until it
-// succeeds, abandon removes whatever the start created there, so a refused
-// join leaves the directory as it found it.
-type joinAttempt struct {
-	token   string
-	dataDir string
-	existed bool
-	done    bool
-}
-
-// beginJoin checks, before anything is written, that the token is one and
-// has not expired, and that the data directory is empty.
-func beginJoin(cfg config.Config, token string) (*joinAttempt, error) {
-	tok, err := node.ParseJoinToken(token)
-	if err != nil {
-		return nil, fmt.Errorf("--join: %w", err)
-	}
-	if !time.Now().Before(tok.Expires) {
-		return nil, fmt.Errorf("--join: the join token expired at %s; create a new one with `bulwark cluster join-token` on a node holding the cluster CA key",
-			tok.Expires.UTC().Format(time.RFC3339))
-	}
-	j := &joinAttempt{token: token, dataDir: cfg.DataDir}
-	ents, err := os.ReadDir(cfg.DataDir)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, fmt.Errorf("--join: data directory: %w", err)
-	case len(ents) > 0:
-		return nil, fmt.Errorf("--join needs an empty data directory, and %s holds %s: it is already a node's; "+
-			"start it without --join to rejoin its cluster, or empty it to join anew", cfg.DataDir, ents[0].Name())
-	default:
-		j.existed = true
-	}
-	return j, nil
-}
-
-// abandon undoes the start of a join that did not complete: the data
-// directory was empty (or absent), so everything in it is this start's.
-func (j *joinAttempt) abandon() {
-	if j == nil || j.done {
-		return
-	}
-	if !j.existed {
-		os.RemoveAll(j.dataDir)
-		return
-	}
-	ents, _ := os.ReadDir(j.dataDir)
-	for _, e := range ents {
-		os.RemoveAll(filepath.Join(j.dataDir, e.Name()))
-	}
-}
-
-// run joins the cluster and stores what it sent: the node's TLS key and
-// the cluster data key in the keystore, sealed by this node's own sealer,
-// and ca.pem and tls/node.pem. node.Open then starts without
-// bootstrapping and waits to be promoted.
-func (j *joinAttempt) run(ctx context.Context, cfg config.Config, ks *tpm.Keystore, logger *slog.Logger) error {
-	advertise, err := advertiseAddr(cfg)
-	if err != nil {
-		return err
-	}
-	jctx, cancel := context.WithTimeout(ctx, joinTimeout)
-	defer cancel()
-	res, err := node.Join(jctx, j.token, node.JoinRequest{NodeID: cfg.NodeName, Advertise: advertise,
-		Hosts: certHosts(cfg, advertise)})
-	if err != nil {
-		return err
-	}
-	defer clear(res.DataKey)
-	if err := storeJoined(cfg.DataDir, ks, res); err != nil {
-		return fmt.Errorf("the cluster admitted %s, but storing what it sent failed: %w; "+
-			"run `bulwark cluster remove %s` on the cluster and join again with a new token", cfg.NodeName, err, cfg.NodeName)
-	}
-	if res.DataKey == nil {
-		logger.Warn("the cluster sent no data key; this node makes its own, which the cluster will not accept")
-	}
-	j.done = true
-	peers := make([]string, len(res.Members))
-	for i, m := range res.Members {
-		peers[i] = m.ID + "@" + m.Address
-	}
-	logger.Info("joined the cluster; waiting to catch up and be promoted to voter", "node", cfg.NodeName,
-		"advertise", advertise, "admitted_by", res.Via, "members", peers, "ca_pin", pki.Pin(res.CA))
-	return nil
-}
-
-func storeJoined(dataDir string, ks *tpm.Keystore, res *node.Joined) error {
-	if err := markJoined(ks); err != nil {
-		return err
-	}
-	if err := ks.Put(pki.NodeKeyName, res.Key); err != nil {
-		return err
-	}
-	if res.DataKey != nil {
-		if err := ks.PutSecret(tpm.DataKeyName, res.DataKey); err != nil {
-			return err
-		}
-	}
-	if err := pki.WriteNodeCert(dataDir, res.Cert); err != nil {
-		return err
-	}
-	return atomicfile.WriteFile(filepath.Join(dataDir, pki.CAFile), pki.EncodeCertPEM(res.CA), 0o644)
-}
 
 // certHosts are the names a node certificate covers besides the defaults:
 // the advertised host and the API listen host (unless a wildcard). A
@@ -171,28 +62,19 @@ func clusterCertificate(dataDir string, nodeCert tls.Certificate) (tls.Certifica
 	return c, ca, nil
 }
 
-// startClusterAdmin lets the node admit joiners when it holds the CA key,
-// finishes its own join (promotion to voter) in the background once
-// published is closed, and returns the admin socket's cluster routes.
-// published closes when this node's signing key is in the log, after its
-// tokens.issuer was held to its cluster's: a joiner configured with
+// becomeVoter finishes this node's own join (promotion to voter) once
+// published is closed: when its signing key is in the log, after its
+// tokens.issuer was held to its cluster's. A joiner configured with
 // another issuer exits as a nonvoter, which costs the cluster no quorum.
-func startClusterAdmin(ctx context.Context, n *node.Node, ks *tpm.Keystore, ca *x509.Certificate, renewer *certRenewer, keys nodeKeys, published <-chan struct{}, logger *slog.Logger) api.AdminOption {
-	n.EnableJoin(ca, ks)
-	go shareCAKey(ctx, ks, n, ca, n.Status().ID, logger)
-	go markWhenClustered(ctx, ks, n, logger)
-	go func() {
-		select {
-		case <-published:
-		case <-ctx.Done():
-			return
-		}
-		if err := n.EnsureVoter(ctx); err != nil && ctx.Err() == nil {
-			logger.Error("could not become a voter of the cluster", "error", err)
-		}
-	}()
-	go renewer.run(ctx)
-	return api.AdminCluster(clusterService{n: n, renewer: renewer, keys: keys})
+func becomeVoter(ctx context.Context, n *node.Node, published <-chan struct{}, logger *slog.Logger) {
+	select {
+	case <-published:
+	case <-ctx.Done():
+		return
+	}
+	if err := n.EnsureVoter(ctx); err != nil && ctx.Err() == nil {
+		logger.Error("could not become a voter of the cluster", "error", err)
+	}
 }
 
 // nodeKeys retires a removed node's signing keys (authcore.Service).

@@ -120,14 +120,14 @@ type reloadable struct {
 
 func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, logger *slog.Logger, stderr io.Writer, hup reloadable) error {
 	// --join: only into an empty data directory, and a refused join leaves
-	// it as it was (join.go).
-	var joining *joinAttempt
+	// it as it was (node.BeginJoin).
+	var joining *node.JoinAttempt
 	if joinToken != "" {
 		var err error
-		if joining, err = beginJoin(cfg, joinToken); err != nil {
+		if joining, err = node.BeginJoin(cfg.DataDir, joinToken); err != nil {
 			return err
 		}
-		defer joining.abandon()
+		defer joining.Abandon()
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
@@ -142,7 +142,12 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		return err
 	}
 	if joining != nil {
-		if err := joining.run(ctx, cfg, ks, logger); err != nil {
+		advertise, err := advertiseAddr(cfg)
+		if err != nil {
+			return err
+		}
+		req := node.JoinRequest{NodeID: cfg.NodeName, Advertise: advertise, Hosts: certHosts(cfg, advertise)}
+		if err := joining.Run(ctx, ks, req, logger); err != nil {
 			return err
 		}
 	}
@@ -184,7 +189,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	}
 	clusterTLS := &node.ClusterTLS{Cert: clusterCert, CA: caPool}
 	n, err := node.Open(node.Config{ID: cfg.NodeName, DataDir: cfg.DataDir, Advertise: advertise,
-		Listen: cfg.Cluster.Listen, TLS: clusterTLS, Join: joinedNode(ks), Logger: logger,
+		Listen: cfg.Cluster.Listen, TLS: clusterTLS, Join: node.HasJoined(ks), Logger: logger,
 		MaxStaleness: cfg.Cluster.MaxStaleness.Duration})
 	if err != nil {
 		return err
@@ -272,16 +277,28 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	renewer := &certRenewer{n: n, cluster: clusterTLS, api: certs, cfg: cfg, ks: ks, advertise: advertise,
 		log: logger.With("component", "pki")}
 	apiSrv := api.NewServer(cfg.API.Listen, handler, apiTLS, logger)
-	dataKeys := node.NewDataKeys(ks, n, logger)
-	go dataKeys.RunRegistration(ctx)
 
 	adminLn, err := api.ListenAdmin(cfg.AdminSocketPath(), api.ListenLogger(logger))
 	if err != nil {
 		apiLn.Close()
 		return fmt.Errorf("admin socket: %w", err)
 	}
+	// The node's background work, each until ctx ends or its work is done:
+	// admitting joiners when this node holds the CA key, registering the
+	// data key, sharing (or adopting) the CA key, marking a node that has
+	// peers as a member, its own promotion to voter once its key is
+	// published, and the renewal of its certificate.
+	n.EnableJoin(caCert, ks)
+	dataKeys := node.NewDataKeys(ks, n, logger)
+	go dataKeys.RunRegistration(ctx)
+	go n.ShareCAKey(ctx, ks, caCert)
+	go n.MarkWhenClustered(ctx, ks)
+	go becomeVoter(ctx, n, published, logger)
+	go renewer.run(ctx)
 	adminSrv := &http.Server{
-		Handler:           api.NewAdminHandler(core, core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(dataKeyAdmin{dataKeys}), startClusterAdmin(ctx, n, ks, caCert, renewer, core, published, logger)),
+		Handler: api.NewAdminHandler(core, core, func() any { return n.Status() }, logger,
+			api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(dataKeyAdmin{dataKeys}),
+			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core})),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
