@@ -1,30 +1,24 @@
 package main
 
 // Cluster membership, daemon side: the names a node certificate covers,
-// the cluster port's certificate chain, the promotion of a joined node
-// once its key is published, and the admin socket's cluster routes
-// (api.ClusterAdmin over the node). The joining node's side of `serve
+// the promotion of a joined node once its key is published, and the
+// admin socket's cluster routes (api.ClusterAdmin over the node). The joining node's side of `serve
 // --join` is node's (node.BeginJoin).
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
-	"path/filepath"
 
 	"github.com/bulwark-auth/bulwark/api"
 	"github.com/bulwark-auth/bulwark/authcore"
 	"github.com/bulwark-auth/bulwark/cmd/bulwark/config"
 	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/node"
-	"github.com/bulwark-auth/bulwark/node/pki"
 )
 
 // certHosts are the names a node certificate covers besides the defaults:
@@ -42,24 +36,6 @@ func certHosts(cfg config.Config, advertise string) []string {
 		}
 	}
 	return hosts
-}
-
-// clusterCertificate is the node certificate with the CA certificate
-// appended: a joining node, which trusts the cluster by the CA's pin
-// alone, finds the CA in the chain the cluster port presents.
-func clusterCertificate(dataDir string, nodeCert tls.Certificate) (tls.Certificate, *x509.Certificate, error) {
-	b, err := os.ReadFile(filepath.Join(dataDir, pki.CAFile))
-	if err != nil {
-		return tls.Certificate{}, nil, err
-	}
-	certs, err := pki.ParseCertPEM(b)
-	if err != nil {
-		return tls.Certificate{}, nil, fmt.Errorf("%s: %w", pki.CAFile, err)
-	}
-	ca := certs[0]
-	c := nodeCert
-	c.Certificate = append(append([][]byte(nil), nodeCert.Certificate...), ca.Raw)
-	return c, ca, nil
 }
 
 // becomeVoter finishes this node's own join (promotion to voter) once
@@ -85,8 +61,8 @@ type nodeKeys interface {
 // clusterService is api.ClusterAdmin over the node.
 type clusterService struct {
 	n       *node.Node
-	renewer *certRenewer // nil: renew-cert is refused
-	keys    nodeKeys     // nil: removal leaves signing keys alone
+	renewer *node.CertRenewer // nil: renew-cert is refused
+	keys    nodeKeys          // nil: removal leaves signing keys alone
 }
 
 func (s clusterService) ClusterStatus(ctx context.Context) (api.ClusterStatus, error) {
@@ -152,6 +128,19 @@ func (s clusterService) RemoveNode(ctx context.Context, id string) error {
 		}
 	}
 	return nil
+}
+
+// RenewCertificate is `bulwark cluster renew-cert`: renew now, due or not.
+func (s clusterService) RenewCertificate(ctx context.Context) (api.CertRenewal, error) {
+	if s.renewer == nil {
+		return api.CertRenewal{}, errors.New("certificate renewal is not available on this listener")
+	}
+	c, err := s.renewer.Renew(ctx, true)
+	if err != nil {
+		return api.CertRenewal{}, &api.Error{Status: http.StatusServiceUnavailable, Code: api.CodeUnavailable,
+			Description: "node certificate not renewed: " + err.Error()}
+	}
+	return api.CertRenewal{Serial: c.Serial, NotAfter: c.NotAfter, Renewed: c.Renewed}, nil
 }
 
 func clusterActor(ctx context.Context) string {

@@ -183,7 +183,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		return err
 	}
 
-	clusterCert, caCert, err := clusterCertificate(cfg.DataDir, nodeCert)
+	clusterCert, caCert, err := node.ClusterCertificate(cfg.DataDir, nodeCert)
 	if err != nil {
 		return err
 	}
@@ -274,8 +274,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	apiTLS := pki.ServerTLSConfig(cert, cfg.TLSMinVersion())
 	apiTLS.Certificates, apiTLS.GetCertificate = nil, certs.GetCertificate
 	go reloadOnHUP(ctx, hup.configFile, hup.level, certs, logger)
-	renewer := &certRenewer{n: n, cluster: clusterTLS, api: certs, cfg: cfg, ks: ks, advertise: advertise,
-		log: logger.With("component", "pki")}
+	renewer := n.NewCertRenewer(ks, certHosts(cfg, advertise), certs.reload)
 	apiSrv := api.NewServer(cfg.API.Listen, handler, apiTLS, logger)
 
 	adminLn, err := api.ListenAdmin(cfg.AdminSocketPath(), api.ListenLogger(logger))
@@ -294,7 +293,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	go n.ShareCAKey(ctx, ks, caCert)
 	go n.MarkWhenClustered(ctx, ks)
 	go becomeVoter(ctx, n, published, logger)
-	go renewer.run(ctx)
+	go renewer.Run(ctx)
 	adminSrv := &http.Server{
 		Handler: api.NewAdminHandler(core, core, func() any { return n.Status() }, logger,
 			api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(dataKeyAdmin{dataKeys}),
