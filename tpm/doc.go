@@ -11,7 +11,9 @@
 //
 // With seal.signing = "tpm-resident", TPMSealer also makes ES256 signing
 // keys inside the TPM (TPMKey, <dataDir>/tpm/signing-<n>.key holds only the
-// TPM-wrapped blob) and signs with TPM2_Sign. escrow.go holds the cluster
+// TPM-wrapped blob) and signs with TPM2_Sign; ResidentKeys is the signing
+// key vault over them (authcore decides when a generation is made).
+// escrow.go holds the cluster
 // data key's helpers: its fingerprint, the hybrid X25519 + ML-KEM-768 wrap
 // (to an operator's escrow key, or to a joining node) and the wrap under a
 // secret (the recovery shares' pad; node/escrow splits it into shares).

@@ -162,10 +162,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		if !ok {
 			return fmt.Errorf("seal.signing = \"tpm-resident\" needs seal.mode = \"tpm\"")
 		}
-		v, err := newTPMVault(ks, ts, cfg.DataDir, logger)
-		if err != nil {
-			return err
-		}
+		v := tpm.NewResidentKeys(ks, ts, cfg.DataDir)
 		defer v.Close() // before the sealer closes
 		vault = v
 	}
