@@ -1,11 +1,18 @@
 // Package node runs one Raft member of a bulwark cluster: it opens the
 // durable state (raft log, snapshots, state.db), bootstraps or rejoins the
 // cluster, proposes commands, serves local read views and reports
-// readiness.
+// readiness. It owns the cluster's protocols around that member too: the
+// mTLS transport, forwarding and membership, both sides of a join
+// (join.go, joindir.go), certificate issue and renewal (certify.go,
+// certrenew.go), the CA key's sharing (cakey.go), the cluster data key's
+// registration, escrow and recovery shares (datakey.go), backups, and the
+// offline read of a stopped node's state (offline.go).
 //
-// It imports fsm (the state machine it drives) and tpm (sealing); cmd/bulwark
-// builds it and hands it, behind small interfaces, to authcore and api.
-// Nothing outside node touches *raft.Raft. See DESIGN.md in this directory.
+// It imports fsm (the state machine it drives), tpm (sealing and the key
+// wraps) and its own node/pki and node/escrow; cmd/bulwark builds it and
+// hands it, behind small interfaces, to authcore and api. Nothing outside
+// node opens the Raft log or touches *raft.Raft. See DESIGN.md in this
+// directory.
 package node
 
 import (

@@ -18,10 +18,10 @@
 // (to an operator's escrow key, or to a joining node) and the wrap under a
 // secret (the recovery shares' pad; node/escrow splits it into shares).
 //
-// Package tpm is imported by node and cmd/bulwark. It imports only the
-// standard library, go-tpm, golang.org/x/crypto, tpm/atomicfile, circl's
-// ML-DSA (for ML-DSA signing keys, which crypto/x509 cannot store) and
-// circl's hybrid KEM (see imports_test.go).
+// Package tpm is imported by node, node/escrow and cmd/bulwark. It imports
+// only the standard library, go-tpm, golang.org/x/crypto, tpm/atomicfile,
+// circl's ML-DSA (for ML-DSA signing keys, which crypto/x509 cannot store)
+// and circl's hybrid KEM (see imports_test.go).
 package tpm
 
 import "errors"

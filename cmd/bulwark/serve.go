@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -406,41 +405,6 @@ func newSealer(cfg config.Config, logger *slog.Logger) (tpm.Sealer, error) {
 		return s, nil
 	}
 	return nil, fmt.Errorf("seal.mode: unknown mode %q", cfg.Seal.Mode)
-}
-
-// advertiseAddr is cluster.advertise, or cluster.listen with its host
-// filled in (the machine's hostname when the listen host is a wildcard).
-func advertiseAddr(cfg config.Config) (string, error) {
-	if cfg.Cluster.Advertise != "" {
-		return cfg.Cluster.Advertise, nil
-	}
-	host, port, err := net.SplitHostPort(cfg.Cluster.Listen)
-	if err != nil {
-		return "", fmt.Errorf("cluster.listen: %w", err)
-	}
-	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
-		if host, err = os.Hostname(); err != nil {
-			return "", fmt.Errorf("cluster.advertise is empty and the hostname is unknown: %w", err)
-		}
-	}
-	return net.JoinHostPort(host, port), nil
-}
-
-// nodeCertificate is this node's certificate from the cluster CA (server
-// and client auth), for the cluster port and, unless the operator brings
-// one, the API. It covers the advertised host, the API listen host,
-// localhost and 127.0.0.1.
-func nodeCertificate(cfg config.Config, ks *tpm.Keystore, advertise string) (tls.Certificate, *x509.CertPool, error) {
-	return pki.Ensure(cfg.DataDir, ks, cfg.NodeName, certHosts(cfg, advertise), time.Now())
-}
-
-// apiCertificate is the operator's certificate when configured, else the
-// node's.
-func apiCertificate(cfg config.Config, nodeCert tls.Certificate) (tls.Certificate, error) {
-	if cfg.API.TLSCert != "" {
-		return pki.LoadOperatorCert(cfg.API.TLSCert, cfg.API.TLSKey)
-	}
-	return nodeCert, nil
 }
 
 func prefixes(cs []config.CIDR) []netip.Prefix {

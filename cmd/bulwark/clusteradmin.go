@@ -1,8 +1,8 @@
 package main
 
-// Cluster membership, daemon side: the names a node certificate covers,
-// the promotion of a joined node once its key is published, and the
-// admin socket's cluster routes (api.ClusterAdmin over the node). The joining node's side of `serve
+// Cluster membership, daemon side: the promotion of a joined node once its
+// key is published, and the admin socket's cluster routes
+// (api.ClusterAdmin over the node). The joining node's side of `serve
 // --join` is node's (node.BeginJoin).
 
 import (
@@ -10,9 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/netip"
 
 	"github.com/bulwark-auth/bulwark/api"
 	"github.com/bulwark-auth/bulwark/authcore"
@@ -20,23 +18,6 @@ import (
 	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/node"
 )
-
-// certHosts are the names a node certificate covers besides the defaults:
-// the advertised host and the API listen host (unless a wildcard). A
-// joining node asks for exactly these, so the certificate it receives is
-// the one later starts accept.
-func certHosts(cfg config.Config, advertise string) []string {
-	var hosts []string
-	if h, _, err := net.SplitHostPort(advertise); err == nil {
-		hosts = append(hosts, h)
-	}
-	if h, _, err := net.SplitHostPort(cfg.API.Listen); err == nil && h != "" {
-		if ip, err := netip.ParseAddr(h); err != nil || !ip.IsUnspecified() {
-			hosts = append(hosts, h)
-		}
-	}
-	return hosts
-}
 
 // becomeVoter finishes this node's own join (promotion to voter) once
 // published is closed: when its signing key is in the log, after its
