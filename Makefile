@@ -89,6 +89,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeKeystore$$' -fuzztime $(FUZZTIME) ./tpm
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCertPEM$$' -fuzztime $(FUZZTIME) ./node/pki
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTPMBlob$$' -fuzztime $(FUZZTIME) ./tpm
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeShare$$' -fuzztime $(FUZZTIME) ./node/escrow
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./cmd/bulwark/config
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDuration$$' -fuzztime $(FUZZTIME) ./cmd/bulwark/config
 

@@ -1,11 +1,18 @@
 // Package bulwark_test checks the dependency rules of DESIGN.md: imports
-// point one way, cmd → api → authcore → fsm and cmd → node → fsm, tpm.
+// point one way, cmd → api → authcore → fsm and cmd → node → fsm, tpm;
+// cmd/bulwark opens no Raft or bbolt file and builds no replicated command.
 package bulwark_test
 
 import (
 	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"os/exec"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -20,15 +27,18 @@ var forbidden = map[string][]string{
 	"api":      {module + "/node", module + "/fsm", module + "/tpm", module + "/cmd", "go.etcd.io/bbolt", "github.com/hashicorp/raft"},
 	"node":     {module + "/api", module + "/authcore", module + "/cmd", "net/http"},
 	"tpm":      {module + "/", "net/http", "go.etcd.io/bbolt", "github.com/hashicorp/raft"},
+	// node/escrow: the data key's escrow and share formats, no protocol.
+	"node/escrow": {module + "/", "net/http", "go.etcd.io/bbolt", "github.com/hashicorp/raft"},
 }
 
 // allowedSelf lists the module packages each package may reach.
 var allowedSelf = map[string][]string{
-	"fsm":      {},
-	"authcore": {module + "/fsm", module + "/authcore/"},
-	"api":      {module + "/authcore", module + "/fsm"}, // fsm only through authcore's types
-	"node":     {module + "/fsm", module + "/tpm", module + "/node/"},
-	"tpm":      {},
+	"fsm":         {},
+	"authcore":    {module + "/fsm", module + "/authcore/"},
+	"api":         {module + "/authcore", module + "/fsm"}, // fsm only through authcore's types
+	"node":        {module + "/fsm", module + "/tpm", module + "/node/"},
+	"tpm":         {},
+	"node/escrow": {module + "/fsm", module + "/tpm", module + "/tpm/"},
 }
 
 func TestLayering(t *testing.T) {
@@ -110,7 +120,12 @@ var ownImports = []struct {
 	{pkg: "api", withTests: true, deny: []string{module + "/fsm", module + "/node", module + "/tpm", module + "/cmd",
 		"go.etcd.io/bbolt", "github.com/boltdb/bolt", "github.com/hashicorp/raft", "github.com/hashicorp/raft-boltdb",
 		"github.com/google/go-tpm"}},
+	// cmd/bulwark wires; no Raft or bbolt file is opened there (node's).
+	{pkg: "cmd/bulwark", deny: cmdDeny},
+	{pkg: "cmd/bulwark/config", deny: cmdDeny},
 }
+
+var cmdDeny = []string{"github.com/hashicorp/raft", "github.com/hashicorp/raft-boltdb", "go.etcd.io/bbolt", "github.com/boltdb/bolt"}
 
 func TestOwnImports(t *testing.T) {
 	for _, tc := range ownImports {
@@ -134,5 +149,58 @@ func TestOwnImports(t *testing.T) {
 				t.Errorf("%s imports %s, which its package doc rules out", tc.pkg, path)
 			}
 		}
+	}
+}
+
+// TestCmdBuildsNoCommand: no replicated command is built in cmd/bulwark
+// (DESIGN.md's layout): its non-test files neither call fsm.NewCommand nor
+// write an fsm.Command literal. The packages that own a protocol build
+// their commands (node, authcore).
+func TestCmdBuildsNoCommand(t *testing.T) {
+	err := filepath.WalkDir("cmd/bulwark", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return err
+		}
+		fsmName := ""
+		for _, imp := range f.Imports {
+			if p, _ := strconv.Unquote(imp.Path.Value); p == module+"/fsm" {
+				fsmName = "fsm"
+				if imp.Name != nil {
+					fsmName = imp.Name.Name
+				}
+			}
+		}
+		if fsmName == "" {
+			return nil
+		}
+		isFSM := func(e ast.Expr, name string) bool {
+			sel, ok := e.(*ast.SelectorExpr)
+			if !ok || sel.Sel.Name != name {
+				return false
+			}
+			id, ok := sel.X.(*ast.Ident)
+			return ok && id.Name == fsmName
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			switch n := n.(type) {
+			case *ast.CallExpr:
+				if isFSM(n.Fun, "NewCommand") {
+					t.Errorf("%s calls fsm.NewCommand: replicated commands are built in node or authcore, not in cmd/bulwark", path)
+				}
+			case *ast.CompositeLit:
+				if isFSM(n.Type, "Command") {
+					t.Errorf("%s builds an fsm.Command: replicated commands are built in node or authcore, not in cmd/bulwark", path)
+				}
+			}
+			return true
+		})
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -8,7 +8,7 @@ import (
 
 // DataKeyAdmin is what the data-key routes need: escrowing the cluster
 // data key to an operator's public key, and issuing its recovery shares
-// (cmd/bulwark's data-key service satisfies it). Refusals come back as
+// (cmd/bulwark adapts node.DataKeys to it). Refusals come back as
 // *Error values (409 conflict: already escrowed to that key, shares
 // already issued, no data key yet; 400 invalid_request: a bad key or
 // count).

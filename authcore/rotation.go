@@ -10,6 +10,8 @@ import (
 	"crypto/rsa"
 	"errors"
 	"fmt"
+	"io/fs"
+	"log/slog"
 	"strconv"
 	"time"
 
@@ -28,11 +30,17 @@ type KeyVault interface {
 }
 
 // KeyGenerator is a KeyVault that makes its signing keys itself, such as
-// one whose keys are made in a TPM and never leave it. A new generation is
-// then GenerateKey(name, alg), which must store the key under name, rather
-// than a software key passed to Put.
+// one whose keys are made in a TPM and never leave it (tpm.ResidentKeys).
+// A new generation is then GenerateKey(name, alg), which must store the
+// key under name, rather than a software key passed to Put. LoadKey
+// returns a key it made, an error wrapping fs.ErrNotExist when it made
+// none under that name, or another error when it cannot load the one it
+// made: the current generation is then loaded through LoadKey, and one
+// this vault never made (the keys were kept in the keystore before) is
+// succeeded by a generation it makes (loadSigner).
 type KeyGenerator interface {
 	GenerateKey(name, alg string) (crypto.Signer, error)
+	LoadKey(name string) (crypto.Signer, error)
 }
 
 // Keystore names: generation n of the signing key is "signing/<n>"; the
@@ -71,26 +79,33 @@ func currentGen(v KeyVault) (int, error) {
 	return n, nil
 }
 
-// loadSigner returns the vault's current signing key. With none, or with a
+// loadSigner returns the vault's current signing key. With none, with a
 // current key of another algorithm than alg (the operator changed
-// tokens.algorithm), it creates the next generation for alg and makes it
-// current; PublishSigningKey then publishes it and retires the others.
-func loadSigner(v KeyVault, alg string) (*Signer, int, error) {
+// tokens.algorithm), or with one a KeyGenerator vault did not make (the
+// operator moved the keys into the TPM), it creates the next generation
+// for alg and makes it current; PublishSigningKey then publishes it and
+// retires the others.
+func loadSigner(v KeyVault, alg string, log *slog.Logger) (*Signer, int, error) {
 	gen, err := currentGen(v)
 	if err != nil {
 		return nil, 0, err
 	}
 	if gen > 0 {
-		key, ok := v.PrivateKey(keyName(gen))
-		if !ok {
-			return nil, 0, fmt.Errorf("authcore: keystore names signing key %d as current but does not hold it", gen)
-		}
-		sig, err := NewSigner(key, signerAlg(key, alg))
-		if err != nil {
+		key, err := currentKey(v, gen)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			log.Warn("the current signing key is not held by the vault that makes the keys (the TPM); making the next generation there",
+				"generation", gen, "next", gen+1)
+		case err != nil:
 			return nil, 0, err
-		}
-		if sig.Alg() == alg {
-			return sig, gen, nil
+		default:
+			sig, err := NewSigner(key, signerAlg(key, alg))
+			if err != nil {
+				return nil, 0, err
+			}
+			if sig.Alg() == alg {
+				return sig, gen, nil
+			}
 		}
 	}
 	sig, err := newGeneration(v, gen+1, alg)
@@ -101,6 +116,20 @@ func loadSigner(v KeyVault, alg string) (*Signer, int, error) {
 		return nil, 0, err
 	}
 	return sig, gen + 1, nil
+}
+
+// currentKey returns generation gen's key: from a KeyGenerator through
+// LoadKey (an error wrapping fs.ErrNotExist when it did not make it), from
+// any other vault through PrivateKey.
+func currentKey(v KeyVault, gen int) (crypto.Signer, error) {
+	if g, ok := v.(KeyGenerator); ok {
+		return g.LoadKey(keyName(gen))
+	}
+	key, ok := v.PrivateKey(keyName(gen))
+	if !ok {
+		return nil, fmt.Errorf("authcore: keystore names signing key %d as current but does not hold it", gen)
+	}
+	return key, nil
 }
 
 // signerAlg is the algorithm a stored key signs with: its type decides,

@@ -317,7 +317,7 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 		o(s)
 	}
 	if s.vault != nil {
-		sig, _, err := loadSigner(s.vault, cfg.SigningAlg)
+		sig, _, err := loadSigner(s.vault, cfg.SigningAlg, s.log)
 		if err != nil {
 			return nil, err
 		}

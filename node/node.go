@@ -1,11 +1,18 @@
 // Package node runs one Raft member of a bulwark cluster: it opens the
 // durable state (raft log, snapshots, state.db), bootstraps or rejoins the
 // cluster, proposes commands, serves local read views and reports
-// readiness.
+// readiness. It owns the cluster's protocols around that member too: the
+// mTLS transport, forwarding and membership, both sides of a join
+// (join.go, joindir.go), certificate issue and renewal (certify.go,
+// certrenew.go), the CA key's sharing (cakey.go), the cluster data key's
+// registration, escrow and recovery shares (datakey.go), backups, and the
+// offline read of a stopped node's state (offline.go).
 //
-// It imports fsm (the state machine it drives) and tpm (sealing); cmd/bulwark
-// builds it and hands it, behind small interfaces, to authcore and api.
-// Nothing outside node touches *raft.Raft. See DESIGN.md in this directory.
+// It imports fsm (the state machine it drives), tpm (sealing and the key
+// wraps) and its own node/pki and node/escrow; cmd/bulwark builds it and
+// hands it, behind small interfaces, to authcore and api. Nothing outside
+// node opens the Raft log or touches *raft.Raft. See DESIGN.md in this
+// directory.
 package node
 
 import (
@@ -210,7 +217,7 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: open snapshots: %w", err)
 	}
-	if n.store, err = n.openState(); err != nil {
+	if n.store, err = openState(filepath.Join(cfg.DataDir, "state.db"), n.snaps, n.log); err != nil {
 		return nil, err
 	}
 
@@ -306,38 +313,44 @@ func Open(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// openState opens state.db. state.db is written without fsync, so one that
-// was not closed cleanly (a crash, a power loss) is not trusted: it is
-// removed and rebuilt from the newest snapshot, then from the log, which
-// Raft replays from the snapshot's index onward. A damaged file is kept
-// aside (state.db.corrupt-*) for inspection and rebuilt the same way. A
-// state.db behind the newest snapshot (restored from an old copy) is
-// brought up to it too, because Raft replays only entries after the
-// snapshot.
-func (n *Node) openState() (*fsm.Store, error) {
-	path := filepath.Join(n.cfg.DataDir, "state.db")
+// openState opens the state.db at path and makes it trustworthy before
+// anything replays the log onto it. state.db is written without fsync, so
+// one that was not closed cleanly (a crash, a power loss) is not trusted:
+// it is removed and rebuilt from the newest snapshot, then from the log,
+// which Raft replays from the snapshot's index onward. A damaged file is
+// kept aside (state.db.corrupt-*) for inspection and rebuilt the same
+// way. A state.db behind the newest snapshot in snaps (restored from an
+// old copy) is brought up to it too, because Raft replays only entries
+// after the snapshot. snaps may be nil: a data directory without
+// snapshots. The daemon's start (Open) and the offline reader of a
+// stopped node's state (ViewStopped) both open state.db here.
+func openState(path string, snaps raft.SnapshotStore, log *slog.Logger) (*fsm.Store, error) {
 	store, err := fsm.Open(path)
 	switch {
 	case errors.Is(err, fsm.ErrUnclean):
-		n.log.Warn("state.db was not closed cleanly; rebuilding it from snapshot and log")
+		log.Warn("state.db was not closed cleanly; rebuilding it from snapshot and log")
 		if err := os.Remove(path); err != nil {
 			return nil, err
 		}
 		store, err = fsm.Open(path)
 	case errors.Is(err, fsm.ErrCorrupt):
 		aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().Unix())
-		n.log.Error("state.db is damaged; rebuilding it from snapshot and log", "error", err, "moved_to", aside)
+		log.Error("state.db is damaged; rebuilding it from snapshot and log", "error", err, "moved_to", aside)
 		if err := os.Rename(path, aside); err != nil {
 			return nil, err
 		}
 		store, err = fsm.Open(path)
 	}
-	if err != nil {
-		return nil, err
-	}
-	metas, err := n.snaps.List()
-	if err != nil || len(metas) == 0 {
+	if err != nil || snaps == nil {
 		return store, err
+	}
+	metas, err := snaps.List()
+	if err != nil || len(metas) == 0 {
+		if err != nil {
+			store.Close()
+			return nil, err
+		}
+		return store, nil
 	}
 	applied, _, err := store.Applied()
 	if err != nil {
@@ -348,8 +361,8 @@ func (n *Node) openState() (*fsm.Store, error) {
 	if applied >= newest.Index {
 		return store, nil
 	}
-	n.log.Warn("state.db is behind the newest snapshot; restoring it", "applied", applied, "snapshot", newest.Index)
-	_, rc, err := n.snaps.Open(newest.ID)
+	log.Warn("state.db is behind the newest snapshot; restoring it", "applied", applied, "snapshot", newest.Index)
+	_, rc, err := snaps.Open(newest.ID)
 	if err != nil {
 		store.Close()
 		return nil, err

@@ -11,14 +11,17 @@
 //
 // With seal.signing = "tpm-resident", TPMSealer also makes ES256 signing
 // keys inside the TPM (TPMKey, <dataDir>/tpm/signing-<n>.key holds only the
-// TPM-wrapped blob) and signs with TPM2_Sign. escrow.go holds the cluster
+// TPM-wrapped blob) and signs with TPM2_Sign; ResidentKeys is the signing
+// key vault over them (authcore decides when a generation is made).
+// escrow.go holds the cluster
 // data key's helpers: its fingerprint, the hybrid X25519 + ML-KEM-768 wrap
-// to an operator's escrow key, and the k-of-n recovery shares.
+// (to an operator's escrow key, or to a joining node) and the wrap under a
+// secret (the recovery shares' pad; node/escrow splits it into shares).
 //
-// Package tpm is imported by node and cmd/bulwark. It imports only the
-// standard library, go-tpm, golang.org/x/crypto, tpm/atomicfile, circl's
-// ML-DSA (for ML-DSA signing keys, which crypto/x509 cannot store) and
-// circl's hybrid KEM (see imports_test.go).
+// Package tpm is imported by node, node/escrow and cmd/bulwark. It imports
+// only the standard library, go-tpm, golang.org/x/crypto, tpm/atomicfile,
+// circl's ML-DSA (for ML-DSA signing keys, which crypto/x509 cannot store)
+// and circl's hybrid KEM (see imports_test.go).
 package tpm
 
 import "errors"

@@ -2,7 +2,8 @@ package tpm
 
 // The cluster data key and the ways it leaves a node without leaving in
 // the clear: wrapped to a hybrid post-quantum KEM public key (escrow, and
-// later a joining node), or split into k-of-n recovery shares.
+// a joining node), or sealed under a secret (the recovery shares' pad,
+// which node/escrow splits).
 //
 // KEM wrap, format version 1. The KEM is X25519MLKEM768 (circl kem/hybrid:
 // ML-KEM-768 and X25519, shared secrets concatenated). For a public key pk:
@@ -20,13 +21,6 @@ package tpm
 // Secret wrap (the recovery shares' pad), format version 1: the same blob
 // under k = HKDF-SHA256(ikm = secret, salt = none, info =
 // "bulwark-secret-wrap-v1" 0x00 label), magic "BWSW".
-//
-// Shares: Shamir's scheme over GF(2^8) (the AES field, x^8+x^4+x^3+x+1),
-// byte by byte, share i being the polynomials evaluated at x = i. circl's
-// secretsharing works over a prime-order group from circl/group, which
-// needs a module (go-ristretto) this build does not carry; GF(2^8) is the
-// classic choice for byte strings (Vault, ssss) and is done here in
-// constant time, without tables.
 
 import (
 	"bytes"
@@ -70,19 +64,15 @@ const (
 	escrowFPDomain  = "bulwark-escrow-public-key-v1"
 	maxWrappedKey   = 4 << 10
 	minShareSecret  = 16
-	maxShareCount   = 255
 	maxWrapLabelLen = 64
 )
 
-// Errors of escrow and shares, matched with errors.Is. A wrapped key that
-// does not open (wrong private key, tampered blob) wraps ErrUnseal.
+// Errors of escrow, matched with errors.Is. A wrapped key that does not
+// open (wrong private key, tampered blob) wraps ErrUnseal.
 var (
 	// ErrEscrowKey reports an escrow key file that is not one: wrong
 	// armor, another KEM, a bad length or a fingerprint that does not match.
 	ErrEscrowKey = errors.New("tpm: invalid escrow key")
-	// ErrShares reports recovery shares that cannot be combined: too few,
-	// of different lengths, a zero or repeated index.
-	ErrShares = errors.New("tpm: invalid recovery shares")
 )
 
 func escrowScheme() kem.Scheme { return hybrid.X25519MLKEM768() }
@@ -325,112 +315,4 @@ func checkWrapLabel(label string) error {
 // encoding is unambiguous.
 func wrapAAD(domain, label string, aad []byte) string {
 	return domain + "\x00" + label + "\x00" + string(aad)
-}
-
-// Share is one recovery share: the polynomials evaluated at Index.
-type Share struct {
-	Index byte   // 1..255, never 0 (x = 0 is the secret)
-	Value []byte // as long as the secret
-}
-
-// SplitSecret splits secret into n shares of which any k recover it and
-// any k-1 reveal nothing. 1 <= k <= n <= 255; share i has Index i.
-func SplitSecret(secret []byte, k, n int) ([]Share, error) {
-	if k < 1 || n < k || n > maxShareCount {
-		return nil, fmt.Errorf("%w: %d of %d: want 1 <= k <= n <= %d", ErrShares, k, n, maxShareCount)
-	}
-	if len(secret) == 0 {
-		return nil, fmt.Errorf("%w: empty secret", ErrShares)
-	}
-	shares := make([]Share, n)
-	for i := range shares {
-		shares[i] = Share{Index: byte(i + 1), Value: make([]byte, len(secret))}
-	}
-	coef := make([]byte, k) // coef[0] is the secret byte, the rest random
-	defer clear(coef)
-	for j, s := range secret {
-		coef[0] = s
-		rand.Read(coef[1:])
-		for i := range shares {
-			shares[i].Value[j] = gfEval(coef, shares[i].Index)
-		}
-	}
-	return shares, nil
-}
-
-// CombineShares interpolates the shares at 0. Given at least k shares of
-// one split it returns the secret; given fewer, or shares of different
-// splits, it returns a wrong value without noticing: callers check the
-// result (the recovery pad's AEAD does).
-func CombineShares(shares []Share) ([]byte, error) {
-	if len(shares) == 0 {
-		return nil, fmt.Errorf("%w: no shares", ErrShares)
-	}
-	size := len(shares[0].Value)
-	seen := map[byte]bool{}
-	for _, s := range shares {
-		switch {
-		case s.Index == 0:
-			return nil, fmt.Errorf("%w: share index 0", ErrShares)
-		case seen[s.Index]:
-			return nil, fmt.Errorf("%w: share %d given twice", ErrShares, s.Index)
-		case len(s.Value) != size || size == 0:
-			return nil, fmt.Errorf("%w: shares of different lengths", ErrShares)
-		}
-		seen[s.Index] = true
-	}
-	// Lagrange basis at 0: l_i = prod_{m != i} x_m / (x_m - x_i); in
-	// characteristic 2, subtraction is XOR.
-	basis := make([]byte, len(shares))
-	for i, si := range shares {
-		l := byte(1)
-		for m, sm := range shares {
-			if m != i {
-				l = gfMul(l, gfMul(sm.Index, gfInv(sm.Index^si.Index)))
-			}
-		}
-		basis[i] = l
-	}
-	out := make([]byte, size)
-	for j := range out {
-		var v byte
-		for i, s := range shares {
-			v ^= gfMul(basis[i], s.Value[j])
-		}
-		out[j] = v
-	}
-	return out, nil
-}
-
-// gfEval evaluates the polynomial with coefficients coef (constant first)
-// at x, by Horner's rule.
-func gfEval(coef []byte, x byte) byte {
-	var y byte
-	for i := len(coef) - 1; i >= 0; i-- {
-		y = gfMul(y, x) ^ coef[i]
-	}
-	return y
-}
-
-// gfMul multiplies in GF(2^8) mod x^8+x^4+x^3+x+1 without branches or
-// tables, so its time does not depend on the operands.
-func gfMul(a, b byte) byte {
-	var p byte
-	for range 8 {
-		p ^= -(b & 1) & a
-		carry := -(a >> 7)
-		a = a<<1 ^ 0x1b&carry
-		b >>= 1
-	}
-	return p
-}
-
-// gfInv is a^254 = a^-1 (and 0 for 0).
-func gfInv(a byte) byte {
-	r, sq := byte(1), a
-	for range 7 { // 254 = 2+4+...+128
-		sq = gfMul(sq, sq)
-		r = gfMul(r, sq)
-	}
-	return r
 }

@@ -1,18 +1,14 @@
 package main
 
-// The cluster data key: its creation at first start, its registration in
-// the replicated state, its escrow and recovery shares (daemon side,
-// behind the admin socket), and the offline commands that make escrow
-// keys, read the key's fingerprint and recover it onto new hardware.
-// docs/recovery.md is the operator's guide.
+// The cluster data key's commands: the admin socket's escrow and
+// recovery-share routes over node's data-key service (node.DataKeys), and
+// the offline commands that make escrow keys, read the key's fingerprint
+// and recover it onto new hardware (node/escrow). docs/recovery.md is the
+// operator's guide.
 
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base32"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,181 +18,52 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	bolt "go.etcd.io/bbolt"
 
 	"github.com/bulwark-auth/bulwark/api"
 	"github.com/bulwark-auth/bulwark/authcore"
 	"github.com/bulwark-auth/bulwark/cmd/bulwark/config"
-	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/node"
+	"github.com/bulwark-auth/bulwark/node/escrow"
 	"github.com/bulwark-auth/bulwark/tpm"
 	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
 )
 
-// Wrap labels: what a wrapped data key is for (tpm.WrapKey's label).
-const (
-	escrowLabel = "escrow"
-	sharesLabel = "recovery-shares"
-)
+// dataKeyAdmin serves the escrow and recovery-share routes of the admin
+// socket (api.DataKeyAdmin) with node's data-key service: it names the
+// actor and turns a refusal into its HTTP answer.
+type dataKeyAdmin struct{ keys *node.DataKeys }
 
-// ensureDataKey creates the cluster data key in the keystore on the first
-// start; later starts check the stored one.
-func ensureDataKey(ks *tpm.Keystore) error {
-	if key, ok := ks.Secret(tpm.DataKeyName); ok {
-		defer clear(key)
-		if len(key) != tpm.DataKeySize {
-			return fmt.Errorf("keystore entry %s is %d bytes, want %d", tpm.DataKeyName, len(key), tpm.DataKeySize)
-		}
-		return nil
+func (a dataKeyAdmin) EscrowDataKey(ctx context.Context, publicKeyPEM string) (api.DataKeyEscrowed, error) {
+	e, err := a.keys.Escrow(ctx, publicKeyPEM, actorOf(ctx))
+	if err != nil {
+		return api.DataKeyEscrowed{}, dataKeyRefusal(err, "public_key: ")
 	}
-	key := tpm.NewDataKey()
-	defer clear(key)
-	return ks.PutSecret(tpm.DataKeyName, key)
+	return api.DataKeyEscrowed{DataKeyFingerprint: e.DataKey, EscrowKeyFingerprint: e.KeyFingerprint,
+		KEM: e.KEM, CreatedAt: e.CreatedAt}, nil
 }
 
-// dataKeyVault is where this node keeps the data key (the keystore).
-type dataKeyVault interface {
-	Secret(name string) ([]byte, bool)
-}
-
-// dataKeyStore is the replicated state (the node).
-type dataKeyStore interface {
-	Apply(ctx context.Context, cmd fsm.Command) (any, error)
-	View(fn func(fsm.Reader) error) error
-}
-
-// errDataKeyMismatch: this node's data key is not the one the cluster
-// registered.
-var errDataKeyMismatch = errors.New("this node's cluster data key is not the cluster's")
-
-// dataKeyService registers the data key's fingerprint and serves the
-// escrow and recovery-share routes of the admin socket (api.DataKeyAdmin).
-type dataKeyService struct {
-	vault dataKeyVault
-	store dataKeyStore
-	log   *slog.Logger
-	now   func() time.Time
-	retry time.Duration
-}
-
-// startDataKeyAdmin returns the service and starts registering this node's
-// data key fingerprint, retrying until a leader takes it or ctx ends.
-func startDataKeyAdmin(ctx context.Context, vault dataKeyVault, store dataKeyStore, logger *slog.Logger) *dataKeyService {
-	s := &dataKeyService{vault: vault, store: store, log: logger.With("component", "datakey"),
-		now: time.Now, retry: 250 * time.Millisecond}
-	go s.registerLoop(ctx)
-	return s
-}
-
-func (s *dataKeyService) registerLoop(ctx context.Context) {
-	for {
-		st, err := s.register(ctx)
-		switch {
-		case err == nil:
-			s.log.Info("cluster data key registered", "fingerprint", st.Fingerprint, "escrows", len(st.Escrows),
-				"recovery_shares", st.Shares != nil)
-			return
-		case errors.Is(err, errDataKeyMismatch):
-			s.log.Error("cluster data key mismatch: if this node was restored from a backup, stop it and run `bulwark keys recover`",
-				"error", err)
-			return
-		case errors.As(err, new(*api.Error)): // no data key in the keystore
-			s.log.Error("cluster data key not registered", "error", err)
-			return
-		case ctx.Err() != nil:
-			return
-		}
-		s.log.Debug("cluster data key not registered yet; retrying", "error", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(s.retry):
-		}
+func (a dataKeyAdmin) IssueRecoveryShares(ctx context.Context, threshold, shares int) (api.RecoveryShares, error) {
+	set, err := a.keys.IssueShares(ctx, threshold, shares, actorOf(ctx))
+	if err != nil {
+		return api.RecoveryShares{}, dataKeyRefusal(err, "")
 	}
+	return api.RecoveryShares{DataKeyFingerprint: set.DataKey, Threshold: set.Threshold, Total: set.Shares,
+		Shares: set.Texts, IssuedAt: set.IssuedAt}, nil
 }
 
-// register makes sure the state holds this node's data key fingerprint and
-// returns the state's record.
-func (s *dataKeyService) register(ctx context.Context) (*fsm.DataKeyState, error) {
-	key, ok := s.vault.Secret(tpm.DataKeyName)
-	if !ok {
-		return nil, &api.Error{Status: http.StatusConflict, Code: api.CodeConflict,
-			Description: "this node's keystore holds no cluster data key"}
-	}
-	fp := tpm.DataKeyFingerprint(key)
-	clear(key)
-	st, err := s.state()
+// dataKeyRefusal answers a bad request 400 (its description prefixed with
+// the field it is about) and a refusal by the state 409.
+func dataKeyRefusal(err error, field string) error {
+	var r *node.DataKeyError
 	switch {
-	case err == nil:
-		return st, checkRegistered(st, fp)
-	case !errors.Is(err, fsm.ErrNoDataKey):
-		return nil, err
-	}
-	cmd, err := fsm.NewCommand(fsm.TypeDataKeyRegister, 1, s.now().UnixNano(), fsm.DataKeyRegister{Fingerprint: fp})
-	if err != nil {
-		return nil, err
-	}
-	cmd = cmd.WithAudit(fsm.AuditAppend{Type: "datakey.register", Severity: fsm.AuditInfo, Actor: "system", Subject: fp})
-	v, err := s.store.Apply(ctx, cmd)
-	if errors.Is(err, fsm.ErrInvalidCommand) { // another fingerprint won
-		if st, serr := s.state(); serr == nil {
-			return st, checkRegistered(st, fp)
-		}
-		return nil, fmt.Errorf("%w: %v", errDataKeyMismatch, err)
-	}
-	if err != nil {
-		return nil, err
-	}
-	st, ok = v.(*fsm.DataKeyState)
-	if !ok {
-		return nil, fmt.Errorf("datakey.register answered %T", v)
-	}
-	return st, nil
-}
-
-func checkRegistered(st *fsm.DataKeyState, fp string) error {
-	if st.Fingerprint == fp {
-		return nil
-	}
-	return fmt.Errorf("%w: this node holds %s, the cluster registered %s at %s", errDataKeyMismatch,
-		fp, st.Fingerprint, st.RegisteredAt.Format(time.RFC3339))
-}
-
-func (s *dataKeyService) state() (*fsm.DataKeyState, error) {
-	var st *fsm.DataKeyState
-	err := s.store.View(func(r fsm.Reader) error {
-		var err error
-		st, err = r.DataKey()
+	case !errors.As(err, &r):
 		return err
-	})
-	return st, err
-}
-
-// current returns the data key once its registration is confirmed.
-func (s *dataKeyService) current(ctx context.Context) ([]byte, *fsm.DataKeyState, error) {
-	st, err := s.register(ctx)
-	if errors.Is(err, errDataKeyMismatch) {
-		return nil, nil, conflict(err.Error() + "; nothing was escrowed or issued")
+	case r.Invalid:
+		return &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidRequest, Description: field + r.Msg}
 	}
-	if err != nil {
-		return nil, nil, err
-	}
-	key, ok := s.vault.Secret(tpm.DataKeyName)
-	if !ok || tpm.DataKeyFingerprint(key) != st.Fingerprint {
-		return nil, nil, conflict("this node's cluster data key changed during the request")
-	}
-	return key, st, nil
-}
-
-func conflict(desc string) *api.Error {
-	return &api.Error{Status: http.StatusConflict, Code: api.CodeConflict, Description: desc}
+	return &api.Error{Status: http.StatusConflict, Code: api.CodeConflict, Description: r.Msg}
 }
 
 func actorOf(ctx context.Context) string {
@@ -204,522 +71,6 @@ func actorOf(ctx context.Context) string {
 		return a
 	}
 	return api.ActorLocalAdmin
-}
-
-// escrowAAD binds an escrow's wrap to the data key and the escrow key.
-func escrowAAD(dataKeyFP, escrowKeyFP string) []byte {
-	return []byte("data-key=" + dataKeyFP + ";escrow-key=" + escrowKeyFP)
-}
-
-// EscrowDataKey wraps the data key to the armored escrow public key and
-// records the escrow in the replicated state.
-func (s *dataKeyService) EscrowDataKey(ctx context.Context, publicKeyPEM string) (api.DataKeyEscrowed, error) {
-	pub, err := tpm.ParseEscrowPublicKey([]byte(publicKeyPEM))
-	if err != nil {
-		return api.DataKeyEscrowed{}, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidRequest,
-			Description: "public_key: " + err.Error()}
-	}
-	kfp := tpm.EscrowKeyFingerprint(pub)
-	key, st, err := s.current(ctx)
-	if err != nil {
-		return api.DataKeyEscrowed{}, err
-	}
-	defer clear(key)
-	if e, ok := st.Escrow(kfp); ok {
-		return api.DataKeyEscrowed{}, conflict(fmt.Sprintf("the data key is already escrowed to %s (since %s)",
-			kfp, e.CreatedAt.Format(time.RFC3339)))
-	}
-	w, err := tpm.WrapKey(pub, key, escrowLabel, escrowAAD(st.Fingerprint, kfp))
-	if err != nil {
-		return api.DataKeyEscrowed{}, err
-	}
-	cmd, err := fsm.NewCommand(fsm.TypeDataKeyEscrow, 1, s.now().UnixNano(), fsm.DataKeyEscrow{
-		DataKey: st.Fingerprint, KeyFingerprint: kfp, KEM: tpm.EscrowKEM,
-		PublicKey: pub, KEMCiphertext: w.KEMCiphertext, Ciphertext: w.Ciphertext})
-	if err != nil {
-		return api.DataKeyEscrowed{}, err
-	}
-	cmd = cmd.WithAudit(fsm.AuditAppend{Type: "datakey.escrow", Severity: fsm.AuditWarning, Actor: actorOf(ctx),
-		Subject: kfp, Details: map[string]string{"data_key": st.Fingerprint, "kem": tpm.EscrowKEM}})
-	v, err := s.store.Apply(ctx, cmd)
-	switch {
-	case errors.Is(err, fsm.ErrEscrowExists):
-		return api.DataKeyEscrowed{}, conflict("the data key is already escrowed to " + kfp)
-	case errors.Is(err, fsm.ErrInvalidCommand), errors.Is(err, fsm.ErrNoDataKey):
-		return api.DataKeyEscrowed{}, conflict(err.Error())
-	case err != nil:
-		return api.DataKeyEscrowed{}, err
-	}
-	e, ok := v.(*fsm.Escrow)
-	if !ok {
-		return api.DataKeyEscrowed{}, fmt.Errorf("datakey.escrow answered %T", v)
-	}
-	s.log.Warn("cluster data key escrowed", "escrow_key", kfp, "data_key", st.Fingerprint)
-	return api.DataKeyEscrowed{DataKeyFingerprint: st.Fingerprint, EscrowKeyFingerprint: kfp,
-		KEM: tpm.EscrowKEM, CreatedAt: e.CreatedAt}, nil
-}
-
-// IssueRecoveryShares splits a fresh random pad into shares, seals the data
-// key under the pad in the replicated state, and returns the shares: once,
-// and only after the record is committed.
-func (s *dataKeyService) IssueRecoveryShares(ctx context.Context, threshold, shares int) (api.RecoveryShares, error) {
-	if err := checkShareCounts(threshold, shares); err != nil {
-		return api.RecoveryShares{}, &api.Error{Status: http.StatusBadRequest, Code: api.CodeInvalidRequest, Description: err.Error()}
-	}
-	key, st, err := s.current(ctx)
-	if err != nil {
-		return api.RecoveryShares{}, err
-	}
-	defer clear(key)
-	if st.Shares != nil {
-		return api.RecoveryShares{}, conflict(sharesIssuedMessage(st.Shares))
-	}
-	set, err := newShareSet(key, st.Fingerprint, threshold, shares)
-	if err != nil {
-		return api.RecoveryShares{}, err
-	}
-	cmd, err := fsm.NewCommand(fsm.TypeDataKeyShares, 1, s.now().UnixNano(), set.record)
-	if err != nil {
-		return api.RecoveryShares{}, err
-	}
-	cmd = cmd.WithAudit(fsm.AuditAppend{Type: "datakey.shares", Severity: fsm.AuditWarning, Actor: actorOf(ctx),
-		Subject: st.Fingerprint, Details: map[string]string{"threshold": strconv.Itoa(threshold),
-			"shares": strconv.Itoa(shares), "set_id": set.record.SetID}})
-	v, err := s.store.Apply(ctx, cmd)
-	switch {
-	case errors.Is(err, fsm.ErrSharesIssued):
-		if st, serr := s.state(); serr == nil && st.Shares != nil {
-			return api.RecoveryShares{}, conflict(sharesIssuedMessage(st.Shares))
-		}
-		return api.RecoveryShares{}, conflict(err.Error())
-	case errors.Is(err, fsm.ErrInvalidCommand), errors.Is(err, fsm.ErrNoDataKey):
-		return api.RecoveryShares{}, conflict(err.Error())
-	case err != nil:
-		return api.RecoveryShares{}, err
-	}
-	rec, ok := v.(*fsm.RecoveryShares)
-	if !ok {
-		return api.RecoveryShares{}, fmt.Errorf("datakey.shares answered %T", v)
-	}
-	s.log.Warn("recovery shares issued", "threshold", threshold, "shares", shares, "set_id", set.record.SetID)
-	return api.RecoveryShares{DataKeyFingerprint: st.Fingerprint, Threshold: threshold, Total: shares,
-		Shares: set.texts, IssuedAt: rec.IssuedAt}, nil
-}
-
-func sharesIssuedMessage(r *fsm.RecoveryShares) string {
-	return fmt.Sprintf("recovery shares were already issued at %s (%d of %d, set %s); they are shown only once "+
-		"and cannot be issued again. Escrow the key to a public key instead (bulwark keys escrow-key)",
-		r.IssuedAt.Format(time.RFC3339), r.Threshold, r.Shares, r.SetID)
-}
-
-// checkShareCounts: 2 <= K <= N <= 32. K = 1 is refused: one share that
-// recovers the key alone is the key by another name (use an escrow key
-// for a single holder).
-func checkShareCounts(k, n int) error {
-	switch {
-	case k < fsm.MinShareThreshold:
-		return fmt.Errorf("--threshold %d: at least %d shares must be needed to recover "+
-			"(a single share would be the key itself; for one holder use an escrow key)", k, fsm.MinShareThreshold)
-	case n < k:
-		return fmt.Errorf("--shares %d is fewer than --threshold %d", n, k)
-	case n > fsm.MaxRecoveryShares:
-		return fmt.Errorf("--shares %d: at most %d shares", n, fsm.MaxRecoveryShares)
-	}
-	return nil
-}
-
-// Recovery shares.
-//
-// The data key is not split itself: a fresh 32-byte pad is, with Shamir's
-// scheme (tpm.SplitSecret), and the data key sealed under the pad
-// (tpm.SealWithSecret) goes into the replicated state with a hash of each
-// share. Recovery needs K shares and a copy of the state (a backup); the
-// AEAD and the fingerprint check the result.
-//
-// A share's printed form is "bwshare1-" then the base32 (RFC 4648, no
-// padding) of 45 bytes in groups of six:
-//
-//	0x01 | K | N | index | set id (4) | share value (32) | check (5)
-//
-// where check is the first 5 bytes of SHA-256("bulwark-share-check-v1" 0x00
-// the 40 bytes before it): a mistyped share is refused before use.
-const (
-	sharePrefix   = "bwshare1-"
-	shareVersion  = 1
-	shareValueLen = 32
-	shareCheckLen = 5
-	shareBodyLen  = 4 + 4 + shareValueLen
-	shareGroup    = 6
-)
-
-var shareB32 = base32.StdEncoding.WithPadding(base32.NoPadding)
-
-// recoveryShare is one decoded share.
-type recoveryShare struct {
-	k, n, index byte
-	setID       [4]byte
-	value       []byte
-}
-
-func (s recoveryShare) encode() string {
-	b := make([]byte, 0, shareBodyLen+shareCheckLen)
-	b = append(b, shareVersion, s.k, s.n, s.index)
-	b = append(b, s.setID[:]...)
-	b = append(b, s.value...)
-	b = append(b, shareCheck(b)...)
-	enc := shareB32.EncodeToString(b)
-	var out strings.Builder
-	out.WriteString(sharePrefix)
-	for i := 0; i < len(enc); i += shareGroup {
-		if i > 0 {
-			out.WriteByte('-')
-		}
-		out.WriteString(enc[i:min(i+shareGroup, len(enc))])
-	}
-	return out.String()
-}
-
-func shareCheck(b []byte) []byte {
-	h := sha256.New()
-	h.Write([]byte("bulwark-share-check-v1\x00"))
-	h.Write(b)
-	return h.Sum(nil)[:shareCheckLen]
-}
-
-// decodeShare parses a printed share: case, spaces and dashes do not matter.
-func decodeShare(text string) (recoveryShare, error) {
-	var s recoveryShare
-	t := strings.ToUpper(strings.Join(strings.Fields(text), ""))
-	up := strings.ToUpper(sharePrefix)
-	if !strings.HasPrefix(t, up) {
-		return s, fmt.Errorf("not a recovery share: it must start with %q", sharePrefix)
-	}
-	t = strings.ReplaceAll(t[len(up):], "-", "")
-	b, err := shareB32.DecodeString(t)
-	if err != nil || len(b) != shareBodyLen+shareCheckLen {
-		return s, fmt.Errorf("not a recovery share: mistyped or truncated (want %d characters after %q)",
-			shareB32.EncodedLen(shareBodyLen+shareCheckLen), sharePrefix)
-	}
-	body, check := b[:shareBodyLen], b[shareBodyLen:]
-	if !bytes.Equal(shareCheck(body), check) {
-		return s, errors.New("the share's checksum does not match: it is mistyped")
-	}
-	if body[0] != shareVersion {
-		return s, fmt.Errorf("share format version %d is not supported (want %d)", body[0], shareVersion)
-	}
-	s.k, s.n, s.index = body[1], body[2], body[3]
-	if checkShareCounts(int(s.k), int(s.n)) != nil || s.index < 1 || s.index > s.n {
-		return s, fmt.Errorf("share %d of %d (threshold %d) is not a valid share number", s.index, s.n, s.k)
-	}
-	copy(s.setID[:], body[4:8])
-	s.value = bytes.Clone(body[8:])
-	return s, nil
-}
-
-// shareHash is what the state records of share index: hex of SHA-256(
-// "bulwark-recovery-share-v1" 0x00 set id | index | value).
-func shareHash(setID [4]byte, index byte, value []byte) string {
-	h := sha256.New()
-	h.Write([]byte("bulwark-recovery-share-v1\x00"))
-	h.Write(setID[:])
-	h.Write([]byte{index})
-	h.Write(value)
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-// sharesAAD binds the sealed data key to the share set.
-func sharesAAD(dataKeyFP, setID string, k, n int) []byte {
-	return fmt.Appendf(nil, "data-key=%s;set=%s;k=%d;n=%d", dataKeyFP, setID, k, n)
-}
-
-// shareSet is a freshly split set: the state's record and the printed shares.
-type shareSet struct {
-	record fsm.DataKeyShares
-	texts  []string
-}
-
-func newShareSet(key []byte, dataKeyFP string, k, n int) (*shareSet, error) {
-	pad := make([]byte, shareValueLen)
-	rand.Read(pad)
-	defer clear(pad)
-	var setID [4]byte
-	rand.Read(setID[:])
-	sid := hex.EncodeToString(setID[:])
-	parts, err := tpm.SplitSecret(pad, k, n)
-	if err != nil {
-		return nil, err
-	}
-	sealed, err := tpm.SealWithSecret(pad, key, sharesLabel, sharesAAD(dataKeyFP, sid, k, n))
-	if err != nil {
-		return nil, err
-	}
-	set := &shareSet{record: fsm.DataKeyShares{DataKey: dataKeyFP, Threshold: k, Shares: n, SetID: sid, Ciphertext: sealed}}
-	for _, p := range parts {
-		set.record.ShareHashes = append(set.record.ShareHashes, shareHash(setID, p.Index, p.Value))
-		set.texts = append(set.texts, recoveryShare{k: byte(k), n: byte(n), index: p.Index, setID: setID, value: p.Value}.encode())
-		clear(p.Value)
-	}
-	return set, nil
-}
-
-// recoverFromShares rebuilds the data key from printed shares and the
-// state's record, naming any share that is mistyped, foreign or wrong.
-func recoverFromShares(st *fsm.DataKeyState, texts []string) ([]byte, string, error) {
-	rec := st.Shares
-	if rec == nil {
-		return nil, "", errors.New("no recovery shares were ever issued for this cluster's data key (see `bulwark keys recovery-shares`); use --escrow-private-key")
-	}
-	setID, err := hex.DecodeString(rec.SetID)
-	if err != nil || len(setID) != 4 || len(rec.ShareHashes) != rec.Shares {
-		return nil, "", errors.New("the state's recovery share record is damaged")
-	}
-	byIndex := map[byte]tpm.Share{}
-	for i, text := range texts {
-		s, err := decodeShare(text)
-		if err != nil {
-			return nil, "", fmt.Errorf("share #%d on the command line: %w", i+1, err)
-		}
-		switch {
-		case !bytes.Equal(s.setID[:], setID):
-			return nil, "", fmt.Errorf("share #%d on the command line belongs to set %x, not to this cluster's set %s", i+1, s.setID, rec.SetID)
-		case int(s.k) != rec.Threshold || int(s.n) != rec.Shares:
-			return nil, "", fmt.Errorf("share #%d on the command line says %d of %d, the state says %d of %d", i+1, s.k, s.n, rec.Threshold, rec.Shares)
-		case shareHash(s.setID, s.index, s.value) != rec.ShareHashes[s.index-1]:
-			return nil, "", fmt.Errorf("share #%d on the command line (share %d of %d) is not the share %d that was issued", i+1, s.index, s.n, s.index)
-		}
-		byIndex[s.index] = tpm.Share{Index: s.index, Value: s.value} // the same share twice counts once
-	}
-	if len(byIndex) < rec.Threshold {
-		return nil, "", fmt.Errorf("%d different valid shares given; %d of the %d are needed", len(byIndex), rec.Threshold, rec.Shares)
-	}
-	parts := make([]tpm.Share, 0, len(byIndex))
-	for _, p := range byIndex {
-		parts = append(parts, p)
-	}
-	pad, err := tpm.CombineShares(parts)
-	if err != nil {
-		return nil, "", err
-	}
-	defer clear(pad)
-	key, err := tpm.OpenWithSecret(pad, rec.Ciphertext, sharesLabel, sharesAAD(rec.DataKey, rec.SetID, rec.Threshold, rec.Shares))
-	if err != nil {
-		return nil, "", fmt.Errorf("the shares do not open the sealed data key in the state: %w", err)
-	}
-	if err := checkRecovered(st, key, rec.DataKey); err != nil {
-		return nil, "", err
-	}
-	return key, fmt.Sprintf("%d of the %d recovery shares (set %s)", len(byIndex), rec.Shares, rec.SetID), nil
-}
-
-// recoverFromEscrow rebuilds the data key with an escrow private key.
-func recoverFromEscrow(st *fsm.DataKeyState, privatePEM []byte) ([]byte, string, error) {
-	priv, kfp, err := tpm.ParseEscrowPrivateKey(privatePEM)
-	if err != nil {
-		return nil, "", err
-	}
-	defer clear(priv)
-	e, ok := st.Escrow(kfp)
-	if !ok {
-		have := make([]string, len(st.Escrows))
-		for i, e := range st.Escrows {
-			have[i] = e.KeyFingerprint
-		}
-		if len(have) == 0 {
-			return nil, "", fmt.Errorf("the data key was never escrowed (see `bulwark keys escrow-key`); use --share")
-		}
-		return nil, "", fmt.Errorf("the data key is not escrowed to this private key (%s); it is escrowed to %s", kfp, strings.Join(have, ", "))
-	}
-	key, err := tpm.UnwrapKey(priv, tpm.WrappedKey{KEMCiphertext: e.KEMCiphertext, Ciphertext: e.Ciphertext},
-		escrowLabel, escrowAAD(e.DataKey, kfp))
-	if err != nil {
-		return nil, "", fmt.Errorf("the escrow to %s does not open with this private key: %w", kfp, err)
-	}
-	if err := checkRecovered(st, key, e.DataKey); err != nil {
-		return nil, "", err
-	}
-	return key, fmt.Sprintf("the escrow to %s (made %s)", kfp, e.CreatedAt.Format(time.RFC3339)), nil
-}
-
-func checkRecovered(st *fsm.DataKeyState, key []byte, recorded string) error {
-	fp := tpm.DataKeyFingerprint(key)
-	if len(key) != tpm.DataKeySize || fp != st.Fingerprint || recorded != st.Fingerprint {
-		clear(key)
-		return fmt.Errorf("the recovered key's fingerprint %s does not match the cluster's %s; nothing was written", fp, st.Fingerprint)
-	}
-	return nil
-}
-
-// Offline access to a stopped node's data directory.
-
-// errNodeRunning: a daemon holds the data directory.
-var errNodeRunning = errors.New("bulwark is running on this data directory")
-
-// lockDataDir takes shared locks on state.db and raft/raft.db, the files
-// a running daemon holds exclusively (bbolt's flock), so that a running
-// daemon is refused and none starts while the lock is held.
-func lockDataDir(dataDir string) (unlock func(), err error) {
-	var files []*os.File
-	unlock = func() {
-		for _, f := range files {
-			f.Close() // releases the flock
-		}
-	}
-	for _, name := range []string{"state.db", filepath.Join("raft", "raft.db")} {
-		f, err := os.Open(filepath.Join(dataDir, name))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			unlock()
-			return nil, err
-		}
-		files = append(files, f)
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB); err != nil {
-			unlock()
-			if errors.Is(err, syscall.EWOULDBLOCK) {
-				return nil, fmt.Errorf("%w (%s is locked); stop it first (systemctl stop bulwark)",
-					errNodeRunning, filepath.Join(dataDir, name))
-			}
-			return nil, fmt.Errorf("lock %s: %w", name, err)
-		}
-	}
-	return unlock, nil
-}
-
-// readDataKeyState reads the data key record of a stopped node's state,
-// changing nothing in dataDir: it works on a copy of state.db, brought up
-// to date from the newest Raft snapshot and the log after it, as the
-// daemon's own start would (node.openState). The log may end with entries
-// not yet committed; the recovered key is checked against its fingerprint
-// whatever record it came from.
-func readDataKeyState(dataDir string) (*fsm.DataKeyState, error) {
-	tmp, err := os.MkdirTemp("", "bulwark-recover-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(tmp)
-	path := filepath.Join(tmp, "state.db")
-	src := filepath.Join(dataDir, "state.db")
-	copied, err := copyFile(src, path)
-	if err != nil {
-		return nil, err
-	}
-	if copied {
-		// The copy is ours to trust: whatever is stale in it, the
-		// snapshot and the log below bring up to date.
-		if err := os.WriteFile(path+".clean", nil, 0o600); err != nil {
-			return nil, err
-		}
-	}
-	store, err := fsm.Open(path)
-	if errors.Is(err, fsm.ErrCorrupt) {
-		os.Remove(path)
-		store, err = fsm.Open(path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", src, err)
-	}
-	defer store.Close()
-	if err := catchUp(store, filepath.Join(dataDir, "raft")); err != nil {
-		return nil, err
-	}
-	var st *fsm.DataKeyState
-	err = store.View(func(r fsm.Reader) error {
-		var err error
-		st, err = r.DataKey()
-		return err
-	})
-	if errors.Is(err, fsm.ErrNoDataKey) {
-		return nil, fmt.Errorf("the state in %s has no cluster data key fingerprint: it predates the data key, or is not this cluster's", dataDir)
-	}
-	return st, err
-}
-
-func copyFile(src, dst string) (bool, error) {
-	in, err := os.Open(src)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return false, err
-	}
-	_, err = io.Copy(out, in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	return err == nil, err
-}
-
-// catchUp applies to store the newest snapshot under raftDir if the store
-// is behind it, then every log entry after the store's applied index.
-func catchUp(store *fsm.Store, raftDir string) error {
-	if _, err := os.Stat(raftDir); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	applied, _, err := store.Applied()
-	if err != nil {
-		return err
-	}
-	if _, err := os.Stat(filepath.Join(raftDir, "snapshots")); err == nil {
-		snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hclog.NewNullLogger())
-		if err != nil {
-			return fmt.Errorf("raft snapshots: %w", err)
-		}
-		metas, err := snaps.List()
-		if err != nil {
-			return fmt.Errorf("raft snapshots: %w", err)
-		}
-		if len(metas) > 0 && metas[0].Index > applied {
-			_, rc, err := snaps.Open(metas[0].ID)
-			if err != nil {
-				return fmt.Errorf("raft snapshot %s: %w", metas[0].ID, err)
-			}
-			err = store.Restore(rc)
-			rc.Close()
-			if err != nil {
-				return fmt.Errorf("raft snapshot %s: %w", metas[0].ID, err)
-			}
-			if applied, _, err = store.Applied(); err != nil {
-				return err
-			}
-		}
-	}
-	logPath := filepath.Join(raftDir, "raft.db")
-	if _, err := os.Stat(logPath); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: logPath,
-		BoltOptions: &bolt.Options{ReadOnly: true, Timeout: 2 * time.Second}})
-	if err != nil {
-		return fmt.Errorf("raft log: %w", err)
-	}
-	defer logs.Close()
-	first, err := logs.FirstIndex()
-	if err != nil {
-		return err
-	}
-	last, err := logs.LastIndex()
-	if err != nil {
-		return err
-	}
-	var batch []fsm.Entry
-	for i := max(applied+1, first); i <= last && i > 0; i++ {
-		var l raft.Log
-		if err := logs.GetLog(i, &l); err != nil {
-			return fmt.Errorf("raft log entry %d: %w", i, err)
-		}
-		batch = append(batch, fsm.Entry{Index: l.Index, Term: l.Term, Command: l.Type == raft.LogCommand, Data: l.Data})
-		if len(batch) == 256 || i == last {
-			store.ApplyBatch(batch)
-			batch = batch[:0]
-		}
-	}
-	return nil
 }
 
 // offlineNode is a stopped node's configuration, data directory lock and
@@ -748,11 +99,11 @@ func openOffline(configFile, dataDir string, requireStopped bool) (*offlineNode,
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	o := &offlineNode{cfg: cfg, unlock: func() {}}
-	unlock, err := lockDataDir(cfg.DataDir)
+	unlock, err := node.LockDataDir(cfg.DataDir)
 	switch {
 	case err == nil:
 		o.unlock, o.locked = unlock, true
-	case errors.Is(err, errNodeRunning) && !requireStopped:
+	case errors.Is(err, node.ErrRunning) && !requireStopped:
 	default:
 		return nil, err
 	}
@@ -895,7 +246,7 @@ func keysRecoveryShares(args []string, stdout io.Writer) error {
 	if *k == 0 || *n == 0 {
 		return usagef("keys recovery-shares needs --threshold K and --shares N")
 	}
-	if err := checkShareCounts(*k, *n); err != nil {
+	if err := escrow.CheckShareCounts(*k, *n); err != nil {
 		return usagef("keys recovery-shares: %v", err)
 	}
 	c, err := af.client()
@@ -960,16 +311,16 @@ func keysRecover(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer o.unlock()
-	st, err := readDataKeyState(o.cfg.DataDir)
+	st, err := node.ReadDataKeyState(o.cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	var key []byte
 	var how string
 	if privPEM != nil {
-		key, how, err = recoverFromEscrow(st, privPEM)
+		key, how, err = escrow.FromEscrow(st, privPEM)
 	} else {
-		key, how, err = recoverFromShares(st, shares)
+		key, how, err = escrow.FromShares(st, shares)
 	}
 	if err != nil {
 		return err
@@ -1035,7 +386,7 @@ func keysDataKeyFingerprint(args []string, stdout io.Writer) error {
 	clear(key)
 	cluster := "not read: bulwark is running (stop it to compare with the state)"
 	if o.locked {
-		st, err := readDataKeyState(o.cfg.DataDir)
+		st, err := node.ReadDataKeyState(o.cfg.DataDir)
 		if err != nil {
 			return err
 		}
@@ -1054,7 +405,7 @@ func keysDataKeyFingerprint(args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "keystore: %s\ncluster:  %s\n", out.Keystore, cluster)
 	}
 	if out.Match != nil && !*out.Match {
-		return fmt.Errorf("%w: run `bulwark keys recover` with the daemon stopped", errDataKeyMismatch)
+		return fmt.Errorf("%w: run `bulwark keys recover` with the daemon stopped", node.ErrDataKeyMismatch)
 	}
 	return nil
 }

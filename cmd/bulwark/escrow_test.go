@@ -5,33 +5,29 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
-	"time"
-
-	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/bulwark-auth/bulwark/api"
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/node"
 	"github.com/bulwark-auth/bulwark/tpm"
 )
 
 // testState is a replicated state without Raft: commands are applied to a
-// real fsm.Store in order, and kept as log entries for replay tests.
+// real fsm.Store in order. (node's data-key tests cover the service; these
+// cover only the admin socket's answers.)
 type testState struct {
-	mu      sync.Mutex
-	s       *fsm.Store
-	entries []fsm.Entry
+	mu sync.Mutex
+	s  *fsm.Store
+	n  uint64
 }
 
-func newTestState(t *testing.T, dir string) *testState {
+func newTestState(t *testing.T) *testState {
 	t.Helper()
-	s, err := fsm.Open(filepath.Join(dir, "state.db"))
+	s, err := fsm.Open(filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,9 +42,8 @@ func (ts *testState) Apply(_ context.Context, cmd fsm.Command) (any, error) {
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	e := fsm.Entry{Index: uint64(len(ts.entries) + 1), Term: 1, Command: true, Data: b}
-	ts.entries = append(ts.entries, e)
-	r := ts.s.ApplyBatch([]fsm.Entry{e})[0]
+	ts.n++
+	r := ts.s.ApplyBatch([]fsm.Entry{{Index: ts.n, Term: 1, Command: true, Data: b}})[0]
 	return r.Value, r.Err
 }
 
@@ -61,32 +56,6 @@ func (v testVault) Secret(name string) ([]byte, bool) {
 	return bytes.Clone(b), ok
 }
 
-// newTestDataKeyService is a service over a fresh state, its key registered.
-func newTestDataKeyService(t *testing.T) (*dataKeyService, *testState, []byte) {
-	t.Helper()
-	key := tpm.NewDataKey()
-	ts := newTestState(t, t.TempDir())
-	s := &dataKeyService{vault: testVault{tpm.DataKeyName: key}, store: ts,
-		log: slog.New(slog.DiscardHandler), now: time.Now, retry: time.Millisecond}
-	if _, err := s.register(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return s, ts, key
-}
-
-func stateOf(t *testing.T, ts *testState) *fsm.DataKeyState {
-	t.Helper()
-	var st *fsm.DataKeyState
-	if err := ts.View(func(r fsm.Reader) error {
-		var err error
-		st, err = r.DataKey()
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return st
-}
-
 func wantAPIError(t *testing.T, err error, status int, substr string) {
 	t.Helper()
 	var e *api.Error
@@ -95,320 +64,55 @@ func wantAPIError(t *testing.T, err error, status int, substr string) {
 	}
 }
 
-func TestShareEncodeDecode(t *testing.T) {
-	s := recoveryShare{k: 2, n: 3, index: 2, setID: [4]byte{1, 2, 3, 4}, value: tpm.NewDataKey()}
-	text := s.encode()
-	if !strings.HasPrefix(text, "bwshare1-") || len(text) != len("bwshare1-")+72+11 {
-		t.Fatalf("encoded share %q", text)
-	}
-	for _, variant := range []string{text, strings.ToLower(text), "  " + strings.ReplaceAll(text, "-", " - ") + "\n",
-		"BWSHARE1-" + strings.ReplaceAll(text[len("bwshare1-"):], "-", "")} {
-		got, err := decodeShare(variant)
-		if err != nil {
-			t.Fatalf("decode %q: %v", variant, err)
-		}
-		if got.k != 2 || got.n != 3 || got.index != 2 || got.setID != s.setID || !bytes.Equal(got.value, s.value) {
-			t.Fatalf("decoded %+v", got)
-		}
-	}
-	// Every single-character change is caught by the checksum (or the
-	// framing); so is a dropped character.
-	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-	body := []byte(text)
-	for i := len("bwshare1-"); i < len(body); i++ {
-		if body[i] == '-' {
-			continue
-		}
-		c := bytes.Clone(body)
-		c[i] = alphabet[(strings.IndexByte(alphabet, c[i])+1)%32]
-		if _, err := decodeShare(string(c)); err == nil {
-			t.Fatalf("a typo at %d is not caught: %s", i, c)
-		}
-	}
-	if _, err := decodeShare(text[:len(text)-1]); err == nil {
-		t.Error("a truncated share decodes")
-	}
-	if _, err := decodeShare("bwshare2-" + text[len("bwshare1-"):]); err == nil {
-		t.Error("another prefix decodes")
-	}
-	// Impossible numbers are refused even with a good checksum.
-	for _, bad := range []recoveryShare{{k: 1, n: 3, index: 1}, {k: 2, n: 3, index: 4}, {k: 2, n: 3, index: 0}, {k: 2, n: 40, index: 1}} {
-		bad.value = s.value
-		if _, err := decodeShare(bad.encode()); err == nil {
-			t.Errorf("share %d of %d (k %d) decodes", bad.index, bad.n, bad.k)
-		}
-	}
-}
-
-func TestRecoverySharesAnyKOfN(t *testing.T) {
-	s, ts, key := newTestDataKeyService(t)
-	out, err := s.IssueRecoveryShares(context.Background(), 3, 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(out.Shares) != 5 || out.Threshold != 3 || out.Total != 5 || out.DataKeyFingerprint != tpm.DataKeyFingerprint(key) {
-		t.Fatalf("issued %+v", out)
-	}
-	st := stateOf(t, ts)
-	// The state holds neither the key nor a share.
-	raw := stateRecord(t, st)
-	if bytes.Contains(raw, key) || strings.Contains(string(raw), out.Shares[0][10:30]) {
-		t.Fatal("the state record holds the key or a share")
-	}
-	for mask := 1; mask < 1<<5; mask++ {
-		var sub []string
-		for i := range 5 {
-			if mask&(1<<i) != 0 {
-				sub = append(sub, out.Shares[i])
-			}
-		}
-		got, how, err := recoverFromShares(st, sub)
-		switch {
-		case len(sub) >= 3 && (err != nil || !bytes.Equal(got, key)):
-			t.Fatalf("shares %05b: %v", mask, err)
-		case len(sub) >= 3 && !strings.Contains(how, "of the 5 recovery shares"):
-			t.Errorf("how = %q", how)
-		case len(sub) < 3 && (err == nil || !strings.Contains(err.Error(), "3 of the 5 are needed")):
-			t.Fatalf("shares %05b (%d): err = %v, want too few", mask, len(sub), err)
-		}
-	}
-	// The same share twice counts once.
-	if _, _, err := recoverFromShares(st, []string{out.Shares[0], out.Shares[0], out.Shares[1]}); err == nil ||
-		!strings.Contains(err.Error(), "2 different valid shares") {
-		t.Errorf("a repeated share: %v", err)
-	}
-}
-
-func TestRecoverySharesRefusals(t *testing.T) {
-	s, ts, _ := newTestDataKeyService(t)
+// TestDataKeyAdminAnswers: the admin socket's data-key routes answer a bad
+// request 400 and a refusal by the state 409, with node's words.
+func TestDataKeyAdminAnswers(t *testing.T) {
 	ctx := context.Background()
-	for _, kn := range [][2]int{{1, 1}, {1, 3}, {0, 0}, {4, 3}, {2, 33}} {
-		_, err := s.IssueRecoveryShares(ctx, kn[0], kn[1])
-		wantAPIError(t, err, 400, "")
-	}
-	out, err := s.IssueRecoveryShares(ctx, 2, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Issued once: a second call is refused and says when.
-	_, err = s.IssueRecoveryShares(ctx, 2, 3)
-	wantAPIError(t, err, 409, "recovery shares were already issued at "+stateOf(t, ts).Shares.IssuedAt.Format(time.RFC3339))
+	key, ts := tpm.NewDataKey(), newTestState(t)
+	a := dataKeyAdmin{node.NewDataKeys(testVault{tpm.DataKeyName: key}, ts, slog.New(slog.DiscardHandler))}
 
-	st := stateOf(t, ts)
-	// A share with a good checksum but another value is named.
-	d, _ := decodeShare(out.Shares[1])
-	d.value[0] ^= 1
-	if _, _, err := recoverFromShares(st, []string{out.Shares[0], d.encode()}); err == nil ||
-		!strings.Contains(err.Error(), "share #2 on the command line (share 2 of 3) is not the share 2 that was issued") {
-		t.Errorf("a wrong share: %v", err)
-	}
-	// A share of another set.
-	other, _, _ := newTestDataKeyService(t)
-	foreign, err := other.IssueRecoveryShares(ctx, 2, 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := recoverFromShares(st, []string{out.Shares[0], foreign.Shares[1]}); err == nil || !strings.Contains(err.Error(), "belongs to set") {
-		t.Errorf("a foreign share: %v", err)
-	}
-	// A mistyped share.
-	typo := []byte(out.Shares[2])
-	typo[20] = map[bool]byte{true: 'B', false: 'A'}[typo[20] == 'A']
-	if _, _, err := recoverFromShares(st, []string{out.Shares[0], string(typo)}); err == nil || !strings.Contains(err.Error(), "mistyped") {
-		t.Errorf("a mistyped share: %v", err)
-	}
-	// A sealed key that does not match the fingerprint is refused.
-	bad := *st
-	bad.Fingerprint = strings.Repeat("0", 64)
-	if _, _, err := recoverFromShares(&bad, out.Shares[:2]); err == nil {
-		t.Error("recovery against another fingerprint succeeded")
-	}
-}
-
-func TestEscrowServiceAndRecovery(t *testing.T) {
-	s, ts, key := newTestDataKeyService(t)
-	ctx := context.Background()
-	pubPEM, privPEM, err := tpm.GenerateEscrowKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = s.EscrowDataKey(ctx, "not a key")
-	wantAPIError(t, err, 400, "public_key")
-	out, err := s.EscrowDataKey(ctx, string(pubPEM))
+	_, err := a.EscrowDataKey(ctx, "not a key")
+	wantAPIError(t, err, 400, "public_key: ")
+	pubPEM, _, _ := tpm.GenerateEscrowKey()
+	out, err := a.EscrowDataKey(ctx, string(pubPEM))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pub, _ := tpm.ParseEscrowPublicKey(pubPEM)
-	if out.EscrowKeyFingerprint != tpm.EscrowKeyFingerprint(pub) || out.KEM != "X25519MLKEM768" || out.DataKeyFingerprint != tpm.DataKeyFingerprint(key) {
+	if out.EscrowKeyFingerprint != tpm.EscrowKeyFingerprint(pub) || out.KEM != "X25519MLKEM768" ||
+		out.DataKeyFingerprint != tpm.DataKeyFingerprint(key) || out.CreatedAt.IsZero() {
 		t.Errorf("escrowed %+v", out)
 	}
-	_, err = s.EscrowDataKey(ctx, string(pubPEM))
-	wantAPIError(t, err, 409, "already escrowed to "+out.EscrowKeyFingerprint)
+	_, err = a.EscrowDataKey(ctx, string(pubPEM))
+	wantAPIError(t, err, 409, "the data key is already escrowed to "+out.EscrowKeyFingerprint)
 
-	st := stateOf(t, ts)
-	if bytes.Contains(stateRecord(t, st), key) {
-		t.Fatal("the state holds the data key")
+	_, err = a.IssueRecoveryShares(ctx, 1, 3)
+	wantAPIError(t, err, 400, "--threshold 1")
+	shares, err := a.IssueRecoveryShares(ctx, 2, 3)
+	if err != nil {
+		t.Fatal(err)
 	}
-	got, how, err := recoverFromEscrow(st, privPEM)
-	if err != nil || !bytes.Equal(got, key) || !strings.Contains(how, out.EscrowKeyFingerprint) {
-		t.Fatalf("recover: %v %q", err, how)
+	if len(shares.Shares) != 3 || shares.Threshold != 2 || shares.Total != 3 ||
+		shares.DataKeyFingerprint != tpm.DataKeyFingerprint(key) || shares.IssuedAt.IsZero() {
+		t.Errorf("issued %+v", shares)
 	}
-	_, otherPriv, _ := tpm.GenerateEscrowKey()
-	if _, _, err := recoverFromEscrow(st, otherPriv); err == nil || !strings.Contains(err.Error(), "not escrowed to this private key") {
-		t.Errorf("another private key: %v", err)
-	}
-	// A tampered escrow record does not open.
-	tampered := *st
-	tampered.Escrows = append([]fsm.Escrow(nil), st.Escrows...)
-	tampered.Escrows[0].Ciphertext = bytes.Clone(st.Escrows[0].Ciphertext)
-	tampered.Escrows[0].Ciphertext[10] ^= 1
-	if _, _, err := recoverFromEscrow(&tampered, privPEM); !errors.Is(err, tpm.ErrUnseal) {
-		t.Errorf("tampered escrow: %v", err)
-	}
-	// Audit: one entry each for the registration and the escrow.
-	var types []string
+	_, err = a.IssueRecoveryShares(ctx, 2, 3)
+	wantAPIError(t, err, 409, "recovery shares were already issued at")
+
+	// Another node's key than the registered one; no key at all.
+	other := dataKeyAdmin{node.NewDataKeys(testVault{tpm.DataKeyName: tpm.NewDataKey()}, ts, slog.New(slog.DiscardHandler))}
+	_, err = other.EscrowDataKey(ctx, string(pubPEM))
+	wantAPIError(t, err, 409, "; nothing was escrowed or issued")
+	none := dataKeyAdmin{node.NewDataKeys(testVault{}, ts, slog.New(slog.DiscardHandler))}
+	_, err = none.IssueRecoveryShares(ctx, 2, 3)
+	wantAPIError(t, err, 409, "this node's keystore holds no cluster data key")
+
+	// The admin is the actor of what it asked for.
+	var actors []string
 	ts.View(func(r fsm.Reader) error {
-		return r.AuditAfter(0, 100, func(e *fsm.AuditEntry) bool { types = append(types, e.Type+"/"+e.Actor); return true })
+		return r.AuditAfter(0, 100, func(e *fsm.AuditEntry) bool { actors = append(actors, e.Type+"/"+e.Actor); return true })
 	})
-	if strings.Join(types, ",") != "datakey.register/system,datakey.escrow/local-admin" {
-		t.Errorf("audit: %v", types)
+	if strings.Join(actors, ",") != "datakey.register/system,datakey.escrow/local-admin,datakey.shares/local-admin" {
+		t.Errorf("audit: %v", actors)
 	}
-}
-
-func TestEscrowRefusedOnKeyMismatch(t *testing.T) {
-	s, ts, _ := newTestDataKeyService(t)
-	// This node's keystore holds another key than the one registered (a
-	// restored node started before `keys recover`).
-	other := &dataKeyService{vault: testVault{tpm.DataKeyName: tpm.NewDataKey()}, store: ts,
-		log: s.log, now: time.Now, retry: time.Millisecond}
-	pubPEM, _, _ := tpm.GenerateEscrowKey()
-	_, err := other.EscrowDataKey(context.Background(), string(pubPEM))
-	wantAPIError(t, err, 409, "not the cluster's")
-	_, err = other.IssueRecoveryShares(context.Background(), 2, 3)
-	wantAPIError(t, err, 409, "not the cluster's")
-	if _, err := other.register(context.Background()); !errors.Is(err, errDataKeyMismatch) {
-		t.Errorf("register: %v", err)
-	}
-	if st := stateOf(t, ts); len(st.Escrows) != 0 || st.Shares != nil {
-		t.Errorf("a refused node changed the state: %+v", st)
-	}
-	// No key at all.
-	none := &dataKeyService{vault: testVault{}, store: ts, log: s.log, now: time.Now}
-	_, err = none.IssueRecoveryShares(context.Background(), 2, 3)
-	wantAPIError(t, err, 409, "holds no cluster data key")
-}
-
-// TestRecoveryReadsStateAndLog: the offline reader brings a stale state.db
-// up to date from the Raft log, as the daemon would, and changes nothing.
-func TestRecoveryReadsStateAndLog(t *testing.T) {
-	dir := t.TempDir()
-	s, ts, key := newTestDataKeyService(t)
-	ctx := context.Background()
-	pubPEM, privPEM, _ := tpm.GenerateEscrowKey()
-	if _, err := s.EscrowDataKey(ctx, string(pubPEM)); err != nil {
-		t.Fatal(err)
-	}
-	shares, err := s.IssueRecoveryShares(ctx, 2, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// dir/state.db holds only the first entry (the registration), closed
-	// cleanly; dir/raft/raft.db holds all of them.
-	stale, err := fsm.Open(filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stale.ApplyBatch(ts.entries[:1])
-	if err := stale.Close(); err != nil {
-		t.Fatal(err)
-	}
-	os.MkdirAll(filepath.Join(dir, "raft"), 0o700)
-	logs, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(dir, "raft", "raft.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rl []*raft.Log
-	for _, e := range ts.entries {
-		rl = append(rl, &raft.Log{Index: e.Index, Term: e.Term, Type: raft.LogCommand, Data: e.Data})
-	}
-	if err := logs.StoreLogs(rl); err != nil {
-		t.Fatal(err)
-	}
-	logs.Close()
-	before := dirState(t, dir)
-
-	unlock, err := lockDataDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := readDataKeyState(dir)
-	unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(st.Escrows) != 1 || st.Shares == nil {
-		t.Fatalf("state read offline: %d escrows, shares %v; want the log's", len(st.Escrows), st.Shares)
-	}
-	for _, recovered := range [][]byte{
-		must(recoverFromEscrow(st, privPEM)),
-		must(recoverFromShares(st, shares.Shares)),
-	} {
-		if !bytes.Equal(recovered, key) {
-			t.Error("recovered another key")
-		}
-	}
-	if after := dirState(t, dir); after != before {
-		t.Errorf("reading changed the data directory:\n%s\n%s", before, after)
-	}
-}
-
-func must(key []byte, _ string, err error) []byte {
-	if err != nil {
-		panic(err)
-	}
-	return key
-}
-
-func TestRecoveryRefusesRunningNode(t *testing.T) {
-	dir := t.TempDir()
-	f, err := os.Create(filepath.Join(dir, "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	// What bbolt does for the daemon: an exclusive flock, held while it runs.
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := lockDataDir(dir); !errors.Is(err, errNodeRunning) || !strings.Contains(err.Error(), "stop it first") {
-		t.Fatalf("lockDataDir: %v, want errNodeRunning", err)
-	}
-	syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
-	unlock, err := lockDataDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	unlock()
-}
-
-func stateRecord(t *testing.T, st *fsm.DataKeyState) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	if err := writeJSON(&b, st); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
-}
-
-// dirState lists files with sizes and modification times.
-func dirState(t *testing.T, dir string) string {
-	t.Helper()
-	var sb strings.Builder
-	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err == nil {
-			sb.WriteString(p + " " + fi.ModTime().String() + " " + fi.Mode().String() + "\n")
-		}
-		return nil
-	})
-	return sb.String()
 }

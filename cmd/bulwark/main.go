@@ -4,7 +4,12 @@
 //
 // This is the only place concrete types are wired together: the sealer,
 // keystore, TLS material, Raft node, authentication core and HTTP servers
-// are built here and handed to one another. Nothing imports this package.
+// are built here and handed to one another, and the node's background
+// work is started by name in serve. Flag parsing, config and wiring, and
+// nothing else: no replicated command is built here and no Raft or bbolt
+// file opened (node, authcore and node/escrow own those protocols;
+// layering_test.go holds this package to it). Nothing imports this
+// package.
 package main
 
 import (

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -120,14 +119,14 @@ type reloadable struct {
 
 func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, logger *slog.Logger, stderr io.Writer, hup reloadable) error {
 	// --join: only into an empty data directory, and a refused join leaves
-	// it as it was (join.go).
-	var joining *joinAttempt
+	// it as it was (node.BeginJoin).
+	var joining *node.JoinAttempt
 	if joinToken != "" {
 		var err error
-		if joining, err = beginJoin(cfg, joinToken); err != nil {
+		if joining, err = node.BeginJoin(cfg.DataDir, joinToken); err != nil {
 			return err
 		}
-		defer joining.abandon()
+		defer joining.Abandon()
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
@@ -142,11 +141,16 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		return err
 	}
 	if joining != nil {
-		if err := joining.run(ctx, cfg, ks, logger); err != nil {
+		advertise, err := advertiseAddr(cfg)
+		if err != nil {
+			return err
+		}
+		req := node.JoinRequest{NodeID: cfg.NodeName, Advertise: advertise, Hosts: certHosts(cfg, advertise)}
+		if err := joining.Run(ctx, ks, req, logger); err != nil {
 			return err
 		}
 	}
-	if err := ensureDataKey(ks); err != nil {
+	if err := node.EnsureDataKey(ks); err != nil {
 		return err
 	}
 	// Signing keys live in the keystore, or, with seal.signing =
@@ -157,10 +161,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		if !ok {
 			return fmt.Errorf("seal.signing = \"tpm-resident\" needs seal.mode = \"tpm\"")
 		}
-		v, err := newTPMVault(ks, ts, cfg.DataDir, logger)
-		if err != nil {
-			return err
-		}
+		v := tpm.NewResidentKeys(ks, ts, cfg.DataDir)
 		defer v.Close() // before the sealer closes
 		vault = v
 	}
@@ -178,13 +179,13 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		return err
 	}
 
-	clusterCert, caCert, err := clusterCertificate(cfg.DataDir, nodeCert)
+	clusterCert, caCert, err := node.ClusterCertificate(cfg.DataDir, nodeCert)
 	if err != nil {
 		return err
 	}
 	clusterTLS := &node.ClusterTLS{Cert: clusterCert, CA: caPool}
 	n, err := node.Open(node.Config{ID: cfg.NodeName, DataDir: cfg.DataDir, Advertise: advertise,
-		Listen: cfg.Cluster.Listen, TLS: clusterTLS, Join: joinedNode(ks), Logger: logger,
+		Listen: cfg.Cluster.Listen, TLS: clusterTLS, Join: node.HasJoined(ks), Logger: logger,
 		MaxStaleness: cfg.Cluster.MaxStaleness.Duration})
 	if err != nil {
 		return err
@@ -269,8 +270,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	apiTLS := pki.ServerTLSConfig(cert, cfg.TLSMinVersion())
 	apiTLS.Certificates, apiTLS.GetCertificate = nil, certs.GetCertificate
 	go reloadOnHUP(ctx, hup.configFile, hup.level, certs, logger)
-	renewer := &certRenewer{n: n, cluster: clusterTLS, api: certs, cfg: cfg, ks: ks, advertise: advertise,
-		log: logger.With("component", "pki")}
+	renewer := n.NewCertRenewer(ks, certHosts(cfg, advertise), certs.reload)
 	apiSrv := api.NewServer(cfg.API.Listen, handler, apiTLS, logger)
 
 	adminLn, err := api.ListenAdmin(cfg.AdminSocketPath(), api.ListenLogger(logger))
@@ -278,8 +278,22 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		apiLn.Close()
 		return fmt.Errorf("admin socket: %w", err)
 	}
+	// The node's background work, each until ctx ends or its work is done:
+	// admitting joiners when this node holds the CA key, registering the
+	// data key, sharing (or adopting) the CA key, marking a node that has
+	// peers as a member, its own promotion to voter once its key is
+	// published, and the renewal of its certificate.
+	n.EnableJoin(caCert, ks)
+	dataKeys := node.NewDataKeys(ks, n, logger)
+	go dataKeys.RunRegistration(ctx)
+	go n.ShareCAKey(ctx, ks, caCert)
+	go n.MarkWhenClustered(ctx, ks)
+	go becomeVoter(ctx, n, published, logger)
+	go renewer.Run(ctx)
 	adminSrv := &http.Server{
-		Handler:           api.NewAdminHandler(core, core, func() any { return n.Status() }, logger, api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(startDataKeyAdmin(ctx, ks, n, logger)), startClusterAdmin(ctx, n, ks, caCert, renewer, core, published, logger)),
+		Handler: api.NewAdminHandler(core, core, func() any { return n.Status() }, logger,
+			api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(dataKeyAdmin{dataKeys}),
+			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core})),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
@@ -391,41 +405,6 @@ func newSealer(cfg config.Config, logger *slog.Logger) (tpm.Sealer, error) {
 		return s, nil
 	}
 	return nil, fmt.Errorf("seal.mode: unknown mode %q", cfg.Seal.Mode)
-}
-
-// advertiseAddr is cluster.advertise, or cluster.listen with its host
-// filled in (the machine's hostname when the listen host is a wildcard).
-func advertiseAddr(cfg config.Config) (string, error) {
-	if cfg.Cluster.Advertise != "" {
-		return cfg.Cluster.Advertise, nil
-	}
-	host, port, err := net.SplitHostPort(cfg.Cluster.Listen)
-	if err != nil {
-		return "", fmt.Errorf("cluster.listen: %w", err)
-	}
-	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
-		if host, err = os.Hostname(); err != nil {
-			return "", fmt.Errorf("cluster.advertise is empty and the hostname is unknown: %w", err)
-		}
-	}
-	return net.JoinHostPort(host, port), nil
-}
-
-// nodeCertificate is this node's certificate from the cluster CA (server
-// and client auth), for the cluster port and, unless the operator brings
-// one, the API. It covers the advertised host, the API listen host,
-// localhost and 127.0.0.1.
-func nodeCertificate(cfg config.Config, ks *tpm.Keystore, advertise string) (tls.Certificate, *x509.CertPool, error) {
-	return pki.Ensure(cfg.DataDir, ks, cfg.NodeName, certHosts(cfg, advertise), time.Now())
-}
-
-// apiCertificate is the operator's certificate when configured, else the
-// node's.
-func apiCertificate(cfg config.Config, nodeCert tls.Certificate) (tls.Certificate, error) {
-	if cfg.API.TLSCert != "" {
-		return pki.LoadOperatorCert(cfg.API.TLSCert, cfg.API.TLSKey)
-	}
-	return nodeCert, nil
 }
 
 func prefixes(cs []config.CIDR) []netip.Prefix {

@@ -1,4 +1,15 @@
-package main
+package node
+
+// The cluster CA key on every member.
+//
+// The node that creates the cluster makes the CA key. So that losing that
+// node costs neither joins nor certificate renewals, it shares the key
+// through the log (fsm ca.key), sealed under the cluster data key, which
+// every member holds sealed by its own TPM; each member that lacks it
+// opens it and keeps it in its keystore (ShareCAKey). A node that ever
+// joined (or adopted the key) is marked, so that, holding the CA key, it
+// still never bootstraps a cluster of its own from an empty log
+// (HasJoined, MarkWhenClustered).
 
 import (
 	"context"
@@ -12,20 +23,9 @@ import (
 	"time"
 
 	"github.com/bulwark-auth/bulwark/fsm"
-	"github.com/bulwark-auth/bulwark/node"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
 )
-
-// The cluster CA key on every member.
-//
-// The node that creates the cluster makes the CA key. So that losing that
-// node costs neither joins nor certificate renewals, it shares the key
-// through the log (fsm ca.key), sealed under the cluster data key, which
-// every member holds sealed by its own TPM; each member that lacks it
-// opens it and keeps it in its keystore. A node that ever joined (or
-// adopted the key) is marked, so that, holding the CA key, it still never
-// bootstraps a cluster of its own from an empty log.
 
 const (
 	// joinedMarker is the keystore secret that marks a node that joined a
@@ -37,31 +37,43 @@ const (
 	caKeyRetry = time.Second
 )
 
-// joinedNode reports whether this node joined a cluster rather than made
-// one: it is marked so, or it does not hold the CA key (nodes that joined
-// before the marker existed). Such a node never bootstraps, even if its
-// Raft state is gone; it waits to be added again.
-func joinedNode(ks *tpm.Keystore) bool {
+// CAKeystore is what the CA key's sharing and the joined marker need from
+// this node's keystore (*tpm.Keystore).
+type CAKeystore interface {
+	PrivateKey(name string) (crypto.Signer, bool)
+	Put(name string, key crypto.Signer) error
+	Secret(name string) ([]byte, bool)
+	PutSecret(name string, b []byte) error
+}
+
+// HasJoined reports whether the node of keystore ks joined a cluster
+// rather than made one: it is marked so, or it does not hold the CA key
+// (nodes that joined before the marker existed). Such a node never
+// bootstraps, even if its Raft state is gone; it waits to be added again
+// (Config.Join).
+func HasJoined(ks CAKeystore) bool {
 	_, marked := ks.Secret(joinedMarker)
 	_, holdsCA := ks.PrivateKey(pki.CAKeyName)
 	return marked || !holdsCA
 }
 
 // markJoined records in the keystore that this node joined a cluster.
-func markJoined(ks *tpm.Keystore) error { return ks.PutSecret(joinedMarker, []byte{1}) }
+func markJoined(ks interface{ PutSecret(string, []byte) error }) error {
+	return ks.PutSecret(joinedMarker, []byte{1})
+}
 
-// markWhenClustered marks the node that created the cluster too, once its
+// MarkWhenClustered marks the node that created the cluster too, once its
 // configuration holds another voter: from then on, with its log lost, it
 // waits to be added back instead of bootstrapping a second cluster with
-// the same CA and data key.
-func markWhenClustered(ctx context.Context, ks *tpm.Keystore, n *node.Node, logger *slog.Logger) {
+// the same CA and data key. It returns once marked, or when ctx ends.
+func (n *Node) MarkWhenClustered(ctx context.Context, ks CAKeystore) {
 	for {
 		if _, marked := ks.Secret(joinedMarker); marked {
 			return
 		}
 		if n.Voters() > 1 {
 			if err := markJoined(ks); err != nil {
-				logger.Error("could not mark this node as a cluster member", "error", err)
+				n.cfg.Logger.Error("could not mark this node as a cluster member", "error", err)
 			}
 			return
 		}
@@ -73,17 +85,20 @@ func markWhenClustered(ctx context.Context, ks *tpm.Keystore, n *node.Node, logg
 	}
 }
 
-// caKeyState is the replicated state the sharing needs (the node).
+// caKeyState is the replicated state the sharing needs (*Node).
 type caKeyState interface {
 	Apply(ctx context.Context, cmd fsm.Command) (any, error)
 	View(fn func(fsm.Reader) error) error
 }
 
-// shareCAKey runs until the CA key is in the state and in this node's
-// keystore, or ctx ends: a CA holder shares it, a member without it adopts
-// it once shared.
-func shareCAKey(ctx context.Context, ks *tpm.Keystore, st caKeyState, ca *x509.Certificate, id string, logger *slog.Logger) {
-	log := logger.With("component", "pki")
+// ShareCAKey runs until the CA key of ca is in the state and in this
+// node's keystore, or ctx ends: a CA holder shares it, a member without it
+// adopts it once shared.
+func (n *Node) ShareCAKey(ctx context.Context, ks CAKeystore, ca *x509.Certificate) {
+	shareCAKey(ctx, ks, n, ca, n.cfg.ID, n.cfg.Logger.With("component", "pki"), caKeyRetry)
+}
+
+func shareCAKey(ctx context.Context, ks CAKeystore, st caKeyState, ca *x509.Certificate, id string, log *slog.Logger, retry time.Duration) {
 	for {
 		done, err := syncCAKey(ctx, ks, st, ca, id, log)
 		switch {
@@ -95,13 +110,13 @@ func shareCAKey(ctx context.Context, ks *tpm.Keystore, st caKeyState, ca *x509.C
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(caKeyRetry):
+		case <-time.After(retry):
 		}
 	}
 }
 
 // syncCAKey takes one step: share, adopt, or report why not yet.
-func syncCAKey(ctx context.Context, ks *tpm.Keystore, st caKeyState, ca *x509.Certificate, id string, log *slog.Logger) (done bool, err error) {
+func syncCAKey(ctx context.Context, ks CAKeystore, st caKeyState, ca *x509.Certificate, id string, log *slog.Logger) (done bool, err error) {
 	dataKey, ok := ks.Secret(tpm.DataKeyName)
 	if !ok {
 		log.Warn("no cluster data key in the keystore: the cluster CA key cannot be shared with this node")
@@ -180,7 +195,7 @@ func proposeCAKey(ctx context.Context, st caKeyState, key crypto.Signer, dataKey
 	return nil
 }
 
-func adoptCAKey(ctx context.Context, ks *tpm.Keystore, st caKeyState, ca *x509.Certificate, rec *fsm.CAKey, dataKey []byte, id string, log *slog.Logger) error {
+func adoptCAKey(ctx context.Context, ks CAKeystore, st caKeyState, ca *x509.Certificate, rec *fsm.CAKey, dataKey []byte, id string, log *slog.Logger) error {
 	der, err := tpm.OpenWithSecret(dataKey, rec.Sealed, caKeyLabel, []byte(rec.Pin))
 	if err != nil {
 		return fmt.Errorf("opening the shared CA key: %w", err)
@@ -214,5 +229,3 @@ func adoptCAKey(ctx context.Context, ks *tpm.Keystore, st caKeyState, ca *x509.C
 	log.Info("this node now holds the cluster CA key: it admits nodes and renews certificates", "ca_pin", rec.Pin)
 	return nil
 }
-
-var _ caKeyState = (*node.Node)(nil)

@@ -1,0 +1,132 @@
+package tpm
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"testing"
+
+	"github.com/google/go-tpm-tools/simulator"
+	"github.com/google/go-tpm/tpm2/transport"
+
+	"github.com/bulwark-auth/bulwark/authcore"
+	"github.com/bulwark-auth/bulwark/fsm"
+)
+
+var _ authcore.KeyGenerator = (*ResidentKeys)(nil)
+
+// TestResidentKeys: generations are made in the TPM, found again after a
+// restart, and what the vault never made is fs.ErrNotExist.
+func TestResidentKeys(t *testing.T) {
+	sim, err := simulator.GetWithFixedSeedInsecure(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewTPMSealer("", nil, WithTPMTransport(transport.FromReadWriteCloser(sim)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	dir := t.TempDir()
+	ks := openTestKeystore(t, dir, s)
+	v := NewResidentKeys(ks, s, dir)
+	defer v.Close()
+
+	if _, err := v.LoadKey("signing/1"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("LoadKey of a key never made: %v, want fs.ErrNotExist", err)
+	}
+	if _, ok := v.PrivateKey("signing/1"); ok {
+		t.Fatal("PrivateKey of a key never made")
+	}
+	k1, err := v.GenerateKey("signing/1", "ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := k1.(*TPMKey); !ok {
+		t.Fatalf("GenerateKey made a %T", k1)
+	}
+	mustSignVerifies(t, k1, nil, "resident")
+	if _, err := os.Stat(SigningKeyPath(dir, 1)); err != nil {
+		t.Fatalf("no key file: %v", err)
+	}
+	for name, err := range map[string]error{
+		"EdDSA":    func() error { _, err := v.GenerateKey("signing/2", "EdDSA"); return err }(),
+		"bad name": func() error { _, err := v.GenerateKey("tls", "ES256"); return err }(),
+		"Put":      v.Put("signing/2", k1),
+	} {
+		if err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+
+	// A restart finds it; making it again (a crash before it became
+	// current) gives the same key.
+	v.Close()
+	v = NewResidentKeys(ks, s, dir)
+	defer v.Close()
+	again, err := v.LoadKey("signing/1")
+	if err != nil || !again.Public().(*ecdsa.PublicKey).Equal(k1.Public()) {
+		t.Fatalf("reload: %v", err)
+	}
+	remade, err := v.GenerateKey("signing/1", "ES256")
+	if err != nil || !remade.Public().(*ecdsa.PublicKey).Equal(k1.Public()) {
+		t.Fatalf("made again: %v", err)
+	}
+}
+
+// TestResidentKeysTakeOverKeystoreKeys: a node whose signing key was kept
+// in the keystore and that starts with seal.signing = "tpm-resident" signs
+// with a next generation made in the TPM (authcore's policy, through
+// LoadKey's fs.ErrNotExist).
+func TestResidentKeysTakeOverKeystoreKeys(t *testing.T) {
+	sim, err := simulator.GetWithFixedSeedInsecure(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := NewTPMSealer("", nil, WithTPMTransport(transport.FromReadWriteCloser(sim)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	dir := t.TempDir()
+	ks := openTestKeystore(t, dir, s)
+	soft, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks.Put("signing/1", soft)
+	ks.PutSecret("signing/current", []byte("1"))
+	v := NewResidentKeys(ks, s, dir)
+	defer v.Close()
+	if _, err := authcore.New(noStore{}, authcore.Config{
+		Hash:   authcore.HashParams{MemoryKiB: 19456, Iterations: 2, Parallelism: 1},
+		Policy: authcore.PasswordPolicy{MinLength: 12, MaxLength: 128}, Issuer: "https://bulwark.test",
+		NodeID: "n1", SigningAlg: authcore.AlgES256}, authcore.WithKeyVault(v), authcore.WithLogger(slog.New(slog.DiscardHandler))); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := ks.Secret("signing/current"); string(b) != "2" {
+		t.Fatalf("current = %s", b)
+	}
+	k, ok := v.PrivateKey("signing/2")
+	if !ok {
+		t.Fatal("no generation 2")
+	}
+	if _, ok := k.(*TPMKey); !ok {
+		t.Fatalf("generation 2 is a %T", k)
+	}
+	if _, err := os.Stat(SigningKeyPath(dir, 2)); err != nil {
+		t.Fatalf("no key file: %v", err)
+	}
+}
+
+// noStore is a replicated state that is never reached: loading the signing
+// key reads only the vault.
+type noStore struct{}
+
+func (noStore) Apply(context.Context, fsm.Command) (any, error) { return nil, errors.New("no store") }
+func (noStore) View(func(fsm.Reader) error) error               { return errors.New("no store") }
