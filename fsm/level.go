@@ -15,9 +15,13 @@ import (
 //	1: everything of the first release
 //	2: session.refresh v2, read.barrier v1, ca.key v1, cluster.level v1,
 //	   member.key v1
+//	3: login.attempt v2, login.failure v2, login.release v1 (fail-closed
+//	   slots, names per address), state.sweep v2 (by the expiry index);
+//	   from 3 on, v1 lockout writes and session.create v1 index what they
+//	   write too
 const (
 	// MaxLevel is the highest level this binary applies.
-	MaxLevel = 2
+	MaxLevel = 3
 )
 
 // TypeClusterLevel raises the cluster's feature level; a level at or below

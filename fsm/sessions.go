@@ -52,10 +52,18 @@ type Lockout struct {
 	Failures    int   `json:"failures"`
 	WindowStart int64 `json:"window_start"`
 	// Pending holds the times of granted checks not yet resolved. A check
-	// whose node died never resolves; its slot frees after PendingTTL.
+	// whose node died never resolves: under login.attempt v1 its slot
+	// frees after PendingTTL; from level 3 it is a failure then.
 	Pending []int64 `json:"pending,omitempty"`
 	// LockedUntil is set when the window's failures reach the maximum.
 	LockedUntil int64 `json:"locked_until,omitempty"`
+	// Limits are those of the last level-3 command that wrote the record
+	// (nil before level 3). With them, a pending slot older than
+	// PendingTTL is a failure at its deadline instead of a freed slot.
+	Limits *LockoutLimits `json:"limits,omitempty"`
+	// PendingFrom is the client address each pending slot was granted to
+	// (level 3, when names are counted per address).
+	PendingFrom map[int64]string `json:"pending_from,omitempty"`
 }
 
 // LoginAttempt asks for a slot to check one password for Username.
@@ -198,9 +206,14 @@ type Sweep struct {
 	Limit int `json:"limit"` // most records deleted by one sweep
 }
 
-// SweepResult says what a sweep deleted.
+// SweepResult says what a sweep deleted. From v2: Addresses (per-address
+// counters deleted), Migrated (records of before level 3 it indexed or
+// deleted) and More (due entries or unindexed records remain: sweep again).
 type SweepResult struct {
 	Sessions, Lockouts int
+	Addresses          int
+	Migrated           int
+	More               bool
 }
 
 var sessionHandlers = map[handlerKey]handler{
@@ -238,7 +251,7 @@ func applyLoginAttempt(t txn, c Command) (any, error) {
 		return AttemptResult{RetryAfter: time.Duration(l.Pending[0] + p.PendingTTL - c.Time)}, nil
 	}
 	l.Pending = append(l.Pending, c.Time)
-	return AttemptResult{Granted: true, Slot: c.Time}, t.putJSON(bucketLockout, p.Username, l)
+	return AttemptResult{Granted: true, Slot: c.Time}, t.putLockout(p.Username, &l, t.level() >= 3)
 }
 
 func applyLoginFailure(t txn, c Command) (any, error) {
@@ -274,13 +287,13 @@ func applyLoginFailure(t txn, c Command) (any, error) {
 		if err := ev.Validate(); err != nil {
 			return nil, err
 		}
-		if err := t.putJSON(bucketLockout, p.Username, l); err != nil {
+		if err := t.putLockout(p.Username, &l, t.level() >= 3); err != nil {
 			return nil, err
 		}
 		_, err := appendAudit(t, c.Time, ev)
 		return res, err
 	}
-	return res, t.putJSON(bucketLockout, p.Username, l)
+	return res, t.putLockout(p.Username, &l, t.level() >= 3)
 }
 
 func (t txn) lockout(name string) (Lockout, error) {
@@ -358,6 +371,9 @@ func applySessionCreate(t txn, c Command) (any, error) {
 		ExpiresAt: at.Add(time.Duration(p.Lifetime)), IdleTimeout: p.IdleTimeout,
 		IP: p.IP, UserAgent: p.UserAgent, AMR: p.AMR, RefreshHash: p.RefreshHash}
 	if err := t.putSession(s); err != nil {
+		return nil, err
+	}
+	if err := t.indexSessionFrom(3, s); err != nil {
 		return nil, err
 	}
 	if err := t.putRefresh(p.RefreshHash, refreshRecord{SessionID: s.ID}); err != nil {
@@ -617,13 +633,16 @@ func (t txn) putSession(s *Session) error {
 	return t.tx.Bucket(bucketUserSessions).Put(userSessionKey(s.UserID, s.ID), nil)
 }
 
-// deleteSession removes a session, its index entry and every refresh token
-// that points to it.
+// deleteSession removes a session, its index entries (by user, by expiry)
+// and every refresh token that points to it.
 func (t txn) deleteSession(s *Session) error {
 	if err := t.tx.Bucket(bucketSessions).Delete([]byte(s.ID)); err != nil {
 		return err
 	}
 	if err := t.tx.Bucket(bucketUserSessions).Delete(userSessionKey(s.UserID, s.ID)); err != nil {
+		return err
+	}
+	if err := t.tx.Bucket(bucketExpiry).Delete(expiryKey(s.ExpiresAt.UnixNano(), expirySession, s.ID)); err != nil {
 		return err
 	}
 	return t.deleteRefreshOf(s.ID)
