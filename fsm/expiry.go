@@ -89,11 +89,19 @@ func applySweepV2(t txn, c Command) (any, error) {
 	for k, _ := cur.First(); k != nil && len(due) < p.Limit && int64(binary.BigEndian.Uint64(k)) <= now; k, _ = cur.Next() {
 		due = append(due, bytes.Clone(k))
 	}
+	// The address records the settled names count against are written
+	// once, after every entry.
+	as := newAddressSet()
 	for _, k := range due {
-		if err := t.sweepEntry(k, now, &res); err != nil {
+		if err := t.sweepEntry(k, now, as, &res); err != nil {
 			return nil, err
 		}
 	}
+	n, err := as.write(t, now)
+	if err != nil {
+		return nil, err
+	}
+	res.Addresses += n
 	if k, _ := t.tx.Bucket(bucketExpiry).Cursor().First(); k != nil && int64(binary.BigEndian.Uint64(k)) <= now {
 		res.More = true
 	}
@@ -113,7 +121,7 @@ func applySweepV2(t txn, c Command) (any, error) {
 // sweepEntry acts on one due index entry: the record it names is deleted
 // if it no longer matters at now, or else settled and indexed at its next
 // instant; the entry goes either way.
-func (t txn) sweepEntry(k []byte, now int64, res *SweepResult) error {
+func (t txn) sweepEntry(k []byte, now int64, as *addressSet, res *SweepResult) error {
 	idx := t.tx.Bucket(bucketExpiry)
 	if idx.Get(k) == nil {
 		return nil // removed by an earlier entry of this sweep
@@ -149,8 +157,7 @@ func (t txn) sweepEntry(k []byte, now int64, res *SweepResult) error {
 			}
 			return t.index(l.legacyExpiry(), expiryLockout, id)
 		}
-		op := newLockoutOp(t, now)
-		op.name, op.current = id, &l
+		op := &lockoutOp{t: t, now: now, name: id, current: &l, addressSet: as, shared: true}
 		if err := op.settle(id, &l); err != nil {
 			return err
 		}
@@ -163,17 +170,13 @@ func (t txn) sweepEntry(k []byte, now int64, res *SweepResult) error {
 		}
 		return op.commit()
 	case expiryAddress:
-		v := t.tx.Bucket(bucketAddresses).Get([]byte(id))
-		if v == nil {
-			return nil
-		}
-		var a addressRecord
-		if err := json.Unmarshal(v, &a); err != nil {
+		a, found, err := as.load(t, id, now)
+		if err != nil || !found {
 			return err
 		}
 		if a.expiry() <= now {
-			res.Addresses++
-			return t.tx.Bucket(bucketAddresses).Delete([]byte(id))
+			as.dirty[id] = true // written: deleted
+			return nil
 		}
 		return t.index(a.expiry(), expiryAddress, id)
 	}

@@ -1,13 +1,14 @@
 package fsm
 
 import (
-	"cmp"
+	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -142,7 +143,7 @@ func applyLoginAttemptV2(t txn, c Command) (any, error) {
 			return nil, err
 		}
 		if !a.room(op, p.Username) {
-			return AttemptResult{Locked: true, RetryAfter: a.retryAfter(now)}, nil
+			return AttemptResult{Locked: true, RetryAfter: a.retryAfter(t, now)}, nil
 		}
 	}
 	if l.Failures+len(l.Pending) >= lim.MaxAttempts {
@@ -164,7 +165,7 @@ func applyLoginAttemptV2(t txn, c Command) (any, error) {
 		l.PendingFrom[now] = p.IP
 	}
 	if a != nil {
-		a.Held = append(a.Held, heldSlot{Name: p.Username, Slot: now})
+		a.hold(now, p.Username)
 		op.dirty[addr] = true
 	}
 	if err := op.commit(); err != nil {
@@ -382,98 +383,193 @@ func addressKey(ip string) string {
 }
 
 // addressRecord counts, for one client address in one window, the
-// distinct names that failed from it, and the slots granted to it for
-// names that had no live record (Held): each of those wrote a record that
-// would not otherwise exist, and may still fail.
+// distinct names that failed from it (Failed), and the slots granted to
+// it for names that had no live record (Held): each of those wrote a
+// record that would not otherwise exist, and may still fail. The record
+// itself is small and fixed in size; the names and slots are members,
+// keys of their own beside it in bucketAddresses, so counting one more
+// costs a key, not a rewrite of every name counted so far:
+//
+//	addr                          → the record (JSON)
+//	addr 0x00 'f' tag             → nil: tag = SHA-256(name)[:8] failed this window
+//	addr 0x00 'h' slot(8) name    → nil: a held slot
+//
+// (An address's text never holds 0x00.)
 type addressRecord struct {
 	WindowStart int64 `json:"window_start"`
 	Window      int64 `json:"window"`
 	PendingTTL  int64 `json:"pending_ttl"`
-	// Failed holds the first 8 bytes of SHA-256(name), in hex, of each
-	// name that failed from the address in the window.
-	Failed []string   `json:"failed,omitempty"`
-	Held   []heldSlot `json:"held,omitempty"`
-	// Max is the cap the last command that wrote it carried.
-	Max int `json:"max"`
-}
+	Max         int   `json:"max"` // the cap the last command that wrote it carried
+	Failed      int   `json:"failed"`
+	Held        int   `json:"held"`
+	// LastHeld is the newest slot ever held (members may be gone).
+	LastHeld int64 `json:"last_held,omitempty"`
 
-type heldSlot struct {
-	Name string `json:"name"`
-	Slot int64  `json:"slot"`
+	key    string
+	rolled bool            // stored 'f' members are of an older window
+	put    map[string]bool // members to write
+	del    map[string]bool // members to delete
 }
 
 func nameTag(name string) string {
 	h := sha256.Sum256([]byte(name))
-	return hex.EncodeToString(h[:8])
+	return string(h[:8])
 }
 
-// roll starts a new window at at if the current one is over. Held slots
-// stay: their checks are still to resolve.
+func (a *addressRecord) member(kind byte, rest string) string {
+	return a.key + "\x00" + string(kind) + rest
+}
+
+func (a *addressRecord) heldKey(slot int64, name string) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(slot))
+	return a.member('h', string(b[:])+name)
+}
+
+// has reports whether a member exists as of this command.
+func (a *addressRecord) has(t txn, key string) bool {
+	switch {
+	case a.put[key]:
+		return true
+	case a.del[key], a.rolled && key[len(a.key)+1] == 'f':
+		return false
+	}
+	return t.tx.Bucket(bucketAddresses).Get([]byte(key)) != nil
+}
+
+func (a *addressRecord) add(key string) {
+	delete(a.del, key)
+	a.put[key] = true
+}
+
+func (a *addressRecord) remove(key string) {
+	delete(a.put, key)
+	a.del[key] = true
+}
+
+// roll starts a new window at at if the current one is over: the names
+// failed in it no longer count. Held slots stay: their checks are still
+// to resolve.
 func (a *addressRecord) roll(at int64) {
-	if at-a.WindowStart >= a.Window {
-		a.Failed, a.WindowStart = nil, at
+	if at-a.WindowStart < a.Window {
+		return
+	}
+	a.Failed, a.WindowStart, a.rolled = 0, at, true
+	for k := range a.put {
+		if k[len(a.key)+1] == 'f' {
+			delete(a.put, k)
+		}
 	}
 }
 
-// count is how many distinct names count against the address.
-func (a *addressRecord) count() int {
-	seen := make(map[string]bool, len(a.Failed)+len(a.Held))
-	for _, tag := range a.Failed {
-		seen[tag] = true
+// fail counts name as failed from the address, once per window, up to
+// the cap.
+func (a *addressRecord) fail(t txn, name string) {
+	if k := a.member('f', nameTag(name)); !a.has(t, k) && a.Failed < a.Max {
+		a.add(k)
+		a.Failed++
 	}
-	for _, h := range a.Held {
-		seen[nameTag(h.Name)] = true
+}
+
+func (a *addressRecord) hold(slot int64, name string) {
+	a.add(a.heldKey(slot, name))
+	a.Held++
+	a.LastHeld = max(a.LastHeld, slot)
+}
+
+func (a *addressRecord) unhold(t txn, slot int64, name string) {
+	if k := a.heldKey(slot, name); a.has(t, k) {
+		a.remove(k)
+		a.Held--
 	}
-	return len(seen)
+}
+
+// held calls fn with every held slot as of this command, oldest first.
+func (a *addressRecord) held(t txn, fn func(slot int64, name string)) {
+	prefix := a.member('h', "")
+	var keys []string
+	c := t.tx.Bucket(bucketAddresses).Cursor()
+	for k, _ := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, _ = c.Next() {
+		if !a.del[string(k)] && !a.put[string(k)] {
+			keys = append(keys, string(k))
+		}
+	}
+	for k := range a.put {
+		if strings.HasPrefix(k, prefix) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		rest := k[len(prefix):]
+		fn(int64(binary.BigEndian.Uint64([]byte(rest[:8]))), rest[8:])
+	}
 }
 
 // room reports whether the address may hold one more name. At the cap it
 // first drops held slots that resolved otherwise than by a failure (a
 // successful login deleted the name's record; a release freed it): the
 // name's record no longer holds the slot. A held slot that ran out
-// unresolved still holds it, and counts, as the failure it is.
+// unresolved still holds it, and counts, as the failure it is. A refusal
+// changes nothing.
 func (a *addressRecord) room(op *lockoutOp, current string) bool {
-	if len(a.Failed)+len(a.Held) < a.Max {
+	if a.Failed+a.Held < a.Max {
 		return true
 	}
-	held := a.Held[:0:0]
-	for _, h := range a.Held {
+	type slot struct {
+		at   int64
+		name string
+	}
+	var stale []slot
+	a.held(op.t, func(at int64, name string) {
 		var pending []int64
-		if h.Name == current {
+		if name == current {
 			pending = op.current.Pending
-		} else if v := op.t.tx.Bucket(bucketLockout).Get([]byte(h.Name)); v != nil {
+		} else if v := op.t.tx.Bucket(bucketLockout).Get([]byte(name)); v != nil {
 			var l Lockout
 			if json.Unmarshal(v, &l) == nil {
 				pending = l.Pending
 			}
 		}
-		if slices.Contains(pending, h.Slot) {
-			held = append(held, h)
+		if !slices.Contains(pending, at) {
+			stale = append(stale, slot{at, name})
 		}
+	})
+	if a.Failed+a.Held-len(stale) >= a.Max {
+		return false
 	}
-	a.Held = held
-	return a.count() < a.Max
+	for _, s := range stale {
+		a.unhold(op.t, s.at, s.name)
+	}
+	return true
 }
 
 // retryAfter is how long an address at its cap waits: until its window
 // ends, or, if checks in flight keep it there, until the oldest resolves.
-func (a *addressRecord) retryAfter(now int64) time.Duration {
+func (a *addressRecord) retryAfter(t txn, now int64) time.Duration {
 	end := a.WindowStart + a.Window
-	if len(a.Failed) < a.Max && len(a.Held) > 0 {
-		end = slices.MinFunc(a.Held, func(x, y heldSlot) int { return cmp.Compare(x.Slot, y.Slot) }).Slot + a.PendingTTL
+	if a.Failed < a.Max && a.Held > 0 {
+		first := true
+		a.held(t, func(slot int64, _ string) {
+			if first {
+				end, first = slot+a.PendingTTL, false
+			}
+		})
 	}
 	return time.Duration(max(end-now, int64(time.Second)))
 }
 
-// expiry is when the record stops mattering: its window is over and no
-// slot it holds can still be in flight.
+// expiry is when the record stops mattering: its window is over, and so
+// is the window of any held slot's failure, should it run out unresolved
+// (by then the sweep has settled it: a name's entry comes at its slot's
+// deadline).
 func (a *addressRecord) expiry() int64 {
 	var end int64
-	if len(a.Failed) > 0 {
+	if a.Failed > 0 {
 		end = a.WindowStart + a.Window
 	}
-	for _, h := range a.Held {
-		end = max(end, h.Slot+a.PendingTTL)
+	if a.Held > 0 {
+		end = max(end, a.LastHeld+a.PendingTTL+a.Window)
 	}
 	return end
 }
@@ -488,13 +584,26 @@ type lockoutOp struct {
 	current *Lockout // the command's name's record
 	found   bool     // it was stored
 	changed bool     // current needs writing (beyond a grant or failure)
-	addrs   map[string]*addressRecord
-	dirty   map[string]bool
-	audit   []AuditAppend
+	*addressSet
+	audit []AuditAppend
+	// shared: the address records belong to a caller that writes them
+	// (the sweep, once for all the names it settles).
+	shared bool
+}
+
+// addressSet holds the address records a command has read, and which of
+// them it changed.
+type addressSet struct {
+	addrs map[string]*addressRecord
+	dirty map[string]bool
+}
+
+func newAddressSet() *addressSet {
+	return &addressSet{addrs: map[string]*addressRecord{}, dirty: map[string]bool{}}
 }
 
 func newLockoutOp(t txn, now int64) *lockoutOp {
-	return &lockoutOp{t: t, now: now, addrs: map[string]*addressRecord{}, dirty: map[string]bool{}}
+	return &lockoutOp{t: t, now: now, addressSet: newAddressSet()}
 }
 
 // lockout loads name's record, adopts lim (unless zero: the record keeps
@@ -539,19 +648,89 @@ func (op *lockoutOp) subject(name string) string {
 // address returns the record of addr (a new one if none), with lim's
 // window and cap, rolled to now.
 func (op *lockoutOp) address(addr string, lim LockoutLimits) (*addressRecord, error) {
-	a := op.addrs[addr]
-	if a == nil {
-		a = &addressRecord{WindowStart: op.now}
-		if v := op.t.tx.Bucket(bucketAddresses).Get([]byte(addr)); v != nil {
-			if err := json.Unmarshal(v, a); err != nil {
-				return nil, err
-			}
-		}
-		op.addrs[addr] = a
+	a, _, err := op.load(op.t, addr, op.now)
+	if err != nil {
+		return nil, err
 	}
 	a.Window, a.PendingTTL, a.Max = lim.Window, lim.PendingTTL, lim.MaxNamesPerAddress
 	a.roll(op.now)
 	return a, nil
+}
+
+// load returns addr's record as the set holds it, reading it the first
+// time; found is false for a new one (a window starting at now).
+func (as *addressSet) load(t txn, addr string, now int64) (a *addressRecord, found bool, err error) {
+	if a := as.addrs[addr]; a != nil {
+		return a, true, nil
+	}
+	a = &addressRecord{WindowStart: now}
+	v := t.tx.Bucket(bucketAddresses).Get([]byte(addr))
+	if v != nil {
+		if err := json.Unmarshal(v, a); err != nil {
+			return nil, false, err
+		}
+	}
+	a.key, a.put, a.del = addr, map[string]bool{}, map[string]bool{}
+	as.addrs[addr] = a
+	return a, v != nil, nil
+}
+
+// write stores every changed address record and its members, indexed at
+// its expiry, or deletes it with its members if it no longer matters at
+// now; it returns how many it deleted.
+func (as *addressSet) write(t txn, now int64) (int, error) {
+	deleted := 0
+	b := t.tx.Bucket(bucketAddresses)
+	for _, addr := range sortedKeys(as.dirty) {
+		a := as.addrs[addr]
+		gone := a.expiry() <= now
+		var drop [][]byte // members to delete
+		if gone || a.rolled {
+			prefix := []byte(a.member('f', ""))
+			if gone {
+				prefix = prefix[:len(prefix)-1] // every member
+			}
+			c := b.Cursor()
+			for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+				drop = append(drop, bytes.Clone(k))
+			}
+		}
+		if gone {
+			deleted++
+			drop = append(drop, []byte(addr))
+		} else {
+			for _, k := range sortedKeys(a.del) {
+				drop = append(drop, []byte(k))
+			}
+		}
+		for _, k := range drop {
+			if err := b.Delete(k); err != nil {
+				return deleted, err
+			}
+		}
+		if !gone {
+			for _, k := range sortedKeys(a.put) {
+				if err := b.Put([]byte(k), nil); err != nil {
+					return deleted, err
+				}
+			}
+			if err := t.putJSON(bucketAddresses, addr, a); err != nil {
+				return deleted, err
+			}
+			if err := t.index(a.expiry(), expiryAddress, addr); err != nil {
+				return deleted, err
+			}
+		}
+		// Written: what the set holds is now what is stored.
+		if gone {
+			delete(as.addrs, addr)
+		}
+		a.rolled = false
+		clear(a.put)
+		clear(a.del)
+	}
+	clear(as.dirty)
+	return deleted, nil
 }
 
 // addressFailure counts name as failed from addr at at, and drops the
@@ -564,14 +743,12 @@ func (op *lockoutOp) addressFailure(addr, name string, slot, at int64, lim Locko
 	if err != nil {
 		return err
 	}
-	a.Held = slices.DeleteFunc(a.Held, func(h heldSlot) bool { return h.Name == name && h.Slot == slot })
+	a.unhold(op.t, slot, name)
 	op.dirty[addr] = true
 	if at+a.Window <= op.now {
 		return nil // resolved so late that no window it could count in is left
 	}
-	if tag := nameTag(name); !slices.Contains(a.Failed, tag) && len(a.Failed) < a.Max {
-		a.Failed = append(a.Failed, tag)
-	}
+	a.fail(op.t, name)
 	return nil
 }
 
@@ -581,7 +758,7 @@ func (op *lockoutOp) release(addr, name string, slot int64, lim LockoutLimits) e
 	if err != nil {
 		return err
 	}
-	a.Held = slices.DeleteFunc(a.Held, func(h heldSlot) bool { return h.Name == name && h.Slot == slot })
+	a.unhold(op.t, slot, name)
 	op.dirty[addr] = true
 	return nil
 }
@@ -607,18 +784,8 @@ func (op *lockoutOp) commit() error {
 			return err
 		}
 	}
-	for _, addr := range sortedKeys(op.dirty) {
-		a := op.addrs[addr]
-		if a.expiry() <= op.now {
-			if err := op.t.tx.Bucket(bucketAddresses).Delete([]byte(addr)); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := op.t.putJSON(bucketAddresses, addr, a); err != nil {
-			return err
-		}
-		if err := op.t.index(a.expiry(), expiryAddress, addr); err != nil {
+	if !op.shared {
+		if _, err := op.write(op.t, op.now); err != nil {
 			return err
 		}
 	}
