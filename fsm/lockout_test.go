@@ -429,3 +429,27 @@ func TestUnknownNamesFromOneAddressAreBounded(t *testing.T) {
 	}
 	t.Logf("an hour at 10/s from one address: %d of 36000 attempts checked; %d lockout records and %d address record left", granted, lockouts, addrs)
 }
+
+// A maximum lowered below the failures a name already has: login.attempt
+// v1 read Pending[0] of an empty list there and panicked on every node
+// (a crash loop of the whole cluster on that entry); v1 and v2 answer
+// Locked until the window ends.
+func TestLoweredMaximumLocks(t *testing.T) {
+	for _, v := range []uint16{1, 2} {
+		a := newLevel3(t)
+		for i := 0; i < 6; i++ {
+			if r := a.apply(TypeLoginFailure, t0, LoginFailure{Username: "x", Slot: int64(i + 1), MaxAttempts: 10, Window: window}); r.Err != nil {
+				t.Fatal(r.Err)
+			}
+		}
+		var r AttemptResult
+		if v == 1 {
+			r = attempt(a, t0.Add(time.Minute), "x")
+		} else {
+			r = attempt2(a, t0.Add(time.Minute), "x", "")
+		}
+		if !r.Locked || r.RetryAfter != time.Duration(window)-time.Minute {
+			t.Errorf("v%d with 6 failures and a maximum of 5: %+v", v, r)
+		}
+	}
+}

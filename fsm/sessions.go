@@ -245,6 +245,14 @@ func applyLoginAttempt(t txn, c Command) (any, error) {
 		return AttemptResult{Locked: true, RetryAfter: time.Duration(l.LockedUntil - c.Time)}, nil
 	}
 	l.refresh(c.Time, p.Window, p.PendingTTL)
+	if l.Failures+len(l.Pending) >= p.MaxAttempts && len(l.Pending) == 0 {
+		// Failures counted under a higher max_attempts than this one (the
+		// setting was lowered): over this maximum until the window ends.
+		// This read Pending[0] and panicked, on every node alike, so no
+		// state ever went past such an entry: answering it changes no
+		// outcome any node has.
+		return AttemptResult{Locked: true, RetryAfter: time.Duration(l.WindowStart + p.Window - c.Time)}, nil
+	}
 	if l.Failures+len(l.Pending) >= p.MaxAttempts {
 		// Every slot is held by a check in flight: one frees when it
 		// resolves, or at the latest when the oldest expires.
