@@ -484,12 +484,12 @@ func (a *addressRecord) unhold(t txn, slot int64, name string) {
 	}
 }
 
-// held calls fn with every held slot as of this command, oldest first.
-func (a *addressRecord) held(t txn, fn func(slot int64, name string)) {
+// held calls fn with the n oldest held slots as of this command.
+func (a *addressRecord) held(t txn, n int, fn func(slot int64, name string)) {
 	prefix := a.member('h', "")
 	var keys []string
 	c := t.tx.Bucket(bucketAddresses).Cursor()
-	for k, _ := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, _ = c.Next() {
+	for k, _ := c.Seek([]byte(prefix)); k != nil && bytes.HasPrefix(k, []byte(prefix)) && len(keys) < n; k, _ = c.Next() {
 		if !a.del[string(k)] && !a.put[string(k)] {
 			keys = append(keys, string(k))
 		}
@@ -500,11 +500,16 @@ func (a *addressRecord) held(t txn, fn func(slot int64, name string)) {
 		}
 	}
 	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range keys[:min(n, len(keys))] {
 		rest := k[len(prefix):]
 		fn(int64(binary.BigEndian.Uint64([]byte(rest[:8]))), rest[8:])
 	}
 }
+
+// maxHeldChecks bounds the records one attempt at an address's cap reads
+// to find held slots resolved otherwise than by a failure: the oldest are
+// the likeliest. Past them, the attempt is refused (fail closed).
+const maxHeldChecks = 32
 
 // room reports whether the address may hold one more name. At the cap it
 // first drops held slots that resolved otherwise than by a failure (a
@@ -513,15 +518,18 @@ func (a *addressRecord) held(t txn, fn func(slot int64, name string)) {
 // unresolved still holds it, and counts, as the failure it is. A refusal
 // changes nothing.
 func (a *addressRecord) room(op *lockoutOp, current string) bool {
-	if a.Failed+a.Held < a.Max {
+	switch {
+	case a.Failed+a.Held < a.Max:
 		return true
+	case a.Failed >= a.Max:
+		return false
 	}
 	type slot struct {
 		at   int64
 		name string
 	}
 	var stale []slot
-	a.held(op.t, func(at int64, name string) {
+	a.held(op.t, maxHeldChecks, func(at int64, name string) {
 		var pending []int64
 		if name == current {
 			pending = op.current.Pending
@@ -549,12 +557,7 @@ func (a *addressRecord) room(op *lockoutOp, current string) bool {
 func (a *addressRecord) retryAfter(t txn, now int64) time.Duration {
 	end := a.WindowStart + a.Window
 	if a.Failed < a.Max && a.Held > 0 {
-		first := true
-		a.held(t, func(slot int64, _ string) {
-			if first {
-				end, first = slot+a.PendingTTL, false
-			}
-		})
+		a.held(t, 1, func(slot int64, _ string) { end = slot + a.PendingTTL })
 	}
 	return time.Duration(max(end-now, int64(time.Second)))
 }
