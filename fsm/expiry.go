@@ -109,7 +109,7 @@ func applySweepV2(t txn, c Command) (any, error) {
 	// a time, once the cluster is there (below it, a v1 command could
 	// still write one behind the walk).
 	if t.level() >= 3 && p.Migrate > 0 {
-		more, err := t.migrate(now, p.Migrate, &res)
+		more, err := t.migrate(p.Migrate, &res)
 		if err != nil {
 			return nil, err
 		}
@@ -183,10 +183,12 @@ func (t txn) sweepEntry(k []byte, now int64, as *addressSet, res *SweepResult) e
 	return nil // an entry of a kind this version does not write
 }
 
-// migrate indexes (or deletes, if they no longer matter) up to n records
-// written before level 3, lockout counters first, then sessions,
-// resuming where the last sweep stopped. It reports whether any remain.
-func (t txn) migrate(now int64, n int, res *SweepResult) (bool, error) {
+// migrate indexes up to n records written before level 3, lockout
+// counters first, then sessions, resuming where the last sweep stopped,
+// and reports whether any remain. It deletes nothing: a record already
+// over is indexed at an instant already past, and the index walk of the
+// sweeps that follow deletes it, within their Limit.
+func (t txn) migrate(n int, res *SweepResult) (bool, error) {
 	meta := t.tx.Bucket(bucketMeta)
 	state := meta.Get(keyMigration)
 	phase, after := byte('l'), []byte(nil)
@@ -214,9 +216,9 @@ func (t txn) migrate(now int64, n int, res *SweepResult) (bool, error) {
 		for _, e := range batch {
 			var err error
 			if phase == 'l' {
-				err = t.migrateLockout(e.k, e.v, now, res)
+				err = t.migrateLockout(e.k, e.v)
 			} else {
-				err = t.migrateSession(e.v, now, res)
+				err = t.migrateSession(e.v)
 			}
 			if err != nil {
 				return false, err
@@ -237,7 +239,7 @@ func (t txn) migrate(now int64, n int, res *SweepResult) (bool, error) {
 	return phase != 'd', nil
 }
 
-func (t txn) migrateLockout(k, v []byte, now int64, res *SweepResult) error {
+func (t txn) migrateLockout(k, v []byte) error {
 	var l Lockout
 	if err := json.Unmarshal(v, &l); err != nil {
 		return err
@@ -245,21 +247,13 @@ func (t txn) migrateLockout(k, v []byte, now int64, res *SweepResult) error {
 	if l.Limits != nil {
 		return nil // written at level 3: indexed then
 	}
-	if l.legacyExpiry() <= now {
-		res.Lockouts++
-		return t.tx.Bucket(bucketLockout).Delete(k)
-	}
 	return t.index(l.legacyExpiry(), expiryLockout, string(k))
 }
 
-func (t txn) migrateSession(v []byte, now int64, res *SweepResult) error {
+func (t txn) migrateSession(v []byte) error {
 	s, err := decodeSession(v)
 	if err != nil {
 		return err
-	}
-	if !s.Alive(time.Unix(0, now)) {
-		res.Sessions++
-		return t.deleteSession(s)
 	}
 	if t.tx.Bucket(bucketExpiry).Get(expiryKey(s.ExpiresAt.UnixNano(), expirySession, s.ID)) != nil {
 		return nil
