@@ -207,8 +207,9 @@ type Sweep struct {
 }
 
 // SweepResult says what a sweep deleted. From v2: Addresses (per-address
-// counters deleted), Migrated (records of before level 3 it indexed or
-// deleted) and More (due entries or unindexed records remain: sweep again).
+// counters deleted), Migrated (records its walk of the records written
+// before level 3 examined) and More (due entries or unindexed records
+// remain: sweep again).
 type SweepResult struct {
 	Sessions, Lockouts int
 	Addresses          int
