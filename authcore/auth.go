@@ -620,11 +620,12 @@ func (s *Service) RevokeUserSessions(ctx context.Context, nameOrID string) (int,
 }
 
 // Sweep budgets from feature level 3 (state.sweep v2): one sweep handles
-// at most sweepLimit due index entries and indexes at most sweepMigrate
-// records written before level 3, which keeps one apply to a few
-// milliseconds at a million records (fsm's TestSweepMillionLockouts);
-// while the result says More, Sweep proposes another, sweepPause apart so
-// that other writes go between, up to sweepRounds a call.
+// due index entries worth sweepLimit (a session counts 4) and indexes at
+// most sweepMigrate records written before level 3, which keeps one apply
+// to a few milliseconds at a million records (fsm's
+// BenchmarkSweepMillion); while the result says More, Sweep proposes
+// another, sweepPause apart so that other writes go between, up to
+// sweepRounds a call.
 const (
 	sweepLimit   = 32
 	sweepMigrate = 64

@@ -52,13 +52,20 @@ func (t txn) indexSessionFrom(level int, s *Session) error {
 
 func (t txn) level() int { return levelOf(t.tx.Bucket(bucketMeta).Get(keyLevel)) }
 
-// SweepV2 is the payload of state.sweep v2: delete what the expiry index
-// says is due, at most Limit index entries, and index at most Migrate
-// records written before level 3.
+// SweepV2 is the payload of state.sweep v2: act on what the expiry index
+// says is due, within a budget of Limit (an entry of a lockout counter or
+// an address costs 1, a session's sessionSweepCost: deleting one writes
+// that many more pages), and index at most Migrate records written before
+// level 3.
 type SweepV2 struct {
 	Limit   int `json:"limit"`
 	Migrate int `json:"migrate"`
 }
+
+// sessionSweepCost is what a session's index entry costs of a sweep's
+// Limit: a session deleted dirties its record's page, its user's index,
+// its refresh token and that token's index besides the expiry index.
+const sessionSweepCost = 4
 
 var sweepHandlers = map[handlerKey]handler{
 	{TypeSweep, 2}: applySweepV2,
@@ -86,8 +93,12 @@ func applySweepV2(t txn, c Command) (any, error) {
 	// not survive writes to its bucket).
 	var due [][]byte
 	cur := t.tx.Bucket(bucketExpiry).Cursor()
-	for k, _ := cur.First(); k != nil && len(due) < p.Limit && int64(binary.BigEndian.Uint64(k)) <= now; k, _ = cur.Next() {
+	budget := p.Limit
+	for k, _ := cur.First(); k != nil && budget > 0 && int64(binary.BigEndian.Uint64(k)) <= now; k, _ = cur.Next() {
 		due = append(due, bytes.Clone(k))
+		if budget--; k[8] == expirySession {
+			budget -= sessionSweepCost - 1
+		}
 	}
 	// The address records the settled names count against are written
 	// once, after every entry.
