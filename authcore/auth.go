@@ -132,6 +132,7 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 	u, _ := s.lookup(name)
 	ok, err := s.checkPassword(ctx, name, u, password)
 	if err != nil {
+		s.unchecked(ctx, name, slot, err)
 		return Tokens{}, err
 	}
 	if !ok || u.Disabled {
@@ -177,12 +178,25 @@ const pendingTTL = 30 * time.Second
 // When every slot is held by checks in flight (a burst of logins for one
 // name) it waits for one to free, up to HashWait; a locked name answers
 // LockedError at once.
+//
+// From feature level 3 it proposes login.attempt v2: a slot never resolved
+// counts as a failure once pendingTTL has passed, and an address that has
+// made MaxFailedNamesPerAddress names fail this window is refused for any
+// name with nothing live (answered as a lock, whether the name exists).
 func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo) (int64, error) {
 	deadline := time.Now().Add(s.cfg.HashWait)
+	v2 := s.clusterLevel() >= 3
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
-		cmd, err := fsm.NewCommand(fsm.TypeLoginAttempt, 1, s.now().UnixNano(), fsm.LoginAttempt{
+		var payload any = fsm.LoginAttempt{
 			Username: name, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
-			PendingTTL: int64(pendingTTL), IP: ri.IP, UserAgent: ri.UserAgent})
+			PendingTTL: int64(pendingTTL), IP: ri.IP, UserAgent: ri.UserAgent}
+		version := uint16(1)
+		if v2 {
+			version, payload = 2, fsm.LoginAttemptV2{
+				Username: name, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
+				PendingTTL: int64(pendingTTL), MaxNamesPerAddress: s.namesPerAddress(), IP: ri.IP, UserAgent: ri.UserAgent}
+		}
+		cmd, err := fsm.NewCommand(fsm.TypeLoginAttempt, version, s.now().UnixNano(), payload)
 		if err != nil {
 			return 0, err
 		}
@@ -241,9 +255,17 @@ func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri 
 	}
 	ev := fsm.AuditAppend{Type: "login.failure", Severity: fsm.AuditWarning, Subject: subject,
 		IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"username": name, "reason": reason}}
-	cmd, err := fsm.NewCommand(fsm.TypeLoginFailure, 1, s.now().UnixNano(), fsm.LoginFailure{
+	var payload any = fsm.LoginFailure{
 		Username: name, Slot: slot, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
-		Subject: subject, IP: ri.IP, UserAgent: ri.UserAgent})
+		Subject: subject, IP: ri.IP, UserAgent: ri.UserAgent}
+	version := uint16(1)
+	if s.clusterLevel() >= 3 { // counts against the address too
+		version, payload = 2, fsm.LoginFailureV2{
+			Username: name, Slot: slot, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
+			PendingTTL: int64(pendingTTL), MaxNamesPerAddress: s.namesPerAddress(),
+			Subject: subject, IP: ri.IP, UserAgent: ri.UserAgent}
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeLoginFailure, version, s.now().UnixNano(), payload)
 	if err == nil {
 		var v any
 		v, err = s.propose(ctx, cmd.WithAudit(ev))
@@ -254,6 +276,38 @@ func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri 
 	}
 	s.logAudit([]fsm.AuditAppend{ev}, err)
 }
+
+// releaseSlot gives back a slot that attempt granted for name when its
+// password was never checked (the hash was refused as busy), so that it
+// counts as no failure. Below feature level 3 there is no login.release:
+// the slot frees after pendingTTL, as login.attempt v1 always did. A
+// release that does not commit leaves the slot to count as a failure when
+// it runs out: fail closed.
+func (s *Service) releaseSlot(ctx context.Context, name string, slot int64) {
+	if s.clusterLevel() < 3 {
+		return
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeLoginRelease, 1, s.now().UnixNano(), fsm.LoginRelease{Username: name, Slot: slot})
+	if err == nil {
+		_, err = s.propose(ctx, cmd)
+	}
+	if err != nil {
+		s.log.Warn("could not release a login slot; it will count as a failure", "username", name, "error", err)
+	}
+}
+
+// unchecked gives back the slot of a password check that never ran: its
+// hash was refused as busy, or its time ran out while it waited. Any
+// other error leaves the slot to count as a failure.
+func (s *Service) unchecked(ctx context.Context, name string, slot int64, err error) {
+	if errors.Is(err, ErrBusy) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		s.releaseSlot(ctx, name, slot)
+	}
+}
+
+// namesPerAddress is the cap login.attempt and login.failure v2 carry
+// (0: off).
+func (s *Service) namesPerAddress() int { return max(s.cfg.MaxFailedNamesPerAddress, 0) }
 
 // audit appends entries to the trail on their own (for events that are
 // not a state change) and mirrors them to the log.
@@ -531,6 +585,7 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 	}
 	ok, err := s.checkPassword(ctx, p.Username, u, current)
 	if err != nil {
+		s.unchecked(ctx, p.Username, slot, err)
 		return Tokens{}, err
 	}
 	if !ok {
@@ -648,18 +703,62 @@ func (s *Service) RevokeUserSessions(ctx context.Context, nameOrID string) (int,
 	return v.(int), nil
 }
 
+// Sweep budgets from feature level 3 (state.sweep v2): one sweep handles
+// due index entries worth sweepLimit (a session counts 4) and indexes at
+// most sweepMigrate records written before level 3, which keeps one apply
+// to a few milliseconds at a million records (fsm's
+// BenchmarkSweepMillion); while the result says More, Sweep proposes
+// another, sweepPause apart so that other writes go between, up to
+// sweepRounds a call.
+const (
+	sweepLimit   = 32
+	sweepMigrate = 64
+	sweepRounds  = 2000
+	sweepPause   = 10 * time.Millisecond
+)
+
 // Sweep deletes dead sessions and stale lockout counters. Only a leader's
-// proposal commits; elsewhere it fails harmlessly.
+// proposal commits; elsewhere it fails harmlessly. Below feature level 3
+// it proposes state.sweep v1, which reads every session and counter in
+// one apply; from 3, small v2 sweeps through the expiry index, repeated
+// while more is due.
 func (s *Service) Sweep(ctx context.Context) (fsm.SweepResult, error) {
-	cmd, err := fsm.NewCommand(fsm.TypeSweep, 1, s.now().UnixNano(), fsm.Sweep{Limit: 10000})
-	if err != nil {
-		return fsm.SweepResult{}, err
+	if s.clusterLevel() < 3 {
+		cmd, err := fsm.NewCommand(fsm.TypeSweep, 1, s.now().UnixNano(), fsm.Sweep{Limit: 10000})
+		if err != nil {
+			return fsm.SweepResult{}, err
+		}
+		v, err := s.propose(ctx, cmd)
+		if err != nil {
+			return fsm.SweepResult{}, err
+		}
+		return v.(fsm.SweepResult), nil
 	}
-	v, err := s.propose(ctx, cmd)
-	if err != nil {
-		return fsm.SweepResult{}, err
+	var total fsm.SweepResult
+	for round := 1; ; round++ {
+		cmd, err := fsm.NewCommand(fsm.TypeSweep, 2, s.now().UnixNano(), fsm.SweepV2{Limit: sweepLimit, Migrate: sweepMigrate})
+		if err != nil {
+			return total, err
+		}
+		v, err := s.propose(ctx, cmd)
+		if err != nil {
+			return total, err
+		}
+		r := v.(fsm.SweepResult)
+		total.Sessions += r.Sessions
+		total.Lockouts += r.Lockouts
+		total.Addresses += r.Addresses
+		total.Migrated += r.Migrated
+		total.More = r.More
+		if !r.More || round == sweepRounds {
+			return total, nil
+		}
+		select {
+		case <-ctx.Done():
+			return total, ctx.Err()
+		case <-time.After(sweepPause):
+		}
 	}
-	return v.(fsm.SweepResult), nil
 }
 
 // RunSweeper sweeps every interval until ctx ends.

@@ -6,6 +6,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -493,5 +494,109 @@ func TestTokensHeldToTheirKeyLifecycle(t *testing.T) {
 	}
 	if _, err := s.Authenticate(ctx, minted); !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), "stopped signing") {
 		t.Fatalf("a token the removed node's key signed afterwards: %v", err)
+	}
+}
+
+// raiseLevel raises the test store's feature level.
+func raiseLevel(t *testing.T, s *Service, level int) {
+	t.Helper()
+	cmd, _ := fsm.NewCommand(fsm.TypeClusterLevel, 1, 1, fsm.ClusterLevel{Level: level})
+	if _, err := s.store.Apply(context.Background(), cmd); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// From feature level 3 the lockout commands are v2: one address may make
+// only MaxFailedNamesPerAddress names fail per window, then any name with
+// nothing live is refused as a lock, known or not; below it, v1 and no cap.
+func TestFailedNamesPerAddress(t *testing.T) {
+	s, clock := newAuthService(t, Config{MaxFailedNamesPerAddress: 3})
+	st := s.store.(*localStore)
+	ctx := WithRequestInfo(context.Background(), RequestInfo{IP: "2001:db8:5::1"})
+	other := WithRequestInfo(context.Background(), RequestInfo{IP: "2001:db8:6::1"})
+	for i := 0; i < 5; i++ { // level 1: no cap
+		if _, err := s.Login(ctx, fmt.Sprint("nobody", i), "a wrong password!"); !errors.Is(err, ErrInvalidCredentials) {
+			t.Fatalf("level 1, name %d: %v", i, err)
+		}
+	}
+	if st.versions[fsm.TypeLoginAttempt] != 1 || st.versions[fsm.TypeLoginFailure] != 1 {
+		t.Fatalf("versions below level 3: %v", st.versions)
+	}
+	raiseLevel(t, s, 3)
+	for i := 0; i < 3; i++ {
+		if _, err := s.Login(ctx, fmt.Sprint("ghost", i), "a wrong password!"); !errors.Is(err, ErrInvalidCredentials) {
+			t.Fatalf("level 3, name %d: %v", i, err)
+		}
+	}
+	if st.versions[fsm.TypeLoginAttempt] != 2 || st.versions[fsm.TypeLoginFailure] != 2 {
+		t.Fatalf("versions at level 3: %v", st.versions)
+	}
+	before := s.PasswordChecks()
+	var le1, le2 *LockedError
+	_, err1 := s.Login(ctx, "ghost-new", "a wrong password!")
+	_, err2 := s.Login(WithRequestInfo(context.Background(), RequestInfo{IP: "2001:db8:5::2"}), "alice", pw)
+	if !errors.As(err1, &le1) || !errors.As(err2, &le2) || le1.RetryAfter != le2.RetryAfter || le1.RetryAfter <= 0 {
+		t.Fatalf("unknown and known names from a capped /64: %v, %v", err1, err2)
+	}
+	if s.PasswordChecks() != before {
+		t.Fatal("a refused login checked a password")
+	}
+	if _, err := s.Login(other, "alice", pw); err != nil {
+		t.Fatalf("another /64: %v", err)
+	}
+	clock.Advance(15 * time.Minute)
+	if _, err := s.Login(ctx, "alice", pw); err != nil {
+		t.Fatalf("after the address's window: %v", err)
+	}
+}
+
+func TestReleaseSlot(t *testing.T) {
+	s, _ := newAuthService(t, Config{MaxFailedAttempts: 2})
+	ctx := context.Background()
+	lockout := func() (l fsm.Lockout) {
+		s.store.View(func(r fsm.Reader) error { l, _ = r.Lockout("alice"); return nil })
+		return l
+	}
+	// Below level 3 there is nothing to propose: the slot stays pending.
+	slot, err := s.attempt(ctx, "alice", RequestInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.releaseSlot(ctx, "alice", slot)
+	if l := lockout(); len(l.Pending) != 1 {
+		t.Fatalf("level 1: %+v", l)
+	}
+	raiseLevel(t, s, 3)
+	for i := 0; i < 5; i++ { // never a failure: always the same slot back
+		slot, err := s.attempt(ctx, "alice", RequestInfo{IP: "192.0.2.1"})
+		if err != nil {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+		s.releaseSlot(ctx, "alice", slot)
+	}
+	if l := lockout(); l.Failures != 0 || len(l.Pending) != 1 {
+		t.Fatalf("after releases: %+v", l)
+	}
+}
+
+// At level 3 Sweep proposes small v2 sweeps, again while more is due.
+func TestSweepV2Rounds(t *testing.T) {
+	s, clock := newAuthService(t, Config{})
+	st := s.store.(*localStore)
+	raiseLevel(t, s, 3)
+	ctx := context.Background()
+	n := 3*sweepLimit + 5
+	for i := 0; i < n; i++ {
+		ctx := WithRequestInfo(ctx, RequestInfo{IP: fmt.Sprintf("192.0.2.%d", i%200)})
+		s.Login(ctx, fmt.Sprint("nobody", i), "a wrong password!")
+	}
+	clock.Advance(16 * time.Minute)
+	before := st.index
+	res, err := s.Sweep(ctx)
+	if err != nil || st.versions[fsm.TypeSweep] != 2 {
+		t.Fatalf("sweep: %+v %v, v%d", res, err, st.versions[fsm.TypeSweep])
+	}
+	if res.Lockouts != n || res.More || st.index-before < 4 {
+		t.Fatalf("sweep at level 3: %+v in %d proposals, want %d lockouts", res, st.index-before, n)
 	}
 }

@@ -75,6 +75,15 @@ type Config struct {
 	MaxSessionsPerUser int
 	OnLimit            string        // "evict_oldest" or "deny"
 	Leeway             time.Duration // clock skew allowed when checking tokens
+
+	// MaxFailedNamesPerAddress (max_failed_names_per_address) is how many
+	// distinct names may fail from one client address (IPv6: its /64) per
+	// LockoutDuration before that address is refused, as a lock, for any
+	// name with nothing live in its lockout counter; it bounds what
+	// unauthenticated requests write. Zero means the default, 100; a
+	// negative value turns the cap off. Feature level 3.
+	MaxFailedNamesPerAddress int
+
 	// RequireMFAForAdmin (require_mfa_for_admin): the admin role counts
 	// only in a session whose authentication included a second factor
 	// (amr "otp", "mfa" or "hwk", RFC 8176).
@@ -113,6 +122,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LockoutDuration <= 0 {
 		c.LockoutDuration = 15 * time.Minute
+	}
+	if c.MaxFailedNamesPerAddress == 0 {
+		c.MaxFailedNamesPerAddress = 100
 	}
 	if c.MaxSessionsPerUser <= 0 {
 		c.MaxSessionsPerUser = 10
@@ -310,6 +322,10 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 	cfg.setDefaults()
 	if cfg.OnLimit != "evict_oldest" && cfg.OnLimit != "deny" {
 		return nil, fmt.Errorf("%w: on_limit %q", ErrInvalidInput, cfg.OnLimit)
+	}
+	if cfg.MaxFailedNamesPerAddress > fsm.MaxNamesPerAddressLimit {
+		return nil, fmt.Errorf("%w: max_failed_names_per_address %d, at most %d", ErrInvalidInput,
+			cfg.MaxFailedNamesPerAddress, fsm.MaxNamesPerAddressLimit)
 	}
 	s := &Service{store: store, cfg: cfg, now: time.Now, log: slog.New(slog.DiscardHandler),
 		hashes: make(chan struct{}, cfg.MaxConcurrentHashes)}

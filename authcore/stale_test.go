@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/bulwark-auth/bulwark/fsm"
 )
@@ -196,5 +197,22 @@ func TestDummyCostDrawsInProportion(t *testing.T) {
 	}
 	if len(counts) != 2 || counts[a] < 800 || counts[b] < 800 {
 		t.Fatalf("2000 names drew %v, want about half each of %+v and %+v", counts, a, b)
+	}
+}
+
+// A password check that never ran (every hash slot stayed busy) gives its
+// attempt's slot back: it counts as no failure, and leaves nothing held.
+func TestBusyCheckReleasesItsSlot(t *testing.T) {
+	s, _ := newAuthService(t, Config{HashWait: 20 * time.Millisecond})
+	for range cap(s.hashes) {
+		s.hashes <- struct{}{} // every slot taken by a hash that never ends
+	}
+	for range 3 {
+		if _, err := s.Login(context.Background(), "alice", "wrong password here"); !errors.Is(err, ErrBusy) {
+			t.Fatalf("a login with every hash slot busy: %v, want ErrBusy", err)
+		}
+	}
+	if l := lockoutOf(t, s, "alice"); l.Failures != 0 || len(l.Pending) != 0 {
+		t.Fatalf("after three checks that never ran: %+v, want no failure and no slot held", l)
 	}
 }

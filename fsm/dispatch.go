@@ -12,7 +12,7 @@ type handler func(t txn, c Command) (any, error)
 // handlers is the dispatch table: every (type, version) this binary
 // applies. Each file owns the rows of its commands; adding a version adds a
 // row, and rows are never edited in place.
-var handlers = merge(userHandlers, sessionHandlers, keyHandlers, auditHandlers, escrowHandlers, joinHandlers, barrierHandlers, caKeyHandlers, levelHandlers, memberKeyHandlers, issuerHandlers)
+var handlers = merge(userHandlers, sessionHandlers, keyHandlers, auditHandlers, escrowHandlers, joinHandlers, barrierHandlers, caKeyHandlers, levelHandlers, memberKeyHandlers, issuerHandlers, lockoutHandlers, sweepHandlers)
 
 func merge(tables ...map[handlerKey]handler) map[handlerKey]handler {
 	out := map[handlerKey]handler{}

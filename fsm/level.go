@@ -17,9 +17,12 @@ import (
 //	   member.key v1
 //	3: session.create v2, user.set_password v2 (the password generation
 //	   re-checked in Apply), key.publish v2 (a key's issuer),
-//	   tokens.issuer v1; and Apply changes: a command's time never runs
-//	   backwards (clock.go), and member.key refuses a key recorded for
-//	   another node
+//	   tokens.issuer v1, login.attempt v2, login.failure v2,
+//	   login.release v1 (fail-closed slots, names per address),
+//	   state.sweep v2 (by the expiry index); and Apply changes: a
+//	   command's time never runs backwards (clock.go), member.key refuses
+//	   a key recorded for another node, and v1 lockout writes and
+//	   session.create v1 index what they write too
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.

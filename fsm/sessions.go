@@ -56,10 +56,18 @@ type Lockout struct {
 	Failures    int   `json:"failures"`
 	WindowStart int64 `json:"window_start"`
 	// Pending holds the times of granted checks not yet resolved. A check
-	// whose node died never resolves; its slot frees after PendingTTL.
+	// whose node died never resolves: under login.attempt v1 its slot
+	// frees after PendingTTL; from level 3 it is a failure then.
 	Pending []int64 `json:"pending,omitempty"`
 	// LockedUntil is set when the window's failures reach the maximum.
 	LockedUntil int64 `json:"locked_until,omitempty"`
+	// Limits are those of the last level-3 command that wrote the record
+	// (nil before level 3). With them, a pending slot older than
+	// PendingTTL is a failure at its deadline instead of a freed slot.
+	Limits *LockoutLimits `json:"limits,omitempty"`
+	// PendingFrom is the client address each pending slot was granted to
+	// (level 3, when names are counted per address).
+	PendingFrom map[int64]string `json:"pending_from,omitempty"`
 }
 
 // LoginAttempt asks for a slot to check one password for Username.
@@ -225,9 +233,15 @@ type Sweep struct {
 	Limit int `json:"limit"` // most records deleted by one sweep
 }
 
-// SweepResult says what a sweep deleted.
+// SweepResult says what a sweep deleted. From v2: Addresses (per-address
+// counters deleted), Migrated (records its walk of the records written
+// before level 3 examined) and More (due entries or unindexed records
+// remain: sweep again).
 type SweepResult struct {
 	Sessions, Lockouts int
+	Addresses          int
+	Migrated           int
+	More               bool
 }
 
 var sessionHandlers = map[handlerKey]handler{
@@ -261,13 +275,21 @@ func applyLoginAttempt(t txn, c Command) (any, error) {
 		return AttemptResult{Locked: true, RetryAfter: time.Duration(l.LockedUntil - c.Time)}, nil
 	}
 	l.refresh(c.Time, p.Window, p.PendingTTL)
+	if l.Failures+len(l.Pending) >= p.MaxAttempts && len(l.Pending) == 0 {
+		// Failures counted under a higher max_attempts than this one (the
+		// setting was lowered): over this maximum until the window ends.
+		// This read Pending[0] and panicked, on every node alike, so no
+		// state ever went past such an entry: answering it changes no
+		// outcome any node has.
+		return AttemptResult{Locked: true, RetryAfter: time.Duration(l.WindowStart + p.Window - c.Time)}, nil
+	}
 	if l.Failures+len(l.Pending) >= p.MaxAttempts {
 		// Every slot is held by a check in flight: one frees when it
 		// resolves, or at the latest when the oldest expires.
 		return AttemptResult{RetryAfter: time.Duration(l.Pending[0] + p.PendingTTL - c.Time)}, nil
 	}
 	l.Pending = append(l.Pending, c.Time)
-	return AttemptResult{Granted: true, Slot: c.Time}, t.putJSON(bucketLockout, p.Username, l)
+	return AttemptResult{Granted: true, Slot: c.Time}, t.putLockout(p.Username, &l, t.level() >= 3)
 }
 
 func applyLoginFailure(t txn, c Command) (any, error) {
@@ -303,13 +325,13 @@ func applyLoginFailure(t txn, c Command) (any, error) {
 		if err := ev.Validate(); err != nil {
 			return nil, err
 		}
-		if err := t.putJSON(bucketLockout, p.Username, l); err != nil {
+		if err := t.putLockout(p.Username, &l, t.level() >= 3); err != nil {
 			return nil, err
 		}
 		_, err := appendAudit(t, c.Time, ev)
 		return res, err
 	}
-	return res, t.putJSON(bucketLockout, p.Username, l)
+	return res, t.putLockout(p.Username, &l, t.level() >= 3)
 }
 
 func (t txn) lockout(name string) (Lockout, error) {
@@ -421,6 +443,9 @@ func startSessionTx(t txn, c Command, p SessionCreate, check func(*User) error) 
 		ExpiresAt: at.Add(time.Duration(p.Lifetime)), IdleTimeout: p.IdleTimeout,
 		IP: p.IP, UserAgent: p.UserAgent, AMR: p.AMR, RefreshHash: p.RefreshHash}
 	if err := t.putSession(s); err != nil {
+		return nil, err
+	}
+	if err := t.indexSessionFrom(3, s); err != nil {
 		return nil, err
 	}
 	if err := t.putRefresh(p.RefreshHash, refreshRecord{SessionID: s.ID}); err != nil {
@@ -700,13 +725,16 @@ func (t txn) putSession(s *Session) error {
 	return t.tx.Bucket(bucketUserSessions).Put(userSessionKey(s.UserID, s.ID), nil)
 }
 
-// deleteSession removes a session, its index entry and every refresh token
-// that points to it.
+// deleteSession removes a session, its index entries (by user, by expiry)
+// and every refresh token that points to it.
 func (t txn) deleteSession(s *Session) error {
 	if err := t.tx.Bucket(bucketSessions).Delete([]byte(s.ID)); err != nil {
 		return err
 	}
 	if err := t.tx.Bucket(bucketUserSessions).Delete(userSessionKey(s.UserID, s.ID)); err != nil {
+		return err
+	}
+	if err := t.tx.Bucket(bucketExpiry).Delete(expiryKey(s.ExpiresAt.UnixNano(), expirySession, s.ID)); err != nil {
 		return err
 	}
 	return t.deleteRefreshOf(s.ID)

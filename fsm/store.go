@@ -67,9 +67,16 @@ var (
 	bucketUserSessions   = []byte("user_sessions")   // user id 0x00 session id → nil
 	bucketSessionRefresh = []byte("session_refresh") // session id 0x00 refresh hash → nil
 
+	// Level 3 (expiry.go, lockout.go). Added after the first release:
+	// initDB creates them in a state.db that lacks them, at every Open and
+	// Restore, and a binary that predates them ignores them, so the
+	// format stays 1 and snapshots still cross a rolling upgrade both ways.
+	bucketExpiry    = []byte("expiry")            // instant(8) kind(1) key → nil
+	bucketAddresses = []byte("lockout_addresses") // client address or /64 → addressRecord
+
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketUsernames, bucketSessions,
 		bucketRefresh, bucketLockout, bucketAudit, bucketKeys, bucketBlocks, bucketClients,
-		bucketUserSessions, bucketSessionRefresh}
+		bucketUserSessions, bucketSessionRefresh, bucketExpiry, bucketAddresses}
 
 	keyApplied = []byte("applied") // index(8) || term(8), big endian
 	keyFormat  = []byte("format")

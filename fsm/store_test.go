@@ -317,6 +317,20 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add([]byte(`{"type":"user.create","v":1,"at":1,"p":null}`))
 	f.Add(mustEncode(f, TypeTokensIssuer, t0, TokensIssuer{Issuer: "https://auth.example"}))
 	f.Add([]byte(`{"type":"key.publish","v":2,"at":1,"p":{"kid":"k","node":"n","alg":"ES256","jwk":{"kty":"EC","kid":"k","alg":"ES256"},"issuer":"https://n.example"}}`))
+	for _, c := range []struct {
+		typ Type
+		v   uint16
+		p   any
+	}{ // level 3
+		{TypeLoginAttempt, 2, LoginAttemptV2{Username: "a", MaxAttempts: 5, Window: window, PendingTTL: ttl, MaxNamesPerAddress: 2, IP: "2001:db8::1"}},
+		{TypeLoginFailure, 2, LoginFailureV2{Username: "a", Slot: 1, MaxAttempts: 5, Window: window, PendingTTL: ttl, MaxNamesPerAddress: 2, IP: "192.0.2.1"}},
+		{TypeLoginRelease, 1, LoginRelease{Username: "a", Slot: 1}},
+		{TypeSweep, 2, SweepV2{Limit: 10, Migrate: 10}},
+	} {
+		cmd, _ := NewCommand(c.typ, c.v, t0.UnixNano(), c.p)
+		b, _ := cmd.Encode()
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := DecodeCommand(data)
 		if err != nil {

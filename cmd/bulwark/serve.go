@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -220,6 +221,9 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		OnLimit:            sess.OnLimit,
 		NodeID:             cfg.NodeName,
 		SigningAlg:         cfg.Tokens.Algorithm,
+
+		// 0 in the file turns the cap off; authcore reads 0 as its default.
+		MaxFailedNamesPerAddress: cmp.Or(sec.MaxFailedNamesPerAddress, -1),
 	}, authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
 		authcore.WithHashThreads(cfg.Auth.Password.PinHashThreads),
 		authcore.WithFreshness(func() error { return n.Fresh(cfg.Cluster.MaxStaleness.Duration) }))

@@ -107,6 +107,11 @@ type Security struct {
 	JWTExpiry          Duration `toml:"jwt_expiry"`
 	RefreshTokenExpiry Duration `toml:"refresh_token_expiry"`
 	RequireMFAForAdmin bool     `toml:"require_mfa_for_admin"`
+
+	// MaxFailedNamesPerAddress: distinct names that may fail from one
+	// client address (IPv6: its /64) per lockout_duration before the
+	// address is refused for names with no failures counted; 0: no cap.
+	MaxFailedNamesPerAddress int `toml:"max_failed_names_per_address"`
 }
 
 // RateLimit is [auth.rate_limit], per node. Rates are requests per second;
@@ -188,6 +193,8 @@ func Default() Config {
 				JWTExpiry:          Duration{time.Hour},
 				RefreshTokenExpiry: Duration{7 * 24 * time.Hour},
 				RequireMFAForAdmin: true,
+
+				MaxFailedNamesPerAddress: 100,
 			},
 			RateLimit: RateLimit{
 				PerIP:            10,

@@ -95,6 +95,9 @@ const (
 	minPasswordLength  = 8       // NIST SP 800-63B
 	maxPasswordLength  = 4096
 	maxSessionsPerUser = 10000
+	// maxFailedNamesPerAddress is fsm.MaxNamesPerAddressLimit: the most
+	// names one address's counter may hold.
+	maxFailedNamesPerAddress = 1000
 )
 
 // Validate checks every value and returns nil or ValidationErrors holding
@@ -183,6 +186,7 @@ func (c *Config) Validate() error {
 	sec := c.Auth.Security
 	between(v, "auth.security.max_failed_attempts", sec.MaxFailedAttempts, 1, 1000)
 	v.positive("auth.security.lockout_duration", sec.LockoutDuration)
+	between(v, "auth.security.max_failed_names_per_address", sec.MaxFailedNamesPerAddress, 0, maxFailedNamesPerAddress)
 	v.positive("auth.security.jwt_expiry", sec.JWTExpiry)
 	if v.positive("auth.security.refresh_token_expiry", sec.RefreshTokenExpiry) &&
 		sec.JWTExpiry.Duration > 0 && sec.RefreshTokenExpiry.Duration <= sec.JWTExpiry.Duration {

@@ -34,6 +34,7 @@ var badValues = []struct {
 	{key: "seal.signing", value: `"hsm"`},
 	{key: "auth.security.max_failed_attempts", value: `0`},
 	{key: "auth.security.lockout_duration", value: `"0s"`},
+	{key: "auth.security.max_failed_names_per_address", value: `1001`},
 	{key: "auth.security.jwt_expiry", value: `"-1h"`},
 	{key: "auth.security.refresh_token_expiry", value: `"30m"`},
 	{key: "auth.security.require_mfa_for_admin", value: `"yes"`},
