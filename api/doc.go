@@ -12,7 +12,7 @@
 // library; what it calls on other layers it declares here as small
 // interfaces (UserAdmin, Auth, Readiness), which cmd/bulwark satisfies with the
 // concrete auth service and node. It never imports node, fsm, tpm, bbolt,
-// raft or cmd (imports_test.go checks). Errors from below reach it wrapped:
+// raft or cmd (layering_test.go, at the module root, checks). Errors from below reach it wrapped:
 // authcore's sentinels are mapped to their codes, Options.IsNoLeader
 // teaches it which errors mean 503 no_leader, and anything else is a 500
 // whose detail goes to the log, never to the client. Nothing imports api

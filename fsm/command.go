@@ -11,7 +11,8 @@ import (
 // changes in place: a changed payload is a new Version of the type.
 type Type string
 
-// The command types this version understands, with the versions each accepts.
+// The user commands (users.go). Every file declares the types of the
+// commands it applies, and the handler table lists each (type, version).
 const (
 	TypeUserCreate      Type = "user.create"
 	TypeUserSetDisabled Type = "user.set_disabled"

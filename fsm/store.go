@@ -56,11 +56,11 @@ var (
 	bucketMeta      = []byte("meta")
 	bucketUsers     = []byte("users")        // id → User (JSON)
 	bucketUsernames = []byte("usernames")    // normalised name → id
-	bucketSessions  = []byte("sessions")     // reserved: sha256(session id) → Session
-	bucketRefresh   = []byte("refresh")      // reserved: sha256(refresh token) → RefreshToken
-	bucketLockout   = []byte("lockout")      // reserved: normalised name → counter
-	bucketAudit     = []byte("audit")        // reserved: seq → AuditEntry
-	bucketKeys      = []byte("signing_keys") // reserved: kid → public JWK
+	bucketSessions  = []byte("sessions")     // session id (the sid, not a credential) → Session
+	bucketRefresh   = []byte("refresh")      // hex sha256(refresh token) → refreshRecord
+	bucketLockout   = []byte("lockout")      // normalised name → Lockout
+	bucketAudit     = []byte("audit")        // seq (8 bytes, big endian) → AuditEntry
+	bucketKeys      = []byte("signing_keys") // kid → PublicKey
 	bucketBlocks    = []byte("ip_blocks")    // reserved: CIDR → block
 	bucketClients   = []byte("oidc_clients") // reserved: client id → client
 

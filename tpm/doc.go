@@ -21,7 +21,8 @@
 // Package tpm is imported by node, node/escrow and cmd/bulwark. It imports
 // only the standard library, go-tpm, golang.org/x/crypto, tpm/atomicfile,
 // circl's ML-DSA (for ML-DSA signing keys, which crypto/x509 cannot store)
-// and circl's hybrid KEM (see imports_test.go).
+// and circl's hybrid KEM; layering_test.go, at the module root, checks
+// that it reaches no other bulwark package, no bbolt, raft or net/http.
 package tpm
 
 import "errors"

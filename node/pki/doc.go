@@ -6,9 +6,9 @@
 // certificates are written to disk: <dataDir>/ca.pem and
 // <dataDir>/tls/node.pem.
 //
-// Package pki uses only the standard library and tpm/atomicfile (see
-// imports_test.go). It is
-// imported by node and cmd/bulwark.
+// Package pki uses only the standard library and tpm/atomicfile. It is
+// imported by node and cmd/bulwark; layering_test.go, at the module root,
+// holds it to node's rules (no api, authcore, cmd or net/http).
 package pki
 
 import "errors"
