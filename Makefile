@@ -66,6 +66,8 @@ test: deps tidy-check fmt-check vet systemd-check unit
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 5000x -count 5 ./fsm ./node
+	# one sweep v2 over a million lockout records, held to a few ms (fsm/sweep_test.go)
+	BULWARK_SWEEP_RECORDS=1000000 $(GO) test -count=1 -v -run '^TestSweepMillionLockouts$$' ./fsm
 	$(GO) run ./cmd/bulwark-bench --bin bin/bulwark --cluster
 
 # bench-quick: the load benchmark with 1 s phases, a smoke run for CI.

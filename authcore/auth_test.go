@@ -510,7 +510,7 @@ func raiseLevel(t *testing.T, s *Service, level int) {
 // only MaxFailedNamesPerAddress names fail per window, then any name with
 // nothing live is refused as a lock, known or not; below it, v1 and no cap.
 func TestFailedNamesPerAddress(t *testing.T) {
-	s, clock := newAuthService(t, Config{MaxFailedNamesPerAddress: 3})
+	s, clock := newAuthServiceAt(t, Config{MaxFailedNamesPerAddress: 3}, 1)
 	st := s.store.(*localStore)
 	ctx := WithRequestInfo(context.Background(), RequestInfo{IP: "2001:db8:5::1"})
 	other := WithRequestInfo(context.Background(), RequestInfo{IP: "2001:db8:6::1"})
@@ -551,7 +551,7 @@ func TestFailedNamesPerAddress(t *testing.T) {
 }
 
 func TestReleaseSlot(t *testing.T) {
-	s, _ := newAuthService(t, Config{MaxFailedAttempts: 2})
+	s, _ := newAuthServiceAt(t, Config{MaxFailedAttempts: 2}, 1)
 	ctx := context.Background()
 	lockout := func() (l fsm.Lockout) {
 		s.store.View(func(r fsm.Reader) error { l, _ = r.Lockout("alice"); return nil })

@@ -315,20 +315,20 @@ const (
 	sweepMigrate = 64
 )
 
-// TestSweepMillionLockouts measures one sweep v2 over a million lockout
-// records, and one sweep v1 for comparison. Under -race it builds 250,000
-// (a million takes minutes to build there); BULWARK_SWEEP_RECORDS sets
-// the number.
+// TestSweepMillionLockouts measures one sweep v2 over many lockout
+// records, and one sweep v1 for comparison. In make test it builds 20,000
+// and checks only what a sweep does (its Limit, not the state, decides its
+// work); make bench sets BULWARK_SWEEP_RECORDS (a million) and holds each
+// apply to sweepBound, a timing that a test run beside other packages on
+// two cores cannot promise.
 func TestSweepMillionLockouts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds a large state")
 	}
-	n := 1_000_000
-	if raceBuild {
-		n = 250_000
-	}
+	n, timed := 20_000, false
 	if v := os.Getenv("BULWARK_SWEEP_RECORDS"); v != "" {
 		fmt.Sscan(v, &n)
+		timed = true
 	}
 	s := openTestStore(t)
 	start := time.Now()
@@ -364,7 +364,7 @@ func TestSweepMillionLockouts(t *testing.T) {
 	worst = max(worst, tookDelete)
 	t.Logf("sweep v2 (limit %d) over %d records: worst of 6 applies %v (settling: %v; deleting: %v)",
 		sweepLimit, n, worst, each, tookDelete.Round(10*time.Microsecond))
-	if worst > sweepBound {
+	if timed && worst > sweepBound {
 		t.Errorf("sweep v2 held the apply path %v, over %v", worst, sweepBound)
 	}
 
