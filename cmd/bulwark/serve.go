@@ -22,6 +22,7 @@ import (
 	"github.com/bulwark-auth/bulwark/authcore"
 	"github.com/bulwark-auth/bulwark/cmd/bulwark/config"
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 	"github.com/bulwark-auth/bulwark/node"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
@@ -118,6 +119,9 @@ type reloadable struct {
 }
 
 func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, logger *slog.Logger, stderr io.Writer, hup reloadable) error {
+	// The one clock the node and the auth service decide by (lockout
+	// windows, expiries, rotation, renewal): the system's.
+	clk := clock.Real{}
 	// --join: only into an empty data directory, and a refused join leaves
 	// it as it was (node.BeginJoin).
 	var joining *node.JoinAttempt
@@ -145,7 +149,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		if err != nil {
 			return err
 		}
-		req := node.JoinRequest{NodeID: cfg.NodeName, Advertise: advertise, Hosts: certHosts(cfg, advertise)}
+		req := node.JoinRequest{NodeID: cfg.NodeName, Advertise: advertise, Hosts: certHosts(cfg, advertise), Clock: clk}
 		if err := joining.Run(ctx, ks, req, logger); err != nil {
 			return err
 		}
@@ -185,7 +189,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	}
 	clusterTLS := &node.ClusterTLS{Cert: clusterCert, CA: caPool}
 	n, err := node.Open(node.Config{ID: cfg.NodeName, DataDir: cfg.DataDir, Advertise: advertise,
-		Listen: cfg.Cluster.Listen, TLS: clusterTLS, Join: node.HasJoined(ks), Logger: logger,
+		Listen: cfg.Cluster.Listen, TLS: clusterTLS, Join: node.HasJoined(ks), Logger: logger, Clock: clk,
 		MaxStaleness: cfg.Cluster.MaxStaleness.Duration})
 	if err != nil {
 		return err
@@ -220,7 +224,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		OnLimit:            sess.OnLimit,
 		NodeID:             cfg.NodeName,
 		SigningAlg:         cfg.Tokens.Algorithm,
-	}, authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
+	}, authcore.WithClock(clk), authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
 		authcore.WithHashThreads(cfg.Auth.Password.PinHashThreads),
 		authcore.WithFreshness(func() error { return n.Fresh(cfg.Cluster.MaxStaleness.Duration) }))
 	if err != nil {
