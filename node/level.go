@@ -34,6 +34,7 @@ func (n *Node) raiseLevel() {
 		if now := n.cfg.Clock.Now(); looked.IsZero() || now.Sub(looked) >= levelEvery {
 			looked = now
 			n.raiseLevelNow()
+			n.levelLooks.Add(1)
 		}
 		return false
 	})

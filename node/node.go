@@ -184,6 +184,9 @@ type Node struct {
 	// level is the feature level this node reports (fsm.MaxLevel; tests
 	// lower it to act as a member of an earlier release, Config.level).
 	level atomic.Int32
+	// levelLooks counts raiseLevel's looks at the feature level (tests
+	// wait for the next one).
+	levelLooks atomic.Int64
 	// lastApply is when state.db last applied a batch, Unix nanoseconds.
 	lastApply atomic.Int64
 
