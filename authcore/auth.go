@@ -763,13 +763,13 @@ func (s *Service) Sweep(ctx context.Context) (fsm.SweepResult, error) {
 
 // RunSweeper sweeps every interval until ctx ends.
 func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
-	t := time.NewTicker(every)
+	t := s.clock.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 			if res, err := s.Sweep(ctx); err != nil {
 				s.log.Debug("sweep not committed", "error", err)
 			} else if res.Sessions+res.Lockouts > 0 {

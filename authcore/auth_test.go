@@ -16,32 +16,24 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 )
 
-// fakeClock is a settable clock for expiry and lockout tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// newClock is the clock of expiry, lockout and rotation tests: it moves
+// only when a test advances it.
+func newClock() *clock.Fake { return clock.NewFake(time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)) }
 
 const pw = "correct horse battery"
 
-func newAuthService(t *testing.T, cfg Config) (*Service, *fakeClock) {
+func newAuthService(t *testing.T, cfg Config) (*Service, *clock.Fake) {
 	t.Helper()
 	return newAuthServiceAt(t, cfg, fsm.MaxLevel)
 }
 
 // newAuthServiceAt is newAuthService on a cluster at feature level level.
-func newAuthServiceAt(t *testing.T, cfg Config, level int) (*Service, *fakeClock) {
+func newAuthServiceAt(t *testing.T, cfg Config, level int) (*Service, *clock.Fake) {
 	t.Helper()
-	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
+	clk := newClock()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -60,7 +52,7 @@ func newAuthServiceAt(t *testing.T, cfg Config, level int) (*Service, *fakeClock
 	if _, err := st.Apply(context.Background(), raise); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(st, cfg, WithClock(clock.Now), WithSigner(sig))
+	s, err := New(st, cfg, WithClock(clk), WithSigner(sig))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +63,7 @@ func newAuthServiceAt(t *testing.T, cfg Config, level int) (*Service, *fakeClock
 	if _, err := s.CreateUser(ctx, NewUser{Username: "alice", Password: pw, Roles: []string{"admin"}}); err != nil {
 		t.Fatal(err)
 	}
-	return s, clock
+	return s, clk
 }
 
 func login(t *testing.T, s *Service) Tokens {
@@ -129,7 +121,7 @@ func TestWrongPasswordUnknownAndDisabledAnswerAlike(t *testing.T) {
 func TestLockoutBoundUnderConcurrency(t *testing.T) {
 	for _, name := range []string{"alice", "nobody-at-all"} {
 		t.Run(name, func(t *testing.T) {
-			s, clock := newAuthService(t, Config{MaxFailedAttempts: 5, LockoutDuration: 15 * time.Minute})
+			s, clk := newAuthService(t, Config{MaxFailedAttempts: 5, LockoutDuration: 15 * time.Minute})
 			before := s.PasswordChecks()
 			var wg sync.WaitGroup
 			var mu sync.Mutex
@@ -163,7 +155,7 @@ func TestLockoutBoundUnderConcurrency(t *testing.T) {
 			if _, err := s.Login(context.Background(), name, pw); !errors.Is(err, ErrTooManyAttempts) {
 				t.Errorf("right password while locked: %v", err)
 			}
-			clock.Advance(15 * time.Minute)
+			clk.Advance(15 * time.Minute)
 			_, err := s.Login(context.Background(), name, pw)
 			if name == "alice" && err != nil {
 				t.Errorf("after the lock: %v", err)
@@ -195,10 +187,10 @@ func TestUnlockAndSuccessResetCounter(t *testing.T) {
 }
 
 func TestRefreshRotationReuseAndLogout(t *testing.T) {
-	s, clock := newAuthService(t, Config{})
+	s, clk := newAuthService(t, Config{})
 	ctx := context.Background()
 	t1 := login(t, s)
-	clock.Advance(time.Minute)
+	clk.Advance(time.Minute)
 	t2, err := s.Refresh(ctx, t1.RefreshToken)
 	if err != nil {
 		t.Fatal(err)
@@ -253,10 +245,10 @@ func TestRefreshRotationReuseAndLogout(t *testing.T) {
 }
 
 func TestSessionEndsOnExpiryDisableDeleteAndPasswordChange(t *testing.T) {
-	s, clock := newAuthService(t, Config{AccessTTL: 48 * time.Hour})
+	s, clk := newAuthService(t, Config{AccessTTL: 48 * time.Hour})
 	ctx := context.Background()
 	tok := login(t, s)
-	clock.Advance(24 * time.Hour) // idle_timeout: the session is dead though the JWT lives
+	clk.Advance(24 * time.Hour) // idle_timeout: the session is dead though the JWT lives
 	if _, err := s.Authenticate(ctx, tok.AccessToken); !errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("idle session accepted: %v", err)
 	}
@@ -300,7 +292,7 @@ func TestSessionEndsOnExpiryDisableDeleteAndPasswordChange(t *testing.T) {
 }
 
 func TestForgedTokensRefused(t *testing.T) {
-	s, clock := newAuthService(t, Config{})
+	s, clk := newAuthService(t, Config{})
 	ctx := context.Background()
 	tok := login(t, s)
 	parts := strings.Split(tok.AccessToken, ".")
@@ -308,7 +300,7 @@ func TestForgedTokensRefused(t *testing.T) {
 	noneTok, _ := none.SignedString(jwt.UnsafeAllowNoneSignatureType)
 	jwk, _ := s.currentSigner().PublicJWK()
 	hs := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"sub": "x", "sid": tok.SessionID, "iss": s.cfg.Issuer,
-		"aud": s.cfg.Audience, "exp": clock.Now().Add(time.Hour).Unix()})
+		"aud": s.cfg.Audience, "exp": clk.Now().Add(time.Hour).Unix()})
 	hs.Header["kid"] = s.currentSigner().Kid()
 	hsTok, _ := hs.SignedString(jwk)
 	for name, bad := range map[string]string{
@@ -327,7 +319,7 @@ func TestForgedTokensRefused(t *testing.T) {
 	if _, err := s.Authenticate(ctx, tok.AccessToken); err != nil {
 		t.Fatal(err)
 	}
-	clock.Advance(time.Hour + time.Minute)
+	clk.Advance(time.Hour + time.Minute)
 	if _, err := s.Authenticate(ctx, tok.AccessToken); !errors.Is(err, ErrInvalidToken) {
 		t.Error("expired token accepted")
 	}
@@ -453,7 +445,7 @@ func TestRequireMFAForAdmin(t *testing.T) {
 // issued after its key stopped signing, not accepted once the key retired.
 // Retiring a removed node's keys puts that to use.
 func TestTokensHeldToTheirKeyLifecycle(t *testing.T) {
-	s, clock := newAuthService(t, Config{})
+	s, clk := newAuthService(t, Config{})
 	ctx := context.Background()
 	tok := login(t, s)
 	p, err := s.Authenticate(ctx, tok.AccessToken)
@@ -484,10 +476,10 @@ func TestTokensHeldToTheirKeyLifecycle(t *testing.T) {
 	if _, err := s.Authenticate(ctx, tok.AccessToken); err != nil {
 		t.Fatalf("a token signed before the removal: %v", err)
 	}
-	clock.Advance(5 * time.Minute)
+	clk.Advance(5 * time.Minute)
 	later := *p.Claims
-	later.IssuedAt = jwt.NewNumericDate(clock.Now())
-	later.ExpiresAt = jwt.NewNumericDate(clock.Now().Add(30 * time.Minute))
+	later.IssuedAt = jwt.NewNumericDate(clk.Now())
+	later.ExpiresAt = jwt.NewNumericDate(clk.Now().Add(30 * time.Minute))
 	minted, err := s.currentSigner().Sign(later)
 	if err != nil {
 		t.Fatal(err)

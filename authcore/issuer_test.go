@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 )
 
 // member is one node of a test cluster: its own Service and signing key
@@ -25,18 +26,18 @@ type member struct {
 // newMembers starts a cluster at feature level 3 with a member for each
 // name, each signing with https://<name>.test:8443, or with clusterIssuer
 // when it is set, and a user alice.
-func newMembers(t testing.TB, clusterIssuer string, names ...string) ([]*member, *localStore, *fakeClock) {
+func newMembers(t testing.TB, clusterIssuer string, names ...string) ([]*member, *localStore, *clock.Fake) {
 	t.Helper()
 	st := newLocalStore(t)
-	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
+	clk := newClock()
 	ctx := context.Background()
-	raise, _ := fsm.NewCommand(fsm.TypeClusterLevel, 1, clock.Now().UnixNano(), fsm.ClusterLevel{Level: fsm.LevelIssuers})
+	raise, _ := fsm.NewCommand(fsm.TypeClusterLevel, 1, clk.Now().UnixNano(), fsm.ClusterLevel{Level: fsm.LevelIssuers})
 	if _, err := st.Apply(ctx, raise); err != nil {
 		t.Fatal(err)
 	}
 	var ms []*member
 	for _, name := range names {
-		m := addMember(t, st, clock, name, clusterIssuer)
+		m := addMember(t, st, clk, name, clusterIssuer)
 		if err := m.s.PublishSigningKey(ctx); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
@@ -45,10 +46,10 @@ func newMembers(t testing.TB, clusterIssuer string, names ...string) ([]*member,
 	if _, err := ms[0].s.CreateUser(ctx, NewUser{Username: "alice", Password: pw}); err != nil {
 		t.Fatal(err)
 	}
-	return ms, st, clock
+	return ms, st, clk
 }
 
-func addMember(t testing.TB, st *localStore, clock *fakeClock, name, clusterIssuer string) *member {
+func addMember(t testing.TB, st *localStore, clk *clock.Fake, name, clusterIssuer string) *member {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -63,7 +64,7 @@ func addMember(t testing.TB, st *localStore, clock *fakeClock, name, clusterIssu
 		iss = ""
 	}
 	s, err := New(st, Config{Hash: testHash, Policy: PasswordPolicy{MinLength: 12, MaxLength: 128},
-		Issuer: iss, ClusterIssuer: clusterIssuer, NodeID: name}, WithClock(clock.Now), WithSigner(sig))
+		Issuer: iss, ClusterIssuer: clusterIssuer, NodeID: name}, WithClock(clk), WithSigner(sig))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +219,7 @@ func TestIssuerSetIsDerivedOncePerKeyChange(t *testing.T) {
 
 func TestClusterIssuerIsRecordedOnceAndHeldToEveryMember(t *testing.T) {
 	const ours = "https://auth.example"
-	ms, st, clock := newMembers(t, ours, "n1", "n2")
+	ms, st, clk := newMembers(t, ours, "n1", "n2")
 	ctx := context.Background()
 	st.s.View(func(r fsm.Reader) error {
 		if got, ok := r.TokensIssuer(); !ok || got != ours {
@@ -234,7 +235,7 @@ func TestClusterIssuerIsRecordedOnceAndHeldToEveryMember(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, configured := range []string{"https://other.example", ""} {
-		m := addMember(t, st, clock, "n3", configured)
+		m := addMember(t, st, clk, "n3", configured)
 		var conflict *IssuerConflictError
 		if err := m.s.CheckIssuer(); !errors.As(err, &conflict) || conflict.Configured != configured || conflict.Cluster != ours {
 			t.Errorf("CheckIssuer with %q: %v", configured, err)
@@ -287,9 +288,9 @@ func BenchmarkAuthenticate(b *testing.B) {
 // accept its tokens.
 func TestKeyGetsItsIssuerWhenTheLevelRises(t *testing.T) {
 	st := newLocalStore(t)
-	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
+	clk := newClock()
 	ctx := context.Background()
-	ms := []*member{addMember(t, st, clock, "n1", ""), addMember(t, st, clock, "n2", "")}
+	ms := []*member{addMember(t, st, clk, "n1", ""), addMember(t, st, clk, "n2", "")}
 	for _, m := range ms {
 		if err := m.s.PublishSigningKey(ctx); !errors.Is(err, ErrIssuerNotRecorded) {
 			t.Fatalf("at level 1: %v, want ErrIssuerNotRecorded", err)
@@ -308,7 +309,7 @@ func TestKeyGetsItsIssuerWhenTheLevelRises(t *testing.T) {
 	if err := accepts(ms[0], tok.AccessToken); !errors.Is(err, ErrInvalidToken) {
 		t.Fatalf("n1 accepts n2's issuer, which the log does not hold yet: %v", err)
 	}
-	raise, _ := fsm.NewCommand(fsm.TypeClusterLevel, 1, clock.Now().UnixNano(), fsm.ClusterLevel{Level: fsm.LevelIssuers})
+	raise, _ := fsm.NewCommand(fsm.TypeClusterLevel, 1, clk.Now().UnixNano(), fsm.ClusterLevel{Level: fsm.LevelIssuers})
 	if _, err := st.Apply(ctx, raise); err != nil {
 		t.Fatal(err)
 	}

@@ -242,10 +242,12 @@ func (s *Service) rotate(ctx context.Context, activateAfter time.Duration) (KeyR
 		return KeyRotation{}, fmt.Errorf("publish the new key: %w", err)
 	}
 	if activateAfter > 0 {
+		t := s.clock.NewTimer(activateAfter)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return KeyRotation{}, ctx.Err() // published, never current: retired at the next start
-		case <-time.After(activateAfter):
+		case <-t.C():
 		}
 	}
 	if err := s.vault.PutSecret(currentKeyName, []byte(strconv.Itoa(gen+1))); err != nil {
@@ -363,16 +365,17 @@ func (s *Service) RotateIfDue(ctx context.Context, every time.Duration) (bool, e
 	return err == nil, err
 }
 
-// RunKeyRotation checks every interval whether the key is due and rotates
-// it. A follower's attempt fails to commit and is retried.
+// RunKeyRotation checks every interval, by the service's clock, whether
+// the key is due and rotates it. A follower's attempt fails to commit and
+// is retried.
 func (s *Service) RunKeyRotation(ctx context.Context, every, interval time.Duration) {
-	t := time.NewTicker(interval)
+	t := s.clock.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-t.C():
 			if rotated, err := s.RotateIfDue(ctx, every); err != nil {
 				s.log.Warn("scheduled key rotation failed", "error", err)
 			} else if rotated {

@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"slices"
 	"testing"
-	"time"
 )
 
 // genVault is a memVault that makes its own keys, as a TPM-backed vault
@@ -42,9 +41,9 @@ func (v *genVault) LoadKey(name string) (crypto.Signer, error) {
 }
 
 func TestKeyGeneratorVault(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
+	clk := newClock()
 	v := &genVault{memVault: newMemVault()}
-	s := newVaultService(t, newLocalStore(t), v, AlgES256, clock)
+	s := newVaultService(t, newLocalStore(t), v, AlgES256, clk)
 	first := s.currentSigner().Kid()
 	rot, err := s.RotateSigningKey(context.Background())
 	if err != nil {
@@ -57,7 +56,7 @@ func TestKeyGeneratorVault(t *testing.T) {
 		t.Fatalf("GenerateKey calls %v, want signing/1 and signing/2", v.made)
 	}
 	// A restart loads the current generation through LoadKey.
-	s2 := newVaultService(t, newLocalStore(t), v, AlgES256, clock)
+	s2 := newVaultService(t, newLocalStore(t), v, AlgES256, clk)
 	if s2.currentSigner().Kid() != rot.NewKid || len(v.made) != 2 {
 		t.Fatalf("restart: kid %s, made %v", s2.currentSigner().Kid(), v.made)
 	}
@@ -75,11 +74,11 @@ func TestKeyGeneratorVault(t *testing.T) {
 // with it; the old key stays in the keystore for PublishSigningKey to
 // retire.
 func TestKeyGeneratorTakesOver(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
+	clk := newClock()
 	keystore := newMemVault()
-	old := newVaultService(t, newLocalStore(t), keystore, AlgES256, clock).currentSigner().Kid()
+	old := newVaultService(t, newLocalStore(t), keystore, AlgES256, clk).currentSigner().Kid()
 	v := &genVault{memVault: keystore}
-	s := newVaultService(t, newLocalStore(t), v, AlgES256, clock)
+	s := newVaultService(t, newLocalStore(t), v, AlgES256, clk)
 	if s.currentSigner().Kid() == old || len(v.made) != 1 || v.made[0] != "signing/2" {
 		t.Fatalf("signing with %s (was %s); made %v, want signing/2", s.currentSigner().Kid(), old, v.made)
 	}

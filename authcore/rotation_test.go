@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/internal/clock"
 	"github.com/bulwark-auth/bulwark/internal/waitfor"
 )
 
@@ -50,10 +51,10 @@ func (v *memVault) PutSecret(n string, b []byte) error {
 	return nil
 }
 
-func newVaultService(t *testing.T, st *localStore, v KeyVault, alg string, clock *fakeClock) *Service {
+func newVaultService(t *testing.T, st *localStore, v KeyVault, alg string, clk *clock.Fake) *Service {
 	t.Helper()
 	s, err := New(st, Config{Hash: testHash, Policy: PasswordPolicy{MinLength: 12, MaxLength: 128},
-		Issuer: "https://bulwark.test", NodeID: "n1", SigningAlg: alg, KeyActivation: time.Millisecond}, WithClock(clock.Now), WithKeyVault(v))
+		Issuer: "https://bulwark.test", NodeID: "n1", SigningAlg: alg}, WithClock(clk), WithKeyVault(v))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,8 +95,8 @@ func tokenKidOf(t *testing.T, tok string) string {
 }
 
 func TestRotationKeepsOldKeyUntilItsTokensExpire(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
-	s := newVaultService(t, newLocalStore(t), newMemVault(), AlgES256, clock)
+	clk := newClock()
+	s := newVaultService(t, newLocalStore(t), newMemVault(), AlgES256, clk)
 	ctx := context.Background()
 	if _, err := s.CreateUser(ctx, NewUser{Username: "alice", Password: pw}); err != nil {
 		t.Fatal(err)
@@ -107,7 +108,7 @@ func TestRotationKeepsOldKeyUntilItsTokensExpire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rot.OldKid != oldKid || rot.NewKid == oldKid || !rot.Retire.Equal(clock.Now().Add(time.Hour+30*time.Second)) {
+	if rot.OldKid != oldKid || rot.NewKid == oldKid || !rot.Retire.Equal(clk.Now().Add(time.Hour+30*time.Second)) {
 		t.Fatalf("rotation %+v (old %s)", rot, oldKid)
 	}
 	after := login(t, s)
@@ -119,12 +120,12 @@ func TestRotationKeepsOldKeyUntilItsTokensExpire(t *testing.T) {
 		t.Fatalf("JWKS after rotation: %v", kids)
 	}
 	// The old token still verifies until it expires...
-	clock.Advance(59 * time.Minute)
+	clk.Advance(59 * time.Minute)
 	if _, err := s.Authenticate(ctx, before.AccessToken); err != nil {
 		t.Fatalf("a token of the old key, before its exp: %v", err)
 	}
 	// ...and once every token of the old key has expired, the key leaves.
-	clock.Advance(2 * time.Minute)
+	clk.Advance(2 * time.Minute)
 	if kids := jwksKids(t, s); kids[oldKid] || !kids[rot.NewKid] {
 		t.Fatalf("JWKS after retirement: %v", kids)
 	}
@@ -143,8 +144,8 @@ func TestRotationKeepsOldKeyUntilItsTokensExpire(t *testing.T) {
 // while the key rotates again and again; every token must verify against
 // the JWKS served the moment it was issued.
 func TestRotationUnderLoadLosesNoToken(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
-	s := newVaultService(t, newLocalStore(t), newMemVault(), AlgES256, clock)
+	clk := newClock()
+	s := newVaultService(t, newLocalStore(t), newMemVault(), AlgES256, clk)
 	ctx := context.Background()
 	if _, err := s.CreateUser(ctx, NewUser{Username: "alice", Password: pw}); err != nil {
 		t.Fatal(err)
@@ -213,12 +214,12 @@ func TestRotationUnderLoadLosesNoToken(t *testing.T) {
 }
 
 func TestAlgorithmChangeRotatesAtStart(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
+	clk := newClock()
 	st, vault := newLocalStore(t), newMemVault()
-	s1 := newVaultService(t, st, vault, AlgES256, clock)
+	s1 := newVaultService(t, st, vault, AlgES256, clk)
 	es := s1.currentSigner().Kid()
 	// Same vault, restarted with tokens.algorithm = EdDSA.
-	s2 := newVaultService(t, st, vault, AlgEdDSA, clock)
+	s2 := newVaultService(t, st, vault, AlgEdDSA, clk)
 	if s2.currentSigner().Alg() != AlgEdDSA {
 		t.Fatalf("signs with %s", s2.currentSigner().Alg())
 	}
@@ -229,23 +230,42 @@ func TestAlgorithmChangeRotatesAtStart(t *testing.T) {
 		}
 	}
 	// Restarted again unchanged: the same key, no new generation.
-	s3 := newVaultService(t, st, vault, AlgEdDSA, clock)
+	s3 := newVaultService(t, st, vault, AlgEdDSA, clk)
 	if s3.currentSigner().Kid() != s2.currentSigner().Kid() {
 		t.Fatal("a restart made a new key")
 	}
 }
 
+// TestScheduledRotation: a key rotate_every old is rotated; the next key
+// is published at once and signs only KeyActivation later (JWKSMaxAge
+// here), by the service's clock, so no relying party's cached key set
+// lacks it.
 func TestScheduledRotation(t *testing.T) {
-	clock := &fakeClock{t: time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)}
-	s := newVaultService(t, newLocalStore(t), newMemVault(), AlgES256, clock)
+	clk := newClock()
+	s := newVaultService(t, newLocalStore(t), newMemVault(), AlgES256, clk)
 	ctx := context.Background()
 	k1 := s.currentSigner().Kid()
 	if rotated, err := s.RotateIfDue(ctx, 720*time.Hour); rotated || err != nil {
 		t.Fatalf("rotated a fresh key: %v", err)
 	}
-	clock.Advance(720 * time.Hour)
-	if rotated, err := s.RotateIfDue(ctx, 720*time.Hour); !rotated || err != nil {
-		t.Fatalf("did not rotate a due key: %v", err)
+	clk.Advance(720 * time.Hour)
+	done := make(chan error, 1)
+	go func() {
+		rotated, err := s.RotateIfDue(ctx, 720*time.Hour)
+		if err == nil && !rotated {
+			err = errors.New("not rotated")
+		}
+		done <- err
+	}()
+	waitActivation(t, s, clk, 1, k1)
+	clk.Advance(JWKSMaxAge)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("did not rotate a due key: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the rotation did not end once its key's activation time came")
 	}
 	if s.currentSigner().Kid() == k1 {
 		t.Fatal("same key after rotation")
@@ -255,4 +275,38 @@ func TestScheduledRotation(t *testing.T) {
 	if _, err := s2.RotateSigningKey(ctx); err == nil || !strings.Contains(err.Error(), "vault") {
 		t.Fatalf("rotation without a vault: %v", err)
 	}
+}
+
+// waitActivation waits until a scheduled rotation of s has published its
+// next key and waits on clk to sign with it (waiting timers and tickers
+// on clk, with it), and checks that the current key, cur, still signs
+// while both are in the JWKS.
+func waitActivation(t *testing.T, s *Service, clk *clock.Fake, waiting int, cur string) {
+	t.Helper()
+	waitfor.True(t, "the next key published, waiting to sign", 10*time.Second, time.Millisecond,
+		func() bool { return clk.Waiting() >= waiting })
+	if kids := jwksKids(t, s); len(kids) != 2 || !kids[cur] {
+		t.Fatalf("JWKS %v while the next key waits: want the current key %s and the next", kids, cur)
+	}
+	if got := s.currentSigner().Kid(); got != cur {
+		t.Fatalf("signing with %s before the next key's activation time, want %s", got, cur)
+	}
+}
+
+// TestRunKeyRotation: the scheduled check runs every interval of the
+// service's clock and rotates once the key is due.
+func TestRunKeyRotation(t *testing.T) {
+	clk := newClock()
+	s := newVaultService(t, newLocalStore(t), newMemVault(), AlgES256, clk)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	defer func() { cancel(); <-stopped }()
+	k1 := s.currentSigner().Kid()
+	go func() { defer close(stopped); s.RunKeyRotation(ctx, 720*time.Hour, time.Hour) }()
+	waitfor.True(t, "the check's ticker", 10*time.Second, time.Millisecond, func() bool { return clk.Waiting() == 1 })
+	clk.Advance(719 * time.Hour) // a check, not due
+	clk.Advance(time.Hour)
+	waitActivation(t, s, clk, 2, k1) // the ticker and the activation timer
+	clk.Advance(JWKSMaxAge)
+	waitfor.True(t, "the next key signing", 10*time.Second, time.Millisecond, func() bool { return s.currentSigner().Kid() != k1 })
 }

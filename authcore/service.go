@@ -31,6 +31,7 @@ import (
 
 	"github.com/bulwark-auth/bulwark/authcore/internal/hashpool"
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 )
 
 // Store is what authcore needs from the replicated state: propose a
@@ -150,7 +151,7 @@ func (c *Config) setDefaults() {
 type Service struct {
 	store    Store
 	cfg      Config
-	now      func() time.Time
+	clock    clock.Clock
 	log      *slog.Logger
 	hashes   chan struct{} // one token per hash allowed in flight
 	signer   atomic.Pointer[signerBox]
@@ -217,8 +218,15 @@ func (s *Service) HashStats() HashStats {
 // Option changes how a Service is built.
 type Option func(*Service)
 
-// WithClock replaces the wall clock, for tests.
-func WithClock(now func() time.Time) Option { return func(s *Service) { s.now = now } }
+// WithClock sets the clock every decision reads (commands' times, and so
+// lockout windows and expiries; token checks; key rotation's schedule):
+// tests pass a clock.Fake. Without it, the system clock. Waits for a hash
+// slot and for a lockout slot to free stay on real time: they measure
+// the machine.
+func WithClock(c clock.Clock) Option { return func(s *Service) { s.clock = c } }
+
+// now is the time by s's clock.
+func (s *Service) now() time.Time { return s.clock.Now() }
 
 // signerBox holds the current signer so it can be swapped atomically.
 type signerBox struct{ TokenSigner }
@@ -327,7 +335,7 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 		return nil, fmt.Errorf("%w: max_failed_names_per_address %d, at most %d", ErrInvalidInput,
 			cfg.MaxFailedNamesPerAddress, fsm.MaxNamesPerAddressLimit)
 	}
-	s := &Service{store: store, cfg: cfg, now: time.Now, log: slog.New(slog.DiscardHandler),
+	s := &Service{store: store, cfg: cfg, clock: clock.Real{}, log: slog.New(slog.DiscardHandler),
 		hashes: make(chan struct{}, cfg.MaxConcurrentHashes)}
 	for _, o := range opts {
 		o(s)

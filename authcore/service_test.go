@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 )
 
 // localStore is the Store of every authcore test. It applies commands
@@ -92,7 +93,7 @@ func newTestService(t *testing.T, opts ...Option) (*Service, *localStore) {
 
 func TestCreateUser(t *testing.T) {
 	now := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
-	s, st := newTestService(t, WithClock(func() time.Time { return now }))
+	s, st := newTestService(t, WithClock(clock.NewFake(now)))
 	ctx := context.Background()
 	u, err := s.CreateUser(ctx, NewUser{Username: "Alice", Password: "correct horse battery", Email: "a@example.com", Roles: []string{"admin", "ops", "admin"}})
 	if err != nil {

@@ -153,7 +153,7 @@ func (n *Node) Backup(ctx context.Context, w io.Writer, opts ...BackupOption) (B
 		Format:       BackupFormatVersion,
 		NodeID:       n.cfg.ID,
 		AppliedIndex: snap.Index(),
-		CreatedAt:    time.Now().UTC(),
+		CreatedAt:    n.cfg.Clock.Now().UTC(),
 	}
 	m.AppliedTerm = n.termAt(m.AppliedIndex)
 	for _, o := range opts {

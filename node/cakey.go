@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
 )
@@ -95,12 +96,12 @@ type caKeyState interface {
 // node's keystore, or ctx ends: a CA holder shares it, a member without it
 // adopts it once shared.
 func (n *Node) ShareCAKey(ctx context.Context, ks CAKeystore, ca *x509.Certificate) {
-	shareCAKey(ctx, ks, n, ca, n.cfg.ID, n.cfg.Logger.With("component", "pki"), caKeyRetry)
+	shareCAKey(ctx, ks, n, n.cfg.Clock, ca, n.cfg.ID, n.cfg.Logger.With("component", "pki"), caKeyRetry)
 }
 
-func shareCAKey(ctx context.Context, ks CAKeystore, st caKeyState, ca *x509.Certificate, id string, log *slog.Logger, retry time.Duration) {
+func shareCAKey(ctx context.Context, ks CAKeystore, st caKeyState, clk clock.Clock, ca *x509.Certificate, id string, log *slog.Logger, retry time.Duration) {
 	for {
-		done, err := syncCAKey(ctx, ks, st, ca, id, log)
+		done, err := syncCAKey(ctx, ks, st, clk, ca, id, log)
 		switch {
 		case done:
 			return
@@ -116,7 +117,7 @@ func shareCAKey(ctx context.Context, ks CAKeystore, st caKeyState, ca *x509.Cert
 }
 
 // syncCAKey takes one step: share, adopt, or report why not yet.
-func syncCAKey(ctx context.Context, ks CAKeystore, st caKeyState, ca *x509.Certificate, id string, log *slog.Logger) (done bool, err error) {
+func syncCAKey(ctx context.Context, ks CAKeystore, st caKeyState, clk clock.Clock, ca *x509.Certificate, id string, log *slog.Logger) (done bool, err error) {
 	dataKey, ok := ks.Secret(tpm.DataKeyName)
 	if !ok {
 		log.Warn("no cluster data key in the keystore: the cluster CA key cannot be shared with this node")
@@ -147,7 +148,7 @@ func syncCAKey(ctx context.Context, ks CAKeystore, st caKeyState, ca *x509.Certi
 	case holds && rec != nil:
 		return true, nil
 	case holds:
-		return false, proposeCAKey(ctx, st, key, dataKey, pin, id, log)
+		return false, proposeCAKey(ctx, st, clk, key, dataKey, pin, id, log)
 	case rec == nil:
 		return false, errors.New("waiting for a member holding the CA key to share it")
 	case rec.DataKey != tpm.DataKeyFingerprint(dataKey):
@@ -155,10 +156,10 @@ func syncCAKey(ctx context.Context, ks CAKeystore, st caKeyState, ca *x509.Certi
 			"shared_under", rec.DataKey)
 		return true, nil
 	}
-	return true, adoptCAKey(ctx, ks, st, ca, rec, dataKey, id, log)
+	return true, adoptCAKey(ctx, ks, st, clk, ca, rec, dataKey, id, log)
 }
 
-func proposeCAKey(ctx context.Context, st caKeyState, key crypto.Signer, dataKey []byte, pin, id string, log *slog.Logger) error {
+func proposeCAKey(ctx context.Context, st caKeyState, clk clock.Clock, key crypto.Signer, dataKey []byte, pin, id string, log *slog.Logger) error {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return err
@@ -181,7 +182,7 @@ func proposeCAKey(ctx context.Context, st caKeyState, key crypto.Signer, dataKey
 	if err != nil {
 		return err
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeCAKey, 1, time.Now().UnixNano(),
+	cmd, err := fsm.NewCommand(fsm.TypeCAKey, 1, clk.Now().UnixNano(),
 		fsm.CAKey{Pin: pin, DataKey: fp, Sealed: sealed, CAPublicKey: spki, Signature: sig})
 	if err != nil {
 		return err
@@ -195,7 +196,7 @@ func proposeCAKey(ctx context.Context, st caKeyState, key crypto.Signer, dataKey
 	return nil
 }
 
-func adoptCAKey(ctx context.Context, ks CAKeystore, st caKeyState, ca *x509.Certificate, rec *fsm.CAKey, dataKey []byte, id string, log *slog.Logger) error {
+func adoptCAKey(ctx context.Context, ks CAKeystore, st caKeyState, clk clock.Clock, ca *x509.Certificate, rec *fsm.CAKey, dataKey []byte, id string, log *slog.Logger) error {
 	der, err := tpm.OpenWithSecret(dataKey, rec.Sealed, caKeyLabel, []byte(rec.Pin))
 	if err != nil {
 		return fmt.Errorf("opening the shared CA key: %w", err)
@@ -217,7 +218,7 @@ func adoptCAKey(ctx context.Context, ks CAKeystore, st caKeyState, ca *x509.Cert
 	if err := ks.Put(pki.CAKeyName, key); err != nil {
 		return err
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeAuditAppend, 1, time.Now().UnixNano(), fsm.AuditAppend{
+	cmd, err := fsm.NewCommand(fsm.TypeAuditAppend, 1, clk.Now().UnixNano(), fsm.AuditAppend{
 		Type: "cluster.ca_key_adopted", Severity: fsm.AuditWarning, Actor: "node:" + id, Subject: id,
 		Details: map[string]string{"ca_pin": rec.Pin}})
 	if err == nil {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
 )
@@ -100,7 +101,7 @@ func TestCAKeyShared(t *testing.T) {
 	ms := newMemState(t)
 
 	// Not before the cluster's feature level records the key.
-	if done, err := syncCAKey(ctx, holder, ms, ca, "a", log); done || err == nil || !strings.Contains(err.Error(), "level 2") {
+	if done, err := syncCAKey(ctx, holder, ms, clock.Real{}, ca, "a", log); done || err == nil || !strings.Contains(err.Error(), "level 2") {
 		t.Fatalf("below level 2: done %v, %v", done, err)
 	}
 	for _, c := range []fsm.Command{command(t, fsm.TypeClusterLevel, fsm.ClusterLevel{Level: 2}),
@@ -109,14 +110,14 @@ func TestCAKeyShared(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if done, err := syncCAKey(ctx, member, ms, ca, "b", log); done || err == nil || !strings.Contains(err.Error(), "waiting for a member holding") {
+	if done, err := syncCAKey(ctx, member, ms, clock.Real{}, ca, "b", log); done || err == nil || !strings.Contains(err.Error(), "waiting for a member holding") {
 		t.Fatalf("nothing shared yet: done %v, %v", done, err)
 	}
 	// The holder shares it, then is done.
-	if done, err := syncCAKey(ctx, holder, ms, ca, "a", log); done || err != nil {
+	if done, err := syncCAKey(ctx, holder, ms, clock.Real{}, ca, "a", log); done || err != nil {
 		t.Fatalf("share: done %v, %v", done, err)
 	}
-	if done, err := syncCAKey(ctx, holder, ms, ca, "a", log); !done || err != nil {
+	if done, err := syncCAKey(ctx, holder, ms, clock.Real{}, ca, "a", log); !done || err != nil {
 		t.Fatalf("shared: done %v, %v", done, err)
 	}
 	var rec *fsm.CAKey
@@ -127,7 +128,7 @@ func TestCAKeyShared(t *testing.T) {
 	// A member of another data key does not adopt it.
 	stranger := newMemKeys()
 	stranger.PutSecret(tpm.DataKeyName, tpm.NewDataKey())
-	if done, err := syncCAKey(ctx, stranger, ms, ca, "c", log); !done || err != nil {
+	if done, err := syncCAKey(ctx, stranger, ms, clock.Real{}, ca, "c", log); !done || err != nil {
 		t.Fatalf("another data key: done %v, %v", done, err)
 	}
 	if _, ok := stranger.PrivateKey(pki.CAKeyName); ok {
@@ -135,7 +136,7 @@ func TestCAKeyShared(t *testing.T) {
 	}
 	// A member of another CA does not either.
 	_, otherCA := newCAKey(t)
-	if done, err := syncCAKey(ctx, member, ms, otherCA, "b", log); !done || err != nil {
+	if done, err := syncCAKey(ctx, member, ms, clock.Real{}, otherCA, "b", log); !done || err != nil {
 		t.Fatalf("another CA: done %v, %v", done, err)
 	}
 	if _, ok := member.PrivateKey(pki.CAKeyName); ok {
@@ -144,7 +145,7 @@ func TestCAKeyShared(t *testing.T) {
 	// The member adopts it (shareCAKey runs until then) and is marked.
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	shareCAKey(sctx, member, ms, ca, "b", log, time.Millisecond)
+	shareCAKey(sctx, member, ms, clock.Real{}, ca, "b", log, time.Millisecond)
 	got, ok := member.PrivateKey(pki.CAKeyName)
 	if !ok || !pki.SamePublicKey(got.Public(), ca.PublicKey) {
 		t.Fatal("the member did not adopt the CA key")

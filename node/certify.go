@@ -88,7 +88,8 @@ func (n *Node) RenewCertificate(ctx context.Context, pub crypto.PublicKey, hosts
 	if err != nil {
 		return nil, fmt.Errorf("node: renewed certificate: %w", err)
 	}
-	_, err = cert.Verify(x509.VerifyOptions{Roots: n.fwd.tls.CA,
+	// Valid by this node's clock, the one that found it due (certrenew.go).
+	_, err = cert.Verify(x509.VerifyOptions{Roots: n.fwd.tls.CA, CurrentTime: n.cfg.Clock.Now(),
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}})
 	switch {
 	case err != nil:
@@ -141,7 +142,7 @@ func (n *Node) certifyLocal(ctx context.Context, req memberRequest, caller strin
 	if err := n.foreignHost(caller, host, req.Hosts); err != nil {
 		return memberAnswer{Code: "refused", Error: err.Error()}
 	}
-	now := n.cfg.Now()
+	now := n.cfg.Clock.Now()
 	cert, err := pki.IssueNodeCert(a.ca, caKey, pub, caller, append([]string{host}, req.Hosts...), now, pki.NodeCertTTL)
 	if err != nil {
 		return memberAnswer{Code: "refused", Error: err.Error()}

@@ -82,16 +82,24 @@ func (n *Node) NewCertRenewer(keys pki.KeyStore, hosts []string, renewed func() 
 
 // Run checks now and every certCheckEvery until ctx ends, renewing when
 // due; after a failure it tries again every certRetryEvery, logging an
-// error once less than a week is left.
+// error once less than a week is left. Both are on the node's clock.
 func (r *CertRenewer) Run(ctx context.Context) {
 	if r.n.cfg.TLS == nil {
 		return
 	}
+	clk := r.n.cfg.Clock
+	t := clk.NewTimer(0)
+	defer t.Stop()
 	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+		}
 		wait := certCheckEvery
 		if _, err := r.Renew(ctx, false); err != nil && ctx.Err() == nil {
 			wait = certRetryEvery
-			left := time.Until(r.n.cfg.TLS.Certificate().Leaf.NotAfter).Round(time.Hour)
+			left := r.n.cfg.TLS.Certificate().Leaf.NotAfter.Sub(clk.Now()).Round(time.Hour)
 			level := slog.LevelWarn
 			if left < 7*24*time.Hour {
 				level = slog.LevelError
@@ -99,11 +107,7 @@ func (r *CertRenewer) Run(ctx context.Context) {
 			r.log.Log(ctx, level, "node certificate renewal failed; retrying", "error", err,
 				"expires_in", left.String(), "retry_in", wait.String())
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
+		t.Reset(wait)
 	}
 }
 
@@ -117,7 +121,7 @@ func (r *CertRenewer) Renew(ctx context.Context, force bool) (CertRenewal, error
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	leaf := cluster.Certificate().Leaf
-	why := pki.RenewalDue(leaf, r.hosts, time.Now())
+	why := pki.RenewalDue(leaf, r.hosts, r.n.cfg.Clock.Now())
 	if why == "" && !force {
 		return CertRenewal{Serial: leaf.SerialNumber.Text(16), NotAfter: leaf.NotAfter.UTC()}, nil
 	}
@@ -138,7 +142,7 @@ func (r *CertRenewer) Renew(ctx context.Context, force bool) (CertRenewal, error
 	}
 	// Read back the way a start would, so what is presented is what the
 	// next start accepts.
-	nodeCert, _, err := pki.Ensure(dataDir, r.keys, r.n.cfg.ID, r.hosts, time.Now())
+	nodeCert, _, err := pki.Ensure(dataDir, r.keys, r.n.cfg.ID, r.hosts, r.n.cfg.Clock.Now())
 	if err != nil {
 		return CertRenewal{}, fmt.Errorf("the renewed %s does not load: %w", pki.NodeCertFile, err)
 	}

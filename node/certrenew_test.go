@@ -3,11 +3,18 @@ package node
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/internal/clock"
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/bulwark-auth/bulwark/node/loopback"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
@@ -62,5 +69,51 @@ func TestCertRenewer(t *testing.T) {
 	forced, err := r.Renew(ctx, true)
 	if err != nil || !forced.Renewed || forced.Serial == due.Serial || reloads != 2 {
 		t.Fatalf("forced: %+v, %v, %d reloads", forced, err, reloads)
+	}
+}
+
+// TestCertRenewerRun: the running renewer looks at once and then every
+// certCheckEvery of the node's clock, and renews once the certificate is
+// within pki.RenewBefore of its expiry by that clock.
+func TestCertRenewerRun(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	ca := newTestCA(t)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := pki.IssueNodeCert(ca.cert, ca.key, key.Public(), "a", []string{"127.0.0.1"}, clk.Now(), pki.NodeCertTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsA := &ClusterTLS{Cert: tls.Certificate{Certificate: [][]byte{leaf.Raw, ca.cert.Raw}, PrivateKey: key, Leaf: leaf}, CA: ca.pool}
+	a := openClusterNode(t, "a", loopback.Addr(t), tlsA, false, func(c *Config) { c.Clock = clk })
+	waitLeader(t, []*Node{a})
+	a.EnableJoin(ca.cert, fakeKeys{keys: map[string]crypto.Signer{pki.CAKeyName: ca.key},
+		secrets: map[string][]byte{tpm.DataKeyName: tpm.NewDataKey()}})
+	if err := os.WriteFile(filepath.Join(a.cfg.DataDir, pki.CAFile), pki.EncodeCertPEM(ca.cert), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keys := newMemKeys()
+	keys.Put(pki.NodeKeyName, key)
+	var reloads atomic.Int32
+	r := a.NewCertRenewer(keys, []string{"127.0.0.1"}, func() error { reloads.Add(1); return nil })
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); r.Run(ctx) }()
+	defer func() { cancel(); <-stopped }()
+
+	// The look at start found nothing due and set its timer.
+	waitfor.True(t, "the renewer's first look", 10*time.Second, time.Millisecond, func() bool { return clk.Waiting() == 1 })
+	if reloads.Load() != 0 || tlsA.Certificate().Leaf.SerialNumber.Cmp(leaf.SerialNumber) != 0 {
+		t.Fatal("renewed a certificate with a year left")
+	}
+	// An hour after it comes due, the next look renews it.
+	clk.Advance(pki.NodeCertTTL - pki.RenewBefore + time.Hour)
+	waitfor.True(t, "the renewal", 10*time.Second, time.Millisecond, func() bool { return reloads.Load() == 1 })
+	now := tlsA.Certificate().Leaf
+	if now.SerialNumber.Cmp(leaf.SerialNumber) == 0 || !pki.SamePublicKey(now.PublicKey, leaf.PublicKey) || !now.NotAfter.After(leaf.NotAfter) {
+		t.Fatalf("presented serial %s until %v after the renewal; was %s until %v", now.SerialNumber.Text(16), now.NotAfter,
+			leaf.SerialNumber.Text(16), leaf.NotAfter)
 	}
 }

@@ -11,13 +11,17 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 	"github.com/bulwark-auth/bulwark/internal/waitfor"
 )
 
-// skewed is a clock d off the real one.
-func skewed(d time.Duration) func() time.Time {
-	return func() time.Time { return time.Now().Add(d) }
+// skewed is the system clock, read d off.
+type skewed struct {
+	clock.Real
+	d time.Duration
 }
+
+func (s skewed) Now() time.Time { return time.Now().Add(s.d) }
 
 // loginAttempt is a login.attempt for name stamped with at, audited so
 // that the trail records the time it was applied at.
@@ -74,7 +78,7 @@ func within(t *testing.T, what string, at, from, to time.Time) {
 // leader whose clock is behind never makes the applied time run backwards.
 func TestTimeDoesNotDependOnTheProposer(t *testing.T) {
 	skews := []time.Duration{0, -time.Hour, time.Hour}
-	nodes := newCluster(t, 3, clusterOpts{adjust: func(i int, c *Config) { c.Now = skewed(skews[i]) }}).nodes
+	nodes := newCluster(t, 3, clusterOpts{adjust: func(i int, c *Config) { c.Clock = skewed{d: skews[i]} }}).nodes
 	transferLeadership(t, nodes, nodes[0]) // the one with the right clock
 	waitfor.Nil(t, "the top level", 10*time.Second, 20*time.Millisecond, func() error {
 		if l := clusterLevel(nodes[0]); l != fsm.MaxLevel {
@@ -90,11 +94,11 @@ func TestTimeDoesNotDependOnTheProposer(t *testing.T) {
 	for i, f := range nodes {
 		name := fmt.Sprintf("name-via-%s", f.cfg.ID)
 		from := time.Now()
-		v, err := f.Apply(ctx, loginAttempt(t, name, f.cfg.Now()))
+		v, err := f.Apply(ctx, loginAttempt(t, name, f.cfg.Clock.Now()))
 		if err != nil {
 			t.Fatalf("login.attempt through %s: %v", f.cfg.ID, err)
 		}
-		s, err := f.Apply(ctx, sessionCreate(t, fmt.Sprintf("sess-%d", i), "id-alice", f.cfg.Now()))
+		s, err := f.Apply(ctx, sessionCreate(t, fmt.Sprintf("sess-%d", i), "id-alice", f.cfg.Clock.Now()))
 		if err != nil {
 			t.Fatalf("session.create through %s: %v", f.cfg.ID, err)
 		}
@@ -113,7 +117,7 @@ func TestTimeDoesNotDependOnTheProposer(t *testing.T) {
 	behind := nodes[1]
 	transferLeadership(t, nodes, behind)
 	for _, f := range []*Node{behind, nodes[2], nodes[0]} {
-		v, err := f.Apply(ctx, loginAttempt(t, "name-after-"+f.cfg.ID, f.cfg.Now()))
+		v, err := f.Apply(ctx, loginAttempt(t, "name-after-"+f.cfg.ID, f.cfg.Clock.Now()))
 		if err != nil {
 			t.Fatalf("login.attempt through %s: %v", f.cfg.ID, err)
 		}

@@ -289,11 +289,16 @@ func waitVoters(t *testing.T, n *Node, ids ...string) {
 }
 
 // openClusterNode opens node id on the cluster port addr, on a data
-// directory of its own: a cluster of one unless join.
-func openClusterNode(t *testing.T, id, addr string, ct *ClusterTLS, join bool) *Node {
+// directory of its own: a cluster of one unless join. adjust, if any,
+// changes its Config first.
+func openClusterNode(t *testing.T, id, addr string, ct *ClusterTLS, join bool, adjust ...func(*Config)) *Node {
 	t.Helper()
-	n, err := Open(Config{ID: id, DataDir: t.TempDir(), Advertise: addr, Listen: addr, TLS: ct, Join: join,
-		Logger: testLogger(t), HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond})
+	cfg := Config{ID: id, DataDir: t.TempDir(), Advertise: addr, Listen: addr, TLS: ct, Join: join,
+		Logger: testLogger(t), HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond}
+	for _, f := range adjust {
+		f(&cfg)
+	}
+	n, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

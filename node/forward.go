@@ -192,7 +192,7 @@ func (n *Node) applyForwarded(caller string, leaf *x509.Certificate, data []byte
 		n.log.Warn("refused a forwarded write", "from", caller, "type", cmd.Type, "error", err)
 		return forwardAnswer{Code: "refused", Error: err.Error()}
 	}
-	cmd.Time = n.cfg.Now().UnixNano()
+	cmd.Time = n.cfg.Clock.Now().UnixNano()
 	if data, err = cmd.Encode(); err != nil {
 		return forwardAnswer{Error: err.Error()}
 	}

@@ -60,6 +60,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
 )
@@ -280,7 +281,7 @@ func (n *Node) CreateJoinToken(ctx context.Context, ttl time.Duration, actor str
 	secret := make([]byte, joinSecretSize)
 	rand.Read(secret)
 	sum := sha256.Sum256(secret)
-	now := n.cfg.Now()
+	now := n.cfg.Clock.Now()
 	exp := now.Add(ttl)
 	cmd, err := fsm.NewCommand(fsm.TypeJoinToken, 1, now.UnixNano(),
 		fsm.JoinTokenCreate{Hash: hex.EncodeToString(sum[:]), ExpiresAt: exp.UnixNano(), Issuer: n.cfg.ID})
@@ -492,7 +493,7 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 	// write. The log decides below, once.
 	sum := sha256.Sum256(req.Secret)
 	hash := hex.EncodeToString(sum[:])
-	now := n.cfg.Now()
+	now := n.cfg.Clock.Now()
 	var issuer string
 	err = n.View(func(r fsm.Reader) error {
 		rec, err := r.JoinToken(hash)
@@ -538,7 +539,7 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 		wrapped = &wrappedDataKey{KEMCiphertext: wk.KEMCiphertext, Ciphertext: wk.Ciphertext}
 	}
 
-	cmd, err := fsm.NewCommand(fsm.TypeJoinConsume, 1, n.cfg.Now().UnixNano(), fsm.JoinConsume{Hash: hash, NodeID: req.NodeID})
+	cmd, err := fsm.NewCommand(fsm.TypeJoinConsume, 1, n.cfg.Clock.Now().UnixNano(), fsm.JoinConsume{Hash: hash, NodeID: req.NodeID})
 	if err != nil {
 		return refuse("failed", "%v", err)
 	}
@@ -615,9 +616,9 @@ type JoinRequest struct {
 	NodeID    string   // node_name
 	Advertise string   // cluster.advertise: host:port the members dial
 	Hosts     []string // more names for the certificate (the API host)
-	// Now is the clock the token's expiry is checked against; nil is
-	// time.Now.
-	Now func() time.Time
+	// Clock is what the token's expiry is checked against; nil is the
+	// system clock.
+	Clock clock.Clock
 }
 
 // Joined is what a successful join hands the new node. Nothing is written
@@ -641,11 +642,11 @@ func Join(ctx context.Context, token string, req JoinRequest) (*Joined, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now
-	if req.Now != nil {
-		now = req.Now
+	var clk clock.Clock = clock.Real{}
+	if req.Clock != nil {
+		clk = req.Clock
 	}
-	if !now().Before(tok.Expires) {
+	if !clk.Now().Before(tok.Expires) {
 		return nil, &JoinError{Err: fsm.ErrJoinTokenExpired,
 			Msg: fmt.Sprintf("the join token expired at %s%s", tok.Expires.UTC().Format(time.RFC3339), newTokenHint)}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 	"github.com/bulwark-auth/bulwark/node/loopback"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
@@ -24,7 +25,12 @@ func TestJoin(t *testing.T) {
 	addrA := loopback.Addr(t)
 	tlsA := ca.clusterTLS(t, "a")
 	tlsA.Cert.Certificate = append(tlsA.Cert.Certificate, ca.cert.Raw) // the joiner checks the pin
-	a := openClusterNode(t, "a", addrA, tlsA, false)
+	// A's clock, and the joiners' in the refusals below, moves when the
+	// test advances it (the expired token). It starts at the real time:
+	// the certificates A issues must be valid by the real clock TLS checks
+	// them against.
+	clk := clock.NewFake(time.Now())
+	a := openClusterNode(t, "a", addrA, tlsA, false, func(c *Config) { c.Clock = clk })
 	waitLeader(t, []*Node{a})
 	dataKey := tpm.NewDataKey()
 	a.EnableJoin(ca.cert, fakeKeys{keys: map[string]crypto.Signer{pki.CAKeyName: ca.key},
@@ -68,10 +74,11 @@ func TestJoin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	short, _, err := a.CreateJoinToken(ctx, time.Nanosecond, "test")
+	short, _, err := a.CreateJoinToken(ctx, time.Minute, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
+	clk.Advance(time.Minute) // short expires; fresh has 59 minutes left
 	tamper := func(tok string, fn func(*JoinToken)) string {
 		p, err := ParseJoinToken(tok)
 		if err != nil {
@@ -96,7 +103,7 @@ func TestJoin(t *testing.T) {
 		{"unreachable", tamper(fresh, func(p *JoinToken) { p.Addrs = []string{loopback.Addr(t)} }), ErrJoinUnreachable, "cannot reach"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := Join(ctx, tc.token, JoinRequest{NodeID: "c", Advertise: loopback.Addr(t)})
+			_, err := Join(ctx, tc.token, JoinRequest{NodeID: "c", Advertise: loopback.Addr(t), Clock: clk})
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
 				t.Fatalf("join: %v, want %v saying %q", err, tc.want, tc.says)
 			}

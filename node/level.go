@@ -10,10 +10,11 @@ import (
 )
 
 // levelEvery is how often the leader looks whether it can raise the
-// cluster's feature level (fsm.MaxLevel). It also looks as soon as it
-// becomes leader (within levelPoll) and before it admits a joining node,
-// so a new cluster is at the top level before its second member joins:
-// below level 2 the admin API's reads are not linearizable
+// cluster's feature level (fsm.MaxLevel), by the node's clock. It also
+// looks as soon as it becomes leader (within levelPoll, on the system
+// clock: a stand-in for a notice of leadership) and before it admits a
+// joining node, so a new cluster is at the top level before its second
+// member joins: below level 2 the admin API's reads are not linearizable
 // (authcore.Service.ReadBarrier).
 const (
 	levelEvery = 2 * time.Second
@@ -22,7 +23,7 @@ const (
 
 // raiseLevel runs until the node closes: while leading, it raises the
 // cluster's feature level (raiseLevelNow) on becoming leader and every
-// levelEvery after.
+// levelEvery after, by the node's clock.
 func (n *Node) raiseLevel() {
 	var looked time.Time // zero: not since this node last became leader
 	n.every(0, levelPoll, func() bool {
@@ -30,9 +31,10 @@ func (n *Node) raiseLevel() {
 			looked = time.Time{}
 			return false
 		}
-		if time.Since(looked) >= levelEvery {
-			looked = time.Now()
+		if now := n.cfg.Clock.Now(); looked.IsZero() || now.Sub(looked) >= levelEvery {
+			looked = now
 			n.raiseLevelNow()
+			n.levelLooks.Add(1)
 		}
 		return false
 	})
@@ -59,7 +61,7 @@ func (n *Node) raiseLevelNow() {
 	if target <= cur || n.raft.State() != raft.Leader {
 		return
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeClusterLevel, 1, n.cfg.Now().UnixNano(), fsm.ClusterLevel{Level: target})
+	cmd, err := fsm.NewCommand(fsm.TypeClusterLevel, 1, n.cfg.Clock.Now().UnixNano(), fsm.ClusterLevel{Level: target})
 	if err == nil {
 		err = n.applyHere(ctx, cmd) // a member forwarding it would be refused
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/bulwark-auth/bulwark/node/loopback"
 )
@@ -21,12 +22,14 @@ func clusterLevel(n *Node) (level int) {
 // TestNewClusterStartsAtTheTopLevel: a leader looks at once, not a
 // levelEvery later, so a new cluster whose members all apply fsm.MaxLevel
 // is at it within a moment of electing its leader (until then the admin
-// API's reads are not linearizable).
+// API's reads are not linearizable). The nodes' clock stands still, so
+// only the look on becoming leader can raise the level.
 func TestNewClusterStartsAtTheTopLevel(t *testing.T) {
-	nodes := startCluster(t, 3)
+	clk := clock.NewFake(time.Now())
+	nodes := newCluster(t, 3, clusterOpts{adjust: func(i int, c *Config) { c.Clock = clk }}).nodes
 	elected := time.Now()
 	leader := waitLeader(t, nodes)
-	waitfor.Nil(t, "the top level", levelEvery/2-time.Since(elected), 10*time.Millisecond, func() error {
+	waitfor.Nil(t, "the top level", 10*time.Second, 10*time.Millisecond, func() error {
 		if l := clusterLevel(leader); l != fsm.MaxLevel {
 			return fmt.Errorf("level %d %v after the leader was elected", l, time.Since(elected).Round(time.Millisecond))
 		}
@@ -36,21 +39,28 @@ func TestNewClusterStartsAtTheTopLevel(t *testing.T) {
 
 // TestLevelRisesWhenEveryMemberApplies: the leader raises the cluster's
 // feature level only once every member reports a binary that applies it;
-// a member of the earlier release holds it back.
+// a member of the earlier release holds it back. The leader looks again
+// each levelEvery of the nodes' clock, which the test advances.
 func TestLevelRisesWhenEveryMemberApplies(t *testing.T) {
+	clk := clock.NewFake(time.Now())
 	nodes := newCluster(t, 3, clusterOpts{adjust: func(i int, c *Config) {
+		c.Clock = clk
 		if i == 2 {
 			c.level = 1 // an earlier release reports no level
 		}
 	}}).nodes
 	old := nodes[2]
 	leader := waitLeader(t, nodes)
-	time.Sleep(levelEvery + time.Second) // one round of the leader's check, at least
+	looks := leader.levelLooks.Load()
+	clk.Advance(levelEvery)
+	waitfor.True(t, "the leader's next look at the level", 10*time.Second, 10*time.Millisecond,
+		func() bool { return leader.levelLooks.Load() > looks })
 	if l := clusterLevel(leader); l != 1 {
 		t.Fatalf("level %d with a member of level 1", l)
 	}
 	old.level.Store(fsm.MaxLevel) // upgraded
-	waitfor.Nil(t, "the top level once every member reports it", 3*levelEvery, 50*time.Millisecond, func() error {
+	clk.Advance(levelEvery)
+	waitfor.Nil(t, "the top level once every member reports it", 10*time.Second, 10*time.Millisecond, func() error {
 		if l := clusterLevel(leader); l != fsm.MaxLevel {
 			return fmt.Errorf("level %d after every member reports %d", l, fsm.MaxLevel)
 		}

@@ -81,7 +81,7 @@ func (n *Node) recordMemberKey(ctx context.Context, node, spki string) error {
 	if level < 2 {
 		return errors.New("the cluster is below feature level 2")
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeMemberKey, 1, n.cfg.Now().UnixNano(), fsm.MemberKey{Node: node, SPKI: spki})
+	cmd, err := fsm.NewCommand(fsm.TypeMemberKey, 1, n.cfg.Clock.Now().UnixNano(), fsm.MemberKey{Node: node, SPKI: spki})
 	if err != nil {
 		return err
 	}

@@ -247,7 +247,7 @@ func (n *Node) recordJoinerKey(req memberRequest) (memberAnswer, bool) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), memberTimeout)
 	defer cancel()
-	cmd, err := fsm.NewCommand(fsm.TypeMemberKey, 1, n.cfg.Now().UnixNano(), fsm.MemberKey{Node: req.ID, SPKI: req.SPKI})
+	cmd, err := fsm.NewCommand(fsm.TypeMemberKey, 1, n.cfg.Clock.Now().UnixNano(), fsm.MemberKey{Node: req.ID, SPKI: req.SPKI})
 	if err == nil {
 		err = n.applyHere(ctx, cmd)
 	}
@@ -403,7 +403,7 @@ func (n *Node) RemoveMember(ctx context.Context, id, actor string) error {
 	if actor == "" {
 		actor = "system"
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeAuditAppend, 1, n.cfg.Now().UnixNano(), fsm.AuditAppend{
+	cmd, err := fsm.NewCommand(fsm.TypeAuditAppend, 1, n.cfg.Clock.Now().UnixNano(), fsm.AuditAppend{
 		Type: "cluster.remove", Severity: fsm.AuditWarning, Actor: actor, Subject: id,
 		Details: map[string]string{"via": n.cfg.ID}})
 	if err == nil {

@@ -9,7 +9,8 @@
 // offline read of a stopped node's state (offline.go).
 //
 // It imports fsm (the state machine it drives), tpm (sealing and the key
-// wraps) and its own node/pki and node/escrow; cmd/bulwark builds it and
+// wraps), internal/clock (the time it decides by: Config.Clock) and its
+// own node/pki and node/escrow; cmd/bulwark builds it and
 // hands it, behind small interfaces, to authcore and api. Nothing outside
 // node opens the Raft log or touches *raft.Raft. See DESIGN.md in this
 // directory.
@@ -31,6 +32,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 )
 
 // Errors returned by Node.
@@ -86,10 +88,13 @@ type Config struct {
 	Join bool
 	// Logger receives the node's and Raft's logs.
 	Logger *slog.Logger
-	// Now is the clock the node stamps commands with (its own, and, as
-	// leader, every forwarded one: forward.go); nil is time.Now. Timeouts
-	// and deadlines use the real clock whatever it is.
-	Now func() time.Time
+	// Clock is the time the node decides by: the stamp on the commands it
+	// proposes (its own, and, as leader, every forwarded one: forward.go),
+	// a join token's expiry, when the leader looks again at the feature
+	// level, when the certificate is renewed. nil is the system clock.
+	// Raft's timers, connection deadlines, timeouts and retries run on
+	// the system clock whatever it is.
+	Clock clock.Clock
 
 	// Tuning; zero values take the defaults below.
 	HeartbeatTimeout  time.Duration
@@ -112,8 +117,8 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
 	}
 	if c.HeartbeatTimeout == 0 {
 		c.HeartbeatTimeout = 500 * time.Millisecond
@@ -179,6 +184,9 @@ type Node struct {
 	// level is the feature level this node reports (fsm.MaxLevel; tests
 	// lower it to act as a member of an earlier release, Config.level).
 	level atomic.Int32
+	// levelLooks counts raiseLevel's looks at the feature level (tests
+	// wait for the next one).
+	levelLooks atomic.Int64
 	// lastApply is when state.db last applied a batch, Unix nanoseconds.
 	lastApply atomic.Int64
 

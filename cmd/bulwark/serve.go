@@ -23,6 +23,7 @@ import (
 	"github.com/bulwark-auth/bulwark/authcore"
 	"github.com/bulwark-auth/bulwark/cmd/bulwark/config"
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 	"github.com/bulwark-auth/bulwark/node"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
@@ -119,6 +120,9 @@ type reloadable struct {
 }
 
 func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, logger *slog.Logger, stderr io.Writer, hup reloadable) error {
+	// The one clock the node and the auth service decide by (lockout
+	// windows, expiries, rotation, renewal): the system's.
+	clk := clock.Real{}
 	// --join: only into an empty data directory, and a refused join leaves
 	// it as it was (node.BeginJoin).
 	var joining *node.JoinAttempt
@@ -146,7 +150,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		if err != nil {
 			return err
 		}
-		req := node.JoinRequest{NodeID: cfg.NodeName, Advertise: advertise, Hosts: certHosts(cfg, advertise)}
+		req := node.JoinRequest{NodeID: cfg.NodeName, Advertise: advertise, Hosts: certHosts(cfg, advertise), Clock: clk}
 		if err := joining.Run(ctx, ks, req, logger); err != nil {
 			return err
 		}
@@ -186,7 +190,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	}
 	clusterTLS := &node.ClusterTLS{Cert: clusterCert, CA: caPool}
 	n, err := node.Open(node.Config{ID: cfg.NodeName, DataDir: cfg.DataDir, Advertise: advertise,
-		Listen: cfg.Cluster.Listen, TLS: clusterTLS, Join: node.HasJoined(ks), Logger: logger,
+		Listen: cfg.Cluster.Listen, TLS: clusterTLS, Join: node.HasJoined(ks), Logger: logger, Clock: clk,
 		MaxStaleness: cfg.Cluster.MaxStaleness.Duration})
 	if err != nil {
 		return err
@@ -224,7 +228,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 
 		// 0 in the file turns the cap off; authcore reads 0 as its default.
 		MaxFailedNamesPerAddress: cmp.Or(sec.MaxFailedNamesPerAddress, -1),
-	}, authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
+	}, authcore.WithClock(clk), authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
 		authcore.WithHashThreads(cfg.Auth.Password.PinHashThreads),
 		authcore.WithFreshness(func() error { return n.Fresh(cfg.Cluster.MaxStaleness.Duration) }))
 	if err != nil {
