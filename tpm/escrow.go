@@ -30,7 +30,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/pem"
-	"errors"
 	"fmt"
 
 	"github.com/cloudflare/circl/kem"
@@ -69,12 +68,6 @@ const (
 
 // Errors of escrow, matched with errors.Is. A wrapped key that does not
 // open (wrong private key, tampered blob) wraps ErrUnseal.
-var (
-	// ErrEscrowKey reports an escrow key file that is not one: wrong
-	// armor, another KEM, a bad length or a fingerprint that does not match.
-	ErrEscrowKey = errors.New("tpm: invalid escrow key")
-)
-
 func escrowScheme() kem.Scheme { return hybrid.X25519MLKEM768() }
 
 // NewDataKey returns a fresh random data key.

@@ -15,7 +15,6 @@
 package escrow
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -31,12 +30,6 @@ const (
 )
 
 // Errors, matched with errors.Is.
-var (
-	// ErrShares reports recovery shares that cannot be combined: too few,
-	// of different lengths, a zero or repeated index.
-	ErrShares = errors.New("escrow: invalid recovery shares")
-)
-
 // escrowAAD binds an escrow's wrap to the data key and the escrow key.
 func escrowAAD(dataKeyFP, escrowKeyFP string) []byte {
 	return []byte("data-key=" + dataKeyFP + ";escrow-key=" + escrowKeyFP)
