@@ -211,7 +211,7 @@ func (n *Node) applyForwarded(caller string, leaf *x509.Certificate, data []byte
 	if !ok {
 		return forwardAnswer{Error: fmt.Sprintf("unexpected apply response %T", f.Response())}
 	}
-	b, err := fsm.EncodeResult(cmd.Type, res)
+	b, err := fsm.EncodeResult(cmd.Type, cmd.Version, res)
 	if err != nil {
 		return forwardAnswer{Error: err.Error()}
 	}
@@ -461,7 +461,7 @@ func (n *Node) forward(ctx context.Context, id, addr string, cmd fsm.Command, da
 	default:
 		return nil, fmt.Errorf("node: the leader refused the write: %s", ans.Error)
 	}
-	res, err := fsm.DecodeResult(cmd.Type, ans.Result)
+	res, err := fsm.DecodeResult(cmd.Type, cmd.Version, ans.Result)
 	if err != nil {
 		return nil, err
 	}
