@@ -61,7 +61,8 @@ type forwardAnswer struct {
 	// so it must not be sent again), or a message.
 	Error string `json:"error,omitempty"`
 	// Code "refused": the caller may not have this written
-	// (authority.go); Error says why.
+	// (authority.go); "above_level": the command is of a feature level
+	// above the cluster's (fsm.ErrAboveLevel). Error says why.
 	Code string `json:"code,omitempty"`
 }
 
@@ -191,6 +192,11 @@ func (n *Node) applyForwarded(caller string, leaf *x509.Certificate, data []byte
 	if err := n.checkSpeaksFor(caller, leaf, cmd); err != nil {
 		n.log.Warn("refused a forwarded write", "from", caller, "type", cmd.Type, "error", err)
 		return forwardAnswer{Code: "refused", Error: err.Error()}
+	}
+	if err := n.checkLevel(cmd, n.cfg.ApplyTimeout); errors.Is(err, fsm.ErrAboveLevel) {
+		return forwardAnswer{Code: "above_level", Error: err.Error()}
+	} else if err != nil { // no longer leading: nothing reached the log
+		return forwardAnswer{Error: "not_applied"}
 	}
 	cmd.Time = n.cfg.Now().UnixNano()
 	if data, err = cmd.Encode(); err != nil {
@@ -454,6 +460,8 @@ func (n *Node) forward(ctx context.Context, id, addr string, cmd fsm.Command, da
 	case ans.Error == "":
 	case ans.Code == "refused":
 		return nil, fmt.Errorf("%w: %s", ErrRefused, ans.Error)
+	case ans.Code == "above_level":
+		return nil, &fsm.RemoteError{Msg: ans.Error, Sentinel: fsm.ErrAboveLevel}
 	case ans.Error == "not_applied":
 		return nil, fmt.Errorf("%w: %w: the node at %s no longer leads", ErrNoLeader, errNotApplied, addr)
 	case ans.Error == "leadership_lost":
