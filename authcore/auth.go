@@ -185,7 +185,7 @@ const pendingTTL = 30 * time.Second
 // name with nothing live (answered as a lock, whether the name exists).
 func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo) (int64, error) {
 	deadline := time.Now().Add(s.cfg.HashWait)
-	v2 := s.clusterLevel() >= 3
+	v2 := s.proposable(fsm.TypeLoginAttempt, 2)
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
 		var payload any = fsm.LoginAttempt{
 			Username: name, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
@@ -200,11 +200,10 @@ func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo) (int
 		if err != nil {
 			return 0, err
 		}
-		v, err := s.propose(ctx, cmd)
+		res, err := proposeAs[fsm.AttemptResult](ctx, s, cmd)
 		if err != nil {
 			return 0, err
 		}
-		res := v.(fsm.AttemptResult)
 		switch {
 		case res.Granted:
 			return res.Slot, nil
@@ -259,7 +258,7 @@ func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri 
 		Username: name, Slot: slot, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
 		Subject: subject, IP: ri.IP, UserAgent: ri.UserAgent}
 	version := uint16(1)
-	if s.clusterLevel() >= 3 { // counts against the address too
+	if s.proposable(fsm.TypeLoginFailure, 2) { // counts against the address too
 		version, payload = 2, fsm.LoginFailureV2{
 			Username: name, Slot: slot, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
 			PendingTTL: int64(pendingTTL), MaxNamesPerAddress: s.namesPerAddress(),
@@ -267,9 +266,9 @@ func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri 
 	}
 	cmd, err := fsm.NewCommand(fsm.TypeLoginFailure, version, s.now().UnixNano(), payload)
 	if err == nil {
-		var v any
-		v, err = s.propose(ctx, cmd.WithAudit(ev))
-		if err == nil && v.(fsm.FailureResult).Locked {
+		var res fsm.FailureResult
+		res, err = proposeAs[fsm.FailureResult](ctx, s, cmd.WithAudit(ev))
+		if err == nil && res.Locked {
 			s.logAudit([]fsm.AuditAppend{{Type: "lockout", Severity: fsm.AuditWarning, Subject: subject, IP: ri.IP,
 				Details: map[string]string{"username": name}}}, nil)
 		}
@@ -284,7 +283,7 @@ func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri 
 // release that does not commit leaves the slot to count as a failure when
 // it runs out: fail closed.
 func (s *Service) releaseSlot(ctx context.Context, name string, slot int64) {
-	if s.clusterLevel() < 3 {
+	if !s.proposable(fsm.TypeLoginRelease, 1) {
 		return
 	}
 	cmd, err := fsm.NewCommand(fsm.TypeLoginRelease, 1, s.now().UnixNano(), fsm.LoginRelease{Username: name, Slot: slot})
@@ -371,7 +370,7 @@ func (s *Service) startSession(ctx context.Context, u *fsm.User, name string, ri
 		Actor: u.ID, Subject: u.ID, IP: ri.IP, UserAgent: ri.UserAgent,
 		Details: map[string]string{"username": u.Username, "session_id": sid, "amr": strings.Join(amr, " ")}}}
 	var cmd fsm.Command
-	if s.clusterLevel() >= 3 {
+	if s.proposable(fsm.TypeSessionCreate, 2) {
 		gen := u.PasswordGen
 		cmd, err = fsm.NewCommand(fsm.TypeSessionCreate, 2, s.now().UnixNano(), fsm.SessionCreateV2{
 			SessionCreate: p, PasswordGen: &gen, Rehash: rehash})
@@ -385,11 +384,11 @@ func (s *Service) startSession(ctx context.Context, u *fsm.User, name string, ri
 	if err != nil {
 		return Tokens{}, err
 	}
-	v, err := s.apply(ctx, cmd, audit...)
+	sess, err := applyAs[*fsm.Session](ctx, s, cmd, audit...)
 	if err != nil {
 		return Tokens{}, err
 	}
-	return s.issue(v.(*fsm.Session), u, refresh)
+	return s.issue(sess, u, refresh)
 }
 
 // issue signs an access token for a session.
@@ -439,7 +438,7 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 	}
 	ri := requestInfo(ctx)
 	version := uint16(1)
-	if s.clusterLevel() >= 2 {
+	if s.proposable(fsm.TypeSessionRefresh, 2) {
 		version = 2 // every member applies it
 	}
 	cmd, err := fsm.NewCommand(fsm.TypeSessionRefresh, version, s.now().UnixNano(), fsm.SessionRefresh{
@@ -447,14 +446,13 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 	if err != nil {
 		return Tokens{}, err
 	}
-	v, err := s.propose(ctx, cmd)
+	res, err := proposeAs[fsm.RefreshResult](ctx, s, cmd)
 	if errors.Is(err, fsm.ErrInvalidGrant) {
 		return Tokens{}, ErrInvalidGrant
 	}
 	if err != nil {
 		return Tokens{}, err
 	}
-	res := v.(fsm.RefreshResult)
 	if res.Reused {
 		s.logAudit([]fsm.AuditAppend{{Type: "refresh.reuse", Severity: fsm.AuditCritical, Subject: res.Session.UserID,
 			IP: ri.IP, Details: map[string]string{"session_id": res.Session.ID}}}, nil)
@@ -609,7 +607,7 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 	}
 	change := fsm.UserSetPassword{UserID: u.ID, PasswordHash: phc, SessionID: p.SessionID, NewHash: hashToken(refresh)}
 	var cmd fsm.Command
-	if s.clusterLevel() >= 3 {
+	if s.proposable(fsm.TypeUserPassword, 2) {
 		// Only if the password checked is still the user's: of two
 		// concurrent changes that both checked the same password, one
 		// wins and the other is refused.
@@ -621,7 +619,7 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 	if err != nil {
 		return Tokens{}, err
 	}
-	v, err := s.apply(ctx, cmd, fsm.AuditAppend{Type: "password.change", Severity: fsm.AuditInfo, Actor: u.ID,
+	sess, err := applyAs[*fsm.Session](ctx, s, cmd, fsm.AuditAppend{Type: "password.change", Severity: fsm.AuditInfo, Actor: u.ID,
 		Subject: u.ID, IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"other_sessions": "revoked"}},
 		fsm.AuditAppend{Type: "lockout.reset", Severity: fsm.AuditInfo, Actor: u.ID, Subject: u.ID})
 	if errors.Is(err, fsm.ErrCredentialChanged) {
@@ -634,7 +632,7 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 		return Tokens{}, err
 	}
 	s.clearAttempts(ctx, p.Username)
-	return s.issue(v.(*fsm.Session), u, refresh)
+	return s.issue(sess, u, refresh)
 }
 
 func (s *Service) clearAttempts(ctx context.Context, name string) {
@@ -695,12 +693,8 @@ func (s *Service) RevokeUserSessions(ctx context.Context, nameOrID string) (int,
 	if err != nil {
 		return 0, err
 	}
-	v, err := s.apply(ctx, cmd, fsm.AuditAppend{Type: "session.revoke_all", Severity: fsm.AuditWarning, Actor: ri.Actor,
+	return applyAs[int](ctx, s, cmd, fsm.AuditAppend{Type: "session.revoke_all", Severity: fsm.AuditWarning, Actor: ri.Actor,
 		Subject: u.ID, IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"username": u.Username}})
-	if err != nil {
-		return 0, err
-	}
-	return v.(int), nil
 }
 
 // Sweep budgets from feature level 3 (state.sweep v2): one sweep handles
@@ -723,16 +717,12 @@ const (
 // one apply; from 3, small v2 sweeps through the expiry index, repeated
 // while more is due.
 func (s *Service) Sweep(ctx context.Context) (fsm.SweepResult, error) {
-	if s.clusterLevel() < 3 {
+	if !s.proposable(fsm.TypeSweep, 2) {
 		cmd, err := fsm.NewCommand(fsm.TypeSweep, 1, s.now().UnixNano(), fsm.Sweep{Limit: 10000})
 		if err != nil {
 			return fsm.SweepResult{}, err
 		}
-		v, err := s.propose(ctx, cmd)
-		if err != nil {
-			return fsm.SweepResult{}, err
-		}
-		return v.(fsm.SweepResult), nil
+		return proposeAs[fsm.SweepResult](ctx, s, cmd)
 	}
 	var total fsm.SweepResult
 	for round := 1; ; round++ {
@@ -740,11 +730,10 @@ func (s *Service) Sweep(ctx context.Context) (fsm.SweepResult, error) {
 		if err != nil {
 			return total, err
 		}
-		v, err := s.propose(ctx, cmd)
+		r, err := proposeAs[fsm.SweepResult](ctx, s, cmd)
 		if err != nil {
 			return total, err
 		}
-		r := v.(fsm.SweepResult)
 		total.Sessions += r.Sessions
 		total.Lockouts += r.Lockouts
 		total.Addresses += r.Addresses

@@ -191,7 +191,7 @@ func (s *Service) PublishSigningKey(ctx context.Context) error {
 	}
 	s.rotateMu.Lock()
 	defer s.rotateMu.Unlock()
-	withIssuer := s.clusterLevel() >= fsm.LevelIssuers
+	withIssuer := s.proposable(fsm.TypeTokensIssuer, 1)
 	if withIssuer {
 		if err := s.RecordIssuer(ctx); err != nil {
 			return err

@@ -281,7 +281,7 @@ func (s *Service) publish(ctx context.Context, sig TokenSigner, notAfter, retire
 		return err
 	}
 	p, version := fsm.KeyPublish{Kid: sig.Kid(), Node: s.cfg.NodeID, Alg: sig.Alg(), JWK: jwk, NotAfter: notAfter, Retire: retire}, uint16(1)
-	if s.clusterLevel() >= fsm.LevelIssuers {
+	if s.proposable(fsm.TypeKeyPublish, 2) {
 		p.Issuer, version = s.cfg.Issuer, 2 // every member applies it
 	}
 	cmd, err := fsm.NewCommand(fsm.TypeKeyPublish, version, s.now().UnixNano(), p)

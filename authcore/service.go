@@ -258,12 +258,14 @@ func WithHashThreads(pin bool) Option { return func(s *Service) { s.pinHashes = 
 // WithLogger sets where security events are mirrored.
 func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 
-// clusterLevel is the cluster's feature level (fsm.ClusterLevel): the
-// command versions every member applies.
-func (s *Service) clusterLevel() int {
+// proposable reports whether the cluster's feature level, as the local
+// state knows it, allows version v of type t: every member applies it
+// (fsm.Proposable). Proposers choose with it which version to write; the
+// store refuses one above the level (fsm.ErrAboveLevel).
+func (s *Service) proposable(t fsm.Type, v uint16) bool {
 	level := 1
 	s.store.View(func(r fsm.Reader) error { level = r.ClusterLevel(); return nil })
-	return level
+	return fsm.Proposable(t, v, level)
 }
 
 // propose commits cmd through the store and returns its result. It is
@@ -277,6 +279,32 @@ func (s *Service) propose(ctx context.Context, cmd fsm.Command) (any, error) {
 	ctx, cancel := s.detach(ctx)
 	defer cancel()
 	return s.store.Apply(ctx, cmd)
+}
+
+// proposeAs is propose for a command whose result is a T, the type its
+// row of the command table names (fsm.CommandSpec.Result); a result of
+// another type is an error, not a panic.
+func proposeAs[T any](ctx context.Context, s *Service, cmd fsm.Command) (T, error) {
+	v, err := s.propose(ctx, cmd)
+	return resultAs[T](cmd, v, err)
+}
+
+// applyAs is apply (auth.go) for a command whose result is a T.
+func applyAs[T any](ctx context.Context, s *Service, cmd fsm.Command, entries ...fsm.AuditAppend) (T, error) {
+	v, err := s.apply(ctx, cmd, entries...)
+	return resultAs[T](cmd, v, err)
+}
+
+// resultAs checks that v, the result of cmd, is a T.
+func resultAs[T any](cmd fsm.Command, v any, err error) (T, error) {
+	t, ok := v.(T)
+	switch {
+	case err != nil:
+		return *new(T), err
+	case !ok:
+		return t, fmt.Errorf("authcore: %s v%d answered %T, not %T", cmd.Type, cmd.Version, v, t)
+	}
+	return t, nil
 }
 
 // detach returns a context with ctx's values that the client cannot
@@ -301,7 +329,7 @@ func WithFreshness(fresh func() error) Option { return func(s *Service) { s.fres
 // first release, whose members would refuse the barrier) cannot have
 // one: the read is then local, as it was in that release.
 func (s *Service) ReadBarrier(ctx context.Context) error {
-	if s.clusterLevel() < 2 {
+	if !s.proposable(fsm.TypeReadBarrier, 1) {
 		return nil
 	}
 	cmd, err := fsm.NewCommand(fsm.TypeReadBarrier, 1, s.now().UnixNano(), fsm.ReadBarrier{})
@@ -493,13 +521,9 @@ func (s *Service) adminEvent(ctx context.Context, event, subject string, details
 }
 
 func (s *Service) applyUser(ctx context.Context, cmd fsm.Command, audit ...fsm.AuditAppend) (User, error) {
-	v, err := s.apply(ctx, cmd, audit...)
+	u, err := applyAs[*fsm.User](ctx, s, cmd, audit...)
 	if err != nil {
 		return User{}, err
-	}
-	u, ok := v.(*fsm.User)
-	if !ok {
-		return User{}, fmt.Errorf("authcore: %s returned %T", cmd.Type, v)
 	}
 	return publicUser(u), nil
 }

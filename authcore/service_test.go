@@ -5,6 +5,7 @@ import (
 	"errors"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -306,4 +307,23 @@ func mustUser(t *testing.T, s *Service, name string) *fsm.User {
 		t.Fatal(err)
 	}
 	return u
+}
+
+// TestResultAs: a result of the type its command's row names comes back
+// typed; any other is an error naming both, not a panic; an error passes
+// through.
+func TestResultAs(t *testing.T) {
+	cmd := fsm.Command{Type: fsm.TypeUserRevoke, Version: 1}
+	if n, err := resultAs[int](cmd, 3, nil); n != 3 || err != nil {
+		t.Fatalf("an int: %v, %v", n, err)
+	}
+	if _, err := resultAs[*fsm.Session](cmd, 3, nil); err == nil || !strings.Contains(err.Error(), "answered int, not *fsm.Session") {
+		t.Fatalf("an int as a session: %v", err)
+	}
+	if _, err := resultAs[*fsm.Session](cmd, nil, nil); err == nil {
+		t.Fatal("no value as a session: no error")
+	}
+	if _, err := resultAs[int](cmd, nil, fsm.ErrUserNotFound); !errors.Is(err, fsm.ErrUserNotFound) {
+		t.Fatalf("an error: %v", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -107,9 +108,9 @@ type AuditEntry struct {
 	Hash      string            `json:"hash"`
 }
 
-// auditHandlers are the audit commands' rows of the dispatch table.
-var auditHandlers = map[handlerKey]handler{
-	{TypeAuditAppend, 1}: applyAuditAppend,
+// auditCommands are the audit commands' rows of the dispatch table.
+var auditCommands = []CommandSpec{
+	{Type: TypeAuditAppend, Version: 1, Level: 1, Apply: applyAuditAppend, Result: reflect.TypeFor[*AuditEntry]()},
 }
 
 func applyAuditAppend(t txn, c Command) (any, error) {

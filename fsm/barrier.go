@@ -9,8 +9,8 @@ const TypeReadBarrier Type = "read.barrier"
 // ReadBarrier is the payload of TypeReadBarrier.
 type ReadBarrier struct{}
 
-var barrierHandlers = map[handlerKey]handler{
-	{TypeReadBarrier, 1}: applyReadBarrier,
+var barrierCommands = []CommandSpec{
+	{Type: TypeReadBarrier, Version: 1, Level: 2, Apply: applyReadBarrier, Result: nil},
 }
 
 func applyReadBarrier(_ txn, c Command) (any, error) {

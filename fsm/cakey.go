@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -87,8 +88,8 @@ var ErrNoCAKey = errors.New("fsm: the cluster CA key is not in the state")
 
 var keyCAKey = []byte("ca_key")
 
-var caKeyHandlers = map[handlerKey]handler{
-	{TypeCAKey, 1}: applyCAKey,
+var caKeyCommands = []CommandSpec{
+	{Type: TypeCAKey, Version: 1, Level: 2, Apply: applyCAKey, Result: reflect.TypeFor[*CAKey]()},
 }
 
 func applyCAKey(t txn, c Command) (any, error) {

@@ -83,7 +83,7 @@ func DecodeCommand(b []byte) (Command, error) {
 	if err := decodeStrict(b, &c); err != nil {
 		return c, fmt.Errorf("%w: %v", ErrMalformedCommand, err)
 	}
-	if _, ok := handlers[handlerKey{c.Type, c.Version}]; !ok {
+	if _, ok := lookup(c.Type, c.Version); !ok {
 		return c, fmt.Errorf("%w: %q version %d", ErrUnknownCommand, c.Type, c.Version)
 	}
 	if c.Time <= 0 {

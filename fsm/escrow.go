@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -124,11 +125,11 @@ func (s *DataKeyState) Escrow(keyFingerprint string) (*Escrow, bool) {
 	return nil, false
 }
 
-// escrowHandlers are the data key commands' rows of the dispatch table.
-var escrowHandlers = map[handlerKey]handler{
-	{TypeDataKeyRegister, 1}: applyDataKeyRegister,
-	{TypeDataKeyEscrow, 1}:   applyDataKeyEscrow,
-	{TypeDataKeyShares, 1}:   applyDataKeyShares,
+// escrowCommands are the data key commands' rows of the dispatch table.
+var escrowCommands = []CommandSpec{
+	{Type: TypeDataKeyRegister, Version: 1, Level: 1, Apply: applyDataKeyRegister, Result: reflect.TypeFor[*DataKeyState]()},
+	{Type: TypeDataKeyEscrow, Version: 1, Level: 1, Apply: applyDataKeyEscrow, Result: reflect.TypeFor[*Escrow]()},
+	{Type: TypeDataKeyShares, Version: 1, Level: 1, Apply: applyDataKeyShares, Result: reflect.TypeFor[*RecoveryShares]()},
 }
 
 func applyDataKeyRegister(t txn, c Command) (any, error) {

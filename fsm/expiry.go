@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 )
 
@@ -67,8 +68,8 @@ type SweepV2 struct {
 // its refresh token and that token's index besides the expiry index.
 const sessionSweepCost = 4
 
-var sweepHandlers = map[handlerKey]handler{
-	{TypeSweep, 2}: applySweepV2,
+var sweepCommands = []CommandSpec{
+	{Type: TypeSweep, Version: 2, Level: 3, Apply: applySweepV2, Result: reflect.TypeFor[SweepResult]()},
 }
 
 // maxSweepLimit bounds both budgets of one sweep.

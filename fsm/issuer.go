@@ -26,8 +26,8 @@ type TokensIssuer struct {
 
 var keyTokensIssuer = []byte("tokens_issuer")
 
-var issuerHandlers = map[handlerKey]handler{
-	{TypeTokensIssuer, 1}: applyTokensIssuer,
+var issuerCommands = []CommandSpec{
+	{Type: TypeTokensIssuer, Version: 1, Level: 3, Apply: applyTokensIssuer, Result: nil},
 }
 
 func applyTokensIssuer(t txn, c Command) (any, error) {

@@ -76,11 +76,11 @@ func TestTokensIssuer(t *testing.T) {
 		t.Fatalf("another issuer: %v, want ErrIssuerConflict", r.Err)
 	}
 	// A forwarded result matches the same sentinel and keeps the message.
-	b, err := EncodeResult(TypeTokensIssuer, r)
+	b, err := EncodeResult(TypeTokensIssuer, 1, r)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fr, err := DecodeResult(TypeTokensIssuer, b); err != nil || !errors.Is(fr.Err, ErrIssuerConflict) || fr.Err.Error() != r.Err.Error() {
+	if fr, err := DecodeResult(TypeTokensIssuer, 1, b); err != nil || !errors.Is(fr.Err, ErrIssuerConflict) || fr.Err.Error() != r.Err.Error() {
 		t.Fatalf("forwarded: %v, %v", fr.Err, err)
 	}
 	if got, _ := recorded(); got != iss {

@@ -76,10 +76,10 @@ type JoinToken struct {
 	NodeID    string    `json:"node_id,omitempty"` // who used it
 }
 
-// joinHandlers are the join commands' rows of the dispatch table.
-var joinHandlers = map[handlerKey]handler{
-	{TypeJoinToken, 1}:   applyJoinToken,
-	{TypeJoinConsume, 1}: applyJoinConsume,
+// joinCommands are the join commands' rows of the dispatch table.
+var joinCommands = []CommandSpec{
+	{Type: TypeJoinToken, Version: 1, Level: 1, Apply: applyJoinToken, Result: nil},
+	{Type: TypeJoinConsume, Version: 1, Level: 1, Apply: applyJoinConsume, Result: nil},
 }
 
 func applyJoinToken(t txn, c Command) (any, error) {

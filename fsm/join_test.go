@@ -117,11 +117,11 @@ func TestJoinTokensPruned(t *testing.T) {
 
 func TestJoinErrorsCrossTheWire(t *testing.T) {
 	for _, sentinel := range []error{ErrJoinTokenUnknown, ErrJoinTokenUsed, ErrJoinTokenExpired} {
-		b, err := EncodeResult(TypeJoinConsume, Result{Err: errors.Join(sentinel)})
+		b, err := EncodeResult(TypeJoinConsume, 1, Result{Err: errors.Join(sentinel)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := DecodeResult(TypeJoinConsume, b)
+		got, err := DecodeResult(TypeJoinConsume, 1, b)
 		if err != nil || !errors.Is(got.Err, sentinel) {
 			t.Errorf("%v came back as %v (%v)", sentinel, got.Err, err)
 		}

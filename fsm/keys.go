@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
@@ -83,10 +84,10 @@ func (k *PublicKey) Published(t time.Time) bool {
 	return k.Retire.IsZero() || t.Before(k.Retire)
 }
 
-// keyHandlers are the signing-key commands' rows of the dispatch table.
-var keyHandlers = map[handlerKey]handler{
-	{TypeKeyPublish, 1}: applyKeyPublish,
-	{TypeKeyPublish, 2}: applyKeyPublish, // v1 with Issuer
+// keyCommands are the signing-key commands' rows of the dispatch table.
+var keyCommands = []CommandSpec{
+	{Type: TypeKeyPublish, Version: 1, Level: 1, Apply: applyKeyPublish, Result: reflect.TypeFor[*PublicKey]()},
+	{Type: TypeKeyPublish, Version: 2, Level: 3, Apply: applyKeyPublish, Result: reflect.TypeFor[*PublicKey]()}, // v1 with Issuer
 }
 
 func applyKeyPublish(t txn, c Command) (any, error) {

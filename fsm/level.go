@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/binary"
 	"fmt"
+	"reflect"
 )
 
 // Feature levels. A command type or version added after the first
@@ -10,19 +11,20 @@ import (
 // reached it: the leader raises the level (cluster.level) when every
 // member reports a binary that applies it. A cluster in a rolling upgrade
 // thus never logs a command some of its members would refuse, which would
-// leave their states apart.
+// leave their states apart. Each command's level is in its row of the
+// command table (CommandSpec.Level); proposers ask Proposable which
+// version to propose, and node refuses one above the cluster's level.
 //
-//	1: everything of the first release
-//	2: session.refresh v2, read.barrier v1, ca.key v1, cluster.level v1,
-//	   member.key v1
-//	3: session.create v2, user.set_password v2 (the password generation
-//	   re-checked in Apply), key.publish v2 (a key's issuer),
-//	   tokens.issuer v1, login.attempt v2, login.failure v2,
-//	   login.release v1 (fail-closed slots, names per address),
-//	   state.sweep v2 (by the expiry index); and Apply changes: a
-//	   command's time never runs backwards (clock.go), member.key refuses
-//	   a key recorded for another node, and v1 lockout writes and
-//	   session.create v1 index what they write too
+//	1: the first release
+//	2: a refresh token reused revokes its session (session.refresh v2),
+//	   read barriers, the shared CA key, member keys, and cluster.level
+//	   itself (judged on the members' reports, node/level.go)
+//	3: the password generation re-checked in Apply, issuers in the log,
+//	   fail-closed lockout slots and names per address, the sweep by the
+//	   expiry index; and Apply changes: a command's time never runs
+//	   backwards (clock.go), member.key refuses a key recorded for
+//	   another node, and v1 lockout writes and session.create v1 index
+//	   what they write too
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.
@@ -45,8 +47,8 @@ type ClusterLevel struct {
 
 var keyLevel = []byte("level")
 
-var levelHandlers = map[handlerKey]handler{
-	{TypeClusterLevel, 1}: applyClusterLevel,
+var levelCommands = []CommandSpec{
+	{Type: TypeClusterLevel, Version: 1, Level: 2, Apply: applyClusterLevel, Result: reflect.TypeFor[int]()},
 }
 
 func applyClusterLevel(t txn, c Command) (any, error) {

@@ -133,3 +133,30 @@ func TestTimeNeverRunsBackwards(t *testing.T) {
 		t.Fatalf("slot %v, want %v", time.Unix(0, got.Slot), later.Add(time.Second))
 	}
 }
+
+// TestProposable: the command table gates each version on its level, and
+// knows nothing of a version it has no row for.
+func TestProposable(t *testing.T) {
+	for _, c := range []struct {
+		typ   Type
+		v     uint16
+		level int
+		want  bool
+	}{
+		{TypeSessionCreate, 1, 1, true},
+		{TypeSessionCreate, 2, 2, false},
+		{TypeSessionCreate, 2, 3, true},
+		{TypeSessionRefresh, 2, 1, false},
+		{TypeSessionRefresh, 2, 2, true},
+		{TypeReadBarrier, 1, 1, false},
+		{TypeMemberKey, 1, 2, true},
+		{TypeKeyPublish, 2, LevelIssuers - 1, false},
+		{TypeKeyPublish, 2, LevelIssuers, true},
+		{TypeSweep, 3, MaxLevel, false},
+		{"no.such", 1, MaxLevel, false},
+	} {
+		if got := Proposable(c.typ, c.v, c.level); got != c.want {
+			t.Errorf("Proposable(%s, %d, %d) = %v", c.typ, c.v, c.level, got)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -102,10 +103,10 @@ type LoginRelease struct {
 	Slot     int64  `json:"slot"`
 }
 
-var lockoutHandlers = map[handlerKey]handler{
-	{TypeLoginAttempt, 2}: applyLoginAttemptV2,
-	{TypeLoginFailure, 2}: applyLoginFailureV2,
-	{TypeLoginRelease, 1}: applyLoginRelease,
+var lockoutCommands = []CommandSpec{
+	{Type: TypeLoginAttempt, Version: 2, Level: 3, Apply: applyLoginAttemptV2, Result: reflect.TypeFor[AttemptResult]()},
+	{Type: TypeLoginFailure, Version: 2, Level: 3, Apply: applyLoginFailureV2, Result: reflect.TypeFor[FailureResult]()},
+	{Type: TypeLoginRelease, Version: 1, Level: 3, Apply: applyLoginRelease, Result: nil},
 }
 
 func validLockoutName(name string) bool { return name != "" && len(name) <= 1024 }

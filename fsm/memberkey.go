@@ -25,8 +25,8 @@ const memberKeyPrefix = "member_key/"
 // for one name only.
 const levelOneNamePerKey = 3
 
-var memberKeyHandlers = map[handlerKey]handler{
-	{TypeMemberKey, 1}: applyMemberKey,
+var memberKeyCommands = []CommandSpec{
+	{Type: TypeMemberKey, Version: 1, Level: 2, Apply: applyMemberKey, Result: nil},
 }
 
 func applyMemberKey(t txn, c Command) (any, error) {

@@ -7,32 +7,6 @@ import (
 	"reflect"
 )
 
-// A Result computed on the leader travels back to a follower that
-// forwarded the command. resultTypes names the Go type of each command's
-// Result.Value, so it decodes into what the proposer expects; a command
-// whose Value is always nil needs no row. Add a row with every command
-// whose handler returns a value.
-var resultTypes = map[Type]reflect.Type{
-	TypeUserCreate:      reflect.TypeFor[*User](),
-	TypeUserSetDisabled: reflect.TypeFor[*User](),
-	TypeLoginAttempt:    reflect.TypeFor[AttemptResult](),
-	TypeLoginFailure:    reflect.TypeFor[FailureResult](),
-	TypeSessionCreate:   reflect.TypeFor[*Session](),
-	TypeSessionRefresh:  reflect.TypeFor[RefreshResult](),
-	TypeSessionRevoke:   reflect.TypeFor[*Session](),
-	TypeUserRevoke:      reflect.TypeFor[int](),
-	TypeUserPassword:    reflect.TypeFor[*Session](),
-	TypeSweep:           reflect.TypeFor[SweepResult](),
-	TypeKeyPublish:      reflect.TypeFor[*PublicKey](),
-	TypeAuditAppend:     reflect.TypeFor[*AuditEntry](),
-
-	TypeDataKeyRegister: reflect.TypeFor[*DataKeyState](),
-	TypeDataKeyEscrow:   reflect.TypeFor[*Escrow](),
-	TypeDataKeyShares:   reflect.TypeFor[*RecoveryShares](),
-	TypeCAKey:           reflect.TypeFor[*CAKey](),
-	TypeClusterLevel:    reflect.TypeFor[int](),
-}
-
 // resultErrors are the domain errors a result may carry, by wire code. A
 // forwarded error matches the same sentinel with errors.Is on the
 // follower as on the leader.
@@ -69,8 +43,12 @@ type wireResult struct {
 	Error string          `json:"error,omitempty"`
 }
 
-// EncodeResult turns the Result of a command of type t into bytes.
-func EncodeResult(t Type, r Result) ([]byte, error) {
+// EncodeResult turns the Result of a command of type t and version v into
+// bytes. A Result computed on the leader travels back so to a follower
+// that forwarded the command, whose DecodeResult decodes its Value into
+// the Go type the command's row names (CommandSpec.Result): the type the
+// proposer expects. A row without one carries no value.
+func EncodeResult(t Type, v uint16, r Result) ([]byte, error) {
 	var w wireResult
 	if r.Err != nil {
 		w.Error = r.Err.Error()
@@ -83,14 +61,14 @@ func EncodeResult(t Type, r Result) ([]byte, error) {
 		}
 	}
 	if r.Value != nil {
-		if _, ok := resultTypes[t]; !ok {
-			return nil, fmt.Errorf("fsm: the result of %s has no wire type", t)
+		if row, _ := lookup(t, v); row.Result == nil {
+			return nil, fmt.Errorf("fsm: the result of %s v%d has no wire type", t, v)
 		}
-		v, err := json.Marshal(r.Value)
+		b, err := json.Marshal(r.Value)
 		if err != nil {
 			return nil, err
 		}
-		w.Value = v
+		w.Value = b
 	}
 	return json.Marshal(w)
 }
@@ -106,8 +84,9 @@ func (e *RemoteError) Error() string { return e.Msg }
 
 func (e *RemoteError) Unwrap() error { return e.Sentinel }
 
-// DecodeResult reads a Result encoded by EncodeResult for a command of type t.
-func DecodeResult(t Type, b []byte) (Result, error) {
+// DecodeResult reads a Result encoded by EncodeResult for a command of
+// type t and version v.
+func DecodeResult(t Type, v uint16, b []byte) (Result, error) {
 	var w wireResult
 	if err := json.Unmarshal(b, &w); err != nil {
 		return Result{}, fmt.Errorf("fsm: decode result: %w", err)
@@ -117,13 +96,13 @@ func DecodeResult(t Type, b []byte) (Result, error) {
 		r.Err = &RemoteError{Msg: w.Error, Sentinel: resultErrors[w.Code]}
 	}
 	if len(w.Value) > 0 && string(w.Value) != "null" {
-		rt, ok := resultTypes[t]
-		if !ok {
-			return Result{}, fmt.Errorf("fsm: the result of %s has no wire type", t)
+		row, _ := lookup(t, v)
+		if row.Result == nil {
+			return Result{}, fmt.Errorf("fsm: the result of %s v%d has no wire type", t, v)
 		}
-		p := reflect.New(rt)
+		p := reflect.New(row.Result)
 		if err := json.Unmarshal(w.Value, p.Interface()); err != nil {
-			return Result{}, fmt.Errorf("fsm: decode %s result: %w", t, err)
+			return Result{}, fmt.Errorf("fsm: decode %s v%d result: %w", t, v, err)
 		}
 		r.Value = p.Elem().Interface()
 	}

@@ -10,45 +10,89 @@ import (
 
 // TestResultsCrossTheWire: every result a handler returns decodes, on
 // another node, into the same Go value, and domain errors keep matching
-// their sentinels.
+// their sentinels. Every row of the command table has a case here: one
+// with a value of the row's result type, or, for a row whose value is
+// always nil, one without a value.
 func TestResultsCrossTheWire(t *testing.T) {
 	at := time.Date(2026, 11, 27, 9, 0, 0, 0, time.UTC)
+	sess := &Session{ID: "s1", UserID: "u1", CreatedAt: at, LastSeenAt: at, AuthTime: at, ExpiresAt: at, AMR: []string{"pwd"}}
+	key := &PublicKey{Kid: "k", JWK: json.RawMessage(`{"kty":"EC"}`), PublishedAt: at}
 	cases := []struct {
 		typ Type
+		v   uint16
 		r   Result
 	}{
-		{TypeUserCreate, Result{Value: &User{ID: "u1", Username: "alice", Roles: []string{"admin"}, CreatedAt: at, UpdatedAt: at}}},
-		{TypeLoginAttempt, Result{Value: AttemptResult{Granted: true, Slot: 42}}},
-		{TypeLoginAttempt, Result{Value: AttemptResult{Locked: true, RetryAfter: time.Minute}}},
-		{TypeLoginFailure, Result{Value: FailureResult{Locked: true}}},
-		{TypeSessionCreate, Result{Value: &Session{ID: "s1", UserID: "u1", CreatedAt: at, LastSeenAt: at, AuthTime: at, ExpiresAt: at, AMR: []string{"pwd"}}}},
-		{TypeSessionRefresh, Result{Value: RefreshResult{Session: &Session{ID: "s1", CreatedAt: at}, User: &User{ID: "u1", CreatedAt: at}}}},
-		{TypeSessionRefresh, Result{Value: RefreshResult{Session: &Session{ID: "s1"}, Reused: true}}},
-		{TypeUserRevoke, Result{Value: 3}},
-		{TypeSweep, Result{Value: SweepResult{Sessions: 2, Lockouts: 1}}},
-		{TypeUserDelete, Result{}},
-		{TypeAuditAppend, Result{Value: &AuditEntry{Seq: 7, Time: at, Type: "x", Hash: "h"}}},
-		{TypeKeyPublish, Result{Value: &PublicKey{Kid: "k", JWK: json.RawMessage(`{"kty":"EC"}`), PublishedAt: at}}},
+		{TypeUserCreate, 1, Result{Value: &User{ID: "u1", Username: "alice", Roles: []string{"admin"}, CreatedAt: at, UpdatedAt: at}}},
+		{TypeUserSetDisabled, 1, Result{Value: &User{ID: "u1", Username: "alice", Disabled: true, CreatedAt: at, UpdatedAt: at}}},
+		{TypeUserDelete, 1, Result{}},
+		{TypeLoginAttempt, 1, Result{Value: AttemptResult{Granted: true, Slot: 42}}},
+		{TypeLoginAttempt, 2, Result{Value: AttemptResult{Locked: true, RetryAfter: time.Minute}}},
+		{TypeLoginFailure, 1, Result{Value: FailureResult{Locked: true}}},
+		{TypeLoginFailure, 2, Result{Value: FailureResult{Locked: true}}},
+		{TypeLoginRelease, 1, Result{}},
+		{TypeLockoutReset, 1, Result{}},
+		{TypeSessionCreate, 1, Result{Value: sess}},
+		{TypeSessionCreate, 2, Result{Value: sess}},
+		{TypeSessionRefresh, 1, Result{Value: RefreshResult{Session: &Session{ID: "s1", CreatedAt: at}, User: &User{ID: "u1", CreatedAt: at}}}},
+		{TypeSessionRefresh, 2, Result{Value: RefreshResult{Session: &Session{ID: "s1"}, Reused: true}}},
+		{TypeSessionRevoke, 1, Result{Value: sess}},
+		{TypeUserRevoke, 1, Result{Value: 3}},
+		{TypeUserPassword, 1, Result{Value: sess}},
+		{TypeUserPassword, 2, Result{Value: sess}},
+		{TypeSweep, 1, Result{Value: SweepResult{Sessions: 2, Lockouts: 1}}},
+		{TypeSweep, 2, Result{Value: SweepResult{Sessions: 2, Addresses: 1, Migrated: 64, More: true}}},
+		{TypeAuditAppend, 1, Result{Value: &AuditEntry{Seq: 7, Time: at, Type: "x", Hash: "h"}}},
+		{TypeKeyPublish, 1, Result{Value: key}},
+		{TypeKeyPublish, 2, Result{Value: key}},
+		{TypeTokensIssuer, 1, Result{}},
+		{TypeDataKeyRegister, 1, Result{Value: &DataKeyState{Fingerprint: "f", RegisteredAt: at}}},
+		{TypeDataKeyEscrow, 1, Result{Value: &Escrow{CreatedAt: at}}},
+		{TypeDataKeyShares, 1, Result{Value: &RecoveryShares{IssuedAt: at}}},
+		{TypeJoinToken, 1, Result{}},
+		{TypeJoinConsume, 1, Result{}},
+		{TypeReadBarrier, 1, Result{}},
+		{TypeCAKey, 1, Result{Value: &CAKey{Pin: "sha256:00", DataKey: "f"}}},
+		{TypeClusterLevel, 1, Result{Value: 3}},
+		{TypeMemberKey, 1, Result{}},
 	}
+	covered := map[handlerKey]bool{}
 	for _, c := range cases {
-		b, err := EncodeResult(c.typ, c.r)
-		if err != nil {
-			t.Fatalf("%s: %v", c.typ, err)
+		row, ok := lookup(c.typ, c.v)
+		if !ok {
+			t.Fatalf("%s v%d: no row in the command table", c.typ, c.v)
 		}
-		got, err := DecodeResult(c.typ, b)
+		covered[handlerKey{c.typ, c.v}] = true
+		if c.r.Value == nil && row.Result != nil || c.r.Value != nil && reflect.TypeOf(c.r.Value) != row.Result {
+			t.Errorf("%s v%d: a case of %T for a row of %v", c.typ, c.v, c.r.Value, row.Result)
+		}
+		b, err := EncodeResult(c.typ, c.v, c.r)
 		if err != nil {
-			t.Fatalf("%s: %v", c.typ, err)
+			t.Fatalf("%s v%d: %v", c.typ, c.v, err)
+		}
+		got, err := DecodeResult(c.typ, c.v, b)
+		if err != nil {
+			t.Fatalf("%s v%d: %v", c.typ, c.v, err)
 		}
 		if !reflect.DeepEqual(got.Value, c.r.Value) {
-			t.Errorf("%s: %#v came back as %#v", c.typ, c.r.Value, got.Value)
+			t.Errorf("%s v%d: %#v came back as %#v", c.typ, c.v, c.r.Value, got.Value)
+		}
+		if row.Result == nil { // nil-valued: a value would not cross
+			if _, err := EncodeResult(c.typ, c.v, Result{Value: 1}); err == nil {
+				t.Errorf("%s v%d: a value encoded for a row without a result type", c.typ, c.v)
+			}
+		}
+	}
+	for k := range commands {
+		if !covered[k] {
+			t.Errorf("%s v%d: a row of the command table without a case here", k.t, k.v)
 		}
 	}
 	for _, sentinel := range resultErrors {
-		b, err := EncodeResult(TypeSessionCreate, Result{Err: errors.Join(sentinel)})
+		b, err := EncodeResult(TypeSessionCreate, 1, Result{Err: errors.Join(sentinel)})
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, _ := DecodeResult(TypeSessionCreate, b)
+		got, _ := DecodeResult(TypeSessionCreate, 1, b)
 		if !errors.Is(got.Err, sentinel) || got.Err.Error() != sentinel.Error() {
 			t.Errorf("%v came back as %v", sentinel, got.Err)
 		}

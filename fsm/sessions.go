@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"sort"
 	"time"
@@ -244,19 +245,19 @@ type SweepResult struct {
 	More               bool
 }
 
-var sessionHandlers = map[handlerKey]handler{
-	{TypeLoginAttempt, 1}:   applyLoginAttempt,
-	{TypeLoginFailure, 1}:   applyLoginFailure,
-	{TypeLockoutReset, 1}:   applyLockoutReset,
-	{TypeSessionCreate, 1}:  applySessionCreate,
-	{TypeSessionCreate, 2}:  applySessionCreateV2,
-	{TypeSessionRefresh, 1}: applySessionRefresh,
-	{TypeSessionRefresh, 2}: applySessionRefreshV2,
-	{TypeSessionRevoke, 1}:  applySessionRevoke,
-	{TypeUserRevoke, 1}:     applyUserRevoke,
-	{TypeUserPassword, 1}:   applyUserPassword,
-	{TypeUserPassword, 2}:   applyUserPasswordV2,
-	{TypeSweep, 1}:          applySweep,
+var sessionCommands = []CommandSpec{
+	{Type: TypeLoginAttempt, Version: 1, Level: 1, Apply: applyLoginAttempt, Result: reflect.TypeFor[AttemptResult]()},
+	{Type: TypeLoginFailure, Version: 1, Level: 1, Apply: applyLoginFailure, Result: reflect.TypeFor[FailureResult]()},
+	{Type: TypeLockoutReset, Version: 1, Level: 1, Apply: applyLockoutReset, Result: nil},
+	{Type: TypeSessionCreate, Version: 1, Level: 1, Apply: applySessionCreate, Result: reflect.TypeFor[*Session]()},
+	{Type: TypeSessionCreate, Version: 2, Level: 3, Apply: applySessionCreateV2, Result: reflect.TypeFor[*Session]()},
+	{Type: TypeSessionRefresh, Version: 1, Level: 1, Apply: applySessionRefresh, Result: reflect.TypeFor[RefreshResult]()},
+	{Type: TypeSessionRefresh, Version: 2, Level: 2, Apply: applySessionRefreshV2, Result: reflect.TypeFor[RefreshResult]()},
+	{Type: TypeSessionRevoke, Version: 1, Level: 1, Apply: applySessionRevoke, Result: reflect.TypeFor[*Session]()},
+	{Type: TypeUserRevoke, Version: 1, Level: 1, Apply: applyUserRevoke, Result: reflect.TypeFor[int]()},
+	{Type: TypeUserPassword, Version: 1, Level: 1, Apply: applyUserPassword, Result: reflect.TypeFor[*Session]()},
+	{Type: TypeUserPassword, Version: 2, Level: 3, Apply: applyUserPasswordV2, Result: reflect.TypeFor[*Session]()},
+	{Type: TypeSweep, Version: 1, Level: 1, Apply: applySweep, Result: reflect.TypeFor[SweepResult]()},
 }
 
 func applyLoginAttempt(t txn, c Command) (any, error) {

@@ -29,6 +29,10 @@ var (
 	ErrMalformedCommand = errors.New("fsm: malformed command")
 	// ErrUnknownCommand: a type or version this binary does not know.
 	ErrUnknownCommand = errors.New("fsm: unknown command type or version")
+	// ErrAboveLevel: a command of a feature level above the cluster's
+	// (Proposable), refused before it is proposed: some member may not
+	// apply it. node returns it, never Apply.
+	ErrAboveLevel = errors.New("fsm: command above the cluster's feature level")
 	// ErrCommandTooLarge: an entry over MaxCommandBytes.
 	ErrCommandTooLarge = errors.New("fsm: command too large")
 	// ErrCorrupt: state.db failed its consistency check or could not be
@@ -373,14 +377,14 @@ func applyOne(tx *bolt.Tx, data []byte) (Result, Type) {
 	if err != nil {
 		return Result{Err: err}, ""
 	}
-	h := handlers[handlerKey{cmd.Type, cmd.Version}]
+	row, _ := lookup(cmd.Type, cmd.Version) // DecodeCommand refused a command without one
 	t := txn{tx}
 	if levelOf(tx.Bucket(bucketMeta).Get(keyLevel)) >= levelMonotonicTime {
 		if err := t.advanceTime(&cmd); err != nil { // clock.go
 			return Result{Err: err}, cmd.Type
 		}
 	}
-	v, err := h(t, cmd)
+	v, err := row.Apply(t, cmd)
 	if err == nil {
 		for _, a := range cmd.Audit {
 			if _, err := appendAudit(t, cmd.Time, a); err != nil {

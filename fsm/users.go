@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"time"
 	"unicode/utf8"
 
@@ -40,11 +41,11 @@ func (u *User) HasRole(role string) bool {
 // txn is the write side handed to command handlers.
 type txn struct{ tx *bolt.Tx }
 
-// userHandlers are the user commands' rows of the dispatch table.
-var userHandlers = map[handlerKey]handler{
-	{TypeUserCreate, 1}:      applyUserCreate,
-	{TypeUserSetDisabled, 1}: applyUserSetDisabled,
-	{TypeUserDelete, 1}:      applyUserDelete,
+// userCommands are the user commands' rows of the dispatch table.
+var userCommands = []CommandSpec{
+	{Type: TypeUserCreate, Version: 1, Level: 1, Apply: applyUserCreate, Result: reflect.TypeFor[*User]()},
+	{Type: TypeUserSetDisabled, Version: 1, Level: 1, Apply: applyUserSetDisabled, Result: reflect.TypeFor[*User]()},
+	{Type: TypeUserDelete, Version: 1, Level: 1, Apply: applyUserDelete, Result: nil},
 }
 
 func decodePayload(c Command, v any) error {

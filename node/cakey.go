@@ -136,8 +136,9 @@ func syncCAKey(ctx context.Context, ks CAKeystore, st caKeyState, clk clock.Cloc
 	if err != nil && !errors.Is(err, fsm.ErrNoCAKey) {
 		return false, err
 	}
-	if level < 2 {
-		return false, errors.New("waiting for every member to apply ca.key (cluster feature level 2)")
+	if !fsm.Proposable(fsm.TypeCAKey, 1, level) {
+		need, _ := fsm.CommandLevel(fsm.TypeCAKey, 1)
+		return false, fmt.Errorf("waiting for every member to apply ca.key (cluster feature level %d; it is at %d)", need, level)
 	}
 	if rec != nil && rec.Pin != pin {
 		log.Error("the state holds the key of another cluster CA; not sharing", "state_pin", rec.Pin, "ca_pem_pin", pin)

@@ -61,7 +61,8 @@ type forwardAnswer struct {
 	// so it must not be sent again), or a message.
 	Error string `json:"error,omitempty"`
 	// Code "refused": the caller may not have this written
-	// (authority.go); Error says why.
+	// (authority.go); "above_level": the command is of a feature level
+	// above the cluster's (fsm.ErrAboveLevel). Error says why.
 	Code string `json:"code,omitempty"`
 }
 
@@ -192,6 +193,11 @@ func (n *Node) applyForwarded(caller string, leaf *x509.Certificate, data []byte
 		n.log.Warn("refused a forwarded write", "from", caller, "type", cmd.Type, "error", err)
 		return forwardAnswer{Code: "refused", Error: err.Error()}
 	}
+	if err := n.checkLevel(cmd, n.cfg.ApplyTimeout); errors.Is(err, fsm.ErrAboveLevel) {
+		return forwardAnswer{Code: "above_level", Error: err.Error()}
+	} else if err != nil { // no longer leading: nothing reached the log
+		return forwardAnswer{Error: "not_applied"}
+	}
 	cmd.Time = n.cfg.Clock.Now().UnixNano()
 	if data, err = cmd.Encode(); err != nil {
 		return forwardAnswer{Error: err.Error()}
@@ -211,7 +217,7 @@ func (n *Node) applyForwarded(caller string, leaf *x509.Certificate, data []byte
 	if !ok {
 		return forwardAnswer{Error: fmt.Sprintf("unexpected apply response %T", f.Response())}
 	}
-	b, err := fsm.EncodeResult(cmd.Type, res)
+	b, err := fsm.EncodeResult(cmd.Type, cmd.Version, res)
 	if err != nil {
 		return forwardAnswer{Error: err.Error()}
 	}
@@ -454,6 +460,8 @@ func (n *Node) forward(ctx context.Context, id, addr string, cmd fsm.Command, da
 	case ans.Error == "":
 	case ans.Code == "refused":
 		return nil, fmt.Errorf("%w: %s", ErrRefused, ans.Error)
+	case ans.Code == "above_level":
+		return nil, &fsm.RemoteError{Msg: ans.Error, Sentinel: fsm.ErrAboveLevel}
 	case ans.Error == "not_applied":
 		return nil, fmt.Errorf("%w: %w: the node at %s no longer leads", ErrNoLeader, errNotApplied, addr)
 	case ans.Error == "leadership_lost":
@@ -461,7 +469,7 @@ func (n *Node) forward(ctx context.Context, id, addr string, cmd fsm.Command, da
 	default:
 		return nil, fmt.Errorf("node: the leader refused the write: %s", ans.Error)
 	}
-	res, err := fsm.DecodeResult(cmd.Type, ans.Result)
+	res, err := fsm.DecodeResult(cmd.Type, cmd.Version, ans.Result)
 	if err != nil {
 		return nil, err
 	}

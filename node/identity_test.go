@@ -133,7 +133,7 @@ func forwardAs(ct *ClusterTLS, addr string, cmd fsm.Command) error {
 	if ans.Error != "" {
 		return errors.New(ans.Error)
 	}
-	res, err := fsm.DecodeResult(cmd.Type, ans.Result)
+	res, err := fsm.DecodeResult(cmd.Type, cmd.Version, ans.Result)
 	if err != nil {
 		return err
 	}

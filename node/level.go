@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -63,7 +64,9 @@ func (n *Node) raiseLevelNow() {
 	}
 	cmd, err := fsm.NewCommand(fsm.TypeClusterLevel, 1, n.cfg.Clock.Now().UnixNano(), fsm.ClusterLevel{Level: target})
 	if err == nil {
-		err = n.applyHere(ctx, cmd) // a member forwarding it would be refused
+		// A member forwarding it would be refused. Its own level is 2, and
+		// it is judged on the members' reports, not on the state's level.
+		err = n.proposeHere(ctx, cmd, false)
 	}
 	if err != nil {
 		n.log.Warn("could not raise the cluster's feature level", "to", target, "error", err)
@@ -88,4 +91,34 @@ func (n *Node) every(first, d time.Duration, fn func() (done bool)) {
 		}
 		t.Reset(d)
 	}
+}
+
+// checkLevel returns fsm.ErrAboveLevel when cmd is of a feature level
+// above the cluster's (fsm.Proposable), so that no member is left with a
+// log entry it cannot apply. The level is read from the local state, which
+// may lag the log by the very entry that raised it: so a command found
+// above it is judged again after a barrier (every entry committed before
+// it applied here), which only the leader can pass. Elsewhere checkLevel
+// returns raft's refusal, and the caller forwards the command to the
+// leader, which judges it (applyForwarded); a follower behind the leader
+// thus never refuses what the cluster allows.
+func (n *Node) checkLevel(cmd fsm.Command, timeout time.Duration) error {
+	if n.proposable(cmd.Type, cmd.Version) {
+		return nil
+	}
+	if err := n.raft.Barrier(timeout).Error(); err != nil {
+		return err
+	}
+	if n.proposable(cmd.Type, cmd.Version) {
+		return nil
+	}
+	level, _ := fsm.CommandLevel(cmd.Type, cmd.Version)
+	return fmt.Errorf("%w: %s v%d is of level %d, the cluster is at level %d",
+		fsm.ErrAboveLevel, cmd.Type, cmd.Version, level, clusterLevelOf(n))
+}
+
+// proposable reports whether the cluster's level, as the local state
+// knows it, allows version v of type t (fsm.Proposable).
+func (n *Node) proposable(t fsm.Type, v uint16) bool {
+	return fsm.Proposable(t, v, clusterLevelOf(n))
 }

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -83,5 +84,53 @@ func TestLevelRisesWhenEveryMemberApplies(t *testing.T) {
 	ans := leader.memberLocal(memberRequest{Op: opPromote, ID: "old"}, "old")
 	if ans.Code != "refused" || !strings.Contains(ans.Error, "upgrade bulwark on old") {
 		t.Fatalf("promotion of a level-1 node: %+v", ans)
+	}
+}
+
+// TestApplyRefusesAboveTheLevel: a command of a feature level above the
+// cluster's is refused with fsm.ErrAboveLevel before it reaches the log,
+// on the leader and from a follower that forwards it; one within the
+// level goes through.
+func TestApplyRefusesAboveTheLevel(t *testing.T) {
+	nodes := newCluster(t, 3, clusterOpts{adjust: func(i int, c *Config) {
+		c.level = 2 // every member of the release before issuers
+	}}).nodes
+	leader := waitLeader(t, nodes)
+	waitfor.Nil(t, "level 2", 5*time.Second, 20*time.Millisecond, func() error {
+		for _, n := range nodes {
+			if l := clusterLevel(n); l != 2 {
+				return fmt.Errorf("%s at level %d", n.cfg.ID, l)
+			}
+		}
+		return nil
+	})
+	var follower *Node
+	for _, n := range nodes {
+		if n != leader {
+			follower = n
+		}
+	}
+	ctx := t.Context()
+	issuer, _ := fsm.NewCommand(fsm.TypeTokensIssuer, 1, time.Now().UnixNano(), fsm.TokensIssuer{Issuer: "https://bulwark.test"})
+	for _, n := range []*Node{leader, follower} {
+		if _, err := n.Apply(ctx, issuer); !errors.Is(err, fsm.ErrAboveLevel) {
+			t.Fatalf("tokens.issuer v1 (level 3) on %s at level 2: %v, want ErrAboveLevel", n.cfg.ID, err)
+		}
+	}
+	if err := leader.applyHere(ctx, issuer); !errors.Is(err, fsm.ErrAboveLevel) {
+		t.Fatalf("tokens.issuer v1 by applyHere at level 2: %v, want ErrAboveLevel", err)
+	}
+	barrier, _ := fsm.NewCommand(fsm.TypeReadBarrier, 1, time.Now().UnixNano(), fsm.ReadBarrier{})
+	for _, n := range []*Node{leader, follower} {
+		if _, err := n.Apply(ctx, barrier); err != nil {
+			t.Fatalf("read.barrier v1 (level 2) on %s at level 2: %v", n.cfg.ID, err)
+		}
+		// Every entry before the barrier is applied here: none wrote an issuer.
+		n.View(func(r fsm.Reader) error {
+			if iss, ok := r.TokensIssuer(); ok {
+				t.Errorf("%s holds the issuer %q of a refused command", n.cfg.ID, iss)
+			}
+			return nil
+		})
 	}
 }

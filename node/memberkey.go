@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
 	"fmt"
 
 	"github.com/bulwark-auth/bulwark/fsm"
@@ -76,10 +75,8 @@ func (n *Node) serverIs(id string) serverCheck {
 
 // recordMemberKey records node's key, when the cluster's level has it.
 func (n *Node) recordMemberKey(ctx context.Context, node, spki string) error {
-	var level int
-	n.View(func(r fsm.Reader) error { level = r.ClusterLevel(); return nil })
-	if level < 2 {
-		return errors.New("the cluster is below feature level 2")
+	if !n.proposable(fsm.TypeMemberKey, 1) {
+		return fmt.Errorf("%w: the cluster is below member.key's feature level", fsm.ErrAboveLevel)
 	}
 	cmd, err := fsm.NewCommand(fsm.TypeMemberKey, 1, n.cfg.Clock.Now().UnixNano(), fsm.MemberKey{Node: node, SPKI: spki})
 	if err != nil {

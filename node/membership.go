@@ -242,7 +242,7 @@ func (n *Node) memberLocal(req memberRequest, caller string) memberAnswer {
 // level 2, or from an admitting node of an earlier release, there is no
 // key to record; the node records its own once running.
 func (n *Node) recordJoinerKey(req memberRequest) (memberAnswer, bool) {
-	if req.SPKI == "" || clusterLevelOf(n) < 2 {
+	if req.SPKI == "" || !n.proposable(fsm.TypeMemberKey, 1) {
 		return memberAnswer{}, true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), memberTimeout)

@@ -384,7 +384,9 @@ func openState(path string, snaps raft.SnapshotStore, log *slog.Logger) (*fsm.St
 }
 
 // Apply proposes a command and waits until it is committed and applied,
-// returning the state machine's result.
+// returning the state machine's result. A command above the cluster's
+// feature level is refused with fsm.ErrAboveLevel before it reaches the
+// log (checkLevel).
 func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 	data, err := cmd.Encode()
 	if err != nil {
@@ -417,19 +419,27 @@ func (n *Node) applyOnce(ctx context.Context, cmd fsm.Command, data []byte, time
 	if timeout <= 0 {
 		return nil, context.DeadlineExceeded, false
 	}
+	if raw := n.checkLevel(cmd, timeout); raw != nil {
+		if errors.Is(raw, fsm.ErrAboveLevel) {
+			return nil, raw, false
+		}
+		// No leader here to judge it: the one this node knows does
+		// (applyForwarded). Nothing reached the log.
+		if v, err, ok := n.forwardIfFollower(ctx, raw, cmd, data); ok {
+			return v, err, errors.Is(err, errNotApplied)
+		}
+		return nil, n.raftErr(raw), !errors.Is(raw, raft.ErrRaftShutdown)
+	}
 	f := n.raft.Apply(data, timeout)
 	if raw := f.Error(); raw != nil {
-		err := n.raftErr(raw)
 		// A follower forwards the write to the leader it knows; the
 		// handlers above never learn the difference. Only a write raft
 		// refused as not leader is forwarded: one that lost leadership
 		// after its append may still commit, and must not go twice.
-		var nl *NotLeaderError
-		if errors.Is(raw, raft.ErrNotLeader) && errors.As(err, &nl) && n.fwd.tls != nil && nl.LeaderAddr != "" && nl.LeaderID != n.cfg.ID {
-			v, err := n.forward(ctx, nl.LeaderID, nl.LeaderAddr, cmd, data)
+		if v, err, ok := n.forwardIfFollower(ctx, raw, cmd, data); ok {
 			return v, err, errors.Is(err, errNotApplied)
 		}
-		return nil, err, notAppended(f, raw)
+		return nil, n.raftErr(raw), notAppended(f, raw)
 	}
 	res, ok := f.Response().(fsm.Result)
 	if !ok {
@@ -438,9 +448,28 @@ func (n *Node) applyOnce(ctx context.Context, cmd fsm.Command, data []byte, time
 	return res.Value, res.Err, false
 }
 
+// forwardIfFollower forwards cmd to the leader that raw, raft's refusal
+// of this node as not leader, names; ok is false when raw is another
+// error or no other leader is known.
+func (n *Node) forwardIfFollower(ctx context.Context, raw error, cmd fsm.Command, data []byte) (v any, err error, ok bool) {
+	var nl *NotLeaderError
+	if !errors.Is(raw, raft.ErrNotLeader) || !errors.As(n.raftErr(raw), &nl) || n.fwd.tls == nil || nl.LeaderAddr == "" || nl.LeaderID == n.cfg.ID {
+		return nil, nil, false
+	}
+	v, err = n.forward(ctx, nl.LeaderID, nl.LeaderAddr, cmd, data)
+	return v, err, true
+}
+
 // applyHere proposes cmd on this node and never forwards it, for what only
 // the leader proposes; elsewhere it fails with ErrNotLeader or ErrNoLeader.
+// Like Apply, it refuses a command above the cluster's level.
 func (n *Node) applyHere(ctx context.Context, cmd fsm.Command) error {
+	return n.proposeHere(ctx, cmd, true)
+}
+
+// proposeHere is applyHere, with the level check or (raising the level
+// itself, node/level.go) without.
+func (n *Node) proposeHere(ctx context.Context, cmd fsm.Command, checkLevel bool) error {
 	data, err := cmd.Encode()
 	if err != nil {
 		return err
@@ -451,6 +480,11 @@ func (n *Node) applyHere(ctx context.Context, cmd fsm.Command) error {
 	}
 	if timeout <= 0 {
 		return context.DeadlineExceeded
+	}
+	if checkLevel {
+		if err := n.checkLevel(cmd, timeout); err != nil {
+			return n.raftErr(err)
+		}
 	}
 	f := n.raft.Apply(data, timeout)
 	if err := f.Error(); err != nil {
