@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -55,13 +54,6 @@ const (
 
 // AuditGenesisHash is the PrevHash of entry 1: 64 zeros.
 const AuditGenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
-
-// ErrAuditChainBroken: an audit entry's hash does not match its contents,
-// its PrevHash does not match the previous entry's Hash, its seq is not the
-// previous seq plus one (an entry was deleted or inserted), or a stored
-// entry cannot be read. It comes wrapped in an *AuditChainError naming the
-// first bad seq.
-var ErrAuditChainBroken = errors.New("fsm: audit chain broken")
 
 // AuditChainError locates the first break in an audit chain. It unwraps to
 // ErrAuditChainBroken.

@@ -83,9 +83,6 @@ func verifyCAKey(p *CAKey) error {
 
 const maxSealedCAKey = 4 << 10
 
-// ErrNoCAKey: the CA key has not been shared through the state.
-var ErrNoCAKey = errors.New("fsm: the cluster CA key is not in the state")
-
 var keyCAKey = []byte("ca_key")
 
 var caKeyCommands = []CommandSpec{

@@ -34,16 +34,6 @@ const (
 	TypeDataKeyShares Type = "datakey.shares"
 )
 
-// Errors of the data key commands.
-var (
-	// ErrNoDataKey: no data key fingerprint is registered yet.
-	ErrNoDataKey = errors.New("fsm: no cluster data key is registered")
-	// ErrEscrowExists: the data key is already escrowed to that public key.
-	ErrEscrowExists = errors.New("fsm: the data key is already escrowed to that public key")
-	// ErrSharesIssued: recovery shares were issued already.
-	ErrSharesIssued = errors.New("fsm: recovery shares were already issued")
-)
-
 // Limits of the data key records.
 const (
 	MaxEscrows        = 8

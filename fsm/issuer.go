@@ -1,7 +1,6 @@
 package fsm
 
 import (
-	"errors"
 	"fmt"
 )
 
@@ -15,9 +14,6 @@ import (
 // member accepts the recorded issuer and those of the keys still signing.
 // Level 3.
 const TypeTokensIssuer Type = "tokens.issuer"
-
-// ErrIssuerConflict: the cluster has recorded another tokens.issuer.
-var ErrIssuerConflict = errors.New("fsm: the cluster has another tokens.issuer")
 
 // TokensIssuer is the payload of tokens.issuer v1.
 type TokensIssuer struct {

@@ -2,7 +2,6 @@ package fsm
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 
@@ -27,17 +26,6 @@ const (
 	// JoinConsume). Refused with ErrJoinTokenUnknown, ErrJoinTokenUsed or
 	// ErrJoinTokenExpired.
 	TypeJoinConsume Type = "join.consume"
-)
-
-// Join token errors, the same on every node.
-var (
-	// ErrJoinTokenUnknown: no token with that secret (a wrong secret, a
-	// forged token, another cluster's, or one pruned long after expiry).
-	ErrJoinTokenUnknown = errors.New("fsm: join token unknown")
-	// ErrJoinTokenUsed: the token was consumed already.
-	ErrJoinTokenUsed = errors.New("fsm: join token already used")
-	// ErrJoinTokenExpired: the token expired before the command's time.
-	ErrJoinTokenExpired = errors.New("fsm: join token expired")
 )
 
 // Limits of join tokens.

@@ -17,9 +17,6 @@ import (
 // Issuer; v2, level 3: with it).
 const TypeKeyPublish Type = "key.publish"
 
-// ErrKeyNotFound: no published signing key with that kid.
-var ErrKeyNotFound = errors.New("fsm: signing key not found")
-
 // Limits of a published key.
 const (
 	maxKidLen = 128

@@ -21,39 +21,6 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Errors returned by the store and by Apply. Apply's domain errors travel
-// back to the proposer inside Result; they are deterministic, so every node
-// reaches the same one.
-var (
-	// ErrMalformedCommand: a log entry that does not decode as a command.
-	ErrMalformedCommand = errors.New("fsm: malformed command")
-	// ErrUnknownCommand: a type or version this binary does not know.
-	ErrUnknownCommand = errors.New("fsm: unknown command type or version")
-	// ErrAboveLevel: a command of a feature level above the cluster's
-	// (Proposable), refused before it is proposed: some member may not
-	// apply it. node returns it, never Apply.
-	ErrAboveLevel = errors.New("fsm: command above the cluster's feature level")
-	// ErrCommandTooLarge: an entry over MaxCommandBytes.
-	ErrCommandTooLarge = errors.New("fsm: command too large")
-	// ErrCorrupt: state.db failed its consistency check or could not be
-	// opened as a bbolt file; the caller rebuilds it from snapshot and log.
-	ErrCorrupt = errors.New("fsm: state.db is corrupt")
-	// ErrInvalidCommand: a well-formed command whose payload breaks a rule
-	// (missing id, bad name).
-	ErrInvalidCommand = errors.New("fsm: invalid command")
-	// ErrUserExists: the username or id is taken.
-	ErrUserExists = errors.New("fsm: user already exists")
-	// ErrUserNotFound: no user with that id or name.
-	ErrUserNotFound = errors.New("fsm: user not found")
-	// ErrClosed: the store was closed.
-	ErrClosed = errors.New("fsm: store closed")
-	// ErrUnclean: state.db was not closed cleanly. It is written without
-	// fsync (the Raft log is the durable record), so after a crash it may
-	// lack writes the log has, or hold torn pages; the caller rebuilds it
-	// from snapshot and log.
-	ErrUnclean = errors.New("fsm: state.db was not closed cleanly")
-)
-
 // Buckets. Every bucket the state will ever need exists from the first open
 // so that later versions add keys, not layout.
 var (
