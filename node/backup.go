@@ -75,18 +75,6 @@ const (
 	writeChunkBytes  = 256 << 10
 )
 
-// Errors of reading and restoring backups.
-var (
-	// ErrNotBackup: the input does not start with the backup magic.
-	ErrNotBackup = errors.New("not a bulwark backup")
-	// ErrBackupDamaged: the archive is truncated, badly framed, or a
-	// checksum does not match.
-	ErrBackupDamaged = errors.New("backup is damaged")
-	// ErrDataDirNotEmpty: restore refuses a data directory with anything
-	// in it.
-	ErrDataDirNotEmpty = errors.New("data directory is not empty")
-)
-
 // BackupManifest describes a backup. It travels in the archive as JSON.
 type BackupManifest struct {
 	Format         int    `json:"format"`

@@ -33,10 +33,6 @@ import (
 
 const opCertify = "certify"
 
-// ErrNoCAHolder: no reachable member holds the cluster CA key, so no
-// certificate can be issued now.
-var ErrNoCAHolder = errors.New("node: no reachable member holds the cluster CA key")
-
 // RenewCertificate asks for a new certificate of this node for pub (its
 // key; keeping the key makes the renewal safe to interrupt) naming the
 // host of its advertised address and hosts. A node holding the CA key

@@ -20,15 +20,6 @@ import (
 	"github.com/bulwark-auth/bulwark/tpm"
 )
 
-// Errors of the data key, matched with errors.Is.
-var (
-	// ErrDataKeyMismatch: this node's data key is not the one the cluster
-	// registered (a restored node started before `bulwark keys recover`).
-	ErrDataKeyMismatch = errors.New("this node's cluster data key is not the cluster's")
-	// ErrNoLocalDataKey: this node's keystore holds no data key.
-	ErrNoLocalDataKey = errors.New("this node's keystore holds no cluster data key")
-)
-
 // DataKeyError is an escrow or a share issue refused, worded for the
 // operator: Invalid when the request itself is wrong (a public key that
 // is none, impossible share counts), otherwise because of the state (the

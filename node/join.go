@@ -84,22 +84,6 @@ const (
 // slot back this soon.
 const joinRequestTimeout = 10 * time.Second
 
-// Errors of joining, matched with errors.Is. A refusal by the cluster
-// also matches fsm.ErrJoinTokenUnknown, fsm.ErrJoinTokenUsed or
-// fsm.ErrJoinTokenExpired when that is the reason.
-var (
-	// ErrJoinTokenMalformed: the text is not a join token.
-	ErrJoinTokenMalformed = errors.New("node: malformed join token")
-	// ErrJoinPin: the node dialled did not present the pinned CA.
-	ErrJoinPin = errors.New("node: cluster CA does not match the join token's pin")
-	// ErrJoinUnreachable: no address of the token answered.
-	ErrJoinUnreachable = errors.New("node: no node of the join token answered")
-	// ErrJoinRefused: the cluster refused the join.
-	ErrJoinRefused = errors.New("node: join refused")
-	// ErrNotCAHolder: this node does not hold the cluster CA key.
-	ErrNotCAHolder = errors.New("node: this node does not hold the cluster CA key")
-)
-
 // JoinError is a join failure with a message for people; it matches the
 // sentinel it wraps.
 type JoinError struct {

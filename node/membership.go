@@ -47,14 +47,6 @@ const (
 	membershipRetryIn = 100 * time.Millisecond
 )
 
-// Membership errors, matched with errors.Is.
-var (
-	// ErrNotMember: no member of the cluster has that id.
-	ErrNotMember = errors.New("node: no such cluster member")
-	// ErrMembership: the leader refused the change (the message says why).
-	ErrMembership = errors.New("node: membership change refused")
-)
-
 type memberRequest struct {
 	Op      string `json:"op"`
 	ID      string `json:"id,omitempty"`

@@ -35,22 +35,6 @@ import (
 	"github.com/bulwark-auth/bulwark/internal/clock"
 )
 
-// Errors returned by Node.
-var (
-	// ErrNotLeader: this node cannot commit writes; the error is a
-	// *NotLeaderError naming the leader when one is known. Forwarding to
-	// the leader (a later step) happens inside node, never in handlers.
-	ErrNotLeader = errors.New("node: not the leader")
-	// ErrNoLeader: no leader is known, so no write can commit now.
-	ErrNoLeader = errors.New("node: no leader")
-	// ErrShutdown: the node is shutting down.
-	ErrShutdown = errors.New("node: shutting down")
-	// ErrRefused: the leader refused a forwarded write because this node
-	// may not have it written: it is not a member under its recorded key,
-	// or the command speaks for another node (authority.go).
-	ErrRefused = errors.New("node: the leader refused the write")
-)
-
 // NotLeaderError carries the leader hint of a refused write.
 type NotLeaderError struct {
 	LeaderID   string

@@ -25,9 +25,6 @@ import (
 	"github.com/bulwark-auth/bulwark/fsm"
 )
 
-// ErrRunning: a daemon holds the data directory.
-var ErrRunning = errors.New("bulwark is running on this data directory")
-
 // LockDataDir takes shared locks on state.db and raft/raft.db, the files
 // a running daemon holds exclusively (bbolt's flock), so that a running
 // daemon is refused (ErrRunning) and none starts while the lock is held.
