@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/fsm/fsmtest"
 	"github.com/bulwark-auth/bulwark/internal/clock"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
@@ -73,7 +74,7 @@ func newCAKey(t *testing.T) (*ecdsa.PrivateKey, *x509.Certificate) {
 	return key, ca
 }
 
-func auditTypes(t *testing.T, ms *memState) string {
+func auditTypes(t *testing.T, ms *fsmtest.Store) string {
 	t.Helper()
 	var types []string
 	ms.View(func(r fsm.Reader) error {
@@ -98,7 +99,7 @@ func TestCAKeyShared(t *testing.T) {
 	if HasJoined(holder) || !HasJoined(member) {
 		t.Fatalf("joined: holder %v, member %v; want false, true", HasJoined(holder), HasJoined(member))
 	}
-	ms := newMemState(t)
+	ms := fsmtest.New(t)
 
 	// Not before the cluster's feature level records the key.
 	if done, err := syncCAKey(ctx, holder, ms, clock.Real{}, ca, "a", log); done || err == nil || !strings.Contains(err.Error(), "level 2") {

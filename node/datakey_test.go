@@ -6,48 +6,15 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/fsm/fsmtest"
 	"github.com/bulwark-auth/bulwark/node/escrow"
 	"github.com/bulwark-auth/bulwark/tpm"
 )
-
-// memState is a replicated state without Raft: commands are applied to a
-// real fsm.Store in order.
-type memState struct {
-	mu sync.Mutex
-	s  *fsm.Store
-	n  uint64
-}
-
-func newMemState(t *testing.T) *memState {
-	t.Helper()
-	s, err := fsm.Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return &memState{s: s}
-}
-
-func (ms *memState) Apply(_ context.Context, cmd fsm.Command) (any, error) {
-	b, err := cmd.Encode()
-	if err != nil {
-		return nil, err
-	}
-	ms.mu.Lock()
-	defer ms.mu.Unlock()
-	ms.n++
-	r := ms.s.ApplyBatch([]fsm.Entry{{Index: ms.n, Term: 1, Command: true, Data: b}})[0]
-	return r.Value, r.Err
-}
-
-func (ms *memState) View(fn func(fsm.Reader) error) error { return ms.s.View(fn) }
 
 type memVault map[string][]byte
 
@@ -62,10 +29,10 @@ func (v memVault) PutSecret(name string, b []byte) error {
 }
 
 // newTestDataKeys is a service over a fresh state, its key registered.
-func newTestDataKeys(t *testing.T) (*DataKeys, *memState, []byte) {
+func newTestDataKeys(t *testing.T) (*DataKeys, *fsmtest.Store, []byte) {
 	t.Helper()
 	key := tpm.NewDataKey()
-	ms := newMemState(t)
+	ms := fsmtest.New(t)
 	d := NewDataKeys(memVault{tpm.DataKeyName: key}, ms, slog.New(slog.DiscardHandler))
 	if _, err := d.Register(context.Background()); err != nil {
 		t.Fatal(err)
@@ -73,7 +40,7 @@ func newTestDataKeys(t *testing.T) (*DataKeys, *memState, []byte) {
 	return d, ms, key
 }
 
-func dataKeyOf(t *testing.T, ms *memState) *fsm.DataKeyState {
+func dataKeyOf(t *testing.T, ms *fsmtest.Store) *fsm.DataKeyState {
 	t.Helper()
 	var st *fsm.DataKeyState
 	if err := ms.View(func(r fsm.Reader) error {

@@ -5,49 +5,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/bulwark-auth/bulwark/api"
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/fsm/fsmtest"
 	"github.com/bulwark-auth/bulwark/node"
 	"github.com/bulwark-auth/bulwark/tpm"
 )
-
-// testState is a replicated state without Raft: commands are applied to a
-// real fsm.Store in order. (node's data-key tests cover the service; these
-// cover only the admin socket's answers.)
-type testState struct {
-	mu sync.Mutex
-	s  *fsm.Store
-	n  uint64
-}
-
-func newTestState(t *testing.T) *testState {
-	t.Helper()
-	s, err := fsm.Open(filepath.Join(t.TempDir(), "state.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return &testState{s: s}
-}
-
-func (ts *testState) Apply(_ context.Context, cmd fsm.Command) (any, error) {
-	b, err := cmd.Encode()
-	if err != nil {
-		return nil, err
-	}
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	ts.n++
-	r := ts.s.ApplyBatch([]fsm.Entry{{Index: ts.n, Term: 1, Command: true, Data: b}})[0]
-	return r.Value, r.Err
-}
-
-func (ts *testState) View(fn func(fsm.Reader) error) error { return ts.s.View(fn) }
 
 type testVault map[string][]byte
 
@@ -68,7 +34,7 @@ func wantAPIError(t *testing.T, err error, status int, substr string) {
 // request 400 and a refusal by the state 409, with node's words.
 func TestDataKeyAdminAnswers(t *testing.T) {
 	ctx := context.Background()
-	key, ts := tpm.NewDataKey(), newTestState(t)
+	key, ts := tpm.NewDataKey(), fsmtest.New(t)
 	a := dataKeyAdmin{node.NewDataKeys(testVault{tpm.DataKeyName: key}, ts, slog.New(slog.DiscardHandler))}
 
 	_, err := a.EscrowDataKey(ctx, "not a key")
