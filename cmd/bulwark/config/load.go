@@ -2,11 +2,11 @@ package config
 
 import (
 	"bytes"
+	"encoding"
 	"errors"
 	"fmt"
 	"os"
 	"reflect"
-	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -45,10 +45,10 @@ func (c *Config) lineOf(key string) int {
 
 // Load reads the TOML file at path on top of Default(). A missing file is an error
 // that names the path (errors.Is(err, fs.ErrNotExist) holds). Syntax errors,
-// unknown keys and values of the wrong type are returned together as
-// ValidationErrors, each with the file, line and dotted key. Load does not
-// call Validate: the caller applies flag overrides first (see the package
-// documentation).
+// unknown keys and values of the wrong type are returned as ValidationErrors,
+// each with the file, line and dotted key: every unknown key at once, else the
+// first bad value go-toml meets. Load does not call Validate: the caller
+// applies flag overrides first (see the package documentation).
 func Load(path string) (Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -65,15 +65,8 @@ func parse(name string, data []byte) (Config, error) {
 		return Config{}, ValidationErrors{*serr}
 	}
 	cfg := Default()
-	if err := decode(data, &cfg); err != nil {
-		// go-toml stops at the first problem. Decode each expression on its
-		// own to report them all; fall back to the first one for problems
-		// that need the whole document (a key defined twice).
-		errs := ix.decodeEach(data)
-		if len(errs) == 0 {
-			errs = ix.convert(err, nil)
-		}
-		return Config{}, errs
+	if err := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().Decode(&cfg); err != nil {
+		return Config{}, ix.convert(err)
 	}
 	cfg.src = &source{file: name, lines: ix.lines, values: make(map[string]any)}
 	for key := range ix.lines {
@@ -94,95 +87,69 @@ func clone(v reflect.Value) any {
 	return v.Interface()
 }
 
-func decode(data []byte, v *Config) error {
-	return toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields().Decode(v)
+// keyPart is one part of a key in the document, named by the dotted key up
+// to that part.
+type keyPart struct {
+	line, col int
+	key       string
 }
 
-// span is a byte range of the document and the dotted key it belongs to.
-type span struct {
-	start, end int
-	key        string
-	// notText marks a key-value whose value is, or holds, something other
-	// than a string: what go-toml hands to UnmarshalText without a position.
-	notText bool
+// bareValue is a value that is not a string (or an array holding one),
+// which go-toml hands to UnmarshalText without a position.
+type bareValue struct {
+	key  string
+	line int
+	raw  [][]byte
 }
 
-// expr is one top-level expression: a [table] header or a key = value.
-type expr struct {
-	span
-	line   int
-	header bool
-	hdr    span // for a key-value, the line of the header above it
-}
-
-// docIndex locates keys in the document; go-toml's errors carry a position
-// but not always the full key, and errors from UnmarshalText carry neither.
+// docIndex locates keys in the document for lineOf and for go-toml's
+// errors, which name a key relative to its table or inline table.
 type docIndex struct {
-	file       string
-	lineStarts []int
-	lines      map[string]int
-	keys       []span // every key part, as the dotted key up to that part
-	kvs        []span // every key-value, inline tables' included
-	exprs      []expr
+	file  string
+	lines map[string]int // dotted key → line of its first appearance
+	keys  []keyPart
+	bare  []bareValue
 }
 
 func indexDoc(name string, data []byte) (*docIndex, *FieldError) {
-	ix := &docIndex{file: name, lineStarts: []int{0}, lines: make(map[string]int)}
-	for i, b := range data {
-		if b == '\n' {
-			ix.lineStarts = append(ix.lineStarts, i+1)
-		}
-	}
+	ix := &docIndex{file: name, lines: make(map[string]int)}
 	var p unstable.Parser
 	p.Reset(data)
 	var table []string
-	var hdr span
 	for p.NextExpression() {
 		e := p.Expression()
 		switch e.Kind {
 		case unstable.Table, unstable.ArrayTable:
-			first := len(ix.keys)
-			table = ix.keyParts(e.Key(), nil)
-			line := ix.line(ix.keys[first].start)
-			end := len(data)
-			if line < len(ix.lineStarts) {
-				end = ix.lineStarts[line] - 1
-			}
-			hdr = span{start: ix.lineStarts[line-1], end: end, key: strings.Join(table, ".")}
-			ix.exprs = append(ix.exprs, expr{span: hdr, line: line, header: true})
+			table = ix.keyParts(&p, e.Key(), nil)
 		case unstable.KeyValue:
-			key := ix.keyValue(e, table)
-			ix.exprs = append(ix.exprs, expr{
-				span: span{start: int(e.Raw.Offset), end: int(e.Raw.Offset + e.Raw.Length), key: key},
-				line: ix.line(int(e.Raw.Offset)),
-				hdr:  hdr,
-			})
+			ix.keyValue(&p, e, table)
 		}
 	}
-	var perr *unstable.ParserError
-	if err := p.Error(); errors.As(err, &perr) {
-		fe := &FieldError{File: name, Msg: perr.Message, Err: ErrSyntax}
-		if off := cap(data) - cap(perr.Highlight); perr.Highlight != nil && off >= 0 && off <= len(data) {
-			fe.Line = ix.line(off)
+	if err := p.Error(); err != nil {
+		fe := &FieldError{File: name, Msg: err.Error(), Err: ErrSyntax}
+		var perr *unstable.ParserError
+		if errors.As(err, &perr) {
+			fe.Msg = perr.Message
+			if off := cap(data) - cap(perr.Highlight); perr.Highlight != nil && off >= 0 && off+len(perr.Highlight) <= len(data) {
+				fe.Line = p.Shape(p.Range(perr.Highlight)).Start.Line
+			}
 		}
 		return nil, fe
-	} else if err != nil {
-		return nil, &FieldError{File: name, Msg: err.Error(), Err: ErrSyntax}
 	}
 	return ix, nil
 }
 
 // keyParts records the parts of a key under prefix and returns the full key.
-func (ix *docIndex) keyParts(it unstable.Iterator, prefix []string) []string {
+func (ix *docIndex) keyParts(p *unstable.Parser, it unstable.Iterator, prefix []string) []string {
 	parts := slices.Clone(prefix)
 	for it.Next() {
 		n := it.Node()
 		parts = append(parts, string(n.Data))
 		key := strings.Join(parts, ".")
-		start := int(n.Raw.Offset)
-		ix.keys = append(ix.keys, span{start: start, end: start + int(n.Raw.Length), key: key})
+		pos := p.Shape(n.Raw).Start
+		ix.keys = append(ix.keys, keyPart{line: pos.Line, col: pos.Column, key: key})
 		if _, ok := ix.lines[key]; !ok {
-			ix.lines[key] = ix.line(start)
+			ix.lines[key] = pos.Line
 		}
 	}
 	return parts
@@ -190,151 +157,65 @@ func (ix *docIndex) keyParts(it unstable.Iterator, prefix []string) []string {
 
 // keyValue records a key-value under table, and those of an inline table
 // it holds.
-func (ix *docIndex) keyValue(e *unstable.Node, table []string) string {
-	parts := ix.keyParts(e.Key(), table)
-	key := strings.Join(parts, ".")
+func (ix *docIndex) keyValue(p *unstable.Parser, e *unstable.Node, table []string) {
+	parts := ix.keyParts(p, e.Key(), table)
 	v := e.Value()
-	ix.kvs = append(ix.kvs, span{start: int(e.Raw.Offset), end: int(e.Raw.Offset + e.Raw.Length), key: key, notText: notText(v)})
+	if raw := bare(v, nil); raw != nil {
+		key := strings.Join(parts, ".")
+		ix.bare = append(ix.bare, bareValue{key: key, line: ix.lines[key], raw: raw})
+	}
 	if v.Kind == unstable.InlineTable {
 		for it := v.Children(); it.Next(); {
 			if c := it.Node(); c.Kind == unstable.KeyValue {
-				ix.keyValue(c, parts)
+				ix.keyValue(p, c, parts)
 			}
 		}
 	}
-	return key
 }
 
-// notText reports whether a value is not a string or an array of strings.
-func notText(v *unstable.Node) bool {
+// bare appends to raw the text of the scalars in v that are not strings.
+func bare(v *unstable.Node, raw [][]byte) [][]byte {
 	switch v.Kind {
-	case unstable.String:
-		return false
+	case unstable.String, unstable.Comment, unstable.InlineTable:
 	case unstable.Array:
 		for it := v.Children(); it.Next(); {
-			if n := it.Node(); n.Kind != unstable.Comment && notText(n) {
-				return true
-			}
+			raw = bare(it.Node(), raw)
 		}
-		return false
+	default:
+		raw = append(raw, v.Data)
 	}
-	return true
+	return raw
 }
 
-// textKey guesses the key of an UnmarshalText error go-toml returned without
-// a position while decoding x alone: the one key-value in x whose field
-// takes text (Duration, CIDR) but whose value is not text. x's own key if
-// there is no single such key-value.
-func (ix *docIndex) textKey(x *expr) (string, int) {
-	found := -1
-	for i, s := range ix.kvs {
-		if s.start < x.start || s.end > x.end || !s.notText {
-			continue
-		}
-		t, ok := schema[s.key]
-		if !ok || isTable(t) {
-			continue
-		}
-		if t.Kind() == reflect.Slice {
-			t = t.Elem()
-		}
-		if !reflect.PointerTo(t).Implements(textUnmarshalerType) {
-			continue
-		}
-		if found >= 0 {
-			return x.key, x.line
-		}
-		found = i
-	}
-	if found < 0 {
-		return x.key, x.line
-	}
-	s := ix.kvs[found]
-	return s.key, ix.line(s.start)
-}
-
-// line is the 1-based line of a byte offset.
-func (ix *docIndex) line(off int) int {
-	return sort.Search(len(ix.lineStarts), func(i int) bool { return ix.lineStarts[i] > off })
-}
-
-// offset is the byte offset of a 1-based line and column, -1 if unknown.
-func (ix *docIndex) offset(line, col int) int {
-	if line < 1 || line > len(ix.lineStarts) || col < 1 {
-		return -1
-	}
-	return ix.lineStarts[line-1] + col - 1
-}
-
-// keyAt is the dotted key at off: the key part there, else the innermost
-// key-value around it. goKey is go-toml's idea of the key, preferred when it
-// is a longer form of the same key (a [table.header] names its last part).
-func (ix *docIndex) keyAt(off int, goKey toml.Key) string {
-	found := ""
-	if off >= 0 {
-		for _, s := range ix.keys {
-			if s.start <= off && off < s.end {
-				found = s.key
-			}
-		}
-		if found == "" {
-			best := -1
-			for _, s := range ix.kvs {
-				if s.start <= off && off < s.end && (best < 0 || s.end-s.start <= best) {
-					found, best = s.key, s.end-s.start
-				}
-			}
-		}
-	}
+// keyAt is the dotted key go-toml's error at line:col is about. go-toml
+// names a key relative to its table or inline table: when it points at the
+// key (unknown, defined twice), take the key part there named like goKey's
+// last part; when it points at a value in an inline table, the key part
+// just before it, if that lies under goKey; else goKey itself.
+func (ix *docIndex) keyAt(line, col int, goKey toml.Key) string {
 	gk := strings.Join(goKey, ".")
-	if _, ok := ix.lines[gk]; ok && (found == "" || strings.HasPrefix(gk, found+".")) {
+	if len(goKey) == 0 {
 		return gk
 	}
-	if found == "" {
-		return gk
-	}
-	return found
-}
-
-// decodeEach decodes every top-level expression alone, with the header it
-// sits under, and returns all their errors. The other bytes are blanked, not
-// removed, so go-toml's positions stay those of the file.
-func (ix *docIndex) decodeEach(data []byte) ValidationErrors {
-	var errs ValidationErrors
-	mini := make([]byte, len(data))
-	badTable := false
-	for i := range ix.exprs {
-		x := &ix.exprs[i]
-		if x.header {
-			badTable = false
-		} else if badTable {
-			continue // the table is already reported
-		}
-		for j, b := range data {
-			if b == '\n' || b == '\r' && j+1 < len(data) && data[j+1] == '\n' {
-				mini[j] = b
-			} else {
-				mini[j] = ' '
+	last, before := goKey[len(goKey)-1], ""
+	for _, k := range ix.keys {
+		switch {
+		case k.line == line && k.col >= col:
+			if k.key == last || strings.HasSuffix(k.key, "."+last) {
+				return k.key
 			}
-		}
-		if !x.header && x.hdr.end > x.hdr.start {
-			copy(mini[x.hdr.start:x.hdr.end], data[x.hdr.start:x.hdr.end])
-		}
-		copy(mini[x.start:x.end], data[x.start:x.end])
-		cfg := Default()
-		if err := decode(mini, &cfg); err != nil {
-			errs = append(errs, ix.convert(err, x)...)
-			badTable = x.header
+		case k.line < line || k.line == line && k.col < col:
+			before = k.key
 		}
 	}
-	return errs
+	if strings.HasPrefix(before, gk+".") {
+		return before
+	}
+	return gk
 }
 
-var mismatch = regexp.MustCompile(`^cannot (?:decode TOML|store an?) ([a-z ]+?) (?:into|in) `)
-
-// convert turns a go-toml error into FieldErrors. x is the expression being
-// decoded alone, nil for the whole document.
-func (ix *docIndex) convert(err error, x *expr) ValidationErrors {
+// convert turns a go-toml decoding error into FieldErrors.
+func (ix *docIndex) convert(err error) ValidationErrors {
 	var (
 		strict *toml.StrictMissingError
 		de     *toml.DecodeError
@@ -345,35 +226,45 @@ func (ix *docIndex) convert(err error, x *expr) ValidationErrors {
 		for i := range strict.Errors {
 			d := &strict.Errors[i]
 			line, col := d.Position()
-			key := ix.keyAt(ix.offset(line, col), d.Key())
+			key := ix.keyAt(line, col, d.Key())
 			errs = append(errs, FieldError{File: ix.file, Line: line, Key: key, Msg: suggest(key), Err: ErrUnknownKey})
 		}
 	case errors.As(err, &de):
 		line, col := de.Position()
-		key := ix.keyAt(ix.offset(line, col), de.Key())
 		msg := strings.TrimPrefix(de.Error(), "toml: ")
-		if m := mismatch.FindStringSubmatch(msg); m != nil {
-			if t, ok := schema[key]; ok {
-				msg = "expected " + describe(t) + ", found " + article(m[1])
-			}
-		}
-		errs = append(errs, FieldError{File: ix.file, Line: line, Key: key, Msg: msg, Err: ErrInvalidValue})
-	case x != nil:
-		// An UnmarshalText error for a non-string value: go-toml gives
-		// no position, but the expression is known.
-		key, line := ix.textKey(x)
-		errs = append(errs, FieldError{File: ix.file, Line: line, Key: key, Msg: err.Error(), Err: ErrInvalidValue})
+		errs = append(errs, FieldError{File: ix.file, Line: line, Key: ix.keyAt(line, col, de.Key()), Msg: msg, Err: ErrInvalidValue})
 	default:
-		errs = append(errs, FieldError{File: ix.file, Msg: err.Error(), Err: ErrInvalidValue})
+		// An UnmarshalText error for a value that is not a string: go-toml
+		// gives no position, so find the value our type refuses likewise.
+		fe := FieldError{File: ix.file, Msg: err.Error(), Err: ErrInvalidValue}
+		fe.Key, fe.Line = ix.refusedText(err)
+		errs = append(errs, fe)
 	}
 	return errs
 }
 
-func article(s string) string {
-	if s != "" && strings.ContainsRune("aeiou", rune(s[0])) {
-		return "an " + s
+// refusedText is the key and line of the first bare value whose field
+// refuses its text with err's message; "" and 0 if there is none.
+func (ix *docIndex) refusedText(err error) (string, int) {
+	for _, b := range ix.bare {
+		t, ok := schema[b.key]
+		if !ok || isTable(t) {
+			continue
+		}
+		if t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+		u, ok := reflect.New(t).Interface().(encoding.TextUnmarshaler)
+		if !ok {
+			continue
+		}
+		for _, raw := range b.raw {
+			if e := u.UnmarshalText(raw); e != nil && e.Error() == err.Error() {
+				return b.key, b.line
+			}
+		}
 	}
-	return "a " + s
+	return "", 0
 }
 
 // suggest proposes the key an unknown one was probably meant to be.

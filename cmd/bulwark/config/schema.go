@@ -84,32 +84,3 @@ func field(c *Config, key string) reflect.Value {
 	}
 	return v
 }
-
-// describe says in words what a value of type t looks like in the file.
-func describe(t reflect.Type) string {
-	switch t {
-	case reflect.TypeFor[Duration]():
-		return `a duration such as "15m" or "7d"`
-	case reflect.TypeFor[CIDR]():
-		return `a CIDR such as "10.0.0.0/8"`
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "true or false"
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		return "an integer"
-	case reflect.Slice:
-		switch t.Elem() {
-		case reflect.TypeFor[CIDR]():
-			return `an array of CIDRs such as ["10.0.0.0/8"]`
-		case reflect.TypeFor[int]():
-			return "an array of integers"
-		}
-		return "an array"
-	case reflect.Struct:
-		return "a table"
-	}
-	return t.String()
-}
