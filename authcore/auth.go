@@ -16,6 +16,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 )
 
 // refreshPrefix marks bulwark refresh tokens so secret scanners can find
@@ -752,20 +753,13 @@ func (s *Service) Sweep(ctx context.Context) (fsm.SweepResult, error) {
 
 // RunSweeper sweeps every interval until ctx ends.
 func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
-	t := s.clock.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C():
-			if res, err := s.Sweep(ctx); err != nil {
-				s.log.Debug("sweep not committed", "error", err)
-			} else if res.Sessions+res.Lockouts > 0 {
-				s.log.Info("swept expired state", "sessions", res.Sessions, "lockouts", res.Lockouts)
-			}
+	clock.Every(ctx, s.clock, every, func() {
+		if res, err := s.Sweep(ctx); err != nil {
+			s.log.Debug("sweep not committed", "error", err)
+		} else if res.Sessions+res.Lockouts > 0 {
+			s.log.Info("swept expired state", "sessions", res.Sessions, "lockouts", res.Lockouts)
 		}
-	}
+	})
 }
 
 // randomToken returns prefix + 256 random bits, base64url without padding.

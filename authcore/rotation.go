@@ -18,6 +18,7 @@ import (
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 )
 
 // KeyVault is where this node's private signing keys live: the sealed
@@ -369,18 +370,11 @@ func (s *Service) RotateIfDue(ctx context.Context, every time.Duration) (bool, e
 // the key is due and rotates it. A follower's attempt fails to commit and
 // is retried.
 func (s *Service) RunKeyRotation(ctx context.Context, every, interval time.Duration) {
-	t := s.clock.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C():
-			if rotated, err := s.RotateIfDue(ctx, every); err != nil {
-				s.log.Warn("scheduled key rotation failed", "error", err)
-			} else if rotated {
-				s.log.Info("rotated the signing key", "kid", s.currentSigner().Kid())
-			}
+	clock.Every(ctx, s.clock, interval, func() {
+		if rotated, err := s.RotateIfDue(ctx, every); err != nil {
+			s.log.Warn("scheduled key rotation failed", "error", err)
+		} else if rotated {
+			s.log.Info("rotated the signing key", "kid", s.currentSigner().Kid())
 		}
-	}
+	})
 }

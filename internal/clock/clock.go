@@ -16,6 +16,7 @@
 package clock
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -62,6 +63,21 @@ type realTicker struct{ t *time.Ticker }
 func (r realTicker) C() <-chan time.Time   { return r.t.C }
 func (r realTicker) Stop()                 { r.t.Stop() }
 func (r realTicker) Reset(d time.Duration) { r.t.Reset(d) }
+
+// Every calls fn every d by c until ctx ends: the schedule of a background
+// job, on whichever clock the caller was given.
+func Every(ctx context.Context, c Clock, d time.Duration, fn func()) {
+	t := c.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+			fn()
+		}
+	}
+}
 
 // Fake is a Clock that moves only when Advance moves it. Its timers and
 // tickers fire inside Advance, in the order of their times (then of their
