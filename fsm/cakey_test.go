@@ -141,3 +141,28 @@ func TestDropCAKey(t *testing.T) {
 		t.Fatalf("sharing a new CA after the drop: %+v", r)
 	}
 }
+
+// DropMemberKeys forgets every member's recorded key, and only those.
+func TestDropMemberKeys(t *testing.T) {
+	a := newApplier(t)
+	for _, n := range []string{"node1", "node2"} {
+		if r := a.applyVersion(TypeMemberKey, 1, t0, MemberKey{Node: n, SPKI: strings.Repeat(n[4:], 64)}); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	if r := a.apply(TypeUserCreate, t0, UserCreate{ID: "u1", Username: "alice", PasswordHash: "h"}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if n, err := a.s.DropMemberKeys(); n != 2 || err != nil {
+		t.Fatalf("DropMemberKeys: %d, %v; want 2", n, err)
+	}
+	a.s.View(func(r Reader) error {
+		if _, ok := r.MemberKey("node1"); ok {
+			t.Error("node1's key survived DropMemberKeys")
+		}
+		if _, err := r.UserByName("alice"); err != nil {
+			t.Errorf("DropMemberKeys took more than member keys: %v", err)
+		}
+		return nil
+	})
+}

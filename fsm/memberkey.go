@@ -3,6 +3,8 @@ package fsm
 import (
 	"fmt"
 	"strings"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // TypeMemberKey records the key a member's certificates certify: the
@@ -57,4 +59,37 @@ func applyMemberKey(t txn, c Command) (any, error) {
 func (r Reader) MemberKey(node string) (string, bool) {
 	v := r.tx.Bucket(bucketMeta).Get([]byte(memberKeyPrefix + node))
 	return string(v), v != nil
+}
+
+// DropMemberKeys deletes every recorded member key and returns how many
+// there were. Like DropCAKey it is for an offline restore only, the one
+// other write outside the log: a restored cluster runs on new machines
+// with new keys, and its members would refuse the restored node's
+// certificate, while their state still held its old key, before the entry
+// that records the new one could reach them. Each member records its key
+// again at its start.
+func (s *Store) DropMemberKeys() (int, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.db == nil {
+		return 0, ErrClosed
+	}
+	n := 0
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		prefix := []byte(memberKeyPrefix)
+		var keys [][]byte
+		cur := meta.Cursor()
+		for k, _ := cur.Seek(prefix); k != nil && hasPrefix(k, prefix); k, _ = cur.Next() {
+			keys = append(keys, append([]byte(nil), k...))
+		}
+		for _, k := range keys {
+			if err := meta.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(keys)
+		return nil
+	})
+	return n, err
 }

@@ -408,7 +408,9 @@ type RestoreInfo struct {
 // Raft snapshot, so Open finds existing state, does not bootstrap, and the
 // node elects itself. Nothing else is written: the keystore, TLS material
 // and CA are created by the first start. The state is the backed-up one
-// but for the shared CA key record, which it drops (fsm.Store.DropCAKey):
+// but for the members' recorded keys (fsm.Store.DropMemberKeys: each
+// member records its key again when it starts) and the shared CA key
+// record, which it drops (fsm.Store.DropCAKey):
 // the restored cluster's CA is the one its first start makes, and that
 // CA's key is shared with the members that join, as in a new cluster. On
 // any error, including a damaged archive, dataDir is left as it was found.
@@ -471,6 +473,12 @@ func RestoreBackup(dataDir, nodeID, advertise string, r io.Reader) (RestoreInfo,
 		var old *fsm.CAKey
 		if old, err = store.DropCAKey(); old != nil {
 			ri.DroppedCAKey = old.Pin
+		}
+		// Nor are the members' recorded keys: the restored node has a new
+		// key, and a member that joins would refuse its certificate while
+		// its state, from the snapshot, held the old one.
+		if err == nil {
+			_, err = store.DropMemberKeys()
 		}
 	}
 	if cerr := store.Close(); err == nil {
