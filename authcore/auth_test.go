@@ -2,9 +2,6 @@ package authcore
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -34,14 +31,7 @@ func newAuthService(t *testing.T, cfg Config) (*Service, *clock.Fake) {
 func newAuthServiceAt(t *testing.T, cfg Config, level int) (*Service, *clock.Fake) {
 	t.Helper()
 	clk := newClock()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig, err := NewSigner(key, AlgES256)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sig := testSigner(t, AlgES256)
 	cfg.Hash = testHash
 	cfg.Policy = PasswordPolicy{MinLength: 12, MaxLength: 128}
 	cfg.Issuer = "https://bulwark.test:8443"

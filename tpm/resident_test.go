@@ -11,9 +11,6 @@ import (
 	"os"
 	"testing"
 
-	"github.com/google/go-tpm-tools/simulator"
-	"github.com/google/go-tpm/tpm2/transport"
-
 	"github.com/bulwark-auth/bulwark/authcore"
 	"github.com/bulwark-auth/bulwark/fsm"
 )
@@ -23,15 +20,7 @@ var _ authcore.KeyGenerator = (*ResidentKeys)(nil)
 // TestResidentKeys: generations are made in the TPM, found again after a
 // restart, and what the vault never made is fs.ErrNotExist.
 func TestResidentKeys(t *testing.T) {
-	sim, err := simulator.GetWithFixedSeedInsecure(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewTPMSealer("", nil, WithTPMTransport(transport.FromReadWriteCloser(sim)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSimSealer(t, 1, nil).TPMSealer
 	dir := t.TempDir()
 	ks := openTestKeystore(t, dir, s)
 	v := NewResidentKeys(ks, s, dir)
@@ -84,15 +73,7 @@ func TestResidentKeys(t *testing.T) {
 // with a next generation made in the TPM (authcore's policy, through
 // LoadKey's fs.ErrNotExist).
 func TestResidentKeysTakeOverKeystoreKeys(t *testing.T) {
-	sim, err := simulator.GetWithFixedSeedInsecure(1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := NewTPMSealer("", nil, WithTPMTransport(transport.FromReadWriteCloser(sim)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := openSimSealer(t, 1, nil).TPMSealer
 	dir := t.TempDir()
 	ks := openTestKeystore(t, dir, s)
 	soft, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
