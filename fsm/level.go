@@ -25,12 +25,14 @@ import (
 //	   backwards (clock.go), member.key refuses a key recorded for
 //	   another node, and v1 lockout writes and session.create v1 index
 //	   what they write too
+//	4: multi-factor authentication (factors, second-factor sessions),
+//	   threat response and audit checkpoints; each command's row names it
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.
 const (
 	// MaxLevel is the highest level this binary applies.
-	MaxLevel = 3
+	MaxLevel = 4
 	// LevelIssuers is the level of key.publish v2 and tokens.issuer v1:
 	// the issuers every member accepts are recorded in the log.
 	LevelIssuers = 3
