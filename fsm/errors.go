@@ -53,6 +53,18 @@ var (
 	// user's: the decision was made on a stale read.
 	ErrCredentialChanged = errors.New("fsm: credential changed since it was checked")
 
+	// Second factors (mfa.go).
+
+	// ErrFactorExists: the user has that factor already (a TOTP secret,
+	// or a WebAuthn credential registered to anyone).
+	ErrFactorExists = errors.New("fsm: second factor already registered")
+	// ErrFactorNotFound: the user has no such factor (or recovery code).
+	ErrFactorNotFound = errors.New("fsm: no such second factor")
+	// ErrFactorReplayed: the factor's proof was used already: a TOTP step
+	// not after the last accepted, a WebAuthn counter that did not grow,
+	// a second-factor ticket exchanged before.
+	ErrFactorReplayed = errors.New("fsm: second factor already used")
+
 	// Lockout (lockout_v1.go, lockout.go).
 
 	// ErrLocked: the name has used its attempts for this window.

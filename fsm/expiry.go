@@ -20,6 +20,7 @@ const (
 	expiryAddress byte = 'a' // bucketAddresses
 	expiryLockout byte = 'l' // bucketLockout
 	expirySession byte = 's' // bucketSessions, at ExpiresAt
+	expiryTicket  byte = 't' // bucketMFAUsed, at the ticket's expiry (level 4)
 )
 
 func expiryKey(at int64, kind byte, id string) []byte {
@@ -181,6 +182,8 @@ func (t txn) sweepEntry(k []byte, now int64, as *addressSet, res *SweepResult) e
 			return t.index(l.next(), expiryLockout, id)
 		}
 		return op.commit()
+	case expiryTicket: // a used ticket, kept until it could no longer be presented
+		return t.tx.Bucket(bucketMFAUsed).Delete([]byte(id))
 	case expiryAddress:
 		a, found, err := as.load(t, id, now)
 		if err != nil || !found {

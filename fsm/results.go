@@ -28,6 +28,11 @@ var resultErrors = map[string]error{
 	"shares_issued":      ErrSharesIssued,
 	"no_datakey":         ErrNoDataKey,
 
+	// second factors (mfa.go)
+	"factor_exists":    ErrFactorExists,
+	"factor_not_found": ErrFactorNotFound,
+	"factor_replayed":  ErrFactorReplayed,
+
 	// tokens.issuer (issuer.go)
 	"issuer_conflict": ErrIssuerConflict,
 

@@ -54,6 +54,15 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeCAKey, 1, Result{Value: &CAKey{Pin: "sha256:00", DataKey: "f"}}},
 		{TypeClusterLevel, 1, Result{Value: 3}},
 		{TypeMemberKey, 1, Result{}},
+		{TypeSessionCreate, 3, Result{Value: sess}},
+		{TypeMFATOTPEnroll, 1, Result{Value: &MFA{PendingTOTP: &TOTPFactor{Sealed: []byte("s"), CreatedAt: at}}}},
+		{TypeMFATOTPConfirm, 1, Result{Value: &MFA{TOTP: &TOTPFactor{Sealed: []byte("s"), CreatedAt: at, LastStep: 9}, Recovery: []string{"h"}}}},
+		{TypeMFATOTPRemove, 1, Result{Value: &MFA{}}},
+		{TypeMFARecoverySet, 1, Result{Value: &MFA{Recovery: []string{"h"}}}},
+		{TypeMFAReset, 1, Result{Value: 2}},
+		{TypeWebAuthnAdd, 1, Result{Value: &MFA{WebAuthn: []WebAuthnCredential{{ID: "c", Name: "key", Sealed: []byte("s"), SignCount: 1, CreatedAt: at}}}}},
+		{TypeWebAuthnRename, 1, Result{Value: &MFA{WebAuthn: []WebAuthnCredential{{ID: "c", Name: "k2", CreatedAt: at, LastUsedAt: &at}}}}},
+		{TypeWebAuthnRemove, 1, Result{Value: &MFA{}}},
 	}
 	covered := map[handlerKey]bool{}
 	for _, c := range cases {

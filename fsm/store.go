@@ -45,9 +45,15 @@ var (
 	bucketExpiry    = []byte("expiry")            // instant(8) kind(1) key → nil
 	bucketAddresses = []byte("lockout_addresses") // client address or /64 → addressRecord
 
+	// Level 4 (mfa.go), added the same way.
+	bucketMFA      = []byte("mfa")                  // user id → MFA
+	bucketMFAUsed  = []byte("mfa_tickets")          // hex sha256(ticket) → nil, until swept
+	bucketWebAuthn = []byte("webauthn_credentials") // credential id → user id
+
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketUsernames, bucketSessions,
 		bucketRefresh, bucketLockout, bucketAudit, bucketKeys, bucketBlocks, bucketClients,
-		bucketUserSessions, bucketSessionRefresh, bucketExpiry, bucketAddresses}
+		bucketUserSessions, bucketSessionRefresh, bucketExpiry, bucketAddresses,
+		bucketMFA, bucketMFAUsed, bucketWebAuthn}
 
 	keyApplied = []byte("applied") // index(8) || term(8), big endian
 	keyFormat  = []byte("format")

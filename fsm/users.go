@@ -129,6 +129,9 @@ func applyUserDelete(t txn, c Command) (any, error) {
 	if err := t.tx.Bucket(bucketUsernames).Delete([]byte(u.Username)); err != nil {
 		return nil, err
 	}
+	if err := deleteMFA(t.tx, u.ID); err != nil { // none below level 4: a no-op there
+		return nil, err
+	}
 	return nil, t.tx.Bucket(bucketUsers).Delete([]byte(u.ID))
 }
 

@@ -1,0 +1,224 @@
+package fsm
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+func mfaOf(t *testing.T, a *applier, userID string) *MFA {
+	t.Helper()
+	return viewValue(t, a.s, func(r Reader) (*MFA, error) { return r.MFA(userID) })
+}
+
+func codes(n int, tag string) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = hashOf(tag + string(rune('a'+i)))
+	}
+	return out
+}
+
+// mfaSession proposes session.create v3 for u1 with factor f.
+func mfaSession(a *applier, at time.Time, sid string, f *FactorProof) Result {
+	a.t.Helper()
+	gen := uint64(0)
+	return a.applyVersion(TypeSessionCreate, 3, at, SessionCreateV3{
+		SessionCreateV2: SessionCreateV2{SessionCreate: SessionCreate{ID: sid, UserID: "u1", RefreshHash: hashOf("r" + sid),
+			Lifetime: int64(time.Hour), MaxPerUser: 10, OnLimit: "evict_oldest", AMR: []string{"pwd", "otp", "mfa"}},
+			PasswordGen: &gen},
+		Factor: f})
+}
+
+func enrolTOTP(t *testing.T, a *applier, step int64) {
+	t.Helper()
+	if r := a.apply(TypeMFATOTPEnroll, t0, MFATOTPEnroll{UserID: "u1", Sealed: []byte("sealed")}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if m := mfaOf(t, a, "u1"); m.Enabled() || m.PendingTOTP == nil {
+		t.Fatalf("a pending secret counts as a factor, or was not stored: %+v", m)
+	}
+	if r := a.apply(TypeMFATOTPConfirm, t0, MFATOTPConfirm{UserID: "u1", Step: step, Recovery: codes(10, "set1")}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+}
+
+// A TOTP step is accepted once: a session decided on a step at or below
+// the last accepted one (the confirmation's included) is refused, and the
+// refused command changes nothing.
+func TestTOTPStepUsedOnce(t *testing.T) {
+	a := setupUser(t)
+	enrolTOTP(t, a, 100)
+	if r := mfaSession(a, t0, "s0", &FactorProof{Method: FactorTOTP, Step: 100}); !errors.Is(r.Err, ErrFactorReplayed) {
+		t.Fatalf("the confirmation's code used to sign in: %v", r.Err)
+	}
+	if r := mfaSession(a, t0, "s1", &FactorProof{Method: FactorTOTP, Step: 101}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	for _, step := range []int64{101, 99} {
+		if r := mfaSession(a, t0, "s2", &FactorProof{Method: FactorTOTP, Step: step}); !errors.Is(r.Err, ErrFactorReplayed) {
+			t.Fatalf("step %d after 101: %v", step, r.Err)
+		}
+	}
+	if err := a.s.View(func(r Reader) error { _, err := r.Session("s2"); return err }); !errors.Is(err, ErrSessionNotFound) {
+		t.Fatalf("a refused session was stored: %v", err)
+	}
+	if m := mfaOf(t, a, "u1"); m.TOTP.LastStep != 101 {
+		t.Fatalf("last step %d, want 101", m.TOTP.LastStep)
+	}
+	if r := a.apply(TypeMFATOTPEnroll, t0, MFATOTPEnroll{UserID: "u1", Sealed: []byte("other")}); !errors.Is(r.Err, ErrFactorExists) {
+		t.Fatalf("a second secret over a confirmed one: %v", r.Err)
+	}
+}
+
+// A recovery code is good once; a new set kills the old one; removing
+// the last factor takes the codes with it.
+func TestRecoveryCodes(t *testing.T) {
+	a := setupUser(t)
+	if r := a.apply(TypeMFARecoverySet, t0, MFARecoverySet{UserID: "u1", Recovery: codes(10, "x")}); !errors.Is(r.Err, ErrFactorNotFound) {
+		t.Fatalf("recovery codes without a factor: %v", r.Err)
+	}
+	enrolTOTP(t, a, 1)
+	first := codes(10, "set1")
+	if r := mfaSession(a, t0, "s1", &FactorProof{Method: FactorRecovery, RecoveryHash: first[3]}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := mfaSession(a, t0, "s2", &FactorProof{Method: FactorRecovery, RecoveryHash: first[3]}); !errors.Is(r.Err, ErrFactorNotFound) {
+		t.Fatalf("a spent recovery code: %v", r.Err)
+	}
+	if n := len(mfaOf(t, a, "u1").Recovery); n != 9 {
+		t.Fatalf("%d codes left, want 9", n)
+	}
+	if r := a.apply(TypeMFARecoverySet, t0, MFARecoverySet{UserID: "u1", Recovery: codes(10, "set2")}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := mfaSession(a, t0, "s3", &FactorProof{Method: FactorRecovery, RecoveryHash: first[4]}); !errors.Is(r.Err, ErrFactorNotFound) {
+		t.Fatalf("a code of the replaced set: %v", r.Err)
+	}
+	if r := a.apply(TypeMFATOTPRemove, t0, MFAUser{UserID: "u1"}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if m := mfaOf(t, a, "u1"); m.Enabled() || len(m.Recovery) != 0 {
+		t.Fatalf("after the last factor went: %+v", m)
+	}
+	if r := mfaSession(a, t0, "s4", &FactorProof{Method: FactorRecovery, RecoveryHash: codes(10, "set2")[0]}); !errors.Is(r.Err, ErrFactorNotFound) {
+		t.Fatalf("a code outliving its factor: %v", r.Err)
+	}
+}
+
+// A second-factor ticket (an mfa_token) starts one session; the sweep
+// forgets it once it has expired.
+func TestTicketUsedOnceThenSwept(t *testing.T) {
+	a := setupUser(t)
+	enrolTOTP(t, a, 1)
+	ticket, exp := hashOf("nonce"), t0.Add(5*time.Minute).UnixNano()
+	if r := mfaSession(a, t0, "s1", &FactorProof{Method: FactorTOTP, Step: 2, Ticket: ticket, TicketExpires: exp}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := mfaSession(a, t0, "s2", &FactorProof{Method: FactorTOTP, Step: 3, Ticket: ticket, TicketExpires: exp}); !errors.Is(r.Err, ErrFactorReplayed) {
+		t.Fatalf("a ticket exchanged twice: %v", r.Err)
+	}
+	if m := mfaOf(t, a, "u1"); m.TOTP.LastStep != 2 {
+		t.Fatalf("a refused session moved the step to %d", m.TOTP.LastStep)
+	}
+	if r := mfaSession(a, t0, "s3", &FactorProof{Method: FactorTOTP, Step: 3, Ticket: hashOf("n2"), TicketExpires: t0.UnixNano()}); !errors.Is(r.Err, ErrInvalidCommand) {
+		t.Fatalf("an expired ticket: %v", r.Err)
+	}
+	used := func() bool { return viewValue(t, a.s, func(r Reader) (bool, error) { return r.TicketUsed(ticket), nil }) }
+	a.applyVersion(TypeSweep, 2, t0.Add(4*time.Minute), SweepV2{Limit: 100})
+	if !used() {
+		t.Fatal("the sweep forgot a ticket before it expired")
+	}
+	a.applyVersion(TypeSweep, 2, t0.Add(6*time.Minute), SweepV2{Limit: 100})
+	if used() {
+		t.Fatal("the sweep kept an expired ticket")
+	}
+}
+
+// WebAuthn: a credential id is registered once across users; its sign
+// counter must grow (or stay 0 for authenticators without one); rename,
+// remove and reset keep the id index in step.
+func TestWebAuthnCredentials(t *testing.T) {
+	a := setupUser(t)
+	if r := a.apply(TypeUserCreate, t0, UserCreate{ID: "u2", Username: "bob", PasswordHash: "h"}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	add := func(user, id string, count uint32) Result {
+		return a.apply(TypeWebAuthnAdd, t0, WebAuthnAdd{UserID: user, Recovery: codes(10, "w"),
+			Credential: WebAuthnCredential{ID: id, Name: "key", Sealed: []byte("data"), SignCount: count}})
+	}
+	if r := add("u1", "cred1", 5); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := add("u2", "cred1", 0); !errors.Is(r.Err, ErrFactorExists) {
+		t.Fatalf("one credential for two users: %v", r.Err)
+	}
+	use := func(sid string, count uint32) Result {
+		return mfaSession(a, t0, sid, &FactorProof{Method: FactorWebAuthn, CredentialID: "cred1", SignCount: count})
+	}
+	if r := use("s1", 5); !errors.Is(r.Err, ErrFactorReplayed) {
+		t.Fatalf("a counter that did not grow: %v", r.Err)
+	}
+	if r := use("s2", 6); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if m := mfaOf(t, a, "u1"); m.WebAuthn[0].SignCount != 6 || m.WebAuthn[0].LastUsedAt == nil || len(m.Recovery) != 10 {
+		t.Fatalf("after use: %+v", m.WebAuthn[0])
+	}
+	if r := a.apply(TypeWebAuthnRename, t0, WebAuthnRename{UserID: "u1", ID: "cred1", Name: "bad\nname"}); !errors.Is(r.Err, ErrInvalidCommand) {
+		t.Fatalf("a name with a newline: %v", r.Err)
+	}
+	if r := a.apply(TypeWebAuthnRename, t0, WebAuthnRename{UserID: "u2", ID: "cred1", Name: "mine"}); !errors.Is(r.Err, ErrFactorNotFound) {
+		t.Fatalf("renaming another user's credential: %v", r.Err)
+	}
+	if r := a.apply(TypeWebAuthnRemove, t0, WebAuthnRename{UserID: "u1", ID: "cred1"}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if owner := viewValue(t, a.s, func(r Reader) (string, error) { o, _ := r.WebAuthnOwner("cred1"); return o, nil }); owner != "" {
+		t.Fatalf("a removed credential still indexed to %q", owner)
+	}
+	if r := add("u2", "cred1", 0); r.Err != nil {
+		t.Fatalf("a removed credential's id registered again: %v", r.Err)
+	}
+	// Counterless authenticators send 0 every time.
+	if r := mfaSession(a, t0, "s3", &FactorProof{Method: FactorWebAuthn, CredentialID: "cred1", SignCount: 0}); !errors.Is(r.Err, ErrFactorNotFound) {
+		t.Fatalf("u1 signing in with u2's credential: %v", r.Err)
+	}
+}
+
+// mfa.reset removes every factor and ends the user's sessions; deleting a
+// user drops their factors and frees their credential ids.
+func TestMFAResetAndUserDelete(t *testing.T) {
+	a := setupUser(t)
+	enrolTOTP(t, a, 1)
+	if r := a.apply(TypeWebAuthnAdd, t0, WebAuthnAdd{UserID: "u1",
+		Credential: WebAuthnCredential{ID: "c1", Name: "key", Sealed: []byte("d")}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := mfaSession(a, t0, "s1", &FactorProof{Method: FactorTOTP, Step: 2}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	r := a.apply(TypeMFAReset, t0, MFAUser{UserID: "u1"})
+	if r.Err != nil || r.Value.(int) != 1 {
+		t.Fatalf("reset: %v, %v sessions ended, want 1", r.Err, r.Value)
+	}
+	if m := mfaOf(t, a, "u1"); m.Enabled() || m.PendingTOTP != nil || len(m.Recovery) > 0 {
+		t.Fatalf("after reset: %+v", m)
+	}
+	if r := a.apply(TypeWebAuthnAdd, t0, WebAuthnAdd{UserID: "u1",
+		Credential: WebAuthnCredential{ID: "c1", Name: "key", Sealed: []byte("d")}}); r.Err != nil {
+		t.Fatalf("the id of a reset credential: %v", r.Err)
+	}
+	if r := a.apply(TypeUserDelete, t0, UserDelete{ID: "u1"}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if viewValue(t, a.s, func(r Reader) (bool, error) { _, ok := r.WebAuthnOwner("c1"); return ok, nil }) {
+		t.Fatal("a deleted user's credential id is still taken")
+	}
+	if m := mfaOf(t, a, "u1"); m.Enabled() {
+		t.Fatal("a deleted user's factors remain")
+	}
+	if r := a.apply(TypeMFATOTPEnroll, t0, MFATOTPEnroll{UserID: "u1", Sealed: []byte("s")}); !errors.Is(r.Err, ErrUserNotFound) {
+		t.Fatalf("a factor for a deleted user: %v", r.Err)
+	}
+}
