@@ -227,6 +227,7 @@ func AdminIsNoLeader(fn func(error) bool) AdminOption {
 //	DELETE /admin/v1/users/{user}                 → 204
 //	POST   /admin/v1/users/{user}/unlock          → 204 (any name: unknown names are counted too)
 //	POST   /admin/v1/users/{user}/revoke-sessions → {"revoked":N}
+//	POST   /admin/v1/users/{user}/reset-mfa       → {"sessions_revoked":N}: every second factor removed
 //	GET    /admin/v1/audit?after=SEQ&limit=N      → {"entries":[…]}
 //	GET    /admin/v1/audit/verify                 → {"entries":N,"ok":true}, or 409
 //	                                                audit_chain_broken naming the first bad seq
@@ -256,6 +257,7 @@ func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog
 		mux.Handle("DELETE /admin/v1/users/{user}", local(ur.delete))
 		mux.Handle("POST /admin/v1/users/{user}/unlock", local(a.unlock))
 		mux.Handle("POST /admin/v1/users/{user}/revoke-sessions", local(a.revokeSessions))
+		mux.Handle("POST /admin/v1/users/{user}/reset-mfa", local(resetMFA(auth)))
 		mux.Handle("GET /admin/v1/audit", local(a.audit))
 		mux.Handle("GET /admin/v1/audit/verify", local(a.verifyAudit))
 		mux.Handle("GET /admin/v1/status", local(a.getStatus))

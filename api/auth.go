@@ -32,6 +32,7 @@ type Auth interface {
 	VerifyAudit(ctx context.Context) (count uint64, err error)
 	SigningKeys(ctx context.Context) ([]authcore.KeyInfo, error)
 	RotateSigningKey(ctx context.Context) (authcore.KeyRotation, error)
+	MFA
 }
 
 // ActorLocalAdmin is the RequestInfo.Actor of every call made through the
@@ -211,7 +212,7 @@ func (a *apiHandlers) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeTokens(w, r, tok)
+	writeLogin(w, r, tok)
 }
 
 type refreshRequest struct {
@@ -250,7 +251,10 @@ type meBody struct {
 }
 
 type meMFA struct {
-	TOTP bool `json:"totp"`
+	Enabled       bool `json:"enabled"`
+	TOTP          bool `json:"totp"`
+	WebAuthn      int  `json:"webauthn"`
+	RecoveryCodes int  `json:"recovery_codes_left"`
 }
 
 func (a *apiHandlers) me(w http.ResponseWriter, r *http.Request, p *authcore.Principal) {
@@ -263,7 +267,14 @@ func (a *apiHandlers) me(w http.ResponseWriter, r *http.Request, p *authcore.Pri
 	if roles == nil {
 		roles = []string{}
 	}
-	writeJSON(w, r, http.StatusOK, meBody{ID: u.ID, Username: u.Username, Email: u.Email, Roles: roles})
+	info, err := a.auth.MFAStatus(r.Context(), p)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, meBody{ID: u.ID, Username: u.Username, Email: u.Email, Roles: roles,
+		MFA: meMFA{Enabled: info.TOTP.Enabled || len(info.WebAuthn) > 0, TOTP: info.TOTP.Enabled,
+			WebAuthn: len(info.WebAuthn), RecoveryCodes: info.RecoveryCodesLeft}})
 }
 
 func (a *apiHandlers) mySessions(w http.ResponseWriter, r *http.Request, p *authcore.Principal) {

@@ -566,7 +566,7 @@ func TestBearerParsing(t *testing.T) {
 func TestMe(t *testing.T) {
 	env := newAuthEnv(t, Options{})
 	rec := send(t, env.h, "GET", "/v1/me", "", bearerOf("alice-token"))
-	want := `{"id":"id-alice","username":"alice","email":"alice@example.com","roles":["admin"],"mfa":{"totp":false}}`
+	want := `{"id":"id-alice","username":"alice","email":"alice@example.com","roles":["admin"],"mfa":{"enabled":false,"totp":false,"webauthn":0,"recovery_codes_left":0}}`
 	if rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != want {
 		t.Errorf("GET /v1/me = %d %s, want %s", rec.Code, rec.Body, want)
 	}
@@ -1038,3 +1038,33 @@ func TestAdminSocketAuthRoutes(t *testing.T) {
 	fa.verifyErr = errDiskOnFire
 	checkError(t, send(t, h, "GET", "/admin/v1/audit/verify", ""), 500, CodeInternal)
 }
+
+// The second-factor routes are driven end to end by authcore's and the
+// black-box tests; the fake has no factors.
+func (f *fakeAuth) VerifyMFA(ctx context.Context, mfaToken, method, code string) (authcore.Tokens, error) {
+	return authcore.Tokens{}, authcore.ErrInvalidMFAToken
+}
+
+func (f *fakeAuth) MFAStatus(ctx context.Context, p *authcore.Principal) (authcore.MFAInfo, error) {
+	return authcore.MFAInfo{WebAuthn: []authcore.WebAuthnInfo{}}, nil
+}
+
+func (f *fakeAuth) EnrollTOTP(ctx context.Context, p *authcore.Principal) (authcore.TOTPEnrolment, error) {
+	return authcore.TOTPEnrolment{}, authcore.ErrMFAUnavailable
+}
+
+func (f *fakeAuth) ConfirmTOTP(ctx context.Context, p *authcore.Principal, code string) ([]string, error) {
+	return nil, authcore.ErrMFAUnavailable
+}
+
+func (f *fakeAuth) RemoveTOTP(ctx context.Context, p *authcore.Principal) error {
+	return authcore.ErrNotFound
+}
+
+func (f *fakeAuth) RegenerateRecoveryCodes(ctx context.Context, p *authcore.Principal) ([]string, error) {
+	return nil, authcore.ErrMFAUnavailable
+}
+
+func (f *fakeAuth) ResetMFA(ctx context.Context, nameOrID string) (int, error) { return 0, nil }
+
+func (f *fakeAuth) StepUp(p *authcore.Principal) error { return nil }

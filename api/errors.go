@@ -15,22 +15,26 @@ import (
 // Error codes, the "error" member of every error body. They are a contract
 // with clients (API.md); add to them, never rename.
 const (
-	CodeInvalidRequest       = "invalid_request"        // 400
-	CodeInvalidCredentials   = "invalid_credentials"    // 401
-	CodeInvalidToken         = "invalid_token"          // 401
-	CodeInvalidGrant         = "invalid_grant"          // 400 or 401
-	CodeForbidden            = "forbidden"              // 403
-	CodeNotFound             = "not_found"              // 404
-	CodeMethodNotAllowed     = "method_not_allowed"     // 405, with Allow
-	CodeConflict             = "conflict"               // 409
-	CodePayloadTooLarge      = "payload_too_large"      // 413
-	CodeUnsupportedMediaType = "unsupported_media_type" // 415
-	CodeChallengeRequired    = "challenge_required"     // 428
-	CodeTooManyAttempts      = "too_many_attempts"      // 429, with Retry-After
-	CodeInternal             = "internal_error"         // 500
-	CodeUnavailable          = "unavailable"            // 503, with Retry-After
-	CodeNoLeader             = "no_leader"              // 503, with Retry-After
-	CodeAuditChainBroken     = "audit_chain_broken"     // 409, naming the first bad seq
+	CodeInvalidRequest     = "invalid_request"     // 400
+	CodeInvalidCredentials = "invalid_credentials" // 401
+	CodeInvalidToken       = "invalid_token"       // 401
+	CodeInvalidGrant       = "invalid_grant"       // 400 or 401
+	// CodeInsufficientUserAuthentication: RFC 9470 step-up, with a
+	// WWW-Authenticate challenge naming max_age.
+	CodeInsufficientUserAuthentication = "insufficient_user_authentication" // 401
+	CodeMFAUnavailable                 = "mfa_unavailable"                  // 503
+	CodeForbidden                      = "forbidden"                        // 403
+	CodeNotFound                       = "not_found"                        // 404
+	CodeMethodNotAllowed               = "method_not_allowed"               // 405, with Allow
+	CodeConflict                       = "conflict"                         // 409
+	CodePayloadTooLarge                = "payload_too_large"                // 413
+	CodeUnsupportedMediaType           = "unsupported_media_type"           // 415
+	CodeChallengeRequired              = "challenge_required"               // 428
+	CodeTooManyAttempts                = "too_many_attempts"                // 429, with Retry-After
+	CodeInternal                       = "internal_error"                   // 500
+	CodeUnavailable                    = "unavailable"                      // 503, with Retry-After
+	CodeNoLeader                       = "no_leader"                        // 503, with Retry-After
+	CodeAuditChainBroken               = "audit_chain_broken"               // 409, naming the first bad seq
 )
 
 // Error is an HTTP error answer: the status, the code and a description a
@@ -127,6 +131,20 @@ func toError(sc *scope, err error) *Error {
 			Description: "invalid username or password"}
 	case errors.Is(err, authcore.ErrInvalidToken):
 		return errInvalidToken("the access token is invalid, expired or revoked")
+	case errors.Is(err, authcore.ErrStepUpRequired):
+		var su *authcore.StepUpError
+		if errors.As(err, &su) {
+			return errStepUp(su.MaxAge)
+		}
+		return errStepUp(10 * time.Minute)
+	case errors.Is(err, authcore.ErrInvalidMFAToken):
+		return &Error{Status: http.StatusUnauthorized, Code: CodeInvalidGrant,
+			Description: "the mfa_token is invalid, expired or used; sign in again"}
+	case errors.Is(err, authcore.ErrConflict):
+		return &Error{Status: http.StatusConflict, Code: CodeConflict, Description: err.Error()}
+	case errors.Is(err, authcore.ErrMFAUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeMFAUnavailable,
+			Description: "second factors are not available on this node (no cluster data key)", RetryAfter: retryBusy}
 	case errors.Is(err, authcore.ErrInvalidGrant):
 		// RFC 6749 5.2: invalid_grant is a 400.
 		return &Error{Status: http.StatusBadRequest, Code: CodeInvalidGrant,

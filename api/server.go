@@ -78,29 +78,37 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 		mux.Handle("POST /v1/auth/login", a.limited(a.login))
 		mux.Handle("POST /v1/auth/refresh", a.limited(a.refresh))
 		mux.Handle("POST /v1/auth/logout", a.limited(a.bearer(a.logout)))
+		mux.Handle("POST /v1/auth/mfa", a.limited(a.verifyMFA))
 
 		mux.Handle("GET /v1/me", a.bearer(a.me))
 		mux.Handle("GET /v1/me/sessions", a.bearer(a.mySessions))
 		mux.Handle("DELETE /v1/me/sessions/{id}", a.bearer(a.revokeMySession))
 		mux.Handle("POST /v1/me/password", a.bearer(a.changePassword))
+		mux.Handle("GET /v1/me/mfa", a.bearer(a.myMFA))
+		mux.Handle("POST /v1/me/mfa/totp", a.bearer(a.enrollTOTP))
+		mux.Handle("POST /v1/me/mfa/totp/confirm", a.bearer(a.confirmTOTP))
+		mux.Handle("DELETE /v1/me/mfa/totp", a.bearer(a.removeTOTP))
+		mux.Handle("POST /v1/me/mfa/recovery-codes", a.bearer(a.regenerateRecoveryCodes))
 
 		ur := userRoutes{users: users, base: "/v1/admin/users/"}
-		mux.Handle("POST /v1/admin/users", a.admin(anyPrincipal(ur.create)))
+		// Every administrator's write needs a recent second factor too
+		// (adminWrite, RFC 9470 step-up).
+		mux.Handle("POST /v1/admin/users", a.adminWrite(anyPrincipal(ur.create)))
 		// The admin API's reads are linearizable: an admin sees every
 		// change acknowledged anywhere in the cluster before asking.
 		mux.Handle("GET /v1/admin/users", a.admin(anyPrincipal(a.linearizable(ur.list))))
 		mux.Handle("GET /v1/admin/users/{user}", a.admin(anyPrincipal(a.linearizable(ur.get))))
-		mux.Handle("PATCH /v1/admin/users/{user}", a.admin(a.adminPatchUser))
-		mux.Handle("DELETE /v1/admin/users/{user}", a.admin(anyPrincipal(ur.delete)))
-		mux.Handle("POST /v1/admin/users/{user}/unlock", a.admin(a.adminUnlockUser))
-		mux.Handle("DELETE /v1/admin/users/{user}/sessions", a.admin(a.adminRevokeUserSessions))
+		mux.Handle("PATCH /v1/admin/users/{user}", a.adminWrite(a.adminPatchUser))
+		mux.Handle("DELETE /v1/admin/users/{user}", a.adminWrite(anyPrincipal(ur.delete)))
+		mux.Handle("POST /v1/admin/users/{user}/unlock", a.adminWrite(a.adminUnlockUser))
+		mux.Handle("DELETE /v1/admin/users/{user}/sessions", a.adminWrite(a.adminRevokeUserSessions))
+		mux.Handle("DELETE /v1/admin/users/{user}/mfa", a.adminWrite(anyPrincipal(resetMFA(a.auth))))
 		mux.Handle("GET /v1/admin/audit", a.admin(anyPrincipal(a.linearizable(func(w http.ResponseWriter, r *http.Request) {
 			serveAudit(w, r, a.auth)
 		}))))
 		mux.Handle("GET /v1/admin/cluster", a.admin(anyPrincipal(clusterHandlers{c: opts.Cluster}.status)))
-		// Still to come: POST /v1/auth/mfa, /v1/me/mfa/totp[/confirm],
-		// GET /v1/admin/cluster, GET /.well-known/openid-configuration and
-		// the /oauth2/ endpoints.
+		// Still to come: GET /.well-known/openid-configuration and the
+		// /oauth2/ endpoints.
 	})
 }
 

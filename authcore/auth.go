@@ -53,6 +53,9 @@ type Tokens struct {
 	ExpiresIn    int    `json:"expires_in"`
 	RefreshToken string `json:"refresh_token"`
 	SessionID    string `json:"session_id"`
+	// MFA, when set, is the answer instead: the first factor checked out,
+	// and the login goes on with a second one (no token above is set).
+	MFA *MFAChallenge `json:"-"`
 }
 
 // LockedError says a name is locked and for how long.
@@ -93,9 +96,9 @@ func (p *Principal) AdminRefusal() string {
 		return "this route needs the admin role"
 	}
 	if p.adminNeedsMFA {
-		return "administrators must sign in with a second factor (auth.security.require_mfa_for_admin), " +
-			"which this version does not offer yet: administer through the admin socket (bulwark user …, bulwark audit …), " +
-			"or set require_mfa_for_admin = false to accept password-only administrator sessions"
+		return "administrators must sign in with a second factor (auth.security.require_mfa_for_admin): " +
+			"enrol one (POST /v1/me/mfa/totp or /v1/me/mfa/webauthn/begin) and sign in again with it"
+
 	}
 	return ""
 }
@@ -140,7 +143,15 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 		s.loginFailed(ctx, name, u, ri, slot)
 		return Tokens{}, ErrInvalidCredentials
 	}
-	tok, err := s.startSession(ctx, u, name, ri, []string{"pwd"}, s.rehash(ctx, u, password))
+	m, err := s.factorsOf(u.ID)
+	if err != nil {
+		return Tokens{}, err // the slot counts as a failure when it runs out: fail closed
+	}
+	if m.Enabled() {
+		return s.challenge(ctx, u, name, m, ri)
+	}
+	gen := u.PasswordGen
+	tok, err := s.startSessionWith(ctx, u, name, ri, []string{"pwd"}, sessionProof{pwdGen: &gen, rehash: s.rehash(ctx, u, password)})
 	if errors.Is(err, fsm.ErrUserDisabled) || errors.Is(err, fsm.ErrUserNotFound) || errors.Is(err, fsm.ErrCredentialChanged) {
 		// Disabled, deleted or given another password meanwhile: the
 		// password checked is no longer the user's.
@@ -348,12 +359,23 @@ func (s *Service) apply(ctx context.Context, cmd fsm.Command, entries ...fsm.Aud
 	return v, err
 }
 
-// startSession mints a session id and refresh token, proposes the session
-// (resetting the name's failed attempts) and signs an access token. The
-// session is created only if u's password is still the one checked (its
-// generation, re-checked in Apply); rehash, if set, replaces the stored
-// hash with the same password under the current parameters.
-func (s *Service) startSession(ctx context.Context, u *fsm.User, name string, ri RequestInfo, amr []string, rehash string) (Tokens, error) {
+// sessionProof is what a session is decided on, for Apply to re-check:
+// the password generation checked (nil: no password, a passkey), and the
+// second factor used. rehash, if set, replaces the stored hash with the
+// same password under the current parameters.
+type sessionProof struct {
+	pwdGen *uint64
+	factor *fsm.FactorProof
+	rehash string
+}
+
+// startSessionWith mints a session id and refresh token, proposes the
+// session (resetting the failed attempts of resetName, which resolves the
+// slot of the check that let it in) and signs an access token. The
+// session is created only if what it was decided on (proof) still holds
+// in Apply.
+func (s *Service) startSessionWith(ctx context.Context, u *fsm.User, resetName string, ri RequestInfo, amr []string, proof sessionProof) (Tokens, error) {
+	name, rehash := resetName, proof.rehash
 	sid, err := randomToken("")
 	if err != nil {
 		return Tokens{}, err
@@ -371,15 +393,22 @@ func (s *Service) startSession(ctx context.Context, u *fsm.User, name string, ri
 		Actor: u.ID, Subject: u.ID, IP: ri.IP, UserAgent: ri.UserAgent,
 		Details: map[string]string{"username": u.Username, "session_id": sid, "amr": strings.Join(amr, " ")}}}
 	var cmd fsm.Command
-	if s.proposable(fsm.TypeSessionCreate, 2) {
-		gen := u.PasswordGen
+	switch {
+	case proof.factor != nil || proof.pwdGen == nil:
+		// Only a cluster at level 4 has second factors to use.
+		if proof.factor != nil {
+			audit[0].Details["method"] = proof.factor.Method
+		}
+		cmd, err = fsm.NewCommand(fsm.TypeSessionCreate, 3, s.now().UnixNano(), fsm.SessionCreateV3{
+			SessionCreateV2: fsm.SessionCreateV2{SessionCreate: p, PasswordGen: proof.pwdGen, Rehash: rehash}, Factor: proof.factor})
+	case s.proposable(fsm.TypeSessionCreate, 2):
 		cmd, err = fsm.NewCommand(fsm.TypeSessionCreate, 2, s.now().UnixNano(), fsm.SessionCreateV2{
-			SessionCreate: p, PasswordGen: &gen, Rehash: rehash})
+			SessionCreate: p, PasswordGen: proof.pwdGen, Rehash: rehash})
 		if rehash != "" {
 			audit = append(audit, fsm.AuditAppend{Type: "password.rehash", Severity: fsm.AuditInfo,
 				Actor: u.ID, Subject: u.ID, Details: map[string]string{"reason": "argon2id parameters changed"}})
 		}
-	} else {
+	default:
 		cmd, err = fsm.NewCommand(fsm.TypeSessionCreate, 1, s.now().UnixNano(), p)
 	}
 	if err != nil {
@@ -571,6 +600,9 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 	if next == current {
 		return Tokens{}, fmt.Errorf("%w: the new password equals the current one", ErrWeakPassword)
 	}
+	if err := s.StepUp(p); err != nil { // a stolen session alone cannot take the account
+		return Tokens{}, err
+	}
 	ctx, cancel := s.detach(ctx) // as in Login: the attempt's outcome is recorded
 	defer cancel()
 	ri := requestInfo(ctx)
@@ -679,6 +711,9 @@ func (s *Service) Unlock(ctx context.Context, username string) error {
 	}
 	_, err = s.apply(ctx, cmd, fsm.AuditAppend{Type: "unlock", Severity: fsm.AuditInfo, Actor: ri.Actor,
 		IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"username": name}})
+	if u, lerr := s.lookup(name); err == nil && lerr == nil {
+		s.clearAttempts(ctx, mfaLockName(u.ID)) // and the user's second factor
+	}
 	return err
 }
 

@@ -42,7 +42,7 @@ func newAuthServiceAt(t *testing.T, cfg Config, level int) (*Service, *clock.Fak
 	if _, err := st.Apply(context.Background(), raise); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(st, cfg, WithClock(clk), WithSigner(sig))
+	s, err := New(st, cfg, WithClock(clk), WithSigner(sig), WithSecretBox(testBox(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,6 +65,22 @@ var (
 	// ErrNotFound: no such session (or not the caller's).
 	ErrNotFound = errors.New("not found")
 
+	// ErrStepUpRequired: the action needs a recent second factor (RFC
+	// 9470); the error is a *StepUpError carrying the window.
+	ErrStepUpRequired = errors.New("insufficient user authentication")
+
+	// ErrInvalidMFAToken: an mfa_token that is forged, expired, from
+	// another client address, or whose user changed since it was issued.
+	ErrInvalidMFAToken = errors.New("invalid or expired mfa_token")
+
+	// ErrMFAUnavailable: this node holds no cluster data key to seal or
+	// check second factors with.
+	ErrMFAUnavailable = errors.New("second factors are not available on this node")
+
+	// ErrConflict: the request conflicts with the current state (a factor
+	// already on, an enrolment to confirm that is not there).
+	ErrConflict = errors.New("conflict")
+
 	// ErrInvalidToken: an access token that is malformed, forged, signed by
 	// an unknown or mismatched key, expired, not yet valid, or meant for
 	// another issuer or audience. The api package answers 401

@@ -89,6 +89,9 @@ type Config struct {
 	// only in a session whose authentication included a second factor
 	// (amr "otp", "mfa" or "hwk", RFC 8176).
 	RequireMFAForAdmin bool
+	// StepUpWindow (mfa.step_up_window): how recent a second factor a
+	// sensitive action needs (RFC 9470). Zero means 10 minutes.
+	StepUpWindow time.Duration
 
 	// NodeID names this node as the owner of its signing keys.
 	NodeID string
@@ -139,6 +142,9 @@ func (c *Config) setDefaults() {
 	if c.Leeway == 0 {
 		c.Leeway = 30 * time.Second
 	}
+	if c.StepUpWindow <= 0 {
+		c.StepUpWindow = 10 * time.Minute
+	}
 	if c.KeyActivation <= 0 {
 		c.KeyActivation = JWKSMaxAge
 	}
@@ -159,6 +165,7 @@ type Service struct {
 	rotateMu sync.Mutex
 	verifier *verifier
 	fresh    func() error // nil: the local state is always fresh enough
+	box      *SecretBox   // nil: second factors are off (mfa.go)
 
 	census census // the parameters of the stored password hashes (census.go)
 

@@ -124,7 +124,9 @@ func TestTicketUsedOnceThenSwept(t *testing.T) {
 	if r := mfaSession(a, t0, "s3", &FactorProof{Method: FactorTOTP, Step: 3, Ticket: hashOf("n2"), TicketExpires: t0.UnixNano()}); !errors.Is(r.Err, ErrInvalidCommand) {
 		t.Fatalf("an expired ticket: %v", r.Err)
 	}
-	used := func() bool { return viewValue(t, a.s, func(r Reader) (bool, error) { return r.TicketUsed(ticket), nil }) }
+	used := func() bool {
+		return viewValue(t, a.s, func(r Reader) (bool, error) { return r.TicketUsed(ticket), nil })
+	}
 	a.applyVersion(TypeSweep, 2, t0.Add(4*time.Minute), SweepV2{Limit: 100})
 	if !used() {
 		t.Fatal("the sweep forgot a ticket before it expired")

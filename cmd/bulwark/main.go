@@ -44,6 +44,7 @@ const usage = `usage: bulwark <command> [arguments]
   user add NAME [--admin] [--email E] --password-stdin
   user list | show NAME | disable NAME | enable NAME | delete NAME | unlock NAME
   user revoke-sessions NAME
+  user reset-mfa NAME
   audit tail [-n N] | verify | export [--since SEQ]
   keys list | rotate | datakey-fingerprint
   keys escrow-keygen PRIVATE_OUT PUBLIC_OUT | escrow-key FILE

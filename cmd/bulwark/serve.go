@@ -158,6 +158,10 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	if err := node.EnsureDataKey(ks); err != nil {
 		return err
 	}
+	box, err := secretBox(ks)
+	if err != nil {
+		return err
+	}
 	// Signing keys live in the keystore, or, with seal.signing =
 	// "tpm-resident", are made in the TPM and never leave it.
 	var vault authcore.KeyVault = ks
@@ -222,6 +226,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		LockoutDuration:    sec.LockoutDuration.Duration,
 		MaxSessionsPerUser: sess.MaxPerUser,
 		RequireMFAForAdmin: sec.RequireMFAForAdmin,
+		StepUpWindow:       cfg.MFA.StepUpWindow.Duration,
 		OnLimit:            sess.OnLimit,
 		NodeID:             cfg.NodeName,
 		SigningAlg:         cfg.Tokens.Algorithm,
@@ -229,6 +234,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		// 0 in the file turns the cap off; authcore reads 0 as its default.
 		MaxFailedNamesPerAddress: cmp.Or(sec.MaxFailedNamesPerAddress, -1),
 	}, authcore.WithClock(clk), authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
+		authcore.WithSecretBox(box),
 		authcore.WithHashThreads(cfg.Auth.Password.PinHashThreads),
 		authcore.WithFreshness(func() error { return n.Fresh(cfg.Cluster.MaxStaleness.Duration) }))
 	if err != nil {
@@ -448,4 +454,15 @@ bulwark dev node is ready (software sealing, loopback only).
   add a user:     echo 'a-long-passphrase-here' | %[4]s user add alice --admin --socket %[2]s --password-stdin
 
 `, filepath.Join(cfg.DataDir, pki.CAFile), cfg.AdminSocketPath(), port, os.Args[0])
+}
+
+// secretBox derives the keys that seal second factors from the cluster
+// data key in the keystore; the key itself is cleared from memory here.
+func secretBox(ks *tpm.Keystore) (*authcore.SecretBox, error) {
+	key, ok := ks.Secret(tpm.DataKeyName)
+	if !ok {
+		return nil, fmt.Errorf("the keystore holds no cluster data key (%s)", tpm.DataKeyName)
+	}
+	defer clear(key)
+	return authcore.NewSecretBox(key)
 }

@@ -47,7 +47,7 @@ func (a *adminFlags) client() (*api.AdminClient, error) {
 
 func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("user: missing subcommand (add, list, show, disable, enable, delete, unlock, revoke-sessions)")
+		return usagef("user: missing subcommand (add, list, show, disable, enable, delete, unlock, revoke-sessions, reset-mfa)")
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
@@ -151,6 +151,18 @@ func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
 			return writeJSON(stdout, out)
 		}
 		fmt.Fprintf(stdout, "revoked %d sessions of %s\n", out.Revoked, pos[0])
+		return nil
+	case "reset-mfa":
+		var out struct {
+			SessionsRevoked int `json:"sessions_revoked"`
+		}
+		if err := c.Do(ctx, http.MethodPost, userPath(pos[0])+"/reset-mfa", nil, &out); err != nil {
+			return err
+		}
+		if af.json {
+			return writeJSON(stdout, out)
+		}
+		fmt.Fprintf(stdout, "removed every second factor of %s and revoked %d sessions\n", pos[0], out.SessionsRevoked)
 		return nil
 	}
 	return usagef("user: unknown subcommand %q", sub)

@@ -41,6 +41,7 @@ type Config struct {
 	Auth    Auth    `toml:"auth"`
 	Tokens  Tokens  `toml:"tokens"`
 	Metrics Metrics `toml:"metrics"`
+	MFA     MFA     `toml:"mfa"`
 	Log     Log     `toml:"log"`
 
 	// src remembers where Load found each value, so Validate can name the
@@ -164,6 +165,19 @@ type Metrics struct {
 	Pprof bool `toml:"pprof"`
 }
 
+// MFA is the [mfa] table: second factors.
+type MFA struct {
+	// WebAuthnRPID is the WebAuthn relying-party id (a host name);
+	// empty: the issuer's host.
+	WebAuthnRPID string `toml:"webauthn_rp_id"`
+	// WebAuthnOrigins are the origins passkey ceremonies may come from;
+	// empty: the issuer's origin.
+	WebAuthnOrigins []string `toml:"webauthn_origins"`
+	// StepUpWindow is how recent a second factor sensitive actions need
+	// (RFC 9470 step-up).
+	StepUpWindow Duration `toml:"step_up_window"`
+}
+
 // Log is the [log] table.
 type Log struct {
 	Level  string `toml:"level"`  // "debug", "info", "warn" or "error"
@@ -223,6 +237,7 @@ func Default() Config {
 			RotateEvery: Duration{720 * time.Hour},
 		},
 		Metrics: Metrics{Listen: "127.0.0.1:9464"},
+		MFA:     MFA{WebAuthnOrigins: []string{}, StepUpWindow: Duration{10 * time.Minute}},
 		Log:     Log{Level: "info", Format: "text"},
 	}
 }

@@ -218,6 +218,19 @@ func (c *Config) Validate() error {
 	}
 	v.oneOf("tokens.algorithm", c.Tokens.Algorithm, "ES256", "EdDSA", "RS256", "ML-DSA-65")
 	v.positive("tokens.rotate_every", c.Tokens.RotateEvery)
+	v.positive("mfa.step_up_window", c.MFA.StepUpWindow)
+	if c.MFA.StepUpWindow.Duration > 24*time.Hour {
+		v.add("mfa.step_up_window", "%s is longer than a day: a step-up that old proves nothing", c.MFA.StepUpWindow.Duration)
+	}
+	if c.MFA.WebAuthnRPID != "" && (strings.ContainsAny(c.MFA.WebAuthnRPID, ":/ ") || strings.ToLower(c.MFA.WebAuthnRPID) != c.MFA.WebAuthnRPID) {
+		v.add("mfa.webauthn_rp_id", "%q is not a lower-case host name (a WebAuthn RP id is a domain, no scheme or port)", c.MFA.WebAuthnRPID)
+	}
+	for i, o := range c.MFA.WebAuthnOrigins {
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "https" && !(u.Scheme == "http" && u.Hostname() == "localhost")) ||
+			u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+			v.add("mfa.webauthn_origins", "entry %d, %q, is not an origin (https://host[:port])", i+1, o)
+		}
+	}
 
 	v.listen("metrics.listen", c.Metrics.Listen)
 
