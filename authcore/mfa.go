@@ -399,6 +399,9 @@ func (s *Service) EnrollTOTP(ctx context.Context, p *Principal) (TOTPEnrolment, 
 	if s.box == nil {
 		return TOTPEnrolment{}, ErrMFAUnavailable
 	}
+	if !s.proposable(fsm.TypeMFATOTPEnroll, 1) {
+		return TOTPEnrolment{}, fmt.Errorf("%w: not every member of the cluster runs a version with second factors yet", ErrMFAUnavailable)
+	}
 	if err := s.StepUp(p); err != nil {
 		return TOTPEnrolment{}, err
 	}

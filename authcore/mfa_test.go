@@ -324,3 +324,72 @@ func TestTOTPSecretSealed(t *testing.T) {
 		t.Fatal("the stored TOTP secret is in plain form")
 	}
 }
+
+// Below feature level 4 no member may be asked to apply a factor.
+func TestNoEnrolmentBelowLevel4(t *testing.T) {
+	s, _ := newAuthServiceAt(t, Config{}, 3)
+	tok := login(t, s)
+	if _, err := s.EnrollTOTP(fromAddr, principalOf(t, s, tok)); !errors.Is(err, ErrMFAUnavailable) {
+		t.Fatalf("enrolment at level 3: %v", err)
+	}
+}
+
+// BenchmarkLogin compares a password login with one followed by a TOTP
+// code, on the in-process store with the default argon2id cost: what a
+// second factor adds (two more commits and an HMAC) against the hash.
+//
+//	go test -run '^$' -bench 'BenchmarkLogin' -count 5 ./authcore
+func BenchmarkLogin(b *testing.B) {
+	for _, withTOTP := range []bool{false, true} {
+		name := "password"
+		if withTOTP {
+			name = "password+totp"
+		}
+		b.Run(name, func(b *testing.B) {
+			clk := newClock()
+			st := newLocalStore(b)
+			raise, _ := fsm.NewCommand(fsm.TypeClusterLevel, 1, 1, fsm.ClusterLevel{Level: fsm.MaxLevel})
+			if _, err := st.Apply(context.Background(), raise); err != nil {
+				b.Fatal(err)
+			}
+			s, err := New(st, Config{Hash: DefaultHashParams(), Policy: PasswordPolicy{MinLength: 12, MaxLength: 128},
+				Issuer: "https://bulwark.test:8443", NodeID: "n1", MaxFailedAttempts: 1000},
+				WithClock(clk), WithSigner(testSigner(b, AlgES256)), WithSecretBox(testBox(b)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			u, err := s.CreateUser(fromAddr, NewUser{Username: "alice", Password: pw})
+			if err != nil {
+				b.Fatal(err)
+			}
+			var secret string
+			if withTOTP {
+				p := &Principal{UserID: u.ID, Username: "alice"}
+				e, err := s.EnrollTOTP(fromAddr, p)
+				if err != nil {
+					b.Fatal(err)
+				}
+				secret = e.Secret
+				if _, err := s.ConfirmTOTP(fromAddr, p, code(b, secret, clk.Now())); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ResetTimer()
+			for range b.N {
+				clk.Advance(30 * time.Second) // a fresh step for each code
+				tok, err := s.Login(fromAddr, "alice", pw)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if withTOTP {
+					if tok, err = s.VerifyMFA(fromAddr, tok.MFA.Token, "totp", code(b, secret, clk.Now())); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if tok.AccessToken == "" {
+					b.Fatal("no token")
+				}
+			}
+		})
+	}
+}
