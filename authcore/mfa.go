@@ -394,7 +394,8 @@ const TOTPIssuer = "bulwark"
 
 // EnrollTOTP makes a new TOTP secret for the caller, pending until
 // ConfirmTOTP. A caller who already has a second factor needs a recent
-// one to add another (a stolen session must not add the thief's).
+// one to add another, and one who has none a recent sign-in (a stolen,
+// long-refreshed session must not add the thief's factor).
 func (s *Service) EnrollTOTP(ctx context.Context, p *Principal) (TOTPEnrolment, error) {
 	if s.box == nil {
 		return TOTPEnrolment{}, ErrMFAUnavailable
@@ -402,7 +403,7 @@ func (s *Service) EnrollTOTP(ctx context.Context, p *Principal) (TOTPEnrolment, 
 	if !s.proposable(fsm.TypeMFATOTPEnroll, 1) {
 		return TOTPEnrolment{}, fmt.Errorf("%w: not every member of the cluster runs a version with second factors yet", ErrMFAUnavailable)
 	}
-	if err := s.StepUp(p); err != nil {
+	if err := s.StepUpToEnrol(p); err != nil {
 		return TOTPEnrolment{}, err
 	}
 	key, err := totp.Generate(totp.GenerateOpts{Issuer: TOTPIssuer, AccountName: p.Username, Period: totpPeriod,
@@ -544,6 +545,19 @@ func (s *Service) ResetMFA(ctx context.Context, nameOrID string) (int, error) {
 	}
 	s.clearAttempts(ctx, mfaLockName(u.ID))
 	return n, nil
+}
+
+// StepUpToEnrol is StepUp for adding a factor: a user with none needs a
+// sign-in within StepUpWindow (GitHub's "sudo mode"), since the factor
+// added guards the account from then on.
+func (s *Service) StepUpToEnrol(p *Principal) error {
+	if err := s.StepUp(p); err != nil {
+		return err
+	}
+	if p.Claims != nil && s.now().Sub(time.Unix(p.Claims.AuthTime, 0)) > s.cfg.StepUpWindow {
+		return &StepUpError{MaxAge: s.cfg.StepUpWindow}
+	}
+	return nil
 }
 
 // StepUp returns nil if p may do a sensitive action now (RFC 9470): its

@@ -393,3 +393,17 @@ func BenchmarkLogin(b *testing.B) {
 		})
 	}
 }
+
+// Adding a first factor needs a recent sign-in: an old (refreshed)
+// session cannot bind the account to a thief's authenticator.
+func TestFirstFactorNeedsARecentSignIn(t *testing.T) {
+	s, clk := newAuthService(t, Config{StepUpWindow: 10 * time.Minute})
+	tok := login(t, s)
+	clk.Advance(11 * time.Minute)
+	if _, err := s.EnrollTOTP(fromAddr, principalOf(t, s, tok)); !errors.Is(err, ErrStepUpRequired) {
+		t.Fatalf("enrolment on an 11-minute-old sign-in: %v", err)
+	}
+	if _, err := s.EnrollTOTP(fromAddr, principalOf(t, s, login(t, s))); err != nil {
+		t.Fatalf("enrolment on a fresh sign-in: %v", err)
+	}
+}
