@@ -334,8 +334,11 @@ func (s *Service) audit(ctx context.Context, entries ...fsm.AuditAppend) {
 func (s *Service) logAudit(entries []fsm.AuditAppend, err error) {
 	for _, e := range entries {
 		level := slog.LevelInfo
-		if e.Severity != fsm.AuditInfo {
+		switch e.Severity {
+		case fsm.AuditWarning:
 			level = slog.LevelWarn
+		case fsm.AuditCritical: // an error in journald and syslog
+			level = slog.LevelError
 		}
 		args := []any{"audit", e.Type, "severity", e.Severity, "actor", e.Actor, "subject", e.Subject, "ip", e.IP}
 		for k, v := range e.Details {

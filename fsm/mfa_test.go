@@ -224,3 +224,20 @@ func TestMFAResetAndUserDelete(t *testing.T) {
 		t.Fatalf("a factor for a deleted user: %v", r.Err)
 	}
 }
+
+// A webhook cursor only moves forward.
+func TestWebhookCursorForwardOnly(t *testing.T) {
+	a := newApplier(t)
+	target := hashOf("https://siem.example/hook")
+	for _, c := range []struct{ seq, want uint64 }{{5, 5}, {3, 5}, {9, 9}} {
+		if r := a.apply(TypeWebhookCursor, t0, WebhookCursor{Target: target, Seq: c.seq}); r.Err != nil || r.Value.(uint64) != c.want {
+			t.Fatalf("cursor to %d: %v %v, want %d", c.seq, r.Value, r.Err, c.want)
+		}
+	}
+	if seq := viewValue(t, a.s, func(r Reader) (uint64, error) { s, _ := r.WebhookCursor(target); return s, nil }); seq != 9 {
+		t.Fatalf("stored cursor %d", seq)
+	}
+	if r := a.apply(TypeWebhookCursor, t0, WebhookCursor{Target: "nope", Seq: 1}); !errors.Is(r.Err, ErrInvalidCommand) {
+		t.Fatalf("a bad target: %v", r.Err)
+	}
+}

@@ -55,6 +55,7 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeClusterLevel, 1, Result{Value: 3}},
 		{TypeMemberKey, 1, Result{}},
 		{TypeSessionCreate, 3, Result{Value: sess}},
+		{TypeWebhookCursor, 1, Result{Value: uint64(42)}},
 		{TypeMFATOTPEnroll, 1, Result{Value: &MFA{PendingTOTP: &TOTPFactor{Sealed: []byte("s"), CreatedAt: at}}}},
 		{TypeMFATOTPConfirm, 1, Result{Value: &MFA{TOTP: &TOTPFactor{Sealed: []byte("s"), CreatedAt: at, LastStep: 9}, Recovery: []string{"h"}}}},
 		{TypeMFATOTPRemove, 1, Result{Value: &MFA{}}},

@@ -49,11 +49,12 @@ var (
 	bucketMFA      = []byte("mfa")                  // user id → MFA
 	bucketMFAUsed  = []byte("mfa_tickets")          // hex sha256(ticket) → nil, until swept
 	bucketWebAuthn = []byte("webauthn_credentials") // credential id → user id
+	bucketWebhooks = []byte("webhook_cursors")      // hex sha256(url) → last seq delivered (8 bytes)
 
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketUsernames, bucketSessions,
 		bucketRefresh, bucketLockout, bucketAudit, bucketKeys, bucketBlocks, bucketClients,
 		bucketUserSessions, bucketSessionRefresh, bucketExpiry, bucketAddresses,
-		bucketMFA, bucketMFAUsed, bucketWebAuthn}
+		bucketMFA, bucketMFAUsed, bucketWebAuthn, bucketWebhooks}
 
 	keyApplied = []byte("applied") // index(8) || term(8), big endian
 	keyFormat  = []byte("format")

@@ -15,11 +15,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/bulwark-auth/bulwark/api"
+	"github.com/bulwark-auth/bulwark/api/webhook"
 	"github.com/bulwark-auth/bulwark/authcore"
 	"github.com/bulwark-auth/bulwark/cmd/bulwark/config"
 	"github.com/bulwark-auth/bulwark/fsm"
@@ -252,6 +254,11 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	published, fatal := make(chan struct{}), make(chan error, 1)
 	go publishKey(ctx, core, &keyPublished, published, fatal, logger)
 	go core.RunSweeper(ctx, time.Minute)
+	hooks, err := webhooks(&cfg, core, n, logger)
+	if err != nil {
+		return err
+	}
+	go hooks.Run(ctx)
 	go core.RunKeyRotation(ctx, cfg.Tokens.RotateEvery.Duration, min(cfg.Tokens.RotateEvery.Duration/10, 10*time.Minute))
 	ready := readiness{n, &keyPublished}
 
@@ -465,4 +472,28 @@ func secretBox(ks *tpm.Keystore) (*authcore.SecretBox, error) {
 	}
 	defer clear(key)
 	return authcore.NewSecretBox(key)
+}
+
+// webhooks builds the dispatcher of [[incident.webhooks]], reading each
+// secret file, which must not be readable by every user.
+func webhooks(cfg *config.Config, core *authcore.Service, n *node.Node, logger *slog.Logger) (*webhook.Dispatcher, error) {
+	var targets []webhook.Target
+	for i, w := range cfg.Incident.Webhooks {
+		fi, err := os.Stat(w.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("incident.webhooks %d: secret_file: %w", i+1, err)
+		}
+		if fi.Mode().Perm()&0o004 != 0 {
+			return nil, fmt.Errorf("incident.webhooks %d: secret_file %s is readable by every user (mode %v): chmod o-r it",
+				i+1, w.SecretFile, fi.Mode().Perm())
+		}
+		b, err := os.ReadFile(w.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("incident.webhooks %d: secret_file: %w", i+1, err)
+		}
+		targets = append(targets, webhook.Target{URL: w.URL, Secret: strings.TrimSpace(string(b)),
+			MinSeverity: cmp.Or(w.MinSeverity, "critical")})
+	}
+	return webhook.New(targets, core, func() bool { return n.Status().State == "Leader" },
+		webhook.Options{Logger: logger.With("component", "webhook")})
 }
