@@ -33,6 +33,7 @@ type Auth interface {
 	SigningKeys(ctx context.Context) ([]authcore.KeyInfo, error)
 	RotateSigningKey(ctx context.Context) (authcore.KeyRotation, error)
 	MFA
+	Incident
 }
 
 // ActorLocalAdmin is the RequestInfo.Actor of every call made through the

@@ -1068,3 +1068,13 @@ func (f *fakeAuth) RegenerateRecoveryCodes(ctx context.Context, p *authcore.Prin
 func (f *fakeAuth) ResetMFA(ctx context.Context, nameOrID string) (int, error) { return 0, nil }
 
 func (f *fakeAuth) StepUp(p *authcore.Principal) error { return nil }
+
+func (f *fakeAuth) Lockdown(ctx context.Context, reason string) (authcore.LockdownState, error) {
+	return authcore.LockdownState{Active: true, Reason: reason}, nil
+}
+
+func (f *fakeAuth) ReleaseLockdown(ctx context.Context) (authcore.LockdownState, error) {
+	return authcore.LockdownState{}, nil
+}
+
+func (f *fakeAuth) LockdownStatus() authcore.LockdownState { return authcore.LockdownState{} }

@@ -23,6 +23,7 @@ const (
 	// WWW-Authenticate challenge naming max_age.
 	CodeInsufficientUserAuthentication = "insufficient_user_authentication" // 401
 	CodeMFAUnavailable                 = "mfa_unavailable"                  // 503
+	CodeLockedDown                     = "locked_down"                      // 503: an operator's incident lockdown
 	CodeForbidden                      = "forbidden"                        // 403
 	CodeNotFound                       = "not_found"                        // 404
 	CodeMethodNotAllowed               = "method_not_allowed"               // 405, with Allow
@@ -140,6 +141,9 @@ func toError(sc *scope, err error) *Error {
 	case errors.Is(err, authcore.ErrInvalidMFAToken):
 		return &Error{Status: http.StatusUnauthorized, Code: CodeInvalidGrant,
 			Description: "the mfa_token is invalid, expired or used; sign in again"}
+	case errors.Is(err, authcore.ErrLockedDown):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeLockedDown,
+			Description: "sign-in is suspended by an incident lockdown; administrators sign in with a second factor"}
 	case errors.Is(err, authcore.ErrConflict):
 		return &Error{Status: http.StatusConflict, Code: CodeConflict, Description: err.Error()}
 	case errors.Is(err, authcore.ErrMFAUnavailable):

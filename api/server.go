@@ -59,6 +59,8 @@ type Options struct {
 	Backup BackupFunc
 	// DataKey serves the data-key routes of the admin socket; nil: 404.
 	DataKey DataKeyAdmin
+	// Forensics runs after a lockdown commits (AdminForensics); nil: none.
+	Forensics ForensicsFunc
 }
 
 // NewHandler returns the API handler served over TLS. ready is asked by
@@ -107,6 +109,10 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 			serveAudit(w, r, a.auth)
 		}))))
 		mux.Handle("GET /v1/admin/cluster", a.admin(anyPrincipal(clusterHandlers{c: opts.Cluster}.status)))
+		ir := incidentRoutes{auth: auth, forensics: opts.Forensics}
+		mux.Handle("GET /v1/admin/incident", a.admin(anyPrincipal(ir.status)))
+		mux.Handle("POST /v1/admin/incident/lockdown", a.adminWrite(anyPrincipal(ir.lockdown)))
+		mux.Handle("POST /v1/admin/incident/release", a.adminWrite(anyPrincipal(ir.release)))
 		// Still to come: GET /.well-known/openid-configuration and the
 		// /oauth2/ endpoints.
 	})

@@ -139,13 +139,22 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 		s.unchecked(ctx, name, slot, err)
 		return Tokens{}, err
 	}
+	locked := s.LockdownStatus().Active && !s.exempt(ri)
 	if !ok || u.Disabled {
 		s.loginFailed(ctx, name, u, ri, slot)
+		if locked { // right or wrong, a lockdown answers alike
+			return Tokens{}, ErrLockedDown
+		}
 		return Tokens{}, ErrInvalidCredentials
 	}
 	m, err := s.factorsOf(u.ID)
 	if err != nil {
 		return Tokens{}, err // the slot counts as a failure when it runs out: fail closed
+	}
+	if locked && !(u.HasRole(RoleAdmin) && m.Enabled()) {
+		// Only an administrator with a second factor goes on.
+		s.releaseSlot(ctx, name, slot)
+		return Tokens{}, ErrLockedDown
 	}
 	if m.Enabled() {
 		return s.challenge(ctx, u, name, m, ri)
@@ -397,11 +406,12 @@ func (s *Service) startSessionWith(ctx context.Context, u *fsm.User, resetName s
 		Details: map[string]string{"username": u.Username, "session_id": sid, "amr": strings.Join(amr, " ")}}}
 	var cmd fsm.Command
 	switch {
-	case proof.factor != nil || proof.pwdGen == nil:
+	case proof.factor != nil || proof.pwdGen == nil || s.proposable(fsm.TypeSessionCreate, 3):
 		// Only a cluster at level 4 has second factors to use.
 		if proof.factor != nil {
 			audit[0].Details["method"] = proof.factor.Method
 		}
+		p.DuringLockdown = s.lockdownAllows(u, amr, ri)
 		cmd, err = fsm.NewCommand(fsm.TypeSessionCreate, 3, s.now().UnixNano(), fsm.SessionCreateV3{
 			SessionCreateV2: fsm.SessionCreateV2{SessionCreate: p, PasswordGen: proof.pwdGen, Rehash: rehash}, Factor: proof.factor})
 	case s.proposable(fsm.TypeSessionCreate, 2):

@@ -69,6 +69,9 @@ var (
 	// 9470); the error is a *StepUpError carrying the window.
 	ErrStepUpRequired = errors.New("insufficient user authentication")
 
+	// ErrLockedDown: an incident lockdown refuses the login.
+	ErrLockedDown = fsm.ErrLockedDown
+
 	// ErrInvalidMFAToken: an mfa_token that is forged, expired, from
 	// another client address, or whose user changed since it was issued.
 	ErrInvalidMFAToken = errors.New("invalid or expired mfa_token")

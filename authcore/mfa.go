@@ -231,6 +231,9 @@ func (s *Service) VerifyMFA(ctx context.Context, mfaToken, method, code string) 
 		// exchanged already): a failure of the second factor.
 		s.mfaFailed(ctx, u, ri, slot, method, "replayed")
 		return Tokens{}, ErrInvalidCredentials
+	case errors.Is(err, fsm.ErrLockedDown):
+		s.releaseSlot(ctx, lock, slot)
+		return Tokens{}, err
 	case errors.Is(err, fsm.ErrCredentialChanged), errors.Is(err, fsm.ErrUserDisabled), errors.Is(err, fsm.ErrUserNotFound):
 		s.releaseSlot(ctx, lock, slot)
 		return Tokens{}, fmt.Errorf("%w: the account changed since the password was checked; sign in again", ErrInvalidMFAToken)

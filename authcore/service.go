@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
@@ -89,6 +90,10 @@ type Config struct {
 	// only in a session whose authentication included a second factor
 	// (amr "otp", "mfa" or "hwk", RFC 8176).
 	RequireMFAForAdmin bool
+	// IncidentExempt ([incident].exempt): clients never blocked, and
+	// allowed to sign in during a lockdown.
+	IncidentExempt []netip.Prefix
+
 	// StepUpWindow (mfa.step_up_window): how recent a second factor a
 	// sensitive action needs (RFC 9470). Zero means 10 minutes.
 	StepUpWindow time.Duration

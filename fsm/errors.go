@@ -65,6 +65,10 @@ var (
 	// a second-factor ticket exchanged before.
 	ErrFactorReplayed = errors.New("fsm: second factor already used")
 
+	// ErrLockedDown: an incident lockdown refuses new sessions
+	// (incident.go).
+	ErrLockedDown = errors.New("fsm: the cluster is locked down")
+
 	// Lockout (lockout_v1.go, lockout.go).
 
 	// ErrLocked: the name has used its attempts for this window.

@@ -56,6 +56,8 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeMemberKey, 1, Result{}},
 		{TypeSessionCreate, 3, Result{Value: sess}},
 		{TypeWebhookCursor, 1, Result{Value: uint64(42)}},
+		{TypeLockdown, 1, Result{Value: LockdownState{Active: true, Since: at, Reason: "breach", Actor: "a"}}},
+		{TypeLockdownRelease, 1, Result{Value: LockdownState{ReleasedAt: &at}}},
 		{TypeMFATOTPEnroll, 1, Result{Value: &MFA{PendingTOTP: &TOTPFactor{Sealed: []byte("s"), CreatedAt: at}}}},
 		{TypeMFATOTPConfirm, 1, Result{Value: &MFA{TOTP: &TOTPFactor{Sealed: []byte("s"), CreatedAt: at, LastStep: 9}, Recovery: []string{"h"}}}},
 		{TypeMFATOTPRemove, 1, Result{Value: &MFA{}}},

@@ -45,6 +45,7 @@ const usage = `usage: bulwark <command> [arguments]
   user list | show NAME | disable NAME | enable NAME | delete NAME | unlock NAME
   user revoke-sessions NAME
   user reset-mfa NAME
+  incident lockdown --reason TEXT | release | status
   audit tail [-n N] | verify | export [--since SEQ]
   keys list | rotate | datakey-fingerprint
   keys escrow-keygen PRIVATE_OUT PUBLIC_OUT | escrow-key FILE
@@ -113,6 +114,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdCluster(args[1:], stdout)
 	case "backup":
 		err = cmdBackup(args[1:], stdout)
+	case "incident":
+		err = cmdIncident(args[1:], stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "bulwark %s\n", buildVersion())
 	case "help", "--help", "-h":

@@ -229,6 +229,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		MaxSessionsPerUser: sess.MaxPerUser,
 		RequireMFAForAdmin: sec.RequireMFAForAdmin,
 		StepUpWindow:       cfg.MFA.StepUpWindow.Duration,
+		IncidentExempt:     prefixes(cfg.Incident.Exempt),
 		OnLimit:            sess.OnLimit,
 		NodeID:             cfg.NodeName,
 		SigningAlg:         cfg.Tokens.Algorithm,
@@ -313,7 +314,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	go renewer.Run(ctx)
 	adminSrv := &http.Server{
 		Handler: api.NewAdminHandler(core, core, func() any { return n.Status() }, logger,
-			api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(dataKeyAdmin{dataKeys}),
+			api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), forensicsOption(ctx, n, core, cfg.DataDir), api.AdminDataKey(dataKeyAdmin{dataKeys}),
 			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core})),
 		ReadHeaderTimeout: 5 * time.Second,
 	}

@@ -182,6 +182,9 @@ type MFA struct {
 
 // Incident is the [incident] table.
 type Incident struct {
+	// Exempt are clients never blocked or challenged, and allowed to
+	// sign in during a lockdown.
+	Exempt []CIDR `toml:"exempt"`
 	// Webhooks are [[incident.webhooks]]: where security events go.
 	Webhooks []Webhook `toml:"webhooks"`
 }
@@ -255,7 +258,7 @@ func Default() Config {
 		},
 		Metrics:  Metrics{Listen: "127.0.0.1:9464"},
 		MFA:      MFA{WebAuthnOrigins: []string{}, StepUpWindow: Duration{10 * time.Minute}},
-		Incident: Incident{Webhooks: []Webhook{}},
+		Incident: Incident{Exempt: []CIDR{}, Webhooks: []Webhook{}},
 		Log:      Log{Level: "info", Format: "text"},
 	}
 }
