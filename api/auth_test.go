@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bulwark-auth/bulwark/authcore"
+	"github.com/bulwark-auth/bulwark/authcore/altcha"
 )
 
 // fakeAccount is a user the fake auth service knows.
@@ -1078,3 +1079,11 @@ func (f *fakeAuth) ReleaseLockdown(ctx context.Context) (authcore.LockdownState,
 }
 
 func (f *fakeAuth) LockdownStatus() authcore.LockdownState { return authcore.LockdownState{} }
+
+func (f *fakeAuth) LoginWith(ctx context.Context, req authcore.LoginRequest) (authcore.Tokens, error) {
+	return f.Login(ctx, req.Username, req.Password)
+}
+
+func (f *fakeAuth) NewChallenge() (altcha.Challenge, error) {
+	return altcha.Challenge{Algorithm: altcha.Algorithm, MaxNumber: 1}, nil
+}

@@ -81,6 +81,7 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 		mux.Handle("POST /v1/auth/refresh", a.limited(a.refresh))
 		mux.Handle("POST /v1/auth/logout", a.limited(a.bearer(a.logout)))
 		mux.Handle("POST /v1/auth/mfa", a.limited(a.verifyMFA))
+		mux.Handle("GET /v1/auth/challenge", a.limited(a.challenge))
 
 		mux.Handle("GET /v1/me", a.bearer(a.me))
 		mux.Handle("GET /v1/me/sessions", a.bearer(a.mySessions))

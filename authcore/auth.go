@@ -119,6 +119,20 @@ func secondFactor(amr []string) bool {
 // password's failure counted (and a reserved slot that is never resolved
 // counts as a failure in the state machine).
 func (s *Service) Login(ctx context.Context, username, password string) (Tokens, error) {
+	return s.LoginWith(ctx, LoginRequest{Username: username, Password: password})
+}
+
+// LoginRequest is a login with what may come with it.
+type LoginRequest struct {
+	Username, Password string
+	// Altcha is a solved proof-of-work challenge (base64 JSON), needed
+	// once the name or the address has failed often (ChallengeAfter).
+	Altcha string
+}
+
+// LoginWith is Login with a LoginRequest's extras.
+func (s *Service) LoginWith(ctx context.Context, req LoginRequest) (Tokens, error) {
+	username, password := req.Username, req.Password
 	name, err := NormalizeUsername(username)
 	if err != nil {
 		return Tokens{}, err
@@ -126,10 +140,15 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 	if password == "" || len(password) > 4096 {
 		return Tokens{}, fmt.Errorf("%w: password must be 1 to 4096 bytes", ErrInvalidInput)
 	}
+	sol, err := s.checkSolution(req.Altcha)
+	if err != nil {
+		return Tokens{}, err
+	}
 	ctx, cancel := s.detach(ctx)
 	defer cancel()
 	ri := requestInfo(ctx)
-	slot, err := s.attempt(ctx, name, ri)
+	gate := s.challengeGate(ri, sol)
+	slot, err := s.attempt(ctx, name, ri, &gate)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -204,18 +223,31 @@ const pendingTTL = 30 * time.Second
 // counts as a failure once pendingTTL has passed, and an address that has
 // made MaxFailedNamesPerAddress names fail this window is refused for any
 // name with nothing live (answered as a lock, whether the name exists).
-func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo) (int64, error) {
+//
+// gate, when set and the cluster is at level 4, is the proof-of-work gate
+// (login.attempt v3): refused for want of a solution, attempt answers a
+// *ChallengeError. Only password logins pass one; a password change and
+// a second factor (a signed-in user, a user whose password checked out)
+// are not challenged.
+func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo, gate *fsm.LoginAttemptV3) (int64, error) {
 	deadline := time.Now().Add(s.cfg.HashWait)
 	v2 := s.proposable(fsm.TypeLoginAttempt, 2)
+	v3 := gate != nil && s.proposable(fsm.TypeLoginAttempt, 3)
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
 		var payload any = fsm.LoginAttempt{
 			Username: name, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
 			PendingTTL: int64(pendingTTL), IP: ri.IP, UserAgent: ri.UserAgent}
 		version := uint16(1)
 		if v2 {
-			version, payload = 2, fsm.LoginAttemptV2{
+			p2 := fsm.LoginAttemptV2{
 				Username: name, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
 				PendingTTL: int64(pendingTTL), MaxNamesPerAddress: s.namesPerAddress(), IP: ri.IP, UserAgent: ri.UserAgent}
+			version, payload = 2, p2
+			if v3 {
+				p3 := *gate
+				p3.LoginAttemptV2 = p2
+				version, payload = 3, p3
+			}
 		}
 		cmd, err := fsm.NewCommand(fsm.TypeLoginAttempt, version, s.now().UnixNano(), payload)
 		if err != nil {
@@ -226,6 +258,12 @@ func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo) (int
 			return 0, err
 		}
 		switch {
+		case res.ChallengeRequired:
+			why := "too many failed attempts from here or against this name: solve this challenge and send the login again with it (altcha)"
+			if res.Replayed {
+				why = "that solution was used already: solve this challenge"
+			}
+			return 0, s.challengeError(res.Suspicion-s.cfg.ChallengeAfter, why)
 		case res.Granted:
 			return res.Slot, nil
 		case res.Locked:
@@ -619,7 +657,7 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 	ctx, cancel := s.detach(ctx) // as in Login: the attempt's outcome is recorded
 	defer cancel()
 	ri := requestInfo(ctx)
-	slot, err := s.attempt(ctx, p.Username, ri)
+	slot, err := s.attempt(ctx, p.Username, ri, nil)
 	if err != nil {
 		return Tokens{}, err
 	}

@@ -69,6 +69,10 @@ var (
 	// 9470); the error is a *StepUpError carrying the window.
 	ErrStepUpRequired = errors.New("insufficient user authentication")
 
+	// ErrChallengeRequired: the login needs a solved proof-of-work
+	// challenge; the error is a *ChallengeError carrying one.
+	ErrChallengeRequired = errors.New("challenge required")
+
 	// ErrLockedDown: an incident lockdown refuses the login.
 	ErrLockedDown = fsm.ErrLockedDown
 

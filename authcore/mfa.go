@@ -208,7 +208,7 @@ func (s *Service) VerifyMFA(ctx context.Context, mfaToken, method, code string) 
 		return Tokens{}, fmt.Errorf("%w; sign in again", ErrInvalidMFAToken)
 	}
 	lock := mfaLockName(u.ID)
-	slot, err := s.attempt(ctx, lock, ri)
+	slot, err := s.attempt(ctx, lock, ri, nil)
 	if err != nil {
 		return Tokens{}, err
 	}

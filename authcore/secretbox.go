@@ -31,9 +31,10 @@ const (
 	purposeTicket   = "mfa ticket"
 	purposeRecovery = "recovery code"
 	purposeCeremony = "webauthn ceremony"
+	purposePoW      = "pow challenge"
 )
 
-var purposes = []string{purposeTOTP, purposeWebAuthn, purposeTicket, purposeRecovery, purposeCeremony}
+var purposes = []string{purposeTOTP, purposeWebAuthn, purposeTicket, purposeRecovery, purposeCeremony, purposePoW}
 
 // sealVersion is the first byte of a sealed value: AES-256-GCM with a
 // random 96-bit nonce under the purpose's key.

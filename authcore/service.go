@@ -90,6 +90,11 @@ type Config struct {
 	// only in a session whose authentication included a second factor
 	// (amr "otp", "mfa" or "hwk", RFC 8176).
 	RequireMFAForAdmin bool
+	// ChallengeAfter (incident.challenge_after_failures): failures of a
+	// name, or names failed from an address, in the lockout window after
+	// which a login needs a solved proof-of-work challenge; 0: never.
+	ChallengeAfter int
+
 	// IncidentExempt ([incident].exempt): clients never blocked, and
 	// allowed to sign in during a lockdown.
 	IncidentExempt []netip.Prefix

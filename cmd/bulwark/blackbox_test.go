@@ -108,6 +108,11 @@ func newNamedTestNode(t *testing.T, name string, extra ...string) *testNode {
 	if strings.Contains(strings.Join(extra, "\n"), "[auth.password]") {
 		cheap = ""
 	}
+	// No proof-of-work gate (tests of lockout count many failures), unless
+	// extra has an [incident] table of its own.
+	if !strings.Contains(strings.Join(extra, "\n"), "[incident]") {
+		cheap += "[incident]\nchallenge_after_failures = 0\n"
+	}
 	cfg := fmt.Sprintf(`node_name = %q
 data_dir = %q
 [api]

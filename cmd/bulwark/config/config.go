@@ -185,6 +185,10 @@ type Incident struct {
 	// Exempt are clients never blocked or challenged, and allowed to
 	// sign in during a lockdown.
 	Exempt []CIDR `toml:"exempt"`
+	// ChallengeAfterFailures: failures of a name, or names failed from an
+	// address, within auth.security.lockout_duration after which a login
+	// needs a solved proof-of-work challenge (428); 0 turns it off.
+	ChallengeAfterFailures int `toml:"challenge_after_failures"`
 	// Webhooks are [[incident.webhooks]]: where security events go.
 	Webhooks []Webhook `toml:"webhooks"`
 }
@@ -258,7 +262,7 @@ func Default() Config {
 		},
 		Metrics:  Metrics{Listen: "127.0.0.1:9464"},
 		MFA:      MFA{WebAuthnOrigins: []string{}, StepUpWindow: Duration{10 * time.Minute}},
-		Incident: Incident{Exempt: []CIDR{}, Webhooks: []Webhook{}},
+		Incident: Incident{Exempt: []CIDR{}, ChallengeAfterFailures: 3, Webhooks: []Webhook{}},
 		Log:      Log{Level: "info", Format: "text"},
 	}
 }

@@ -59,6 +59,7 @@ var badValues = []struct {
 	{key: "mfa.webauthn_origins", value: `["id.example.com"]`},
 	{key: "mfa.step_up_window", value: `"48h"`},
 	{key: "incident.exempt", value: `["10.0.0.0/33"]`},
+	{key: "incident.challenge_after_failures", value: `-1`},
 	{key: "incident.webhooks", value: `[{url = "http://siem.example/x", secret_file = "/etc/s", min_severity = "critical"}]`},
 	{key: "metrics.listen", value: `"127.0.0.1:0"`},
 	{key: "metrics.pprof", value: `"on"`},
