@@ -181,6 +181,9 @@ type loginRequest struct {
 	// Altcha is a solved proof-of-work challenge (base64 JSON), once one
 	// is asked for (428 challenge_required).
 	Altcha string `json:"altcha,omitempty"`
+	// DeviceToken is the device_token an earlier login answered (OWASP's
+	// device cookie): its own budget while the name is locked.
+	DeviceToken string `json:"device_token,omitempty"`
 }
 
 // login serves POST /v1/auth/login.
@@ -211,7 +214,8 @@ func (a *apiHandlers) login(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	tok, err := a.auth.LoginWith(r.Context(), authcore.LoginRequest{Username: req.Username, Password: req.Password, Altcha: req.Altcha})
+	tok, err := a.auth.LoginWith(r.Context(), authcore.LoginRequest{Username: req.Username, Password: req.Password,
+		Altcha: req.Altcha, DeviceToken: req.DeviceToken})
 	if err != nil {
 		if perName && errors.Is(err, authcore.ErrInvalidCredentials) {
 			a.limit.AllowUsername(name) // the charge; the refusal, if any, comes next time

@@ -53,6 +53,9 @@ type Tokens struct {
 	ExpiresIn    int    `json:"expires_in"`
 	RefreshToken string `json:"refresh_token"`
 	SessionID    string `json:"session_id"`
+	// DeviceToken lets this device sign in to the same name while the
+	// name is locked by failures from elsewhere (device.go).
+	DeviceToken string `json:"device_token,omitempty"`
 	// MFA, when set, is the answer instead: the first factor checked out,
 	// and the login goes on with a second one (no token above is set).
 	MFA *MFAChallenge `json:"-"`
@@ -128,6 +131,9 @@ type LoginRequest struct {
 	// Altcha is a solved proof-of-work challenge (base64 JSON), needed
 	// once the name or the address has failed often (ChallengeAfter).
 	Altcha string
+	// DeviceToken is the device token an earlier login of this name
+	// answered: its own budget while the name is locked (device.go).
+	DeviceToken string
 }
 
 // LoginWith is Login with a LoginRequest's extras.
@@ -148,19 +154,33 @@ func (s *Service) LoginWith(ctx context.Context, req LoginRequest) (Tokens, erro
 	defer cancel()
 	ri := requestInfo(ctx)
 	gate := s.challengeGate(ri, sol)
+	key := name // the counter this check draws on
 	slot, err := s.attempt(ctx, name, ri, &gate)
+	var dev *device
+	if le := (*LockedError)(nil); errors.As(err, &le) && req.DeviceToken != "" && s.proposable(fsm.TypeLoginAttempt, 3) {
+		// Locked by failures from elsewhere: a device of the owner's has
+		// a budget of its own.
+		if dev = s.parseDevice(req.DeviceToken, name); dev != nil {
+			key = deviceLockName(dev.hash)
+			slot, err = s.attempt(ctx, key, ri, &fsm.LoginAttemptV3{Device: dev.hash})
+		}
+	}
 	if err != nil {
 		return Tokens{}, err
 	}
 	u, _ := s.lookup(name)
 	ok, err := s.checkPassword(ctx, name, u, password)
 	if err != nil {
-		s.unchecked(ctx, name, slot, err)
+		s.unchecked(ctx, key, slot, err)
 		return Tokens{}, err
 	}
 	locked := s.LockdownStatus().Active && !s.exempt(ri)
 	if !ok || u.Disabled {
-		s.loginFailed(ctx, name, u, ri, slot)
+		if dev != nil {
+			s.deviceFailed(ctx, dev, name, u, ri, slot)
+		} else {
+			s.loginFailed(ctx, name, u, ri, slot)
+		}
 		if locked { // right or wrong, a lockdown answers alike
 			return Tokens{}, ErrLockedDown
 		}
@@ -172,14 +192,17 @@ func (s *Service) LoginWith(ctx context.Context, req LoginRequest) (Tokens, erro
 	}
 	if locked && !(u.HasRole(RoleAdmin) && m.Enabled()) {
 		// Only an administrator with a second factor goes on.
-		s.releaseSlot(ctx, name, slot)
+		s.releaseSlot(ctx, key, slot)
 		return Tokens{}, ErrLockedDown
 	}
 	if m.Enabled() {
-		return s.challenge(ctx, u, name, m, ri)
+		return s.challenge(ctx, u, key, m, ri)
 	}
 	gen := u.PasswordGen
-	tok, err := s.startSessionWith(ctx, u, name, ri, []string{"pwd"}, sessionProof{pwdGen: &gen, rehash: s.rehash(ctx, u, password)})
+	tok, err := s.startSessionWith(ctx, u, key, ri, []string{"pwd"}, sessionProof{pwdGen: &gen, rehash: s.rehash(ctx, u, password)})
+	if err == nil {
+		tok.DeviceToken = s.issueDevice(name)
+	}
 	if errors.Is(err, fsm.ErrUserDisabled) || errors.Is(err, fsm.ErrUserNotFound) || errors.Is(err, fsm.ErrCredentialChanged) {
 		// Disabled, deleted or given another password meanwhile: the
 		// password checked is no longer the user's.

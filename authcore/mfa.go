@@ -225,6 +225,9 @@ func (s *Service) VerifyMFA(ctx context.Context, mfaToken, method, code string) 
 	proof.Ticket, proof.TicketExpires = ticketHash(tk.Nonce), time.Unix(tk.Expires, 0).UnixNano()
 	gen := tk.PwdGen
 	tok, err := s.startSessionWith(ctx, u, lock, ri, []string{"pwd", "otp", "mfa"}, sessionProof{pwdGen: &gen, factor: proof})
+	if err == nil {
+		tok.DeviceToken = s.issueDevice(u.Username)
+	}
 	switch {
 	case errors.Is(err, fsm.ErrFactorReplayed), errors.Is(err, fsm.ErrFactorNotFound):
 		// Used meanwhile (the same code on another node, or the ticket

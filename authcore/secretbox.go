@@ -32,9 +32,10 @@ const (
 	purposeRecovery = "recovery code"
 	purposeCeremony = "webauthn ceremony"
 	purposePoW      = "pow challenge"
+	purposeDevice   = "device token"
 )
 
-var purposes = []string{purposeTOTP, purposeWebAuthn, purposeTicket, purposeRecovery, purposeCeremony, purposePoW}
+var purposes = []string{purposeTOTP, purposeWebAuthn, purposeTicket, purposeRecovery, purposeCeremony, purposePoW, purposeDevice}
 
 // sealVersion is the first byte of a sealed value: AES-256-GCM with a
 // random 96-bit nonce under the purpose's key.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"time"
 )
 
 // Proof of work before a password check (level 4): login.attempt v3 is v2
@@ -25,10 +26,42 @@ type LoginAttemptV3 struct {
 	// with the attempt; SolutionExpires (Unix ns) is its expiry.
 	Solution        string `json:"solution,omitempty"`
 	SolutionExpires int64  `json:"solution_expires,omitempty"`
+	// Device, if set, is the hex SHA-256 of a device token (OWASP's
+	// device cookie, authcore/device.go) whose budget this attempt draws
+	// on: refused as locked once the token has been spent (ticket.spend).
+	Device string `json:"device,omitempty"`
+}
+
+// TypeTicketSpend spends a one-time value (a device token whose budget
+// ran out) until it expires: it is refused from then on, on every node.
+const TypeTicketSpend Type = "ticket.spend"
+
+// TicketSpend is ticket.spend v1.
+type TicketSpend struct {
+	Ticket  string `json:"ticket"`
+	Expires int64  `json:"expires"` // Unix ns
 }
 
 var challengeCommands = []CommandSpec{
 	{Type: TypeLoginAttempt, Version: 3, Level: 4, Apply: applyLoginAttemptV3, Result: reflect.TypeFor[AttemptResult]()},
+	{Type: TypeTicketSpend, Version: 1, Level: 4, Apply: applyTicketSpend, Result: nil},
+}
+
+func applyTicketSpend(t txn, c Command) (any, error) {
+	var p TicketSpend
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if !validHexHash(p.Ticket) || p.Expires <= 0 {
+		return nil, fmt.Errorf("%w: ticket.spend needs a hash and an expiry", ErrInvalidCommand)
+	}
+	if p.Expires <= c.Time {
+		return nil, nil // expired already: refused by its own expiry
+	}
+	if err := t.tx.Bucket(bucketMFAUsed).Put([]byte(p.Ticket), nil); err != nil {
+		return nil, err
+	}
+	return nil, t.index(p.Expires, expiryTicket, p.Ticket)
 }
 
 func applyLoginAttemptV3(t txn, c Command) (any, error) {
@@ -36,8 +69,12 @@ func applyLoginAttemptV3(t txn, c Command) (any, error) {
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
 	}
-	if p.ChallengeAfter < 0 || p.ChallengeAfter > 1000 || (p.Solution != "" && (!validHexHash(p.Solution) || p.SolutionExpires <= c.Time)) {
-		return nil, fmt.Errorf("%w: login.attempt v3 challenge_after or solution", ErrInvalidCommand)
+	if p.ChallengeAfter < 0 || p.ChallengeAfter > 1000 || (p.Solution != "" && (!validHexHash(p.Solution) || p.SolutionExpires <= c.Time)) ||
+		(p.Device != "" && !validHexHash(p.Device)) {
+		return nil, fmt.Errorf("%w: login.attempt v3 challenge_after, solution or device", ErrInvalidCommand)
+	}
+	if p.Device != "" && t.tx.Bucket(bucketMFAUsed).Get([]byte(p.Device)) != nil {
+		return AttemptResult{Locked: true, RetryAfter: time.Duration(p.Window)}, nil // a spent device token
 	}
 	if p.ChallengeAfter > 0 {
 		suspicion := max(t.nameFailures(p.Username, c.Time), t.addressFailures(p.IP, c.Time))

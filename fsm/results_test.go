@@ -57,6 +57,7 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeSessionCreate, 3, Result{Value: sess}},
 		{TypeWebhookCursor, 1, Result{Value: uint64(42)}},
 		{TypeLoginAttempt, 3, Result{Value: AttemptResult{ChallengeRequired: true, Suspicion: 4}}},
+		{TypeTicketSpend, 1, Result{}},
 		{TypeLockdown, 1, Result{Value: LockdownState{Active: true, Since: at, Reason: "breach", Actor: "a"}}},
 		{TypeLockdownRelease, 1, Result{Value: LockdownState{ReleasedAt: &at}}},
 		{TypeMFATOTPEnroll, 1, Result{Value: &MFA{PendingTOTP: &TOTPFactor{Sealed: []byte("s"), CreatedAt: at}}}},
