@@ -209,8 +209,10 @@ func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo) (int
 		case res.Granted:
 			return res.Slot, nil
 		case res.Locked:
+			s.reportLocked()
 			return 0, &LockedError{RetryAfter: res.RetryAfter}
 		case time.Now().Add(wait).After(deadline):
+			s.reportLocked()
 			return 0, &LockedError{RetryAfter: time.Second}
 		}
 		select {
@@ -320,7 +322,12 @@ func (s *Service) audit(ctx context.Context, entries ...fsm.AuditAppend) {
 	s.logAudit(entries, err)
 }
 
+// logAudit mirrors entries to the log and, once committed (err nil),
+// reports them to the security observer.
 func (s *Service) logAudit(entries []fsm.AuditAppend, err error) {
+	if err == nil {
+		s.report(entries)
+	}
 	for _, e := range entries {
 		level := slog.LevelInfo
 		if e.Severity != fsm.AuditInfo {
