@@ -59,6 +59,9 @@ type Options struct {
 	Backup BackupFunc
 	// DataKey serves the data-key routes of the admin socket; nil: 404.
 	DataKey DataKeyAdmin
+	// Metrics counts every request by route and status, and times it;
+	// nil: no request metrics.
+	Metrics *Metrics
 }
 
 // NewHandler returns the API handler served over TLS. ready is asked by
@@ -131,7 +134,7 @@ func newRouter(opts Options, register func(mux *http.ServeMux)) http.Handler {
 		maxBody = defaultMaxBodyBytes
 	}
 	return &middleware{next: jsonFallbacks{mux}, log: logger, trusted: opts.TrustedProxies,
-		maxBody: maxBody, isNoLeader: opts.IsNoLeader}
+		maxBody: maxBody, isNoLeader: opts.IsNoLeader, metrics: opts.Metrics}
 }
 
 // jsonFallbacks replaces the mux's plain-text 404 and 405 with JSON.
@@ -140,6 +143,11 @@ type jsonFallbacks struct{ mux *http.ServeMux }
 func (j jsonFallbacks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, pattern := j.mux.Handler(r)
 	if pattern != "" { // a route, or the mux's redirect to a clean path
+		// A registered pattern: a bounded label. (A CONNECT's redirect
+		// would name the cleaned path instead; it is left "other".)
+		if r.Method != http.MethodConnect {
+			scopeOf(r).route = pattern
+		}
 		j.mux.ServeHTTP(w, r)
 		return
 	}
