@@ -296,9 +296,10 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: start raft: %w", err)
 	}
 	// Counted in the filter, which Raft calls on its own goroutine as
-	// the leader changes: no channel to drain, nothing dropped. The
-	// first election comes an election timeout after the start, well
-	// after this.
+	// the leader changes: no channel to drain, nothing dropped. A leader
+	// learned between NewRaft and this line (a heartbeat that raced it)
+	// goes uncounted; alerts read the increase over a window, which
+	// that does not change.
 	n.raft.RegisterObserver(raft.NewObserver(nil, false, func(o *raft.Observation) bool {
 		if lo, ok := o.Data.(raft.LeaderObservation); ok && lo.LeaderID != "" {
 			n.leaderChanges.Add(1)
