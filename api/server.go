@@ -61,6 +61,9 @@ type Options struct {
 	DataKey DataKeyAdmin
 	// Forensics runs after a lockdown commits (AdminForensics); nil: none.
 	Forensics ForensicsFunc
+	// Metrics counts every request by route and status, and times it;
+	// nil: no request metrics.
+	Metrics *Metrics
 }
 
 // NewHandler returns the API handler served over TLS. ready is asked by
@@ -146,7 +149,7 @@ func newRouter(opts Options, register func(mux *http.ServeMux)) http.Handler {
 		maxBody = defaultMaxBodyBytes
 	}
 	return &middleware{next: jsonFallbacks{mux}, log: logger, trusted: opts.TrustedProxies,
-		maxBody: maxBody, isNoLeader: opts.IsNoLeader}
+		maxBody: maxBody, isNoLeader: opts.IsNoLeader, metrics: opts.Metrics}
 }
 
 // jsonFallbacks replaces the mux's plain-text 404 and 405 with JSON.
@@ -155,6 +158,11 @@ type jsonFallbacks struct{ mux *http.ServeMux }
 func (j jsonFallbacks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, pattern := j.mux.Handler(r)
 	if pattern != "" { // a route, or the mux's redirect to a clean path
+		// A registered pattern: a bounded label. (A CONNECT's redirect
+		// would name the cleaned path instead; it is left "other".)
+		if r.Method != http.MethodConnect {
+			scopeOf(r).route = pattern
+		}
 		j.mux.ServeHTTP(w, r)
 		return
 	}

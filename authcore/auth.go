@@ -290,8 +290,10 @@ func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo, gate
 		case res.Granted:
 			return res.Slot, nil
 		case res.Locked:
+			s.reportLocked()
 			return 0, &LockedError{RetryAfter: res.RetryAfter}
 		case time.Now().Add(wait).After(deadline):
+			s.reportLocked()
 			return 0, &LockedError{RetryAfter: time.Second}
 		}
 		select {
@@ -401,7 +403,12 @@ func (s *Service) audit(ctx context.Context, entries ...fsm.AuditAppend) {
 	s.logAudit(entries, err)
 }
 
+// logAudit mirrors entries to the log and, once committed (err nil),
+// reports them to the security observer.
 func (s *Service) logAudit(entries []fsm.AuditAppend, err error) {
+	if err == nil {
+		s.report(entries)
+	}
 	for _, e := range entries {
 		level := slog.LevelInfo
 		switch e.Severity {

@@ -187,6 +187,9 @@ type Service struct {
 	hashRefused    atomic.Int64 // callers that gave up with ErrBusy
 	hashAbandoned  atomic.Int64 // callers whose request ended while they waited
 
+	observe func(SecurityEvent) // WithSecurityObserver; nil: none
+	audits  auditVerifier       // the background check of the audit chain (auditverify.go)
+
 	// hashThreads runs the hashes (nil: on the caller's goroutine).
 	hashThreads *hashpool.Pool
 	pinHashes   *bool // WithHashThreads's choice; nil: no threads

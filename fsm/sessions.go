@@ -444,6 +444,9 @@ func (t txn) putJSON(bucket []byte, key string, v any) error {
 }
 
 func (t txn) putSession(s *Session) error {
+	if t.tx.Bucket(bucketSessions).Get([]byte(s.ID)) == nil {
+		t.countSessions(1)
+	}
 	if err := t.putJSON(bucketSessions, s.ID, s); err != nil {
 		return err
 	}
@@ -453,7 +456,11 @@ func (t txn) putSession(s *Session) error {
 // deleteSession removes a session, its index entries (by user, by expiry)
 // and every refresh token that points to it.
 func (t txn) deleteSession(s *Session) error {
-	if err := t.tx.Bucket(bucketSessions).Delete([]byte(s.ID)); err != nil {
+	b := t.tx.Bucket(bucketSessions)
+	if b.Get([]byte(s.ID)) != nil {
+		t.countSessions(-1)
+	}
+	if err := b.Delete([]byte(s.ID)); err != nil {
 		return err
 	}
 	if err := t.tx.Bucket(bucketUserSessions).Delete(userSessionKey(s.UserID, s.ID)); err != nil {

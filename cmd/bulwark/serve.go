@@ -212,6 +212,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		return err
 	}
 	sec, sess := cfg.Auth.Security, cfg.Auth.Sessions
+	// Counters of requests and security events, fed as they happen.
+	metrics := api.NewMetrics()
 	core, err := authcore.New(n, authcore.Config{
 		Hash: authcore.HashParams{
 			MemoryKiB:   uint32(cfg.Auth.Password.Argon2MemoryKiB),
@@ -239,7 +241,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		MaxFailedNamesPerAddress: cmp.Or(sec.MaxFailedNamesPerAddress, -1),
 	}, authcore.WithClock(clk), authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
 		authcore.WithSecretBox(box),
-		authcore.WithHashThreads(cfg.Auth.Password.PinHashThreads),
+		authcore.WithHashThreads(cfg.Auth.Password.PinHashThreads), authcore.WithSecurityObserver(metrics.SecurityEvent),
 		authcore.WithFreshness(func() error { return n.Fresh(cfg.Cluster.MaxStaleness.Duration) }))
 	if err != nil {
 		return err
@@ -262,6 +264,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	}
 	go hooks.Run(ctx)
 	go core.RunKeyRotation(ctx, cfg.Tokens.RotateEvery.Duration, min(cfg.Tokens.RotateEvery.Duration/10, 10*time.Minute))
+	go core.RunAuditVerifier(ctx, auditCheckEvery)
 	ready := readiness{n, &keyPublished}
 
 	rl := cfg.Auth.RateLimit
@@ -273,6 +276,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		NodeID:         cfg.NodeName,
 		IsNoLeader:     isNoLeader,
 		Cluster:        clusterService{n: n},
+		Metrics:        metrics,
 		RateLimit: api.NewRateLimiter(api.RateLimitConfig{
 			PerIP: float64(rl.PerIP), PerIPBurst: rl.PerIPBurst,
 			PerUsername: float64(rl.PerUsername), PerUsernameBurst: rl.PerUsernameBurst,
@@ -326,7 +330,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		adminLn.Close()
 		return fmt.Errorf("metrics.listen: %w", err)
 	}
-	metricsSrv := &http.Server{Handler: metricsHandler(n, core, sealer.Mode(), clusterTLS, cfg.Metrics.Pprof), ReadHeaderTimeout: 5 * time.Second}
+	metricsSrv := &http.Server{Handler: metrics.Handler(metricsSources(n, core, sealer.Mode(), clusterTLS, cfg.Tokens.RotateEvery.Duration),
+		cfg.Metrics.Pprof), ReadHeaderTimeout: 5 * time.Second}
 
 	errc := make(chan error, 3)
 	go func() { errc <- serveUntilClosed(apiSrv.ServeTLS(apiLn, "", "")) }()
