@@ -176,6 +176,12 @@ type Service struct {
 	verifier *verifier
 	fresh    func() error // nil: the local state is always fresh enough
 	box      *SecretBox   // nil: second factors are off (mfa.go)
+	// auditKeys holds this node's audit keys once loaded (checkpoint.go);
+	// checkpointMu guards it and serialises checkpoints. leader says
+	// whether the node leads (nil: always).
+	auditKeys    *auditSigner
+	checkpointMu sync.Mutex
+	leader       func() bool
 
 	census census // the parameters of the stored password hashes (census.go)
 
