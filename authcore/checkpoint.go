@@ -135,7 +135,7 @@ func vaultKey(v KeyVault, name, alg string) (crypto.Signer, error) {
 }
 
 // signerLocked returns this node's audit keys, loading (or making) them
-// the first time. The caller holds checkpointMu.
+// the first time. The caller holds the checkpoint lock.
 func (s *Service) signerLocked() (*auditSigner, error) {
 	if s.auditKeys != nil {
 		return s.auditKeys, nil
@@ -155,9 +155,22 @@ func (s *Service) signerLocked() (*auditSigner, error) {
 // those not recorded yet, making them first if the vault holds none. Below
 // feature level 4 it writes nothing and returns ErrAuditKeysNotRecorded.
 func (s *Service) PublishAuditKeys(ctx context.Context) error {
-	s.checkpointMu.Lock()
-	defer s.checkpointMu.Unlock()
+	unlock, err := s.lockCheckpoints(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	return s.publishAuditKeysLocked(ctx)
+}
+
+// lockCheckpoints takes the checkpoint lock, or gives up when ctx ends.
+func (s *Service) lockCheckpoints(ctx context.Context) (unlock func(), err error) {
+	select {
+	case s.checkpointLock <- struct{}{}:
+		return func() { <-s.checkpointLock }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 func (s *Service) publishAuditKeysLocked(ctx context.Context) error {
@@ -203,14 +216,17 @@ func (s *Service) publishAuditKeysLocked(ctx context.Context) error {
 // A lockdown and a backup call it; elsewhere than on the leader the write
 // is forwarded, which a checkpoint allows (its node is the proposer).
 func (s *Service) CheckpointAudit(ctx context.Context) (*fsm.AuditCheckpointRecord, error) {
-	s.checkpointMu.Lock()
-	defer s.checkpointMu.Unlock()
+	unlock, err := s.lockCheckpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	return s.checkpoint(ctx, func(*fsm.AuditEntry, *fsm.AuditCheckpointRecord, time.Time) bool { return true })
 }
 
 // checkpoint writes a checkpoint of the newest entry when entries were
 // added since the last checkpoint's record and due says so. The caller
-// holds checkpointMu.
+// holds the checkpoint lock.
 func (s *Service) checkpoint(ctx context.Context, due func(last *fsm.AuditEntry, cp *fsm.AuditCheckpointRecord, since time.Time) bool) (*fsm.AuditCheckpointRecord, error) {
 	if !s.proposable(fsm.TypeAuditCheckpoint, 1) {
 		return nil, ErrAuditKeysNotRecorded
@@ -289,9 +305,12 @@ func (s *Service) RunAuditCheckpoints(ctx context.Context, entries int, interval
 		if !s.leads() {
 			return
 		}
-		s.checkpointMu.Lock()
+		unlock, err := s.lockCheckpoints(ctx)
+		if err != nil {
+			return
+		}
 		cp, err := s.checkpoint(ctx, due)
-		s.checkpointMu.Unlock()
+		unlock()
 		switch {
 		case errors.Is(err, ErrAuditKeysNotRecorded):
 		case err != nil:

@@ -108,8 +108,11 @@ func TestAuditCheckpointSchedule(t *testing.T) {
 	due := s.checkpointDue(5, time.Minute)
 	run := func() *fsm.AuditCheckpointRecord {
 		t.Helper()
-		s.checkpointMu.Lock()
-		defer s.checkpointMu.Unlock()
+		unlock, err := s.lockCheckpoints(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unlock()
 		cp, err := s.checkpoint(ctx, due)
 		if err != nil {
 			t.Fatal(err)
