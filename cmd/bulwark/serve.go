@@ -263,6 +263,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	}
 	go hooks.Run(ctx)
 	go core.RunKeyRotation(ctx, cfg.Tokens.RotateEvery.Duration, min(cfg.Tokens.RotateEvery.Duration/10, 10*time.Minute))
+	go publishAuditKeys(ctx, core, logger)
 	go core.RunAuditCheckpoints(ctx, 0, 0, 5*time.Second) // the defaults: 1000 entries or 5 minutes
 	ready := readiness{n, &keyPublished}
 
@@ -369,6 +370,29 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	finalCheckpoint(core, n, logger)
 	os.Remove(cfg.AdminSocketPath())
 	return runErr
+}
+
+// publishAuditKeys records this node's audit keys once the cluster's
+// feature level allows (4), so that whichever member leads later signs
+// checkpoints with keys every verifier already finds; it retries until it
+// has, or ctx ends.
+func publishAuditKeys(ctx context.Context, core *authcore.Service, logger *slog.Logger) {
+	for delay := 500 * time.Millisecond; ; delay = min(2*delay, 10*time.Second) {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := core.PublishAuditKeys(pctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, authcore.ErrAuditKeysNotRecorded) {
+			logger.Debug("audit keys not published yet", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
 }
 
 // finalCheckpoint has a leader that stops sign the entries added since the
