@@ -1,11 +1,13 @@
 package authcore
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -156,6 +158,9 @@ func TestAuditCheckpointSchedule(t *testing.T) {
 	if _, _, rep, err := trailOf(t, s); err != nil || rep.Checkpoints != 2 {
 		t.Fatalf("verify: %+v %v", rep, err)
 	}
+	if n, err := s.VerifyAudit(ctx); err != nil || n != next.EntrySeq {
+		t.Fatalf("the daemon's verify: %d %v", n, err)
+	}
 	// Nothing added since but its own record: no checkpoint, however long.
 	clk.Advance(time.Hour)
 	if again := run(); again == nil || again.Seq != next.Seq {
@@ -198,4 +203,39 @@ func TestAuditCheckpointsOnlyOnTheLeader(t *testing.T) {
 		_, cp, _, err := trailOf(t, s)
 		return cp != nil && err == nil
 	})
+}
+
+// TestCheckAuditSignature: the daemon's check (`bulwark audit verify`
+// without flags) accepts what the node signs and refuses either signature
+// altered.
+func TestCheckAuditSignature(t *testing.T) {
+	a, err := loadAuditSigner(newMemVault())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := fsm.AuditCheckpoint{Seq: 9, Hash: strings.Repeat("ab", 32), Time: 1, Node: "n1"}
+	if err := a.sign(&cp); err != nil {
+		t.Fatal(err)
+	}
+	keys := a.keys("n1")
+	check := func(i int, sig []byte) error {
+		k := &fsm.AuditPublicKey{AuditKey: keys[i]}
+		return checkAuditSignature(k, cp.Preimage(), sig)
+	}
+	if err := check(0, cp.ES256Sig); err != nil {
+		t.Fatalf("ES256: %v", err)
+	}
+	if err := check(1, cp.MLDSA65Sig); err != nil {
+		t.Fatalf("ML-DSA-65: %v", err)
+	}
+	for i, sig := range [][]byte{cp.ES256Sig, cp.MLDSA65Sig} {
+		bad := bytes.Clone(sig)
+		bad[len(bad)/2] ^= 1
+		if err := check(i, bad); err == nil {
+			t.Errorf("%s: an altered signature verifies", keys[i].Alg)
+		}
+		if err := check(1-i, sig); err == nil {
+			t.Errorf("%s signature verifies under the other key", keys[i].Alg)
+		}
+	}
 }
