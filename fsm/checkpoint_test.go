@@ -377,6 +377,20 @@ func BenchmarkVerifyAuditTrail(b *testing.B) {
 			}
 		}
 	})
+	b.Run("one checkpoint's signatures", func(b *testing.B) {
+		s.View(func(r Reader) error {
+			cp, err := r.LastAuditCheckpoint()
+			if err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if err := r.checkSignatures(cp, checkAuditSig); err != nil {
+					b.Fatal(err)
+				}
+			}
+			return nil
+		})
+	})
 	b.Run("chain+checkpoints", func(b *testing.B) {
 		for b.Loop() {
 			if rep, err := verifyTrail(b, s); err != nil || rep.Entries != 10000 || rep.Checkpoints != 10 {
