@@ -245,13 +245,19 @@ func (s *Service) publishAuditKeysLocked(ctx context.Context) error {
 // entry is vouched for (it or its own record is the newest), nil when the
 // trail is empty. It publishes this node's audit keys first if needed.
 // A lockdown and a backup call it; elsewhere than on the leader the write
-// is forwarded, which a checkpoint allows (its node is the proposer).
+// is forwarded, which a checkpoint allows (its node is the proposer). It
+// first waits for a read barrier, so it signs the newest entry the cluster
+// committed and no checkpoint newer than the local state knows refuses
+// it.
 func (s *Service) CheckpointAudit(ctx context.Context) (*fsm.AuditCheckpointRecord, error) {
 	unlock, err := s.lockCheckpoints(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer unlock()
+	if err := s.ReadBarrier(ctx); err != nil {
+		return nil, err
+	}
 	return s.checkpoint(ctx, func(*fsm.AuditEntry, *fsm.AuditCheckpointRecord, time.Time) bool { return true })
 }
 
@@ -332,6 +338,7 @@ func (s *Service) RunAuditCheckpoints(ctx context.Context, entries int, interval
 	entries = cmp.Or(entries, DefaultAuditCheckpointEntries)
 	interval = cmp.Or(interval, DefaultAuditCheckpointInterval)
 	due := s.checkpointDue(entries, interval)
+	var logged uint64
 	clock.Every(ctx, s.clock, poll, func() {
 		if !s.leads() {
 			return
@@ -346,7 +353,8 @@ func (s *Service) RunAuditCheckpoints(ctx context.Context, entries int, interval
 		case errors.Is(err, ErrAuditKeysNotRecorded):
 		case err != nil:
 			s.log.Warn("audit checkpoint not written", "error", err)
-		case cp != nil:
+		case cp != nil && cp.Seq != logged:
+			logged = cp.Seq
 			s.log.Debug("audit checkpoint", "seq", cp.Seq)
 		}
 	})
