@@ -176,6 +176,13 @@ type Service struct {
 	verifier *verifier
 	fresh    func() error // nil: the local state is always fresh enough
 	box      *SecretBox   // nil: second factors are off (mfa.go)
+	// auditKeys holds this node's audit keys once loaded (checkpoint.go);
+	// checkpointLock (a one-slot channel, so a waiter can give up) guards
+	// it and serialises checkpoints. leader says whether the node leads
+	// (nil: always).
+	auditKeys      *auditSigner
+	checkpointLock chan struct{}
+	leader         func() bool
 
 	census census // the parameters of the stored password hashes (census.go)
 
@@ -384,7 +391,7 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 			cfg.MaxFailedNamesPerAddress, fsm.MaxNamesPerAddressLimit)
 	}
 	s := &Service{store: store, cfg: cfg, clock: clock.Real{}, log: slog.New(slog.DiscardHandler),
-		hashes: make(chan struct{}, cfg.MaxConcurrentHashes)}
+		hashes: make(chan struct{}, cfg.MaxConcurrentHashes), checkpointLock: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(s)
 	}

@@ -27,6 +27,8 @@ import (
 //	   what they write too
 //	4: multi-factor authentication (factors, second-factor sessions),
 //	   threat response and audit checkpoints; each command's row names it
+//	   (audit.key and audit.checkpoint: the signed checkpoints of the
+//	   audit trail, checkpoint.go)
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.

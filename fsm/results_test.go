@@ -68,6 +68,9 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeWebAuthnAdd, 1, Result{Value: &MFA{WebAuthn: []WebAuthnCredential{{ID: "c", Name: "key", Sealed: []byte("s"), SignCount: 1, CreatedAt: at}}}}},
 		{TypeWebAuthnRename, 1, Result{Value: &MFA{WebAuthn: []WebAuthnCredential{{ID: "c", Name: "k2", CreatedAt: at, LastUsedAt: &at}}}}},
 		{TypeWebAuthnRemove, 1, Result{Value: &MFA{}}},
+		{TypeAuditKey, 1, Result{Value: &AuditPublicKey{AuditKey: AuditKey{Kid: "k", Node: "n1", Alg: AuditAlgES256, Public: []byte{1}}, PublishedAt: at}}},
+		{TypeAuditCheckpoint, 1, Result{Value: &AuditCheckpointRecord{AuditCheckpoint: AuditCheckpoint{Seq: 7, Hash: "h", Node: "n1",
+			ES256Sig: []byte{1}, MLDSA65Sig: []byte{2}}, EntrySeq: 8}}},
 	}
 	covered := map[handlerKey]bool{}
 	for _, c := range cases {

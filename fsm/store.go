@@ -52,10 +52,15 @@ var (
 	bucketWebAuthn = []byte("webauthn_credentials") // credential id → user id
 	bucketWebhooks = []byte("webhook_cursors")      // hex sha256(url) → last seq delivered (8 bytes)
 
+	// Level 4 (checkpoint.go), added the same way.
+	bucketAuditKeys   = []byte("audit_keys")        // kid → AuditPublicKey
+	bucketCheckpoints = []byte("audit_checkpoints") // seq (8 bytes, big endian) → AuditCheckpointRecord
+
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketUsernames, bucketSessions,
 		bucketRefresh, bucketLockout, bucketAudit, bucketKeys, bucketBlocks, bucketClients,
 		bucketUserSessions, bucketSessionRefresh, bucketExpiry, bucketAddresses,
-		bucketMFA, bucketMFAUsed, bucketWebAuthn, bucketWebhooks}
+		bucketMFA, bucketMFAUsed, bucketWebAuthn, bucketWebhooks,
+		bucketAuditKeys, bucketCheckpoints}
 
 	keyApplied = []byte("applied") // index(8) || term(8), big endian
 	keyFormat  = []byte("format")

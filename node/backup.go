@@ -467,8 +467,8 @@ func RestoreBackup(dataDir, nodeID, advertise string, r io.Reader) (RestoreInfo,
 	ri.AppliedIndex, ri.AppliedTerm, err = store.Applied()
 	if err == nil {
 		err = store.View(func(rd fsm.Reader) error {
-			var aerr error
-			ri.AuditEntries, aerr = rd.VerifyAudit()
+			rep, aerr := rd.VerifyAuditTrail(CheckAuditSignature)
+			ri.AuditEntries = rep.Entries
 			if aerr != nil {
 				ri.AuditProblem = aerr.Error()
 			}

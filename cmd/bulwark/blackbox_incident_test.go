@@ -37,6 +37,12 @@ func TestBlackBoxLockdownOverThreeNodes(t *testing.T) {
 		filepath.Dir(backup) != filepath.Join(nodes[1].dataDir(), "forensics") {
 		t.Fatalf("forensic backup %s: %v %v", backup, fi, err)
 	}
+	// It holds the lockdown's signed checkpoint, and its trail verifies
+	// offline.
+	if out, errOut, code := nodes[1].cli("", "audit", "verify", "--backup", backup); code != 0 ||
+		!strings.Contains(out, "signed checkpoints verified") {
+		t.Fatalf("audit verify --backup of the forensic backup: %d %s %s", code, out, errOut)
+	}
 	for i, n := range nodes {
 		for j, b := range bearers {
 			waitfor.True(t, "the session ended", 2*time.Second, 10*time.Millisecond, func() bool {

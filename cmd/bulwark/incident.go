@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -81,13 +82,20 @@ func cmdIncident(args []string, stdout io.Writer) error {
 	return nil
 }
 
-// forensicsOption writes, after a lockdown, an online backup of the
-// cluster's state into <data_dir>/forensics (0700), one file per
-// lockdown (0600): the trail as it stood, for the investigation.
+// forensicsOption writes, after a lockdown, a signed audit checkpoint and
+// an online backup of the cluster's state into <data_dir>/forensics
+// (0700), one file per lockdown (0600): the trail as it stood, for the
+// investigation (`bulwark audit verify --backup`).
 func forensicsOption(serveCtx context.Context, n *node.Node, core *authcore.Service, dataDir string) api.AdminOption {
 	return api.AdminForensics(func(ctx context.Context) (string, error) {
-		// This node's state, once it holds the lockdown (on a follower
-		// too: the operator's node keeps the evidence).
+		// A signed checkpoint of the trail as it stands (written by this
+		// node, forwarded to the leader from a follower), so the evidence
+		// is vouched for to its end.
+		if _, err := core.CheckpointAudit(ctx); err != nil && !errors.Is(err, authcore.ErrAuditKeysNotRecorded) {
+			return "", fmt.Errorf("audit checkpoint: %w", err)
+		}
+		// This node's state, once it holds the lockdown and the checkpoint
+		// (on a follower too: the operator's node keeps the evidence).
 		if err := core.ReadBarrier(ctx); err != nil {
 			return "", err
 		}

@@ -46,7 +46,7 @@ const usage = `usage: bulwark <command> [arguments]
   user revoke-sessions NAME
   user reset-mfa NAME
   incident lockdown --reason TEXT | release | status
-  audit tail [-n N] | verify | export [--since SEQ]
+  audit tail [-n N] | verify [--data-dir DIR | --backup FILE] | export [--since SEQ]
   keys list | rotate | datakey-fingerprint
   keys escrow-keygen PRIVATE_OUT PUBLIC_OUT | escrow-key FILE
   keys recovery-shares --threshold K --shares N

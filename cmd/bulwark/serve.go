@@ -242,7 +242,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	}, authcore.WithClock(clk), authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
 		authcore.WithSecretBox(box),
 		authcore.WithHashThreads(cfg.Auth.Password.PinHashThreads), authcore.WithSecurityObserver(metrics.SecurityEvent),
-		authcore.WithFreshness(func() error { return n.Fresh(cfg.Cluster.MaxStaleness.Duration) }))
+		authcore.WithFreshness(func() error { return n.Fresh(cfg.Cluster.MaxStaleness.Duration) }),
+		authcore.WithLeader(func() bool { return n.Status().State == "Leader" }))
 	if err != nil {
 		return err
 	}
@@ -265,6 +266,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	go hooks.Run(ctx)
 	go core.RunKeyRotation(ctx, cfg.Tokens.RotateEvery.Duration, min(cfg.Tokens.RotateEvery.Duration/10, 10*time.Minute))
 	go core.RunAuditVerifier(ctx, auditCheckEvery)
+	go publishAuditKeys(ctx, core, logger)
+	go core.RunAuditCheckpoints(ctx, 0, 0, 5*time.Second) // the defaults: 1000 entries or 5 minutes
 	ready := readiness{n, &keyPublished}
 
 	rl := cfg.Auth.RateLimit
@@ -319,7 +322,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	go renewer.Run(ctx)
 	adminSrv := &http.Server{
 		Handler: api.NewAdminHandler(core, core, func() any { return n.Status() }, logger,
-			api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), forensicsOption(ctx, n, core, cfg.DataDir), api.AdminDataKey(dataKeyAdmin{dataKeys}),
+			api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n, core, logger), forensicsOption(ctx, n, core, cfg.DataDir), api.AdminDataKey(dataKeyAdmin{dataKeys}),
 			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core})),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
@@ -369,8 +372,49 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 			logger.Warn("shutdown", "error", err)
 		}
 	}
+	finalCheckpoint(core, n, logger)
 	os.Remove(cfg.AdminSocketPath())
 	return runErr
+}
+
+// publishAuditKeys records this node's audit keys once the cluster's
+// feature level allows (4), so that whichever member leads later signs
+// checkpoints with keys every verifier already finds; it retries until it
+// has, or ctx ends.
+func publishAuditKeys(ctx context.Context, core *authcore.Service, logger *slog.Logger) {
+	for delay := 500 * time.Millisecond; ; delay = min(2*delay, 10*time.Second) {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := core.PublishAuditKeys(pctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, authcore.ErrAuditKeysNotRecorded) {
+			logger.Debug("audit keys not published yet", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+// finalCheckpoint has a leader that stops sign the entries added since the
+// last audit checkpoint, so a stopped cluster's trail is vouched for to its
+// end (`bulwark audit verify --data-dir`). Best effort, briefly: a stop is
+// not held up by it.
+func finalCheckpoint(core *authcore.Service, n *node.Node, logger *slog.Logger) {
+	if n.Status().State != "Leader" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if cp, err := core.CheckpointAudit(ctx); err != nil && !errors.Is(err, authcore.ErrAuditKeysNotRecorded) {
+		logger.Warn("no audit checkpoint at shutdown", "error", err)
+	} else if cp != nil {
+		logger.Info("audit checkpoint at shutdown", "seq", cp.Seq)
+	}
 }
 
 // logHashThreads says at start where password hashes run.
