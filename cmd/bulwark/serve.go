@@ -230,6 +230,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		RequireMFAForAdmin: sec.RequireMFAForAdmin,
 		StepUpWindow:       cfg.MFA.StepUpWindow.Duration,
 		IncidentExempt:     prefixes(cfg.Incident.Exempt),
+		WebAuthnRPID:       cfg.MFA.WebAuthnRPID,
+		WebAuthnOrigins:    cfg.MFA.WebAuthnOrigins,
 		OnLimit:            sess.OnLimit,
 		NodeID:             cfg.NodeName,
 		SigningAlg:         cfg.Tokens.Algorithm,
