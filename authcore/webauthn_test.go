@@ -442,10 +442,21 @@ func TestPasskeyCeremonyAcrossMembers(t *testing.T) {
 	}
 }
 
-// FuzzWebAuthnFinish feeds raw bytes to the credential parsers and the
-// finish of a live ceremony: no panic, and nothing but a 4xx-class error.
+// FuzzWebAuthnFinish feeds raw bytes to what a finish decodes from the
+// client before anything else: the credential (as an assertion and as an
+// attestation) and the challenge_id. No panic; a refusal is ErrInvalidInput
+// (a 400).
 func FuzzWebAuthnFinish(f *testing.F) {
+	s := &Service{box: testBox(f), clock: newClock()}
 	f.Add([]byte(`{}`))
+	f.Add([]byte(ceremonyPrefix + "AQID"))
+	// Well-formed answers of the software authenticator.
+	k := newPasskey("user")
+	challenge := bytes.Repeat([]byte{1}, 32)
+	f.Add([]byte(virtualwebauthn.CreateAttestationResponse(testRP, k.auth, k.cred,
+		virtualwebauthn.AttestationOptions{Challenge: challenge, RelyingPartyID: testRP.ID, UserID: "user"})))
+	f.Add([]byte(virtualwebauthn.CreateAssertionResponse(testRP, k.auth, k.cred,
+		virtualwebauthn.AssertionOptions{Challenge: challenge, RelyingPartyID: testRP.ID})))
 	f.Add([]byte(`{"id":"AA","rawId":"AA","type":"public-key","response":{"clientDataJSON":"e30","authenticatorData":"AA","signature":"AA"}}`))
 	f.Add([]byte(`{"id":"AA","rawId":"AA","type":"public-key","response":{"clientDataJSON":"e30","attestationObject":"oA"}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -458,6 +469,9 @@ func FuzzWebAuthnFinish(f *testing.F) {
 			t.Fatal("parseAttestation: nil and no error")
 		} else if err != nil && !errors.Is(err, ErrInvalidInput) {
 			t.Fatalf("parseAttestation: %v", err)
+		}
+		if _, err := s.openCeremony(string(b), ceremonyPasswordless, RequestInfo{}); !errors.Is(err, ErrInvalidInput) {
+			t.Fatalf("openCeremony: %v", err)
 		}
 	})
 }
