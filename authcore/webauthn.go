@@ -622,13 +622,16 @@ func (s *Service) FinishWebAuthnLogin(ctx context.Context, challengeID string, c
 	var sp sessionProof
 	var amr []string
 	if kind == ceremonySecond {
-		proof.Ticket, proof.TicketExpires = ticketHash(c.Nonce), c.TicketExpires
+		proof.Ticket, proof.TicketExpires = ticketHash(c.Nonce), c.TicketExpires+int64(ceremonyTTL)
 		gen := c.PwdGen
 		sp, amr = sessionProof{pwdGen: &gen, factor: proof}, []string{"pwd", key, "mfa"}
 	} else {
-		proof.Ticket, proof.TicketExpires = challengeTicket(c.Session.Challenge), c.Expires
+		proof.Ticket, proof.TicketExpires = challengeTicket(c.Session.Challenge), c.Expires+int64(ceremonyTTL)
 		sp, amr = sessionProof{factor: proof}, []string{key, "user", "mfa"}
 	}
+	// The log remembers the ticket past the last moment the ceremony (or
+	// mfa_token) opens: an assertion checked just before that moment is
+	// still proposed with a ticket Apply keeps.
 	tok, err := s.startSessionWith(ctx, u, lock, ri, amr, sp)
 	switch {
 	case errors.Is(err, fsm.ErrFactorReplayed), errors.Is(err, fsm.ErrFactorNotFound):

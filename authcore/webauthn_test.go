@@ -356,6 +356,17 @@ func TestPasskeyRegistration(t *testing.T) {
 	if _, err := s.FinishWebAuthnRegistration(fromAddr, fresh, c.ChallengeID, []byte("[1,2")); !errors.Is(err, ErrInvalidInput) {
 		t.Fatalf("malformed: %v", err)
 	}
+	// Another user's session finishing alice's ceremony.
+	if _, err := s.CreateUser(fromAddr, NewUser{Username: "bob", Password: pw}); err != nil {
+		t.Fatal(err)
+	}
+	bobTok, err := s.Login(fromAddr, "bob", pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FinishWebAuthnRegistration(fromAddr, principalOf(t, s, bobTok), c2.ChallengeID, k2.attest(t, testRP, c2)); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("bob finishing alice's registration: %v", err)
+	}
 	reg, err := s.FinishWebAuthnRegistration(fromAddr, fresh, c2.ChallengeID, k2.attest(t, testRP, c2))
 	if err != nil || reg.RecoveryCodes != nil {
 		t.Fatalf("a second passkey: %+v, %v (no new recovery codes)", reg, err)
