@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -485,4 +486,32 @@ func FuzzWebAuthnFinish(f *testing.F) {
 			t.Fatalf("openCeremony: %v", err)
 		}
 	})
+}
+
+// The relying party: configured, or the issuer's host and origin; an
+// issuer on an IP address leaves passkeys off (a clear 503), a bad
+// configured RP id stops the service from starting.
+func TestPasskeyRelyingPartyConfig(t *testing.T) {
+	s, _ := newAuthService(t, Config{})
+	if s.rp == nil || s.rp.Config.RPID != "bulwark.test" || !slices.Equal(s.rp.Config.RPOrigins, []string{"https://bulwark.test:8443"}) {
+		t.Fatalf("default relying party %+v", s.rp)
+	}
+	cfg := s.cfg
+	cfg.Issuer, cfg.Audience = "https://127.0.0.1:8443", ""
+	ip, err := New(s.store, cfg, WithSecretBox(testBox(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ip.BeginWebAuthnLogin(fromAddr, ""); !errors.Is(err, ErrPasskeysUnavailable) {
+		t.Fatalf("passkeys on an IP issuer without webauthn_rp_id: %v", err)
+	}
+	cfg.WebAuthnRPID, cfg.WebAuthnOrigins = "id.example.com", []string{"https://id.example.com"}
+	set, err := New(s.store, cfg, WithSecretBox(testBox(t)))
+	if err != nil || set.rp.Config.RPID != "id.example.com" || !slices.Equal(set.rp.Config.RPOrigins, cfg.WebAuthnOrigins) {
+		t.Fatalf("configured relying party: %v", err)
+	}
+	cfg.WebAuthnRPID = "10.0.0.1"
+	if _, err := New(s.store, cfg, WithSecretBox(testBox(t))); !errors.Is(err, ErrInvalidInput) {
+		t.Fatalf("an IP address as webauthn_rp_id: %v", err)
+	}
 }
