@@ -153,6 +153,29 @@ func TestPasskeySecondFactor(t *testing.T) {
 	}
 }
 
+// A synced passkey (backup eligible: its key leaves the device) is a
+// software-secured key in amr.
+func TestPasskeySyncedIsSWK(t *testing.T) {
+	s, _ := newAuthService(t, Config{})
+	p := principalOf(t, s, login(t, s))
+	k := newPasskey(p.UserID)
+	k.auth.Options.BackupEligible, k.auth.Options.BackupState = true, true
+	c, err := s.BeginWebAuthnRegistration(fromAddr, p, "icloud")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.FinishWebAuthnRegistration(fromAddr, p, c.ChallengeID, k.attest(t, testRP, c)); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := passkeyLogin(t, s, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if amr := strings.Join(principalOf(t, s, tok).Claims.Amr, " "); amr != "pwd swk mfa" {
+		t.Fatalf("amr %q", amr)
+	}
+}
+
 // A discoverable passkey that verifies its user signs in without a
 // password, and counts as a second factor.
 func TestPasskeyPasswordless(t *testing.T) {
@@ -242,6 +265,9 @@ func TestPasskeyBadAssertions(t *testing.T) {
 		}, ErrInvalidCredentials},
 		{"another ceremony's challenge", func(c WebAuthnCeremony) (string, []byte) {
 			return c.ChallengeID, k.assert(t, testRP, other)
+		}, ErrInvalidCredentials},
+		{"an unknown credential", func(c WebAuthnCeremony) (string, []byte) {
+			return c.ChallengeID, newPasskey(p.UserID).assert(t, testRP, c)
 		}, ErrInvalidCredentials},
 		{"a forged challenge id", func(c WebAuthnCeremony) (string, []byte) {
 			id := []byte(c.ChallengeID)
