@@ -478,14 +478,9 @@ func (s *Service) BeginWebAuthnLogin(ctx context.Context, mfaToken string) (WebA
 	}
 	ri := requestInfo(ctx)
 	c := ceremony{Kind: ceremonyPasswordless, IP: ri.IP, Expires: s.now().Add(ceremonyTTL).UnixNano()}
-	var (
-		assertion *protocol.CredentialAssertion
-		sd        *webauthn.SessionData
-		err       error
-	)
-	if mfaToken == "" {
-		assertion, sd, err = s.rp.BeginDiscoverableLogin(webauthn.WithUserVerification(protocol.VerificationRequired))
-	} else {
+	opts := []webauthn.LoginOption{webauthn.WithUserVerification(protocol.VerificationRequired)}
+	var wu *waUser
+	if mfaToken != "" {
 		tk, err := s.parseTicket(mfaToken, ri)
 		if err != nil {
 			return WebAuthnCeremony{}, err
@@ -505,20 +500,27 @@ func (s *Service) BeginWebAuthnLogin(ctx context.Context, mfaToken string) (WebA
 			TicketExpires: time.Unix(tk.Expires, 0).UnixNano(),
 			Expires:       min(s.now().Add(ceremonyTTL).UnixNano(), time.Unix(tk.Expires, 0).UnixNano())}
 		// Only the ids are needed to begin: nothing is opened.
-		wu := &waUser{u: u}
+		wu = &waUser{u: u}
 		for _, d := range descriptors(m) {
 			wu.creds = append(wu.creds, webauthn.Credential{ID: d.CredentialID})
 		}
-		assertion, sd, err = s.rp.BeginLogin(wu, webauthn.WithUserVerification(protocol.VerificationPreferred))
-		if err != nil {
-			return WebAuthnCeremony{}, err
-		}
+		opts = []webauthn.LoginOption{webauthn.WithUserVerification(protocol.VerificationPreferred)}
+	}
+	var (
+		assertion *protocol.CredentialAssertion
+		sd        *webauthn.SessionData
+		err       error
+	)
+	if wu == nil {
+		assertion, sd, err = s.rp.BeginDiscoverableLogin(opts...)
+	} else {
+		assertion, sd, err = s.rp.BeginLogin(wu, opts...)
 	}
 	if err != nil {
 		return WebAuthnCeremony{}, err
 	}
-	// The allowed credentials are the user's at finish (a sealed copy
-	// would let a removed one through, and grow the id).
+	// The allowed credentials are filled in at finish from the user's
+	// current ones: the challenge_id stays small however many they have.
 	sd.AllowedCredentialIDs = nil
 	c.Session = *sd
 	id, err := s.sealCeremony(c)
