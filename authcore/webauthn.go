@@ -310,8 +310,9 @@ var registrationParams = []protocol.CredentialParameter{
 }
 
 // BeginWebAuthnRegistration starts registering a passkey named name for
-// the caller. A caller who already has a second factor needs a recent one
-// (a stolen session must not add the thief's key).
+// the caller. A caller who already has a second factor needs a recent one,
+// and one who has none a recent sign-in (StepUpToEnrol: a stolen session
+// must not add the thief's key).
 func (s *Service) BeginWebAuthnRegistration(ctx context.Context, p *Principal, name string) (WebAuthnCeremony, error) {
 	if err := s.passkeysReady(); err != nil {
 		return WebAuthnCeremony{}, err
@@ -319,7 +320,7 @@ func (s *Service) BeginWebAuthnRegistration(ctx context.Context, p *Principal, n
 	if err := validName(name); err != nil {
 		return WebAuthnCeremony{}, err
 	}
-	if err := s.StepUp(p); err != nil {
+	if err := s.StepUpToEnrol(p); err != nil {
 		return WebAuthnCeremony{}, err
 	}
 	u, err := s.userByID(p.UserID)
@@ -368,7 +369,7 @@ func (s *Service) FinishWebAuthnRegistration(ctx context.Context, p *Principal, 
 	if c.UserID != p.UserID {
 		return WebAuthnRegistered{}, fmt.Errorf("%w: the challenge_id is another user's; begin again", ErrInvalidInput)
 	}
-	if err := s.StepUp(p); err != nil { // a factor added since begin
+	if err := s.StepUpToEnrol(p); err != nil { // a factor added since begin, or time gone by
 		return WebAuthnRegistered{}, err
 	}
 	u, err := s.userByID(p.UserID)
@@ -642,6 +643,11 @@ func (s *Service) FinishWebAuthnLogin(ctx context.Context, challengeID string, c
 		// passkey removed meanwhile: a failure of the second factor.
 		s.mfaFailed(ctx, u, ri, slot, fsm.FactorWebAuthn, "replayed")
 		return Tokens{}, ErrInvalidCredentials
+	case errors.Is(err, fsm.ErrLockedDown):
+		// An incident lockdown: only an administrator signing in with a
+		// second factor (a passkey is one) or an exempt client goes on.
+		s.releaseSlot(ctx, lock, slot)
+		return Tokens{}, err
 	case errors.Is(err, fsm.ErrCredentialChanged), errors.Is(err, fsm.ErrUserDisabled), errors.Is(err, fsm.ErrUserNotFound):
 		s.releaseSlot(ctx, lock, slot)
 		if kind == ceremonySecond {

@@ -541,3 +541,50 @@ func TestPasskeyRelyingPartyConfig(t *testing.T) {
 		t.Fatalf("an IP address as webauthn_rp_id: %v", err)
 	}
 }
+
+// Sudo mode: a user without factors adds a first passkey only from a
+// recent sign-in.
+func TestPasskeyFirstFactorNeedsRecentSignIn(t *testing.T) {
+	s, clk := newAuthService(t, Config{StepUpWindow: 10 * time.Minute})
+	old := principalOf(t, s, login(t, s))
+	clk.Advance(11 * time.Minute)
+	if _, err := s.BeginWebAuthnRegistration(fromAddr, old, "key"); !errors.Is(err, ErrStepUpRequired) {
+		t.Fatalf("a first passkey from an 11-minute-old sign-in: %v", err)
+	}
+	registerPasskey(t, s, principalOf(t, s, login(t, s)), "key")
+}
+
+// During an incident lockdown a passkey signs in an administrator (it is
+// a second factor) and nobody else.
+func TestPasskeyDuringLockdown(t *testing.T) {
+	s, _ := newAuthService(t, Config{})
+	admin := principalOf(t, s, login(t, s)) // alice is an admin
+	k, _ := registerPasskey(t, s, admin, "key")
+	if _, err := s.CreateUser(fromAddr, NewUser{Username: "bob", Password: pw}); err != nil {
+		t.Fatal(err)
+	}
+	bobTok, err := s.Login(fromAddr, "bob", pw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bob := principalOf(t, s, bobTok)
+	kb, _ := registerPasskey(t, s, bob, "bob's key")
+	if _, err := s.Lockdown(fromAddr, "test"); err != nil {
+		t.Fatal(err)
+	}
+	passwordless := func(k *passkey) error {
+		c, err := s.BeginWebAuthnLogin(fromAddr, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.cred.Counter++
+		_, err = s.FinishWebAuthnLogin(fromAddr, c.ChallengeID, k.assert(t, testRP, c))
+		return err
+	}
+	if err := passwordless(kb); !errors.Is(err, ErrLockedDown) {
+		t.Fatalf("a user's passkey during a lockdown: %v", err)
+	}
+	if err := passwordless(k); err != nil {
+		t.Fatalf("an administrator's passkey during a lockdown: %v", err)
+	}
+}
