@@ -45,6 +45,8 @@ type fakeAuth struct {
 	audit       []authcore.AuditEntry
 	verifyCount uint64
 	verifyErr   error
+	// webauthn: the arguments the passkey methods last saw (webauthn_test.go).
+	webauthn []string
 }
 
 // newFakeAuth knows alice (admin; sessions s-alice and s-alice2), bob

@@ -156,6 +156,9 @@ func toError(sc *scope, err error) *Error {
 			Description: "sign-in is suspended by an incident lockdown; administrators sign in with a second factor"}
 	case errors.Is(err, authcore.ErrConflict):
 		return &Error{Status: http.StatusConflict, Code: CodeConflict, Description: err.Error()}
+	case errors.Is(err, authcore.ErrPasskeysUnavailable):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeMFAUnavailable,
+			Description: "passkeys are not configured on this node (mfa.webauthn_rp_id)"}
 	case errors.Is(err, authcore.ErrMFAUnavailable):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeMFAUnavailable,
 			Description: "second factors are not available on this node (no cluster data key)", RetryAfter: retryBusy}

@@ -23,6 +23,7 @@ type MFA interface {
 	// StepUp is nil when p may do a sensitive action now, else a
 	// *authcore.StepUpError (RFC 9470).
 	StepUp(p *authcore.Principal) error
+	WebAuthn
 }
 
 // mfaRequired is the login answer for a user with a second factor

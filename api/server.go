@@ -85,6 +85,8 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 		mux.Handle("POST /v1/auth/logout", a.limited(a.bearer(a.logout)))
 		mux.Handle("POST /v1/auth/mfa", a.limited(a.verifyMFA))
 		mux.Handle("GET /v1/auth/challenge", a.limited(a.challenge))
+		mux.Handle("POST /v1/auth/webauthn/begin", a.limited(a.webauthnLoginBegin))
+		mux.Handle("POST /v1/auth/webauthn/finish", a.limited(a.webauthnLoginFinish))
 
 		mux.Handle("GET /v1/me", a.bearer(a.me))
 		mux.Handle("GET /v1/me/sessions", a.bearer(a.mySessions))
@@ -95,6 +97,10 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 		mux.Handle("POST /v1/me/mfa/totp/confirm", a.bearer(a.confirmTOTP))
 		mux.Handle("DELETE /v1/me/mfa/totp", a.bearer(a.removeTOTP))
 		mux.Handle("POST /v1/me/mfa/recovery-codes", a.bearer(a.regenerateRecoveryCodes))
+		mux.Handle("POST /v1/me/mfa/webauthn/begin", a.bearer(a.webauthnRegisterBegin))
+		mux.Handle("POST /v1/me/mfa/webauthn/finish", a.bearer(a.webauthnRegisterFinish))
+		mux.Handle("PATCH /v1/me/mfa/webauthn/{id}", a.bearer(a.webauthnRename))
+		mux.Handle("DELETE /v1/me/mfa/webauthn/{id}", a.bearer(a.webauthnRemove))
 
 		ur := userRoutes{users: users, base: "/v1/admin/users/"}
 		// Every administrator's write needs a recent second factor too

@@ -84,6 +84,11 @@ var (
 	// check second factors with.
 	ErrMFAUnavailable = errors.New("second factors are not available on this node")
 
+	// ErrPasskeysUnavailable: no WebAuthn relying party is configured
+	// (the issuer's host is no domain name and mfa.webauthn_rp_id is
+	// unset).
+	ErrPasskeysUnavailable = errors.New("passkeys are not configured on this node")
+
 	// ErrConflict: the request conflicts with the current state (a factor
 	// already on, an enrolment to confirm that is not there).
 	ErrConflict = errors.New("conflict")

@@ -30,6 +30,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/go-webauthn/webauthn/webauthn"
+
 	"github.com/bulwark-auth/bulwark/authcore/internal/hashpool"
 	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/internal/clock"
@@ -102,6 +104,12 @@ type Config struct {
 	// StepUpWindow (mfa.step_up_window): how recent a second factor a
 	// sensitive action needs (RFC 9470). Zero means 10 minutes.
 	StepUpWindow time.Duration
+	// WebAuthnRPID (mfa.webauthn_rp_id) is the WebAuthn relying-party id;
+	// empty: the issuer's host. WebAuthnOrigins (mfa.webauthn_origins)
+	// are the origins ceremonies may come from; empty: the issuer's
+	// origin (webauthn.go).
+	WebAuthnRPID    string
+	WebAuthnOrigins []string
 
 	// NodeID names this node as the owner of its signing keys.
 	NodeID string
@@ -174,8 +182,9 @@ type Service struct {
 	vault    KeyVault
 	rotateMu sync.Mutex
 	verifier *verifier
-	fresh    func() error // nil: the local state is always fresh enough
-	box      *SecretBox   // nil: second factors are off (mfa.go)
+	fresh    func() error       // nil: the local state is always fresh enough
+	box      *SecretBox         // nil: second factors are off (mfa.go)
+	rp       *webauthn.WebAuthn // nil: passkeys are off (webauthn.go)
 	// auditKeys holds this node's audit keys once loaded (checkpoint.go);
 	// checkpointLock (a one-slot channel, so a waiter can give up) guards
 	// it and serialises checkpoints. leader says whether the node leads
@@ -405,6 +414,9 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 	s.verifier = &verifier{keys: &stateKeys{store: store, cache: map[string]parsedKey{}},
 		issuer: cfg.Issuer, node: cfg.NodeID, shared: cfg.ClusterIssuer != "", audience: audience,
 		leeway: cfg.Leeway, maxLifetime: cfg.AccessTTL}
+	if err := s.newRelyingParty(); err != nil {
+		return nil, err
+	}
 	if s.pinHashes != nil {
 		s.hashThreads = hashpool.New(cfg.MaxConcurrentHashes, *s.pinHashes)
 	}

@@ -233,6 +233,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		StepUpWindow:       cfg.MFA.StepUpWindow.Duration,
 		IncidentExempt:     prefixes(cfg.Incident.Exempt),
 		ChallengeAfter:     cfg.Incident.ChallengeAfterFailures,
+		WebAuthnRPID:       cfg.MFA.WebAuthnRPID,
+		WebAuthnOrigins:    cfg.MFA.WebAuthnOrigins,
 		OnLimit:            sess.OnLimit,
 		NodeID:             cfg.NodeName,
 		SigningAlg:         cfg.Tokens.Algorithm,
