@@ -42,7 +42,7 @@ type Metrics struct {
 // exists (at 0) from the start and a rate over it sees the first event.
 var (
 	failureReasons  = []string{"wrong_password", "unknown_user", "disabled", "mfa", "other"}
-	suspiciousKinds = []string{"refresh_reuse", "other"}
+	suspiciousKinds = []string{"refresh_reuse", "challenge_required", "mfa_lockout", "device_revoked", "lockdown", "other"}
 	loginResults    = []string{"success", "failure", "locked"}
 )
 
@@ -60,6 +60,15 @@ var securityEvents = map[string]func(m *Metrics, ev authcore.SecurityEvent){
 	"refresh.reuse":           func(m *Metrics, _ authcore.SecurityEvent) { m.suspicious.WithLabelValues("refresh_reuse").Inc() },
 	"mfa.failure":             func(m *Metrics, _ authcore.SecurityEvent) { m.failed.WithLabelValues("mfa").Inc() },
 	"address.block":           func(m *Metrics, _ authcore.SecurityEvent) { m.ipBlocks.Inc() },
+	authcore.EventChallengeRequired: func(m *Metrics, _ authcore.SecurityEvent) {
+		m.suspicious.WithLabelValues("challenge_required").Inc()
+	},
+	"mfa.lockout": func(m *Metrics, _ authcore.SecurityEvent) {
+		m.lockouts.Inc()
+		m.suspicious.WithLabelValues("mfa_lockout").Inc()
+	},
+	"device.revoked":    func(m *Metrics, _ authcore.SecurityEvent) { m.suspicious.WithLabelValues("device_revoked").Inc() },
+	"incident.lockdown": func(m *Metrics, _ authcore.SecurityEvent) { m.suspicious.WithLabelValues("lockdown").Inc() },
 }
 
 // oneOf is v if it is in set, else "other".
@@ -90,7 +99,7 @@ func NewMetrics() *Metrics {
 		}, []string{"reason"}),
 		suspicious: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bulwark_suspicious_activity_total",
-			Help: "Suspicious activity this node detected, by kind: refresh_reuse (a rotated refresh token presented again; its session was revoked), other.",
+			Help: "Suspicious activity this node detected, by kind: refresh_reuse (a rotated refresh token presented again; its session was revoked), challenge_required (a login refused for want of proof of work), mfa_lockout (a second factor locked), device_revoked (a device token's budget spent), lockdown (an operator's incident lockdown), other.",
 		}, []string{"kind"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bulwark_logins_total",

@@ -282,6 +282,7 @@ func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo, gate
 		}
 		switch {
 		case res.ChallengeRequired:
+			s.reportChallenge()
 			why := "too many failed attempts from here or against this name: solve this challenge and send the login again with it (altcha)"
 			if res.Replayed {
 				why = "that solution was used already: solve this challenge"

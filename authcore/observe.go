@@ -27,6 +27,10 @@ type SecurityEvent struct {
 // answer is 429, and the lockout itself is in the trail once.
 const EventLoginLocked = "login.locked"
 
+// EventChallengeRequired is reported, not audited, for every login
+// refused for want of a solved proof-of-work challenge (428).
+const EventChallengeRequired = "login.challenge_required"
+
 // WithSecurityObserver has fn called with every security event this
 // service proposes, once committed (an entry that failed to commit is
 // logged as an error and not reported), on the goroutine that proposed
@@ -42,6 +46,13 @@ func (s *Service) report(entries []fsm.AuditAppend) {
 	}
 	for _, e := range entries {
 		s.observe(SecurityEvent{Type: e.Type, Severity: e.Severity, Details: e.Details})
+	}
+}
+
+// reportChallenge reports a login refused for want of a solved challenge.
+func (s *Service) reportChallenge() {
+	if s.observe != nil {
+		s.observe(SecurityEvent{Type: EventChallengeRequired, Severity: fsm.AuditWarning})
 	}
 }
 
