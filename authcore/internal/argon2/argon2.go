@@ -6,9 +6,10 @@
 // LICENSE) with two changes, both for a server that checks passwords all day:
 //
 //   - The working memory (m KiB, 19 MiB at bulwark's defaults) is reused
-//     between calls through a sync.Pool instead of allocated and zeroed by
-//     every call. The first pass overwrites each block instead of XORing into
-//     it (RFC 9106 section 3.2 step 5 vs. 6), so no call reads a stale block.
+//     between calls through a free list (see getBlocks) instead of allocated
+//     and zeroed by every call. The first pass overwrites each block instead
+//     of XORing into it (RFC 9106 section 3.2 step 5 vs. 6), so no call reads
+//     a stale block.
 //   - With one lane (p=1) the segments run on the calling goroutine instead
 //     of one new goroutine per segment.
 //
@@ -23,7 +24,7 @@
 //
 // Like x/crypto, the memory is not wiped after use: a buffer keeps the last
 // hash's blocks until the next call overwrites them or the garbage collector
-// empties the pool (after two cycles without use).
+// frees it (at the first cycle during which no call uses it).
 //
 // Only IDKey is exported: bulwark stores argon2id hashes alone.
 package argon2
@@ -31,6 +32,7 @@ package argon2
 import (
 	"encoding/binary"
 	"sync"
+	"weak"
 
 	"golang.org/x/crypto/blake2b"
 )
@@ -61,7 +63,7 @@ func deriveKey(mode int, password, salt, secret, data []byte, time, memory uint3
 		panic("argon2: parallelism degree too low")
 	}
 	buf := getBlocks(blocksFor(memory, threads))
-	defer blocksPool.Put(buf)
+	defer putBlocks(buf)
 	return deriveKeyIn(*buf, mode, password, salt, secret, data, time, memory, threads, keyLen)
 }
 
@@ -84,19 +86,49 @@ func deriveKeyIn(buf []block, mode int, password, salt, secret, data []byte, tim
 	return extractKey(B, memory, uint32(threads), keyLen)
 }
 
-// blocksPool holds working memories (*[]block) between calls.
-var blocksPool sync.Pool
+// The free list of working memories. It holds them weakly: a memory no
+// call uses is freed by the next garbage collection, so a node that has
+// stopped checking passwords does not keep 19 MiB per past hash, and
+// memories are only ever allocated while every free one is in use, so
+// at most as many exist as calls ran at once (authcore bounds those by
+// its hash slots). A sync.Pool, used before, kept up to one memory per
+// P in P-local slots that other Ps cannot take from: with 4 Ps and 2
+// hash slots the daemon held 5 memories (95 MiB) for two cycles after
+// the last hash, cycles that GOGC=400 spaced minutes apart.
+var (
+	freeMu sync.Mutex
+	free   []weak.Pointer[[]block]
+)
+
+// maxFree bounds the free list, whatever the callers' concurrency.
+const maxFree = 64
 
 // getBlocks returns a working memory of at least memory blocks from the
-// pool, or a new one. A pooled memory too small or more than twice as large
-// is dropped, so that one costly hash does not make every later one hold
-// its memory.
+// free list, or a new one. A free memory too small or more than twice as
+// large is dropped, so that one costly hash does not make every later one
+// hold its memory.
 func getBlocks(memory uint32) *[]block {
-	if b, ok := blocksPool.Get().(*[]block); ok && fits(len(*b), memory) {
-		return b
+	freeMu.Lock()
+	for len(free) > 0 {
+		w := free[len(free)-1]
+		free = free[:len(free)-1]
+		if b := w.Value(); b != nil && fits(len(*b), memory) {
+			freeMu.Unlock()
+			return b
+		}
 	}
+	freeMu.Unlock()
 	b := make([]block, memory)
 	return &b
+}
+
+// putBlocks returns a working memory to the free list.
+func putBlocks(b *[]block) {
+	freeMu.Lock()
+	if len(free) < maxFree {
+		free = append(free, weak.Make(b))
+	}
+	freeMu.Unlock()
 }
 
 // fits reports whether a pooled memory of n blocks may serve a call that

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	xargon2 "golang.org/x/crypto/argon2"
 )
@@ -161,5 +163,56 @@ func BenchmarkIDKeyParallel(b *testing.B) {
 				}
 			})
 		})
+	}
+}
+
+// TestMemoriesBoundedByConcurrency checks that no more memories are
+// allocated than calls run at once, whichever goroutines and Ps make
+// them: a sync.Pool's P-local slots hid free memories from the other Ps,
+// which then allocated 19 MiB more each (5 memories for 2 hash slots).
+func TestMemoriesBoundedByConcurrency(t *testing.T) {
+	prev := runtime.GOMAXPROCS(4)
+	defer runtime.GOMAXPROCS(prev)
+	const callers = 3
+	var mu sync.Mutex
+	seen := map[*[]block]bool{} // held, so no collection frees one meanwhile
+	var wg sync.WaitGroup
+	for range callers {
+		wg.Go(func() {
+			for range 300 {
+				// Each call on a new goroutine, which any P may run.
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					b := getBlocks(64)
+					mu.Lock()
+					seen[b] = true
+					mu.Unlock()
+					time.Sleep(time.Microsecond)
+					putBlocks(b)
+				}()
+				<-done
+			}
+		})
+	}
+	wg.Wait()
+	if len(seen) > callers {
+		t.Errorf("%d callers at once made %d memories", callers, len(seen))
+	}
+}
+
+// TestFreeMemoryIsCollected checks that a memory no call uses is freed by
+// the next garbage collection: an idle node gives its hashes' memory back.
+func TestFreeMemoryIsCollected(t *testing.T) {
+	b := getBlocks(64)
+	freed := make(chan struct{})
+	runtime.AddCleanup(b, func(ch chan struct{}) { close(ch) }, freed)
+	putBlocks(b)
+	b = nil
+	runtime.GC()
+	select {
+	case <-freed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a free memory survived a garbage collection")
 	}
 }
