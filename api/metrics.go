@@ -303,7 +303,7 @@ var (
 		"1 once the chain check found an altered, missing or inserted audit entry (the log names its seq).", nil, nil)
 
 	descHashSlots = prometheus.NewDesc("bulwark_password_hash_slots",
-		"Password hashes this node runs at once: its core count.", nil, nil)
+		"Password hashes this node runs at once: its core count, or fewer when server.memory_limit holds fewer (the log says so at start).", nil, nil)
 	descHashInFlight = prometheus.NewDesc("bulwark_password_hash_in_flight", "Password hashes running now.", nil, nil)
 	descHashWaiting  = prometheus.NewDesc("bulwark_password_hash_waiting", "Requests waiting for a password hash slot now.", nil, nil)
 	descHashRequests = prometheus.NewDesc("bulwark_password_hash_requests_total",

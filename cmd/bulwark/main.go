@@ -18,7 +18,6 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"runtime/debug"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -61,13 +60,6 @@ take --json.
 `
 
 func main() {
-	// A server's live heap is small and its allocation rate high (every
-	// request): collecting at 5x the live heap rather than 2x takes about
-	// a tenth of the CPU back under load. GOGC in the environment still
-	// wins.
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(400)
-	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -214,6 +215,14 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	sec, sess := cfg.Auth.Security, cfg.Auth.Sessions
 	// Counters of requests and security events, fed as they happen.
 	metrics := api.NewMetrics()
+	// The memory limit, and the password hashes at once that fit in it.
+	cpus, hashBytes := runtime.NumCPU(), int64(cfg.Auth.Password.Argon2MemoryKiB)<<10
+	mem, err := planMemory(cfg.Server.MemoryLimit.Bytes, os.Getenv("GOMEMLIMIT"), os.Getenv("GOGC"), ownCgroupMemoryMax(), cpus, hashBytes)
+	if err != nil {
+		return err
+	}
+	mem.apply()
+	mem.log(logger, cpus, hashBytes)
 	core, err := authcore.New(n, authcore.Config{
 		Hash: authcore.HashParams{
 			MemoryKiB:   uint32(cfg.Auth.Password.Argon2MemoryKiB),
@@ -241,6 +250,9 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 
 		// 0 in the file turns the cap off; authcore reads 0 as its default.
 		MaxFailedNamesPerAddress: cmp.Or(sec.MaxFailedNamesPerAddress, -1),
+
+		// As many as fit in the memory limit (planMemory).
+		MaxConcurrentHashes: mem.hashes,
 	}, authcore.WithClock(clk), authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
 		authcore.WithSecretBox(box),
 		authcore.WithHashThreads(cfg.Auth.Password.PinHashThreads), authcore.WithSecurityObserver(metrics.SecurityEvent),

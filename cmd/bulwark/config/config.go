@@ -45,6 +45,7 @@ type Config struct {
 	// Incident is [incident]: detection, response and notification.
 	Incident Incident `toml:"incident"`
 	Log      Log      `toml:"log"`
+	Server   Server   `toml:"server"`
 
 	// src remembers where Load found each value, so Validate can name the
 	// line. Nil for a Config that did not come from a file.
@@ -202,6 +203,18 @@ type Webhook struct {
 	MinSeverity string `toml:"min_severity"`
 }
 
+// Server is the [server] table: how the daemon's process uses the machine.
+type Server struct {
+	// MemoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT; see
+	// runtime/debug.SetMemoryLimit): the collector works harder as the
+	// heap nears it. "auto" takes GOMEMLIMIT from the environment, else
+	// three quarters of the cgroup's memory.max (systemd MemoryMax=),
+	// else 96 MiB plus one argon2id memory per CPU. The password hashes
+	// allowed at once are as many as fit beside 64 MiB for the rest,
+	// at most one per CPU.
+	MemoryLimit MemoryLimit `toml:"memory_limit"`
+}
+
 // Log is the [log] table.
 type Log struct {
 	Level  string `toml:"level"`  // "debug", "info", "warn" or "error"
@@ -264,6 +277,7 @@ func Default() Config {
 		MFA:      MFA{WebAuthnOrigins: []string{}, StepUpWindow: Duration{10 * time.Minute}},
 		Incident: Incident{Exempt: []CIDR{}, ChallengeAfterFailures: 3, Webhooks: []Webhook{}},
 		Log:      Log{Level: "info", Format: "text"},
+		Server:   Server{MemoryLimit: MemoryLimit{}},
 	}
 }
 

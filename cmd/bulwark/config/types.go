@@ -161,3 +161,59 @@ func (c CIDR) MarshalText() ([]byte, error) {
 	}
 	return []byte(c.Prefix.String()), nil
 }
+
+// MemoryLimit is server.memory_limit: "auto" (Bytes 0), or a size in
+// GOMEMLIMIT's syntax, a whole number of bytes with an optional unit B,
+// KiB, MiB, GiB or TiB ("192MiB", "1GiB").
+type MemoryLimit struct{ Bytes int64 }
+
+// ParseMemoryLimit parses "auto" or a size as described for MemoryLimit.
+func ParseMemoryLimit(s string) (MemoryLimit, error) {
+	if s == "auto" {
+		return MemoryLimit{}, nil
+	}
+	num := strings.TrimRight(s, "BKMGTi")
+	unit := s[len(num):]
+	shift, ok := map[string]uint{"": 0, "B": 0, "KiB": 10, "MiB": 20, "GiB": 30, "TiB": 40}[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	switch {
+	case !ok:
+		return MemoryLimit{}, fmt.Errorf("invalid memory limit %q: unknown unit %q (use B, KiB, MiB, GiB or TiB)", s, unit)
+	case err != nil || n <= 0:
+		return MemoryLimit{}, fmt.Errorf("invalid memory limit %q: expected \"auto\" or a positive whole number with a unit, such as \"192MiB\"", s)
+	case n > math.MaxInt64>>shift:
+		return MemoryLimit{}, fmt.Errorf("invalid memory limit %q: too large", s)
+	}
+	return MemoryLimit{n << shift}, nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (m *MemoryLimit) UnmarshalText(b []byte) error {
+	v, err := ParseMemoryLimit(string(b))
+	if err != nil {
+		return err
+	}
+	*m = v
+	return nil
+}
+
+// MarshalText implements encoding.TextMarshaler with the form
+// ParseMemoryLimit reads back: "auto", or the largest unit that divides
+// the size.
+func (m MemoryLimit) MarshalText() ([]byte, error) { return []byte(m.String()), nil }
+
+// String formats m as MarshalText does: "auto", "192MiB", "1536KiB".
+func (m MemoryLimit) String() string {
+	if m.Bytes == 0 {
+		return "auto"
+	}
+	for _, u := range []struct {
+		shift uint
+		name  string
+	}{{40, "TiB"}, {30, "GiB"}, {20, "MiB"}, {10, "KiB"}} {
+		if m.Bytes%(1<<u.shift) == 0 {
+			return strconv.FormatInt(m.Bytes>>u.shift, 10) + u.name
+		}
+	}
+	return strconv.FormatInt(m.Bytes, 10) + "B"
+}

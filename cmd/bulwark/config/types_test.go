@@ -110,3 +110,33 @@ func TestParseCIDR(t *testing.T) {
 		}
 	}
 }
+
+func TestParseMemoryLimit(t *testing.T) {
+	for _, tt := range []struct {
+		in   string
+		want int64
+		text string // what MarshalText writes back
+	}{
+		{"auto", 0, "auto"},
+		{"192MiB", 192 << 20, "192MiB"},
+		{"1GiB", 1 << 30, "1GiB"},
+		{"1536KiB", 1536 << 10, "1536KiB"},
+		{"2048MiB", 2 << 30, "2GiB"},
+		{"1000", 1000, "1000B"},
+		{"4096B", 4096, "4KiB"},
+	} {
+		got, err := ParseMemoryLimit(tt.in)
+		if err != nil || got.Bytes != tt.want {
+			t.Errorf("ParseMemoryLimit(%q) = %d, %v; want %d", tt.in, got.Bytes, err, tt.want)
+			continue
+		}
+		if got.String() != tt.text {
+			t.Errorf("%q written back as %q, want %q", tt.in, got.String(), tt.text)
+		}
+	}
+	for _, bad := range []string{"", "0", "-5MiB", "192MB", "1.5GiB", "MiB", "auto ", "9999999999TiB", "12 MiB"} {
+		if _, err := ParseMemoryLimit(bad); err == nil {
+			t.Errorf("ParseMemoryLimit(%q) accepted", bad)
+		}
+	}
+}

@@ -84,6 +84,11 @@ func (v ValidationErrors) Unwrap() []error {
 	return errs
 }
 
+// MemoryReserve is the part of server.memory_limit kept for everything
+// but password hashes (connections, requests, Raft, caches): the hashes
+// allowed at once are as many argon2id memories as fit in the rest.
+const MemoryReserve = 64 << 20
+
 // Limits enforced by Validate.
 const (
 	maxNodeName        = 64
@@ -250,6 +255,11 @@ func (c *Config) Validate() error {
 	}
 
 	v.listen("metrics.listen", c.Metrics.Listen)
+
+	if lim := c.Server.MemoryLimit.Bytes; lim > 0 && pw.Argon2MemoryKiB > 0 && lim < MemoryReserve+int64(pw.Argon2MemoryKiB)<<10 {
+		v.add("server.memory_limit", "%s leaves no room for one password hash: the daemon needs %d MiB beside auth.password.argon2_memory_kib (%d KiB); at least %d MiB",
+			c.Server.MemoryLimit, MemoryReserve>>20, pw.Argon2MemoryKiB, (MemoryReserve+int64(pw.Argon2MemoryKiB)<<10+1<<20-1)>>20)
+	}
 
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "text", "json")

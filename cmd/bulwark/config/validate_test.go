@@ -65,6 +65,10 @@ var badValues = []struct {
 	{key: "metrics.pprof", value: `"on"`},
 	{key: "log.level", value: `"trace"`},
 	{key: "log.format", value: `"xml"`},
+	// 64 MiB for the daemon and 19 MiB for one hash do not fit in 80 MiB.
+	{key: "server.memory_limit", value: `"80MiB"`},
+	{key: "server.memory_limit", value: `"192MB"`},
+	{key: "server.memory_limit", value: `"-1GiB"`},
 }
 
 // docFor writes key = value in its table, on line 3 of the document.
