@@ -225,7 +225,10 @@ type clusterReport struct {
 	LeaderAtStart string        `json:"leader_at_start"`
 	LeaderAtEnd   string        `json:"leader_at_end"`
 	LeaderChanges int           `json:"leader_changes"` // phases after which another node led
-	Error         string        `json:"error,omitempty"`
+	// PeakRSSMiB is the largest peak resident memory of any of the three
+	// nodes over their measured phases.
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	Error      string  `json:"error,omitempty"`
 }
 
 type clusterNode struct {
@@ -296,7 +299,7 @@ func measureCluster(ctx context.Context, o options, rep *report) (code int) {
 	}()
 	api := func(n *node) (*apiClient, error) {
 		if clients[n] == nil {
-			hc, err := n.client(maxConc, requestTimeout)
+			hc, err := n.client(clientHTTP1, maxConc, requestTimeout)
 			if err != nil {
 				return nil, err
 			}
@@ -304,7 +307,8 @@ func measureCluster(ctx context.Context, o options, rep *report) (code int) {
 		}
 		return &apiClient{http: clients[n], base: n.url(""), users: users}, nil
 	}
-	lim := phaseLimits{duration: o.duration, maxOps: o.maxOps, cpu: cpuSampler(c.pids()...), nodes: c.names()}
+	lim := phaseLimits{duration: o.duration, maxOps: o.maxOps, cpu: cpuSampler(c.pids()...), nodes: c.names(), rss: newRSSWatch(c.pids()...)}
+	defer func() { cr.PeakRSSMiB = lim.rss.overallMiB() }()
 	var follower *node // the follower the follower phases go through, kept while it follows
 	for _, setup := range []string{setupLeader, setupFollower} {
 		for _, ph := range clusterPhases {
@@ -339,7 +343,7 @@ func measureCluster(ctx context.Context, o options, rep *report) (code int) {
 				}
 				progress(fmt.Sprintf("three nodes: %s via %s", ph.name, via), conc)
 				r := runPhase(ctx, ph.name, conc, lim, ph.worker(a))
-				r.Setup, r.Via = setup, target.name
+				r.Setup, r.Via, r.Client = setup, target.name, clientHTTP1
 				for i := range r.PerNode {
 					r.PerNode[i].Role = "follower"
 					if r.PerNode[i].Node == leader.name {

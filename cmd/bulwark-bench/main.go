@@ -12,6 +12,9 @@
 //     over the same stretch of time on a machine whose speed drifts;
 //  3. refresh-token rotation at concurrency 16, 64 and 256;
 //  4. GET /v1/me with a Bearer token at concurrency 16 and 64;
+//     phases 3 and 4 in each client mode (--clients): a pool of HTTP/1.1
+//     keep-alive connections, one per worker, and one HTTP/2 connection
+//     that multiplexes every worker (logins in the first mode only);
 //  5. the argon2id bound again, with the node stopped;
 //  6. unless --cluster=false, with that node stopped: three nodes on this
 //     machine form a cluster (node1 serves, node2 and node3 join with
@@ -22,14 +25,16 @@
 // It prints a table and the targets (logins at c=16 ≥ 85% of the argon2id
 // bound measured in turns with them, flagged noisy when the goal lies in the
 // 95% confidence interval of the turns' mean share; phases 1 and 5 are shown for
-// reference; ≥ 3,000 refreshes/s, ≥ 10,000 /v1/me/s on one node; ≥ 2,000
-// refreshes/s on three nodes, the better of leader and follower) and
-// writes the same as JSON. It exits 0 whether or not targets are met; 1 if
+// reference; ≥ 5,000 refreshes/s, ≥ 15,000 /v1/me/s on one node in each
+// client mode; ≥ 2,000 refreshes/s on three nodes, the better of leader
+// and follower; the node's peak resident memory ≤ 200 MiB through the
+// run, read from VmHWM in /proc and reset before each phase, so the table
+// shows each phase's peak too) and writes the same as JSON. It exits 0 whether or not targets are met; 1 if
 // a node could not be started, a phase had more than half its requests
 // fail, or it was interrupted; 2 on a usage error. Every node is always
 // stopped with SIGTERM and its directory removed.
 //
-//	go run ./cmd/bulwark-bench [--bin bin/bulwark] [--duration 8s] [--json FILE] [--quick] [--cluster=false] [--profile-dir DIR]
+//	go run ./cmd/bulwark-bench [--bin bin/bulwark] [--duration 8s] [--json FILE] [--quick] [--cluster=false] [--clients both|http1|http2] [--profile-dir DIR]
 package main
 
 import (
@@ -58,6 +63,9 @@ type options struct {
 	// profileDir: where to save CPU profiles of the single node during
 	// each login phase ("": none).
 	profileDir string
+	// clients: the client modes the single node's refresh and /v1/me
+	// phases run in (logins run in the first).
+	clients []string
 }
 
 // Concurrencies of the HTTP phases; one user per worker of the largest.
@@ -96,6 +104,7 @@ func parseFlags() (options, error) {
 	fs.BoolVar(&o.cluster, "cluster", true, "after the single node, measure logins and refreshes on a three-node cluster")
 	fs.Int64Var(&o.maxOps, "max-ops", defaultMaxOps, "hard cap on requests per phase")
 	fs.StringVar(&o.profileDir, "profile-dir", "", "save a CPU profile of the node during each single-node login phase here (login-c16.pprof, ...)")
+	clients := fs.String("clients", "both", "client modes of the single node's refresh and /v1/me phases: http1 (a keep-alive connection per worker), http2 (one multiplexed connection) or both")
 	mem := fs.Uint("argon2-memory-kib", defaultMemory, "argon2id memory (KiB), for the node and the bound")
 	iters := fs.Uint("argon2-iterations", defaultIters, "argon2id iterations")
 	par := fs.Uint("argon2-parallelism", defaultParallel, "argon2id lanes")
@@ -107,6 +116,14 @@ func parseFlags() (options, error) {
 	}
 	if *par < 1 || *par > 255 || *iters < 1 || *mem < 8 {
 		return o, fmt.Errorf("argon2 parameters out of range")
+	}
+	switch *clients {
+	case "both":
+		o.clients = []string{clientHTTP1, clientHTTP2}
+	case clientHTTP1, clientHTTP2:
+		o.clients = []string{*clients}
+	default:
+		return o, fmt.Errorf("--clients %q: want http1, http2 or both", *clients)
 	}
 	o.hash = hashParams{memoryKiB: uint32(*mem), iterations: uint32(*iters), parallelism: uint8(*par)}
 	set := map[string]bool{}
@@ -215,13 +232,21 @@ func measureSingle(ctx context.Context, o options, rep *report) (code int) {
 	}()
 
 	maxConc := max(slices.Max(loginConcs), slices.Max(refreshConcs), slices.Max(meConcs))
-	hc, err := n.client(maxConc, requestTimeout)
-	if err != nil {
-		rep.NodeError = err.Error()
-		return 1
+	api := map[string]*apiClient{}
+	for _, mode := range o.clients {
+		hc, err := n.client(mode, maxConc, requestTimeout)
+		if err != nil {
+			rep.NodeError = err.Error()
+			return 1
+		}
+		defer hc.CloseIdleConnections()
+		api[mode] = &apiClient{http: hc, base: n.url("")}
+		proto := negotiatedProto(ctx, hc, n.url("/readyz"))
+		if mode == o.clients[0] {
+			rep.Node.HTTPProto = proto
+		}
+		rep.Node.Clients = append(rep.Node.Clients, clientInfo{Mode: mode, Proto: proto})
 	}
-	defer hc.CloseIdleConnections()
-	rep.Node.HTTPProto = negotiatedProto(ctx, hc, n.url("/readyz"))
 
 	progress(fmt.Sprintf("creating %d users", maxConc), 0)
 	users, err := n.addUsers(ctx, maxConc)
@@ -230,32 +255,45 @@ func measureSingle(ctx context.Context, o options, rep *report) (code int) {
 		fmt.Fprintln(os.Stderr, "bulwark-bench:", rep.NodeError)
 		return 1
 	}
-	a := &apiClient{http: hc, base: n.url(""), users: users}
+	for _, a := range api {
+		a.users = users
+	}
 	lim.cpu = cpuSampler(n.cmd.Process.Pid)
+	lim.rss = newRSSWatch(n.cmd.Process.Pid)
+	defer func() {
+		rep.Node.PeakRSSMiB = lim.rss.overallMiB()
+		if lim.rss.resetErr != nil {
+			rep.Notes = append(rep.Notes, "the node's peak memory could not be reset between phases ("+lim.rss.resetErr.Error()+"): each phase shows the peak since the node started")
+		}
+	}()
 
-	// Phases 2 to 4, each at every concurrency, until interrupted.
+	// Phases 2 to 4, each at every concurrency, until interrupted; logins
+	// in the first client mode, refreshes and /v1/me in each.
 	for _, ph := range []struct {
 		name   string
 		concs  []int
-		worker newWorker
+		worker func(*apiClient) newWorker
+		modes  []string
 	}{
-		{phaseLogin, loginConcs, a.loginWorker()},
-		{phaseRefresh, refreshConcs, a.refreshWorker()},
-		{phaseMe, meConcs, a.meWorker()},
+		{phaseLogin, loginConcs, (*apiClient).loginWorker, o.clients[:1]},
+		{phaseRefresh, refreshConcs, (*apiClient).refreshWorker, o.clients},
+		{phaseMe, meConcs, (*apiClient).meWorker, o.clients},
 	} {
-		for _, c := range ph.concs {
-			if ctx.Err() != nil {
-				return 0
+		for _, mode := range ph.modes {
+			for _, c := range ph.concs {
+				if ctx.Err() != nil {
+					return 0
+				}
+				progress(ph.name+" over "+mode, c)
+				var p PhaseResult
+				if ph.name == phaseLogin {
+					p = measureLogins(ctx, o, n, c, lim, ph.worker(api[mode]), rep)
+				} else {
+					p = runPhase(ctx, ph.name, c, lim, ph.worker(api[mode]))
+				}
+				p.Setup, p.Client = setupSingle, mode
+				rep.add(p)
 			}
-			progress(ph.name, c)
-			var p PhaseResult
-			if ph.name == phaseLogin {
-				p = measureLogins(ctx, o, n, c, lim, ph.worker, rep)
-			} else {
-				p = runPhase(ctx, ph.name, c, lim, ph.worker)
-			}
-			p.Setup = setupSingle
-			rep.add(p)
 		}
 	}
 	return 0

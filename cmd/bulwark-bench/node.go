@@ -160,7 +160,7 @@ func (n *node) waitReady(ctx context.Context) error {
 			return ctx.Err()
 		default:
 		}
-		if c, err := n.client(4, 2*time.Second); err == nil {
+		if c, err := n.client(clientHTTP1, 4, 2*time.Second); err == nil {
 			resp, err := c.Get(n.url("/readyz"))
 			if err == nil {
 				resp.Body.Close()
@@ -201,13 +201,24 @@ func stopNode(n *node) error {
 	return err
 }
 
-// client returns an HTTP client that trusts only the node's CA and speaks
-// TLS 1.3 and HTTP/1.1 over one keep-alive connection per worker, the way
-// many independent clients reach a server, each request on its caller's
-// goroutine (leanTransport). (HTTP/2 would multiplex every worker over a
-// single connection, whose one framing goroutine on the server then
-// bounds the run; no real deployment has one client.)
-func (n *node) client(conc int, timeout time.Duration) (*http.Client, error) {
+// Client modes: how the benchmark's workers reach a node. Applications
+// use both, and the targets hold for both.
+const (
+	// clientHTTP1: TLS 1.3 and HTTP/1.1 over one keep-alive connection
+	// per worker, the way many independent clients reach a server, each
+	// request on its caller's goroutine (leanTransport).
+	clientHTTP1 = "http1"
+	// clientHTTP2: every worker's requests multiplexed as streams on one
+	// HTTP/2 connection (net/http's Transport), the way one busy
+	// application server behind a connection pool of one reaches it.
+	clientHTTP2 = "http2"
+)
+
+// client returns an HTTP client for mode that trusts only the node's CA:
+// for clientHTTP1 with up to 2*conc idle connections, for clientHTTP2
+// with exactly one connection (requests past the server's stream limit
+// wait for a stream, not for a second connection).
+func (n *node) client(mode string, conc int, timeout time.Duration) (*http.Client, error) {
 	pem, err := os.ReadFile(filepath.Join(n.dataDir(), "ca.pem"))
 	if err != nil {
 		return nil, err
@@ -217,7 +228,19 @@ func (n *node) client(conc int, timeout time.Duration) (*http.Client, error) {
 		return nil, errors.New("ca.pem holds no certificate")
 	}
 	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13}
-	return &http.Client{Transport: newLeanTransport(n.apiAddr, cfg, 2*conc, timeout)}, nil
+	switch mode {
+	case clientHTTP1:
+		return &http.Client{Transport: newLeanTransport(n.apiAddr, cfg, 2*conc, timeout)}, nil
+	case clientHTTP2:
+		var protos http.Protocols
+		protos.SetHTTP2(true)
+		tr := &http.Transport{
+			TLSClientConfig: cfg, Protocols: &protos, MaxConnsPerHost: 1,
+			HTTP2: &http.HTTP2Config{StrictMaxConcurrentRequests: true},
+		}
+		return &http.Client{Transport: tr, Timeout: timeout}, nil
+	}
+	return nil, fmt.Errorf("unknown client mode %q", mode)
 }
 
 // benchUser is an account created for the benchmark.

@@ -38,6 +38,8 @@ type phaseLimits struct {
 	// nodes names the node processes cpu samples, in its order; with
 	// more than one, each one's use is reported (PhaseResult.PerNode).
 	nodes []string
+	// rss follows the node processes' peak memory (nil: not measured).
+	rss *rssWatch
 }
 
 // runPhase sets up conc workers, then lets each repeat its operation until
@@ -46,11 +48,14 @@ type phaseLimits struct {
 // and count; the elapsed time includes them. Only successful operations
 // contribute latencies.
 func runPhase(ctx context.Context, name string, conc int, lim phaseLimits, setup newWorker) PhaseResult {
+	lim.rss.reset()
 	ops, err := setupWorkers(ctx, conc, setup)
 	if err != nil {
 		return setupFailed(name, conc, err)
 	}
-	return runLoop(ctx, ops, lim).result(name, conc, lim)
+	r := runLoop(ctx, ops, lim).result(name, conc, lim)
+	r.PeakRSSMiB = lim.rss.peak()
+	return r
 }
 
 // setupFailed is the result of a phase whose workers could not be set up.
@@ -154,6 +159,7 @@ type pairedRound struct {
 // speed drifts by a fifth within a minute, that is what makes their ratio
 // mean something. Workers of both are set up once, before the first loop.
 func runPaired(ctx context.Context, a, b pairedPhase, rounds int, lim phaseLimits) (PhaseResult, PhaseResult, []pairedRound) {
+	lim.rss.reset()
 	opsA, err := setupWorkers(ctx, a.conc, a.setup)
 	if err != nil {
 		return setupFailed(a.name, a.conc, err), PhaseResult{Phase: b.name, Concurrency: b.conc}, nil
@@ -174,7 +180,9 @@ func runPaired(ctx context.Context, a, b pairedPhase, rounds int, lim phaseLimit
 		lb.add(rb)
 		each = append(each, pairedRound{A: ra.rate(), B: rb.rate()})
 	}
-	return la.result(a.name, a.conc, a.limits(lim)), lb.result(b.name, b.conc, b.limits(lim)), each
+	ra := la.result(a.name, a.conc, a.limits(lim))
+	ra.PeakRSSMiB = lim.rss.peak() // the node's, during a's loops (b's run in process)
+	return ra, lb.result(b.name, b.conc, b.limits(lim)), each
 }
 
 // pairedPhase is one side of runPaired.
@@ -189,7 +197,7 @@ type pairedPhase struct {
 
 func (p pairedPhase) limits(lim phaseLimits) phaseLimits {
 	if p.inProcess {
-		lim.cpu, lim.nodes = cpuSampler(0), nil
+		lim.cpu, lim.nodes, lim.rss = cpuSampler(0), nil, nil
 	}
 	return lim
 }

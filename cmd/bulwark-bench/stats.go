@@ -38,6 +38,14 @@ type PhaseResult struct {
 	// HashSlotsBusy: on a single-node login phase, the node's password
 	// hash slots held on average (at most its core count).
 	HashSlotsBusy float64 `json:"hash_slots_busy,omitempty"`
+	// PeakRSSMiB is the node's peak resident memory (VmHWM) during the
+	// phase and its workers' set-up; with three nodes, the largest of
+	// theirs. 0: not measured (an in-process phase).
+	PeakRSSMiB float64 `json:"node_peak_rss_mib,omitempty"`
+	// Client is how the requests reached the node: clientHTTP1 (a pool of
+	// HTTP/1.1 keep-alive connections, one per worker) or clientHTTP2
+	// (every worker's requests multiplexed on one HTTP/2 connection).
+	Client string `json:"client,omitempty"`
 	// Setup is where the load went: setupInProcess, setupSingle (empty
 	// counts as single), setupLeader or setupFollower.
 	Setup string `json:"setup"`
@@ -71,6 +79,15 @@ const (
 	setupLeader   = "cluster-leader"
 	setupFollower = "cluster-follower"
 )
+
+// client is the phase's client mode; results from before there were
+// two had HTTP/1.1 only.
+func (r PhaseResult) client() string {
+	if r.Client == "" {
+		return clientHTTP1
+	}
+	return r.Client
+}
 
 // clustered reports whether the phase ran against the three-node cluster.
 func (r PhaseResult) clustered() bool { return r.Setup == setupLeader || r.Setup == setupFollower }

@@ -109,17 +109,29 @@ func TestEvaluateTargets(t *testing.T) {
 	r := &report{Phases: []PhaseResult{
 		{Phase: phaseArgon2, Concurrency: 2, Ops: 400, OpsPerSec: 50},
 		{Phase: phaseLogin, Concurrency: 16, Ops: 360, OpsPerSec: 45},
-		{Phase: phaseRefresh, Concurrency: 16, Ops: 20000, OpsPerSec: 2500},
-		{Phase: phaseRefresh, Concurrency: 64, Ops: 24800, OpsPerSec: 3100},
+		{Phase: phaseRefresh, Concurrency: 16, Ops: 20000, OpsPerSec: 2500, PeakRSSMiB: 150},
+		{Phase: phaseRefresh, Concurrency: 64, Ops: 24800, OpsPerSec: 5100, Client: clientHTTP1, PeakRSSMiB: 190},
+		{Phase: phaseRefresh, Concurrency: 64, Ops: 24800, OpsPerSec: 3300, Client: clientHTTP2},
 		// more than half failed: not a measurement, however fast
 		{Phase: phaseMe, Concurrency: 16, Ops: 66, Errors: 100, OpsPerSec: 20000, ErrorRate: 0.6},
-	}}
+		{Phase: phaseMe, Concurrency: 64, Ops: 99000, OpsPerSec: 16000, Client: clientHTTP2},
+	}, Node: nodeInfo{PeakRSSMiB: 210}}
 	r.evaluate()
 	want := []struct {
 		value    float64
 		pass     bool
 		measured bool
-	}{{90, true, true}, {3100, true, true}, {0, false, false}}
+	}{
+		{90, true, true},    // logins
+		{5100, true, true},  // refresh over http1 (no client: http1)
+		{0, false, false},   // /v1/me over http1
+		{3300, false, true}, // refresh over http2
+		{16000, true, true}, // /v1/me over http2
+		{210, false, true},  // peak RSS above its ceiling
+	}
+	if len(r.Targets) != len(want) {
+		t.Fatalf("%d targets, want %d: %+v", len(r.Targets), len(want), r.Targets)
+	}
 	for i, w := range want {
 		got := r.Targets[i]
 		if math.Abs(got.Value-w.value) > 1e-9 || got.Pass != w.pass || got.Measured != w.measured {
