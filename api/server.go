@@ -265,8 +265,19 @@ func NewServer(addr string, h http.Handler, tlsCfg *tls.Config, logger *slog.Log
 		ErrorLog:          serverErrorLog(logger),
 		// OPTIONS * goes to the router like every request (and gets JSON).
 		DisableGeneralOptionsHandler: true,
+		HTTP2:                        &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams},
 	}
 }
+
+// maxHTTP2Streams is how many requests one HTTP/2 connection may have in
+// flight, as many as 512 HTTP/1.1 connections would (each request is
+// bounded by the same timeouts and body limit either way). Go's default,
+// 250, is below what one application server's connection carries under
+// load, and net/http's client, told to keep to one connection
+// (HTTP2Config.StrictMaxConcurrentRequests), stalls until its timeout
+// once more requests than that are waiting: in bulwark-bench, 256
+// workers on one connection got 98 refreshes, then 256 timeouts.
+const maxHTTP2Streams = 512
 
 // serverErrorLog adapts net/http's log.Logger to slog. TLS handshake
 // failures (scanners, clients that do not trust the CA) are routine and go

@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -214,5 +217,55 @@ func TestNewServer(t *testing.T) {
 	s.ErrorLog.Printf("http: something odd")
 	if !sink.contains("level=DEBUG", "TLS handshake error") || !sink.contains("level=WARN", "something odd") {
 		t.Errorf("server errors not routed to slog:\n%s", sink.all())
+	}
+}
+
+// TestHTTP2StreamsPerConnection: one HTTP/2 connection carries 300
+// requests at once (each handler waits for all of them to arrive), as
+// one application server's pooled connection does under load; with Go's
+// default of 250 streams the last 50 wait behind the first.
+func TestHTTP2StreamsPerConnection(t *testing.T) {
+	const inFlight = 300
+	logger, _ := newTestLogger(t)
+	var arrived atomic.Int64
+	all := make(chan struct{})
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if arrived.Add(1) == inFlight {
+			close(all)
+		}
+		select {
+		case <-all:
+		case <-time.After(5 * time.Second):
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	srv := httptest.NewUnstartedServer(h)
+	srv.Config = NewServer("", h, nil, logger)
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	tr := srv.Client().Transport.(*http.Transport).Clone()
+	var protos http.Protocols
+	protos.SetHTTP2(true)
+	tr.Protocols, tr.MaxConnsPerHost = &protos, 1
+	tr.HTTP2 = &http.HTTP2Config{StrictMaxConcurrentRequests: true}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range inFlight {
+		wg.Go(func() {
+			resp, err := c.Get(srv.URL)
+			if err != nil || resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+				failed.Add(1)
+			}
+			if err == nil {
+				resp.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d of %d requests on one HTTP/2 connection were not in flight together", n, inFlight)
 	}
 }
