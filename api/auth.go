@@ -95,7 +95,10 @@ func (a *apiHandlers) bearer(h principalHandler) http.HandlerFunc {
 			writeError(w, r, aerr)
 			return
 		}
-		h(w, withRequestInfo(r, a.opts.TrustedProxies, p.UserID), p)
+		// The request's info (public set it) with the caller as actor.
+		ri := authcore.RequestInfoFrom(r.Context())
+		ri.Actor = p.UserID
+		h(w, r.WithContext(authcore.WithRequestInfo(r.Context(), ri)), p)
 	})
 }
 

@@ -38,12 +38,53 @@ const defaultMaxBodyBytes = 64 << 10
 // error mapping of the surface the request arrived on.
 type scope struct {
 	id         string
-	log        *slog.Logger
+	log        *slog.Logger // &logger
 	maxBody    int64
 	isNoLeader func(error) bool
 	// route is the pattern the request matched, for the metrics; ""
 	// until the router finds one (none: a 404 or 405).
 	route string
+
+	// logger and withID are log's storage, in the one allocation of the
+	// scope: Logger.With would cost six more per request, most of which
+	// log nothing (reads log at debug).
+	logger slog.Logger
+	withID idHandler
+}
+
+// idHandler adds the request id to every record, first, as
+// Logger.With("request_id", id) would, but only when a record is logged.
+type idHandler struct {
+	h  slog.Handler
+	id string
+}
+
+func (h *idHandler) Enabled(ctx context.Context, l slog.Level) bool { return h.h.Enabled(ctx, l) }
+
+func (h *idHandler) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	out.AddAttrs(slog.String("request_id", h.id))
+	r.Attrs(func(a slog.Attr) bool { out.AddAttrs(a); return true })
+	return h.h.Handle(ctx, out)
+}
+
+func (h *idHandler) WithAttrs(as []slog.Attr) slog.Handler { return h.with().WithAttrs(as) }
+
+func (h *idHandler) WithGroup(name string) slog.Handler { return h.with().WithGroup(name) }
+
+// with is the handler with the id as a preformatted attribute, for a
+// logger derived from the request's.
+func (h *idHandler) with() slog.Handler {
+	return h.h.WithAttrs([]slog.Attr{slog.String("request_id", h.id)})
+}
+
+// newScope returns the scope of a request with id.
+func (m *middleware) newScope(id string) *scope {
+	sc := &scope{id: id, maxBody: m.maxBody, isNoLeader: m.isNoLeader}
+	sc.withID = idHandler{h: m.log.Handler(), id: id}
+	sc.logger = *slog.New(&sc.withID)
+	sc.log = &sc.logger
+	return sc
 }
 
 type scopeKey struct{}
@@ -74,11 +115,16 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	id := newRequestID()
 	h := w.Header()
-	for _, kv := range securityHeaders {
-		h.Set(kv[0], kv[1])
+	// One allocation for the values of every header set here, each its
+	// own one-element slice (Header.Set would allocate each apart).
+	vals := make([]string, len(securityHeaders)+1)
+	for i, kv := range securityHeaders {
+		vals[i] = kv[1]
+		h[kv[0]] = vals[i : i+1 : i+1]
 	}
-	h.Set("X-Request-Id", id)
-	sc := &scope{id: id, log: m.log.With("request_id", id), maxBody: m.maxBody, isNoLeader: m.isNoLeader}
+	vals[len(securityHeaders)] = id
+	h["X-Request-Id"] = vals[len(securityHeaders):]
+	sc := m.newScope(id)
 	r = r.WithContext(context.WithValue(r.Context(), scopeKey{}, sc))
 	rec := &recorder{ResponseWriter: w}
 

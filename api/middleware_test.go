@@ -141,3 +141,13 @@ func TestRequestLogLevels(t *testing.T) {
 		}
 	}
 }
+
+// TestSecurityHeaderKeysCanonical: the middleware sets the headers by
+// map key, which only works for keys in canonical form.
+func TestSecurityHeaderKeysCanonical(t *testing.T) {
+	for _, kv := range append(securityHeaders, [2]string{"X-Request-Id"}) {
+		if c := http.CanonicalHeaderKey(kv[0]); c != kv[0] {
+			t.Errorf("header %q is set by key but its canonical form is %q", kv[0], c)
+		}
+	}
+}
