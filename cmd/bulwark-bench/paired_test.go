@@ -57,7 +57,7 @@ func TestRunPairedAlternatesAndPools(t *testing.T) {
 	lim := phaseLimits{duration: 40 * time.Millisecond, maxOps: 1e6}
 	a, b, rounds := runPaired(context.Background(),
 		pairedPhase{name: "a", conc: 2, setup: worker("a", time.Millisecond)},
-		pairedPhase{name: "b", conc: 1, setup: worker("b", 2*time.Millisecond), inProcess: true}, 3, lim)
+		pairedPhase{name: "b", conc: 1, setup: worker("b", 10*time.Millisecond), inProcess: true}, 3, lim)
 	if want := []string{"a", "b", "a", "b", "a", "b"}; !slices.Equal(order, want) {
 		t.Errorf("loops ran in the order %v, want %v", order, want)
 	}
@@ -72,7 +72,7 @@ func TestRunPairedAlternatesAndPools(t *testing.T) {
 	for _, r := range rounds {
 		sumA += r.A
 		if r.A <= r.B {
-			t.Errorf("round %+v: two workers of 1 ms should outpace one of 2 ms", r)
+			t.Errorf("round %+v: two workers of 1 ms should outpace one of 10 ms", r)
 		}
 	}
 	if mean := sumA / 3; math.Abs(mean-a.OpsPerSec) > 0.25*a.OpsPerSec {
