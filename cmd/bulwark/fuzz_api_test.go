@@ -1,0 +1,199 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/bulwark-auth/bulwark/api"
+	"github.com/bulwark-auth/bulwark/authcore"
+	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/fsm/fsmtest"
+	"github.com/bulwark-auth/bulwark/node"
+	"github.com/bulwark-auth/bulwark/tpm"
+)
+
+// bodyRoutes are the routes that read a JSON body, on the API (over TLS)
+// and on the admin socket, as FuzzRequestBodies drives them.
+var bodyRoutes = []struct {
+	admin        bool // the admin socket, not the API
+	method, path string
+	bearer       bool
+}{
+	{false, "POST", "/v1/auth/login", false},
+	{false, "POST", "/v1/auth/refresh", false},
+	{false, "POST", "/v1/me/password", true},
+	{false, "POST", "/v1/admin/users", true},
+	{false, "PATCH", "/v1/admin/users/bob", true},
+	{true, "POST", "/admin/v1/users", false},
+	{true, "POST", "/admin/v1/datakey/escrow", false},
+	{true, "POST", "/admin/v1/datakey/recovery-shares", false},
+}
+
+// countingStore is the replicated state of FuzzRequestBodies: fsmtest's,
+// counting what is proposed.
+type countingStore struct {
+	*fsmtest.Store
+	proposed atomic.Int64
+}
+
+func (s *countingStore) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
+	s.proposed.Add(1)
+	return s.Store.Apply(ctx, cmd)
+}
+
+// errorCounter counts the log records at level Error: the middleware logs
+// a recovered panic ("panic serving request") there.
+type errorCounter struct {
+	slog.Handler
+	n *atomic.Int64
+}
+
+func (h errorCounter) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h errorCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h errorCounter) WithGroup(string) slog.Handler      { return h }
+
+// FuzzRequestBodies sends fuzzed bodies to every route that reads one, as
+// serve wires them: the API and admin socket handlers over a real auth
+// service and data-key service on one state. The Bearer routes get an
+// admin's live token. It asserts that no body panics a handler or gets a
+// 5xx; that every answer is JSON (errors exactly {"error",
+// "error_description"}); that a body that is not JSON at all is a 4xx; and
+// that a body refused as a bad request (400 invalid_request, 413, 415)
+// proposed nothing: bad input changes nothing.
+func FuzzRequestBodies(f *testing.F) {
+	for i, s := range [][]string{
+		{`{"username":"alice","password":"correct horse battery"}`, `{"username":"Ünïcode","password":"x"}`, `{"username":"","password":""}`},
+		{`{"refresh_token":"bwr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`, `{"refresh_token":5}`},
+		{`{"current_password":"correct horse battery","new_password":"another long passphrase"}`, `{"current_password":"x","new_password":"short"}`},
+		{`{"username":"carol","password":"a long enough password","email":"c@example.com","roles":["ops"]}`, `{"username":"a b","password":"p","roles":[null]}`},
+		{`{"disabled":true}`, `{"disabled":null}`, `{}`},
+		{`{"username":"dave","password":"a long enough password"}`, `{"email":"x@@"}`},
+		{`{"public_key":"-----BEGIN BULWARK ESCROW PUBLIC KEY-----\nAAAA\n-----END BULWARK ESCROW PUBLIC KEY-----\n"}`, `{"public_key":""}`},
+		{`{"threshold":1,"shares":3}`, `{"threshold":-1,"shares":300}`, `{"threshold":2,"shares":3}`},
+	} {
+		for _, b := range s {
+			f.Add(uint8(i), []byte(b))
+		}
+		f.Add(uint8(i), []byte(`{"x":1}`))
+		f.Add(uint8(i), []byte(`{"a":`+strings.Repeat("[", 40)))
+		f.Add(uint8(i), []byte("{\"username\":\"\xff\"}"))
+	}
+	h := newWiredHandlers(f)
+	f.Fuzz(func(t *testing.T, sel uint8, body []byte) {
+		rt := bodyRoutes[int(sel)%len(bodyRoutes)]
+		req := httptest.NewRequest(rt.method, rt.path, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if rt.bearer {
+			req.Header.Set("Authorization", "Bearer "+h.token)
+		}
+		rec := httptest.NewRecorder()
+		before, errorsBefore := h.store.proposed.Load(), h.errors.Load()
+		if rt.admin {
+			h.admin.ServeHTTP(rec, req)
+		} else {
+			h.api.ServeHTTP(rec, req)
+		}
+		proposed := h.store.proposed.Load() - before
+		if n := h.errors.Load() - errorsBefore; n != 0 || rec.Code >= 500 {
+			t.Fatalf("%s %s %q: %d %s (%d errors logged)", rt.method, rt.path, body, rec.Code, rec.Body, n)
+		}
+		if rec.Code == http.StatusNoContent {
+			return
+		}
+		if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+			t.Fatalf("%s %s: Content-Type %q", rt.method, rt.path, ct)
+		}
+		if rec.Code < 400 {
+			if !json.Valid(body) {
+				t.Fatalf("%s %s accepted a body that is not JSON: %q → %d", rt.method, rt.path, body, rec.Code)
+			}
+			return
+		}
+		var e map[string]any
+		if err := json.Unmarshal(rec.Body.Bytes(), &e); err != nil || len(e) != 2 || e["error"] == "" || e["error_description"] == "" {
+			t.Fatalf("%s %s: error body %s", rt.method, rt.path, rec.Body)
+		}
+		refused := rec.Code == http.StatusRequestEntityTooLarge || rec.Code == http.StatusUnsupportedMediaType ||
+			rec.Code == http.StatusBadRequest && e["error"] == api.CodeInvalidRequest
+		if refused && proposed != 0 {
+			t.Fatalf("%s %s %q: refused (%d %s) but proposed %d commands", rt.method, rt.path, body, rec.Code, e["error"], proposed)
+		}
+	})
+}
+
+type wiredHandlers struct {
+	api, admin http.Handler
+	store      *countingStore
+	errors     *atomic.Int64
+	token      string // alice's (admin) access token
+}
+
+// newWiredHandlers wires the API and admin socket handlers over one auth
+// service and data-key service, as serve does, with users alice (admin,
+// logged in) and bob.
+func newWiredHandlers(t testing.TB) *wiredHandlers {
+	t.Helper()
+	ctx := context.Background()
+	st := &countingStore{Store: fsmtest.New(t)}
+	raise, err := fsm.NewCommand(fsm.TypeClusterLevel, 1, 1, fsm.ClusterLevel{Level: fsm.MaxLevel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Apply(ctx, raise); err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := authcore.NewSigner(key, authcore.AlgES256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := &atomic.Int64{}
+	logger := slog.New(errorCounter{slog.DiscardHandler, errs})
+	core, err := authcore.New(st, authcore.Config{
+		Hash:   authcore.HashParams{MemoryKiB: 8192, Iterations: 1, Parallelism: 1},
+		Policy: authcore.PasswordPolicy{MinLength: 12, MaxLength: 128},
+		Issuer: "https://bulwark.test:8443", NodeID: "n1",
+	}, authcore.WithSigner(sig), authcore.WithLogger(logger))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(core.Close)
+	if err := core.PublishSigningKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []authcore.NewUser{{Username: "alice", Password: "correct horse battery", Roles: []string{authcore.RoleAdmin}},
+		{Username: "bob", Password: "correct horse battery"}} {
+		if _, err := core.CreateUser(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := core.Login(ctx, "alice", "correct horse battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dk := node.NewDataKeys(testVault{tpm.DataKeyName: tpm.NewDataKey()}, st, logger)
+	return &wiredHandlers{
+		api: api.NewHandler(api.Options{Logger: logger, NodeID: "n1", SealMode: "software"}, nil, core, core),
+		admin: api.NewAdminHandler(core, core, func() any { return map[string]string{} }, logger,
+			api.AdminDataKey(dataKeyAdmin{dk})),
+		store: st, errors: errs, token: tok.AccessToken,
+	}
+}
