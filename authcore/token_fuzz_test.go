@@ -113,8 +113,8 @@ func FuzzVerifyAccessToken(f *testing.F) {
 const fuzzIssuer = "https://bulwark.test:8443"
 
 // fuzzService is an auth service whose state every fuzzing process builds
-// alike: a fixed signing key, user u1 (alice) and its session s1, whose
-// refresh token is not among any seed, and the access token of s1.
+// alike: a fixed signing key, user u1 (alice) and its session s1 (whose
+// refresh token is random), and an access token of s1.
 func fuzzService(t testing.TB) (*Service, *localStore, string) {
 	t.Helper()
 	clk := newClock()
@@ -140,13 +140,18 @@ func fuzzService(t testing.TB) (*Service, *localStore, string) {
 	if err := s.PublishSigningKey(ctx); err != nil && !errors.Is(err, ErrIssuerNotRecorded) {
 		t.Fatal(err)
 	}
+	// The refresh token is random: a fuzzer that found it would rotate it.
+	live, err := randomToken(refreshPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
 	hash, err := HashPassword(pw, testHash, []byte("fuzz-salt-16byte"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	apply(fsm.TypeUserCreate, 1, fsm.UserCreate{ID: "u1", Username: "alice", Roles: []string{RoleAdmin}, PasswordHash: hash})
 	apply(fsm.TypeSessionCreate, 2, fsm.SessionCreateV2{SessionCreate: fsm.SessionCreate{ID: "s1", UserID: "u1",
-		RefreshHash: hashToken(refreshPrefix + strings.Repeat("L", 43)), Lifetime: int64(24 * time.Hour),
+		RefreshHash: hashToken(live), Lifetime: int64(24 * time.Hour),
 		IdleTimeout: int64(time.Hour), MaxPerUser: 10, OnLimit: "evict_oldest", AMR: []string{"pwd"}}})
 	now := clk.Now()
 	tok, err := sig.Sign(&AccessClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: fuzzIssuer, Subject: "u1",
@@ -201,12 +206,14 @@ func FuzzRefresh(f *testing.F) {
 	s, st, _ := fuzzService(f)
 	var proposed atomic.Int64
 	st.before = func(context.Context, fsm.Command) { proposed.Add(1) }
-	for _, tok := range []string{refreshPrefix + strings.Repeat("A", 43), refreshPrefix + strings.Repeat("L", 42) + "M",
+	for _, tok := range []string{refreshPrefix + strings.Repeat("A", 43), refreshPrefix + strings.Repeat("L", 42) + "M=",
 		refreshPrefix + strings.Repeat("A", 42), refreshPrefix + strings.Repeat("+", 43), "bwr_", "", "Bearer x"} {
 		f.Add(tok)
 	}
 	var want *fsm.Session
-	st.View(func(r fsm.Reader) (err error) { want, err = r.Session("s1"); return err })
+	if err := st.View(func(r fsm.Reader) (err error) { want, err = r.Session("s1"); return err }); err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, tok string) {
 		before := proposed.Load()
 		_, err := s.Refresh(context.Background(), tok)

@@ -77,7 +77,7 @@ func (h errorCounter) WithGroup(string) slog.Handler      { return h }
 // proposed nothing: bad input changes nothing.
 func FuzzRequestBodies(f *testing.F) {
 	for i, s := range [][]string{
-		{`{"username":"alice","password":"correct horse battery"}`, `{"username":"Ünïcode","password":"x"}`, `{"username":"","password":""}`},
+		{`{"username":"erin","password":"correct horse battery"}`, `{"username":"Ünïcode","password":"x"}`, `{"username":"","password":""}`},
 		{`{"refresh_token":"bwr_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}`, `{"refresh_token":5}`},
 		{`{"current_password":"correct horse battery","new_password":"another long passphrase"}`, `{"current_password":"x","new_password":"short"}`},
 		{`{"username":"carol","password":"a long enough password","email":"c@example.com","roles":["ops"]}`, `{"username":"a b","password":"p","roles":[null]}`},
@@ -145,7 +145,9 @@ type wiredHandlers struct {
 
 // newWiredHandlers wires the API and admin socket handlers over one auth
 // service and data-key service, as serve does, with users alice (admin,
-// logged in) and bob.
+// logged in), bob (whom the PATCH route changes) and erin (whom the login
+// seeds log in: logins as alice would evict the session the Bearer routes
+// use once past max_per_user).
 func newWiredHandlers(t testing.TB) *wiredHandlers {
 	t.Helper()
 	ctx := context.Background()
@@ -180,7 +182,7 @@ func newWiredHandlers(t testing.TB) *wiredHandlers {
 		t.Fatal(err)
 	}
 	for _, u := range []authcore.NewUser{{Username: "alice", Password: "correct horse battery", Roles: []string{authcore.RoleAdmin}},
-		{Username: "bob", Password: "correct horse battery"}} {
+		{Username: "bob", Password: "correct horse battery"}, {Username: "erin", Password: "correct horse battery"}} {
 		if _, err := core.CreateUser(ctx, u); err != nil {
 			t.Fatal(err)
 		}
