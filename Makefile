@@ -110,7 +110,8 @@ fuzz-list:
 	@$(GO) test -list '^Fuzz' $(PKGS) | awk '/^Fuzz/ { n[++k] = $$1; next } /^ok/ { for (i = 1; i <= k; i++) print $$2, n[i]; k = 0 } /^FAIL/ { bad = 1 } END { exit bad }'
 
 fuzz:
-	@$(MAKE) -s fuzz-list | awk -v re='$(FUZZ)' '$$2 ~ re' | { failed=""; \
+	@list=$$($(MAKE) -s fuzz-list) && [ -n "$$list" ] || { echo "fuzz: cannot list the targets"; exit 1; }; \
+	echo "$$list" | awk -v re='$(FUZZ)' '$$2 ~ re' | { failed=""; \
 	while read pkg name; do \
 		echo "== $$name ($$pkg), $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $$pkg \
