@@ -200,12 +200,14 @@ func applySeeds(t testing.TB) map[Type][]any {
 		return LoginFailureV2{Username: name, Slot: slot, MaxAttempts: 3, Window: window, PendingTTL: ttl,
 			MaxNamesPerAddress: 2, Subject: "u1", IP: "192.0.2.1"}
 	}
+	v3 := SessionCreateV3{SessionCreateV2: SessionCreateV2{SessionCreate: create, PasswordGen: &gen},
+		Factor: &FactorProof{Method: FactorTOTP, Step: 7, Ticket: hashOf("ticket"), TicketExpires: seedTime.Add(time.Hour).UnixNano()}}
 	return map[Type][]any{
 		TypeUserCreate: {UserCreate{ID: "u3", Username: "carol", Email: "c@example.com", Roles: []string{"ops"}, PasswordHash: seedHash},
 			UserCreate{ID: "u1", Username: "dave", PasswordHash: seedHash}},
 		TypeUserSetDisabled: {UserSetDisabled{ID: "u1", Disabled: true}, UserSetDisabled{ID: "nope"}},
 		TypeUserDelete:      {UserDelete{ID: "u2"}},
-		TypeSessionCreate: {create, SessionCreateV2{SessionCreate: create, PasswordGen: &gen, Rehash: seedHash},
+		TypeSessionCreate: {create, SessionCreateV2{SessionCreate: create, PasswordGen: &gen, Rehash: seedHash}, v3,
 			SessionCreate{ID: "s1", UserID: "u2", RefreshHash: hashOf("r3"), Lifetime: 1, IdleTimeout: 1, MaxPerUser: 1, OnLimit: "deny"}},
 		TypeSessionRefresh: {SessionRefresh{OldHash: hashOf("r1"), NewHash: hashOf("r4"), IP: "192.0.2.1"},
 			SessionRefresh{OldHash: hashOf("dead"), NewHash: hashOf("r5")}},
@@ -238,6 +240,19 @@ func applySeeds(t testing.TB) map[Type][]any {
 		TypeLockoutReset: {LockoutReset{Username: "alice", Actor: "local-admin"}},
 		TypeSweep:        {SweepV2{Limit: 10, Migrate: 10}, Sweep{Limit: 10}},
 		TypeReadBarrier:  {ReadBarrier{}},
+		// Level 4.
+		TypeMFATOTPEnroll:  {MFATOTPEnroll{UserID: "u2", Sealed: []byte("sealed totp 2")}, MFATOTPEnroll{UserID: "u1", Sealed: []byte("x")}},
+		TypeMFATOTPConfirm: {MFATOTPConfirm{UserID: "u2", Step: 5, Recovery: []string{hashOf("rc1")}}},
+		TypeMFATOTPRemove:  {MFAUser{UserID: "u1"}, MFAUser{UserID: "u2"}},
+		TypeMFARecoverySet: {MFARecoverySet{UserID: "u1", Recovery: []string{hashOf("rc2"), hashOf("rc3")}}},
+		TypeMFAReset:       {MFAUser{UserID: "u1"}, MFAUser{UserID: "nope"}},
+		TypeWebAuthnAdd: {WebAuthnAdd{UserID: "u2", Credential: WebAuthnCredential{ID: "cred2", Name: "key", Sealed: []byte("sealed cred 2")},
+			Recovery: []string{hashOf("rc4")}}, WebAuthnAdd{UserID: "u2", Credential: WebAuthnCredential{ID: "cred1", Name: "dup", Sealed: []byte("s")}}},
+		TypeWebAuthnRename:  {WebAuthnRename{UserID: "u1", ID: "cred1", Name: "new name"}},
+		TypeWebAuthnRemove:  {WebAuthnRename{UserID: "u1", ID: "cred1"}, WebAuthnRename{UserID: "u2", ID: "cred1"}},
+		TypeLockdown:        {Lockdown{Reason: "breach", Actor: "local-admin"}},
+		TypeLockdownRelease: {Lockdown{Actor: "local-admin"}},
+		TypeWebhookCursor:   {WebhookCursor{Target: hashOf("siem"), Seq: 2}, WebhookCursor{Target: hashOf("siem"), Seq: 0}},
 	}
 }
 
@@ -265,6 +280,13 @@ func seededStore(t testing.TB) *Store {
 		{TypeLoginAttempt, 2, LoginAttemptV2{Username: "nobody", MaxAttempts: 3, Window: window, PendingTTL: ttl, MaxNamesPerAddress: 2, IP: "192.0.2.1"}},
 		{TypeAuditAppend, 1, AuditAppend{Type: "test.seed", Severity: AuditInfo}},
 		{TypeCAKey, 1, share},
+		// Second factors (level 4): u1 has TOTP, recovery codes and a
+		// WebAuthn credential; u2 has a TOTP secret not yet confirmed.
+		{TypeMFATOTPEnroll, 1, MFATOTPEnroll{UserID: "u1", Sealed: []byte("sealed totp 1")}},
+		{TypeMFATOTPConfirm, 1, MFATOTPConfirm{UserID: "u1", Step: 3, Recovery: []string{hashOf("rc0")}}},
+		{TypeWebAuthnAdd, 1, WebAuthnAdd{UserID: "u1", Credential: WebAuthnCredential{ID: "cred1", Name: "key", Sealed: []byte("sealed cred 1")}}},
+		{TypeMFATOTPEnroll, 1, MFATOTPEnroll{UserID: "u2", Sealed: []byte("sealed totp 2")}},
+		{TypeWebhookCursor, 1, WebhookCursor{Target: hashOf("siem"), Seq: 1}},
 	}
 	for i, st := range steps {
 		c, err := NewCommand(st.typ, st.v, seedTime.Add(time.Duration(i)*time.Second).UnixNano(), st.p)
