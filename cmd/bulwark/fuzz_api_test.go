@@ -13,11 +13,16 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/totp"
 
 	"github.com/bulwark-auth/bulwark/api"
 	"github.com/bulwark-auth/bulwark/authcore"
 	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/fsm/fsmtest"
+	"github.com/bulwark-auth/bulwark/internal/clock"
 	"github.com/bulwark-auth/bulwark/node"
 	"github.com/bulwark-auth/bulwark/tpm"
 )
@@ -28,15 +33,21 @@ var bodyRoutes = []struct {
 	admin        bool // the admin socket, not the API
 	method, path string
 	bearer       bool
+	// scratch: served by a state of its own, which the route may ruin for
+	// the others (a lockdown ends every session).
+	scratch bool
 }{
-	{false, "POST", "/v1/auth/login", false},
-	{false, "POST", "/v1/auth/refresh", false},
-	{false, "POST", "/v1/me/password", true},
-	{false, "POST", "/v1/admin/users", true},
-	{false, "PATCH", "/v1/admin/users/bob", true},
-	{true, "POST", "/admin/v1/users", false},
-	{true, "POST", "/admin/v1/datakey/escrow", false},
-	{true, "POST", "/admin/v1/datakey/recovery-shares", false},
+	{false, "POST", "/v1/auth/login", false, false},
+	{false, "POST", "/v1/auth/refresh", false, false},
+	{false, "POST", "/v1/me/password", true, false},
+	{false, "POST", "/v1/admin/users", true, false},
+	{false, "PATCH", "/v1/admin/users/bob", true, false},
+	{true, "POST", "/admin/v1/users", false, false},
+	{true, "POST", "/admin/v1/datakey/escrow", false, false},
+	{true, "POST", "/admin/v1/datakey/recovery-shares", false, false},
+	{false, "POST", "/v1/auth/mfa", false, false},
+	{false, "POST", "/v1/me/mfa/totp/confirm", true, false},
+	{true, "POST", "/admin/v1/incident/lockdown", false, true},
 }
 
 // countingStore is the replicated state of FuzzRequestBodies: fsmtest's,
@@ -85,6 +96,9 @@ func FuzzRequestBodies(f *testing.F) {
 		{`{"username":"dave","password":"a long enough password"}`, `{"email":"x@@"}`},
 		{`{"public_key":"-----BEGIN BULWARK ESCROW PUBLIC KEY-----\nAAAA\n-----END BULWARK ESCROW PUBLIC KEY-----\n"}`, `{"public_key":""}`},
 		{`{"threshold":1,"shares":3}`, `{"threshold":-1,"shares":300}`, `{"threshold":2,"shares":3}`},
+		{`{"mfa_token":"bwm_x","method":"totp","code":"123456"}`, `{"mfa_token":"","method":"recovery_code","code":"abcd-efgh"}`},
+		{`{"code":"123456"}`, `{"code":12}`},
+		{`{"reason":"breach"}`, `{"reason":""}`, `{"reason":"\u0000"}`},
 	} {
 		for _, b := range s {
 			f.Add(uint8(i), []byte(b))
@@ -93,9 +107,13 @@ func FuzzRequestBodies(f *testing.F) {
 		f.Add(uint8(i), []byte(`{"a":`+strings.Repeat("[", 40)))
 		f.Add(uint8(i), []byte("{\"username\":\"\xff\"}"))
 	}
-	h := newWiredHandlers(f)
+	h, scratch := newWiredHandlers(f), newWiredHandlers(f)
 	f.Fuzz(func(t *testing.T, sel uint8, body []byte) {
 		rt := bodyRoutes[int(sel)%len(bodyRoutes)]
+		h := h
+		if rt.scratch {
+			h = scratch
+		}
 		req := httptest.NewRequest(rt.method, rt.path, bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		if rt.bearer {
@@ -145,9 +163,10 @@ type wiredHandlers struct {
 
 // newWiredHandlers wires the API and admin socket handlers over one auth
 // service and data-key service, as serve does, with users alice (admin,
-// logged in), bob (whom the PATCH route changes) and erin (whom the login
-// seeds log in: logins as alice would evict the session the Bearer routes
-// use once past max_per_user).
+// with TOTP, signed in with it so that her session passes step-up), bob
+// (whom the PATCH route changes) and erin (whom the login seeds log in:
+// logins as alice would evict the session the Bearer routes use once past
+// max_per_user). The clock stands still, so her session stays fresh.
 func newWiredHandlers(t testing.TB) *wiredHandlers {
 	t.Helper()
 	ctx := context.Background()
@@ -169,11 +188,17 @@ func newWiredHandlers(t testing.TB) *wiredHandlers {
 	}
 	errs := &atomic.Int64{}
 	logger := slog.New(errorCounter{slog.DiscardHandler, errs})
+	dataKey := tpm.NewDataKey()
+	box, err := authcore.NewSecretBox(dataKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := clock.NewFake(time.Now())
 	core, err := authcore.New(st, authcore.Config{
 		Hash:   authcore.HashParams{MemoryKiB: 8192, Iterations: 1, Parallelism: 1},
 		Policy: authcore.PasswordPolicy{MinLength: 12, MaxLength: 128},
 		Issuer: "https://bulwark.test:8443", NodeID: "n1",
-	}, authcore.WithSigner(sig), authcore.WithLogger(logger))
+	}, authcore.WithSigner(sig), authcore.WithLogger(logger), authcore.WithSecretBox(box), authcore.WithClock(clk))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -187,15 +212,50 @@ func newWiredHandlers(t testing.TB) *wiredHandlers {
 			t.Fatal(err)
 		}
 	}
-	tok, err := core.Login(ctx, "alice", "correct horse battery")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dk := node.NewDataKeys(testVault{tpm.DataKeyName: tpm.NewDataKey()}, st, logger)
+	tok := aliceWithTOTP(t, core, clk)
+	dk := node.NewDataKeys(testVault{tpm.DataKeyName: dataKey}, st, logger)
 	return &wiredHandlers{
 		api: api.NewHandler(api.Options{Logger: logger, NodeID: "n1", SealMode: "software"}, nil, core, core),
 		admin: api.NewAdminHandler(core, core, func() any { return map[string]string{} }, logger,
 			api.AdminDataKey(dataKeyAdmin{dk})),
 		store: st, errors: errs, token: tok.AccessToken,
 	}
+}
+
+// aliceWithTOTP turns TOTP on for alice and signs her in with it.
+func aliceWithTOTP(t testing.TB, core *authcore.Service, clk *clock.Fake) authcore.Tokens {
+	t.Helper()
+	ctx := context.Background()
+	code := func(secret string) string {
+		c, err := totp.GenerateCodeCustom(secret, clk.Now(), totp.ValidateOpts{Period: 30, Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	first, err := core.Login(ctx, "alice", "correct horse battery")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := core.Authenticate(ctx, first.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := core.EnrollTOTP(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := core.ConfirmTOTP(ctx, p, code(e.Secret)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(30 * time.Second) // a code is good once
+	second, err := core.Login(ctx, "alice", "correct horse battery")
+	if err != nil || second.MFA == nil {
+		t.Fatalf("login: %+v, %v; want an mfa_token", second, err)
+	}
+	tok, err := core.VerifyMFA(ctx, second.MFA.Token, "totp", code(e.Secret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
