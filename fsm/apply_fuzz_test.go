@@ -32,7 +32,10 @@ import (
 //   - the same entry applied twice to the same state gives the same result
 //     and the same state (determinism);
 //   - a non-nil result is of the row's declared Result type, which a
-//     forwarded result is decoded into (results.go).
+//     forwarded result is decoded into (results.go);
+//   - the sessions the command counts in memory (counts.go) are the
+//     sessions it added to or removed from the sessions bucket, none when
+//     refused.
 func FuzzApply(f *testing.F) {
 	rows := commandRows()
 	seedAt := seedTime.Add(time.Minute).UnixNano()
@@ -59,10 +62,13 @@ func FuzzApply(f *testing.F) {
 		if err != nil || len(data) > MaxCommandBytes {
 			return
 		}
-		r1, d1 := applyRolledBack(t, s, data)
-		r2, d2 := applyRolledBack(t, s, data)
-		if (r1.Err == nil) != (r2.Err == nil) || !bytes.Equal(d1, d2) {
+		r1, d1, c1 := applyRolledBack(t, s, data)
+		r2, d2, c2 := applyRolledBack(t, s, data)
+		if (r1.Err == nil) != (r2.Err == nil) || !bytes.Equal(d1, d2) || c1 != c2 {
 			t.Fatalf("%s v%d: nondeterministic: %v then %v", row.Type, row.Version, r1.Err, r2.Err)
+		}
+		if c1.counted != c1.stored {
+			t.Fatalf("%s v%d (%v) counted %d sessions, the bucket changed by %d", row.Type, row.Version, r1.Err, c1.counted, c1.stored)
 		}
 		if r1.Err != nil {
 			if !bytes.Equal(d1, base) {
@@ -97,23 +103,31 @@ func cmpRow(ta Type, va uint16, tb Type, vb uint16) int {
 
 var errRollback = errors.New("rolled back")
 
+// sessionDelta is how an entry changed the session count: in memory
+// (counted) and in the sessions bucket (stored).
+type sessionDelta struct{ counted, stored int64 }
+
 // applyRolledBack applies one entry the way ApplyBatch does, takes the
-// state's digest, and rolls the transaction back.
-func applyRolledBack(t testing.TB, s *Store, data []byte) (Result, []byte) {
+// state's digest and the session counts, and rolls the transaction back.
+func applyRolledBack(t testing.TB, s *Store, data []byte) (Result, []byte, sessionDelta) {
 	t.Helper()
 	var (
 		res    Result
 		digest []byte
+		delta  sessionDelta
 	)
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		res, _ = applyOne(tx, data)
+		before := bucketLen(tx.Bucket(bucketSessions))
+		var counts batchCounts
+		res, _ = applyOne(txn{tx: tx, counts: &counts}, data)
 		digest = digestTx(tx)
+		delta = sessionDelta{counts.sessions, int64(bucketLen(tx.Bucket(bucketSessions)) - before)}
 		return errRollback
 	})
 	if !errors.Is(err, errRollback) {
 		t.Fatalf("apply: %v", err)
 	}
-	return res, digest
+	return res, digest, delta
 }
 
 func stateDigest(t testing.TB, s *Store) []byte {
@@ -233,7 +247,10 @@ func applySeeds(t testing.TB) map[Type][]any {
 		TypeTokensIssuer:    {TokensIssuer{Issuer: "https://auth.example"}, TokensIssuer{Issuer: "https://other.example"}},
 		TypeLoginAttempt: {LoginAttemptV2{Username: "alice", MaxAttempts: 3, Window: window, PendingTTL: ttl, MaxNamesPerAddress: 2, IP: "192.0.2.1"},
 			LoginAttemptV2{Username: "mallory", MaxAttempts: 3, Window: window, PendingTTL: ttl, MaxNamesPerAddress: 2, IP: "192.0.2.9"},
-			LoginAttempt{Username: "alice", MaxAttempts: 3, Window: window, PendingTTL: ttl, IP: "192.0.2.1"}},
+			LoginAttempt{Username: "alice", MaxAttempts: 3, Window: window, PendingTTL: ttl, IP: "192.0.2.1"},
+			LoginAttemptV3{LoginAttemptV2: LoginAttemptV2{Username: "alice", MaxAttempts: 3, Window: window, PendingTTL: ttl, MaxNamesPerAddress: 2,
+				IP: "192.0.2.1"}, ChallengeAfter: 2, Solution: hashOf("solution"), SolutionExpires: seedTime.Add(time.Hour).UnixNano(),
+				Device: hashOf("device")}},
 		TypeLoginFailure: {limits("alice", seedTime.Add(9*time.Second).UnixNano()), limits("alice", 1),
 			LoginFailure{Username: "alice", Slot: seedTime.Add(9 * time.Second).UnixNano(), MaxAttempts: 3, Window: window, Subject: "u1"}},
 		TypeLoginRelease: {LoginRelease{Username: "alice", Slot: seedTime.Add(9 * time.Second).UnixNano()}},
@@ -252,7 +269,9 @@ func applySeeds(t testing.TB) map[Type][]any {
 		TypeWebAuthnRemove:  {WebAuthnRename{UserID: "u1", ID: "cred1"}, WebAuthnRename{UserID: "u2", ID: "cred1"}},
 		TypeLockdown:        {Lockdown{Reason: "breach", Actor: "local-admin"}},
 		TypeLockdownRelease: {Lockdown{Actor: "local-admin"}},
-		TypeWebhookCursor:   {WebhookCursor{Target: hashOf("siem"), Seq: 2}, WebhookCursor{Target: hashOf("siem"), Seq: 0}},
+		TypeTicketSpend: {TicketSpend{Ticket: hashOf("ticket"), Expires: seedTime.Add(time.Hour).UnixNano()},
+			TicketSpend{Ticket: hashOf("old"), Expires: 1}},
+		TypeWebhookCursor: {WebhookCursor{Target: hashOf("siem"), Seq: 2}, WebhookCursor{Target: hashOf("siem"), Seq: 0}},
 	}
 }
 
