@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -53,6 +54,22 @@ func FuzzApply(f *testing.F) {
 	}
 	s := seededStore(f)
 	base := stateDigest(f, s)
+	// A checkpoint that verifies: the seeded trail's last entry, signed.
+	var last *AuditEntry
+	if err := s.View(func(r Reader) error {
+		return r.AuditAfter(0, 1000, func(e *AuditEntry) bool { last = e; return true })
+	}); err != nil || last == nil {
+		f.Fatalf("the seeded trail: %v", err)
+	}
+	for i, r := range rows {
+		if r.Type == TypeAuditCheckpoint {
+			b, err := json.Marshal(fixedAuditSigner(f).sign(f, last.Seq, last.Hash, seedTime.Add(time.Minute)))
+			if err != nil {
+				f.Fatal(err)
+			}
+			f.Add(uint16(i), seedAt, b)
+		}
+	}
 	f.Fuzz(func(t *testing.T, sel uint16, at int64, payload []byte) {
 		row := rows[int(sel)%len(rows)]
 		if !json.Valid(payload) {
@@ -168,6 +185,20 @@ func digestTx(tx *bolt.Tx) []byte {
 	return h.Sum(nil)
 }
 
+// fixedAuditSigner is node1's audit keys, the same in every fuzzing
+// process, so that a checkpoint signed while seeding verifies in each.
+func fixedAuditSigner(t testing.TB) *auditSigner {
+	t.Helper()
+	ec, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), []byte(strings.Repeat("fuzz-au-", 4)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seed [mldsa65.SeedSize]byte
+	copy(seed[:], "fuzz-audit")
+	_, ml := mldsa65.NewKeyFromSeed(&seed)
+	return &auditSigner{node: "node1", ec: ec, ml: ml}
+}
+
 var seedTime = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
 const seedHash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA"
@@ -271,7 +302,10 @@ func applySeeds(t testing.TB) map[Type][]any {
 		TypeLockdownRelease: {Lockdown{Actor: "local-admin"}},
 		TypeTicketSpend: {TicketSpend{Ticket: hashOf("ticket"), Expires: seedTime.Add(time.Hour).UnixNano()},
 			TicketSpend{Ticket: hashOf("old"), Expires: 1}},
-		TypeWebhookCursor: {WebhookCursor{Target: hashOf("siem"), Seq: 2}, WebhookCursor{Target: hashOf("siem"), Seq: 0}},
+		TypeAuditKey: {fixedAuditSigner(t).keys(t)[0], fixedAuditSigner(t).keys(t)[1],
+			AuditKey{Kid: AuditKeyID([]byte("k")), Node: "node2", Alg: AuditAlgES256, Public: []byte("k")}},
+		TypeAuditCheckpoint: {fixedAuditSigner(t).sign(t, 1, strings.Repeat("0", 64), seedTime)},
+		TypeWebhookCursor:   {WebhookCursor{Target: hashOf("siem"), Seq: 2}, WebhookCursor{Target: hashOf("siem"), Seq: 0}},
 	}
 }
 
@@ -306,6 +340,8 @@ func seededStore(t testing.TB) *Store {
 		{TypeWebAuthnAdd, 1, WebAuthnAdd{UserID: "u1", Credential: WebAuthnCredential{ID: "cred1", Name: "key", Sealed: []byte("sealed cred 1")}}},
 		{TypeMFATOTPEnroll, 1, MFATOTPEnroll{UserID: "u2", Sealed: []byte("sealed totp 2")}},
 		{TypeWebhookCursor, 1, WebhookCursor{Target: hashOf("siem"), Seq: 1}},
+		{TypeAuditKey, 1, fixedAuditSigner(t).keys(t)[0]},
+		{TypeAuditKey, 1, fixedAuditSigner(t).keys(t)[1]},
 	}
 	for i, st := range steps {
 		c, err := NewCommand(st.typ, st.v, seedTime.Add(time.Duration(i)*time.Second).UnixNano(), st.p)
