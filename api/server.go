@@ -59,6 +59,12 @@ type Options struct {
 	Backup BackupFunc
 	// DataKey serves the data-key routes of the admin socket; nil: 404.
 	DataKey DataKeyAdmin
+	// OIDC serves the OpenID Connect provider (discovery, /oauth2/ and
+	// its login step) and, on the admin socket, the client routes; nil:
+	// 404 there.
+	OIDC OIDC
+	// Clients serves the admin socket's client routes; nil: 404.
+	Clients ClientAdmin
 }
 
 // NewHandler returns the API handler served over TLS. ready is asked by
@@ -107,8 +113,15 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 			serveAudit(w, r, a.auth)
 		}))))
 		mux.Handle("GET /v1/admin/cluster", a.admin(anyPrincipal(clusterHandlers{c: opts.Cluster}.status)))
-		// Still to come: GET /.well-known/openid-configuration and the
-		// /oauth2/ endpoints.
+		if opts.OIDC != nil {
+			oh := newOIDCHandler(a, opts.OIDC)
+			mux.Handle("GET /.well-known/openid-configuration", oh)
+			mux.Handle("/oauth2/", oh)
+			mux.Handle("GET "+loginPath, a.public(a.loginPage))
+			mux.Handle("POST "+loginPath, a.limited(a.loginSubmit))
+			mux.Handle("POST "+loginMFAPath, a.limited(a.loginMFA))
+			mux.Handle("GET "+signedOutPath, a.public(a.signedOut))
+		}
 	})
 }
 

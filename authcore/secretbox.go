@@ -31,9 +31,11 @@ const (
 	purposeTicket   = "mfa ticket"
 	purposeRecovery = "recovery code"
 	purposeCeremony = "webauthn ceremony"
+	// purposeClientSecret MACs OpenID Connect client secrets (oidc.go).
+	purposeClientSecret = "oidc client secret"
 )
 
-var purposes = []string{purposeTOTP, purposeWebAuthn, purposeTicket, purposeRecovery, purposeCeremony}
+var purposes = []string{purposeTOTP, purposeWebAuthn, purposeTicket, purposeRecovery, purposeCeremony, purposeClientSecret}
 
 // sealVersion is the first byte of a sealed value: AES-256-GCM with a
 // random 96-bit nonce under the purpose's key.

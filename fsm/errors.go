@@ -65,6 +65,19 @@ var (
 	// a second-factor ticket exchanged before.
 	ErrFactorReplayed = errors.New("fsm: second factor already used")
 
+	// OpenID Connect (oidc.go).
+
+	// ErrClientExists: a client with that id is registered already.
+	ErrClientExists = errors.New("fsm: oidc client already exists")
+	// ErrClientNotFound: no client with that id.
+	ErrClientNotFound = errors.New("fsm: oidc client not found")
+	// ErrAuthRequestNotFound: no pending authorization request with that
+	// id (unknown, expired, or answered already).
+	ErrAuthRequestNotFound = errors.New("fsm: authorization request not found")
+	// ErrInvalidCode: the authorization code is unknown, expired, or not
+	// the presenting client's or redirect_uri's.
+	ErrInvalidCode = errors.New("fsm: invalid authorization code")
+
 	// Lockout (lockout_v1.go, lockout.go).
 
 	// ErrLocked: the name has used its attempts for this window.

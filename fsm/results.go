@@ -33,6 +33,12 @@ var resultErrors = map[string]error{
 	"factor_not_found": ErrFactorNotFound,
 	"factor_replayed":  ErrFactorReplayed,
 
+	// OpenID Connect (oidc.go)
+	"oidc_client_exists":     ErrClientExists,
+	"oidc_client_not_found":  ErrClientNotFound,
+	"oidc_request_not_found": ErrAuthRequestNotFound,
+	"oidc_invalid_code":      ErrInvalidCode,
+
 	// tokens.issuer (issuer.go)
 	"issuer_conflict": ErrIssuerConflict,
 

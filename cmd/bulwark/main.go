@@ -45,6 +45,7 @@ const usage = `usage: bulwark <command> [arguments]
   user list | show NAME | disable NAME | enable NAME | delete NAME | unlock NAME
   user revoke-sessions NAME
   user reset-mfa NAME
+  client add NAME --redirect-uri URI [--redirect-uri URI…] [--public] | list | remove NAME
   audit tail [-n N] | verify | export [--since SEQ]
   keys list | rotate | datakey-fingerprint
   keys escrow-keygen PRIVATE_OUT PUBLIC_OUT | escrow-key FILE
@@ -105,6 +106,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdServe(args[1:], stderr)
 	case "user":
 		err = cmdUser(args[1:], stdin, stdout)
+	case "client":
+		err = cmdClient(args[1:], stdout)
 	case "audit":
 		err = cmdAudit(args[1:], stdout)
 	case "keys":

@@ -264,6 +264,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		NodeID:         cfg.NodeName,
 		IsNoLeader:     isNoLeader,
 		Cluster:        clusterService{n: n},
+		OIDC:           core,
 		RateLimit: api.NewRateLimiter(api.RateLimitConfig{
 			PerIP: float64(rl.PerIP), PerIPBurst: rl.PerIPBurst,
 			PerUsername: float64(rl.PerUsername), PerUsernameBurst: rl.PerUsernameBurst,
@@ -307,7 +308,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	adminSrv := &http.Server{
 		Handler: api.NewAdminHandler(core, core, func() any { return n.Status() }, logger,
 			api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(dataKeyAdmin{dataKeys}),
-			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core})),
+			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core}), api.AdminClients(core)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
