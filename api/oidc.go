@@ -275,6 +275,10 @@ func (s *oidcServer) VerifyClient(ctx context.Context, r *op.Request[op.ClientCr
 
 func (s *oidcServer) CodeExchange(ctx context.Context, r *op.ClientRequest[oidc.AccessTokenRequest]) (*op.Response, error) {
 	tok, err := s.p.RedeemCode(ctx, r.Client.GetID(), r.Data.Code, r.Data.RedirectURI, r.Data.CodeVerifier)
+	if errors.Is(err, authcore.ErrInvalidGrant) {
+		return nil, oidc.ErrInvalidGrant().WithDescription("the authorization code is unknown, expired, used, or not for this " +
+			"client and redirect_uri, or the code_verifier does not match")
+	}
 	if err != nil {
 		return nil, tokenError(err)
 	}
