@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/zitadel/oidc/v3/pkg/oidc"
@@ -67,7 +68,10 @@ func newOIDCHandler(a *apiHandlers, p OIDC) http.Handler {
 	return a.public(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, scopeOf(r).maxBody)
 		if r.URL.Path == pathAuthorize {
-			w = &authorizeErrorPage{ResponseWriter: w}
+			ep := &authorizeErrorPage{ResponseWriter: w}
+			h.ServeHTTP(ep, r)
+			ep.finish()
+			return
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -123,10 +127,10 @@ func (c oidcClient) RestrictAdditionalAccessTokenScopes() func([]string) []strin
 // Health and Ready are the API's own /healthz and /readyz.
 
 func (s *oidcServer) Discovery(ctx context.Context, _ *op.Request[struct{}]) (*op.Response, error) {
-	iss := s.p.Issuer()
+	iss := strings.TrimSuffix(s.p.Issuer(), "/") // the endpoints' base
 	basicPost := []oidc.AuthMethod{oidc.AuthMethodBasic, oidc.AuthMethodPost}
 	return op.NewResponse(&oidc.DiscoveryConfiguration{
-		Issuer:                                    iss,
+		Issuer:                                    s.p.Issuer(), // exactly the iss of the tokens this node signs
 		AuthorizationEndpoint:                     iss + pathAuthorize,
 		TokenEndpoint:                             iss + pathToken,
 		IntrospectionEndpoint:                     iss + pathIntrospect,
@@ -398,6 +402,14 @@ func (s *oidcServer) EndSession(ctx context.Context, r *op.Request[oidc.EndSessi
 	red := op.NewRedirect(target)
 	red.Header.Add("Set-Cookie", clearCookie(cookieSSO).String())
 	return red, nil
+}
+
+// finish writes the page of an error whose body never parsed.
+func (w *authorizeErrorPage) finish() {
+	if w.hold {
+		w.hold = false
+		renderError(w.ResponseWriter, w.status, "The sign-in request was refused", "Return to the application and try again.")
+	}
 }
 
 // authorizeErrorPage turns an error the authorization endpoint answers

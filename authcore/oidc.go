@@ -235,6 +235,9 @@ func toAuthorizationRequest(r *fsm.OIDCAuthRequest) AuthorizationRequest {
 // StartAuthorization stores a request (validated by the caller against
 // its client) while its user signs in, and returns its id.
 func (s *Service) StartAuthorization(ctx context.Context, req AuthorizationRequest) (string, error) {
+	if !s.proposable(fsm.TypeOIDCAuthRequest, 1) {
+		return "", fmt.Errorf("%w: OpenID Connect needs cluster feature level 4", ErrConflict)
+	}
 	id, err := randomToken("")
 	if err != nil {
 		return "", err
