@@ -316,38 +316,37 @@ type OIDCTokens struct {
 	Scopes  []string
 }
 
-// verifierOK checks a PKCE code_verifier against the stored challenge
-// (RFC 7636 4.6: S256 only).
-func verifierOK(challenge, method, verifier string) bool {
-	if challenge == "" {
-		return verifier == "" // a verifier for a request that sent no challenge is refused (RFC 9700 2.1.1)
+// pkceS256 is the S256 transform of a code_verifier (RFC 7636 4.2), what
+// Apply compares with the stored challenge; "" for no verifier. A
+// verifier of the wrong form is ErrInvalidGrant.
+func pkceS256(verifier string) (string, error) {
+	if verifier == "" {
+		return "", nil
 	}
-	if method != "S256" || len(verifier) < 43 || len(verifier) > 128 {
-		return false
+	if len(verifier) < 43 || len(verifier) > 128 {
+		return "", fmt.Errorf("%w: code_verifier must be 43 to 128 characters", ErrInvalidGrant)
+	}
+	for _, c := range verifier {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+			return "", fmt.Errorf("%w: code_verifier has a character RFC 7636 does not allow", ErrInvalidGrant)
+		}
 	}
 	sum := sha256.Sum256([]byte(verifier))
-	return hmacEqual([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(challenge))
+	return base64.RawURLEncoding.EncodeToString(sum[:]), nil
 }
 
 // RedeemCode exchanges an authorization code for tokens: the client must
 // be the request's, the redirect_uri the same and the PKCE verifier match
-// its challenge. A code presented a second time revokes the tokens it
+// its challenge, all checked in Apply against the replicated state (so a
+// node behind on the log cannot skip a check). A code presented a second time revokes the tokens it
 // issued (the session) and is ErrInvalidGrant, as is every other refusal.
 func (s *Service) RedeemCode(ctx context.Context, clientID, code, redirectURI, verifier string) (OIDCTokens, error) {
 	if !wellFormedToken(code, codePrefix) {
 		return OIDCTokens{}, ErrInvalidGrant
 	}
-	var req *fsm.OIDCAuthRequest
-	s.store.View(func(r fsm.Reader) error {
-		c, err := r.OIDCCode(hashToken(code))
-		if err == nil && c.SessionID == "" {
-			req, _ = r.OIDCAuthRequest(c.RequestID)
-		}
-		return nil
-	})
-	// A used code goes on to Apply, which revokes what it issued.
-	if req != nil && req.ClientID == clientID && !verifierOK(req.CodeChallenge, req.CodeChallengeMethod, verifier) {
-		return OIDCTokens{}, fmt.Errorf("%w: code_verifier does not match the code_challenge", ErrInvalidGrant)
+	pkce, err := pkceS256(verifier)
+	if err != nil {
+		return OIDCTokens{}, err
 	}
 	sid, err := randomToken("")
 	if err != nil {
@@ -359,7 +358,7 @@ func (s *Service) RedeemCode(ctx context.Context, clientID, code, redirectURI, v
 	}
 	ri := requestInfo(ctx)
 	cmd, err := fsm.NewCommand(fsm.TypeOIDCCodeRedeem, 1, s.now().UnixNano(), fsm.OIDCCodeRedeem{
-		CodeHash: hashToken(code), ClientID: clientID, RedirectURI: redirectURI,
+		CodeHash: hashToken(code), ClientID: clientID, RedirectURI: redirectURI, PKCE: pkce,
 		Session: fsm.SessionCreate{ID: sid, RefreshHash: hashToken(refresh),
 			Lifetime: int64(s.cfg.RefreshTTL), IdleTimeout: int64(s.cfg.IdleTimeout),
 			MaxPerUser: s.cfg.MaxSessionsPerUser, OnLimit: s.cfg.OnLimit, IP: ri.IP, UserAgent: ri.UserAgent}})
@@ -611,6 +610,11 @@ func (s *Service) Introspect(ctx context.Context, token string) (Introspection, 
 // is recorded as revoked until it expires. A token that is unknown,
 // invalid already or not clientID's changes nothing and is no error.
 func (s *Service) RevokeToken(ctx context.Context, clientID, token string) error {
+	// A token issued through another member a moment ago must not be
+	// missed here: read after every acknowledged write.
+	if err := s.ReadBarrier(ctx); err != nil {
+		return err
+	}
 	var sid, owner, user string
 	if wellFormedToken(token, refreshPrefix) {
 		s.store.View(func(r fsm.Reader) error {

@@ -106,14 +106,16 @@ type OIDCAuthorize struct {
 
 // OIDCCodeRedeem exchanges a code for a new session (Session's fields
 // but the user, the amr and the auth time, which come from the request).
-// The proposer has checked PKCE against the stored challenge; Apply
-// checks the client, the redirect_uri, the expiry and that the code is
-// unused. A used code presented again revokes the session it was
-// redeemed for (RFC 6749 4.1.2) and answers Replayed.
+// Apply checks the client, the redirect_uri, the expiry, that the code is
+// unused and PKCE: PKCE is base64url(SHA-256(code_verifier)), which must
+// equal the request's S256 code_challenge (RFC 7636 4.6); the verifier
+// itself never enters the log. A used code presented again revokes the
+// session it was redeemed for (RFC 6749 4.1.2) and answers Replayed.
 type OIDCCodeRedeem struct {
 	CodeHash    string        `json:"code_hash"`
 	ClientID    string        `json:"client_id"`
 	RedirectURI string        `json:"redirect_uri"`
+	PKCE        string        `json:"pkce,omitempty"`
 	Session     SessionCreate `json:"session"`
 }
 
@@ -284,6 +286,11 @@ func applyOIDCCodeRedeem(t txn, c Command) (any, error) {
 	}
 	r, err := getAuthRequest(t, code.RequestID)
 	if err != nil || r.RedirectURI != p.RedirectURI || r.ClientID != p.ClientID {
+		return nil, ErrInvalidCode
+	}
+	// PKCE: a challenge needs its verifier; a verifier without a
+	// challenge is refused too (RFC 9700 2.1.1).
+	if p.PKCE != r.CodeChallenge || (r.CodeChallenge != "" && r.CodeChallengeMethod != "S256") {
 		return nil, ErrInvalidCode
 	}
 	if t.tx.Bucket(bucketClients).Get([]byte(r.ClientID)) == nil {

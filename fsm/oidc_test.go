@@ -25,6 +25,7 @@ func oidcSetup(t *testing.T) *applier {
 	}
 	if r := a.apply(TypeOIDCAuthRequest, t0, OIDCAuthRequestPut{Request: OIDCAuthRequest{ID: "r1", ClientID: "app",
 		RedirectURI: "https://app.example/cb", Scopes: []string{"openid", "profile"}, Nonce: "n",
+		CodeChallenge: pkceOf("verifier"), CodeChallengeMethod: "S256",
 		ExpiresAt: t0.Add(10 * time.Minute), KeepUntil: t0.Add(20 * time.Minute)}}); r.Err != nil {
 		t.Fatal(r.Err)
 	}
@@ -40,13 +41,22 @@ func authorizeR1(code string) OIDCAuthorize {
 		CodeExpiresAt: t0.Add(time.Minute), CodeKeepUntil: t0.Add(10 * time.Minute)}
 }
 
+// pkceOf stands for the S256 transform of a verifier.
+func pkceOf(v string) string { return hashOf("pkce " + v)[:43] }
+
 func redeem(a *applier, at time.Time, code, client, redirect, sid string) Result {
 	a.t.Helper()
-	return a.apply(TypeOIDCCodeRedeem, at, OIDCCodeRedeem{CodeHash: hashOf(code), ClientID: client, RedirectURI: redirect,
+	return redeemPKCE(a, at, code, client, redirect, sid, pkceOf("verifier"))
+}
+
+func redeemPKCE(a *applier, at time.Time, code, client, redirect, sid, pkce string) Result {
+	a.t.Helper()
+	return a.apply(TypeOIDCCodeRedeem, at, OIDCCodeRedeem{CodeHash: hashOf(code), ClientID: client, RedirectURI: redirect, PKCE: pkce,
 		Session: SessionCreate{ID: sid, RefreshHash: hashOf("r" + sid), Lifetime: int64(time.Hour), MaxPerUser: 10, OnLimit: "evict_oldest"}})
 }
 
-// A code is bound to its client and redirect_uri, redeemed once into a
+// A code is bound to its client, redirect_uri and PKCE challenge (a
+// refusal leaves it redeemable), redeemed once into a
 // session carrying the request's user, amr, auth time and scopes, and a
 // second redemption revokes that session (RFC 6749 4.1.2).
 func TestOIDCCodeRedeemedOnce(t *testing.T) {
@@ -58,6 +68,11 @@ func TestOIDCCodeRedeemedOnce(t *testing.T) {
 	for _, c := range []struct{ client, redirect string }{{"other", "https://app.example/cb"}, {"app", "https://app.example/cb2"}} {
 		if r := redeem(a, at, "c1", c.client, c.redirect, "s0"); !errors.Is(r.Err, ErrInvalidCode) {
 			t.Fatalf("redeemed by %s at %s: %v", c.client, c.redirect, r.Err)
+		}
+	}
+	for _, pk := range []string{"", pkceOf("another")} {
+		if r := redeemPKCE(a, at, "c1", "app", "https://app.example/cb", "s0", pk); !errors.Is(r.Err, ErrInvalidCode) {
+			t.Fatalf("redeemed with PKCE %q: %v", pk, r.Err)
 		}
 	}
 	r := redeem(a, at, "c1", "app", "https://app.example/cb", "s1")

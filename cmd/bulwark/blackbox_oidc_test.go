@@ -169,6 +169,15 @@ func TestBlackBoxOIDC(t *testing.T) {
 		if q.Get("state") != state || q.Get("iss") != issuer || q.Get("code") == "" {
 			t.Fatalf("callback %v", loc)
 		}
+		// Refused, and the code left for its client: a wrong verifier,
+		// another client's credentials, another redirect_uri.
+		if _, err := cfg.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(oauth2.GenerateVerifier())); !isOAuthError(err, "invalid_grant") {
+			t.Fatalf("code exchange with another PKCE verifier: %v", err)
+		}
+		spa := oauth2.Config{ClientID: "spa", Endpoint: provider.Endpoint(), RedirectURL: rpCallback}
+		if _, err := spa.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(pkce)); !isOAuthError(err, "invalid_grant") {
+			t.Fatalf("app's code exchanged by spa: %v", err)
+		}
 		tok, err := cfg.Exchange(ctx, q.Get("code"), oauth2.VerifierOption(pkce))
 		if err != nil {
 			t.Fatalf("code exchange: %v", err)
@@ -261,6 +270,14 @@ func TestBlackBoxOIDC(t *testing.T) {
 	}
 	if _, err := cfg.Exchange(ctx, usedCode); !isOAuthError(err, "invalid_grant") {
 		t.Fatalf("the first code replayed: %v", err)
+	}
+
+	// prompt=login and max_age=0 ask a signed-in browser to sign in again.
+	for _, p := range []oauth2.AuthCodeOption{oauth2.SetAuthURLParam("prompt", "login"), oauth2.SetAuthURLParam("max_age", "0")} {
+		waitfor.True(t, "a second passed since the sign-in", 3*time.Second, 100*time.Millisecond, func() bool { return time.Since(idt.IssuedAt) > time.Second })
+		if code, loc, page := br.authorize(cfg.AuthCodeURL("s5", oauth2.S256ChallengeOption(oauth2.GenerateVerifier()), p)); code != 200 || !strings.Contains(page, `name="password"`) {
+			t.Fatalf("authorize with %v: %d %v, no login form", p, code, loc)
+		}
 	}
 
 	// Introspection (confidential clients, HTTP Basic) and revocation of
