@@ -420,3 +420,80 @@ func introspect(t *testing.T, n *testNode, id, secret, token string) map[string]
 	}
 	return out
 }
+
+// TestBlackBoxOIDCCluster: one cluster, one issuer. Behind tokens.issuer
+// every member's discovery names it; a code obtained through one member
+// is exchanged at another, its ID token verified with a third's JWKS,
+// refreshed and revoked at the third; the revocation reaches the first.
+func TestBlackBoxOIDCCluster(t *testing.T) {
+	node1 := newClusterNode(t, "node1")
+	node1.start()
+	node2 := newClusterNode(t, "node2")
+	node2.startJoin(node1.joinToken())
+	node3 := newClusterNode(t, "node3")
+	node3.startJoin(node1.joinToken())
+	nodes := []*testNode{node1, node2, node3}
+	node1.addUser("alice", "correct horse battery", false)
+	var app struct {
+		ID     string `json:"client_id"`
+		Secret string `json:"client_secret"`
+	}
+	waitfor.True(t, "client add (level 4)", 20*time.Second, 200*time.Millisecond, func() bool {
+		out, _, code := node2.cli("", "client", "add", "app", "--redirect-uri", rpCallback, "--json")
+		return code == 0 && json.Unmarshal([]byte(out), &app) == nil
+	})
+
+	for _, n := range nodes {
+		var d struct {
+			Issuer string `json:"issuer"`
+			Token  string `json:"token_endpoint"`
+			JWKS   string `json:"jwks_uri"`
+		}
+		resp, err := n.client().Get(n.url("/.well-known/openid-configuration"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(resp.Body).Decode(&d)
+		resp.Body.Close()
+		if d.Issuer != clusterIssuer || d.Token != clusterIssuer+"/oauth2/token" || d.JWKS != clusterIssuer+"/.well-known/jwks.json" {
+			t.Fatalf("discovery on %s: %+v", n.dir, d)
+		}
+	}
+
+	cfg := oauth2.Config{ClientID: app.ID, ClientSecret: app.Secret, RedirectURL: rpCallback, Scopes: []string{"openid"},
+		Endpoint: oauth2.Endpoint{AuthURL: node1.url("/oauth2/authorize"), TokenURL: node2.url("/oauth2/token")}}
+	pkce, nonce := oauth2.GenerateVerifier(), "n-cluster"
+	br := node1.browser()
+	_, _, page := br.authorize(cfg.AuthCodeURL("st", oauth2.S256ChallengeOption(pkce), oidc.Nonce(nonce)))
+	cb := br.signIn(page, "alice", "correct horse battery", nil)
+	if cb.Query().Get("iss") != clusterIssuer {
+		t.Fatalf("callback %v", cb)
+	}
+	ctx2 := oidc.ClientContext(context.Background(), node2.client())
+	tok, err := cfg.Exchange(ctx2, cb.Query().Get("code"), oauth2.VerifierOption(pkce))
+	if err != nil {
+		t.Fatalf("code from node1 exchanged at node2: %v", err)
+	}
+	ctx3 := oidc.ClientContext(context.Background(), node3.client())
+	keys := oidc.NewRemoteKeySet(ctx3, node3.url("/.well-known/jwks.json"))
+	idt, err := oidc.NewVerifier(clusterIssuer, keys, &oidc.Config{ClientID: app.ID, SupportedSigningAlgs: []string{"ES256"}}).Verify(ctx3, tok.Extra("id_token").(string))
+	if err != nil || idt.Nonce != nonce {
+		t.Fatalf("ID token against node3's JWKS: %v %+v", err, idt)
+	}
+	cfg3 := cfg
+	cfg3.Endpoint.TokenURL = node3.url("/oauth2/token")
+	fresh, err := cfg3.TokenSource(ctx3, &oauth2.Token{RefreshToken: tok.RefreshToken, Expiry: time.Now().Add(-time.Hour)}).Token()
+	if err != nil {
+		t.Fatalf("refresh at node3: %v", err)
+	}
+	if code, me, _ := node2.apiCall("GET", "/v1/me", fresh.AccessToken, nil); code != 200 || me["id"] != idt.Subject {
+		t.Fatalf("/v1/me on node2: %d %v (sub %s)", code, me, idt.Subject)
+	}
+	if code := postForm(t, node3, "/oauth2/revoke", app.ID, app.Secret, url.Values{"token": {fresh.AccessToken}}); code != 200 {
+		t.Fatalf("revoke at node3: %d", code)
+	}
+	waitfor.True(t, "the revocation reaches node1", 5*time.Second, 20*time.Millisecond, func() bool {
+		code, _, _ := node1.apiCall("GET", "/v1/me", fresh.AccessToken, nil)
+		return code == 401
+	})
+}
