@@ -1,7 +1,8 @@
 # bulwark — build, run and test.
 #
 #   make run     build and start a dev node on 127.0.0.1 (./bulwark-data)
-#   make test    everything CI runs: deps, go.mod tidy, gofmt, go vet, tests with -race
+#   make test    everything CI runs: deps, go.mod tidy, gofmt, go vet, tests with -race,
+#                the alert rules' tests (alerts-check)
 #   make bench   benchmarks (fsm and node write throughput)
 #   make fuzz    each fuzz target for FUZZTIME
 
@@ -28,6 +29,7 @@ run: build
 # deps installs what the tests need on a fresh Debian machine with Go.
 deps:
 	$(GO) mod download
+	cd packaging/alerttest && $(GO) mod download
 	$(MAKE) deps-tpm
 
 # deps-tpm installs what the tests run besides Go, if missing: swtpm (a
@@ -66,7 +68,16 @@ unit:
 	# the generic argon2 code that arm64 and other platforms run
 	$(GO) test -count=1 -tags purego ./authcore/internal/argon2
 
-test: deps tidy-check fmt-check vet systemd-check unit
+test: deps tidy-check fmt-check vet systemd-check unit alerts-check
+
+# alerts-check: packaging/alerts.yml parsed by Prometheus' rule parser and
+# each alert fired (and kept quiet) by its own series in Prometheus' PromQL
+# engine. A module of its own (packaging/alerttest), so bulwark's go.mod
+# does not take github.com/prometheus/prometheus; go vet, go mod tidy and
+# go test ./... of the main module leave it out.
+.PHONY: alerts-check
+alerts-check:
+	cd packaging/alerttest && $(GO) mod tidy -diff && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 5000x -count 5 ./fsm ./node

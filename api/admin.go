@@ -228,6 +228,9 @@ func AdminIsNoLeader(fn func(error) bool) AdminOption {
 //	POST   /admin/v1/users/{user}/unlock          → 204 (any name: unknown names are counted too)
 //	POST   /admin/v1/users/{user}/revoke-sessions → {"revoked":N}
 //	POST   /admin/v1/users/{user}/reset-mfa       → {"sessions_revoked":N}: every second factor removed
+//	GET    /admin/v1/incident                     → the lockdown state
+//	POST   /admin/v1/incident/lockdown            → {"reason"} → the state and the forensic backup's path
+//	POST   /admin/v1/incident/release             → the state
 //	GET    /admin/v1/audit?after=SEQ&limit=N      → {"entries":[…]}
 //	GET    /admin/v1/audit/verify                 → {"entries":N,"ok":true}, or 409
 //	                                                audit_chain_broken naming the first bad seq
@@ -258,6 +261,10 @@ func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog
 		mux.Handle("POST /admin/v1/users/{user}/unlock", local(a.unlock))
 		mux.Handle("POST /admin/v1/users/{user}/revoke-sessions", local(a.revokeSessions))
 		mux.Handle("POST /admin/v1/users/{user}/reset-mfa", local(resetMFA(auth)))
+		ir := incidentRoutes{auth: auth, forensics: o.Forensics}
+		mux.Handle("GET /admin/v1/incident", local(ir.status))
+		mux.Handle("POST /admin/v1/incident/lockdown", local(ir.lockdown))
+		mux.Handle("POST /admin/v1/incident/release", local(ir.release))
 		mux.Handle("GET /admin/v1/audit", local(a.audit))
 		mux.Handle("GET /admin/v1/audit/verify", local(a.verifyAudit))
 		mux.Handle("GET /admin/v1/status", local(a.getStatus))

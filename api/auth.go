@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/bulwark-auth/bulwark/authcore"
+	"github.com/bulwark-auth/bulwark/authcore/altcha"
 )
 
 // Auth is what the login, session, self-service, key and audit routes
@@ -18,6 +19,8 @@ import (
 // authcore's sentinels, mapped to their answers by writeError.
 type Auth interface {
 	Login(ctx context.Context, username, password string) (authcore.Tokens, error)
+	LoginWith(ctx context.Context, req authcore.LoginRequest) (authcore.Tokens, error)
+	NewChallenge() (altcha.Challenge, error)
 	Refresh(ctx context.Context, refreshToken string) (authcore.Tokens, error)
 	Authenticate(ctx context.Context, bearer string) (*authcore.Principal, error)
 	Logout(ctx context.Context, p *authcore.Principal) error
@@ -33,6 +36,7 @@ type Auth interface {
 	SigningKeys(ctx context.Context) ([]authcore.KeyInfo, error)
 	RotateSigningKey(ctx context.Context) (authcore.KeyRotation, error)
 	MFA
+	Incident
 }
 
 // ActorLocalAdmin is the RequestInfo.Actor of every call made through the
@@ -174,6 +178,12 @@ func (a *apiHandlers) jwks(w http.ResponseWriter, r *http.Request) {
 type loginRequest struct {
 	Username string `json:"username"`
 	Password string `json:"password"`
+	// Altcha is a solved proof-of-work challenge (base64 JSON), once one
+	// is asked for (428 challenge_required).
+	Altcha string `json:"altcha,omitempty"`
+	// DeviceToken is the device_token an earlier login answered (OWASP's
+	// device cookie): its own budget while the name is locked.
+	DeviceToken string `json:"device_token,omitempty"`
 }
 
 // login serves POST /v1/auth/login.
@@ -204,7 +214,8 @@ func (a *apiHandlers) login(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	tok, err := a.auth.Login(r.Context(), req.Username, req.Password)
+	tok, err := a.auth.LoginWith(r.Context(), authcore.LoginRequest{Username: req.Username, Password: req.Password,
+		Altcha: req.Altcha, DeviceToken: req.DeviceToken})
 	if err != nil {
 		if perName && errors.Is(err, authcore.ErrInvalidCredentials) {
 			a.limit.AllowUsername(name) // the charge; the refusal, if any, comes next time
@@ -432,4 +443,15 @@ func auditQuery(q url.Values) (after uint64, limit int, err *Error) {
 		limit = v
 	}
 	return after, limit, nil
+}
+
+// challenge serves GET /v1/auth/challenge: a fresh proof-of-work
+// challenge for the login page's widget (never cached).
+func (a *apiHandlers) challenge(w http.ResponseWriter, r *http.Request) {
+	ch, err := a.auth.NewChallenge()
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, ch)
 }

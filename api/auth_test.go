@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bulwark-auth/bulwark/authcore"
+	"github.com/bulwark-auth/bulwark/authcore/altcha"
 )
 
 // fakeAccount is a user the fake auth service knows.
@@ -1068,3 +1069,21 @@ func (f *fakeAuth) RegenerateRecoveryCodes(ctx context.Context, p *authcore.Prin
 func (f *fakeAuth) ResetMFA(ctx context.Context, nameOrID string) (int, error) { return 0, nil }
 
 func (f *fakeAuth) StepUp(p *authcore.Principal) error { return nil }
+
+func (f *fakeAuth) Lockdown(ctx context.Context, reason string) (authcore.LockdownState, error) {
+	return authcore.LockdownState{Active: true, Reason: reason}, nil
+}
+
+func (f *fakeAuth) ReleaseLockdown(ctx context.Context) (authcore.LockdownState, error) {
+	return authcore.LockdownState{}, nil
+}
+
+func (f *fakeAuth) LockdownStatus() authcore.LockdownState { return authcore.LockdownState{} }
+
+func (f *fakeAuth) LoginWith(ctx context.Context, req authcore.LoginRequest) (authcore.Tokens, error) {
+	return f.Login(ctx, req.Username, req.Password)
+}
+
+func (f *fakeAuth) NewChallenge() (altcha.Challenge, error) {
+	return altcha.Challenge{Algorithm: altcha.Algorithm, MaxNumber: 1}, nil
+}

@@ -1,7 +1,9 @@
 // Package api is bulwark's HTTP surface: the JSON API over TLS (routing,
 // handlers, middleware for security headers, request ids, logging, body
-// limits and panic recovery; later the OIDC endpoints, login pages and the
-// metrics endpoint) and the local admin Unix socket with its client.
+// limits and panic recovery; later the OIDC endpoints and login pages),
+// the Prometheus metrics endpoint (metrics.go: request metrics counted by
+// the middleware, security events by authcore's observer, gauges read at
+// scrape time) and the local admin Unix socket with its client.
 //
 // Errors have one shape on every surface, {"error": code,
 // "error_description": text}, written by one function, writeError, from one
@@ -9,8 +11,9 @@
 // which bounds and validates them before any handler sees a field.
 //
 // api may import authcore (its types and sentinel errors) and the standard
-// library; what it calls on other layers it declares here as small
-// interfaces (UserAdmin, Auth, Readiness), which cmd/bulwark satisfies with the
+// library (and client_golang for the metrics); what it calls on other
+// layers it declares here as small interfaces (UserAdmin, Auth, Readiness,
+// AuthStats, BlockedAddresses), which cmd/bulwark satisfies with the
 // concrete auth service and node. It never imports node, fsm, tpm, bbolt,
 // raft or cmd (layering_test.go, at the module root, checks). Errors from below reach it wrapped:
 // authcore's sentinels are mapped to their codes, Options.IsNoLeader

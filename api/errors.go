@@ -23,6 +23,7 @@ const (
 	// WWW-Authenticate challenge naming max_age.
 	CodeInsufficientUserAuthentication = "insufficient_user_authentication" // 401
 	CodeMFAUnavailable                 = "mfa_unavailable"                  // 503
+	CodeLockedDown                     = "locked_down"                      // 503: an operator's incident lockdown
 	CodeForbidden                      = "forbidden"                        // 403
 	CodeNotFound                       = "not_found"                        // 404
 	CodeMethodNotAllowed               = "method_not_allowed"               // 405, with Allow
@@ -50,6 +51,9 @@ type Error struct {
 	// Challenge, when set, is sent as WWW-Authenticate (RFC 6750 3 on a
 	// 401 from a Bearer-protected route).
 	Challenge string
+	// PoW, when set, is the body's "challenge" member: the proof of work
+	// a 428 challenge_required asks for.
+	PoW any
 }
 
 // Error returns the description, which is written for people (the CLI
@@ -65,6 +69,7 @@ func (e *Error) Error() string {
 type errorBody struct {
 	Error       string `json:"error"`
 	Description string `json:"error_description"`
+	Challenge   any    `json:"challenge,omitempty"`
 }
 
 // retryBusy is how long a client should wait after a 503.
@@ -88,7 +93,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 			}
 		}
 	}
-	body, mErr := json.Marshal(errorBody{Error: e.Code, Description: e.Description})
+	body, mErr := json.Marshal(errorBody{Error: e.Code, Description: e.Description, Challenge: e.PoW})
 	if mErr != nil { // two strings cannot fail to marshal; be safe anyway
 		body = []byte(`{"error":"internal_error","error_description":"internal error"}`)
 	}
@@ -140,6 +145,15 @@ func toError(sc *scope, err error) *Error {
 	case errors.Is(err, authcore.ErrInvalidMFAToken):
 		return &Error{Status: http.StatusUnauthorized, Code: CodeInvalidGrant,
 			Description: "the mfa_token is invalid, expired or used; sign in again"}
+	case errors.Is(err, authcore.ErrChallengeRequired):
+		var ce *authcore.ChallengeError
+		if errors.As(err, &ce) {
+			return &Error{Status: http.StatusPreconditionRequired, Code: CodeChallengeRequired, Description: ce.Reason, PoW: ce.Challenge}
+		}
+		return internalError(sc)
+	case errors.Is(err, authcore.ErrLockedDown):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeLockedDown,
+			Description: "sign-in is suspended by an incident lockdown; administrators sign in with a second factor"}
 	case errors.Is(err, authcore.ErrConflict):
 		return &Error{Status: http.StatusConflict, Code: CodeConflict, Description: err.Error()}
 	case errors.Is(err, authcore.ErrMFAUnavailable):

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -40,6 +41,9 @@ type scope struct {
 	log        *slog.Logger
 	maxBody    int64
 	isNoLeader func(error) bool
+	// route is the pattern the request matched, for the metrics; ""
+	// until the router finds one (none: a 404 or 405).
+	route string
 }
 
 type scopeKey struct{}
@@ -63,6 +67,7 @@ type middleware struct {
 	trusted    []netip.Prefix
 	maxBody    int64
 	isNoLeader func(error) bool
+	metrics    *Metrics // nil: requests are not counted
 }
 
 func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -89,7 +94,11 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				v = http.ErrAbortHandler // too late for an answer: cut the connection
 			}
 		}
-		m.logRequest(sc, r, rec, time.Since(start))
+		took := time.Since(start)
+		m.logRequest(sc, r, rec, took)
+		if m.metrics != nil {
+			m.metrics.observeRequest(cmp.Or(sc.route, "other"), rec.statusCode(), took)
+		}
 		if v != nil {
 			panic(v)
 		}
@@ -100,10 +109,7 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // logRequest writes the access log line. It never logs the query string,
 // headers or bodies: they carry passwords, codes and tokens.
 func (m *middleware) logRequest(sc *scope, r *http.Request, rec *recorder, d time.Duration) {
-	status := rec.status
-	if !rec.wroteHeader {
-		status = http.StatusOK
-	}
+	status := rec.statusCode()
 	level := requestLogLevel(r.Method, status)
 	if !sc.log.Enabled(r.Context(), level) {
 		return
@@ -134,6 +140,14 @@ type recorder struct {
 	status      int
 	bytes       int64
 	wroteHeader bool
+}
+
+// statusCode is the status answered: 200 if the handler wrote nothing.
+func (rw *recorder) statusCode() int {
+	if !rw.wroteHeader {
+		return http.StatusOK
+	}
+	return rw.status
 }
 
 func (rw *recorder) WriteHeader(code int) {

@@ -59,6 +59,11 @@ type Options struct {
 	Backup BackupFunc
 	// DataKey serves the data-key routes of the admin socket; nil: 404.
 	DataKey DataKeyAdmin
+	// Forensics runs after a lockdown commits (AdminForensics); nil: none.
+	Forensics ForensicsFunc
+	// Metrics counts every request by route and status, and times it;
+	// nil: no request metrics.
+	Metrics *Metrics
 	// OIDC serves the OpenID Connect provider (discovery, /oauth2/ and
 	// its login step) and, on the admin socket, the client routes; nil:
 	// 404 there.
@@ -85,6 +90,7 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 		mux.Handle("POST /v1/auth/refresh", a.limited(a.refresh))
 		mux.Handle("POST /v1/auth/logout", a.limited(a.bearer(a.logout)))
 		mux.Handle("POST /v1/auth/mfa", a.limited(a.verifyMFA))
+		mux.Handle("GET /v1/auth/challenge", a.limited(a.challenge))
 
 		mux.Handle("GET /v1/me", a.bearer(a.me))
 		mux.Handle("GET /v1/me/sessions", a.bearer(a.mySessions))
@@ -113,6 +119,10 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 			serveAudit(w, r, a.auth)
 		}))))
 		mux.Handle("GET /v1/admin/cluster", a.admin(anyPrincipal(clusterHandlers{c: opts.Cluster}.status)))
+		ir := incidentRoutes{auth: auth, forensics: opts.Forensics}
+		mux.Handle("GET /v1/admin/incident", a.admin(anyPrincipal(ir.status)))
+		mux.Handle("POST /v1/admin/incident/lockdown", a.adminWrite(anyPrincipal(ir.lockdown)))
+		mux.Handle("POST /v1/admin/incident/release", a.adminWrite(anyPrincipal(ir.release)))
 		if opts.OIDC != nil {
 			oh := newOIDCHandler(a, opts.OIDC)
 			mux.Handle("GET /.well-known/openid-configuration", oh)
@@ -152,7 +162,7 @@ func newRouter(opts Options, register func(mux *http.ServeMux)) http.Handler {
 		maxBody = defaultMaxBodyBytes
 	}
 	return &middleware{next: jsonFallbacks{mux}, log: logger, trusted: opts.TrustedProxies,
-		maxBody: maxBody, isNoLeader: opts.IsNoLeader}
+		maxBody: maxBody, isNoLeader: opts.IsNoLeader, metrics: opts.Metrics}
 }
 
 // jsonFallbacks replaces the mux's plain-text 404 and 405 with JSON.
@@ -161,6 +171,11 @@ type jsonFallbacks struct{ mux *http.ServeMux }
 func (j jsonFallbacks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, pattern := j.mux.Handler(r)
 	if pattern != "" { // a route, or the mux's redirect to a clean path
+		// A registered pattern: a bounded label. (A CONNECT's redirect
+		// would name the cleaned path instead; it is left "other".)
+		if r.Method != http.MethodConnect {
+			scopeOf(r).route = pattern
+		}
 		j.mux.ServeHTTP(w, r)
 		return
 	}

@@ -50,18 +50,19 @@ func (s *Service) Audit(ctx context.Context, after uint64, limit int) ([]AuditEn
 	return out, nil
 }
 
-// VerifyAudit walks this node's whole audit trail from seq 1, checking the
-// hash chain, and returns how many entries it checked. A break is an
-// *AuditChainError naming the first bad seq (count is then the number of
-// good entries before it). A trail cut short at its end still verifies:
-// compare the newest seq and hash with an export kept elsewhere.
+// VerifyAudit walks this node's whole audit trail, checking the hash chain
+// and every signed checkpoint (fsm.Reader.VerifyAuditTrail), and returns
+// how many entries it checked. A break is an *AuditChainError naming the
+// first bad seq (count is then the number of good entries before it). A
+// trail cut short at its end still verifies: compare the newest seq and
+// hash with an export kept elsewhere.
 func (s *Service) VerifyAudit(ctx context.Context) (count uint64, err error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
 	err = s.store.View(func(r fsm.Reader) error {
-		var verr error
-		count, verr = r.VerifyAudit()
+		rep, verr := r.VerifyAuditTrail(checkAuditSignature)
+		count = rep.Entries
 		return verr
 	})
 	return count, err

@@ -53,6 +53,9 @@ type Tokens struct {
 	ExpiresIn    int    `json:"expires_in"`
 	RefreshToken string `json:"refresh_token"`
 	SessionID    string `json:"session_id"`
+	// DeviceToken lets this device sign in to the same name while the
+	// name is locked by failures from elsewhere (device.go).
+	DeviceToken string `json:"device_token,omitempty"`
 	// MFA, when set, is the answer instead: the first factor checked out,
 	// and the login goes on with a second one (no token above is set).
 	MFA *MFAChallenge `json:"-"`
@@ -119,6 +122,23 @@ func secondFactor(amr []string) bool {
 // password's failure counted (and a reserved slot that is never resolved
 // counts as a failure in the state machine).
 func (s *Service) Login(ctx context.Context, username, password string) (Tokens, error) {
+	return s.LoginWith(ctx, LoginRequest{Username: username, Password: password})
+}
+
+// LoginRequest is a login with what may come with it.
+type LoginRequest struct {
+	Username, Password string
+	// Altcha is a solved proof-of-work challenge (base64 JSON), needed
+	// once the name or the address has failed often (ChallengeAfter).
+	Altcha string
+	// DeviceToken is the device token an earlier login of this name
+	// answered: its own budget while the name is locked (device.go).
+	DeviceToken string
+}
+
+// LoginWith is Login with a LoginRequest's extras.
+func (s *Service) LoginWith(ctx context.Context, req LoginRequest) (Tokens, error) {
+	username, password := req.Username, req.Password
 	name, err := NormalizeUsername(username)
 	if err != nil {
 		return Tokens{}, err
@@ -126,32 +146,63 @@ func (s *Service) Login(ctx context.Context, username, password string) (Tokens,
 	if password == "" || len(password) > 4096 {
 		return Tokens{}, fmt.Errorf("%w: password must be 1 to 4096 bytes", ErrInvalidInput)
 	}
+	sol, err := s.checkSolution(req.Altcha)
+	if err != nil {
+		return Tokens{}, err
+	}
 	ctx, cancel := s.detach(ctx)
 	defer cancel()
 	ri := requestInfo(ctx)
-	slot, err := s.attempt(ctx, name, ri)
+	gate := s.challengeGate(ri, sol)
+	key := name // the counter this check draws on
+	slot, err := s.attempt(ctx, name, ri, &gate)
+	var dev *device
+	if le := (*LockedError)(nil); errors.As(err, &le) && req.DeviceToken != "" && s.proposable(fsm.TypeLoginAttempt, 3) {
+		// Locked by failures from elsewhere: a device of the owner's has
+		// a budget of its own.
+		if dev = s.parseDevice(req.DeviceToken, name); dev != nil {
+			key = deviceLockName(dev.hash)
+			slot, err = s.attempt(ctx, key, ri, &fsm.LoginAttemptV3{Device: dev.hash})
+		}
+	}
 	if err != nil {
 		return Tokens{}, err
 	}
 	u, _ := s.lookup(name)
 	ok, err := s.checkPassword(ctx, name, u, password)
 	if err != nil {
-		s.unchecked(ctx, name, slot, err)
+		s.unchecked(ctx, key, slot, err)
 		return Tokens{}, err
 	}
+	locked := s.LockdownStatus().Active && !s.exempt(ri)
 	if !ok || u.Disabled {
-		s.loginFailed(ctx, name, u, ri, slot)
+		if dev != nil {
+			s.deviceFailed(ctx, dev, name, u, ri, slot)
+		} else {
+			s.loginFailed(ctx, name, u, ri, slot)
+		}
+		if locked { // right or wrong, a lockdown answers alike
+			return Tokens{}, ErrLockedDown
+		}
 		return Tokens{}, ErrInvalidCredentials
 	}
 	m, err := s.factorsOf(u.ID)
 	if err != nil {
 		return Tokens{}, err // the slot counts as a failure when it runs out: fail closed
 	}
+	if locked && !(u.HasRole(RoleAdmin) && m.Enabled()) {
+		// Only an administrator with a second factor goes on.
+		s.releaseSlot(ctx, key, slot)
+		return Tokens{}, ErrLockedDown
+	}
 	if m.Enabled() {
-		return s.challenge(ctx, u, name, m, ri)
+		return s.challenge(ctx, u, key, m, ri)
 	}
 	gen := u.PasswordGen
-	tok, err := s.startSessionWith(ctx, u, name, ri, []string{"pwd"}, sessionProof{pwdGen: &gen, rehash: s.rehash(ctx, u, password)})
+	tok, err := s.startSessionWith(ctx, u, key, ri, []string{"pwd"}, sessionProof{pwdGen: &gen, rehash: s.rehash(ctx, u, password)})
+	if err == nil {
+		tok.DeviceToken = s.issueDevice(name)
+	}
 	if errors.Is(err, fsm.ErrUserDisabled) || errors.Is(err, fsm.ErrUserNotFound) || errors.Is(err, fsm.ErrCredentialChanged) {
 		// Disabled, deleted or given another password meanwhile: the
 		// password checked is no longer the user's.
@@ -195,18 +246,31 @@ const pendingTTL = 30 * time.Second
 // counts as a failure once pendingTTL has passed, and an address that has
 // made MaxFailedNamesPerAddress names fail this window is refused for any
 // name with nothing live (answered as a lock, whether the name exists).
-func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo) (int64, error) {
+//
+// gate, when set and the cluster is at level 4, is the proof-of-work gate
+// (login.attempt v3): refused for want of a solution, attempt answers a
+// *ChallengeError. Only password logins pass one; a password change and
+// a second factor (a signed-in user, a user whose password checked out)
+// are not challenged.
+func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo, gate *fsm.LoginAttemptV3) (int64, error) {
 	deadline := time.Now().Add(s.cfg.HashWait)
 	v2 := s.proposable(fsm.TypeLoginAttempt, 2)
+	v3 := gate != nil && s.proposable(fsm.TypeLoginAttempt, 3)
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
 		var payload any = fsm.LoginAttempt{
 			Username: name, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
 			PendingTTL: int64(pendingTTL), IP: ri.IP, UserAgent: ri.UserAgent}
 		version := uint16(1)
 		if v2 {
-			version, payload = 2, fsm.LoginAttemptV2{
+			p2 := fsm.LoginAttemptV2{
 				Username: name, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
 				PendingTTL: int64(pendingTTL), MaxNamesPerAddress: s.namesPerAddress(), IP: ri.IP, UserAgent: ri.UserAgent}
+			version, payload = 2, p2
+			if v3 {
+				p3 := *gate
+				p3.LoginAttemptV2 = p2
+				version, payload = 3, p3
+			}
 		}
 		cmd, err := fsm.NewCommand(fsm.TypeLoginAttempt, version, s.now().UnixNano(), payload)
 		if err != nil {
@@ -217,11 +281,19 @@ func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo) (int
 			return 0, err
 		}
 		switch {
+		case res.ChallengeRequired:
+			why := "too many failed attempts from here or against this name: solve this challenge and send the login again with it (altcha)"
+			if res.Replayed {
+				why = "that solution was used already: solve this challenge"
+			}
+			return 0, s.challengeError(res.Suspicion-s.cfg.ChallengeAfter, why)
 		case res.Granted:
 			return res.Slot, nil
 		case res.Locked:
+			s.reportLocked()
 			return 0, &LockedError{RetryAfter: res.RetryAfter}
 		case time.Now().Add(wait).After(deadline):
+			s.reportLocked()
 			return 0, &LockedError{RetryAfter: time.Second}
 		}
 		select {
@@ -331,11 +403,19 @@ func (s *Service) audit(ctx context.Context, entries ...fsm.AuditAppend) {
 	s.logAudit(entries, err)
 }
 
+// logAudit mirrors entries to the log and, once committed (err nil),
+// reports them to the security observer.
 func (s *Service) logAudit(entries []fsm.AuditAppend, err error) {
+	if err == nil {
+		s.report(entries)
+	}
 	for _, e := range entries {
 		level := slog.LevelInfo
-		if e.Severity != fsm.AuditInfo {
+		switch e.Severity {
+		case fsm.AuditWarning:
 			level = slog.LevelWarn
+		case fsm.AuditCritical: // an error in journald and syslog
+			level = slog.LevelError
 		}
 		args := []any{"audit", e.Type, "severity", e.Severity, "actor", e.Actor, "subject", e.Subject, "ip", e.IP}
 		for k, v := range e.Details {
@@ -394,11 +474,12 @@ func (s *Service) startSessionWith(ctx context.Context, u *fsm.User, resetName s
 		Details: map[string]string{"username": u.Username, "session_id": sid, "amr": strings.Join(amr, " ")}}}
 	var cmd fsm.Command
 	switch {
-	case proof.factor != nil || proof.pwdGen == nil:
+	case proof.factor != nil || proof.pwdGen == nil || s.proposable(fsm.TypeSessionCreate, 3):
 		// Only a cluster at level 4 has second factors to use.
 		if proof.factor != nil {
 			audit[0].Details["method"] = proof.factor.Method
 		}
+		p.DuringLockdown = s.lockdownAllows(u, amr, ri)
 		cmd, err = fsm.NewCommand(fsm.TypeSessionCreate, 3, s.now().UnixNano(), fsm.SessionCreateV3{
 			SessionCreateV2: fsm.SessionCreateV2{SessionCreate: p, PasswordGen: proof.pwdGen, Rehash: rehash}, Factor: proof.factor})
 	case s.proposable(fsm.TypeSessionCreate, 2):
@@ -606,7 +687,7 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 	ctx, cancel := s.detach(ctx) // as in Login: the attempt's outcome is recorded
 	defer cancel()
 	ri := requestInfo(ctx)
-	slot, err := s.attempt(ctx, p.Username, ri)
+	slot, err := s.attempt(ctx, p.Username, ri, nil)
 	if err != nil {
 		return Tokens{}, err
 	}

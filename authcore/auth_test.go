@@ -540,7 +540,7 @@ func TestReleaseSlot(t *testing.T) {
 		return l
 	}
 	// Below level 3 there is nothing to propose: the slot stays pending.
-	slot, err := s.attempt(ctx, "alice", RequestInfo{})
+	slot, err := s.attempt(ctx, "alice", RequestInfo{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -550,7 +550,7 @@ func TestReleaseSlot(t *testing.T) {
 	}
 	raiseLevel(t, s, 3)
 	for i := 0; i < 5; i++ { // never a failure: always the same slot back
-		slot, err := s.attempt(ctx, "alice", RequestInfo{IP: "192.0.2.1"})
+		slot, err := s.attempt(ctx, "alice", RequestInfo{IP: "192.0.2.1"}, nil)
 		if err != nil {
 			t.Fatalf("attempt %d: %v", i, err)
 		}

@@ -69,6 +69,13 @@ var (
 	// 9470); the error is a *StepUpError carrying the window.
 	ErrStepUpRequired = errors.New("insufficient user authentication")
 
+	// ErrChallengeRequired: the login needs a solved proof-of-work
+	// challenge; the error is a *ChallengeError carrying one.
+	ErrChallengeRequired = errors.New("challenge required")
+
+	// ErrLockedDown: an incident lockdown refuses the login.
+	ErrLockedDown = fsm.ErrLockedDown
+
 	// ErrInvalidMFAToken: an mfa_token that is forged, expired, from
 	// another client address, or whose user changed since it was issued.
 	ErrInvalidMFAToken = errors.New("invalid or expired mfa_token")

@@ -208,7 +208,7 @@ func (s *Service) VerifyMFA(ctx context.Context, mfaToken, method, code string) 
 		return Tokens{}, fmt.Errorf("%w; sign in again", ErrInvalidMFAToken)
 	}
 	lock := mfaLockName(u.ID)
-	slot, err := s.attempt(ctx, lock, ri)
+	slot, err := s.attempt(ctx, lock, ri, nil)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -225,12 +225,18 @@ func (s *Service) VerifyMFA(ctx context.Context, mfaToken, method, code string) 
 	proof.Ticket, proof.TicketExpires = ticketHash(tk.Nonce), time.Unix(tk.Expires, 0).UnixNano()
 	gen := tk.PwdGen
 	tok, err := s.startSessionWith(ctx, u, lock, ri, []string{"pwd", "otp", "mfa"}, sessionProof{pwdGen: &gen, factor: proof})
+	if err == nil {
+		tok.DeviceToken = s.issueDevice(u.Username)
+	}
 	switch {
 	case errors.Is(err, fsm.ErrFactorReplayed), errors.Is(err, fsm.ErrFactorNotFound):
 		// Used meanwhile (the same code on another node, or the ticket
 		// exchanged already): a failure of the second factor.
 		s.mfaFailed(ctx, u, ri, slot, method, "replayed")
 		return Tokens{}, ErrInvalidCredentials
+	case errors.Is(err, fsm.ErrLockedDown):
+		s.releaseSlot(ctx, lock, slot)
+		return Tokens{}, err
 	case errors.Is(err, fsm.ErrCredentialChanged), errors.Is(err, fsm.ErrUserDisabled), errors.Is(err, fsm.ErrUserNotFound):
 		s.releaseSlot(ctx, lock, slot)
 		return Tokens{}, fmt.Errorf("%w: the account changed since the password was checked; sign in again", ErrInvalidMFAToken)

@@ -31,11 +31,13 @@ const (
 	purposeTicket   = "mfa ticket"
 	purposeRecovery = "recovery code"
 	purposeCeremony = "webauthn ceremony"
+	purposePoW      = "pow challenge"
+	purposeDevice   = "device token"
 	// purposeClientSecret MACs OpenID Connect client secrets (oidc.go).
 	purposeClientSecret = "oidc client secret"
 )
 
-var purposes = []string{purposeTOTP, purposeWebAuthn, purposeTicket, purposeRecovery, purposeCeremony, purposeClientSecret}
+var purposes = []string{purposeTOTP, purposeWebAuthn, purposeTicket, purposeRecovery, purposeCeremony, purposePoW, purposeDevice, purposeClientSecret}
 
 // sealVersion is the first byte of a sealed value: AES-256-GCM with a
 // random 96-bit nonce under the purpose's key.

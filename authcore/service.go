@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/mail"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strings"
@@ -89,6 +90,15 @@ type Config struct {
 	// only in a session whose authentication included a second factor
 	// (amr "otp", "mfa" or "hwk", RFC 8176).
 	RequireMFAForAdmin bool
+	// ChallengeAfter (incident.challenge_after_failures): failures of a
+	// name, or names failed from an address, in the lockout window after
+	// which a login needs a solved proof-of-work challenge; 0: never.
+	ChallengeAfter int
+
+	// IncidentExempt ([incident].exempt): clients never blocked, and
+	// allowed to sign in during a lockdown.
+	IncidentExempt []netip.Prefix
+
 	// StepUpWindow (mfa.step_up_window): how recent a second factor a
 	// sensitive action needs (RFC 9470). Zero means 10 minutes.
 	StepUpWindow time.Duration
@@ -166,6 +176,13 @@ type Service struct {
 	verifier *verifier
 	fresh    func() error // nil: the local state is always fresh enough
 	box      *SecretBox   // nil: second factors are off (mfa.go)
+	// auditKeys holds this node's audit keys once loaded (checkpoint.go);
+	// checkpointLock (a one-slot channel, so a waiter can give up) guards
+	// it and serialises checkpoints. leader says whether the node leads
+	// (nil: always).
+	auditKeys      *auditSigner
+	checkpointLock chan struct{}
+	leader         func() bool
 
 	census census // the parameters of the stored password hashes (census.go)
 
@@ -176,6 +193,9 @@ type Service struct {
 	hashBusyNanos  atomic.Int64 // time slots were held
 	hashRefused    atomic.Int64 // callers that gave up with ErrBusy
 	hashAbandoned  atomic.Int64 // callers whose request ended while they waited
+
+	observe func(SecurityEvent) // WithSecurityObserver; nil: none
+	audits  auditVerifier       // the background check of the audit chain (auditverify.go)
 
 	// hashThreads runs the hashes (nil: on the caller's goroutine).
 	hashThreads *hashpool.Pool
@@ -371,7 +391,7 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 			cfg.MaxFailedNamesPerAddress, fsm.MaxNamesPerAddressLimit)
 	}
 	s := &Service{store: store, cfg: cfg, clock: clock.Real{}, log: slog.New(slog.DiscardHandler),
-		hashes: make(chan struct{}, cfg.MaxConcurrentHashes)}
+		hashes: make(chan struct{}, cfg.MaxConcurrentHashes), checkpointLock: make(chan struct{}, 1)}
 	for _, o := range opts {
 		o(s)
 	}

@@ -58,11 +58,18 @@ const AuditGenesisHash = "000000000000000000000000000000000000000000000000000000
 // AuditChainError locates the first break in an audit chain. It unwraps to
 // ErrAuditChainBroken.
 type AuditChainError struct {
-	Seq    uint64 // the first seq found bad (or missing)
-	Reason string
+	Seq uint64 `json:"seq"` // the first seq found bad (or missing)
+	// From, when not 0, says the bad entry is one of From..Seq, and the
+	// trail cannot tell which: a signed checkpoint at Seq disagrees with
+	// a chain that was recomputed after the change.
+	From   uint64 `json:"from,omitempty"`
+	Reason string `json:"reason"`
 }
 
 func (e *AuditChainError) Error() string {
+	if e.From != 0 && e.From < e.Seq {
+		return fmt.Sprintf("%v at seq %d (the altered entry is one of seq %d..%d): %s", ErrAuditChainBroken, e.Seq, e.From, e.Seq, e.Reason)
+	}
 	return fmt.Sprintf("%v at seq %d: %s", ErrAuditChainBroken, e.Seq, e.Reason)
 }
 

@@ -429,7 +429,7 @@ func TestAppendAuditInAnotherHandler(t *testing.T) {
 	s := openTestStore(t)
 	appendSamples(t, s, 1, 1)
 	if err := s.db.Update(func(tx *bolt.Tx) error {
-		tt := txn{tx}
+		tt := txn{tx: tx}
 		ev := AuditAppend{Type: "lockout", Severity: AuditWarning, Subject: "alice",
 			Details: map[string]string{"until": "2026-11-27T12:15:00Z"}}
 		if err := ev.Validate(); err != nil {

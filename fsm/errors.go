@@ -65,6 +65,10 @@ var (
 	// a second-factor ticket exchanged before.
 	ErrFactorReplayed = errors.New("fsm: second factor already used")
 
+	// ErrLockedDown: an incident lockdown refuses new sessions
+	// (incident.go).
+	ErrLockedDown = errors.New("fsm: the cluster is locked down")
+
 	// OpenID Connect (oidc.go).
 
 	// ErrClientExists: a client with that id is registered already.

@@ -118,6 +118,10 @@ func applyLoginAttemptV2(t txn, c Command) (any, error) {
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
 	}
+	return loginAttemptV2(t, c, p)
+}
+
+func loginAttemptV2(t txn, c Command, p LoginAttemptV2) (any, error) {
 	lim := LockoutLimits{MaxAttempts: p.MaxAttempts, Window: p.Window, PendingTTL: p.PendingTTL, MaxNamesPerAddress: p.MaxNamesPerAddress}
 	if !validLockoutName(p.Username) || !lim.valid() || !validIP(p.IP) {
 		return nil, fmt.Errorf("%w: login.attempt v2 needs username, max_attempts, window, pending_ttl and max_names_per_address in range", ErrInvalidCommand)

@@ -59,6 +59,12 @@ type AttemptResult struct {
 	Slot       int64 // identifies the granted check in LoginFailure
 	Locked     bool
 	RetryAfter time.Duration
+	// ChallengeRequired (login.attempt v3): no slot until a solved
+	// challenge comes with the attempt; Suspicion sizes it, and Replayed
+	// says the one that came was used already.
+	ChallengeRequired bool `json:",omitempty"`
+	Suspicion         int  `json:",omitempty"`
+	Replayed          bool `json:",omitempty"`
 }
 
 // LoginFailure turns a granted check into a failure, locking the name when

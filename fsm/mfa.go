@@ -509,7 +509,7 @@ func (r Reader) TicketUsed(ticket string) bool {
 }
 
 func deleteMFA(tx *bolt.Tx, userID string) error {
-	t := txn{tx}
+	t := txn{tx: tx}
 	v := tx.Bucket(bucketMFA).Get([]byte(userID))
 	if v == nil {
 		return nil

@@ -224,3 +224,71 @@ func TestMFAResetAndUserDelete(t *testing.T) {
 		t.Fatalf("a factor for a deleted user: %v", r.Err)
 	}
 }
+
+// A webhook cursor only moves forward.
+func TestWebhookCursorForwardOnly(t *testing.T) {
+	a := newApplier(t)
+	target := hashOf("https://siem.example/hook")
+	for _, c := range []struct{ seq, want uint64 }{{5, 5}, {3, 5}, {9, 9}} {
+		if r := a.apply(TypeWebhookCursor, t0, WebhookCursor{Target: target, Seq: c.seq}); r.Err != nil || r.Value.(uint64) != c.want {
+			t.Fatalf("cursor to %d: %v %v, want %d", c.seq, r.Value, r.Err, c.want)
+		}
+	}
+	if seq := viewValue(t, a.s, func(r Reader) (uint64, error) { s, _ := r.WebhookCursor(target); return s, nil }); seq != 9 {
+		t.Fatalf("stored cursor %d", seq)
+	}
+	if r := a.apply(TypeWebhookCursor, t0, WebhookCursor{Target: "nope", Seq: 1}); !errors.Is(r.Err, ErrInvalidCommand) {
+		t.Fatalf("a bad target: %v", r.Err)
+	}
+}
+
+// A lockdown ends every session at once and refuses new ones but those
+// its proposer allows; release lets sessions start again, and the ended
+// ones stay ended.
+func TestLockdown(t *testing.T) {
+	a := setupUser(t)
+	create := func(sid string, at time.Time, allowed bool) Result {
+		return a.applyVersion(TypeSessionCreate, 3, at, SessionCreateV3{SessionCreateV2: SessionCreateV2{SessionCreate: SessionCreate{
+			ID: sid, UserID: "u1", RefreshHash: hashOf("r" + sid), Lifetime: int64(time.Hour), MaxPerUser: 1, OnLimit: "deny",
+			DuringLockdown: allowed}}})
+	}
+	if r := create("s1", t0, false); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	r := a.apply(TypeLockdown, t0.Add(time.Second), Lockdown{Reason: "breach", Actor: "local-admin"})
+	if st := r.Value.(LockdownState); r.Err != nil || !st.Active || st.Reason != "breach" {
+		t.Fatalf("lockdown: %+v %v", r.Value, r.Err)
+	}
+	if _, err := viewSession(a, "s1"); !errors.Is(err, ErrSessionNotFound) {
+		t.Fatalf("a session from before the lockdown: %v", err)
+	}
+	if r := refresh(a, t0.Add(2*time.Second), "rs1", "rs1b"); !errors.Is(r.Err, ErrInvalidGrant) {
+		t.Fatalf("its refresh token: %v", r.Err)
+	}
+	if r := create("s2", t0.Add(2*time.Second), false); !errors.Is(r.Err, ErrLockedDown) {
+		t.Fatalf("a session during the lockdown: %v", r.Err)
+	}
+	if r := create("s3", t0.Add(2*time.Second), true); r.Err != nil {
+		t.Fatalf("an allowed session during the lockdown (the ended one does not count toward the limit): %v", r.Err)
+	}
+	r = a.apply(TypeLockdownRelease, t0.Add(3*time.Second), Lockdown{Actor: "local-admin"})
+	if st := r.Value.(LockdownState); r.Err != nil || st.Active || st.ReleasedAt == nil {
+		t.Fatalf("release: %+v %v", r.Value, r.Err)
+	}
+	if _, err := viewSession(a, "s1"); !errors.Is(err, ErrSessionNotFound) {
+		t.Fatalf("a session ended by the lockdown came back: %v", err)
+	}
+	if _, err := viewSession(a, "s3"); err != nil {
+		t.Fatalf("the allowed session: %v", err)
+	}
+}
+
+func viewSession(a *applier, id string) (*Session, error) {
+	var s *Session
+	err := a.s.View(func(r Reader) error {
+		var err error
+		s, err = r.Session(id)
+		return err
+	})
+	return s, err
+}

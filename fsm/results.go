@@ -32,6 +32,7 @@ var resultErrors = map[string]error{
 	"factor_exists":    ErrFactorExists,
 	"factor_not_found": ErrFactorNotFound,
 	"factor_replayed":  ErrFactorReplayed,
+	"locked_down":      ErrLockedDown,
 
 	// OpenID Connect (oidc.go)
 	"oidc_client_exists":     ErrClientExists,

@@ -55,6 +55,11 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeClusterLevel, 1, Result{Value: 3}},
 		{TypeMemberKey, 1, Result{}},
 		{TypeSessionCreate, 3, Result{Value: sess}},
+		{TypeWebhookCursor, 1, Result{Value: uint64(42)}},
+		{TypeLoginAttempt, 3, Result{Value: AttemptResult{ChallengeRequired: true, Suspicion: 4}}},
+		{TypeTicketSpend, 1, Result{}},
+		{TypeLockdown, 1, Result{Value: LockdownState{Active: true, Since: at, Reason: "breach", Actor: "a"}}},
+		{TypeLockdownRelease, 1, Result{Value: LockdownState{ReleasedAt: &at}}},
 		{TypeMFATOTPEnroll, 1, Result{Value: &MFA{PendingTOTP: &TOTPFactor{Sealed: []byte("s"), CreatedAt: at}}}},
 		{TypeMFATOTPConfirm, 1, Result{Value: &MFA{TOTP: &TOTPFactor{Sealed: []byte("s"), CreatedAt: at, LastStep: 9}, Recovery: []string{"h"}}}},
 		{TypeMFATOTPRemove, 1, Result{Value: &MFA{}}},
@@ -71,6 +76,9 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeWebAuthnAdd, 1, Result{Value: &MFA{WebAuthn: []WebAuthnCredential{{ID: "c", Name: "key", Sealed: []byte("s"), SignCount: 1, CreatedAt: at}}}}},
 		{TypeWebAuthnRename, 1, Result{Value: &MFA{WebAuthn: []WebAuthnCredential{{ID: "c", Name: "k2", CreatedAt: at, LastUsedAt: &at}}}}},
 		{TypeWebAuthnRemove, 1, Result{Value: &MFA{}}},
+		{TypeAuditKey, 1, Result{Value: &AuditPublicKey{AuditKey: AuditKey{Kid: "k", Node: "n1", Alg: AuditAlgES256, Public: []byte{1}}, PublishedAt: at}}},
+		{TypeAuditCheckpoint, 1, Result{Value: &AuditCheckpointRecord{AuditCheckpoint: AuditCheckpoint{Seq: 7, Hash: "h", Node: "n1",
+			ES256Sig: []byte{1}, MLDSA65Sig: []byte{2}}, EntrySeq: 8}}},
 	}
 	covered := map[handlerKey]bool{}
 	for _, c := range cases {

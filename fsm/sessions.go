@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"time"
 
@@ -74,6 +75,11 @@ type SessionCreate struct {
 	// ResetLockout, if set, clears that name's failed-attempt counter in
 	// the same transaction (a successful login).
 	ResetLockout string `json:"reset_lockout,omitempty"`
+	// DuringLockdown: the proposer allows this session during an incident
+	// lockdown (an administrator with a second factor, or an exempt
+	// client). Without it, a session is refused while one is active
+	// (incident.go). Level 4: no lockdown exists below.
+	DuringLockdown bool `json:"during_lockdown,omitempty"`
 }
 
 // SessionCreateV2 is session.create v2: v1's fields, plus what the
@@ -193,6 +199,9 @@ func startSessionTx(t txn, c Command, p SessionCreate, check func(*User) error) 
 	if u.Disabled {
 		return nil, ErrUserDisabled
 	}
+	if t.lockdown().Active && !p.DuringLockdown {
+		return nil, ErrLockedDown
+	}
 	if check != nil {
 		if err := check(u); err != nil {
 			return nil, err
@@ -208,7 +217,7 @@ func startSessionTx(t txn, c Command, p SessionCreate, check func(*User) error) 
 	}
 	var alive []*Session
 	for _, s := range live {
-		if s.Alive(at) {
+		if s.Alive(at) && !endedByLockdown(Reader{tx: t.tx}, s) {
 			alive = append(alive, s)
 		}
 	}
@@ -274,7 +283,7 @@ func refreshSession(t txn, c Command, markUsed bool) (any, error) {
 		return nil, err
 	}
 	s, err := getSession(t.tx, rec.SessionID)
-	if err != nil {
+	if err != nil || endedByLockdown(Reader{tx: t.tx}, s) {
 		return nil, ErrInvalidGrant
 	}
 	// Dead: marked so by v1, or its session has moved on to another token
@@ -440,6 +449,9 @@ func (t txn) putJSON(bucket []byte, key string, v any) error {
 }
 
 func (t txn) putSession(s *Session) error {
+	if t.tx.Bucket(bucketSessions).Get([]byte(s.ID)) == nil {
+		t.countSessions(1)
+	}
 	if err := t.putJSON(bucketSessions, s.ID, s); err != nil {
 		return err
 	}
@@ -449,7 +461,11 @@ func (t txn) putSession(s *Session) error {
 // deleteSession removes a session, its index entries (by user, by expiry)
 // and every refresh token that points to it.
 func (t txn) deleteSession(s *Session) error {
-	if err := t.tx.Bucket(bucketSessions).Delete([]byte(s.ID)); err != nil {
+	b := t.tx.Bucket(bucketSessions)
+	if b.Get([]byte(s.ID)) != nil {
+		t.countSessions(-1)
+	}
+	if err := b.Delete([]byte(s.ID)); err != nil {
 		return err
 	}
 	if err := t.tx.Bucket(bucketUserSessions).Delete(userSessionKey(s.UserID, s.ID)); err != nil {
@@ -530,8 +546,13 @@ func listUserSessions(tx *bolt.Tx, userID string) ([]*Session, error) {
 	return out, nil
 }
 
+// getSession reads a stored session, ended by a lockdown or not.
 func getSession(tx *bolt.Tx, id string) (*Session, error) {
-	return Reader{tx: tx}.Session(id) // no cache: Apply reads what it decodes
+	return Reader{tx: tx}.sessionRecord(id) // no cache: Apply reads what it decodes
+}
+
+func (r Reader) sessionRecord(id string) (*Session, error) {
+	return cachedRecord(r, bucketSessions, id, decodeSession, cloneSession, ErrSessionNotFound)
 }
 
 func decodeSession(v []byte) (*Session, error) {
@@ -544,11 +565,16 @@ func decodeSession(v []byte) (*Session, error) {
 
 // Session returns a session by id, or ErrSessionNotFound.
 func (r Reader) Session(id string) (*Session, error) {
-	return cachedRecord(r, bucketSessions, id, decodeSession, cloneSession, ErrSessionNotFound)
+	s, err := r.sessionRecord(id)
+	if err == nil && endedByLockdown(r, s) {
+		return nil, ErrSessionNotFound
+	}
+	return s, err
 }
 
 // UserSessions returns a user's stored sessions (some may be dead but not
 // yet swept: check Alive).
 func (r Reader) UserSessions(userID string) ([]*Session, error) {
-	return listUserSessions(r.tx, userID)
+	ss, err := listUserSessions(r.tx, userID)
+	return slices.DeleteFunc(ss, func(s *Session) bool { return endedByLockdown(r, s) }), err
 }

@@ -8,6 +8,7 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -49,6 +50,11 @@ var (
 	bucketMFA      = []byte("mfa")                  // user id → MFA
 	bucketMFAUsed  = []byte("mfa_tickets")          // hex sha256(ticket) → nil, until swept
 	bucketWebAuthn = []byte("webauthn_credentials") // credential id → user id
+	bucketWebhooks = []byte("webhook_cursors")      // hex sha256(url) → last seq delivered (8 bytes)
+
+	// Level 4 (checkpoint.go), added the same way.
+	bucketAuditKeys   = []byte("audit_keys")        // kid → AuditPublicKey
+	bucketCheckpoints = []byte("audit_checkpoints") // seq (8 bytes, big endian) → AuditCheckpointRecord
 
 	// Level 4 (oidc.go), added the same way.
 	bucketAuthRequests  = []byte("oidc_auth_requests") // request id → OIDCAuthRequest
@@ -58,7 +64,8 @@ var (
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketUsernames, bucketSessions,
 		bucketRefresh, bucketLockout, bucketAudit, bucketKeys, bucketBlocks, bucketClients,
 		bucketUserSessions, bucketSessionRefresh, bucketExpiry, bucketAddresses,
-		bucketMFA, bucketMFAUsed, bucketWebAuthn, bucketAuthRequests, bucketCodes, bucketRevokedTokens}
+		bucketMFA, bucketMFAUsed, bucketWebAuthn, bucketWebhooks,
+		bucketAuditKeys, bucketCheckpoints, bucketAuthRequests, bucketCodes, bucketRevokedTokens}
 
 	keyApplied = []byte("applied") // index(8) || term(8), big endian
 	keyFormat  = []byte("format")
@@ -97,6 +104,8 @@ type Store struct {
 	// keysGen counts the batches that changed signing keys or the
 	// tokens issuer, and restores (Reader.KeysGeneration).
 	keysGen atomic.Uint64
+	// counts are record counts for the metrics (counts.go).
+	counts storeCounts
 }
 
 // Open opens or creates state.db at path and checks it.
@@ -119,11 +128,13 @@ func Open(path string) (*Store, error) {
 			return nil, fmt.Errorf("%w: %s", ErrUnclean, path)
 		}
 	}
-	db, err := openDB(path)
+	db, sessions, err := openDB(path)
 	if err != nil {
 		return nil, err
 	}
-	return &Store{path: path, db: db, reads: newReadCache()}, nil
+	s := &Store{path: path, db: db, reads: newReadCache()}
+	s.counts.sessions.Store(sessions)
+	return s, nil
 }
 
 func cleanMarker(path string) string { return path + ".clean" }
@@ -141,29 +152,32 @@ func consumeCleanMarker(path string) (bool, error) {
 	return true, syncDir(filepath.Dir(path))
 }
 
-func openDB(path string) (*bolt.DB, error) {
+// openDB opens and checks the file at path, and returns the number of
+// sessions it holds, counted by the check.
+func openDB(path string) (*bolt.DB, int64, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if err := checkHighWater(path); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+		return nil, 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 	}
 	db, err := openBolt(path)
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
-			return nil, fmt.Errorf("fsm: %s is locked by another process: %w", path, err)
+			return nil, 0, fmt.Errorf("fsm: %s is locked by another process: %w", path, err)
 		}
-		return nil, fmt.Errorf("%w: open %s: %v", ErrCorrupt, path, err)
+		return nil, 0, fmt.Errorf("%w: open %s: %v", ErrCorrupt, path, err)
 	}
-	if err := checkDB(db); err != nil {
+	sessions, err := checkDB(db)
+	if err != nil {
 		db.Close()
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+		return nil, 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 	}
 	if err := initDB(db); err != nil {
 		db.Close()
-		return nil, err
+		return nil, 0, err
 	}
-	return db, nil
+	return db, sessions, nil
 }
 
 // openBolt opens the file, turning bbolt's panics on a damaged freelist
@@ -190,35 +204,47 @@ func openBolt(path string) (db *bolt.DB, err error) {
 // recovered and reported instead of killing the process, as a fault inside
 // bbolt's own checker goroutine would. It costs a read of the file at
 // start-up, the price of noticing a torn write before serving from it.
-func checkDB(db *bolt.DB) (err error) {
+// On the way it counts the sessions (Store.counts).
+func checkDB(db *bolt.DB) (sessions int64, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("consistency check: %v", r)
 		}
 	}()
-	return db.View(func(tx *bolt.Tx) error {
-		return tx.ForEach(func(name []byte, b *bolt.Bucket) error { return walkBucket(b) })
+	err = db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+			n, err := walkBucket(b)
+			if bytes.Equal(name, bucketSessions) {
+				sessions = n
+			}
+			return err
+		})
 	})
+	return sessions, err
 }
 
-func walkBucket(b *bolt.Bucket) error {
+// walkBucket reads b's keys and values and returns how many values it
+// holds (nested buckets' not counted).
+func walkBucket(b *bolt.Bucket) (int64, error) {
 	var sum byte
+	var n int64
 	c := b.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if v == nil {
 			if nb := b.Bucket(k); nb != nil {
-				if err := walkBucket(nb); err != nil {
-					return err
+				if _, err := walkBucket(nb); err != nil {
+					return n, err
 				}
 			}
 			continue
 		}
+		n++
 		for _, x := range v { // touch overflow pages too
 			sum ^= x
 		}
 	}
 	_ = sum
-	return nil
+	return n, nil
 }
 
 func initDB(db *bolt.DB) error {
@@ -317,6 +343,7 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 		panic("fsm: ApplyBatch on a closed store")
 	}
 	keysChanged := false
+	var counts batchCounts
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		applied, _ := readApplied(tx)
 		var last *Entry
@@ -328,7 +355,7 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 			last = e
 			if e.Command {
 				var t Type
-				results[i], t = applyOne(tx, e.Data)
+				results[i], t = applyOne(txn{tx: tx, counts: &counts}, e.Data)
 				keysChanged = keysChanged || (results[i].Err == nil && changesKeys[t])
 			}
 		}
@@ -344,20 +371,20 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 	if keysChanged {
 		s.keysGen.Add(1)
 	}
+	s.counts.sessions.Add(counts.sessions)
 	return results
 }
 
 // applyOne decodes and applies one command, and says which type it was.
 // Handlers check every precondition before their first write, so a domain
 // error leaves the transaction as it was.
-func applyOne(tx *bolt.Tx, data []byte) (Result, Type) {
+func applyOne(t txn, data []byte) (Result, Type) {
 	cmd, err := DecodeCommand(data)
 	if err != nil {
 		return Result{Err: err}, ""
 	}
 	row, _ := lookup(cmd.Type, cmd.Version) // DecodeCommand refused a command without one
-	t := txn{tx}
-	if levelOf(tx.Bucket(bucketMeta).Get(keyLevel)) >= levelMonotonicTime {
+	if levelOf(t.tx.Bucket(bucketMeta).Get(keyLevel)) >= levelMonotonicTime {
 		if err := t.advanceTime(&cmd); err != nil { // clock.go
 			return Result{Err: err}, cmd.Type
 		}
@@ -426,7 +453,7 @@ func (s *Store) Restore(r io.Reader) error {
 		return fmt.Errorf("fsm: write restored state: %w", err)
 	}
 	// Check the candidate before it replaces anything.
-	db, err := openDB(tmp)
+	db, _, err := openDB(tmp)
 	if err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("fsm: restored state: %w", err)
@@ -447,12 +474,13 @@ func (s *Store) Restore(r io.Reader) error {
 	if err := syncDir(filepath.Dir(s.path)); err != nil {
 		return err
 	}
-	db, err = openDB(s.path)
+	db, sessions, err := openDB(s.path)
 	if err != nil {
 		return err
 	}
 	s.db = db
 	s.keysGen.Add(1)
+	s.counts.sessions.Store(sessions)
 	return nil
 }
 

@@ -38,8 +38,12 @@ func (u *User) HasRole(role string) bool {
 	return false
 }
 
-// txn is the write side handed to command handlers.
-type txn struct{ tx *bolt.Tx }
+// txn is the write side handed to command handlers. counts, when set,
+// gathers what the handlers changed of the counted records (counts.go).
+type txn struct {
+	tx     *bolt.Tx
+	counts *batchCounts
+}
 
 // userCommands are the user commands' rows of the dispatch table.
 var userCommands = []CommandSpec{

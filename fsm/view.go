@@ -10,14 +10,15 @@ import (
 // function passed to View. Callers outside fsm never see bbolt.
 type Reader struct {
 	tx      *bolt.Tx
-	cache   *readCache // nil: every record is decoded
-	keysGen uint64     // Store.keysGen when the view began
+	cache   *readCache   // nil: every record is decoded
+	keysGen uint64       // Store.keysGen when the view began
+	counts  *storeCounts // nil: counted from the pages (counts.go)
 }
 
 // View runs fn against a consistent read-only view of the local state.
 func (s *Store) View(fn func(r Reader) error) error {
 	gen := s.keysGen.Load() // before the transaction: never newer than what it shows
-	return s.view(func(tx *bolt.Tx) error { return fn(Reader{tx, s.reads, gen}) })
+	return s.view(func(tx *bolt.Tx) error { return fn(Reader{tx: tx, cache: s.reads, keysGen: gen, counts: &s.counts}) })
 }
 
 // UserByID returns the user with id, or ErrUserNotFound.

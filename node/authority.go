@@ -32,6 +32,8 @@ import (
 //	              no certificate; the member holding the CA key that
 //	              checked its secret proposes it.
 //	cluster.level only the leader proposes it (level.go)
+//	audit.key,    Node is the caller: a member records its own audit keys
+//	audit.checkpoint and signs checkpoints with them
 //
 // Everything else (users, sessions, lockout, audit entries, the data key's
 // records, ca.key, which the CA key itself signs) is what an administrator
@@ -118,6 +120,22 @@ func (n *Node) checkSpeaksFor(caller string, leaf *x509.Certificate, cmd fsm.Com
 		}
 	case fsm.TypeClusterLevel:
 		return errors.New("only the leader raises the cluster's feature level")
+	case fsm.TypeAuditKey:
+		var p fsm.AuditKey
+		if err := decodeForCheck(cmd, &p); err != nil {
+			return err
+		}
+		if p.Node != caller {
+			return fmt.Errorf("%s may not record an audit key of %s: a member records its own", caller, p.Node)
+		}
+	case fsm.TypeAuditCheckpoint:
+		var p fsm.AuditCheckpoint
+		if err := decodeForCheck(cmd, &p); err != nil {
+			return err
+		}
+		if p.Node != caller {
+			return fmt.Errorf("%s may not write a checkpoint signed by %s: a member signs its own", caller, p.Node)
+		}
 	}
 	return nil
 }

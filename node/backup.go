@@ -127,6 +127,15 @@ func (n *Node) Backup(ctx context.Context, w io.Writer, opts ...BackupOption) (B
 	if err := n.raft.Barrier(timeout).Error(); err != nil {
 		return BackupInfo{}, n.raftErr(err)
 	}
+	return n.BackupHere(ctx, w, opts...)
+}
+
+// BackupHere writes an archive of this node's state as it stands, on any
+// member, leader or not: a follower's state may trail the leader's, so
+// the caller first waits for what the archive must hold (a read barrier).
+// The incident lockdown's forensic copy uses it on whichever node the
+// operator asked.
+func (n *Node) BackupHere(ctx context.Context, w io.Writer, opts ...BackupOption) (BackupInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return BackupInfo{}, err
 	}
@@ -458,8 +467,8 @@ func RestoreBackup(dataDir, nodeID, advertise string, r io.Reader) (RestoreInfo,
 	ri.AppliedIndex, ri.AppliedTerm, err = store.Applied()
 	if err == nil {
 		err = store.View(func(rd fsm.Reader) error {
-			var aerr error
-			ri.AuditEntries, aerr = rd.VerifyAudit()
+			rep, aerr := rd.VerifyAuditTrail(CheckAuditSignature)
+			ri.AuditEntries = rep.Entries
 			if aerr != nil {
 				ri.AuditProblem = aerr.Error()
 			}

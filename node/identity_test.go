@@ -164,6 +164,8 @@ func TestMemberCannotSpeakForAnother(t *testing.T) {
 		{"b makes a join token issued by c", command(t, fsm.TypeJoinToken, fsm.JoinTokenCreate{
 			Hash: strings.Repeat("ab", 32), ExpiresAt: time.Now().Add(time.Hour).UnixNano(), Issuer: c.cfg.ID})},
 		{"b raises the cluster's level", command(t, fsm.TypeClusterLevel, fsm.ClusterLevel{Level: fsm.MaxLevel + 1})},
+		{"b records an audit key labelled c", command(t, fsm.TypeAuditKey, fsm.AuditKey{Kid: "k", Node: c.cfg.ID, Alg: fsm.AuditAlgES256, Public: []byte{1}})},
+		{"b writes a checkpoint signed as c", command(t, fsm.TypeAuditCheckpoint, fsm.AuditCheckpoint{Seq: 1, Hash: strings.Repeat("ab", 32), Node: c.cfg.ID})},
 	} {
 		before := ic.leader.Status().AppliedIndex
 		if _, err := b.Apply(ctx, tc.cmd); !errors.Is(err, ErrRefused) {

@@ -173,6 +173,9 @@ type Node struct {
 	levelLooks atomic.Int64
 	// lastApply is when state.db last applied a batch, Unix nanoseconds.
 	lastApply atomic.Int64
+	// leaderChanges counts the leaders this node has seen take over
+	// (LeaderChanges).
+	leaderChanges atomic.Uint64
 
 	closeOnce sync.Once
 	closeErr  error
@@ -292,6 +295,17 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: start raft: %w", err)
 	}
+	// Counted in the filter, which Raft calls on its own goroutine as
+	// the leader changes: no channel to drain, nothing dropped. A leader
+	// learned between NewRaft and this line (a heartbeat that raced it)
+	// goes uncounted; alerts read the increase over a window, which
+	// that does not change.
+	n.raft.RegisterObserver(raft.NewObserver(nil, false, func(o *raft.Observation) bool {
+		if lo, ok := o.Data.(raft.LeaderObservation); ok && lo.LeaderID != "" {
+			n.leaderChanges.Add(1)
+		}
+		return false
+	}))
 	if n.cluster != nil {
 		n.cluster.handle(protoForward, n.serveForward)
 		n.cluster.handle(protoJoin, n.serveJoin)         // join.go
@@ -603,6 +617,11 @@ func (n *Node) Status() Status {
 		LastIndex:    n.raft.LastIndex(),
 	}
 }
+
+// LeaderChanges counts the times this node has seen a leader take over
+// since it started (the first leader it learns of included; a term
+// without a leader, an election in progress, is not counted).
+func (n *Node) LeaderChanges() uint64 { return n.leaderChanges.Load() }
 
 // Ready reports whether the node can serve: a leader is known and the
 // state has applied every entry the node started with and every entry

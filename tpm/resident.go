@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,8 +32,18 @@ func NewResidentKeys(ks *Keystore, s *TPMSealer, dataDir string) *ResidentKeys {
 	return &ResidentKeys{Keystore: ks, sealer: s, dataDir: dataDir, keys: map[string]*TPMKey{}}
 }
 
-// path is the key file of generation name ("signing/<n>").
+// AuditKeyName is the one key besides the signing generations that a
+// TPM-resident vault makes in the TPM: the node's ES256 audit key, which
+// signs the audit trail's checkpoints (authcore/checkpoint.go). Its file is
+// <dataDir>/tpm/audit-es256.key.
+const AuditKeyName = "audit/es256"
+
+// path is the key file of a key the TPM makes: a generation
+// ("signing/<n>") or the audit key.
 func (v *ResidentKeys) path(name string) (string, bool) {
+	if name == AuditKeyName {
+		return filepath.Join(v.dataDir, "tpm", "audit-es256.key"), true
+	}
 	n, err := strconv.Atoi(strings.TrimPrefix(name, "signing/"))
 	if !strings.HasPrefix(name, "signing/") || err != nil || n < 1 {
 		return "", false
@@ -62,14 +73,23 @@ func (v *ResidentKeys) LoadKey(name string) (crypto.Signer, error) {
 	return k, nil
 }
 
-// PrivateKey returns generation name's TPM key, loading it on first use.
+// PrivateKey returns the TPM key name (a generation or the audit key),
+// loading it on first use; a key of another name is the keystore's (the
+// ML-DSA-65 audit key, which no TPM makes).
 func (v *ResidentKeys) PrivateKey(name string) (crypto.Signer, bool) {
+	if _, ok := v.path(name); !ok && !strings.HasPrefix(name, "signing/") {
+		return v.Keystore.PrivateKey(name)
+	}
 	k, err := v.LoadKey(name)
 	return k, err == nil
 }
 
-// Put refuses: a TPM-resident vault makes its keys (GenerateKey).
-func (v *ResidentKeys) Put(name string, _ crypto.Signer) error {
+// Put refuses a key the TPM makes (GenerateKey) and stores any other in
+// the keystore.
+func (v *ResidentKeys) Put(name string, key crypto.Signer) error {
+	if _, ok := v.path(name); !ok && !strings.HasPrefix(name, "signing/") {
+		return v.Keystore.Put(name, key)
+	}
 	return fmt.Errorf("seal.signing = \"tpm-resident\": %s: signing keys are made in the TPM, not stored", name)
 }
 

@@ -2,6 +2,7 @@ package tpm
 
 import (
 	"context"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -111,3 +112,51 @@ type noStore struct{}
 
 func (noStore) Apply(context.Context, fsm.Command) (any, error) { return nil, errors.New("no store") }
 func (noStore) View(func(fsm.Reader) error) error               { return errors.New("no store") }
+
+// TestResidentAuditKeys: the ES256 audit key is made in the TPM like a
+// generation; the ML-DSA-65 audit key, which no TPM makes, is kept in the
+// keystore, and survives a restart there.
+func TestResidentAuditKeys(t *testing.T) {
+	s := openSimSealer(t, 1, nil).TPMSealer
+	dir := t.TempDir()
+	ks := openTestKeystore(t, dir, s)
+	v := NewResidentKeys(ks, s, dir)
+	defer v.Close()
+
+	if _, err := v.LoadKey(AuditKeyName); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("LoadKey of an audit key never made: %v, want fs.ErrNotExist", err)
+	}
+	ak, err := v.GenerateKey(AuditKeyName, "ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ak.(*TPMKey); !ok {
+		t.Fatalf("the audit key is a %T, not a TPM key", ak)
+	}
+	mustSignVerifies(t, ak, nil, "audit")
+	if err := v.Put(AuditKeyName, ak); err == nil {
+		t.Error("Put of the TPM-made audit key accepted")
+	}
+	pq, err := authcore.GenerateSigningKey(authcore.AlgMLDSA65)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Put("audit/ml-dsa-65", pq); err != nil {
+		t.Fatalf("Put of the ML-DSA-65 audit key: %v", err)
+	}
+	v.Close()
+	ks2, err := OpenKeystore(dir, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v = NewResidentKeys(ks2, s, dir)
+	defer v.Close()
+	got, ok := v.PrivateKey("audit/ml-dsa-65")
+	if !ok || !got.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(pq.Public()) {
+		t.Fatal("the ML-DSA-65 audit key is not in the keystore after a restart")
+	}
+	again, err := v.LoadKey(AuditKeyName)
+	if err != nil || !again.Public().(*ecdsa.PublicKey).Equal(ak.Public()) {
+		t.Fatalf("reload of the audit key: %v", err)
+	}
+}

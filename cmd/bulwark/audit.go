@@ -1,17 +1,21 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/bulwark-auth/bulwark/authcore"
+	"github.com/bulwark-auth/bulwark/node"
 )
 
 // auditEntry is one entry of the trail as the admin socket sends it.
@@ -27,6 +31,8 @@ func cmdAudit(args []string, stdout io.Writer) error {
 	af.register(fs)
 	n := fs.Int("n", 20, "entries to show (tail)")
 	since := fs.Uint64("since", 0, "export entries after this sequence number")
+	dataDir := fs.String("data-dir", "", "verify: the data directory of a stopped node, offline")
+	backup := fs.String("backup", "", "verify: a backup file, offline")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -34,13 +40,23 @@ func cmdAudit(args []string, stdout io.Writer) error {
 	if len(pos) > 0 {
 		return usagef("audit %s takes no arguments", sub)
 	}
+	switch {
+	case *dataDir != "" && *backup != "":
+		return usagef("audit verify: --data-dir or --backup, not both")
+	case (*dataDir != "" || *backup != "") && sub != "verify":
+		return usagef("audit %s: --data-dir and --backup are for verify", sub)
+	case *dataDir != "" || *backup != "":
+		return verifyOffline(*dataDir, *backup, af.json, stdout)
+	}
 	c, err := af.client()
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	// Each page has its own deadline, so an export of any length streams
+	// through, one page in memory at a time.
 	fetch := func(after uint64, limit int) ([]auditEntry, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
 		var out struct {
 			Entries []auditEntry `json:"entries"`
 		}
@@ -77,8 +93,11 @@ func cmdAudit(args []string, stdout io.Writer) error {
 		return nil
 	case "export":
 		// JSON lines, one entry each, with hashes: an external verifier can
-		// recompute the chain.
-		enc := json.NewEncoder(stdout)
+		// recompute the chain (fsm/audit.go documents the encoding). Each
+		// page is written out before the next is asked for.
+		w := bufio.NewWriter(stdout)
+		defer w.Flush()
+		enc := json.NewEncoder(w)
 		for after := *since; ; {
 			page, err := fetch(after, 1000)
 			if err != nil {
@@ -92,9 +111,14 @@ func cmdAudit(args []string, stdout io.Writer) error {
 					return err
 				}
 			}
+			if err := w.Flush(); err != nil {
+				return err
+			}
 			after = page[len(page)-1].Seq
 		}
 	case "verify":
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
 		var out struct {
 			Entries uint64 `json:"entries"`
 			OK      bool   `json:"ok"`
@@ -109,6 +133,60 @@ func cmdAudit(args []string, stdout io.Writer) error {
 		return nil
 	}
 	return usagef("audit: unknown subcommand %q", sub)
+}
+
+// verifyOffline runs `audit verify --data-dir DIR | --backup FILE`: node
+// reads the state (no daemon, no bbolt here); a broken trail prints the
+// first bad entry and fails.
+func verifyOffline(dataDir, backup string, asJSON bool, stdout io.Writer) error {
+	var v node.AuditVerification
+	var err error
+	if dataDir != "" {
+		v, err = node.VerifyAuditDataDir(dataDir)
+	} else {
+		f, oerr := os.Open(backup)
+		if oerr != nil {
+			return oerr
+		}
+		v, err = node.VerifyAuditBackup(bufio.NewReaderSize(f, 1<<20))
+		f.Close()
+	}
+	var broken *authcore.AuditChainError
+	if err != nil && !errors.As(err, &broken) {
+		return fmt.Errorf("audit verify: %w", err)
+	}
+	if asJSON {
+		out := struct {
+			node.AuditVerification
+			OK      bool                      `json:"ok"`
+			Problem *authcore.AuditChainError `json:"problem,omitempty"`
+		}{v, broken == nil, broken}
+		if werr := writeJSON(stdout, out); werr != nil {
+			return werr
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "source: %s (applied index %d)\n", v.Source, v.AppliedIndex)
+	if broken != nil {
+		fmt.Fprintf(stdout, "AUDIT TRAIL BROKEN at seq %d: %s\n", broken.Seq, broken.Reason)
+		if broken.From != 0 && broken.From < broken.Seq {
+			fmt.Fprintf(stdout, "  the altered entry is one of seq %d..%d\n", broken.From, broken.Seq)
+		}
+		fmt.Fprintf(stdout, "  %d entries and %d checkpoints verified before it\n", v.Entries, v.Checkpoints)
+		return err
+	}
+	if v.Entries == 0 {
+		fmt.Fprintln(stdout, "audit trail empty")
+		return nil
+	}
+	fmt.Fprintf(stdout, "audit trail intact: %d entries (seq %d..%d), last hash %s\n", v.Entries, v.FirstSeq, v.LastSeq, v.LastHash)
+	if v.Checkpoints == 0 {
+		fmt.Fprintln(stdout, "  no signed checkpoint: the chain alone holds every entry")
+		return nil
+	}
+	fmt.Fprintf(stdout, "  %d signed checkpoints verified (ES256 and ML-DSA-65), the newest at seq %d; %d entries after it held by the chain alone\n",
+		v.Checkpoints, v.LastCheckpoint, v.Unvouched)
+	return nil
 }
 
 func printAudit(w io.Writer, e auditEntry) {

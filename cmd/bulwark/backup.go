@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bulwark-auth/bulwark/api"
+	"github.com/bulwark-auth/bulwark/authcore"
 	"github.com/bulwark-auth/bulwark/node"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
@@ -28,12 +30,17 @@ const backupNote = "It holds users with their argon2id password hashes, sessions
 
 // adminBackupOption serves GET /admin/v1/backup on the admin socket from n.
 // A backup stops when the client goes away or the daemon shuts down
-// (serveCtx ends), so it never holds state.db open past shutdown.
-func adminBackupOption(serveCtx context.Context, n *node.Node) api.AdminOption {
+// (serveCtx ends), so it never holds state.db open past shutdown. The
+// audit trail is checkpointed first, so the backup's trail is vouched for
+// to its end; a checkpoint that fails is logged and the backup goes on.
+func adminBackupOption(serveCtx context.Context, n *node.Node, core *authcore.Service, logger *slog.Logger) api.AdminOption {
 	return api.AdminBackup(func(ctx context.Context, w io.Writer) error {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		defer context.AfterFunc(serveCtx, cancel)()
+		if _, err := core.CheckpointAudit(ctx); err != nil && !errors.Is(err, authcore.ErrAuditKeysNotRecorded) {
+			logger.Warn("backup: no audit checkpoint first", "error", err)
+		}
 		_, err := n.Backup(ctx, w, node.BackupVersion(buildVersion()))
 		return err
 	})

@@ -18,6 +18,23 @@ import (
 // apiCall sends a JSON request to the node and decodes the answer.
 func (n *testNode) apiCall(method, path, bearer string, body any) (int, map[string]any, http.Header) {
 	n.t.Helper()
+	h := http.Header{}
+	if bearer != "" {
+		h.Set("Authorization", "Bearer "+bearer)
+	}
+	code, out, resp := n.apiCallWith(method, path, h, body)
+	return code, out, resp
+}
+
+// apiCallHeaders is apiCall with request headers of the caller's.
+func (n *testNode) apiCallHeaders(method, path string, h http.Header, body any) (int, map[string]any) {
+	n.t.Helper()
+	code, out, _ := n.apiCallWith(method, path, h, body)
+	return code, out
+}
+
+func (n *testNode) apiCallWith(method, path string, h http.Header, body any) (int, map[string]any, http.Header) {
+	n.t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -30,8 +47,8 @@ func (n *testNode) apiCall(method, path, bearer string, body any) (int, map[stri
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+bearer)
+	for k, vs := range h {
+		req.Header[k] = vs
 	}
 	resp, err := n.client().Do(req)
 	if err != nil {

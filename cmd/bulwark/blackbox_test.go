@@ -108,11 +108,27 @@ func newNamedTestNode(t *testing.T, name string, extra ...string) *testNode {
 	if strings.Contains(strings.Join(extra, "\n"), "[auth.password]") {
 		cheap = ""
 	}
+	// No proof-of-work gate (tests of lockout count many failures), unless
+	// extra has an [incident] table of its own.
+	if !strings.Contains(strings.Join(extra, "\n"), "[incident]") {
+		cheap += "[incident]\nchallenge_after_failures = 0\n"
+	}
+	// Lines of extra that start "api." go into the [api] table, which the
+	// harness writes itself.
+	var apiKeys, rest []string
+	for _, l := range strings.Split(strings.Join(extra, "\n"), "\n") {
+		if k, ok := strings.CutPrefix(l, "api."); ok {
+			apiKeys = append(apiKeys, k+"\n")
+		} else {
+			rest = append(rest, l)
+		}
+	}
+	extra = []string{strings.Join(rest, "\n")}
 	cfg := fmt.Sprintf(`node_name = %q
 data_dir = %q
 [api]
 listen = "127.0.0.1:%d"
-[cluster]
+`+strings.Join(apiKeys, "")+`[cluster]
 listen = "127.0.0.1:%d"
 [seal]
 mode = "software"

@@ -182,6 +182,14 @@ func TestBlackBoxTPMResidentSigning(t *testing.T) {
 		t.Fatalf("login after rotation: %d", code)
 	}
 	n.stop()
+	// The audit checkpoints' ES256 key is made in the TPM too; the one
+	// the node signed at its stop verifies offline.
+	if _, err := os.Stat(filepath.Join(n.dataDir(), "tpm", "audit-es256.key")); err != nil {
+		t.Fatalf("the audit key is not TPM-resident: %v", err)
+	}
+	if out, errOut, c := n.cli("", "audit", "verify", "--data-dir", n.dataDir()); c != 0 || !strings.Contains(out, "signed checkpoints verified") {
+		t.Fatalf("audit verify: %d %s %s", c, out, errOut)
+	}
 	scanForKeyMaterial(t, n.dataDir(), n.logs.String())
 }
 

@@ -46,7 +46,8 @@ const usage = `usage: bulwark <command> [arguments]
   user revoke-sessions NAME
   user reset-mfa NAME
   client add NAME --redirect-uri URI [--redirect-uri URI…] [--public] | list | remove NAME
-  audit tail [-n N] | verify | export [--since SEQ]
+  incident lockdown --reason TEXT | release | status
+  audit tail [-n N] | verify [--data-dir DIR | --backup FILE] | export [--since SEQ]
   keys list | rotate | datakey-fingerprint
   keys escrow-keygen PRIVATE_OUT PUBLIC_OUT | escrow-key FILE
   keys recovery-shares --threshold K --shares N
@@ -116,6 +117,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdCluster(args[1:], stdout)
 	case "backup":
 		err = cmdBackup(args[1:], stdout)
+	case "incident":
+		err = cmdIncident(args[1:], stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "bulwark %s\n", buildVersion())
 	case "help", "--help", "-h":

@@ -15,11 +15,13 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/bulwark-auth/bulwark/api"
+	"github.com/bulwark-auth/bulwark/api/webhook"
 	"github.com/bulwark-auth/bulwark/authcore"
 	"github.com/bulwark-auth/bulwark/cmd/bulwark/config"
 	"github.com/bulwark-auth/bulwark/fsm"
@@ -210,6 +212,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		return err
 	}
 	sec, sess := cfg.Auth.Security, cfg.Auth.Sessions
+	// Counters of requests and security events, fed as they happen.
+	metrics := api.NewMetrics()
 	core, err := authcore.New(n, authcore.Config{
 		Hash: authcore.HashParams{
 			MemoryKiB:   uint32(cfg.Auth.Password.Argon2MemoryKiB),
@@ -227,6 +231,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		MaxSessionsPerUser: sess.MaxPerUser,
 		RequireMFAForAdmin: sec.RequireMFAForAdmin,
 		StepUpWindow:       cfg.MFA.StepUpWindow.Duration,
+		IncidentExempt:     prefixes(cfg.Incident.Exempt),
+		ChallengeAfter:     cfg.Incident.ChallengeAfterFailures,
 		OnLimit:            sess.OnLimit,
 		NodeID:             cfg.NodeName,
 		SigningAlg:         cfg.Tokens.Algorithm,
@@ -235,8 +241,9 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		MaxFailedNamesPerAddress: cmp.Or(sec.MaxFailedNamesPerAddress, -1),
 	}, authcore.WithClock(clk), authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
 		authcore.WithSecretBox(box),
-		authcore.WithHashThreads(cfg.Auth.Password.PinHashThreads),
-		authcore.WithFreshness(func() error { return n.Fresh(cfg.Cluster.MaxStaleness.Duration) }))
+		authcore.WithHashThreads(cfg.Auth.Password.PinHashThreads), authcore.WithSecurityObserver(metrics.SecurityEvent),
+		authcore.WithFreshness(func() error { return n.Fresh(cfg.Cluster.MaxStaleness.Duration) }),
+		authcore.WithLeader(func() bool { return n.Status().State == "Leader" }))
 	if err != nil {
 		return err
 	}
@@ -252,7 +259,15 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	published, fatal := make(chan struct{}), make(chan error, 1)
 	go publishKey(ctx, core, &keyPublished, published, fatal, logger)
 	go core.RunSweeper(ctx, time.Minute)
+	hooks, err := webhooks(&cfg, core, n, logger)
+	if err != nil {
+		return err
+	}
+	go hooks.Run(ctx)
 	go core.RunKeyRotation(ctx, cfg.Tokens.RotateEvery.Duration, min(cfg.Tokens.RotateEvery.Duration/10, 10*time.Minute))
+	go core.RunAuditVerifier(ctx, auditCheckEvery)
+	go publishAuditKeys(ctx, core, logger)
+	go core.RunAuditCheckpoints(ctx, 0, 0, 5*time.Second) // the defaults: 1000 entries or 5 minutes
 	ready := readiness{n, &keyPublished}
 
 	rl := cfg.Auth.RateLimit
@@ -264,6 +279,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		NodeID:         cfg.NodeName,
 		IsNoLeader:     isNoLeader,
 		Cluster:        clusterService{n: n},
+		Metrics:        metrics,
 		OIDC:           core,
 		RateLimit: api.NewRateLimiter(api.RateLimitConfig{
 			PerIP: float64(rl.PerIP), PerIPBurst: rl.PerIPBurst,
@@ -307,7 +323,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	go renewer.Run(ctx)
 	adminSrv := &http.Server{
 		Handler: api.NewAdminHandler(core, core, func() any { return n.Status() }, logger,
-			api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n), api.AdminDataKey(dataKeyAdmin{dataKeys}),
+			api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n, core, logger), forensicsOption(ctx, n, core, cfg.DataDir), api.AdminDataKey(dataKeyAdmin{dataKeys}),
 			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core}), api.AdminClients(core)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
@@ -318,7 +334,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		adminLn.Close()
 		return fmt.Errorf("metrics.listen: %w", err)
 	}
-	metricsSrv := &http.Server{Handler: metricsHandler(n, core, sealer.Mode(), clusterTLS, cfg.Metrics.Pprof), ReadHeaderTimeout: 5 * time.Second}
+	metricsSrv := &http.Server{Handler: metrics.Handler(metricsSources(n, core, sealer.Mode(), clusterTLS, cfg.Tokens.RotateEvery.Duration),
+		cfg.Metrics.Pprof), ReadHeaderTimeout: 5 * time.Second}
 
 	errc := make(chan error, 3)
 	go func() { errc <- serveUntilClosed(apiSrv.ServeTLS(apiLn, "", "")) }()
@@ -356,8 +373,49 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 			logger.Warn("shutdown", "error", err)
 		}
 	}
+	finalCheckpoint(core, n, logger)
 	os.Remove(cfg.AdminSocketPath())
 	return runErr
+}
+
+// publishAuditKeys records this node's audit keys once the cluster's
+// feature level allows (4), so that whichever member leads later signs
+// checkpoints with keys every verifier already finds; it retries until it
+// has, or ctx ends.
+func publishAuditKeys(ctx context.Context, core *authcore.Service, logger *slog.Logger) {
+	for delay := 500 * time.Millisecond; ; delay = min(2*delay, 10*time.Second) {
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := core.PublishAuditKeys(pctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, authcore.ErrAuditKeysNotRecorded) {
+			logger.Debug("audit keys not published yet", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+	}
+}
+
+// finalCheckpoint has a leader that stops sign the entries added since the
+// last audit checkpoint, so a stopped cluster's trail is vouched for to its
+// end (`bulwark audit verify --data-dir`). Best effort, briefly: a stop is
+// not held up by it.
+func finalCheckpoint(core *authcore.Service, n *node.Node, logger *slog.Logger) {
+	if n.Status().State != "Leader" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if cp, err := core.CheckpointAudit(ctx); err != nil && !errors.Is(err, authcore.ErrAuditKeysNotRecorded) {
+		logger.Warn("no audit checkpoint at shutdown", "error", err)
+	} else if cp != nil {
+		logger.Info("audit checkpoint at shutdown", "seq", cp.Seq)
+	}
 }
 
 // logHashThreads says at start where password hashes run.
@@ -466,4 +524,28 @@ func secretBox(ks *tpm.Keystore) (*authcore.SecretBox, error) {
 	}
 	defer clear(key)
 	return authcore.NewSecretBox(key)
+}
+
+// webhooks builds the dispatcher of [[incident.webhooks]], reading each
+// secret file, which must not be readable by every user.
+func webhooks(cfg *config.Config, core *authcore.Service, n *node.Node, logger *slog.Logger) (*webhook.Dispatcher, error) {
+	var targets []webhook.Target
+	for i, w := range cfg.Incident.Webhooks {
+		fi, err := os.Stat(w.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("incident.webhooks %d: secret_file: %w", i+1, err)
+		}
+		if fi.Mode().Perm()&0o004 != 0 {
+			return nil, fmt.Errorf("incident.webhooks %d: secret_file %s is readable by every user (mode %v): chmod o-r it",
+				i+1, w.SecretFile, fi.Mode().Perm())
+		}
+		b, err := os.ReadFile(w.SecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("incident.webhooks %d: secret_file: %w", i+1, err)
+		}
+		targets = append(targets, webhook.Target{URL: w.URL, Secret: strings.TrimSpace(string(b)),
+			MinSeverity: cmp.Or(w.MinSeverity, "critical")})
+	}
+	return webhook.New(targets, core, func() bool { return n.Status().State == "Leader" },
+		webhook.Options{Logger: logger.With("component", "webhook")})
 }

@@ -42,7 +42,9 @@ type Config struct {
 	Tokens  Tokens  `toml:"tokens"`
 	Metrics Metrics `toml:"metrics"`
 	MFA     MFA     `toml:"mfa"`
-	Log     Log     `toml:"log"`
+	// Incident is [incident]: detection, response and notification.
+	Incident Incident `toml:"incident"`
+	Log      Log      `toml:"log"`
 
 	// src remembers where Load found each value, so Validate can name the
 	// line. Nil for a Config that did not come from a file.
@@ -178,6 +180,28 @@ type MFA struct {
 	StepUpWindow Duration `toml:"step_up_window"`
 }
 
+// Incident is the [incident] table.
+type Incident struct {
+	// Exempt are clients never blocked or challenged, and allowed to
+	// sign in during a lockdown.
+	Exempt []CIDR `toml:"exempt"`
+	// ChallengeAfterFailures: failures of a name, or names failed from an
+	// address, within auth.security.lockout_duration after which a login
+	// needs a solved proof-of-work challenge (428); 0 turns it off.
+	ChallengeAfterFailures int `toml:"challenge_after_failures"`
+	// Webhooks are [[incident.webhooks]]: where security events go.
+	Webhooks []Webhook `toml:"webhooks"`
+}
+
+// Webhook is one [[incident.webhooks]] entry.
+type Webhook struct {
+	URL        string `toml:"url"`         // https://, or http:// to loopback only
+	SecretFile string `toml:"secret_file"` // holds the whsec_… secret
+	// MinSeverity: events at or above it are sent (info, warning,
+	// critical); empty means critical.
+	MinSeverity string `toml:"min_severity"`
+}
+
 // Log is the [log] table.
 type Log struct {
 	Level  string `toml:"level"`  // "debug", "info", "warn" or "error"
@@ -236,9 +260,10 @@ func Default() Config {
 			Algorithm:   "ES256",
 			RotateEvery: Duration{720 * time.Hour},
 		},
-		Metrics: Metrics{Listen: "127.0.0.1:9464"},
-		MFA:     MFA{WebAuthnOrigins: []string{}, StepUpWindow: Duration{10 * time.Minute}},
-		Log:     Log{Level: "info", Format: "text"},
+		Metrics:  Metrics{Listen: "127.0.0.1:9464"},
+		MFA:      MFA{WebAuthnOrigins: []string{}, StepUpWindow: Duration{10 * time.Minute}},
+		Incident: Incident{Exempt: []CIDR{}, ChallengeAfterFailures: 3, Webhooks: []Webhook{}},
+		Log:      Log{Level: "info", Format: "text"},
 	}
 }
 

@@ -218,6 +218,23 @@ func (c *Config) Validate() error {
 	}
 	v.oneOf("tokens.algorithm", c.Tokens.Algorithm, "ES256", "EdDSA", "RS256", "ML-DSA-65")
 	v.positive("tokens.rotate_every", c.Tokens.RotateEvery)
+	if n := c.Incident.ChallengeAfterFailures; n < 0 || n > 1000 {
+		v.add("incident.challenge_after_failures", "%d is not 0 (off) to 1000", n)
+	}
+	for i, w := range c.Incident.Webhooks {
+		if u, err := url.Parse(w.URL); err != nil || u.Host == "" || u.User != nil ||
+			!(u.Scheme == "https" || u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+			v.add("incident.webhooks", "webhook %d: url %q must be https://, or http:// to a loopback address", i+1, w.URL)
+		}
+		if w.SecretFile == "" || !filepath.IsAbs(w.SecretFile) {
+			v.add("incident.webhooks", "webhook %d: secret_file must be the absolute path of a file holding the whsec_ secret", i+1)
+		}
+		if w.MinSeverity != "" { // empty: critical
+			if !slices.Contains([]string{"info", "warning", "critical"}, w.MinSeverity) {
+				v.add("incident.webhooks", "webhook %d: min_severity %q is not info, warning or critical", i+1, w.MinSeverity)
+			}
+		}
+	}
 	v.positive("mfa.step_up_window", c.MFA.StepUpWindow)
 	if c.MFA.StepUpWindow.Duration > 24*time.Hour {
 		v.add("mfa.step_up_window", "%s is longer than a day: a step-up that old proves nothing", c.MFA.StepUpWindow.Duration)
@@ -405,4 +422,13 @@ func checkIssuer(s string) string {
 		return fmt.Sprintf("%q must not have a fragment", s)
 	}
 	return ""
+}
+
+// isLoopbackHost reports whether host is localhost or a loopback address.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

@@ -1,0 +1,117 @@
+package authcore
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/clock"
+)
+
+// The background check of the audit chain (bulwark_audit_verified_seq):
+// it walks this node's trail from seq 1 once, then only the entries added
+// since its last round, each chained to the last hash it checked. The
+// first round after a start so re-checks everything on disk; an entry
+// altered afterwards under a running node (below the checked seq) is for
+// VerifyAudit and `bulwark audit verify` to find.
+const (
+	auditVerifyPage  = 1000    // entries read per view
+	auditVerifyRound = 100_000 // entries checked per round at most: about 0.2 s
+)
+
+// auditVerifier is the check's progress. Rounds run one at a time
+// (round); the figures it publishes are read without waiting for one.
+type auditVerifier struct {
+	round sync.Mutex
+	hash  string // the hash of entry verified; "" before the first round
+
+	verified atomic.Uint64 // every entry up to this seq chains to seq 1
+	last     atomic.Uint64 // the newest seq the last round saw
+	brokenAt atomic.Uint64 // the first bad seq found; 0: none
+}
+
+// AuditVerification is the state of the background audit chain check.
+type AuditVerification struct {
+	// Verified: every entry from seq 1 up to this one was checked and
+	// chains unaltered.
+	Verified uint64
+	// Last is the newest seq in this node's state when it last looked.
+	Last uint64
+	// BrokenAt is the first seq found bad (altered, missing, out of
+	// order); 0 when none. The check stops there: Verified stays below.
+	BrokenAt uint64
+}
+
+// AuditVerification reports how far the background check has come.
+func (s *Service) AuditVerification() AuditVerification {
+	a := &s.audits
+	return AuditVerification{Verified: a.verified.Load(), Last: a.last.Load(), BrokenAt: a.brokenAt.Load()}
+}
+
+// CheckAuditChain runs one round of the background check: it chains the
+// entries after the last verified one, up to auditVerifyRound of them.
+// It returns the break it found (an *AuditChainError, also kept in
+// AuditVerification.BrokenAt), or the error that kept it from reading.
+func (s *Service) CheckAuditChain(ctx context.Context) error {
+	a := &s.audits
+	a.round.Lock()
+	defer a.round.Unlock()
+	if a.hash == "" {
+		a.hash = fsm.AuditGenesisHash
+	}
+	for checked := 0; checked < auditVerifyRound; checked += auditVerifyPage {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		after := a.verified.Load()
+		var good *fsm.AuditEntry
+		var broken error
+		err := s.store.View(func(r fsm.Reader) error {
+			newest, err := r.AuditLast()
+			if err != nil || newest == nil {
+				return err
+			}
+			a.last.Store(newest.Seq)
+			if a.brokenAt.Load() == 0 {
+				good, broken = r.VerifyAuditFrom(after, a.hash, auditVerifyPage)
+			}
+			return nil
+		})
+		if err != nil {
+			// Unreadable (a closed store): Verified stops moving while
+			// Last grows, which the stalled-verification alert sees.
+			return err
+		}
+		if good != nil {
+			a.hash = good.Hash
+			a.verified.Store(good.Seq)
+		}
+		if broken != nil {
+			var ce *fsm.AuditChainError
+			if errors.As(broken, &ce) && a.brokenAt.CompareAndSwap(0, max(ce.Seq, 1)) {
+				s.log.Error("AUDIT CHAIN BROKEN: an audit entry was altered, removed or inserted",
+					"seq", ce.Seq, "reason", ce.Reason, "verified_through", a.verified.Load())
+			}
+			return broken
+		}
+		if good == nil || a.verified.Load() >= a.last.Load() {
+			return nil // caught up
+		}
+	}
+	return nil
+}
+
+// RunAuditVerifier checks the audit chain now, then every interval (by
+// the service's clock) until ctx ends.
+func (s *Service) RunAuditVerifier(ctx context.Context, every time.Duration) {
+	check := func() {
+		if err := s.CheckAuditChain(ctx); err != nil && !errors.Is(err, fsm.ErrAuditChainBroken) && ctx.Err() == nil {
+			s.log.Warn("audit chain check could not read the trail", "error", err)
+		}
+	}
+	check()
+	clock.Every(ctx, s.clock, every, check)
+}
