@@ -276,6 +276,8 @@ func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog
 		adminDataKeyRoutes(mux, o.DataKey)
 		// Cluster status, join tokens, removal; see AdminCluster (admin_cluster.go).
 		adminClusterRoutes(mux, o.Cluster)
+		// OpenID Connect clients; see AdminClients (oidc_admin.go).
+		adminClientRoutes(mux, o.Clients)
 	})
 }
 

@@ -64,6 +64,12 @@ type Options struct {
 	// Metrics counts every request by route and status, and times it;
 	// nil: no request metrics.
 	Metrics *Metrics
+	// OIDC serves the OpenID Connect provider (discovery, /oauth2/ and
+	// its login step) and, on the admin socket, the client routes; nil:
+	// 404 there.
+	OIDC OIDC
+	// Clients serves the admin socket's client routes; nil: 404.
+	Clients ClientAdmin
 }
 
 // NewHandler returns the API handler served over TLS. ready is asked by
@@ -123,8 +129,15 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 		mux.Handle("GET /v1/admin/incident", a.admin(anyPrincipal(ir.status)))
 		mux.Handle("POST /v1/admin/incident/lockdown", a.adminWrite(anyPrincipal(ir.lockdown)))
 		mux.Handle("POST /v1/admin/incident/release", a.adminWrite(anyPrincipal(ir.release)))
-		// Still to come: GET /.well-known/openid-configuration and the
-		// /oauth2/ endpoints.
+		if opts.OIDC != nil {
+			oh := newOIDCHandler(a, opts.OIDC)
+			mux.Handle("GET /.well-known/openid-configuration", oh)
+			mux.Handle("/oauth2/", oh)
+			mux.Handle("GET "+loginPath, a.public(a.loginPage))
+			mux.Handle("POST "+loginPath, a.limited(a.loginSubmit))
+			mux.Handle("POST "+loginMFAPath, a.limited(a.loginMFA))
+			mux.Handle("GET "+signedOutPath, a.public(a.signedOut))
+		}
 	})
 }
 

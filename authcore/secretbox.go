@@ -33,9 +33,11 @@ const (
 	purposeCeremony = "webauthn ceremony"
 	purposePoW      = "pow challenge"
 	purposeDevice   = "device token"
+	// purposeClientSecret MACs OpenID Connect client secrets (oidc.go).
+	purposeClientSecret = "oidc client secret"
 )
 
-var purposes = []string{purposeTOTP, purposeWebAuthn, purposeTicket, purposeRecovery, purposeCeremony, purposePoW, purposeDevice}
+var purposes = []string{purposeTOTP, purposeWebAuthn, purposeTicket, purposeRecovery, purposeCeremony, purposePoW, purposeDevice, purposeClientSecret}
 
 // sealVersion is the first byte of a sealed value: AES-256-GCM with a
 // random 96-bit nonce under the purpose's key.

@@ -306,6 +306,17 @@ func applySeeds(t testing.TB) map[Type][]any {
 			AuditKey{Kid: AuditKeyID([]byte("k")), Node: "node2", Alg: AuditAlgES256, Public: []byte("k")}},
 		TypeAuditCheckpoint: {fixedAuditSigner(t).sign(t, 1, strings.Repeat("0", 64), seedTime)},
 		TypeWebhookCursor:   {WebhookCursor{Target: hashOf("siem"), Seq: 2}, WebhookCursor{Target: hashOf("siem"), Seq: 0}},
+		TypeOIDCClientPut: {OIDCClientPut{Client: OIDCClient{ID: "app2", SecretHash: hashOf("secret"), RedirectURIs: []string{"https://app2.example/cb"}}},
+			OIDCClientPut{Client: OIDCClient{ID: "spa", Public: true, RedirectURIs: []string{"https://spa.example/cb"}}}},
+		TypeOIDCClientDelete: {OIDCClientDelete{ID: "app2"}, OIDCClientDelete{ID: "nope"}},
+		TypeOIDCAuthRequest: {OIDCAuthRequestPut{Request: OIDCAuthRequest{ID: "req1", ClientID: "app2", RedirectURI: "https://app2.example/cb",
+			Scopes: []string{"openid", "profile"}, State: "st", Nonce: "n", CodeChallenge: strings.Repeat("A", 43), CodeChallengeMethod: "S256",
+			ExpiresAt: seedTime.Add(10 * time.Minute), KeepUntil: seedTime.Add(time.Hour)}}},
+		TypeOIDCAuthorize: {OIDCAuthorize{RequestID: "req1", CodeHash: hashOf("code"), UserID: "u1", LoginSession: "s1", AuthTime: seedTime,
+			AMR: []string{"pwd"}, CodeExpiresAt: seedTime.Add(time.Minute), CodeKeepUntil: seedTime.Add(time.Hour)}},
+		TypeOIDCCodeRedeem: {OIDCCodeRedeem{CodeHash: hashOf("code"), ClientID: "app2", RedirectURI: "https://app2.example/cb",
+			PKCE: strings.Repeat("A", 43), Session: create}},
+		TypeOIDCTokenRevoke: {OIDCTokenRevoke{JTI: "jti-1", ExpiresAt: seedTime.Add(time.Hour)}},
 	}
 }
 

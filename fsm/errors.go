@@ -69,6 +69,19 @@ var (
 	// (incident.go).
 	ErrLockedDown = errors.New("fsm: the cluster is locked down")
 
+	// OpenID Connect (oidc.go).
+
+	// ErrClientExists: a client with that id is registered already.
+	ErrClientExists = errors.New("fsm: oidc client already exists")
+	// ErrClientNotFound: no client with that id.
+	ErrClientNotFound = errors.New("fsm: oidc client not found")
+	// ErrAuthRequestNotFound: no pending authorization request with that
+	// id (unknown, expired, or answered already).
+	ErrAuthRequestNotFound = errors.New("fsm: authorization request not found")
+	// ErrInvalidCode: the authorization code is unknown, expired, or not
+	// the presenting client's or redirect_uri's.
+	ErrInvalidCode = errors.New("fsm: invalid authorization code")
+
 	// Lockout (lockout_v1.go, lockout.go).
 
 	// ErrLocked: the name has used its attempts for this window.

@@ -184,6 +184,8 @@ func (t txn) sweepEntry(k []byte, now int64, as *addressSet, res *SweepResult) e
 		return op.commit()
 	case expiryTicket: // a used ticket, kept until it could no longer be presented
 		return t.tx.Bucket(bucketMFAUsed).Delete([]byte(id))
+	case expiryAuthRequest, expiryCode, expiryRevokedJTI: // oidc.go (level 4)
+		return t.sweepOIDC(k[8], id)
 	case expiryAddress:
 		a, found, err := as.load(t, id, now)
 		if err != nil || !found {

@@ -28,7 +28,8 @@ import (
 //	4: multi-factor authentication (factors, second-factor sessions),
 //	   threat response and audit checkpoints; each command's row names it
 //	   (audit.key and audit.checkpoint: the signed checkpoints of the
-//	   audit trail, checkpoint.go)
+//	   audit trail, checkpoint.go); the OpenID Connect provider's clients, requests
+//	   and codes (oidc.go)
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.

@@ -107,5 +107,6 @@ func cloneUser(u *User) *User {
 func cloneSession(s *Session) *Session {
 	c := *s
 	c.AMR = slices.Clone(s.AMR)
+	c.Scopes = slices.Clone(s.Scopes)
 	return &c
 }

@@ -34,6 +34,12 @@ var resultErrors = map[string]error{
 	"factor_replayed":  ErrFactorReplayed,
 	"locked_down":      ErrLockedDown,
 
+	// OpenID Connect (oidc.go)
+	"oidc_client_exists":     ErrClientExists,
+	"oidc_client_not_found":  ErrClientNotFound,
+	"oidc_request_not_found": ErrAuthRequestNotFound,
+	"oidc_invalid_code":      ErrInvalidCode,
+
 	// tokens.issuer (issuer.go)
 	"issuer_conflict": ErrIssuerConflict,
 

@@ -38,6 +38,11 @@ type Session struct {
 	UserAgent   string    `json:"user_agent,omitempty"`
 	AMR         []string  `json:"amr,omitempty"`
 	RefreshHash string    `json:"refresh_hash"` // hex SHA-256 of the live refresh token
+	// ClientID and Scopes are set on a session an OpenID Connect client's
+	// authorization code started (oidc.go, level 4): the client its
+	// refresh token is bound to and the scopes granted.
+	ClientID string   `json:"client_id,omitempty"`
+	Scopes   []string `json:"scopes,omitempty"`
 }
 
 // Alive reports whether the session is neither past its absolute lifetime

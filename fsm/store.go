@@ -34,7 +34,7 @@ var (
 	bucketAudit     = []byte("audit")        // seq (8 bytes, big endian) → AuditEntry
 	bucketKeys      = []byte("signing_keys") // kid → PublicKey
 	bucketBlocks    = []byte("ip_blocks")    // reserved: CIDR → block
-	bucketClients   = []byte("oidc_clients") // reserved: client id → client
+	bucketClients   = []byte("oidc_clients") // client id → OIDCClient (level 4, oidc.go)
 
 	bucketUserSessions   = []byte("user_sessions")   // user id 0x00 session id → nil
 	bucketSessionRefresh = []byte("session_refresh") // session id 0x00 refresh hash → nil
@@ -56,11 +56,16 @@ var (
 	bucketAuditKeys   = []byte("audit_keys")        // kid → AuditPublicKey
 	bucketCheckpoints = []byte("audit_checkpoints") // seq (8 bytes, big endian) → AuditCheckpointRecord
 
+	// Level 4 (oidc.go), added the same way.
+	bucketAuthRequests  = []byte("oidc_auth_requests") // request id → OIDCAuthRequest
+	bucketCodes         = []byte("oidc_codes")         // hex sha256(code) → OIDCCode
+	bucketRevokedTokens = []byte("oidc_revoked")       // jti of a revoked session-less access token → nil
+
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketUsernames, bucketSessions,
 		bucketRefresh, bucketLockout, bucketAudit, bucketKeys, bucketBlocks, bucketClients,
 		bucketUserSessions, bucketSessionRefresh, bucketExpiry, bucketAddresses,
 		bucketMFA, bucketMFAUsed, bucketWebAuthn, bucketWebhooks,
-		bucketAuditKeys, bucketCheckpoints}
+		bucketAuditKeys, bucketCheckpoints, bucketAuthRequests, bucketCodes, bucketRevokedTokens}
 
 	keyApplied = []byte("applied") // index(8) || term(8), big endian
 	keyFormat  = []byte("format")

@@ -59,7 +59,7 @@ BULWARK_BIN=$DIST/bulwark-linux-$GOARCH
 export BULWARK_BIN
 
 echo "build.sh: bulwark $VERSION (package $PKG_VERSION, linux/$GOARCH, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
-CGO_ENABLED=0 GOOS=linux $GO build -trimpath \
+CGO_ENABLED=0 GOOS=linux $GO build -trimpath -tags no_otel \
 	-ldflags "-s -w -buildid= -X main.version=$VERSION" \
 	-o "$BULWARK_BIN" ./cmd/bulwark
 

@@ -359,7 +359,7 @@ func ensureBinary(bin string) error {
 	if err := os.MkdirAll(filepath.Dir(bin), 0o755); err != nil {
 		return err
 	}
-	out, err := exec.Command("go", "build", "-o", bin, "./cmd/bulwark").CombinedOutput()
+	out, err := exec.Command("go", "build", "-tags", "no_otel", "-o", bin, "./cmd/bulwark").CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("go build -o %s ./cmd/bulwark: %v\n%s", bin, err, out)
 	}

@@ -44,7 +44,7 @@ func bulwarkBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "bulwark")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		out, err := exec.Command("go", "build", "-tags", "no_otel", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

@@ -44,6 +44,7 @@ const usage = `usage: bulwark <command> [arguments]
   user list | show NAME | disable NAME | enable NAME | delete NAME | unlock NAME
   user revoke-sessions NAME
   user reset-mfa NAME
+  client add NAME --redirect-uri URI [--redirect-uri URI…] [--public] | list | remove NAME
   incident lockdown --reason TEXT | release | status
   audit tail [-n N] | verify [--data-dir DIR | --backup FILE] | export [--since SEQ]
   keys list | rotate | datakey-fingerprint
@@ -98,6 +99,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdServe(args[1:], stderr)
 	case "user":
 		err = cmdUser(args[1:], stdin, stdout)
+	case "client":
+		err = cmdClient(args[1:], stdout)
 	case "audit":
 		err = cmdAudit(args[1:], stdout)
 	case "keys":

@@ -294,6 +294,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		IsNoLeader:     isNoLeader,
 		Cluster:        clusterService{n: n},
 		Metrics:        metrics,
+		OIDC:           core,
 		RateLimit: api.NewRateLimiter(api.RateLimitConfig{
 			PerIP: float64(rl.PerIP), PerIPBurst: rl.PerIPBurst,
 			PerUsername: float64(rl.PerUsername), PerUsernameBurst: rl.PerUsernameBurst,
@@ -337,7 +338,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	adminSrv := &http.Server{
 		Handler: api.NewAdminHandler(core, core, func() any { return n.Status() }, logger,
 			api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n, core, logger), forensicsOption(ctx, n, core, cfg.DataDir), api.AdminDataKey(dataKeyAdmin{dataKeys}),
-			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core})),
+			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core}), api.AdminClients(core)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// clientAnswer is the admin socket's view of a client; the secret is in
+// the answer to add only.
+type clientAnswer struct {
+	ClientID     string    `json:"client_id"`
+	ClientSecret string    `json:"client_secret,omitempty"`
+	Public       bool      `json:"public"`
+	RedirectURIs []string  `json:"redirect_uris"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+func cmdClient(args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return usagef("client: missing subcommand (add, list, remove)")
+	}
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("client "+sub, flag.ContinueOnError)
+	var af adminFlags
+	af.register(fs)
+	var uris stringList
+	fs.Var(&uris, "redirect-uri", "a redirect URI (repeat for more)")
+	public := fs.Bool("public", false, "a public client (no secret; PKCE required)")
+	pos, err := parseArgs(fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case sub == "list" && len(pos) != 0:
+		return usagef("client list takes no arguments")
+	case sub != "list" && len(pos) != 1:
+		return usagef("client %s takes one NAME", sub)
+	case sub != "add" && (len(uris) > 0 || *public):
+		return usagef("client %s: --redirect-uri and --public belong to client add", sub)
+	case sub == "add" && len(uris) == 0:
+		return usagef("client add: at least one --redirect-uri is required")
+	}
+	c, err := af.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	switch sub {
+	case "add":
+		var out clientAnswer
+		req := map[string]any{"name": pos[0], "redirect_uris": []string(uris), "public": *public}
+		if err := c.Do(ctx, http.MethodPost, "/admin/v1/clients", req, &out); err != nil {
+			return err
+		}
+		if af.json {
+			return writeJSON(stdout, out)
+		}
+		fmt.Fprintf(stdout, "client_id:     %s\n", out.ClientID)
+		if out.ClientSecret != "" {
+			fmt.Fprintf(stdout, "client_secret: %s\n(shown this once: only a MAC of it is stored)\n", out.ClientSecret)
+		} else {
+			fmt.Fprintln(stdout, "public client: no secret; it must use PKCE (S256)")
+		}
+		return nil
+	case "list":
+		var out struct {
+			Clients []clientAnswer `json:"clients"`
+		}
+		if err := c.Do(ctx, http.MethodGet, "/admin/v1/clients", nil, &out); err != nil {
+			return err
+		}
+		if af.json {
+			return writeJSON(stdout, out)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "CLIENT_ID\tTYPE\tREDIRECT_URIS\tCREATED")
+		for _, cl := range out.Clients {
+			kind := "confidential"
+			if cl.Public {
+				kind = "public"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", cl.ClientID, kind, strings.Join(cl.RedirectURIs, " "), cl.CreatedAt.Format(time.RFC3339))
+		}
+		return tw.Flush()
+	case "remove":
+		if err := c.Do(ctx, http.MethodDelete, "/admin/v1/clients/"+url.PathEscape(pos[0]), nil, nil); err != nil {
+			return err
+		}
+		if !af.json {
+			fmt.Fprintf(stdout, "removed client %s\n", pos[0])
+		}
+		return nil
+	}
+	return usagef("client: unknown subcommand %q", sub)
+}
