@@ -87,6 +87,11 @@ var (
 	// ErrLocked: the name has used its attempts for this window.
 	ErrLocked = errors.New("fsm: too many failed attempts")
 
+	// Blocks (blocks.go).
+
+	// ErrBlockNotFound: no live block of exactly that range.
+	ErrBlockNotFound = errors.New("fsm: no such block")
+
 	// The data key (escrow.go).
 
 	// ErrNoDataKey: no data key fingerprint is registered yet.

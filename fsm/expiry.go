@@ -21,6 +21,8 @@ const (
 	expiryLockout byte = 'l' // bucketLockout
 	expirySession byte = 's' // bucketSessions, at ExpiresAt
 	expiryTicket  byte = 't' // bucketMFAUsed, at the ticket's expiry (level 4)
+	expiryBlock   byte = 'b' // bucketBlocks, at Until (level 4)
+	expiryDetect  byte = 'd' // bucketDetect, at its window's end (level 4)
 )
 
 func expiryKey(at int64, kind byte, id string) []byte {
@@ -196,6 +198,29 @@ func (t txn) sweepEntry(k []byte, now int64, as *addressSet, res *SweepResult) e
 			return nil
 		}
 		return t.index(a.expiry(), expiryAddress, id)
+	case expiryBlock:
+		b, found, err := t.block(id)
+		if err != nil || !found {
+			return err
+		}
+		if !b.Live(now) {
+			res.Blocks++
+			return t.tx.Bucket(bucketBlocks).Delete([]byte(id))
+		}
+		return t.index(b.Until, expiryBlock, id)
+	case expiryDetect:
+		v := t.tx.Bucket(bucketDetect).Get([]byte(id))
+		if v == nil {
+			return nil
+		}
+		var r detectRecord
+		if err := json.Unmarshal(v, &r); err != nil {
+			return err
+		}
+		if r.WindowStart+r.Window <= now {
+			return t.tx.Bucket(bucketDetect).Delete([]byte(id))
+		}
+		return t.index(r.WindowStart+r.Window, expiryDetect, id)
 	}
 	return nil // an entry of a kind this version does not write
 }

@@ -30,6 +30,8 @@ import (
 //	   (audit.key and audit.checkpoint: the signed checkpoints of the
 //	   audit trail, checkpoint.go); the OpenID Connect provider's clients, requests
 //	   and codes (oidc.go)
+//	   (blocks: block.add, block.remove, and login.failure v3, which
+//	   counts failures per address and blocks it at a threshold)
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.

@@ -184,9 +184,15 @@ func applyLoginFailureV2(t txn, c Command) (any, error) {
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
 	}
+	return loginFailure(t, c, p, 2, DetectLimits{})
+}
+
+// loginFailure applies login.failure v2, or v3 with its detection rules
+// (blocks.go): v2 is v3 with every rule off.
+func loginFailure(t txn, c Command, p LoginFailureV2, version int, detect DetectLimits) (any, error) {
 	lim := LockoutLimits{MaxAttempts: p.MaxAttempts, Window: p.Window, PendingTTL: p.PendingTTL, MaxNamesPerAddress: p.MaxNamesPerAddress}
 	if !validLockoutName(p.Username) || !lim.valid() || !validIP(p.IP) {
-		return nil, fmt.Errorf("%w: login.failure v2 needs username, max_attempts, window, pending_ttl and max_names_per_address in range", ErrInvalidCommand)
+		return nil, fmt.Errorf("%w: login.failure v%d needs username, max_attempts, window, pending_ttl and max_names_per_address in range", ErrInvalidCommand, version)
 	}
 	now := c.Time
 	op := newLockoutOp(t, now)
@@ -218,10 +224,15 @@ func applyLoginFailureV2(t txn, c Command) (any, error) {
 			return nil, err
 		}
 	}
+	locked := len(op.audit) > 0
+	blocked, err := op.detect(ip, p.Username, detect)
+	if err != nil {
+		return nil, err
+	}
 	if err := op.commit(); err != nil {
 		return nil, err
 	}
-	return FailureResult{Locked: len(op.audit) > 0}, nil
+	return FailureResult{Locked: locked, Blocked: blocked}, nil
 }
 
 func applyLoginRelease(t txn, c Command) (any, error) {

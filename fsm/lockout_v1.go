@@ -84,6 +84,10 @@ type LoginFailure struct {
 // FailureResult says whether the failure locked the name.
 type FailureResult struct {
 	Locked bool
+	// Blocked: login.failure v3 blocked the failure's address (a
+	// detection threshold was reached). Left out of the encoding when
+	// false, so v1 and v2 results read as they always did.
+	Blocked bool `json:",omitempty"`
 }
 
 // LockoutReset clears a name's counter: after a successful login, or an

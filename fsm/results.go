@@ -40,6 +40,9 @@ var resultErrors = map[string]error{
 	"oidc_request_not_found": ErrAuthRequestNotFound,
 	"oidc_invalid_code":      ErrInvalidCode,
 
+	// block.remove (blocks.go)
+	"block_not_found": ErrBlockNotFound,
+
 	// tokens.issuer (issuer.go)
 	"issuer_conflict": ErrIssuerConflict,
 

@@ -79,6 +79,9 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeAuditKey, 1, Result{Value: &AuditPublicKey{AuditKey: AuditKey{Kid: "k", Node: "n1", Alg: AuditAlgES256, Public: []byte{1}}, PublishedAt: at}}},
 		{TypeAuditCheckpoint, 1, Result{Value: &AuditCheckpointRecord{AuditCheckpoint: AuditCheckpoint{Seq: 7, Hash: "h", Node: "n1",
 			ES256Sig: []byte{1}, MLDSA65Sig: []byte{2}}, EntrySeq: 8}}},
+		{TypeLoginFailure, 3, Result{Value: FailureResult{Locked: true, Blocked: true}}},
+		{TypeBlockAdd, 1, Result{Value: Block{CIDR: "10.0.0.0/8", Until: 5, Reason: "r", Actor: "a", CreatedAt: 1}}},
+		{TypeBlockRemove, 1, Result{}},
 	}
 	covered := map[handlerKey]bool{}
 	for _, c := range cases {

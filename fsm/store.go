@@ -33,7 +33,7 @@ var (
 	bucketLockout   = []byte("lockout")      // normalised name → Lockout
 	bucketAudit     = []byte("audit")        // seq (8 bytes, big endian) → AuditEntry
 	bucketKeys      = []byte("signing_keys") // kid → PublicKey
-	bucketBlocks    = []byte("ip_blocks")    // reserved: CIDR → block
+	bucketBlocks    = []byte("ip_blocks")    // canonical CIDR → Block (blocks.go, level 4)
 	bucketClients   = []byte("oidc_clients") // client id → OIDCClient (level 4, oidc.go)
 
 	bucketUserSessions   = []byte("user_sessions")   // user id 0x00 session id → nil
@@ -46,11 +46,12 @@ var (
 	bucketExpiry    = []byte("expiry")            // instant(8) kind(1) key → nil
 	bucketAddresses = []byte("lockout_addresses") // client address or /64 → addressRecord
 
-	// Level 4 (mfa.go), added the same way.
+	// Level 4 (mfa.go, webhooks, blocks.go), added the same way.
 	bucketMFA      = []byte("mfa")                  // user id → MFA
 	bucketMFAUsed  = []byte("mfa_tickets")          // hex sha256(ticket) → nil, until swept
 	bucketWebAuthn = []byte("webauthn_credentials") // credential id → user id
 	bucketWebhooks = []byte("webhook_cursors")      // hex sha256(url) → last seq delivered (8 bytes)
+	bucketDetect   = []byte("incident_addresses")   // client address or /64 → detectRecord
 
 	// Level 4 (checkpoint.go), added the same way.
 	bucketAuditKeys   = []byte("audit_keys")        // kid → AuditPublicKey
@@ -65,7 +66,7 @@ var (
 		bucketRefresh, bucketLockout, bucketAudit, bucketKeys, bucketBlocks, bucketClients,
 		bucketUserSessions, bucketSessionRefresh, bucketExpiry, bucketAddresses,
 		bucketMFA, bucketMFAUsed, bucketWebAuthn, bucketWebhooks,
-		bucketAuditKeys, bucketCheckpoints, bucketAuthRequests, bucketCodes, bucketRevokedTokens}
+		bucketAuditKeys, bucketCheckpoints, bucketAuthRequests, bucketCodes, bucketRevokedTokens, bucketDetect}
 
 	keyApplied = []byte("applied") // index(8) || term(8), big endian
 	keyFormat  = []byte("format")
@@ -106,6 +107,9 @@ type Store struct {
 	keysGen atomic.Uint64
 	// counts are record counts for the metrics (counts.go).
 	counts storeCounts
+	// blocksGen counts the batches that added or removed a block, and
+	// restores (Reader.BlocksGeneration).
+	blocksGen atomic.Uint64
 }
 
 // Open opens or creates state.db at path and checks it.
@@ -342,7 +346,7 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 	if s.db == nil {
 		panic("fsm: ApplyBatch on a closed store")
 	}
-	keysChanged := false
+	keysChanged, blocksChanged := false, false
 	var counts batchCounts
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		applied, _ := readApplied(tx)
@@ -357,6 +361,7 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 				var t Type
 				results[i], t = applyOne(txn{tx: tx, counts: &counts}, e.Data)
 				keysChanged = keysChanged || (results[i].Err == nil && changesKeys[t])
+				blocksChanged = blocksChanged || changesBlocks(t, results[i])
 			}
 		}
 		if last == nil {
@@ -372,6 +377,9 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 		s.keysGen.Add(1)
 	}
 	s.counts.sessions.Add(counts.sessions)
+	if blocksChanged {
+		s.blocksGen.Add(1)
+	}
 	return results
 }
 
@@ -481,6 +489,7 @@ func (s *Store) Restore(r io.Reader) error {
 	s.db = db
 	s.keysGen.Add(1)
 	s.counts.sessions.Store(sessions)
+	s.blocksGen.Add(1)
 	return nil
 }
 

@@ -26,6 +26,9 @@ type SweepResult struct {
 	Addresses          int
 	Migrated           int
 	More               bool
+	// Blocks is how many expired blocks were deleted (level 4); left out
+	// when zero, so results read as they did before.
+	Blocks int `json:",omitempty"`
 }
 
 var sweepV1Commands = []CommandSpec{

@@ -13,12 +13,17 @@ type Reader struct {
 	cache   *readCache   // nil: every record is decoded
 	keysGen uint64       // Store.keysGen when the view began
 	counts  *storeCounts // nil: counted from the pages (counts.go)
+	// blocksGen is Store.blocksGen when the view began.
+	blocksGen uint64
 }
 
 // View runs fn against a consistent read-only view of the local state.
 func (s *Store) View(fn func(r Reader) error) error {
 	gen := s.keysGen.Load() // before the transaction: never newer than what it shows
-	return s.view(func(tx *bolt.Tx) error { return fn(Reader{tx: tx, cache: s.reads, keysGen: gen, counts: &s.counts}) })
+	blocks := s.blocksGen.Load()
+	return s.view(func(tx *bolt.Tx) error {
+		return fn(Reader{tx: tx, cache: s.reads, keysGen: gen, counts: &s.counts, blocksGen: blocks})
+	})
 }
 
 // UserByID returns the user with id, or ErrUserNotFound.
