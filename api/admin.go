@@ -242,6 +242,9 @@ func AdminIsNoLeader(fn func(error) bool) AdminOption {
 //	POST   /admin/v1/cluster/join-token           → a join token (AdminCluster)
 //	POST   /admin/v1/cluster/remove/{id}          → remove a member (AdminCluster)
 //	POST   /admin/v1/cluster/renew-cert           → renew this node's certificate (AdminCluster)
+//	GET    /admin/v1/blocklist                    → {"blocks":[…]} (AdminBlocklist)
+//	POST   /admin/v1/blocklist                    {"cidr","for","reason"} → 201 block (AdminBlocklist)
+//	DELETE /admin/v1/blocklist/{cidr}             → 204 (AdminBlocklist)
 //
 // Every call reaches users and auth as the actor "local-admin".
 func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog.Logger, opts ...AdminOption) http.Handler {
@@ -251,6 +254,8 @@ func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog
 	}
 	a := &adminHandlers{users: users, auth: auth, status: status}
 	ur := userRoutes{users: users, base: "/admin/v1/users/"}
+	blocks := o.Blocklist
+	o.Blocklist = nil // the socket's peers have no address to refuse
 	return newRouter(o, func(mux *http.ServeMux) {
 		mux.Handle("POST /admin/v1/users", local(ur.create))
 		mux.Handle("GET /admin/v1/users", local(ur.list))
@@ -278,6 +283,8 @@ func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog
 		adminClusterRoutes(mux, o.Cluster)
 		// OpenID Connect clients; see AdminClients (oidc_admin.go).
 		adminClientRoutes(mux, o.Clients)
+		// The blocklist; see AdminBlocklist (blocklist.go).
+		adminBlocklistRoutes(mux, blocks)
 	})
 }
 

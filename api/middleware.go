@@ -101,14 +101,16 @@ func scopeOf(r *http.Request) *scope {
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // middleware wraps a router with what every response gets: security
-// headers, a request id, panic recovery and one log line.
+// headers, a request id, panic recovery and one log line; and refuses
+// blocked client addresses (blocklist.go).
 type middleware struct {
 	next       http.Handler
 	log        *slog.Logger
 	trusted    []netip.Prefix
 	maxBody    int64
 	isNoLeader func(error) bool
-	metrics    *Metrics // nil: requests are not counted
+	metrics    *Metrics  // nil: requests are not counted
+	blocks     Blocklist // nil: no address is refused
 }
 
 func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -149,6 +151,9 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			panic(v)
 		}
 	}()
+	if m.refuseBlocked(rec, r) {
+		return
+	}
 	m.next.ServeHTTP(rec, r)
 }
 

@@ -70,6 +70,11 @@ type Options struct {
 	OIDC OIDC
 	// Clients serves the admin socket's client routes; nil: 404.
 	Clients ClientAdmin
+	// Blocklist refuses blocked client addresses (403 address_blocked)
+	// on every route but /healthz and /readyz, and serves
+	// /v1/admin/blocklist (the admin socket's with AdminBlocklist); nil:
+	// no address is refused and those routes are 404.
+	Blocklist Blocklist
 }
 
 // NewHandler returns the API handler served over TLS. ready is asked by
@@ -138,6 +143,12 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 			mux.Handle("POST "+loginMFAPath, a.limited(a.loginMFA))
 			mux.Handle("GET "+signedOutPath, a.public(a.signedOut))
 		}
+		if opts.Blocklist != nil {
+			br := blocklistRoutes{opts.Blocklist}
+			mux.Handle("GET /v1/admin/blocklist", a.admin(anyPrincipal(a.linearizable(br.list))))
+			mux.Handle("POST /v1/admin/blocklist", a.adminWrite(anyPrincipal(br.add)))
+			mux.Handle("DELETE /v1/admin/blocklist/{cidr...}", a.adminWrite(anyPrincipal(br.remove)))
+		}
 	})
 }
 
@@ -168,7 +179,8 @@ func newRouter(opts Options, register func(mux *http.ServeMux)) http.Handler {
 		maxBody = defaultMaxBodyBytes
 	}
 	return &middleware{next: jsonFallbacks{mux}, log: logger, trusted: opts.TrustedProxies,
-		maxBody: maxBody, isNoLeader: opts.IsNoLeader, metrics: opts.Metrics}
+		maxBody: maxBody, isNoLeader: opts.IsNoLeader, metrics: opts.Metrics,
+		blocks: opts.Blocklist}
 }
 
 // jsonFallbacks replaces the mux's plain-text 404 and 405 with JSON.

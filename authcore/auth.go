@@ -344,10 +344,14 @@ func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri 
 		Subject: subject, IP: ri.IP, UserAgent: ri.UserAgent}
 	version := uint16(1)
 	if s.proposable(fsm.TypeLoginFailure, 2) { // counts against the address too
-		version, payload = 2, fsm.LoginFailureV2{
+		v2 := fsm.LoginFailureV2{
 			Username: name, Slot: slot, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
 			PendingTTL: int64(pendingTTL), MaxNamesPerAddress: s.namesPerAddress(),
 			Subject: subject, IP: ri.IP, UserAgent: ri.UserAgent}
+		version, payload = 2, v2
+		if s.proposable(fsm.TypeLoginFailure, 3) { // and against the detection rules (blocks.go)
+			version, payload = 3, fsm.LoginFailureV3{LoginFailureV2: v2, Detect: s.detectLimits(ri.IP)}
+		}
 	}
 	cmd, err := fsm.NewCommand(fsm.TypeLoginFailure, version, s.now().UnixNano(), payload)
 	if err == nil {
@@ -356,6 +360,10 @@ func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri 
 		if err == nil && res.Locked {
 			s.logAudit([]fsm.AuditAppend{{Type: "lockout", Severity: fsm.AuditWarning, Subject: subject, IP: ri.IP,
 				Details: map[string]string{"username": name}}}, nil)
+		}
+		if err == nil && res.Blocked {
+			s.logAudit([]fsm.AuditAppend{{Type: "address.block", Severity: fsm.AuditWarning, IP: ri.IP,
+				Details: map[string]string{"reason": "detection rule"}}}, nil)
 		}
 	}
 	s.logAudit([]fsm.AuditAppend{ev}, err)

@@ -88,6 +88,10 @@ type Config struct {
 	// negative value turns the cap off. Feature level 3.
 	MaxFailedNamesPerAddress int
 
+	// Incident is [incident]'s detection rules (blocks.go); the ranges
+	// they never apply to are IncidentExempt.
+	Incident IncidentConfig
+
 	// RequireMFAForAdmin (require_mfa_for_admin): the admin role counts
 	// only in a session whose authentication included a second factor
 	// (amr "otp", "mfa" or "hwk", RFC 8176).
@@ -169,6 +173,7 @@ func (c *Config) setDefaults() {
 	if c.SigningAlg == "" {
 		c.SigningAlg = AlgES256
 	}
+	c.Incident.setDefaults()
 }
 
 // Service is the authentication core.
@@ -194,6 +199,7 @@ type Service struct {
 	leader         func() bool
 
 	census census // the parameters of the stored password hashes (census.go)
+	blocks blocks // the blocklist as of its last change (blocks.go)
 
 	passwordChecks atomic.Int64
 	hashRequests   atomic.Int64 // callers that asked for a hash slot
@@ -398,6 +404,9 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 	if cfg.MaxFailedNamesPerAddress > fsm.MaxNamesPerAddressLimit {
 		return nil, fmt.Errorf("%w: max_failed_names_per_address %d, at most %d", ErrInvalidInput,
 			cfg.MaxFailedNamesPerAddress, fsm.MaxNamesPerAddressLimit)
+	}
+	if err := cfg.Incident.validate(); err != nil {
+		return nil, err
 	}
 	s := &Service{store: store, cfg: cfg, clock: clock.Real{}, log: slog.New(slog.DiscardHandler),
 		hashes: make(chan struct{}, cfg.MaxConcurrentHashes), checkpointLock: make(chan struct{}, 1)}
