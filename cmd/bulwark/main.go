@@ -53,6 +53,7 @@ const usage = `usage: bulwark <command> [arguments]
   keys recover [--data-dir DIR] (--escrow-private-key FILE | --share S ...)   (daemon stopped)
   cluster status | join-token [--ttl 1h] | remove NODE | renew-cert
   backup create FILE [--force] | restore FILE [--data-dir DIR]   (restore: daemon stopped)
+  blocklist list | add IP/CIDR [--for 1h] [--reason TEXT] | remove IP/CIDR
   version
 
 Admin commands reach the local daemon over its admin socket, found from
@@ -111,6 +112,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdBackup(args[1:], stdout)
 	case "incident":
 		err = cmdIncident(args[1:], stdout)
+	case "blocklist":
+		err = cmdBlocklist(args[1:], stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "bulwark %s\n", buildVersion())
 	case "help", "--help", "-h":

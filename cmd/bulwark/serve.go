@@ -253,6 +253,12 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 
 		// As many as fit in the memory limit (planMemory).
 		MaxConcurrentHashes: mem.hashes,
+		Incident: authcore.IncidentConfig{
+			Window: cfg.Incident.Window.Duration, BlockFor: cfg.Incident.BlockFor.Duration,
+			// 0 in the file turns a rule off; authcore reads 0 as its default.
+			BlockAfterFailures:  cmp.Or(cfg.Incident.BlockAfterFailures, -1),
+			BlockAfterUsernames: cmp.Or(cfg.Incident.BlockAfterUsernames, -1),
+		},
 	}, authcore.WithClock(clk), authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
 		authcore.WithSecretBox(box),
 		authcore.WithHashThreads(cfg.Auth.Password.PinHashThreads), authcore.WithSecurityObserver(metrics.SecurityEvent),
@@ -295,6 +301,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		Cluster:        clusterService{n: n},
 		Metrics:        metrics,
 		OIDC:           core,
+		Blocklist:      core,
 		RateLimit: api.NewRateLimiter(api.RateLimitConfig{
 			PerIP: float64(rl.PerIP), PerIPBurst: rl.PerIPBurst,
 			PerUsername: float64(rl.PerUsername), PerUsernameBurst: rl.PerUsernameBurst,
@@ -338,7 +345,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	adminSrv := &http.Server{
 		Handler: api.NewAdminHandler(core, core, func() any { return n.Status() }, logger,
 			api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n, core, logger), forensicsOption(ctx, n, core, cfg.DataDir), api.AdminDataKey(dataKeyAdmin{dataKeys}),
-			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core}), api.AdminClients(core)),
+			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core}), api.AdminClients(core), api.AdminBlocklist(core)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 

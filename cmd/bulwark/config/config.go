@@ -181,7 +181,8 @@ type MFA struct {
 	StepUpWindow Duration `toml:"step_up_window"`
 }
 
-// Incident is the [incident] table.
+// Incident is the [incident] table: detection rules, automated response
+// and notification.
 type Incident struct {
 	// Exempt are clients never blocked or challenged, and allowed to
 	// sign in during a lockdown.
@@ -190,6 +191,17 @@ type Incident struct {
 	// address, within auth.security.lockout_duration after which a login
 	// needs a solved proof-of-work challenge (428); 0 turns it off.
 	ChallengeAfterFailures int `toml:"challenge_after_failures"`
+	// Window is how long failed logins from one address count together.
+	Window Duration `toml:"window"`
+	// BlockAfterFailures failed logins from one address (IPv6: its /64)
+	// in Window block it for BlockFor; 0 turns the rule off.
+	BlockAfterFailures int `toml:"block_after_failures"`
+	// BlockAfterUsernames distinct names failed from one address in Window
+	// block it (credential stuffing); 0 turns the rule off.
+	BlockAfterUsernames int `toml:"block_after_usernames"`
+	// BlockFor is how long a rule's block lasts, and a manual block's
+	// default (bulwark blocklist add without --for).
+	BlockFor Duration `toml:"block_for"`
 	// Webhooks are [[incident.webhooks]]: where security events go.
 	Webhooks []Webhook `toml:"webhooks"`
 }
@@ -273,11 +285,12 @@ func Default() Config {
 			Algorithm:   "ES256",
 			RotateEvery: Duration{720 * time.Hour},
 		},
-		Metrics:  Metrics{Listen: "127.0.0.1:9464"},
-		MFA:      MFA{WebAuthnOrigins: []string{}, StepUpWindow: Duration{10 * time.Minute}},
-		Incident: Incident{Exempt: []CIDR{}, ChallengeAfterFailures: 3, Webhooks: []Webhook{}},
-		Log:      Log{Level: "info", Format: "text"},
-		Server:   Server{MemoryLimit: MemoryLimit{}},
+		Metrics: Metrics{Listen: "127.0.0.1:9464"},
+		MFA:     MFA{WebAuthnOrigins: []string{}, StepUpWindow: Duration{10 * time.Minute}},
+		Incident: Incident{Exempt: []CIDR{}, ChallengeAfterFailures: 3, Webhooks: []Webhook{},
+			Window: Duration{time.Minute}, BlockAfterFailures: 10, BlockAfterUsernames: 5, BlockFor: Duration{time.Hour}},
+		Log:    Log{Level: "info", Format: "text"},
+		Server: Server{MemoryLimit: MemoryLimit{}},
 	}
 }
 

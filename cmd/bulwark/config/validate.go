@@ -103,6 +103,11 @@ const (
 	// maxFailedNamesPerAddress is fsm.MaxNamesPerAddressLimit: the most
 	// names one address's counter may hold.
 	maxFailedNamesPerAddress = 1000
+	// The bounds of fsm's login.failure v3 and block.add (fsm.MaxBlockFor,
+	// fsm.MaxBlockAfterFailures, fsm.MaxBlockAfterUsernames).
+	maxIncidentDuration    = 366 * 24 * time.Hour
+	maxBlockAfterFailures  = 100000
+	maxBlockAfterUsernames = 100
 )
 
 // Validate checks every value and returns nil or ValidationErrors holding
@@ -260,6 +265,20 @@ func (c *Config) Validate() error {
 		v.add("server.memory_limit", "%s leaves no room for one password hash: the daemon needs %d MiB beside auth.password.argon2_memory_kib (%d KiB); at least %d MiB",
 			c.Server.MemoryLimit, MemoryReserve>>20, pw.Argon2MemoryKiB, (MemoryReserve+int64(pw.Argon2MemoryKiB)<<10+1<<20-1)>>20)
 	}
+
+	inc := c.Incident
+	v.cidrs("incident.exempt", inc.Exempt)
+	for _, key := range []string{"incident.window", "incident.block_for"} {
+		d := inc.Window
+		if key == "incident.block_for" {
+			d = inc.BlockFor
+		}
+		if v.positive(key, d) && d.Duration > maxIncidentDuration {
+			v.add(key, "%s is longer than 366d", d)
+		}
+	}
+	between(v, "incident.block_after_failures", inc.BlockAfterFailures, 0, maxBlockAfterFailures)
+	between(v, "incident.block_after_usernames", inc.BlockAfterUsernames, 0, maxBlockAfterUsernames)
 
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "text", "json")
