@@ -275,3 +275,31 @@ func TestCanonicalCIDR(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkLoginFailure is what a failed login costs the state machine
+// with the detection rules (v3) and without (v2): a slot granted and its
+// failure, names and addresses spread so that no rule trips.
+func BenchmarkLoginFailure(b *testing.B) {
+	for _, v := range []uint16{2, 3} {
+		b.Run(fmt.Sprintf("v%d", v), func(b *testing.B) {
+			a := &applier{t: b, s: openTestStore(b)}
+			a.apply(TypeClusterLevel, t0, ClusterLevel{Level: 4})
+			i := 0
+			for b.Loop() {
+				at := t0.Add(time.Duration(i) * time.Millisecond)
+				name, ip := fmt.Sprintf("name%d", i), fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+				res := attempt2(a, at, name, ip)
+				v2 := LoginFailureV2{Username: name, Slot: res.Slot, MaxAttempts: 5, Window: window, PendingTTL: ttl,
+					MaxNamesPerAddress: capNames, IP: ip}
+				var p any = v2
+				if v == 3 {
+					p = LoginFailureV3{LoginFailureV2: v2, Detect: detect}
+				}
+				if r := a.applyVersion(TypeLoginFailure, v, at, p); r.Err != nil || r.Value.(FailureResult).Blocked {
+					b.Fatal(r)
+				}
+				i++
+			}
+		})
+	}
+}
