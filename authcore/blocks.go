@@ -241,15 +241,19 @@ func (l *blockList) until(a netip.Addr) int64 {
 type blocks struct{ list atomic.Pointer[blockList] }
 
 // Blocked reports whether a client at a is blocked, and for how long yet.
-// It reads the local state: one read transaction that, while no block was
-// added or removed, only compares a generation (BlocksGeneration). An
-// exempt address is never blocked.
+// It reads the local state only when a block was added or removed since
+// it last did (BlocksGeneration): else it compares a generation (in a read
+// transaction, unless the store tells it without one) and looks the
+// address up in memory. An exempt address is never blocked.
 func (s *Service) Blocked(a netip.Addr) (time.Duration, bool) {
 	if !a.IsValid() {
 		return 0, false
 	}
 	a = a.Unmap().WithZone("")
 	l := s.blocks.list.Load()
+	if g, ok := s.store.(blocksGenerationer); ok && l != nil && l.gen == g.BlocksGeneration() {
+		return s.blockedBy(l, a)
+	}
 	err := s.store.View(func(r fsm.Reader) error {
 		if l != nil && l.gen == r.BlocksGeneration() {
 			return nil
@@ -266,6 +270,15 @@ func (s *Service) Blocked(a netip.Addr) (time.Duration, bool) {
 		// The state cannot be read: the request fails there anyway.
 		return 0, false
 	}
+	return s.blockedBy(l, a)
+}
+
+// blocksGenerationer is a Store that tells its blocks generation without
+// a read transaction (fsm.Store.BlocksGeneration, through node): Blocked
+// then opens none while the blocks are unchanged.
+type blocksGenerationer interface{ BlocksGeneration() uint64 }
+
+func (s *Service) blockedBy(l *blockList, a netip.Addr) (time.Duration, bool) {
 	if len(l.exact) == 0 && len(l.ranges) == 0 {
 		return 0, false
 	}

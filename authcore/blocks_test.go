@@ -158,16 +158,60 @@ func TestBlocksBelowLevel4(t *testing.T) {
 	}
 }
 
+// genStore is a localStore that tells its blocks generation without a
+// view, as node does.
+type genStore struct{ *localStore }
+
+func (g genStore) BlocksGeneration() uint64 { return g.s.BlocksGeneration() }
+
+// Both ways of checking the generation see a block added, and one removed.
+func TestBlockedSeesChanges(t *testing.T) {
+	for _, fast := range []bool{false, true} {
+		st := newLocalStore(t)
+		raise, _ := fsm.NewCommand(fsm.TypeClusterLevel, 1, 1, fsm.ClusterLevel{Level: fsm.MaxLevel})
+		st.Apply(context.Background(), raise)
+		var store Store = st
+		if fast {
+			store = genStore{st}
+		}
+		s, err := New(store, Config{Hash: testHash, Policy: PasswordPolicy{MinLength: 12, MaxLength: 128}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, step := range []func() error{
+			func() error { _, err := s.AddBlock(from(""), "192.0.2.0/24", time.Hour, ""); return err },
+			func() error { return s.RemoveBlock(from(""), "192.0.2.0/24") },
+			func() error { _, err := s.AddBlock(from(""), "192.0.2.1", time.Hour, ""); return err },
+		} {
+			_, before := blocked(s, "192.0.2.1") // caches the list
+			if err := step(); err != nil {
+				t.Fatal(err)
+			}
+			if _, after := blocked(s, "192.0.2.1"); after == before {
+				t.Errorf("fast=%v, step %d: Blocked stayed %v", fast, i, after)
+			}
+		}
+	}
+}
+
 // BenchmarkBlocked is the check every request pays: the generation
-// compared in a read transaction, then a map lookup (and a scan of the
-// ranges that are not host routes or /64s).
+// compared (in a read transaction, or, as node offers, without one), then
+// a map lookup and a scan of the ranges that are not host routes or /64s.
 func BenchmarkBlocked(b *testing.B) {
-	for _, n := range []int{0, 1000} {
-		b.Run(fmt.Sprintf("blocks=%d", n), func(b *testing.B) {
+	for _, c := range []struct {
+		n    int
+		fast bool
+	}{{0, false}, {1000, false}, {0, true}, {1000, true}} {
+		b.Run(fmt.Sprintf("blocks=%d/nontx=%v", c.n, c.fast), func(b *testing.B) {
+			n := c.n
 			st := newLocalStore(b)
 			raise, _ := fsm.NewCommand(fsm.TypeClusterLevel, 1, 1, fsm.ClusterLevel{Level: fsm.MaxLevel})
 			st.Apply(context.Background(), raise)
-			s, err := New(st, Config{Hash: testHash, Policy: PasswordPolicy{MinLength: 12, MaxLength: 128}})
+			var store Store = st
+			if c.fast {
+				store = genStore{st}
+			}
+			s, err := New(store, Config{Hash: testHash, Policy: PasswordPolicy{MinLength: 12, MaxLength: 128}})
 			if err != nil {
 				b.Fatal(err)
 			}

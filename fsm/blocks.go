@@ -324,6 +324,11 @@ func (r Reader) Blocks() ([]Block, error) {
 // begins, like KeysGeneration; local, not replicated.
 func (r Reader) BlocksGeneration() uint64 { return r.blocksGen }
 
+// BlocksGeneration is Reader.BlocksGeneration without a read transaction:
+// a caller whose blocklist was built at this generation may use it as
+// current without opening a view.
+func (s *Store) BlocksGeneration() uint64 { return s.blocksGen.Load() }
+
 // changesBlocks reports whether a command's result changed the blocks:
 // block.add or block.remove succeeded, or a login failure blocked its
 // address. (The sweep deletes only blocks already over, which Live

@@ -554,6 +554,10 @@ func (n *Node) raftErr(err error) error {
 // entries not yet applied here.
 func (n *Node) View(fn func(fsm.Reader) error) error { return n.store.View(fn) }
 
+// BlocksGeneration is the local state's fsm.Store.BlocksGeneration: what
+// authcore checks before each request's blocked-address lookup.
+func (n *Node) BlocksGeneration() uint64 { return n.store.BlocksGeneration() }
+
 // Fresh bounds how stale the local state may be when read: it returns nil
 // on the leader and on a follower that heard from the leader within
 // maxStale, else an error wrapping ErrNoLeader. A follower cut off from
