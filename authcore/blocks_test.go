@@ -11,7 +11,7 @@ import (
 	"github.com/bulwark-auth/bulwark/fsm"
 )
 
-func from(ip string) context.Context {
+func ctxFrom(ip string) context.Context {
 	return WithRequestInfo(context.Background(), RequestInfo{IP: ip, Actor: "local-admin"})
 }
 
@@ -30,11 +30,11 @@ func TestDetectionBlocksAddress(t *testing.T) {
 		if _, ok := blocked(s, "192.0.2.7"); ok {
 			t.Fatalf("blocked after %d failures", i)
 		}
-		if _, err := s.Login(from("192.0.2.7"), fmt.Sprint("name", i%2), "a wrong password!"); !errors.Is(err, ErrInvalidCredentials) {
+		if _, err := s.Login(ctxFrom("192.0.2.7"), fmt.Sprint("name", i%2), "a wrong password!"); !errors.Is(err, ErrInvalidCredentials) {
 			t.Fatal(err)
 		}
 		// An exempt address fails as often: never blocked.
-		if _, err := s.Login(from("10.9.3.4"), fmt.Sprint("other", i%2), "a wrong password!"); !errors.Is(err, ErrInvalidCredentials) {
+		if _, err := s.Login(ctxFrom("10.9.3.4"), fmt.Sprint("other", i%2), "a wrong password!"); !errors.Is(err, ErrInvalidCredentials) {
 			t.Fatal(err)
 		}
 	}
@@ -53,7 +53,7 @@ func TestDetectionBlocksAddress(t *testing.T) {
 			t.Fatalf("%s blocked", ip)
 		}
 	}
-	if _, err := s.Login(from("192.0.2.8"), "alice", pw); err != nil {
+	if _, err := s.Login(ctxFrom("192.0.2.8"), "alice", pw); err != nil {
 		t.Fatal(err)
 	}
 	bs, err := s.Blocks(context.Background())
@@ -75,7 +75,7 @@ func TestDetectionBlocksAddress(t *testing.T) {
 
 func TestManualBlocks(t *testing.T) {
 	s, _ := newAuthService(t, Config{IncidentExempt: []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")}})
-	ctx := from("")
+	ctx := ctxFrom("")
 	b, err := s.AddBlock(ctx, "2001:db8:7::/48", 0, "scanner")
 	if err != nil {
 		t.Fatal(err)
@@ -145,7 +145,7 @@ func TestBlocksBelowLevel4(t *testing.T) {
 	s, _ := newAuthServiceAt(t, Config{Incident: IncidentConfig{BlockAfterFailures: 2}}, 3)
 	st := s.store.(*localStore)
 	for range 3 {
-		s.Login(from("192.0.2.7"), "x", "a wrong password!")
+		s.Login(ctxFrom("192.0.2.7"), "x", "a wrong password!")
 	}
 	if st.versions[fsm.TypeLoginFailure] != 2 {
 		t.Fatalf("login.failure v%d at level 3", st.versions[fsm.TypeLoginFailure])
@@ -153,7 +153,7 @@ func TestBlocksBelowLevel4(t *testing.T) {
 	if _, ok := blocked(s, "192.0.2.7"); ok {
 		t.Fatal("blocked at level 3")
 	}
-	if _, err := s.AddBlock(from(""), "192.0.2.7", time.Hour, ""); !errors.Is(err, ErrBlocksUnavailable) {
+	if _, err := s.AddBlock(ctxFrom(""), "192.0.2.7", time.Hour, ""); !errors.Is(err, ErrBlocksUnavailable) {
 		t.Fatalf("AddBlock at level 3: %v", err)
 	}
 }
@@ -179,9 +179,9 @@ func TestBlockedSeesChanges(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, step := range []func() error{
-			func() error { _, err := s.AddBlock(from(""), "192.0.2.0/24", time.Hour, ""); return err },
-			func() error { return s.RemoveBlock(from(""), "192.0.2.0/24") },
-			func() error { _, err := s.AddBlock(from(""), "192.0.2.1", time.Hour, ""); return err },
+			func() error { _, err := s.AddBlock(ctxFrom(""), "192.0.2.0/24", time.Hour, ""); return err },
+			func() error { return s.RemoveBlock(ctxFrom(""), "192.0.2.0/24") },
+			func() error { _, err := s.AddBlock(ctxFrom(""), "192.0.2.1", time.Hour, ""); return err },
 		} {
 			_, before := blocked(s, "192.0.2.1") // caches the list
 			if err := step(); err != nil {
@@ -216,7 +216,7 @@ func BenchmarkBlocked(b *testing.B) {
 				b.Fatal(err)
 			}
 			for i := range n {
-				if _, err := s.AddBlock(from(""), fmt.Sprintf("198.18.%d.%d", i/256, i%256), time.Hour, ""); err != nil {
+				if _, err := s.AddBlock(ctxFrom(""), fmt.Sprintf("198.18.%d.%d", i/256, i%256), time.Hour, ""); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -31,7 +31,7 @@ func (n *testNode) trustLoopbackProxy() {
 
 // from sends a request as the client at ip (through the trusted proxy)
 // and returns its status, its error code, if any, and its Retry-After.
-func (n *testNode) from(ip, method, path string, body any) (int, string, string) {
+func (n *testNode) requestAs(ip, method, path string, body any) (int, string, string) {
 	n.t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -60,7 +60,7 @@ func (n *testNode) from(ip, method, path string, body any) (int, string, string)
 
 func (n *testNode) loginFrom(ip, user, password string) (int, string) {
 	n.t.Helper()
-	code, errCode, _ := n.from(ip, "POST", "/v1/auth/login", map[string]string{"username": user, "password": password})
+	code, errCode, _ := n.requestAs(ip, "POST", "/v1/auth/login", map[string]string{"username": user, "password": password})
 	return code, errCode
 }
 
@@ -131,7 +131,7 @@ func TestBlackBoxBlocklistCluster(t *testing.T) {
 		t.Helper()
 		for i, n := range nodes {
 			waitfor.Nil(t, fmt.Sprintf("%s blocked=%v on node%d", ip, want, i+1), 10*time.Second, 50*time.Millisecond, func() error {
-				code, errCode, retry := n.from(ip, "GET", "/v1/me", nil)
+				code, errCode, retry := n.requestAs(ip, "GET", "/v1/me", nil)
 				secs, _ := strconv.Atoi(retry)
 				switch {
 				case want && (code != 403 || errCode != "address_blocked" || secs <= 0):
@@ -155,7 +155,7 @@ func TestBlackBoxBlocklistCluster(t *testing.T) {
 	blockedEverywhere(attacker, true)
 	for _, n := range nodes {
 		for _, path := range []string{"/healthz", "/readyz"} {
-			if code, _, _ := n.from(attacker, "GET", path, nil); code != 200 {
+			if code, _, _ := n.requestAs(attacker, "GET", path, nil); code != 200 {
 				t.Errorf("%s from a blocked address: %d", path, code)
 			}
 		}
