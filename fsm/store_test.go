@@ -334,6 +334,11 @@ func FuzzDecodeCommand(f *testing.F) {
 		{TypeLoginFailure, 2, LoginFailureV2{Username: "a", Slot: 1, MaxAttempts: 5, Window: window, PendingTTL: ttl, MaxNamesPerAddress: 2, IP: "192.0.2.1"}},
 		{TypeLoginRelease, 1, LoginRelease{Username: "a", Slot: 1}},
 		{TypeSweep, 2, SweepV2{Limit: 10, Migrate: 10}},
+		// level 4: blocks and detection
+		{TypeBlockAdd, 1, BlockAdd{CIDR: "192.0.2.0/24", For: int64(time.Hour), Reason: "r"}},
+		{TypeBlockRemove, 1, BlockRemove{CIDR: "2001:db8::/64"}},
+		{TypeLoginFailure, 3, LoginFailureV3{LoginFailureV2: LoginFailureV2{Username: "a", Slot: 1, MaxAttempts: 5, Window: window,
+			PendingTTL: ttl, IP: "192.0.2.1"}, Detect: DetectLimits{Window: 60e9, BlockAfterFailures: 1, BlockAfterUsernames: 1, BlockFor: 60e9}}},
 	} {
 		cmd, _ := NewCommand(c.typ, c.v, t0.UnixNano(), c.p)
 		b, _ := cmd.Encode()
