@@ -113,7 +113,7 @@ func TestBlackBoxBlocklistCluster(t *testing.T) {
 	// node3 decides shorter blocks: a block is as long as the node whose
 	// failure tripped the rule says, and so this one's end comes within
 	// the test.
-	node3 := newClusterNode(t, "node3", incident("6s"))
+	node3 := newClusterNode(t, "node3", incident("10s"))
 	node3.trustLoopbackProxy()
 	node3.startJoin(node1.joinToken())
 	nodes := []*testNode{node1, node2, node3}
@@ -130,7 +130,7 @@ func TestBlackBoxBlocklistCluster(t *testing.T) {
 	blockedEverywhere := func(ip string, want bool) {
 		t.Helper()
 		for i, n := range nodes {
-			waitfor.Nil(t, fmt.Sprintf("%s blocked=%v on node%d", ip, want, i+1), 10*time.Second, 50*time.Millisecond, func() error {
+			waitfor.Nil(t, fmt.Sprintf("%s blocked=%v on node%d", ip, want, i+1), 20*time.Second, 50*time.Millisecond, func() error {
 				code, errCode, retry := n.requestAs(ip, "GET", "/v1/me", nil)
 				secs, _ := strconv.Atoi(retry)
 				switch {
@@ -183,14 +183,14 @@ func TestBlackBoxBlocklistCluster(t *testing.T) {
 	}
 
 	// Credential stuffing from an IPv6 host: three names, one per node,
-	// the last on node3, whose block_for is 6s. The whole /64 is blocked.
+	// the last on node3, whose block_for is 10s. The whole /64 is blocked.
 	for i, n := range nodes {
 		if code, errCode := n.loginFrom(stuffer, fmt.Sprintf("victim%d", i), "Winter2026!"); code != 401 {
 			t.Fatalf("stuffing %d: %d %s", i+1, code, errCode)
 		}
 	}
 	blockedEverywhere("2001:db8:9:9::77", true)
-	if b := listed(node1.blocklist(), "2001:db8:9:9::/64"); b == nil || time.Until(b.Until) > 7*time.Second {
+	if b := listed(node1.blocklist(), "2001:db8:9:9::/64"); b == nil || time.Until(b.Until) > 11*time.Second {
 		t.Fatalf("blocklist after stuffing: %+v", node1.blocklist())
 	}
 	legit("while a /64 is blocked")
