@@ -98,6 +98,9 @@ func listed(bs []blockJSON, cidr string) *blockJSON {
 // stuffing across names trips it too; an exempt address is never
 // blocked; and another address logs in throughout.
 func TestBlackBoxBlocklistCluster(t *testing.T) {
+	// No proof-of-work gate: unsolved, it would refuse the attempts
+	// before they fail and count (the rules then catch attackers that
+	// solve challenges).
 	incident := func(blockFor string) string {
 		return fmt.Sprintf("[incident]\nchallenge_after_failures = 0\nexempt = [\"192.0.2.0/24\"]\nwindow = \"1m\"\nblock_after_failures = 4\n"+
 			"block_after_usernames = 3\nblock_for = %q\n", blockFor)
