@@ -164,8 +164,10 @@ func (s *Service) AddBlock(ctx context.Context, cidr string, d time.Duration, re
 	if err != nil {
 		return Block{}, err
 	}
-	s.log.Warn("security event", "type", "address.block", "address", b.CIDR, "actor", ri.Actor,
-		"until", time.Unix(0, b.Until).UTC())
+	// Logged, and reported to the metrics (bulwark_ip_blocks_total), as
+	// the entry Apply appended says it.
+	s.logAudit([]fsm.AuditAppend{{Type: "address.block", Severity: fsm.AuditWarning, Actor: ri.Actor, IP: ri.IP,
+		Details: map[string]string{"address": b.CIDR, "until": time.Unix(0, b.Until).UTC().Format(time.RFC3339)}}}, nil)
 	return blockOf(b), nil
 }
 
@@ -188,7 +190,8 @@ func (s *Service) RemoveBlock(ctx context.Context, cidr string) error {
 	if _, err := s.propose(ctx, cmd); err != nil {
 		return err
 	}
-	s.log.Warn("security event", "type", "address.unblock", "address", p.String(), "actor", ri.Actor)
+	s.logAudit([]fsm.AuditAppend{{Type: "address.unblock", Severity: fsm.AuditWarning, Actor: ri.Actor, IP: ri.IP,
+		Details: map[string]string{"address": p.String()}}}, nil)
 	return nil
 }
 

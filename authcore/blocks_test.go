@@ -60,6 +60,9 @@ func TestDetectionBlocksAddress(t *testing.T) {
 	if err != nil || len(bs) != 1 || bs[0].CIDR != "192.0.2.7/32" || !bs[0].Auto {
 		t.Fatalf("Blocks = %+v, %v", bs, err)
 	}
+	if n, err := s.BlockedAddresses(); n != 1 || err != nil {
+		t.Fatalf("BlockedAddresses = %d, %v", n, err)
+	}
 	clk.Advance(10*time.Minute - time.Second)
 	if _, ok := blocked(s, "192.0.2.7"); !ok {
 		t.Fatal("unblocked before block_for")
@@ -70,6 +73,9 @@ func TestDetectionBlocksAddress(t *testing.T) {
 	}
 	if bs, _ := s.Blocks(context.Background()); len(bs) != 0 {
 		t.Fatalf("an expired block is listed: %+v", bs)
+	}
+	if n, _ := s.BlockedAddresses(); n != 0 {
+		t.Fatalf("BlockedAddresses counts an expired block: %d", n)
 	}
 }
 

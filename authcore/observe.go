@@ -1,6 +1,7 @@
 package authcore
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -74,12 +75,13 @@ func (s *Service) SessionCount() (int, error) {
 	return n, err
 }
 
-// BlockedAddresses is the number of address blocks in the replicated
-// state: none until the blocklist's commands write them.
+// BlockedAddresses is the number of live address blocks in the
+// replicated state (blocks.go).
 func (s *Service) BlockedAddresses() (int, error) {
-	n := 0
-	err := s.store.View(func(r fsm.Reader) error { n = r.BlockCount(); return nil })
-	return n, err
+	// The live ones: a block past its end blocks nothing, though the
+	// sweep may not have deleted it yet (blocks.go).
+	bs, err := s.Blocks(context.Background())
+	return len(bs), err
 }
 
 // errKeyNotPublished: this node has no signing key in the replicated
