@@ -283,7 +283,9 @@ func applySeeds(t testing.TB) map[Type][]any {
 				IP: "192.0.2.1"}, ChallengeAfter: 2, Solution: hashOf("solution"), SolutionExpires: seedTime.Add(time.Hour).UnixNano(),
 				Device: hashOf("device")}},
 		TypeLoginFailure: {limits("alice", seedTime.Add(9*time.Second).UnixNano()), limits("alice", 1),
-			LoginFailure{Username: "alice", Slot: seedTime.Add(9 * time.Second).UnixNano(), MaxAttempts: 3, Window: window, Subject: "u1"}},
+			LoginFailure{Username: "alice", Slot: seedTime.Add(9 * time.Second).UnixNano(), MaxAttempts: 3, Window: window, Subject: "u1"},
+			LoginFailureV3{LoginFailureV2: limits("alice", seedTime.Add(9*time.Second).UnixNano()),
+				Detect: DetectLimits{Window: int64(time.Minute), BlockAfterFailures: 1, BlockAfterUsernames: 1, BlockFor: int64(time.Hour)}}},
 		TypeLoginRelease: {LoginRelease{Username: "alice", Slot: seedTime.Add(9 * time.Second).UnixNano()}},
 		TypeLockoutReset: {LockoutReset{Username: "alice", Actor: "local-admin"}},
 		TypeSweep:        {SweepV2{Limit: 10, Migrate: 10}, Sweep{Limit: 10}},
@@ -317,6 +319,9 @@ func applySeeds(t testing.TB) map[Type][]any {
 		TypeOIDCCodeRedeem: {OIDCCodeRedeem{CodeHash: hashOf("code"), ClientID: "app2", RedirectURI: "https://app2.example/cb",
 			PKCE: strings.Repeat("A", 43), Session: create}},
 		TypeOIDCTokenRevoke: {OIDCTokenRevoke{JTI: "jti-1", ExpiresAt: seedTime.Add(time.Hour)}},
+		TypeBlockAdd: {BlockAdd{CIDR: "192.0.2.0/24", For: int64(time.Hour), Reason: "scanner", Actor: "local-admin"},
+			BlockAdd{CIDR: "2001:db8::/64", For: int64(time.Minute)}},
+		TypeBlockRemove: {BlockRemove{CIDR: "192.0.2.0/24", Actor: "local-admin"}, BlockRemove{CIDR: "198.51.100.0/24"}},
 	}
 }
 
