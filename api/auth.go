@@ -111,6 +111,7 @@ func anyPrincipal(h http.HandlerFunc) principalHandler {
 func (a *apiHandlers) admin(h principalHandler) http.HandlerFunc {
 	return a.bearer(func(w http.ResponseWriter, r *http.Request, p *authcore.Principal) {
 		if why := p.AdminRefusal(); why != "" {
+			a.auth.AdminForbidden(r.Context(), p, r.Pattern) // detached: counted whatever the client does
 			writeError(w, r, &Error{Status: http.StatusForbidden, Code: CodeForbidden, Description: why})
 			return
 		}

@@ -1089,3 +1089,7 @@ func (f *fakeAuth) LoginWith(ctx context.Context, req authcore.LoginRequest) (au
 func (f *fakeAuth) NewChallenge() (altcha.Challenge, error) {
 	return altcha.Challenge{Algorithm: altcha.Algorithm, MaxNumber: 1}, nil
 }
+
+func (f *fakeAuth) AdminForbidden(ctx context.Context, p *authcore.Principal, route string) bool {
+	return false
+}

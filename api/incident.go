@@ -13,6 +13,9 @@ type Incident interface {
 	Lockdown(ctx context.Context, reason string) (authcore.LockdownState, error)
 	ReleaseLockdown(ctx context.Context) (authcore.LockdownState, error)
 	LockdownStatus() authcore.LockdownState
+	// AdminForbidden counts a refusal on an admin route (detection:
+	// repeated ones revoke the account's sessions).
+	AdminForbidden(ctx context.Context, p *authcore.Principal, route string) bool
 }
 
 // ForensicsFunc preserves evidence once a lockdown has committed (an

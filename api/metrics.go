@@ -42,7 +42,7 @@ type Metrics struct {
 // exists (at 0) from the start and a rate over it sees the first event.
 var (
 	failureReasons  = []string{"wrong_password", "unknown_user", "disabled", "mfa", "other"}
-	suspiciousKinds = []string{"refresh_reuse", "challenge_required", "mfa_lockout", "device_revoked", "lockdown", "other"}
+	suspiciousKinds = []string{"refresh_reuse", "challenge_required", "mfa_lockout", "device_revoked", "lockdown", "account_flagged", "other"}
 	loginResults    = []string{"success", "failure", "locked"}
 )
 
@@ -69,6 +69,7 @@ var securityEvents = map[string]func(m *Metrics, ev authcore.SecurityEvent){
 	},
 	"device.revoked":    func(m *Metrics, _ authcore.SecurityEvent) { m.suspicious.WithLabelValues("device_revoked").Inc() },
 	"incident.lockdown": func(m *Metrics, _ authcore.SecurityEvent) { m.suspicious.WithLabelValues("lockdown").Inc() },
+	"account.flagged":   func(m *Metrics, _ authcore.SecurityEvent) { m.suspicious.WithLabelValues("account_flagged").Inc() },
 }
 
 // oneOf is v if it is in set, else "other".
@@ -99,7 +100,7 @@ func NewMetrics() *Metrics {
 		}, []string{"reason"}),
 		suspicious: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bulwark_suspicious_activity_total",
-			Help: "Suspicious activity this node detected, by kind: refresh_reuse (a rotated refresh token presented again; its session was revoked), challenge_required (a login refused for want of proof of work), mfa_lockout (a second factor locked), device_revoked (a device token's budget spent), lockdown (an operator's incident lockdown), other.",
+			Help: "Suspicious activity this node detected, by kind: refresh_reuse (a rotated refresh token presented again; its session was revoked), challenge_required (a login refused for want of proof of work), mfa_lockout (a second factor locked), device_revoked (a device token's budget spent), lockdown (an operator's incident lockdown), account_flagged (repeated 403s on admin routes revoked an account's sessions), other.",
 		}, []string{"kind"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "bulwark_logins_total",

@@ -37,6 +37,9 @@ type IncidentConfig struct {
 	// BlockFor is how long a rule's block lasts, and a manual block's
 	// default.
 	BlockFor time.Duration
+	// RevokeAfterForbidden refusals on admin routes by one account in
+	// Window revoke its sessions and flag it (incident.forbidden).
+	RevokeAfterForbidden int
 }
 
 func (c *IncidentConfig) setDefaults() {
@@ -51,6 +54,9 @@ func (c *IncidentConfig) setDefaults() {
 	}
 	if c.BlockFor <= 0 {
 		c.BlockFor = time.Hour
+	}
+	if c.RevokeAfterForbidden == 0 {
+		c.RevokeAfterForbidden = 5
 	}
 }
 

@@ -71,3 +71,31 @@ func (s *Service) exempt(ri RequestInfo) bool {
 func (s *Service) lockdownAllows(u *fsm.User, amr []string, ri RequestInfo) bool {
 	return s.exempt(ri) || (u.HasRole(RoleAdmin) && secondFactor(amr))
 }
+
+// AdminForbidden counts, through the log, a refusal of p on an admin
+// route; the RevokeAfterForbidden-th within the incident window revokes
+// every session of the account and flags it (a stolen session probing for
+// power, or an insider). It reports whether this refusal did.
+func (s *Service) AdminForbidden(ctx context.Context, p *Principal, route string) bool {
+	max := s.cfg.Incident.RevokeAfterForbidden
+	if max <= 0 || !s.proposable(fsm.TypeForbidden, 1) {
+		return false
+	}
+	ri := requestInfo(ctx)
+	cmd, err := fsm.NewCommand(fsm.TypeForbidden, 1, s.now().UnixNano(), fsm.Forbidden{UserID: p.UserID, Max: max,
+		Window: int64(s.cfg.Incident.Window), Route: fsm.CleanAuditText(route, 128), IP: ri.IP})
+	if err != nil {
+		return false
+	}
+	res, err := proposeAs[fsm.ForbiddenResult](ctx, s, cmd)
+	if err != nil {
+		s.log.Warn("could not count a refusal on an admin route", "user", p.UserID, "error", err)
+		return false
+	}
+	if res.Flagged {
+		ev := fsm.AuditAppend{Type: "account.flagged", Severity: fsm.AuditCritical, Subject: p.UserID, IP: ri.IP,
+			Details: map[string]string{"username": p.Username, "reason": "repeated 403s on admin routes"}}
+		s.logAudit([]fsm.AuditAppend{ev}, nil)
+	}
+	return res.Flagged
+}

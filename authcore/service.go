@@ -434,11 +434,13 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 
 // User is a user as callers see it: never the password hash.
 type User struct {
-	ID        string    `json:"id"`
-	Username  string    `json:"username"`
-	Email     string    `json:"email,omitempty"`
-	Roles     []string  `json:"roles"`
-	Disabled  bool      `json:"disabled"`
+	ID       string   `json:"id"`
+	Username string   `json:"username"`
+	Email    string   `json:"email,omitempty"`
+	Roles    []string `json:"roles"`
+	Disabled bool     `json:"disabled"`
+	// Flagged: repeated refusals on admin routes revoked its sessions.
+	Flagged   bool      `json:"flagged,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
@@ -449,7 +451,7 @@ func publicUser(u *fsm.User) User {
 		roles = []string{}
 	}
 	return User{ID: u.ID, Username: u.Username, Email: u.Email, Roles: roles,
-		Disabled: u.Disabled, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
+		Disabled: u.Disabled, Flagged: u.Flagged, CreatedAt: u.CreatedAt, UpdatedAt: u.UpdatedAt}
 }
 
 // NewUser is a request to create a user.

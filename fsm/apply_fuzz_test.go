@@ -319,6 +319,7 @@ func applySeeds(t testing.TB) map[Type][]any {
 		TypeOIDCCodeRedeem: {OIDCCodeRedeem{CodeHash: hashOf("code"), ClientID: "app2", RedirectURI: "https://app2.example/cb",
 			PKCE: strings.Repeat("A", 43), Session: create}},
 		TypeOIDCTokenRevoke: {OIDCTokenRevoke{JTI: "jti-1", ExpiresAt: seedTime.Add(time.Hour)}},
+		TypeForbidden:       {Forbidden{UserID: "u2", Max: 2, Window: int64(time.Minute), Route: "GET /v1/admin/users", IP: "192.0.2.1"}},
 		TypeBlockAdd: {BlockAdd{CIDR: "192.0.2.0/24", For: int64(time.Hour), Reason: "scanner", Actor: "local-admin"},
 			BlockAdd{CIDR: "2001:db8::/64", For: int64(time.Minute)}},
 		TypeBlockRemove: {BlockRemove{CIDR: "192.0.2.0/24", Actor: "local-admin"}, BlockRemove{CIDR: "198.51.100.0/24"}},

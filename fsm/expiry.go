@@ -17,12 +17,13 @@ import (
 // real instant, so a dangling entry costs one read, once. See DESIGN.md,
 // "The sweep".
 const (
-	expiryAddress byte = 'a' // bucketAddresses
-	expiryLockout byte = 'l' // bucketLockout
-	expirySession byte = 's' // bucketSessions, at ExpiresAt
-	expiryTicket  byte = 't' // bucketMFAUsed, at the ticket's expiry (level 4)
-	expiryBlock   byte = 'b' // bucketBlocks, at Until (level 4)
-	expiryDetect  byte = 'd' // bucketDetect, at its window's end (level 4)
+	expiryAddress   byte = 'a' // bucketAddresses
+	expiryLockout   byte = 'l' // bucketLockout
+	expirySession   byte = 's' // bucketSessions, at ExpiresAt
+	expiryTicket    byte = 't' // bucketMFAUsed, at the ticket's expiry (level 4)
+	expiryForbidden byte = 'f' // bucketForbidden, at the end of its window (level 4)
+	expiryBlock     byte = 'b' // bucketBlocks, at Until (level 4)
+	expiryDetect    byte = 'd' // bucketDetect, at its window's end (level 4)
 )
 
 func expiryKey(at int64, kind byte, id string) []byte {
@@ -186,6 +187,16 @@ func (t txn) sweepEntry(k []byte, now int64, as *addressSet, res *SweepResult) e
 		return op.commit()
 	case expiryTicket: // a used ticket, kept until it could no longer be presented
 		return t.tx.Bucket(bucketMFAUsed).Delete([]byte(id))
+	case expiryForbidden: // a count of admin-route 403s, deleted once its window is over
+		v := t.tx.Bucket(bucketForbidden).Get([]byte(id))
+		var r forbiddenRecord
+		if v == nil || json.Unmarshal(v, &r) != nil {
+			return nil
+		}
+		if end := r.WindowStart + r.Window; end > now {
+			return t.index(end, expiryForbidden, id) // a later window began: its own end
+		}
+		return t.tx.Bucket(bucketForbidden).Delete([]byte(id))
 	case expiryAuthRequest, expiryCode, expiryRevokedJTI: // oidc.go (level 4)
 		return t.sweepOIDC(k[8], id)
 	case expiryAddress:

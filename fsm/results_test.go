@@ -58,6 +58,7 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeWebhookCursor, 1, Result{Value: uint64(42)}},
 		{TypeLoginAttempt, 3, Result{Value: AttemptResult{ChallengeRequired: true, Suspicion: 4}}},
 		{TypeTicketSpend, 1, Result{}},
+		{TypeForbidden, 1, Result{Value: ForbiddenResult{Flagged: true, Revoked: 2}}},
 		{TypeLockdown, 1, Result{Value: LockdownState{Active: true, Since: at, Reason: "breach", Actor: "a"}}},
 		{TypeLockdownRelease, 1, Result{Value: LockdownState{ReleasedAt: &at}}},
 		{TypeMFATOTPEnroll, 1, Result{Value: &MFA{PendingTOTP: &TOTPFactor{Sealed: []byte("s"), CreatedAt: at}}}},

@@ -47,11 +47,12 @@ var (
 	bucketAddresses = []byte("lockout_addresses") // client address or /64 → addressRecord
 
 	// Level 4 (mfa.go, webhooks, blocks.go), added the same way.
-	bucketMFA      = []byte("mfa")                  // user id → MFA
-	bucketMFAUsed  = []byte("mfa_tickets")          // hex sha256(ticket) → nil, until swept
-	bucketWebAuthn = []byte("webauthn_credentials") // credential id → user id
-	bucketWebhooks = []byte("webhook_cursors")      // hex sha256(url) → last seq delivered (8 bytes)
-	bucketDetect   = []byte("incident_addresses")   // client address or /64 → detectRecord
+	bucketMFA       = []byte("mfa")                  // user id → MFA
+	bucketMFAUsed   = []byte("mfa_tickets")          // hex sha256(ticket) → nil, until swept
+	bucketWebAuthn  = []byte("webauthn_credentials") // credential id → user id
+	bucketWebhooks  = []byte("webhook_cursors")      // hex sha256(url) → last seq delivered (8 bytes)
+	bucketDetect    = []byte("incident_addresses")   // client address or /64 → detectRecord
+	bucketForbidden = []byte("incident_accounts")    // user id → forbiddenRecord (admin-route 403s)
 
 	// Level 4 (checkpoint.go), added the same way.
 	bucketAuditKeys   = []byte("audit_keys")        // kid → AuditPublicKey
@@ -66,7 +67,7 @@ var (
 		bucketRefresh, bucketLockout, bucketAudit, bucketKeys, bucketBlocks, bucketClients,
 		bucketUserSessions, bucketSessionRefresh, bucketExpiry, bucketAddresses,
 		bucketMFA, bucketMFAUsed, bucketWebAuthn, bucketWebhooks,
-		bucketAuditKeys, bucketCheckpoints, bucketAuthRequests, bucketCodes, bucketRevokedTokens, bucketDetect}
+		bucketAuditKeys, bucketCheckpoints, bucketAuthRequests, bucketCodes, bucketRevokedTokens, bucketDetect, bucketForbidden}
 
 	keyApplied = []byte("applied") // index(8) || term(8), big endian
 	keyFormat  = []byte("format")

@@ -23,9 +23,12 @@ type User struct {
 	// A session checked against a password carries the generation it was
 	// checked against, and Apply refuses it once the password has changed
 	// (session.create v2). A rehash of the same password keeps it.
-	PasswordGen uint64    `json:"password_gen,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	PasswordGen uint64 `json:"password_gen,omitempty"`
+	// Flagged: repeated refusals on admin routes revoked the account's
+	// sessions (incident.forbidden); for an administrator to look into.
+	Flagged   bool      `json:"flagged,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
 }
 
 // HasRole reports whether the user holds role.

@@ -113,7 +113,7 @@ func newNamedTestNode(t *testing.T, name string, extra ...string) *testNode {
 	// an [incident] table of its own. (Not by exempting loopback: exempt
 	// clients also sign in during a lockdown.)
 	if !strings.Contains(strings.Join(extra, "\n"), "[incident]") {
-		cheap += "[incident]\nchallenge_after_failures = 0\nblock_after_failures = 0\nblock_after_usernames = 0\n"
+		cheap += "[incident]\nchallenge_after_failures = 0\nblock_after_failures = 0\nblock_after_usernames = 0\nrevoke_after_forbidden = 0\n"
 	}
 	// Lines of extra that start "api." go into the [api] table, which the
 	// harness writes itself.

@@ -256,8 +256,9 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		Incident: authcore.IncidentConfig{
 			Window: cfg.Incident.Window.Duration, BlockFor: cfg.Incident.BlockFor.Duration,
 			// 0 in the file turns a rule off; authcore reads 0 as its default.
-			BlockAfterFailures:  cmp.Or(cfg.Incident.BlockAfterFailures, -1),
-			BlockAfterUsernames: cmp.Or(cfg.Incident.BlockAfterUsernames, -1),
+			BlockAfterFailures:   cmp.Or(cfg.Incident.BlockAfterFailures, -1),
+			BlockAfterUsernames:  cmp.Or(cfg.Incident.BlockAfterUsernames, -1),
+			RevokeAfterForbidden: cmp.Or(cfg.Incident.RevokeAfterForbidden, -1),
 		},
 	}, authcore.WithClock(clk), authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
 		authcore.WithSecretBox(box),

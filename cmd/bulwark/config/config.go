@@ -202,6 +202,10 @@ type Incident struct {
 	// BlockFor is how long a rule's block lasts, and a manual block's
 	// default (bulwark blocklist add without --for).
 	BlockFor Duration `toml:"block_for"`
+	// RevokeAfterForbidden refusals on admin routes by one signed-in
+	// account within window revoke its sessions and flag it; 0 turns the
+	// rule off.
+	RevokeAfterForbidden int `toml:"revoke_after_forbidden"`
 	// Webhooks are [[incident.webhooks]]: where security events go.
 	Webhooks []Webhook `toml:"webhooks"`
 }
@@ -288,7 +292,8 @@ func Default() Config {
 		Metrics: Metrics{Listen: "127.0.0.1:9464"},
 		MFA:     MFA{WebAuthnOrigins: []string{}, StepUpWindow: Duration{10 * time.Minute}},
 		Incident: Incident{Exempt: []CIDR{}, ChallengeAfterFailures: 3, Webhooks: []Webhook{},
-			Window: Duration{time.Minute}, BlockAfterFailures: 10, BlockAfterUsernames: 5, BlockFor: Duration{time.Hour}},
+			Window: Duration{time.Minute}, BlockAfterFailures: 10, BlockAfterUsernames: 5, BlockFor: Duration{time.Hour},
+			RevokeAfterForbidden: 5},
 		Log:    Log{Level: "info", Format: "text"},
 		Server: Server{MemoryLimit: MemoryLimit{}},
 	}

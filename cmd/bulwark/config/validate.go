@@ -228,6 +228,9 @@ func (c *Config) Validate() error {
 	}
 	v.oneOf("tokens.algorithm", c.Tokens.Algorithm, "ES256", "EdDSA", "RS256", "ML-DSA-65")
 	v.positive("tokens.rotate_every", c.Tokens.RotateEvery)
+	if n := c.Incident.RevokeAfterForbidden; n < 0 || n > 1000 {
+		v.add("incident.revoke_after_forbidden", "%d is not 0 (off) to 1000", n)
+	}
 	if n := c.Incident.ChallengeAfterFailures; n < 0 || n > 1000 {
 		v.add("incident.challenge_after_failures", "%d is not 0 (off) to 1000", n)
 	}

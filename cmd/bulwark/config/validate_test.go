@@ -47,6 +47,7 @@ var badValues = []struct {
 	{key: "incident.block_after_failures", value: `-1`},
 	{key: "incident.block_after_usernames", value: `101`},
 	{key: "incident.block_for", value: `"400d"`},
+	{key: "incident.revoke_after_forbidden", value: `1001`},
 	{key: "auth.sessions.idle_timeout", value: `"abc"`},
 	{key: "auth.sessions.max_per_user", value: `0`},
 	{key: "auth.sessions.on_limit", value: `"kick"`},
