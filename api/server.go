@@ -96,6 +96,7 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 		mux.Handle("POST /v1/auth/logout", a.limited(a.bearer(a.logout)))
 		mux.Handle("POST /v1/auth/mfa", a.limited(a.verifyMFA))
 		mux.Handle("GET /v1/auth/challenge", a.limited(a.challenge))
+		mux.Handle("GET /assets/", assetHandler())
 		mux.Handle("POST /v1/auth/webauthn/begin", a.limited(a.webauthnLoginBegin))
 		mux.Handle("POST /v1/auth/webauthn/finish", a.limited(a.webauthnLoginFinish))
 
