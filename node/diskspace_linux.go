@@ -1,0 +1,23 @@
+package node
+
+import (
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// fsSpace is the space left to an unprivileged writer, and the size, of
+// the filesystem holding path.
+func fsSpace(path string) (avail, total int64, err error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(path, &st); err != nil {
+		return 0, 0, err
+	}
+	return int64(st.Bavail) * st.Bsize, int64(st.Blocks) * st.Bsize, nil
+}
+
+// allocate gives f size bytes of disk blocks (not a sparse file), so
+// removing it frees them.
+func allocate(f *os.File, size int64) error {
+	return unix.Fallocate(int(f.Fd()), 0, 0, size)
+}
