@@ -1,6 +1,7 @@
 package node
 
 import (
+	"errors"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -17,7 +18,18 @@ func fsSpace(path string) (avail, total int64, err error) {
 }
 
 // allocate gives f size bytes of disk blocks (not a sparse file), so
-// removing it frees them.
+// removing it frees them: fallocate, or zeros written where the
+// filesystem has no fallocate.
 func allocate(f *os.File, size int64) error {
-	return unix.Fallocate(int(f.Fd()), 0, 0, size)
+	err := unix.Fallocate(int(f.Fd()), 0, 0, size)
+	if !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.ENOSYS) {
+		return err
+	}
+	zeros := make([]byte, 1<<20)
+	for off := int64(0); off < size; off += int64(len(zeros)) {
+		if _, err := f.WriteAt(zeros[:min(int64(len(zeros)), size-off)], off); err != nil {
+			return err
+		}
+	}
+	return nil
 }
