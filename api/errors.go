@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/bulwark-auth/bulwark/authcore"
@@ -35,6 +36,7 @@ const (
 	CodeInternal                       = "internal_error"                   // 500
 	CodeUnavailable                    = "unavailable"                      // 503, with Retry-After
 	CodeNoLeader                       = "no_leader"                        // 503, with Retry-After
+	CodeDiskFull                       = "disk_full"                        // 503, with Retry-After: writes refused, reads go on
 	CodeAuditChainBroken               = "audit_chain_broken"               // 409, naming the first bad seq
 )
 
@@ -178,6 +180,11 @@ func toError(sc *scope, err error) *Error {
 	case sc.isNoLeader != nil && sc.isNoLeader(err):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeNoLeader,
 			Description: "no cluster leader is known; try again shortly", RetryAfter: retryBusy}
+	case errors.Is(err, syscall.ENOSPC):
+		// The node's data directory is full (node.ErrDiskFull matches
+		// ENOSPC): writes wait for space, reads and session checks go on.
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeDiskFull,
+			Description: "this node's disk is full, so it cannot record changes now; try again later", RetryAfter: 5 * retryBusy}
 	case errors.Is(err, authcore.ErrBusy):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
 			Description: "the server is busy; try again shortly", RetryAfter: retryBusy}

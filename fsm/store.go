@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -111,7 +112,15 @@ type Store struct {
 	// blocksGen counts the batches that added or removed a block, and
 	// restores (Reader.BlocksGeneration).
 	blocksGen atomic.Uint64
+	// noSpace, if set, is told when a commit failed for want of disk
+	// space (SetNoSpace).
+	noSpace atomic.Pointer[func(error)]
 }
+
+// SetNoSpace sets fn to be called, before ApplyBatch tries again, each time
+// a commit fails because the disk is full; the caller may free space then
+// (node releases its reserve file) and log it.
+func (s *Store) SetNoSpace(fn func(error)) { s.noSpace.Store(&fn) }
 
 // Open opens or creates state.db at path and checks it.
 //
@@ -340,6 +349,8 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 // A failure to commit the transaction means the disk refused a write the
 // cluster already agreed on; the state can no longer be trusted to match
 // the log, so ApplyBatch panics and the node restarts from what is durable.
+// A full disk is the exception: the commit is tried again until it fits
+// (SetNoSpace), since a restart would find the disk as full.
 func (s *Store) ApplyBatch(entries []Entry) []Result {
 	results := make([]Result, len(entries))
 	s.mu.RLock()
@@ -347,9 +358,10 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 	if s.db == nil {
 		panic("fsm: ApplyBatch on a closed store")
 	}
-	keysChanged, blocksChanged := false, false
+	var keysChanged, blocksChanged bool
 	var counts batchCounts
-	err := s.db.Update(func(tx *bolt.Tx) error {
+	apply := func(tx *bolt.Tx) error {
+		keysChanged, blocksChanged, counts = false, false, batchCounts{}
 		applied, _ := readApplied(tx)
 		var last *Entry
 		for i := range entries {
@@ -370,7 +382,20 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 		}
 		return tx.Bucket(bucketMeta).Put(keyApplied,
 			binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint64(nil, last.Index), last.Term))
-	})
+	}
+	err := s.db.Update(apply)
+	// A full disk refuses the commit but leaves the file as it was (bbolt
+	// rolls the transaction back, freelist included): the entries are
+	// committed in the log and must be applied, in order, so wait for
+	// space and apply them again, from scratch, rather than crash. Raft's
+	// applies wait meanwhile; reads go on.
+	for wait := 10 * time.Millisecond; err != nil && noSpace(err); wait = min(2*wait, time.Second) {
+		if fn := s.noSpace.Load(); fn != nil {
+			(*fn)(err)
+		}
+		time.Sleep(wait)
+		err = s.db.Update(apply)
+	}
 	if err != nil {
 		panic(fmt.Sprintf("fsm: commit of a batch of %d entries failed: %v", len(entries), err))
 	}
@@ -382,6 +407,11 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 		s.blocksGen.Add(1)
 	}
 	return results
+}
+
+// noSpace reports whether err says the disk (or the quota) is full.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // applyOne decodes and applies one command, and says which type it was.

@@ -1,6 +1,10 @@
 package node
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"syscall"
+)
 
 // Sentinel errors, matched with errors.Is; grouped by the file whose code
 // returns them.
@@ -13,6 +17,10 @@ var (
 	ErrNotLeader = errors.New("node: not the leader")
 	// ErrNoLeader: no leader is known, so no write can commit now.
 	ErrNoLeader = errors.New("node: no leader")
+	// ErrDiskFull: the data directory's disk is (nearly) full, so writes
+	// are refused until space returns (diskspace.go); reads go on. It
+	// matches syscall.ENOSPC too, which is how api recognises it.
+	ErrDiskFull = fmt.Errorf("node: disk full: %w", syscall.ENOSPC)
 	// ErrShutdown: the node is shutting down.
 	ErrShutdown = errors.New("node: shutting down")
 	// ErrRefused: the leader refused a forwarded write because this node

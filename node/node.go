@@ -176,6 +176,9 @@ type Node struct {
 	// leaderChanges counts the leaders this node has seen take over
 	// (LeaderChanges).
 	leaderChanges atomic.Uint64
+	// space refuses writes while the data directory's disk is full
+	// (diskspace.go).
+	space *spaceGuard
 
 	closeOnce sync.Once
 	closeErr  error
@@ -207,6 +210,8 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: open raft log: %w", err)
 	}
+	n.space = newSpaceGuard(cfg.DataDir, n.log)
+	logs := spaceStore{n.logs, n.space}
 	hlog := newHCLogger(cfg.Logger, "raft")
 	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hlog)
 	if err != nil {
@@ -215,6 +220,7 @@ func Open(cfg Config) (*Node, error) {
 	if n.store, err = openState(filepath.Join(cfg.DataDir, "state.db"), n.snaps, n.log); err != nil {
 		return nil, err
 	}
+	n.store.SetNoSpace(n.space.noSpace)
 
 	if cfg.TLS != nil {
 		cl, err := listenCluster(cfg.Listen, cfg.TLS, n.log)
@@ -269,7 +275,7 @@ func Open(cfg Config) (*Node, error) {
 	// it with the last snapshot at start, only replay the log after it.
 	rc.NoSnapshotRestoreOnStart = true
 
-	has, err := raft.HasExistingState(n.logs, n.logs, n.snaps)
+	has, err := raft.HasExistingState(logs, logs, n.snaps)
 	if err != nil {
 		return nil, fmt.Errorf("node: read raft state: %w", err)
 	}
@@ -283,7 +289,7 @@ func Open(cfg Config) (*Node, error) {
 		for _, p := range cfg.InitialPeers {
 			boot.Servers = append(boot.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.Address)})
 		}
-		if err := raft.BootstrapCluster(rc, n.logs, n.logs, n.snaps, n.trans, boot); err != nil {
+		if err := raft.BootstrapCluster(rc, logs, logs, n.snaps, n.trans, boot); err != nil {
 			return nil, fmt.Errorf("node: bootstrap: %w", err)
 		}
 		n.log.Info("bootstrapped a new cluster", "id", cfg.ID, "address", cfg.Advertise, "voters", len(boot.Servers))
@@ -291,7 +297,7 @@ func Open(cfg Config) (*Node, error) {
 	if n.startIndex, err = n.logs.LastIndex(); err != nil {
 		return nil, err
 	}
-	n.raft, err = raft.NewRaft(rc, &raftFSM{store: n.store, applied: n.noteApplied}, n.logs, n.logs, n.snaps, n.trans)
+	n.raft, err = raft.NewRaft(rc, &raftFSM{store: n.store, applied: n.noteApplied}, logs, logs, n.snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("node: start raft: %w", err)
 	}
@@ -315,6 +321,7 @@ func Open(cfg Config) (*Node, error) {
 		go n.recordOwnKey()
 	}
 	go n.raiseLevel() // level.go
+	go n.space.watch(n.done)
 	ok = true
 	return n, nil
 }
@@ -386,6 +393,9 @@ func openState(path string, snaps raft.SnapshotStore, log *slog.Logger) (*fsm.St
 // feature level is refused with fsm.ErrAboveLevel before it reaches the
 // log (checkLevel).
 func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
+	if err := n.space.check(); err != nil {
+		return nil, err
+	}
 	data, err := cmd.Encode()
 	if err != nil {
 		return nil, err
@@ -468,6 +478,9 @@ func (n *Node) applyHere(ctx context.Context, cmd fsm.Command) error {
 // proposeHere is applyHere, with the level check or (raising the level
 // itself, node/level.go) without.
 func (n *Node) proposeHere(ctx context.Context, cmd fsm.Command, checkLevel bool) error {
+	if err := n.space.check(); err != nil {
+		return err
+	}
 	data, err := cmd.Encode()
 	if err != nil {
 		return err
@@ -546,6 +559,9 @@ func (n *Node) raftErr(err error) error {
 		return fmt.Errorf("%w: %v", ErrNoLeader, err)
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return ErrShutdown
+	case isNoSpace(err): // raft.db refused the append even after the reserve went
+		n.space.noSpace(err)
+		return fmt.Errorf("%w: data directory %s: %v", ErrDiskFull, n.cfg.DataDir, err)
 	}
 	return err
 }

@@ -16,7 +16,21 @@ func ServerTLSConfig(cert tls.Certificate, minVersion uint16) *tls.Config {
 	return &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		MinVersion:   minVersion,
+		CipherSuites: tls12Suites,
 	}
+}
+
+// tls12Suites are the TLS 1.2 suites served when TLS 1.2 is allowed:
+// forward secret and AEAD only. Go's defaults add ECDHE with AES-CBC and
+// SHA-1, which scanners (testssl.sh) flag as obsolete. TLS 1.3's suites
+// are not configurable and all AEAD.
+var tls12Suites = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
 // LoadOperatorCert loads an operator-provided PEM certificate chain and
