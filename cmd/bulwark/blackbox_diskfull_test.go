@@ -148,7 +148,9 @@ func rawCall(c *http.Client, url, bearer string, body any) (int, map[string]any,
 // crashes nor corrupts anything, and that it accepts writes again, without
 // a restart, once the filler is removed.
 func TestBlackBoxDiskFull(t *testing.T) {
-	n := newTestNode(t, "[auth.rate_limit]\nexempt = [\"127.0.0.0/8\"]\n")
+	// Room for every session the clients make: none is evicted by the
+	// per-user limit, so each acknowledged one must be there at the end.
+	n := newTestNode(t, "[auth.rate_limit]\nexempt = [\"127.0.0.0/8\"]\n[auth.sessions]\nmax_per_user = 10000\n")
 	kind := mountTiny(t, n, n.dataDir(), 24)
 	n.start()
 	const pw = "correct horse battery staple"
@@ -213,8 +215,12 @@ func TestBlackBoxDiskFull(t *testing.T) {
 	if _, errOut, c := n.cli(pw+"\n", "user", "add", "late", "--password-stdin"); c == 0 || !strings.Contains(errOut, "disk") {
 		t.Errorf("user add on a full disk: exit %d, %q; want a failure that names the disk", c, errOut)
 	}
-	logs := n.logs.String()
-	if !strings.Contains(logs, "disk full") || !strings.Contains(logs, n.dataDir()) {
+	// The line is written before the first refusal; stderr reaches the
+	// test through a pipe, so give it a moment.
+	if _, ok := waitfor.Poll(5*time.Second, 50*time.Millisecond, func() bool {
+		logs := n.logs.String()
+		return strings.Contains(logs, "disk full") && strings.Contains(logs, n.dataDir())
+	}); !ok {
 		t.Errorf("no log line says the disk of %s is full", n.dataDir())
 	}
 
