@@ -2,7 +2,10 @@
 #
 #   make run     build and start a dev node on 127.0.0.1 (./bulwark-data)
 #   make test    everything CI runs: deps, go.mod tidy, gofmt, go vet, tests with -race,
-#                the alert rules' tests (alerts-check)
+#                a minute of the chaos checker (chaos-short), the alert rules'
+#                tests (alerts-check)
+#   make chaos   failover timings and the full nemesis with its checker;
+#                make chaos-selftest shows the checker catching planted bugs
 #   make bench   benchmarks (fsm and node write throughput)
 #   make fuzz    each fuzz target for FUZZTIME
 
@@ -64,7 +67,13 @@ unit:
 	# the generic argon2 code that arm64 and other platforms run
 	$(GO) test -count=1 -tags purego ./authcore/internal/argon2
 
-test: deps tidy-check fmt-check vet systemd-check unit alerts-check
+test: deps tidy-check fmt-check vet systemd-check unit chaos-short alerts-check
+
+# chaos-short: the nemesis and its checker for about a minute (15 faults,
+# cmd/bulwark/chaos_test.go); make chaos runs it in full.
+.PHONY: chaos-short
+chaos-short:
+	BULWARK_CHAOS_RUN=short $(GO) test -count=1 -timeout 5m -run '^TestChaos$$' ./cmd/bulwark
 
 # alerts-check: packaging/alerts.yml parsed by Prometheus' rule parser and
 # each alert fired (and kept quiet) by its own series in Prometheus' PromQL

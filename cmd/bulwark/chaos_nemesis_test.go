@@ -179,6 +179,7 @@ func (m *nemesis) run(max int, deadline time.Time) {
 		n := m.nodes[m.rng.IntN(len(m.nodes))]
 		hold := time.Duration(500+m.rng.IntN(2000)) * time.Millisecond
 		var kind string
+		began := time.Now()
 		switch m.rng.IntN(6) {
 		case 0:
 			kind = "kill -9"
@@ -218,7 +219,7 @@ func (m *nemesis) run(max int, deadline time.Time) {
 			n.proxy.heal()
 		}
 		m.faults[kind]++
-		m.log = append(m.log, fmt.Sprintf("%s %s of %s for %v", time.Now().Format("15:04:05.000"), kind, n.name(), hold))
+		m.log = append(m.log, fmt.Sprintf("%s %s of %s for %v", began.Format("15:04:05.000"), kind, n.name(), hold))
 		time.Sleep(time.Duration(500+m.rng.IntN(1000)) * time.Millisecond)
 		if t.Failed() {
 			return
