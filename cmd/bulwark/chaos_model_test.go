@@ -125,9 +125,13 @@ func chaosStep(st userState, in chaosInput, out chaosOutput) []userState {
 		m[out.Sid] = out.Refresh
 		return []userState{withSessions(st, m)}
 	case opMe:
-		if (out.Outcome == outOK) != live(in.Sid) {
-			return nil // a revoked session accepted, or a live one refused
+		if out.Outcome == outOK && !live(in.Sid) {
+			return nil // a revoked session accepted
 		}
+		// A live session refused is no security fact: a node that has
+		// not applied the login yet, or is cut off and stops vouching
+		// (503 is unknown, but a node behind answers 401). A lost session
+		// shows in its refresh, a write, which must not be refused.
 		return []userState{st}
 	case opRefresh:
 		cur, ok := m[in.Sid]
@@ -135,10 +139,9 @@ func chaosStep(st userState, in chaosInput, out chaosOutput) []userState {
 			if !live(in.Sid) || in.Refresh != cur {
 				return nil // a dead refresh token, or one of a dead session, accepted
 			}
-			if out.Refresh != "" {
-				m[in.Sid] = out.Refresh
-			} else {
-				delete(m, in.Sid) // an unseen answer: its new token is never presented
+			m[in.Sid] = out.Refresh
+			if out.Refresh == "" {
+				m[in.Sid] = "unseen" // an answer nobody saw: its token is never presented
 			}
 			return []userState{withSessions(st, m)}
 		}
@@ -168,10 +171,20 @@ func chaosStep(st userState, in chaosInput, out chaosOutput) []userState {
 		if in.Gen != st.gen || st.disabled {
 			return nil // changed from an old password, or for a disabled user
 		}
+		// Every other session dies; the one that changed it goes on with
+		// the answer's fresh refresh token (unseen if nobody saw it).
 		st.gen = in.Gen + 1
+		_, keep := m[in.Sid]
 		m = map[string]string{}
+		rt := out.Refresh
+		if rt == "" {
+			rt = "unseen"
+		}
+		if keep {
+			m[in.Sid] = rt
+		}
 		if out.Sid != "" {
-			m[out.Sid] = out.Refresh
+			m[out.Sid] = rt
 		}
 		return []userState{withSessions(st, m)}
 	case opDisable:
