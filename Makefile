@@ -2,7 +2,10 @@
 #
 #   make run     build and start a dev node on 127.0.0.1 (./bulwark-data)
 #   make test    everything CI runs: deps, go.mod tidy, gofmt, go vet, tests with -race,
-#                the alert rules' tests (alerts-check)
+#                a minute of the chaos checker (chaos-short), the alert rules'
+#                tests (alerts-check)
+#   make chaos   failover timings and the full nemesis with its checker;
+#                make chaos-selftest shows the checker catching planted bugs
 #   make bench   benchmarks (fsm and node write throughput)
 #   make fuzz    each fuzz target for FUZZTIME
 
@@ -68,7 +71,13 @@ unit:
 	# the generic argon2 code that arm64 and other platforms run
 	$(GO) test -count=1 -tags purego ./authcore/internal/argon2
 
-test: deps tidy-check fmt-check vet systemd-check unit alerts-check
+test: deps tidy-check fmt-check vet systemd-check unit chaos-short alerts-check
+
+# chaos-short: the nemesis and its checker for about a minute (15 faults,
+# cmd/bulwark/chaos_test.go); make chaos runs it in full.
+.PHONY: chaos-short
+chaos-short:
+	BULWARK_CHAOS_RUN=short $(GO) test -count=1 -timeout 5m -run '^TestChaos$$' ./cmd/bulwark
 
 # alerts-check: packaging/alerts.yml parsed by Prometheus' rule parser and
 # each alert fired (and kept quiet) by its own series in Prometheus' PromQL
@@ -95,8 +104,25 @@ bench-quick: build
 # and five graceful (SIGTERM) leader stops, each failing if logins on a
 # survivor stall over 100 ms. make test runs one trial of each with a
 # loose bound.
+#
+# It then runs the nemesis with the linearizability checker in full
+# (cmd/bulwark/chaos_test.go: 60 faults, at most 6 minutes of faults):
+# kill -9, SIGSTOP pauses, cuts and slow links on the cluster port, a
+# workload of logins, refreshes, logouts, session deletes, password
+# changes and disables, checked with porcupine; it fails on any anomaly.
 chaos:
 	BULWARK_CHAOS=1 $(GO) test -count=1 -v -run 'TestBlackBoxCluster(Failover|GracefulLeaderStop|LockoutBound)' ./cmd/bulwark
+	BULWARK_CHAOS_RUN=full $(GO) test -count=1 -v -timeout 10m -run '^TestChaos$$' ./cmd/bulwark
+
+# chaos-selftest: the checker catches each bug planted by a build tag
+# (authcore/chaosbug_*.go): a revoked session accepted, no lockout
+# reservation, a revocation acknowledged before it commits. Each run
+# fails unless the checker reports an anomaly.
+.PHONY: chaos-selftest
+chaos-selftest:
+	for bug in revocation lockout ackearly; do \
+		BULWARK_CHAOS_RUN=short BULWARK_CHAOS_BUG=$$bug $(GO) test -count=1 -v -timeout 10m -run '^TestChaos$$' ./cmd/bulwark || exit 1; \
+	done
 
 # fuzz: every Fuzz target of the module, found by go test -list so that
 # none is forgotten, each for FUZZTIME, one after another; it fails if any

@@ -253,6 +253,9 @@ const pendingTTL = 30 * time.Second
 // a second factor (a signed-in user, a user whose password checked out)
 // are not challenged.
 func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo, gate *fsm.LoginAttemptV3) (int64, error) {
+	if chaosBugLockout { // planted bug (chaos selftest): no slot reserved before the check
+		return 0, nil
+	}
 	deadline := time.Now().Add(s.cfg.HashWait)
 	v2 := s.proposable(fsm.TypeLoginAttempt, 2)
 	v3 := gate != nil && s.proposable(fsm.TypeLoginAttempt, 3)
@@ -604,11 +607,14 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*Principal, 
 			return issErr
 		}
 		sess, err := r.Session(claims.Sid)
+		if chaosBugRevocation && err != nil { // planted bug (chaos selftest): a revoked session passes
+			sess, err = &fsm.Session{ID: claims.Sid, UserID: claims.Subject, ExpiresAt: now.Add(time.Hour)}, nil
+		}
 		if err != nil || sess.UserID != claims.Subject || !sess.Alive(now) {
 			return ErrInvalidToken
 		}
 		u, err := r.UserByID(claims.Subject)
-		if err != nil || u.Disabled {
+		if err != nil || (u.Disabled && !chaosBugRevocation) {
 			return ErrInvalidToken
 		}
 		p = &Principal{UserID: u.ID, Username: u.Username, SessionID: sess.ID, Roles: u.Roles, Claims: claims,

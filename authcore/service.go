@@ -318,6 +318,15 @@ func (s *Service) proposable(t fsm.Type, v uint16) bool {
 // its connection, so closing it halfway through a request buys an
 // attacker nothing.
 func (s *Service) propose(ctx context.Context, cmd fsm.Command) (any, error) {
+	if chaosBugAckearly && cmd.Type == fsm.TypeSessionRevoke { // planted bug (chaos selftest): acknowledged before it commits
+		go func() {
+			time.Sleep(500 * time.Millisecond)
+			ctx, cancel := s.detach(ctx)
+			defer cancel()
+			s.store.Apply(ctx, cmd)
+		}()
+		return nil, nil
+	}
 	ctx, cancel := s.detach(ctx)
 	defer cancel()
 	return s.store.Apply(ctx, cmd)
