@@ -36,9 +36,9 @@ var forbidden = map[string][]string{
 // module package, and so no clock: Apply reads the time from the command.
 var allowedSelf = map[string][]string{
 	"fsm":         {},
-	"authcore":    {module + "/fsm", module + "/authcore/", module + "/internal/clock"},
+	"authcore":    {module + "/fsm", module + "/authcore/", module + "/internal/clock", module + "/internal/auditsig"},
 	"api":         {module + "/authcore", module + "/fsm"}, // fsm only through authcore's types
-	"node":        {module + "/fsm", module + "/tpm", module + "/node/", module + "/internal/clock"},
+	"node":        {module + "/fsm", module + "/tpm", module + "/node/", module + "/internal/clock", module + "/internal/auditsig"},
 	"tpm":         {},
 	"node/escrow": {module + "/fsm", module + "/tpm", module + "/tpm/"},
 }

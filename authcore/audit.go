@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/auditsig"
 )
 
 // AuditEntry is one entry of the hash-chained audit trail, as the admin
@@ -61,7 +62,7 @@ func (s *Service) VerifyAudit(ctx context.Context) (count uint64, err error) {
 		return 0, err
 	}
 	err = s.store.View(func(r fsm.Reader) error {
-		rep, verr := r.VerifyAuditTrail(checkAuditSignature)
+		rep, verr := r.VerifyAuditTrail(auditsig.Check)
 		count = rep.Entries
 		return verr
 	})

@@ -109,37 +109,6 @@ func loadAuditSigner(v KeyVault) (*auditSigner, error) {
 	return &auditSigner{es256: es, mldsa: ml, es256Pub: spki, mldsaPub: raw}, nil
 }
 
-// checkAuditSignature verifies a checkpoint signature (fsm.SignatureCheck),
-// as node.CheckAuditSignature does offline.
-func checkAuditSignature(k *fsm.AuditPublicKey, msg, sig []byte) error {
-	switch k.Alg {
-	case fsm.AuditAlgES256:
-		pub, err := x509.ParsePKIXPublicKey(k.Public)
-		if err != nil {
-			return fmt.Errorf("the recorded key does not parse: %w", err)
-		}
-		ec, ok := pub.(*ecdsa.PublicKey)
-		if !ok || ec.Curve != elliptic.P256() {
-			return fmt.Errorf("the recorded key is a %T, not P-256", pub)
-		}
-		sum := sha256.Sum256(msg)
-		if !ecdsa.VerifyASN1(ec, sum[:], sig) {
-			return errors.New("ECDSA verification failed")
-		}
-		return nil
-	case fsm.AuditAlgMLDSA65:
-		pub, err := mldsa65Public(k.Public)
-		if err != nil {
-			return fmt.Errorf("the recorded key does not parse: %w", err)
-		}
-		if len(sig) != mldsa65.SignatureSize || !mldsa65.Verify(pub, msg, nil, sig) {
-			return errors.New("ML-DSA-65 verification failed")
-		}
-		return nil
-	}
-	return fmt.Errorf("unknown algorithm %q", k.Alg)
-}
-
 // vaultKey loads the key name, or makes and stores it for alg.
 func vaultKey(v KeyVault, name, alg string) (crypto.Signer, error) {
 	if g, ok := v.(KeyGenerator); ok && alg == AlgES256 {

@@ -15,6 +15,7 @@ import (
 	"github.com/cloudflare/circl/sign/mldsa/mldsa65"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/auditsig"
 	"github.com/bulwark-auth/bulwark/internal/waitfor"
 )
 
@@ -220,7 +221,7 @@ func TestCheckAuditSignature(t *testing.T) {
 	keys := a.keys("n1")
 	check := func(i int, sig []byte) error {
 		k := &fsm.AuditPublicKey{AuditKey: keys[i]}
-		return checkAuditSignature(k, cp.Preimage(), sig)
+		return auditsig.Check(k, cp.Preimage(), sig)
 	}
 	if err := check(0, cp.ES256Sig); err != nil {
 		t.Fatalf("ES256: %v", err)

@@ -203,8 +203,8 @@ func (s *Service) VerifyMFA(ctx context.Context, mfaToken, method, code string) 
 	}
 	ctx, cancel := s.detach(ctx)
 	defer cancel()
-	u, err := s.find(tk.UserID)
-	if err != nil || u.ID != tk.UserID || u.Disabled || u.PasswordGen != tk.PwdGen {
+	u, err := s.userByID(tk.UserID)
+	if err != nil || u.Disabled || u.PasswordGen != tk.PwdGen {
 		return Tokens{}, fmt.Errorf("%w; sign in again", ErrInvalidMFAToken)
 	}
 	lock := mfaLockName(u.ID)

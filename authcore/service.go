@@ -603,6 +603,17 @@ func (s *Service) find(nameOrID string) (*fsm.User, error) {
 	return u, err
 }
 
+// userByID reads a user by id alone (find also tries a username).
+func (s *Service) userByID(id string) (*fsm.User, error) {
+	var u *fsm.User
+	err := s.store.View(func(r fsm.Reader) error {
+		var err error
+		u, err = r.UserByID(id)
+		return err
+	})
+	return u, err
+}
+
 func (s *Service) lookup(name string) (*fsm.User, error) {
 	var u *fsm.User
 	err := s.store.View(func(r fsm.Reader) error {

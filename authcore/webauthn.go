@@ -290,16 +290,6 @@ func validName(name string) error {
 	return nil
 }
 
-func (s *Service) userByID(id string) (*fsm.User, error) {
-	var u *fsm.User
-	err := s.store.View(func(r fsm.Reader) error {
-		var err error
-		u, err = r.UserByID(id)
-		return err
-	})
-	return u, err
-}
-
 // registrationParams are the key types bulwark accepts: what every
 // authenticator offers, and keys small enough to seal within
 // fsm.MaxSealedBytes.

@@ -61,6 +61,7 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/auditsig"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
 )
@@ -467,7 +468,7 @@ func RestoreBackup(dataDir, nodeID, advertise string, r io.Reader) (RestoreInfo,
 	ri.AppliedIndex, ri.AppliedTerm, err = store.Applied()
 	if err == nil {
 		err = store.View(func(rd fsm.Reader) error {
-			rep, aerr := rd.VerifyAuditTrail(CheckAuditSignature)
+			rep, aerr := rd.VerifyAuditTrail(auditsig.Check)
 			ri.AuditEntries = rep.Entries
 			if aerr != nil {
 				ri.AuditProblem = aerr.Error()
