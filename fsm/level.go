@@ -32,12 +32,14 @@ import (
 //	   and codes (oidc.go)
 //	   (blocks: block.add, block.remove, and login.failure v3, which
 //	   counts failures per address and blocks it at a threshold)
+//	5: data-subject requests, retention and the scorecard's records
+//	   (each command's row names it)
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.
 const (
 	// MaxLevel is the highest level this binary applies.
-	MaxLevel = 4
+	MaxLevel = 5
 	// LevelIssuers is the level of key.publish v2 and tokens.issuer v1:
 	// the issuers every member accepts are recorded in the log.
 	LevelIssuers = 3
