@@ -57,6 +57,7 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeSessionCreate, 3, Result{Value: sess}},
 		{TypeWebhookCursor, 1, Result{Value: uint64(42)}},
 		{TypeLoginAttempt, 3, Result{Value: AttemptResult{ChallengeRequired: true, Suspicion: 4}}},
+		{TypeLoginAttempt, 4, Result{Value: AttemptResult{ChallengeRequired: true, Suspicion: 4, Blocked: true}}},
 		{TypeTicketSpend, 1, Result{}},
 		{TypeForbidden, 1, Result{Value: ForbiddenResult{Flagged: true, Revoked: 2}}},
 		{TypeLockdown, 1, Result{Value: LockdownState{Active: true, Since: at, Reason: "breach", Actor: "a"}}},
