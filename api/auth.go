@@ -337,11 +337,13 @@ func (a *apiHandlers) changePassword(w http.ResponseWriter, r *http.Request, p *
 
 // patchUserRequest is PATCH /v1/admin/users/{id}: the members present are
 // changed, the rest left alone (RFC 7396 style, sent as application/json).
-// Only "disabled" exists so far; changing email and roles needs authcore
-// support and comes later, and until then naming them is 400 like any
-// unknown member.
+// "disabled" and "flagged" (only false: clearing the flag repeated
+// admin-route refusals set; true is 400) exist so far; changing email and
+// roles needs authcore support and comes later, and until then naming
+// them is 400 like any unknown member.
 type patchUserRequest struct {
 	Disabled *bool `json:"disabled"`
+	Flagged  *bool `json:"flagged"`
 }
 
 func (a *apiHandlers) adminPatchUser(w http.ResponseWriter, r *http.Request, _ *authcore.Principal) {
@@ -350,13 +352,21 @@ func (a *apiHandlers) adminPatchUser(w http.ResponseWriter, r *http.Request, _ *
 		writeError(w, r, err)
 		return
 	}
+	if req.Flagged != nil && *req.Flagged {
+		writeError(w, r, fmt.Errorf("%w: flagged can only be set to false (accounts are flagged by the detection rules)", authcore.ErrInvalidInput))
+		return
+	}
 	var (
 		u   authcore.User
 		err error
 	)
-	if req.Disabled != nil {
+	if req.Flagged != nil {
+		u, err = a.users.Unflag(r.Context(), r.PathValue("user"))
+	}
+	if err == nil && req.Disabled != nil {
 		u, err = a.users.SetDisabled(r.Context(), r.PathValue("user"), *req.Disabled)
-	} else { // nothing to change: answer the user as it is
+	}
+	if err == nil && req.Disabled == nil && req.Flagged == nil { // nothing to change: answer the user as it is
 		u, err = a.users.User(r.Context(), r.PathValue("user"))
 	}
 	if err != nil {

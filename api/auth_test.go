@@ -334,7 +334,7 @@ func newAuthEnv(t *testing.T, opts Options) *authEnv {
 	logger, _ := newTestLogger(t)
 	opts.Logger = logger
 	env := &authEnv{auth: newFakeAuth(), users: newFakeUsers()}
-	env.users.users["erin"] = authcore.User{ID: "id-erin", Username: "erin", Roles: []string{}}
+	env.users.users["erin"] = authcore.User{ID: "id-erin", Username: "erin", Roles: []string{}, Flagged: true}
 	env.h = NewHandler(opts, fakeReady{ok: true}, env.users, env.auth)
 	return env
 }
@@ -716,6 +716,12 @@ func TestAdminRoutesAuthorization(t *testing.T) {
 		{"PATCH", "/v1/admin/users/id-erin", `{"disabled":true}`, 200, func(t *testing.T, env *authEnv, rec *httptest.ResponseRecorder) {
 			if !decodeAs[authcore.User](t, rec).Disabled {
 				t.Errorf("patch %s", rec.Body)
+			}
+		}},
+		{"PATCH", "/v1/admin/users/id-erin", `{"flagged":true}`, 400, func(t *testing.T, env *authEnv, rec *httptest.ResponseRecorder) {}},
+		{"PATCH", "/v1/admin/users/id-erin", `{"flagged":false}`, 200, func(t *testing.T, env *authEnv, rec *httptest.ResponseRecorder) {
+			if u := decodeAs[authcore.User](t, rec); u.Flagged || env.users.users["erin"].Flagged {
+				t.Errorf("unflag %s", rec.Body)
 			}
 		}},
 		{"DELETE", "/v1/admin/users/id-erin", "", 204, func(t *testing.T, env *authEnv, rec *httptest.ResponseRecorder) {

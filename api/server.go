@@ -21,6 +21,8 @@ type UserAdmin interface {
 	Users(ctx context.Context) ([]authcore.User, error)
 	User(ctx context.Context, nameOrID string) (authcore.User, error)
 	SetDisabled(ctx context.Context, nameOrID string, disabled bool) (authcore.User, error)
+	// Unflag clears the flag repeated admin-route refusals set.
+	Unflag(ctx context.Context, nameOrID string) (authcore.User, error)
 	DeleteUser(ctx context.Context, nameOrID string) error
 	// ReadBarrier returns once the local state holds every write the
 	// cluster acknowledged before the call (authcore.Service.ReadBarrier).

@@ -554,6 +554,23 @@ func (s *Service) SetDisabled(ctx context.Context, nameOrID string, disabled boo
 	return s.applyUser(ctx, cmd, s.adminEvent(ctx, event, u.ID, map[string]string{"username": u.Username}))
 }
 
+// Unflag clears the flag repeated admin-route refusals put on a user
+// (incident.forbidden); the sessions it revoked stay revoked.
+func (s *Service) Unflag(ctx context.Context, nameOrID string) (User, error) {
+	u, err := s.find(nameOrID)
+	if err != nil {
+		return User{}, err
+	}
+	if !s.proposable(fsm.TypeUserUnflag, 1) {
+		return User{}, ErrUpgradePending
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeUserUnflag, 1, s.now().UnixNano(), fsm.UserUnflag{ID: u.ID})
+	if err != nil {
+		return User{}, err
+	}
+	return s.applyUser(ctx, cmd, s.adminEvent(ctx, "user.unflag", u.ID, map[string]string{"username": u.Username}))
+}
+
 // DeleteUser removes a user.
 func (s *Service) DeleteUser(ctx context.Context, nameOrID string) error {
 	u, err := s.find(nameOrID)

@@ -289,6 +289,7 @@ func applySeeds(t testing.TB) map[Type][]any {
 			LoginFailure{Username: "alice", Slot: seedTime.Add(9 * time.Second).UnixNano(), MaxAttempts: 3, Window: window, Subject: "u1"},
 			LoginFailureV3{LoginFailureV2: limits("alice", seedTime.Add(9*time.Second).UnixNano()),
 				Detect: DetectLimits{Window: int64(time.Minute), BlockAfterFailures: 1, BlockAfterUsernames: 1, BlockFor: int64(time.Hour)}}},
+		TypeUserUnflag:   {UserUnflag{ID: "u1"}, UserUnflag{ID: "nobody"}},
 		TypeLoginRelease: {LoginRelease{Username: "alice", Slot: seedTime.Add(9 * time.Second).UnixNano()}},
 		TypeLockoutReset: {LockoutReset{Username: "alice", Actor: "local-admin"}},
 		TypeSweep:        {SweepV2{Limit: 10, Migrate: 10}, Sweep{Limit: 10}},

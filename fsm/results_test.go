@@ -60,6 +60,7 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeLoginAttempt, 4, Result{Value: AttemptResult{ChallengeRequired: true, Suspicion: 4, Blocked: true}}},
 		{TypeTicketSpend, 1, Result{}},
 		{TypeForbidden, 1, Result{Value: ForbiddenResult{Flagged: true, Revoked: 2}}},
+		{TypeUserUnflag, 1, Result{Value: &User{ID: "u1", Username: "alice", CreatedAt: at, UpdatedAt: at}}},
 		{TypeLockdown, 1, Result{Value: LockdownState{Active: true, Since: at, Reason: "breach", Actor: "a"}}},
 		{TypeLockdownRelease, 1, Result{Value: LockdownState{ReleasedAt: &at}}},
 		{TypeMFATOTPEnroll, 1, Result{Value: &MFA{PendingTOTP: &TOTPFactor{Sealed: []byte("s"), CreatedAt: at}}}},
