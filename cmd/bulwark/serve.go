@@ -288,7 +288,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	go core.RunKeyRotation(ctx, cfg.Tokens.RotateEvery.Duration, min(cfg.Tokens.RotateEvery.Duration/10, 10*time.Minute))
 	go core.RunAuditVerifier(ctx, auditCheckEvery)
 	go publishAuditKeys(ctx, core, logger)
-	go core.RunAuditCheckpoints(ctx, 0, 0, 5*time.Second) // the defaults: 1000 entries or 5 minutes
+	go core.RunAuditCheckpoints(ctx, cfg.Audit.CheckpointEntries, cfg.Audit.CheckpointInterval.Duration,
+		min(5*time.Second, cfg.Audit.CheckpointInterval.Duration))
 	ready := readiness{n, &keyPublished}
 
 	rl := cfg.Auth.RateLimit

@@ -44,8 +44,10 @@ type Config struct {
 	MFA     MFA     `toml:"mfa"`
 	// Incident is [incident]: detection, response and notification.
 	Incident Incident `toml:"incident"`
-	Log      Log      `toml:"log"`
-	Server   Server   `toml:"server"`
+	// Audit is [audit]: the signed checkpoints of the audit trail.
+	Audit  Audit  `toml:"audit"`
+	Log    Log    `toml:"log"`
+	Server Server `toml:"server"`
 
 	// src remembers where Load found each value, so Validate can name the
 	// line. Nil for a Config that did not come from a file.
@@ -166,6 +168,16 @@ type Metrics struct {
 	// listener, for diagnosing performance. Off by default: profiles and
 	// traces reveal internals (never keys).
 	Pprof bool `toml:"pprof"`
+}
+
+// Audit is the [audit] table: when the leader signs a checkpoint of the
+// audit trail (authcore/checkpoint.go): after CheckpointEntries entries
+// or CheckpointInterval, whichever comes first (and at stop, before a
+// backup or a forensic copy). A shorter schedule bounds how much of the
+// trail's tail an attacker who takes a node could rewrite unnoticed.
+type Audit struct {
+	CheckpointEntries  int      `toml:"checkpoint_entries"`
+	CheckpointInterval Duration `toml:"checkpoint_interval"`
 }
 
 // MFA is the [mfa] table: second factors.
@@ -294,6 +306,7 @@ func Default() Config {
 		Incident: Incident{Exempt: []CIDR{}, ChallengeAfterFailures: 3, Webhooks: []Webhook{},
 			Window: Duration{time.Minute}, BlockAfterFailures: 10, BlockAfterUsernames: 5, BlockFor: Duration{time.Hour},
 			RevokeAfterForbidden: 5},
+		Audit:  Audit{CheckpointEntries: 1000, CheckpointInterval: Duration{5 * time.Minute}},
 		Log:    Log{Level: "info", Format: "text"},
 		Server: Server{MemoryLimit: MemoryLimit{}},
 	}

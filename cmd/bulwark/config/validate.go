@@ -283,6 +283,12 @@ func (c *Config) Validate() error {
 	between(v, "incident.block_after_failures", inc.BlockAfterFailures, 0, maxBlockAfterFailures)
 	between(v, "incident.block_after_usernames", inc.BlockAfterUsernames, 0, maxBlockAfterUsernames)
 
+	between(v, "audit.checkpoint_entries", c.Audit.CheckpointEntries, 1, 1_000_000)
+	if v.positive("audit.checkpoint_interval", c.Audit.CheckpointInterval) &&
+		(c.Audit.CheckpointInterval.Duration < 10*time.Second || c.Audit.CheckpointInterval.Duration > 24*time.Hour) {
+		v.add("audit.checkpoint_interval", "%s is not 10s to 24h", c.Audit.CheckpointInterval)
+	}
+
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "text", "json")
 

@@ -45,6 +45,8 @@ var badValues = []struct {
 	{key: "auth.rate_limit.exempt", value: `["nonsense"]`},
 	{key: "incident.window", value: `"0s"`},
 	{key: "incident.block_after_failures", value: `-1`},
+	{key: "audit.checkpoint_entries", value: `0`},
+	{key: "audit.checkpoint_interval", value: `"1s"`},
 	{key: "incident.block_after_usernames", value: `101`},
 	{key: "incident.block_for", value: `"400d"`},
 	{key: "incident.revoke_after_forbidden", value: `1001`},
