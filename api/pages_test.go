@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bulwark-auth/bulwark/authcore"
 )
@@ -244,5 +245,37 @@ func TestAccountStepUp(t *testing.T) {
 	page := c.do("GET", "/login?reauth=1", nil).Body.String()
 	if !strings.Contains(page, "Confirm it&#39;s you") || !strings.Contains(page, `value="alice" readonly`) {
 		t.Fatalf("reauth page: %.600s", page)
+	}
+}
+
+// The sign-in POSTs are behind the per-address limit and the per-name
+// one, answered as pages; a name whose failures emptied its bucket is
+// refused before its password is checked, in the lockout's words.
+func TestLoginPageRateLimits(t *testing.T) {
+	logger, _ := newTestLogger(t)
+	auth := newFakeAuth()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rl := NewRateLimiter(RateLimitConfig{PerIP: 0.001, PerIPBurst: 4, PerUsername: 0.001, PerUsernameBurst: 2,
+		Now: func() time.Time { return now }})
+	c := &pageClient{t: t, h: NewHandler(Options{Logger: logger, RateLimit: rl}, fakeReady{ok: true}, newFakeUsers(), auth),
+		cookies: map[string]string{}}
+	token := csrf(t, c.do("GET", "/login", nil).Body.String())
+	wrong := url.Values{fieldCSRF: {token}, "username": {"alice"}, "password": {"wrong"}}
+	for i := range 2 {
+		if rec := c.do("POST", "/login", wrong); rec.Code != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: %d", i, rec.Code)
+		}
+	}
+	logins := auth.count("Login")
+	rec := c.do("POST", "/login", wrong)
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") == "" ||
+		!strings.Contains(rec.Body.String(), "Too many failed attempts") || auth.count("Login") != logins {
+		t.Fatalf("a name over its limit: %d %q, %d logins", rec.Code, rec.Header().Get("Retry-After"), auth.count("Login")-logins)
+	}
+	c.do("POST", "/login", wrong)
+	rec = c.do("POST", "/login", wrong) // the fifth POST from this address
+	if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Header().Get("Content-Type"), "text/html") ||
+		!strings.Contains(rec.Body.String(), "Too many requests") {
+		t.Fatalf("an address over its limit: %d %s", rec.Code, rec.Header().Get("Content-Type"))
 	}
 }
