@@ -89,7 +89,9 @@ func (a *apiHandlers) loginPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, accountPath, http.StatusSeeOther)
 		return
 	}
-	renderPage(w, http.StatusOK, "login", f.view(w, r, "Sign in"))
+	v := f.view(w, r, "Sign in")
+	v.Script = !f.reauth // the passkey button
+	renderPage(w, http.StatusOK, "login", v)
 }
 
 // loginSubmit serves POST /login: the password.
@@ -121,6 +123,7 @@ func (a *apiHandlers) loginSubmit(w http.ResponseWriter, r *http.Request) {
 // password form again.
 func (a *apiHandlers) firstFactorRefused(w http.ResponseWriter, r *http.Request, f loginFlow, name string, err error) {
 	v := f.view(w, r, "Sign in")
+	v.Script = !f.reauth
 	if !f.reauth && len(name) <= 256 {
 		v.Username = name
 	}
@@ -129,7 +132,7 @@ func (a *apiHandlers) firstFactorRefused(w http.ResponseWriter, r *http.Request,
 	case errors.As(err, &ce):
 		b, _ := json.Marshal(ce.Challenge)
 		v.Challenge = string(b)
-		v.Error = "There were too many failed sign-ins. Your browser now solves a short puzzle before it may try again; then enter your password and sign in."
+		v.Error = "There were too many failed sign-ins. Enter your password again while your browser solves a short check."
 		renderPage(w, http.StatusPreconditionRequired, "login", v)
 	case isTooMany(err):
 		w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(err)))

@@ -113,6 +113,29 @@
     });
   }
 
+  // Sign-in page: a passkey alone (a discoverable credential that
+  // verifies its user: two factors in one).
+  var signin = document.getElementById("passkey-signin");
+  if (signin) {
+    signin.hidden = false;
+    signin.addEventListener("submit", async function (ev) {
+      if (signin.elements.credential.value) return;
+      ev.preventDefault();
+      say("");
+      busy(signin, true);
+      try {
+        var begin = await ceremony("/v1/auth/webauthn/begin", "{}", { "Content-Type": "application/json" });
+        var cred = await navigator.credentials.get({ publicKey: requestOptions(begin.publicKey) });
+        signin.elements.challenge_id.value = begin.challenge_id;
+        signin.elements.credential.value = credentialJSON(cred);
+        signin.submit();
+      } catch (err) {
+        busy(signin, false);
+        failed(err);
+      }
+    });
+  }
+
   // Account page: register a new passkey.
   var add = document.getElementById("passkey-add");
   if (add) {
