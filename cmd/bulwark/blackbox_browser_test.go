@@ -344,6 +344,16 @@ func TestBlackBoxBrowserPages(t *testing.T) {
 		Endpoint: oauth2.Endpoint{AuthURL: base + "/oauth2/authorize", TokenURL: base + "/oauth2/token"}}
 	verifier := oauth2.GenerateVerifier()
 	authURL := cfg.AuthCodeURL("st-browser", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("prompt", "login"))
+	// The page allows exactly one more form target: this request's
+	// redirect_uri origin.
+	resp, err := n.client().Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.HasSuffix(csp, "; form-action 'self' "+rp.URL) {
+		t.Fatalf("the OIDC sign-in page's policy: %q", csp)
+	}
 	c.do("authorize", chromedp.Navigate(authURL), chromedp.WaitVisible(chromedp.CSS("#login-form")))
 	if client := c.text(".client"); !strings.Contains(client, "app") {
 		t.Fatalf("the sign-in page does not name the client: %q", client)
