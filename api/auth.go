@@ -208,26 +208,34 @@ func (a *apiHandlers) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	tok, err := a.passwordLogin(r.Context(), authcore.LoginRequest{Username: req.Username, Password: req.Password,
+		Altcha: req.Altcha, DeviceToken: req.DeviceToken})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeLogin(w, r, tok)
+}
+
+// passwordLogin is a password login behind the per-username limit, for
+// the API and the sign-in page alike: a name whose bucket is empty is
+// refused (as a lock) before anything is checked, and a wrong password
+// takes a token.
+func (a *apiHandlers) passwordLogin(ctx context.Context, req authcore.LoginRequest) (authcore.Tokens, error) {
 	// A name that does not normalise is refused by Login with a 400
 	// before anything is counted; it needs no bucket.
 	name, nameErr := authcore.NormalizeUsername(req.Username)
 	perName := a.limit != nil && nameErr == nil
 	if perName {
 		if limited, wait := a.limit.UsernameLimited(name); limited {
-			writeError(w, r, errTooManyAttempts(wait))
-			return
+			return authcore.Tokens{}, errTooManyAttempts(wait)
 		}
 	}
-	tok, err := a.auth.LoginWith(r.Context(), authcore.LoginRequest{Username: req.Username, Password: req.Password,
-		Altcha: req.Altcha, DeviceToken: req.DeviceToken})
-	if err != nil {
-		if perName && errors.Is(err, authcore.ErrInvalidCredentials) {
-			a.limit.AllowUsername(name) // the charge; the refusal, if any, comes next time
-		}
-		writeError(w, r, err)
-		return
+	tok, err := a.auth.LoginWith(ctx, req)
+	if err != nil && perName && errors.Is(err, authcore.ErrInvalidCredentials) {
+		a.limit.AllowUsername(name) // the charge; the refusal, if any, comes next time
 	}
-	writeLogin(w, r, tok)
+	return tok, err
 }
 
 type refreshRequest struct {

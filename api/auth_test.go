@@ -1071,12 +1071,19 @@ func (f *fakeAuth) RemoveTOTP(ctx context.Context, p *authcore.Principal) error 
 }
 
 func (f *fakeAuth) RegenerateRecoveryCodes(ctx context.Context, p *authcore.Principal) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter(ctx, "RegenerateRecoveryCodes"); err != nil {
+		return nil, err
+	}
 	return nil, authcore.ErrMFAUnavailable
 }
 
 func (f *fakeAuth) ResetMFA(ctx context.Context, nameOrID string) (int, error) { return 0, nil }
 
 func (f *fakeAuth) StepUp(p *authcore.Principal) error { return nil }
+
+func (f *fakeAuth) StepUpToEnrol(p *authcore.Principal) error { return nil }
 
 func (f *fakeAuth) Lockdown(ctx context.Context, reason string) (authcore.LockdownState, error) {
 	return authcore.LockdownState{Active: true, Reason: reason}, nil

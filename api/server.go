@@ -141,11 +141,8 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 			oh := newOIDCHandler(a, opts.OIDC)
 			mux.Handle("GET /.well-known/openid-configuration", oh)
 			mux.Handle("/oauth2/", oh)
-			mux.Handle("GET "+loginPath, a.public(a.loginPage))
-			mux.Handle("POST "+loginPath, a.limited(a.loginSubmit))
-			mux.Handle("POST "+loginMFAPath, a.limited(a.loginMFA))
-			mux.Handle("GET "+signedOutPath, a.public(a.signedOut))
 		}
+		a.pageRoutes(mux)
 		if opts.Blocklist != nil {
 			br := blocklistRoutes{opts.Blocklist}
 			mux.Handle("GET /v1/admin/blocklist", a.admin(anyPrincipal(a.linearizable(br.list))))
