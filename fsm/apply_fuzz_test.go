@@ -323,6 +323,8 @@ func applySeeds(t testing.TB) map[Type][]any {
 		TypeBlockAdd: {BlockAdd{CIDR: "192.0.2.0/24", For: int64(time.Hour), Reason: "scanner", Actor: "local-admin"},
 			BlockAdd{CIDR: "2001:db8::/64", For: int64(time.Minute)}},
 		TypeBlockRemove: {BlockRemove{CIDR: "192.0.2.0/24", Actor: "local-admin"}, BlockRemove{CIDR: "198.51.100.0/24"}},
+		TypeAuditPrune: {AuditPrune{BeforeSeq: 2, KeepFor: int64(MinAuditRetention), Limit: 10},
+			AuditPrune{BeforeSeq: 1, KeepFor: int64(MinAuditRetention), Limit: 1}},
 	}
 }
 
