@@ -356,10 +356,21 @@ func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri 
 			version, payload = 3, fsm.LoginFailureV3{LoginFailureV2: v2, Detect: s.detectLimits(ri.IP)}
 		}
 	}
+	inEnvelope := true
+	if v3, ok := payload.(fsm.LoginFailureV3); ok && s.proposable(fsm.TypeLoginFailure, 4) { // the entry in the payload, capped for an unknown name (retention.go)
+		v4 := fsm.LoginFailureV4{LoginFailureV3: v3, Event: ev}
+		if u == nil {
+			v4.Cap = s.unknownNameCap()
+		}
+		version, payload, inEnvelope = 4, v4, false
+	}
 	cmd, err := fsm.NewCommand(fsm.TypeLoginFailure, version, s.now().UnixNano(), payload)
+	if err == nil && inEnvelope {
+		cmd = cmd.WithAudit(ev)
+	}
 	if err == nil {
 		var res fsm.FailureResult
-		res, err = proposeAs[fsm.FailureResult](ctx, s, cmd.WithAudit(ev))
+		res, err = proposeAs[fsm.FailureResult](ctx, s, cmd)
 		if err == nil && res.Locked {
 			s.logAudit([]fsm.AuditAppend{{Type: "lockout", Severity: fsm.AuditWarning, Subject: subject, IP: ri.IP,
 				Details: map[string]string{"username": name}}}, nil)
@@ -889,6 +900,11 @@ func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
 			s.log.Debug("sweep not committed", "error", err)
 		} else if res.Sessions+res.Lockouts > 0 {
 			s.log.Info("swept expired state", "sessions", res.Sessions, "lockouts", res.Lockouts)
+		}
+		if n, err := s.PruneAudit(ctx); err != nil {
+			s.log.Warn("audit retention: prune not committed", "error", err, "deleted", n)
+		} else if n > 0 {
+			s.log.Info("audit retention: pruned entries older than retention.audit", "deleted", n)
 		}
 	})
 }
