@@ -901,6 +901,11 @@ func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
 		} else if res.Sessions+res.Lockouts > 0 {
 			s.log.Info("swept expired state", "sessions", res.Sessions, "lockouts", res.Lockouts)
 		}
+		if n, err := s.PruneSessions(ctx); err != nil {
+			s.log.Warn("session retention: prune not committed", "error", err, "deleted", n)
+		} else if n > 0 {
+			s.log.Info("session retention: deleted sessions dead longer than retention.expired_sessions", "deleted", n)
+		}
 		if n, err := s.PruneAudit(ctx); err != nil {
 			s.log.Warn("audit retention: prune not committed", "error", err, "deleted", n)
 		} else if n > 0 {

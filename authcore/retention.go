@@ -21,9 +21,15 @@ import (
 //     window. The metrics still count every failure: this node reports
 //     each one it proposed, whatever the trail keeps.
 //
-// Expired sessions and blocks need nothing more: the sweep deletes a
-// session at its absolute expiry and a block at its end (fsm/expiry.go);
-// their history is the audit trail's, and goes with it.
+//   - Dead sessions: the sweep deletes a session at its absolute expiry
+//     (fsm/expiry.go), but one that died of idleness stayed until then,
+//     refresh_token_expiry after its start. The leader walks the sessions
+//     once every sessionPruneEvery (session.prune, a thousand per
+//     proposal) and deletes those dead for longer than ExpiredSessions.
+//
+// Expired blocks need nothing more: the sweep deletes a block at its end;
+// the blocklist's history (address.block, address.unblock) is the audit
+// trail's, and is kept and pruned with it.
 
 // RetentionConfig is [retention].
 type RetentionConfig struct {
@@ -37,6 +43,10 @@ type RetentionConfig struct {
 	UnknownNameEntries int
 	// UnknownNameWindow is that window; 0 means the default, an hour.
 	UnknownNameWindow time.Duration
+	// ExpiredSessions is how long a dead session's record is kept (one
+	// dead of idleness; one past its lifetime goes at once); 0 leaves
+	// idle-dead sessions to their absolute expiry. Level 5.
+	ExpiredSessions time.Duration
 }
 
 // Defaults of [retention]'s cap on unknown-name failures.
@@ -60,6 +70,8 @@ func (c *RetentionConfig) validate() error {
 		return fmt.Errorf("%w: retention.audit must be 0 (keep for ever) or at least %s", ErrInvalidInput, fsm.MinAuditRetention)
 	case c.UnknownNameEntries > fsm.MaxAuditCapEntries:
 		return fmt.Errorf("%w: retention.unknown_name_entries above %d", ErrInvalidInput, fsm.MaxAuditCapEntries)
+	case c.ExpiredSessions < 0 || c.ExpiredSessions > 366*24*time.Hour:
+		return fmt.Errorf("%w: retention.expired_sessions must be 0 to 366 days", ErrInvalidInput)
 	case c.UnknownNameWindow > 366*24*time.Hour:
 		return fmt.Errorf("%w: retention.unknown_name_window above 366 days", ErrInvalidInput)
 	}
@@ -120,5 +132,49 @@ func (s *Service) PruneAudit(ctx context.Context) (int, error) {
 			return deleted, nil
 		}
 	}
+	return deleted, nil
+}
+
+// Session pruning: a pass over every session at most this often, in
+// proposals reading sessionPruneLimit sessions each, sweepPause apart.
+const (
+	sessionPruneEvery = time.Hour
+	sessionPruneLimit = 1000
+	sessionPruneMax   = 100_000 // proposals in one pass: 10^8 sessions
+)
+
+// PruneSessions makes one pass over the sessions, when one is due,
+// deleting those dead for longer than retention.expired_sessions, and
+// returns how many it deleted. Nothing when that is 0, below feature
+// level 5, or on a node that does not lead.
+func (s *Service) PruneSessions(ctx context.Context) (int, error) {
+	keep := s.cfg.Retention.ExpiredSessions
+	if keep <= 0 || !s.leads() || !s.proposable(fsm.TypeSessionPrune, 1) {
+		return 0, nil
+	}
+	if last := s.sessionPruned.Load(); last != 0 && s.now().Sub(time.Unix(0, last)) < sessionPruneEvery {
+		return 0, nil
+	}
+	deleted := 0
+	for range sessionPruneMax {
+		cmd, err := fsm.NewCommand(fsm.TypeSessionPrune, 1, s.now().UnixNano(), fsm.SessionPrune{KeepFor: int64(keep), Limit: sessionPruneLimit})
+		if err != nil {
+			return deleted, err
+		}
+		res, err := proposeAs[fsm.SessionPruneResult](ctx, s, cmd)
+		if err != nil {
+			return deleted, err
+		}
+		deleted += res.Deleted
+		if res.Done {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return deleted, ctx.Err()
+		case <-time.After(sweepPause):
+		}
+	}
+	s.sessionPruned.Store(s.now().UnixNano())
 	return deleted, nil
 }

@@ -212,3 +212,52 @@ func TestRetentionConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestPruneSessions: a session dead of idleness goes once it has been
+// dead for retention.expired_sessions, though its absolute lifetime runs
+// on; a pass at most every sessionPruneEvery.
+func TestPruneSessions(t *testing.T) {
+	ctx := context.Background()
+	cfg := Config{RefreshTTL: 30 * 24 * time.Hour, IdleTimeout: time.Hour, Retention: RetentionConfig{ExpiredSessions: 24 * time.Hour}}
+	s, clk := newAuthServiceAt(t, cfg, fsm.MaxLevel)
+	count := func() int {
+		t.Helper()
+		n, err := s.SessionCount()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if _, err := s.Login(ctx, "alice", pw); err != nil { // s1: dead at +1h
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Hour)
+	if _, err := s.Login(ctx, "alice", pw); err != nil { // s2: dead at +3h
+		t.Fatal(err)
+	}
+	clk.Advance(24*time.Hour + 30*time.Minute) // s1 dead for 25.5 h, s2 for 23.5 h
+	if _, err := s.Sweep(ctx); err != nil || count() != 2 {
+		t.Fatalf("the sweep alone: %d sessions, %v", count(), err)
+	}
+	if n, err := s.PruneSessions(ctx); n != 1 || err != nil || count() != 1 {
+		t.Fatalf("prune: %d, %v; %d left", n, err, count())
+	}
+	clk.Advance(30 * time.Minute) // s2 now dead for 24 h, but a pass is not due
+	if n, err := s.PruneSessions(ctx); n != 0 || err != nil {
+		t.Fatalf("a pass before it is due: %d, %v", n, err)
+	}
+	clk.Advance(sessionPruneEvery)
+	if n, err := s.PruneSessions(ctx); n != 1 || err != nil || count() != 0 {
+		t.Fatalf("the next pass: %d, %v; %d left", n, err, count())
+	}
+
+	// Below level 5: nothing.
+	s4, clk4 := newAuthServiceAt(t, cfg, 4)
+	if _, err := s4.Login(ctx, "alice", pw); err != nil {
+		t.Fatal(err)
+	}
+	clk4.Advance(48 * time.Hour)
+	if n, err := s4.PruneSessions(ctx); n != 0 || err != nil {
+		t.Fatalf("level 4: %d, %v", n, err)
+	}
+}

@@ -216,6 +216,9 @@ type Service struct {
 
 	observe func(SecurityEvent) // WithSecurityObserver; nil: none
 	audits  auditVerifier       // the background check of the audit chain (auditverify.go)
+	// sessionPruned is when PruneSessions last finished a pass (Unix
+	// nanoseconds, by the service clock; 0: never).
+	sessionPruned atomic.Int64
 
 	// hashThreads runs the hashes (nil: on the caller's goroutine).
 	hashThreads *hashpool.Pool

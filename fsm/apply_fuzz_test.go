@@ -328,6 +328,7 @@ func applySeeds(t testing.TB) map[Type][]any {
 		TypeBlockRemove: {BlockRemove{CIDR: "192.0.2.0/24", Actor: "local-admin"}, BlockRemove{CIDR: "198.51.100.0/24"}},
 		TypeAuditPrune: {AuditPrune{BeforeSeq: 2, KeepFor: int64(MinAuditRetention), Limit: 10},
 			AuditPrune{BeforeSeq: 1, KeepFor: int64(MinAuditRetention), Limit: 1}},
+		TypeSessionPrune: {SessionPrune{KeepFor: 0, Limit: 10}, SessionPrune{KeepFor: int64(time.Hour), Limit: 1}},
 	}
 }
 

@@ -84,6 +84,7 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeBlockAdd, 1, Result{Value: Block{CIDR: "10.0.0.0/8", Until: 5, Reason: "r", Actor: "a", CreatedAt: 1}}},
 		{TypeBlockRemove, 1, Result{}},
 		{TypeLoginFailure, 4, Result{Value: FailureResult{Locked: true}}},
+		{TypeSessionPrune, 1, Result{Value: SessionPruneResult{Deleted: 2, Done: true}}},
 		{TypeAuditPrune, 1, Result{Value: AuditPruneResult{Floor: 9, Deleted: 8, More: true}}},
 	}
 	covered := map[handlerKey]bool{}

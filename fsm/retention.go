@@ -57,6 +57,7 @@ type AuditPruneResult struct {
 
 var retentionCommands = []CommandSpec{
 	{Type: TypeAuditPrune, Version: 1, Level: 5, Apply: applyAuditPrune, Result: reflect.TypeFor[AuditPruneResult]()},
+	{Type: TypeSessionPrune, Version: 1, Level: 5, Apply: applySessionPrune, Result: reflect.TypeFor[SessionPruneResult]()},
 }
 
 var keyAuditFloor = []byte("audit_floor")
@@ -219,4 +220,87 @@ func (r Reader) PruneCandidate(cutoff int64) (uint64, error) {
 		return 0, err
 	}
 	return best, err
+}
+
+// Retention of dead sessions (level 5). The sweep deletes a session at
+// its absolute expiry; one that died of idleness stays until then, which
+// may be refresh_token_expiry later. session.prune walks the sessions,
+// Limit at a time from a cursor kept in meta, and deletes each that has
+// been dead (idle or past its lifetime) for KeepFor at the command's
+// time; the proposer makes a pass of the whole bucket now and then.
+
+// TypeSessionPrune deletes sessions dead for longer than the retention.
+// Version 1 carries a SessionPrune; its result is a SessionPruneResult.
+const TypeSessionPrune Type = "session.prune"
+
+// SessionPrune is the payload of session.prune v1.
+type SessionPrune struct {
+	// KeepFor, nanoseconds (retention.expired_sessions): how long a dead
+	// session's record is kept.
+	KeepFor int64 `json:"keep_for"`
+	// Limit is the most sessions this command reads.
+	Limit int `json:"limit"`
+}
+
+// SessionPruneResult is what session.prune did.
+type SessionPruneResult struct {
+	Deleted int  `json:"deleted"`
+	Done    bool `json:"done"` // the walk reached the last session and starts over next time
+}
+
+var keySessionPruneCursor = []byte("session_prune_cursor")
+
+func applySessionPrune(t txn, c Command) (any, error) {
+	var p SessionPrune
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if p.Limit < 1 || p.Limit > maxSweepLimit || p.KeepFor < 0 || p.KeepFor > maxAuditRetention {
+		return nil, fmt.Errorf("%w: session.prune needs 1 <= limit <= %d and keep_for >= 0", ErrInvalidCommand, maxSweepLimit)
+	}
+	meta := t.tx.Bucket(bucketMeta)
+	after := meta.Get(keySessionPruneCursor)
+	cur := t.tx.Bucket(bucketSessions).Cursor()
+	k, v := cur.First()
+	if len(after) > 0 {
+		if k, v = cur.Seek(after); k != nil && string(k) == string(after) {
+			k, v = cur.Next()
+		}
+	}
+	var doomed []*Session
+	var last []byte
+	for n := 0; k != nil && n < p.Limit; k, v = cur.Next() {
+		n++
+		last = append(last[:0], k...)
+		s, err := decodeSession(v)
+		if err != nil {
+			return nil, err
+		}
+		if deadSince(s)+p.KeepFor <= c.Time {
+			doomed = append(doomed, s)
+		}
+	}
+	done := k == nil
+	for _, s := range doomed {
+		if err := t.deleteSession(s); err != nil {
+			return nil, err
+		}
+	}
+	if done {
+		last = []byte{}
+	}
+	if err := meta.Put(keySessionPruneCursor, last); err != nil {
+		return nil, err
+	}
+	return SessionPruneResult{Deleted: len(doomed), Done: done}, nil
+}
+
+// deadSince is the instant s stops being Alive (Unix nanoseconds): its
+// absolute expiry, or its idle deadline if that comes first.
+func deadSince(s *Session) int64 {
+	end := s.ExpiresAt.UnixNano()
+	if s.IdleTimeout > 0 {
+		end = min(end, s.LastSeenAt.UnixNano()+s.IdleTimeout)
+	}
+	return end
 }

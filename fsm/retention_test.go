@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -163,5 +164,58 @@ func copyState(t testing.TB, src, dst *Store) {
 	}
 	if err := dst.Restore(&buf); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSessionPrune: a walk over the sessions, a few per command from a
+// kept cursor, deletes those dead (idle, or past their lifetime) for
+// longer than keep_for, with their refresh tokens, and no other.
+func TestSessionPrune(t *testing.T) {
+	a := setupUser(t)
+	for i, at := range []time.Time{t0, t0.Add(24 * time.Hour), t0.Add(47 * time.Hour)} {
+		if r := createSession(a, at, "u1", fmt.Sprintf("s%d", i+1), fmt.Sprintf("r%d", i+1), 10, "deny"); r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	// At t0+48h, keeping 12 h: s1 died (idle) at t0+24h, 24 h ago: it
+	// goes; s2 died just now; s3 is alive.
+	now := t0.Add(48 * time.Hour)
+	var total int
+	passes := 0
+	for range 10 {
+		r := a.applyVersion(TypeSessionPrune, 1, now, SessionPrune{KeepFor: int64(12 * time.Hour), Limit: 1})
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+		res := r.Value.(SessionPruneResult)
+		total += res.Deleted
+		if res.Done {
+			passes++
+			break
+		}
+	}
+	if passes != 1 || total != 1 {
+		t.Fatalf("%d passes, %d deleted; want one pass deleting s1", passes, total)
+	}
+	var ids []string
+	a.s.View(func(r Reader) error {
+		return r.tx.Bucket(bucketSessions).ForEach(func(k, _ []byte) error { ids = append(ids, string(k)); return nil })
+	})
+	if fmt.Sprint(ids) != "[s2 s3]" {
+		t.Fatalf("sessions left: %v", ids)
+	}
+	var refresh int
+	a.s.View(func(r Reader) error { refresh = r.tx.Bucket(bucketRefresh).Stats().KeyN; return nil })
+	if refresh != 2 {
+		t.Fatalf("%d refresh tokens left, want s2's and s3's", refresh)
+	}
+	// The next pass, a day later, starts over and takes s2 (dead since
+	// t0+48h); keep_for out of range is refused.
+	r := a.applyVersion(TypeSessionPrune, 1, now.Add(24*time.Hour), SessionPrune{KeepFor: int64(12 * time.Hour), Limit: 10})
+	if r.Err != nil || r.Value.(SessionPruneResult) != (SessionPruneResult{Deleted: 1, Done: true}) {
+		t.Fatalf("second pass: %+v", r)
+	}
+	if r := a.applyVersion(TypeSessionPrune, 1, now, SessionPrune{KeepFor: -1, Limit: 10}); !errors.Is(r.Err, ErrInvalidCommand) {
+		t.Fatalf("negative keep_for: %v", r.Err)
 	}
 }
