@@ -613,7 +613,7 @@ type lockoutOp struct {
 	*addressSet
 	audit []AuditAppend
 	// admit, when set, decides which of audit are appended (login.failure
-	// v4 caps an unknown name's entries per address, retention.go).
+	// v4 caps an unknown name's entries per address, auditcap.go).
 	admit func(AuditAppend) (bool, error)
 	// shared: the address records belong to a caller that writes them
 	// (the sweep, once for all the names it settles).
@@ -820,10 +820,11 @@ func (op *lockoutOp) commit() error {
 	}
 	for _, ev := range op.audit {
 		if op.admit != nil {
-			if ok, err := op.admit(ev); err != nil || !ok {
-				if err != nil {
-					return err
-				}
+			ok, err := op.admit(ev)
+			if err != nil {
+				return err
+			}
+			if !ok {
 				continue
 			}
 		}
