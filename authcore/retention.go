@@ -89,7 +89,7 @@ func (s *Service) unknownNameCap() fsm.AuditCap {
 }
 
 // Prune budget: entries deleted per audit.prune, and proposals per call
-// (while the result says More), pruneRounds at most.
+// (while the result says More, sweepPause apart), pruneRounds at most.
 const (
 	pruneLimit  = 1000
 	pruneRounds = 1000
@@ -130,6 +130,11 @@ func (s *Service) PruneAudit(ctx context.Context) (int, error) {
 		deleted += res.Deleted
 		if !res.More {
 			return deleted, nil
+		}
+		select { // other writes go between
+		case <-ctx.Done():
+			return deleted, ctx.Err()
+		case <-time.After(sweepPause):
 		}
 	}
 	return deleted, nil
