@@ -378,9 +378,20 @@ func (s *Service) recordFailure(ctx context.Context, key, name string, u *fsm.Us
 		}
 	}
 	var res fsm.FailureResult
+	inEnvelope := true
+	if v3, ok := payload.(fsm.LoginFailureV3); ok && s.proposable(fsm.TypeLoginFailure, 4) { // the entry in the payload, capped for an unknown name (retention.go)
+		v4 := fsm.LoginFailureV4{LoginFailureV3: v3, Event: ev}
+		if u == nil {
+			v4.Cap = s.unknownNameCap()
+		}
+		version, payload, inEnvelope = 4, v4, false
+	}
 	cmd, err := fsm.NewCommand(fsm.TypeLoginFailure, version, s.now().UnixNano(), payload)
+	if err == nil && inEnvelope {
+		cmd = cmd.WithAudit(ev)
+	}
 	if err == nil {
-		res, err = proposeAs[fsm.FailureResult](ctx, s, cmd.WithAudit(ev))
+		res, err = proposeAs[fsm.FailureResult](ctx, s, cmd)
 		if err == nil && res.Locked {
 			s.logAudit([]fsm.AuditAppend{{Type: "lockout", Severity: fsm.AuditWarning, Subject: subject, IP: ri.IP,
 				Details: map[string]string{"username": name}}}, nil)
@@ -911,6 +922,16 @@ func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
 			s.log.Debug("sweep not committed", "error", err)
 		} else if res.Sessions+res.Lockouts > 0 {
 			s.log.Info("swept expired state", "sessions", res.Sessions, "lockouts", res.Lockouts)
+		}
+		if n, err := s.PruneSessions(ctx); err != nil {
+			s.log.Warn("session retention: prune not committed", "error", err, "deleted", n)
+		} else if n > 0 {
+			s.log.Info("session retention: deleted sessions dead longer than retention.expired_sessions", "deleted", n)
+		}
+		if n, err := s.PruneAudit(ctx); err != nil {
+			s.log.Warn("audit retention: prune not committed", "error", err, "deleted", n)
+		} else if n > 0 {
+			s.log.Info("audit retention: pruned entries older than retention.audit", "deleted", n)
 		}
 	})
 }

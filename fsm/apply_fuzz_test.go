@@ -288,7 +288,10 @@ func applySeeds(t testing.TB) map[Type][]any {
 		TypeLoginFailure: {limits("alice", seedTime.Add(9*time.Second).UnixNano()), limits("alice", 1),
 			LoginFailure{Username: "alice", Slot: seedTime.Add(9 * time.Second).UnixNano(), MaxAttempts: 3, Window: window, Subject: "u1"},
 			LoginFailureV3{LoginFailureV2: limits("alice", seedTime.Add(9*time.Second).UnixNano()),
-				Detect: DetectLimits{Window: int64(time.Minute), BlockAfterFailures: 1, BlockAfterUsernames: 1, BlockFor: int64(time.Hour)}}},
+				Detect: DetectLimits{Window: int64(time.Minute), BlockAfterFailures: 1, BlockAfterUsernames: 1, BlockFor: int64(time.Hour)}},
+			LoginFailureV4{LoginFailureV3: LoginFailureV3{LoginFailureV2: limits("alice", seedTime.Add(9*time.Second).UnixNano())},
+				Event: AuditAppend{Type: "login.failure", Severity: AuditWarning, IP: "192.0.2.1", Details: map[string]string{"reason": "unknown_user"}},
+				Cap:   AuditCap{Entries: 1, Window: int64(time.Hour)}}},
 		TypeUserUnflag:   {UserUnflag{ID: "u1"}, UserUnflag{ID: "nobody"}},
 		TypeLoginRelease: {LoginRelease{Username: "alice", Slot: seedTime.Add(9 * time.Second).UnixNano()}},
 		TypeLockoutReset: {LockoutReset{Username: "alice", Actor: "local-admin"}},
@@ -327,6 +330,9 @@ func applySeeds(t testing.TB) map[Type][]any {
 		TypeBlockAdd: {BlockAdd{CIDR: "192.0.2.0/24", For: int64(time.Hour), Reason: "scanner", Actor: "local-admin"},
 			BlockAdd{CIDR: "2001:db8::/64", For: int64(time.Minute)}},
 		TypeBlockRemove: {BlockRemove{CIDR: "192.0.2.0/24", Actor: "local-admin"}, BlockRemove{CIDR: "198.51.100.0/24"}},
+		TypeAuditPrune: {AuditPrune{BeforeSeq: 2, KeepFor: int64(MinAuditRetention), Limit: 10},
+			AuditPrune{BeforeSeq: 1, KeepFor: int64(MinAuditRetention), Limit: 1}},
+		TypeSessionPrune: {SessionPrune{KeepFor: 0, Limit: 10}, SessionPrune{KeepFor: int64(time.Hour), Limit: 1}},
 	}
 }
 

@@ -85,6 +85,9 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeLoginFailure, 3, Result{Value: FailureResult{Locked: true, Blocked: true}}},
 		{TypeBlockAdd, 1, Result{Value: Block{CIDR: "10.0.0.0/8", Until: 5, Reason: "r", Actor: "a", CreatedAt: 1}}},
 		{TypeBlockRemove, 1, Result{}},
+		{TypeLoginFailure, 4, Result{Value: FailureResult{Locked: true}}},
+		{TypeSessionPrune, 1, Result{Value: SessionPruneResult{Deleted: 2, Done: true}}},
+		{TypeAuditPrune, 1, Result{Value: AuditPruneResult{Floor: 9, Deleted: 8, More: true}}},
 	}
 	covered := map[handlerKey]bool{}
 	for _, c := range cases {

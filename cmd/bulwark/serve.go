@@ -260,6 +260,13 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 			BlockAfterUsernames:  cmp.Or(cfg.Incident.BlockAfterUsernames, -1),
 			RevokeAfterForbidden: cmp.Or(cfg.Incident.RevokeAfterForbidden, -1),
 		},
+		Retention: authcore.RetentionConfig{
+			Audit:           cfg.Retention.Audit.Duration,
+			ExpiredSessions: cfg.Retention.ExpiredSessions.Duration,
+			// 0 in the file turns the cap off; authcore reads 0 as its default.
+			UnknownNameEntries: cmp.Or(cfg.Retention.UnknownNameEntries, -1),
+			UnknownNameWindow:  cfg.Retention.UnknownNameWindow.Duration,
+		},
 	}, authcore.WithClock(clk), authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
 		authcore.WithSecretBox(box),
 		authcore.WithHashThreads(cfg.Auth.Password.PinHashThreads), authcore.WithSecurityObserver(metrics.SecurityEvent),
