@@ -327,6 +327,8 @@ func applySeeds(t testing.TB) map[Type][]any {
 		TypeBlockAdd: {BlockAdd{CIDR: "192.0.2.0/24", For: int64(time.Hour), Reason: "scanner", Actor: "local-admin"},
 			BlockAdd{CIDR: "2001:db8::/64", For: int64(time.Minute)}},
 		TypeBlockRemove: {BlockRemove{CIDR: "192.0.2.0/24", Actor: "local-admin"}, BlockRemove{CIDR: "198.51.100.0/24"}},
+		TypeBackupRecord: {BackupRecord{Node: "node1", AppliedIndex: 12, Bytes: 4096, StateSHA256: hashOf("state")},
+			BackupRecord{Node: "node2", Bytes: 1, StateSHA256: strings.Repeat("A", 64)}},
 	}
 }
 

@@ -34,7 +34,8 @@ import (
 //	   counts failures per address and blocks it at a threshold)
 //	5: data-subject requests, retention and the scorecard's records
 //	   (each command's row names it); login.attempt v4 (unsolved
-//	   challenges count toward blocks) and user.unflag
+//	   challenges count toward blocks), user.unflag, and backup.record
+//	   (the last backup, backup.go)
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.
