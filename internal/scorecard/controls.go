@@ -25,6 +25,9 @@ func judgeCertificate(in *Inputs) (Status, string, string) {
 	if in.TLS.CertErr != nil {
 		return Fail, "cannot read the API certificate: " + in.TLS.CertErr.Error(), want
 	}
+	if in.TLS.CertNotAfter.IsZero() {
+		return Fail, "the API certificate's expiry is unknown", want
+	}
 	left := in.TLS.CertNotAfter.Sub(in.Now)
 	ev := fmt.Sprintf("the API certificate expires %s (in %s)", in.TLS.CertNotAfter.UTC().Format(time.RFC3339), days(left))
 	switch {
@@ -279,6 +282,9 @@ func judgeLeaderStability(in *Inputs) (Status, string, string) {
 	if q.Err != nil {
 		return Fail, "cannot read the leadership: " + q.Err.Error(), want
 	}
+	if q.Window <= 0 {
+		return Fail, "the leader changes were not counted", want
+	}
 	ev := fmt.Sprintf("%d leader change(s) seen in the last %s", q.LeaderChanges, q.Window)
 	switch {
 	case q.LeaderChanges > Baseline.LeaderChangesFail:
@@ -294,6 +300,9 @@ func judgeClockSkew(in *Inputs) (Status, string, string) {
 	want := "members' clocks within " + Baseline.ClockSkewWarn.String()
 	if c.Err != nil {
 		return Fail, "cannot read the members' clocks: " + c.Err.Error(), want
+	}
+	if c.Members == 0 {
+		return Fail, "no member reported its clock", want
 	}
 	ev := fmt.Sprintf("largest offset from this node's clock %s", c.MaxSkew.Round(time.Millisecond))
 	if c.Worst != "" && c.MaxSkew > 0 {
@@ -336,6 +345,9 @@ func judgeDataDir(in *Inputs) (Status, string, string) {
 	want := "mode 0700, owned by the daemon's user, nothing inside readable by others"
 	if d.Err != nil {
 		return Fail, "cannot inspect the data directory: " + d.Err.Error(), want
+	}
+	if d.Path == "" {
+		return Fail, "the data directory is unknown", want
 	}
 	ev := fmt.Sprintf("%s: mode %04o, owner uid %d", d.Path, d.Mode.Perm(), d.OwnerUID)
 	switch {
@@ -395,7 +407,7 @@ func orNone(s string) string {
 // days writes d in days and hours when it is that long, else as Go does.
 func days(d time.Duration) string {
 	if d < 0 {
-		return "-" + days(-d)
+		return "-" + days(-(d + 1)) // -(d+1): even the most negative has an opposite
 	}
 	if d < 48*time.Hour {
 		return d.Round(time.Second).String()

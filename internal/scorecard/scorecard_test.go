@@ -175,6 +175,23 @@ func sharesFacts(a, b string) bool {
 	return false
 }
 
+// Nothing known is no pass: an empty Inputs fails, without a panic. Only
+// what is true of an empty cluster passes (no administrators, an empty
+// trail).
+func TestNothingKnownFails(t *testing.T) {
+	r := Evaluate(Inputs{})
+	if !r.Failed || r.Overall.Pass != 3 {
+		t.Fatalf("an empty Inputs: %s", r.Text())
+	}
+	for _, id := range []string{"tls.min_version", "tls.certificate", "seal.mode", "admin.mfa_required", "auth.lockout",
+		"auth.rate_limit", "incident.detection", "cluster.quorum", "backup.age", "recovery.escrow", "keys.signing_key_age",
+		"cluster.leader_stability", "cluster.clock_skew", "host.data_dir", "seal.pcrs"} {
+		if c, _ := r.Control(id); c.Status != Fail {
+			t.Errorf("%s with nothing known: %s %s", id, c.Status, c.Evidence)
+		}
+	}
+}
+
 func TestReportJSON(t *testing.T) {
 	in := hardened()
 	in.Seal.Mode = "software"
