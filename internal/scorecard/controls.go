@@ -245,7 +245,7 @@ func judgeCheckpoint(in *Inputs) (Status, string, string) {
 		return Pass, cp + ", the head", want
 	}
 	age := in.Now.Sub(a.UnvouchedSince)
-	ev := fmt.Sprintf("%s of %d; the oldest entry after it is %s old", cp, a.Head, age.Round(time.Second))
+	ev := fmt.Sprintf("%s; the oldest entry not in one (of %d) is %s old", cp, a.Head, age.Round(time.Second))
 	switch {
 	case age > Baseline.UnvouchedFail:
 		return Fail, ev, want

@@ -33,9 +33,9 @@ const (
 	maxWalk  = 10_000
 )
 
-// publicFiles may be readable by everyone: the cluster CA certificate
-// (clients trust it).
-var publicFiles = map[string]bool{"ca.pem": true}
+// publicFiles may be readable by everyone: certificates, public by
+// nature (clients trust the CA's).
+var publicFiles = map[string]bool{"ca.pem": true, "tls/node.pem": true}
 
 func readDataDir(dir string, uid int) DataDirFacts {
 	d := DataDirFacts{Path: dir, DaemonUID: uid}
@@ -60,8 +60,8 @@ func readDataDir(dir string, uid int) DataDirFacts {
 		if seen++; seen > maxWalk {
 			return filepath.SkipAll
 		}
-		if path == dir || e.Type()&fs.ModeSymlink != 0 || e.Type()&fs.ModeSocket != 0 {
-			return nil // the directory itself is judged above; the admin socket's mode is its own
+		if !e.Type().IsRegular() {
+			return nil // files are judged: the directory itself above, the admin socket by its own rule
 		}
 		info, err := e.Info()
 		if err != nil || info.Mode().Perm()&0o077 == 0 {

@@ -174,7 +174,7 @@ type DataDirFacts struct {
 	Mode      fs.FileMode
 	OwnerUID  int
 	DaemonUID int
-	// Loose names files or directories inside that group or others may
+	// Loose names files inside that group or others may
 	// read or write (ca.pem, which is public, excepted); at most a few.
 	Loose []string
 	Err   error
