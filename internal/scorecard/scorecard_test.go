@@ -255,3 +255,21 @@ func TestReadDataDir(t *testing.T) {
 		t.Fatalf("loose %v", got)
 	}
 }
+
+// ReadHost reads this very process: its status parses, and systemd is
+// seen exactly when INVOCATION_ID says so.
+func TestReadHostSelf(t *testing.T) {
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("no /proc/self/status here")
+	}
+	t.Setenv("INVOCATION_ID", "")
+	dir := t.TempDir()
+	d, sb := ReadHost(dir)
+	if sb.Err != nil || sb.UnderSystemd || d.Err != nil || d.Path != dir {
+		t.Fatalf("host %+v, sandbox %+v", d, sb)
+	}
+	t.Setenv("INVOCATION_ID", "0123456789abcdef")
+	if _, sb := ReadHost(dir); !sb.UnderSystemd {
+		t.Fatal("INVOCATION_ID set, and not under systemd")
+	}
+}
