@@ -13,8 +13,8 @@ import (
 // archive goes to the operator's file, which the daemon never sees again.
 // It is replicated rather than kept in a node-local file because a backup
 // of any member is a backup of the cluster, and the doctor of every
-// member must see it, a node rebuilt from that backup included. One
-// record in meta/"backup": the newest by the command's time.
+// member must see it, a member that joins later included. One record in
+// meta/"backup": the newest by the command's time.
 const TypeBackupRecord Type = "backup.record"
 
 // BackupRecord is the payload of backup.record v1.
