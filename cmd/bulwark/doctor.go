@@ -82,8 +82,9 @@ func scorecardSources(cfg config.Config, sealMode string, clk clock.Clock, certs
 			Incident: scorecard.IncidentFacts{Window: inc.Window.Duration, BlockFor: inc.BlockFor.Duration,
 				BlockAfterFailures: inc.BlockAfterFailures, BlockAfterNames: inc.BlockAfterUsernames,
 				ChallengeAfter: inc.ChallengeAfterFailures, RevokeAfterForbidden: inc.RevokeAfterForbidden},
-			RotateEvery: cfg.Tokens.RotateEvery.Duration,
-			DataDir:     cfg.DataDir,
+			RotateEvery:        cfg.Tokens.RotateEvery.Duration,
+			CheckpointInterval: cfg.Audit.CheckpointInterval.Duration,
+			DataDir:            cfg.DataDir,
 		},
 		CertNotAfter: func() (time.Time, error) {
 			c, _ := certs.GetCertificate(nil)

@@ -230,27 +230,38 @@ func judgeAuditChain(in *Inputs) (Status, string, string) {
 
 func judgeCheckpoint(in *Inputs) (Status, string, string) {
 	a := in.Audit
-	want := "entries signed into a checkpoint within " + Baseline.UnvouchedWarn.String()
+	want := fmt.Sprintf("a checkpoint every %s or sooner (audit.checkpoint_interval), entries signed within twice that",
+		Baseline.CheckpointInterval)
 	if a.Err != nil {
 		return Fail, "cannot read the audit checkpoints: " + a.Err.Error(), want
+	}
+	interval := a.CheckpointInterval
+	if interval <= 0 {
+		interval = Baseline.CheckpointInterval
 	}
 	cp := "no signed checkpoint yet"
 	if a.CheckpointSeq > 0 {
 		cp = fmt.Sprintf("the last signed checkpoint vouches for seq %d", a.CheckpointSeq)
 	}
-	if a.Head == 0 || a.UnvouchedSince.IsZero() {
-		if a.Head == 0 {
-			return Pass, "the audit trail is empty", want
-		}
-		return Pass, cp + ", the head", want
-	}
-	age := in.Now.Sub(a.UnvouchedSince)
-	ev := fmt.Sprintf("%s; the oldest entry not in one (of %d) is %s old", cp, a.Head, age.Round(time.Second))
+	var ev string
+	var age time.Duration
 	switch {
-	case age > Baseline.UnvouchedFail:
+	case a.Head == 0:
+		ev = "the audit trail is empty"
+	case a.UnvouchedSince.IsZero():
+		ev = cp + ", the head"
+	default:
+		age = in.Now.Sub(a.UnvouchedSince)
+		ev = fmt.Sprintf("%s; the oldest entry not in one (of %d) is %s old", cp, a.Head, age.Round(time.Second))
+	}
+	ev += fmt.Sprintf("; a checkpoint every %s", interval)
+	switch {
+	case age > UnvouchedFailFactor*interval:
 		return Fail, ev, want
-	case age > Baseline.UnvouchedWarn:
+	case age > UnvouchedWarnFactor*interval:
 		return Warn, ev, want
+	case interval > Baseline.CheckpointInterval:
+		return Warn, ev + ": longer than the checklist's", want
 	}
 	return Pass, ev, want
 }

@@ -15,7 +15,9 @@ type Settings struct {
 	RateLimit     RateLimitFacts
 	Incident      IncidentFacts
 	RotateEvery   time.Duration
-	DataDir       string
+	// CheckpointInterval is audit.checkpoint_interval.
+	CheckpointInterval time.Duration
+	DataDir            string
 }
 
 // Sources is where Gather reads a running node's facts: the settings, and
@@ -62,6 +64,7 @@ func Gather(ctx context.Context, src Sources) Inputs {
 	in.Admins = src.Admins(ctx)
 	in.Admins.RequireMFA = s.RequireMFA
 	in.Audit = src.Audit(ctx)
+	in.Audit.CheckpointInterval = s.CheckpointInterval
 	in.Quorum, in.Clock = src.Cluster(ctx)
 	in.Backup = src.Backup()
 	in.Recovery = src.Recovery()

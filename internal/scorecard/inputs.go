@@ -24,7 +24,7 @@ var Baseline = struct {
 	BlockAfterFailures, BlockAfterNames  int
 	ChallengeAfter, RevokeAfterForbidden int
 	RotateEvery                          time.Duration
-	UnvouchedWarn, UnvouchedFail         time.Duration // audit entries not yet in a checkpoint
+	CheckpointInterval                   time.Duration // audit.checkpoint_interval
 	LeaderWindow                         time.Duration
 	LeaderChangesWarn, LeaderChangesFail int // more than this many in LeaderWindow
 	ClockSkewWarn, ClockSkewFail         time.Duration
@@ -39,12 +39,20 @@ var Baseline = struct {
 	IncidentWindow: time.Minute, BlockFor: time.Hour,
 	BlockAfterFailures: 10, BlockAfterNames: 5, ChallengeAfter: 3, RevokeAfterForbidden: 5,
 	RotateEvery: 720 * time.Hour,
-	// The leader checkpoints every 1000 entries or 5 minutes.
-	UnvouchedWarn: 10 * time.Minute, UnvouchedFail: time.Hour,
-	LeaderWindow: time.Hour, LeaderChangesWarn: 2, LeaderChangesFail: 5,
+	// The leader checkpoints every 1000 entries or 5 minutes by default.
+	CheckpointInterval: 5 * time.Minute,
+	LeaderWindow:       time.Hour, LeaderChangesWarn: 2, LeaderChangesFail: 5,
 	ClockSkewWarn: time.Second, ClockSkewFail: 5 * time.Second,
 	BackupWarn: 24 * time.Hour, BackupFail: 7 * 24 * time.Hour,
 }
+
+// An audit entry not yet in a signed checkpoint warns once it is older than
+// UnvouchedWarnFactor checkpoint intervals, and fails past
+// UnvouchedFailFactor (10 minutes and an hour at the default interval).
+const (
+	UnvouchedWarnFactor = 2
+	UnvouchedFailFactor = 12
+)
 
 // Inputs is every fact the controls judge. Gather fills it from a running
 // node; tests fill it by hand. A group whose Err is set could not be read,
@@ -138,7 +146,9 @@ type AuditFacts struct {
 	// (zero when the checkpoint vouches for the head).
 	CheckpointSeq  uint64
 	UnvouchedSince time.Time
-	Err            error
+	// CheckpointInterval is audit.checkpoint_interval (Settings).
+	CheckpointInterval time.Duration
+	Err                error
 }
 
 // QuorumFacts: the Raft configuration and leadership.
