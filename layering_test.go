@@ -119,6 +119,8 @@ var ownImports = []struct {
 	{pkg: "internal/waitfor", allow: []string{}, withTests: true},
 	// The clock authcore and node read time from (Real, or a test's Fake): a leaf.
 	{pkg: "internal/clock", allow: []string{}, withTests: true},
+	// The hardening scorecard (bulwark doctor): judged from plain facts, a leaf.
+	{pkg: "internal/scorecard", allow: []string{}, withTests: true},
 	{pkg: "tpm", allow: []string{module + "/tpm/atomicfile", "github.com/google/go-tpm/", "golang.org/x/crypto/",
 		"github.com/cloudflare/circl/sign/mldsa/", "github.com/cloudflare/circl/kem/"}},
 	{pkg: "api", withTests: true, deny: []string{module + "/fsm", module + "/node", module + "/tpm", module + "/cmd",

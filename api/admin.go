@@ -246,6 +246,7 @@ func AdminIsNoLeader(fn func(error) bool) AdminOption {
 //	GET    /admin/v1/blocklist                    → {"blocks":[…]} (AdminBlocklist)
 //	POST   /admin/v1/blocklist                    {"cidr","for","reason"} → 201 block (AdminBlocklist)
 //	DELETE /admin/v1/blocklist/{cidr}             → 204 (AdminBlocklist)
+//	GET    /admin/v1/scorecard                    → the hardening scorecard (AdminScorecard)
 //
 // Every call reaches users and auth as the actor "local-admin".
 func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog.Logger, opts ...AdminOption) http.Handler {
@@ -287,6 +288,9 @@ func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog
 		adminClientRoutes(mux, o.Clients)
 		// The blocklist; see AdminBlocklist (blocklist.go).
 		adminBlocklistRoutes(mux, blocks)
+		if o.Scorecard != nil {
+			mux.Handle("GET /admin/v1/scorecard", local(serveScorecard(o.Scorecard)))
+		}
 	})
 }
 

@@ -11,7 +11,8 @@
 // value type, *Error. Request bodies are read by one function, decodeJSON,
 // which bounds and validates them before any handler sees a field.
 //
-// api may import authcore (its types and sentinel errors) and the standard
+// api may import authcore (its types and sentinel errors), the scorecard
+// (internal/scorecard, a leaf: the report it serves) and the standard
 // library (and client_golang for the metrics); what it calls on other
 // layers it declares here as small interfaces (UserAdmin, Auth, Readiness,
 // AuthStats, BlockedAddresses), which cmd/bulwark satisfies with the

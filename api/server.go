@@ -77,6 +77,9 @@ type Options struct {
 	// /v1/admin/blocklist (the admin socket's with AdminBlocklist); nil:
 	// no address is refused and those routes are 404.
 	Blocklist Blocklist
+	// Scorecard serves GET /v1/admin/scorecard (and, with
+	// AdminScorecard, the admin socket's); nil: 404 there.
+	Scorecard ScorecardFunc
 }
 
 // NewHandler returns the API handler served over TLS. ready is asked by
@@ -143,6 +146,9 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 			mux.Handle("/oauth2/", oh)
 		}
 		a.pageRoutes(mux)
+		if opts.Scorecard != nil {
+			mux.Handle("GET /v1/admin/scorecard", a.admin(anyPrincipal(serveScorecard(opts.Scorecard))))
+		}
 		if opts.Blocklist != nil {
 			br := blocklistRoutes{opts.Blocklist}
 			mux.Handle("GET /v1/admin/blocklist", a.admin(anyPrincipal(a.linearizable(br.list))))

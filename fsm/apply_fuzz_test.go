@@ -333,6 +333,8 @@ func applySeeds(t testing.TB) map[Type][]any {
 		TypeAuditPrune: {AuditPrune{BeforeSeq: 2, KeepFor: int64(MinAuditRetention), Limit: 10},
 			AuditPrune{BeforeSeq: 1, KeepFor: int64(MinAuditRetention), Limit: 1}},
 		TypeSessionPrune: {SessionPrune{KeepFor: 0, Limit: 10}, SessionPrune{KeepFor: int64(time.Hour), Limit: 1}},
+		TypeBackupRecord: {BackupRecord{Node: "node1", AppliedIndex: 12, Bytes: 4096, StateSHA256: hashOf("state")},
+			BackupRecord{Node: "node2", Bytes: 1, StateSHA256: strings.Repeat("A", 64)}},
 	}
 }
 

@@ -34,9 +34,9 @@ import (
 //	   counts failures per address and blocks it at a threshold)
 //	5: data-subject requests, retention and the scorecard's records
 //	   (each command's row names it; audit.prune, retention.go;
-//	   login.failure v4, the unknown-name audit cap, auditcap.go);
-//	   login.attempt v4 (unsolved challenges count toward blocks) and
-//	   user.unflag
+//	   login.failure v4, the unknown-name audit cap, auditcap.go;
+//	   backup.record, the last backup, backup.go); login.attempt v4
+//	   (unsolved challenges count toward blocks) and user.unflag
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.

@@ -63,6 +63,7 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeUserUnflag, 1, Result{Value: &User{ID: "u1", Username: "alice", CreatedAt: at, UpdatedAt: at}}},
 		{TypeLockdown, 1, Result{Value: LockdownState{Active: true, Since: at, Reason: "breach", Actor: "a"}}},
 		{TypeLockdownRelease, 1, Result{Value: LockdownState{ReleasedAt: &at}}},
+		{TypeBackupRecord, 1, Result{Value: LastBackup{BackupRecord: BackupRecord{Node: "n1", AppliedIndex: 3, Bytes: 9, StateSHA256: "ab"}, At: at}}},
 		{TypeMFATOTPEnroll, 1, Result{Value: &MFA{PendingTOTP: &TOTPFactor{Sealed: []byte("s"), CreatedAt: at}}}},
 		{TypeMFATOTPConfirm, 1, Result{Value: &MFA{TOTP: &TOTPFactor{Sealed: []byte("s"), CreatedAt: at, LastStep: 9}, Recovery: []string{"h"}}}},
 		{TypeMFATOTPRemove, 1, Result{Value: &MFA{}}},

@@ -37,6 +37,7 @@ import (
 //	              its own say
 //	audit.key,    Node is the caller: a member records its own audit keys
 //	audit.checkpoint and signs checkpoints with them
+//	backup.record Node is the caller: a member records the backups it wrote
 //
 // Everything else (users, sessions, lockout, audit entries, the data key's
 // records, ca.key, which the CA key itself signs) is what an administrator
@@ -132,6 +133,14 @@ func (n *Node) checkSpeaksFor(caller string, leaf *x509.Certificate, cmd fsm.Com
 		}
 		if p.Node != caller {
 			return fmt.Errorf("%s may not record an audit key of %s: a member records its own", caller, p.Node)
+		}
+	case fsm.TypeBackupRecord:
+		var p fsm.BackupRecord
+		if err := decodeForCheck(cmd, &p); err != nil {
+			return err
+		}
+		if p.Node != caller {
+			return fmt.Errorf("%s may not record a backup written by %s", caller, p.Node)
 		}
 	case fsm.TypeAuditCheckpoint:
 		var p fsm.AuditCheckpoint

@@ -162,7 +162,34 @@ func (n *Node) BackupHere(ctx context.Context, w io.Writer, opts ...BackupOption
 		return BackupInfo{}, fmt.Errorf("node: backup: %w", err)
 	}
 	m.CACertPEM = string(ca)
-	return writeBackup(ctx, w, m, snap.WriteTo)
+	info, err := writeBackup(ctx, w, m, snap.WriteTo)
+	if err == nil {
+		n.recordBackup(ctx, info)
+	}
+	return info, err
+}
+
+// recordBackup records a backup written whole in the replicated state
+// (fsm backup.record, level 5), which is where `bulwark doctor` on any
+// member finds the cluster's backup age. Best effort: the archive is
+// written and stays good if the record fails, which is logged. Below
+// level 5 nothing is recorded.
+func (n *Node) recordBackup(ctx context.Context, info BackupInfo) {
+	if !n.proposable(fsm.TypeBackupRecord, 1) {
+		n.log.Info("backup not recorded: the cluster is below feature level 5")
+		return
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeBackupRecord, 1, n.cfg.Clock.Now().UnixNano(), fsm.BackupRecord{
+		Node: n.cfg.ID, AppliedIndex: info.Manifest.AppliedIndex, Bytes: info.ArchiveBytes, StateSHA256: info.StateSHA256})
+	if err == nil {
+		// The archive is out: recorded whatever its client does next.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_, err = n.Apply(rctx, cmd)
+	}
+	if err != nil {
+		n.log.Warn("backup written but not recorded for the scorecard", "error", err)
+	}
 }
 
 // termAt is the term of the entry at index: from the log, else from the

@@ -71,6 +71,11 @@ type memberAnswer struct {
 	Error string `json:"error,omitempty"`
 	// Cert is the DER certificate certify issued.
 	Cert []byte `json:"cert,omitempty"`
+
+	// sent and got are when this node sent the request and read the
+	// answer, by its clock (memberCall): the window the answering
+	// member's Clock was read in.
+	sent, got time.Time
 }
 
 // memberInfo is one member's own view of itself.
@@ -90,12 +95,16 @@ type memberInfo struct {
 	// Level is the highest feature level its binary applies
 	// (fsm.MaxLevel); members of the first release report none.
 	Level int `json:"level,omitempty"`
+	// Clock is its clock when it answered; members of earlier releases
+	// report none.
+	Clock time.Time `json:"clock,omitzero"`
 }
 
 func (n *Node) localInfo() *memberInfo {
 	s := n.Status()
 	info := &memberInfo{ID: s.ID, State: s.State, LeaderID: s.LeaderID, AppliedIndex: s.AppliedIndex,
-		CommitIndex: s.CommitIndex, LastIndex: s.LastIndex, CA: n.HoldsCA(), Level: int(n.level.Load())}
+		CommitIndex: s.CommitIndex, LastIndex: s.LastIndex, CA: n.HoldsCA(), Level: int(n.level.Load()),
+		Clock: n.cfg.Clock.Now().UTC()}
 	if n.fwd.tls != nil {
 		if leaf := n.fwd.tls.Certificate().Leaf; leaf != nil {
 			info.CertNotAfter = leaf.NotAfter.UTC()
@@ -291,6 +300,7 @@ func (n *Node) memberCall(ctx context.Context, id, addr string, req memberReques
 	if err != nil {
 		return memberAnswer{}, err
 	}
+	sent := n.cfg.Clock.Now()
 	if err := writeFrame(bufio.NewWriter(c), b); err != nil {
 		return memberAnswer{}, err
 	}
@@ -298,10 +308,12 @@ func (n *Node) memberCall(ctx context.Context, id, addr string, req memberReques
 	if err != nil {
 		return memberAnswer{}, err
 	}
+	got := n.cfg.Clock.Now()
 	var ans memberAnswer
 	if err := json.Unmarshal(b, &ans); err != nil {
 		return memberAnswer{}, fmt.Errorf("membership answer: %w", err)
 	}
+	ans.sent, ans.got = sent, got
 	return ans, nil
 }
 
@@ -425,7 +437,13 @@ type MemberStatus struct {
 	CA          bool
 	// CertNotAfter: when the certificate it presents expires.
 	CertNotAfter time.Time
-	Error        string // why it did not answer
+	// ClockOffset is its clock less this node's, measured when it
+	// answered, give or take ClockUncertainty (half the round trip);
+	// ClockKnown is false when it reported no clock. Zero for Self.
+	ClockOffset      time.Duration
+	ClockUncertainty time.Duration
+	ClockKnown       bool
+	Error            string // why it did not answer
 }
 
 // ClusterStatus is the configuration and each member's view of itself.
@@ -439,6 +457,8 @@ type memberResult struct {
 	id, address string
 	info        *memberInfo
 	err         error
+	// offset, uncertainty: the member's clock against this node's.
+	offset, uncertainty time.Duration
 }
 
 // memberInfos asks every server for its own view (this node answers for
@@ -461,6 +481,10 @@ func (n *Node) memberInfos(ctx context.Context, servers []raft.Server) []memberR
 				out[i].err = fmt.Errorf("no info: %s", ans.Error)
 			default:
 				out[i].info = ans.Info
+				if !ans.Info.Clock.IsZero() {
+					half := ans.got.Sub(ans.sent) / 2
+					out[i].offset, out[i].uncertainty = ans.Info.Clock.Sub(ans.sent.Add(half)), half
+				}
 			}
 		})
 	}
@@ -501,6 +525,8 @@ func (n *Node) ClusterStatus(ctx context.Context) (ClusterStatus, error) {
 		if r := results[i]; r.info != nil {
 			m.Reachable, m.State, m.AppliedIndex = true, r.info.State, r.info.AppliedIndex
 			m.LastContact, m.CA, m.CertNotAfter = r.info.LastContact, r.info.CA, r.info.CertNotAfter
+			m.ClockKnown = !r.info.Clock.IsZero()
+			m.ClockOffset, m.ClockUncertainty = r.offset, r.uncertainty
 			if base > m.AppliedIndex {
 				m.Lag = base - m.AppliedIndex
 			}

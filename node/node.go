@@ -174,8 +174,10 @@ type Node struct {
 	// lastApply is when state.db last applied a batch, Unix nanoseconds.
 	lastApply atomic.Int64
 	// leaderChanges counts the leaders this node has seen take over
-	// (LeaderChanges).
+	// (LeaderChanges); leaderTimes holds when, the latest few
+	// (LeaderChangesWithin).
 	leaderChanges atomic.Uint64
+	leaderTimes   leaderTimes
 	// space refuses writes while the data directory's disk is full
 	// (diskspace.go).
 	space *spaceGuard
@@ -309,6 +311,7 @@ func Open(cfg Config) (*Node, error) {
 	n.raft.RegisterObserver(raft.NewObserver(nil, false, func(o *raft.Observation) bool {
 		if lo, ok := o.Data.(raft.LeaderObservation); ok && lo.LeaderID != "" {
 			n.leaderChanges.Add(1)
+			n.leaderTimes.add(n.cfg.Clock.Now())
 		}
 		return false
 	}))
@@ -642,6 +645,44 @@ func (n *Node) Status() Status {
 // since it started (the first leader it learns of included; a term
 // without a leader, an election in progress, is not counted).
 func (n *Node) LeaderChanges() uint64 { return n.leaderChanges.Load() }
+
+// LeaderChangesWithin counts the leaders this node has seen take over in
+// the last d, by its clock, as LeaderChanges counts them; at most
+// maxLeaderTimes.
+func (n *Node) LeaderChangesWithin(d time.Duration) int {
+	return n.leaderTimes.since(n.cfg.Clock.Now().Add(-d))
+}
+
+// maxLeaderTimes is how many leader changes leaderTimes remembers: more
+// than any judgement of stability needs (the scorecard fails at 6 an hour).
+const maxLeaderTimes = 64
+
+// leaderTimes remembers when the latest leaders took over.
+type leaderTimes struct {
+	mu    sync.Mutex
+	times []time.Time // oldest first, at most maxLeaderTimes
+}
+
+func (l *leaderTimes) add(t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.times) == maxLeaderTimes {
+		l.times = append(l.times[:0], l.times[1:]...)
+	}
+	l.times = append(l.times, t)
+}
+
+func (l *leaderTimes) since(t time.Time) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := 0
+	for _, at := range l.times {
+		if !at.Before(t) {
+			c++
+		}
+	}
+	return c
+}
 
 // Ready reports whether the node can serve: a leader is known and the
 // state has applied every entry the node started with and every entry

@@ -54,6 +54,7 @@ const usage = `usage: bulwark <command> [arguments]
   cluster status | join-token [--ttl 1h] | remove NODE | renew-cert
   backup create FILE [--force] | restore FILE [--data-dir DIR]   (restore: daemon stopped)
   blocklist list | add IP/CIDR [--for 1h] [--reason TEXT] | remove IP/CIDR
+  doctor [--json]   (the hardening scorecard; exit 1 when a control fails)
   version
 
 Admin commands reach the local daemon over its admin socket, found from
@@ -114,6 +115,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdIncident(args[1:], stdout)
 	case "blocklist":
 		err = cmdBlocklist(args[1:], stdout)
+	case "doctor":
+		err = cmdDoctor(args[1:], stdout)
 	case "version", "--version", "-v":
 		fmt.Fprintf(stdout, "bulwark %s\n", buildVersion())
 	case "help", "--help", "-h":

@@ -299,6 +299,16 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		min(5*time.Second, cfg.Audit.CheckpointInterval.Duration))
 	ready := readiness{n, &keyPublished}
 
+	certs := newCertReloader(cert, func() (tls.Certificate, error) {
+		nodeCert, _, err := nodeCertificate(cfg, ks, advertise)
+		if err != nil {
+			return tls.Certificate{}, err
+		}
+		return apiCertificate(cfg, nodeCert)
+	})
+	// bulwark doctor and GET /v1/admin/scorecard: one report.
+	doctor := scorecardFunc(scorecardSources(cfg, sealer.Mode(), clk, certs, n, core))
+
 	rl := cfg.Auth.RateLimit
 	handler := api.NewHandler(api.Options{
 		Logger:         logger,
@@ -311,6 +321,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		Metrics:        metrics,
 		OIDC:           core,
 		Blocklist:      core,
+		Scorecard:      doctor,
 		RateLimit: api.NewRateLimiter(api.RateLimitConfig{
 			PerIP: float64(rl.PerIP), PerIPBurst: rl.PerIPBurst,
 			PerUsername: float64(rl.PerUsername), PerUsernameBurst: rl.PerUsernameBurst,
@@ -321,13 +332,6 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	if err != nil {
 		return fmt.Errorf("api.listen: %w", err)
 	}
-	certs := newCertReloader(cert, func() (tls.Certificate, error) {
-		nodeCert, _, err := nodeCertificate(cfg, ks, advertise)
-		if err != nil {
-			return tls.Certificate{}, err
-		}
-		return apiCertificate(cfg, nodeCert)
-	})
 	apiTLS := pki.ServerTLSConfig(cert, cfg.TLSMinVersion())
 	apiTLS.Certificates, apiTLS.GetCertificate = nil, certs.GetCertificate
 	go reloadOnHUP(ctx, hup.configFile, hup.level, certs, logger)
@@ -354,7 +358,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	adminSrv := &http.Server{
 		Handler: api.NewAdminHandler(core, core, func() any { return n.Status() }, logger,
 			api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n, core, logger), forensicsOption(ctx, n, core, cfg.DataDir), api.AdminDataKey(dataKeyAdmin{dataKeys}),
-			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core}), api.AdminClients(core), api.AdminBlocklist(core)),
+			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core}), api.AdminClients(core), api.AdminBlocklist(core),
+			api.AdminScorecard(doctor)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
