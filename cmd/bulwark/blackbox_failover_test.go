@@ -131,7 +131,14 @@ func failoverTrials() int {
 // and the median; make test asserts only a loose bound (timing targets
 // belong to make chaos, on a quiet machine).
 func TestBlackBoxClusterFailover(t *testing.T) {
-	nodes := formCluster(t, "")
+	extra := ""
+	// BULWARK_CHAOS_HEARTBEAT (e.g. 500ms) sets cluster.heartbeat_timeout,
+	// to compare settings on one machine.
+	if hb := os.Getenv("BULWARK_CHAOS_HEARTBEAT"); hb != "" {
+		extra = fmt.Sprintf("cluster.heartbeat_timeout = %q", hb)
+		t.Logf("cluster.heartbeat_timeout = %s", hb)
+	}
+	nodes := formCluster(t, extra)
 	nodes[0].addUser("alice", clusterPassword, false)
 	var took []time.Duration
 	for trial := 1; trial <= failoverTrials(); trial++ {
