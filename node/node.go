@@ -307,6 +307,8 @@ func Open(cfg Config) (*Node, error) {
 	if n.startIndex, err = n.logs.LastIndex(); err != nil {
 		return nil, err
 	}
+	n.log.Info("raft timing", "heartbeat_timeout", rc.HeartbeatTimeout, "election_timeout", rc.ElectionTimeout,
+		"leader_lease", rc.LeaderLeaseTimeout)
 	n.raft, err = raft.NewRaft(rc, &raftFSM{store: n.store, applied: n.noteApplied}, logs, logs, n.snaps, n.trans)
 	if err != nil {
 		return nil, fmt.Errorf("node: start raft: %w", err)

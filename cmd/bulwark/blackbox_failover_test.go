@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -466,5 +467,22 @@ func TestBlackBoxClusterStaleNodeRefusesSessions(t *testing.T) {
 		lone.name(), refused.Round(time.Millisecond))
 	if code, out, _ := lone.apiCall("GET", "/v1/admin/users", access, nil); code != 503 || out["error"] != "no_leader" {
 		t.Fatalf("admin read without a quorum: %d %v", code, out)
+	}
+}
+
+// cluster.heartbeat_timeout reaches Raft: the node logs the timing it runs
+// with, the default's and the configured one's.
+func TestBlackBoxHeartbeatTimeout(t *testing.T) {
+	for _, tc := range []struct{ extra, want string }{
+		{"", "heartbeat_timeout=300ms election_timeout=300ms leader_lease=150ms"},
+		{`cluster.heartbeat_timeout = "700ms"`, "heartbeat_timeout=700ms election_timeout=700ms leader_lease=350ms"},
+	} {
+		n := newNamedTestNode(t, "node1", tc.extra)
+		n.start()
+		logs := n.logs.String()
+		n.stop()
+		if !strings.Contains(logs, tc.want) {
+			t.Errorf("config %q: the log does not say %q:\n%s", tc.extra, tc.want, logs)
+		}
 	}
 }
