@@ -149,14 +149,23 @@ func isB64Token(s string) bool {
 		return false
 	}
 	for i := 0; i < len(body); i++ {
-		c := body[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/') {
+		if !b64TokenChar[body[i]] {
 			return false
 		}
 	}
 	return true
 }
+
+// b64TokenChar is the b64token alphabet (without "="), looked up per byte:
+// every Bearer request checks its whole token (about 700 bytes), and the
+// chain of comparisons cost 1.5% of the node's CPU at /v1/me.
+var b64TokenChar = func() (t [256]bool) {
+	for c := range 256 {
+		t[c] = 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'
+	}
+	return t
+}()
 
 // writeTokens writes a token answer (RFC 6749 5.1: never cached).
 func writeTokens(w http.ResponseWriter, r *http.Request, tok authcore.Tokens) {

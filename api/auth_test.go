@@ -1106,3 +1106,20 @@ func (f *fakeAuth) NewChallenge() (altcha.Challenge, error) {
 func (f *fakeAuth) AdminForbidden(ctx context.Context, p *authcore.Principal, route string) bool {
 	return false
 }
+
+// isB64Token takes exactly RFC 6750's b64token alphabet, each byte, then
+// only "=" padding.
+func TestIsB64TokenAlphabet(t *testing.T) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/"
+	for c := range 256 {
+		want := strings.IndexByte(alphabet, byte(c)) >= 0
+		if got := isB64Token(string([]byte{'a', byte(c), 'b'})); got != want {
+			t.Errorf("byte %#x: %v, want %v", c, got, want)
+		}
+	}
+	for s, want := range map[string]bool{"abc==": true, "=": false, "": false, "a=b": false, "ab=c=": false, "a.b_c~d+e/f-g": true} {
+		if got := isB64Token(s); got != want {
+			t.Errorf("isB64Token(%q) = %v, want %v", s, got, want)
+		}
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"reflect"
 	"time"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // Incident lockdown (level 4): the hardening checklist's answer to a
@@ -105,9 +107,19 @@ func (r Reader) Lockdown() LockdownState {
 }
 
 // revokedBefore is the instant (Unix ns) before which every session was
-// ended by a lockdown; 0 if none.
+// ended by a lockdown; 0 if none. A View's reader has it from the store's
+// copy (Store.revokedBefore: every Bearer request asks, and a meta look-up
+// each cost a bbolt bucket search); Apply's reads state.db.
 func revokedBefore(r Reader) int64 {
-	if v := r.tx.Bucket(bucketMeta).Get(keyRevokedBefore); len(v) == 8 {
+	if r.rbSet {
+		return r.rb
+	}
+	return storedRevokedBefore(r.tx)
+}
+
+// storedRevokedBefore reads revokedBefore from state.db.
+func storedRevokedBefore(tx *bolt.Tx) int64 {
+	if v := tx.Bucket(bucketMeta).Get(keyRevokedBefore); len(v) == 8 {
 		return int64(binary.BigEndian.Uint64(v))
 	}
 	return 0

@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"errors"
 	"testing"
 	"time"
@@ -291,4 +292,66 @@ func viewSession(a *applier, id string) (*Session, error) {
 		return err
 	})
 	return s, err
+}
+
+// A lockdown's end of older sessions holds for View's readers, which read
+// it from the store's copy rather than from state.db: after the batch that
+// applied it, after the store is opened again, and in a store restored
+// from a snapshot taken after it (and is gone from one restored from
+// before it).
+func TestLockdownSeenByViewsAfterReopenAndRestore(t *testing.T) {
+	a := setupUser(t)
+	if r := a.applyVersion(TypeSessionCreate, 3, t0, SessionCreateV3{SessionCreateV2: SessionCreateV2{SessionCreate: SessionCreate{
+		ID: "s1", UserID: "u1", RefreshHash: hashOf("rs1"), Lifetime: int64(time.Hour), MaxPerUser: 1, OnLimit: "deny"}}}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	before := snapshotBytes(t, a.s)
+	if r := a.apply(TypeLockdown, t0.Add(time.Second), Lockdown{Reason: "breach", Actor: "local-admin"}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if _, err := viewSession(a, "s1"); !errors.Is(err, ErrSessionNotFound) {
+		t.Fatalf("after the lockdown's batch: %v", err)
+	}
+	after := snapshotBytes(t, a.s)
+
+	path := a.s.path
+	if err := a.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { closeAndCheck(t, s) })
+	a.s = s
+	if _, err := viewSession(a, "s1"); !errors.Is(err, ErrSessionNotFound) {
+		t.Fatalf("after opening the store again: %v", err)
+	}
+
+	if err := s.Restore(bytes.NewReader(before)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := viewSession(a, "s1"); err != nil {
+		t.Fatalf("restored from before the lockdown: %v", err)
+	}
+	if err := s.Restore(bytes.NewReader(after)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := viewSession(a, "s1"); !errors.Is(err, ErrSessionNotFound) {
+		t.Fatalf("restored from after the lockdown: %v", err)
+	}
+}
+
+func snapshotBytes(t *testing.T, s *Store) []byte {
+	t.Helper()
+	snap, err := s.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Release()
+	var buf bytes.Buffer
+	if _, err := snap.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

@@ -113,6 +113,11 @@ type Store struct {
 	// blocksGen counts the batches that added or removed a block, and
 	// restores (Reader.BlocksGeneration).
 	blocksGen atomic.Uint64
+	// revokedBefore mirrors meta's sessions_revoked_before (0: none),
+	// set from the write transaction of every batch and on open and
+	// restore, so that a session check reads it without a bbolt look-up
+	// (Reader.revokedBefore).
+	revokedBefore atomic.Int64
 	// noSpace, if set, is told when a commit failed for want of disk
 	// space (SetNoSpace).
 	noSpace atomic.Pointer[func(error)]
@@ -149,6 +154,10 @@ func Open(path string) (*Store, error) {
 	}
 	s := &Store{path: path, db: db, reads: newReadCache()}
 	s.counts.sessions.Store(sessions)
+	if err := s.loadRevokedBefore(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -361,8 +370,10 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 	}
 	var keysChanged, blocksChanged bool
 	var counts batchCounts
+	var rb int64
 	apply := func(tx *bolt.Tx) error {
 		keysChanged, blocksChanged, counts = false, false, batchCounts{}
+		defer func() { rb = storedRevokedBefore(tx) }()
 		applied, _ := readApplied(tx)
 		var last *Entry
 		for i := range entries {
@@ -407,7 +418,16 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 	if blocksChanged {
 		s.blocksGen.Add(1)
 	}
+	s.revokedBefore.Store(rb) // before any of these entries is answered
 	return results
+}
+
+// loadRevokedBefore sets Store.revokedBefore from state.db (open, restore).
+func (s *Store) loadRevokedBefore() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		s.revokedBefore.Store(storedRevokedBefore(tx))
+		return nil
+	})
 }
 
 // noSpace reports whether err says the disk (or the quota) is full.
@@ -522,7 +542,7 @@ func (s *Store) Restore(r io.Reader) error {
 	s.keysGen.Add(1)
 	s.counts.sessions.Store(sessions)
 	s.blocksGen.Add(1)
-	return nil
+	return s.loadRevokedBefore()
 }
 
 func syncDir(dir string) error {

@@ -15,6 +15,11 @@ type Reader struct {
 	counts  *storeCounts // nil: counted from the pages (counts.go)
 	// blocksGen is Store.blocksGen when the view began.
 	blocksGen uint64
+	// rb, if rbSet, is Store.revokedBefore read once the view's
+	// transaction began (it may be newer than the transaction, never
+	// older than what was acknowledged); else it is read from tx (Apply).
+	rb    int64
+	rbSet bool
 }
 
 // View runs fn against a consistent read-only view of the local state.
@@ -22,7 +27,8 @@ func (s *Store) View(fn func(r Reader) error) error {
 	gen := s.keysGen.Load() // before the transaction: never newer than what it shows
 	blocks := s.blocksGen.Load()
 	return s.view(func(tx *bolt.Tx) error {
-		return fn(Reader{tx: tx, cache: s.reads, keysGen: gen, counts: &s.counts, blocksGen: blocks})
+		return fn(Reader{tx: tx, cache: s.reads, keysGen: gen, counts: &s.counts, blocksGen: blocks,
+			rb: s.revokedBefore.Load(), rbSet: true})
 	})
 }
 

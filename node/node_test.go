@@ -237,3 +237,20 @@ func BenchmarkCommittedWrites(b *testing.B) {
 		})
 	}
 }
+
+// Raft runs with the configured heartbeat and election timeouts, 300 ms
+// each unless set.
+func TestRaftTimeouts(t *testing.T) {
+	for _, tc := range []struct{ set, want time.Duration }{{0, 300 * time.Millisecond}, {700 * time.Millisecond, 700 * time.Millisecond}} {
+		n, err := Open(Config{ID: "n1", DataDir: t.TempDir(), Advertise: "127.0.0.1:18444", Logger: testLogger(t),
+			HeartbeatTimeout: tc.set, ElectionTimeout: tc.set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc := n.raft.ReloadableConfig()
+		n.Close()
+		if rc.HeartbeatTimeout != tc.want || rc.ElectionTimeout != tc.want {
+			t.Errorf("set %v: raft runs with heartbeat %v, election %v; want %v", tc.set, rc.HeartbeatTimeout, rc.ElectionTimeout, tc.want)
+		}
+	}
+}

@@ -34,7 +34,12 @@
 // fail, or it was interrupted; 2 on a usage error. Every node is always
 // stopped with SIGTERM and its directory removed.
 //
-//	go run ./cmd/bulwark-bench [--bin bin/bulwark] [--duration 8s] [--json FILE] [--quick] [--cluster=false] [--clients both|http1|http2] [--profile-dir DIR]
+// --phases runs only some of phases 2 to 4 (the bound of phases 1 and 5
+// only with logins), to measure or profile one workload again and again;
+// --profile-dir saves a CPU profile of the node over each single-node
+// phase's measured loop (not its workers' set-up, which logs them in).
+//
+//	go run ./cmd/bulwark-bench [--bin bin/bulwark] [--duration 8s] [--json FILE] [--quick] [--cluster=false] [--clients both|http1|http2] [--phases login,refresh,me] [--profile-dir DIR]
 package main
 
 import (
@@ -47,6 +52,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -66,6 +72,9 @@ type options struct {
 	// clients: the client modes the single node's refresh and /v1/me
 	// phases run in (logins run in the first).
 	clients []string
+	// phases: the single node's HTTP phases to run (phaseLogin,
+	// phaseRefresh, phaseMe); all by default.
+	phases map[string]bool
 }
 
 // Concurrencies of the HTTP phases; one user per worker of the largest.
@@ -103,12 +112,14 @@ func parseFlags() (options, error) {
 	fs.BoolVar(&o.quick, "quick", false, "1 s phases: a smoke run, not a measurement")
 	fs.BoolVar(&o.cluster, "cluster", true, "after the single node, measure logins and refreshes on a three-node cluster")
 	fs.Int64Var(&o.maxOps, "max-ops", defaultMaxOps, "hard cap on requests per phase")
-	fs.StringVar(&o.profileDir, "profile-dir", "", "save a CPU profile of the node during each single-node login phase here (login-c16.pprof, ...)")
+	fs.StringVar(&o.profileDir, "profile-dir", "", "save a CPU profile of the node during each single-node phase here (login-c16.pprof, refresh-http2-c64.pprof, ...)")
+	phases := fs.String("phases", "login,refresh,me", "the single node's HTTP phases to run, comma-separated (login, refresh, me); the others are skipped")
 	clients := fs.String("clients", "both", "client modes of the single node's refresh and /v1/me phases: http1 (a keep-alive connection per worker), http2 (one multiplexed connection) or both")
 	mem := fs.Uint("argon2-memory-kib", defaultMemory, "argon2id memory (KiB), for the node and the bound")
 	iters := fs.Uint("argon2-iterations", defaultIters, "argon2id iterations")
 	par := fs.Uint("argon2-parallelism", defaultParallel, "argon2id lanes")
-	if err := fs.Parse(os.Args[1:]); err != nil {
+	err := fs.Parse(os.Args[1:])
+	if err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
@@ -125,6 +136,9 @@ func parseFlags() (options, error) {
 	default:
 		return o, fmt.Errorf("--clients %q: want http1, http2 or both", *clients)
 	}
+	if o.phases, err = parsePhases(*phases); err != nil {
+		return o, err
+	}
 	o.hash = hashParams{memoryKiB: uint32(*mem), iterations: uint32(*iters), parallelism: uint8(*par)}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -137,6 +151,21 @@ func parseFlags() (options, error) {
 		}
 	}
 	return o, nil
+}
+
+// parsePhases reads --phases: a comma-separated list of phaseLogin,
+// phaseRefresh and phaseMe, at least one.
+func parsePhases(list string) (map[string]bool, error) {
+	phases := map[string]bool{}
+	for ph := range strings.SplitSeq(list, ",") {
+		switch ph = strings.TrimSpace(ph); ph {
+		case phaseLogin, phaseRefresh, phaseMe:
+			phases[ph] = true
+		default:
+			return nil, fmt.Errorf("--phases: unknown phase %q (want login, refresh, me)", ph)
+		}
+	}
+	return phases, nil
 }
 
 // run does the whole benchmark and returns the exit code.
@@ -177,15 +206,19 @@ func measure(ctx context.Context, o options, rep *report) int {
 	lim := phaseLimits{duration: o.duration, maxOps: o.maxOps, cpu: cpuSampler(0)}
 	// Phase 1 runs first, on an otherwise idle machine, and is reported
 	// even when the node cannot be built or started.
+	// The bound is the logins' reference: without them it is not run.
+	bound := o.phases[phaseLogin]
 	procs := runtime.GOMAXPROCS(0)
-	progress("argon2id", procs)
-	p := runPhase(ctx, phaseArgon2, procs, lim, argon2Worker(o.hash))
-	p.Setup = setupInProcess
-	rep.add(p)
-	progress("argon2id with x/crypto", procs)
-	p = runPhase(ctx, phaseXCrypto, procs, lim, xcryptoWorker(o.hash))
-	p.Setup = setupInProcess
-	rep.add(p)
+	if bound {
+		progress("argon2id", procs)
+		p := runPhase(ctx, phaseArgon2, procs, lim, argon2Worker(o.hash))
+		p.Setup = setupInProcess
+		rep.add(p)
+		progress("argon2id with x/crypto", procs)
+		p = runPhase(ctx, phaseXCrypto, procs, lim, xcryptoWorker(o.hash))
+		p.Setup = setupInProcess
+		rep.add(p)
+	}
 
 	if err := ensureBinary(o.bin); err != nil {
 		rep.NodeError = err.Error()
@@ -201,9 +234,9 @@ func measure(ctx context.Context, o options, rep *report) int {
 	// shared 2-core VM), so the bound is measured again right after the
 	// single node's phases, with the node stopped; logins are judged
 	// against the mean of the two.
-	if ctx.Err() == nil {
+	if bound && ctx.Err() == nil {
 		progress("argon2id again", procs)
-		p = runPhase(ctx, phaseArgon2, procs, lim, argon2Worker(o.hash))
+		p := runPhase(ctx, phaseArgon2, procs, lim, argon2Worker(o.hash))
 		p.Setup = setupAfter
 		rep.add(p)
 	}
@@ -279,6 +312,9 @@ func measureSingle(ctx context.Context, o options, rep *report) (code int) {
 		{phaseRefresh, refreshConcs, (*apiClient).refreshWorker, o.clients},
 		{phaseMe, meConcs, (*apiClient).meWorker, o.clients},
 	} {
+		if !o.phases[ph.name] {
+			continue
+		}
 		for _, mode := range ph.modes {
 			for _, c := range ph.concs {
 				if ctx.Err() != nil {
@@ -289,7 +325,9 @@ func measureSingle(ctx context.Context, o options, rep *report) (code int) {
 				if ph.name == phaseLogin {
 					p = measureLogins(ctx, o, n, c, lim, ph.worker(api[mode]), rep)
 				} else {
-					p = runPhase(ctx, ph.name, c, lim, ph.worker(api[mode]))
+					plim, wait := profileLoop(ctx, o, n, fmt.Sprintf("%s-%s-c%d", ph.name, mode, c), lim)
+					p = runPhase(ctx, ph.name, c, plim, ph.worker(api[mode]))
+					wait()
 				}
 				p.Setup, p.Client = setupSingle, mode
 				rep.add(p)
@@ -348,6 +386,30 @@ func measureLogins(ctx context.Context, o options, n *node, conc int, lim phaseL
 		}
 	}
 	return p
+}
+
+// profileLoop, with --profile-dir, returns lim set to save a CPU profile
+// of the node over the phase's measured loop (not its workers' set-up,
+// which logs them in) to name.pprof, and a function that waits for it.
+// Without --profile-dir it returns lim as it is.
+func profileLoop(ctx context.Context, o options, n *node, name string, lim phaseLimits) (phaseLimits, func()) {
+	if o.profileDir == "" || os.MkdirAll(o.profileDir, 0o755) != nil {
+		return lim, func() {}
+	}
+	var done chan error
+	path := filepath.Join(o.profileDir, name+".pprof")
+	lim.looping = func() {
+		done = make(chan error, 1)
+		go func() { done <- n.profile(ctx, lim.duration, path) }()
+	}
+	return lim, func() {
+		if done == nil {
+			return // the set-up failed
+		}
+		if err := <-done; err != nil {
+			fmt.Fprintln(os.Stderr, "bulwark-bench: profile:", err)
+		}
+	}
 }
 
 // ensureBinary builds cmd/bulwark into bin when it does not exist yet.

@@ -40,6 +40,9 @@ type phaseLimits struct {
 	nodes []string
 	// rss follows the node processes' peak memory (nil: not measured).
 	rss *rssWatch
+	// looping, if set, is called by runPhase when the workers are set up
+	// and the measured loop starts (to profile the loop alone).
+	looping func()
 }
 
 // runPhase sets up conc workers, then lets each repeat its operation until
@@ -52,6 +55,9 @@ func runPhase(ctx context.Context, name string, conc int, lim phaseLimits, setup
 	ops, err := setupWorkers(ctx, conc, setup)
 	if err != nil {
 		return setupFailed(name, conc, err)
+	}
+	if lim.looping != nil {
+		lim.looping()
 	}
 	r := runLoop(ctx, ops, lim).result(name, conc, lim)
 	r.PeakRSSMiB = lim.rss.peak()

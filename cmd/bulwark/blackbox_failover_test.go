@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -131,7 +132,14 @@ func failoverTrials() int {
 // and the median; make test asserts only a loose bound (timing targets
 // belong to make chaos, on a quiet machine).
 func TestBlackBoxClusterFailover(t *testing.T) {
-	nodes := formCluster(t, "")
+	extra := ""
+	// BULWARK_CHAOS_HEARTBEAT (e.g. 500ms) sets cluster.heartbeat_timeout,
+	// to compare settings on one machine.
+	if hb := os.Getenv("BULWARK_CHAOS_HEARTBEAT"); hb != "" {
+		extra = fmt.Sprintf("cluster.heartbeat_timeout = %q", hb)
+		t.Logf("cluster.heartbeat_timeout = %s", hb)
+	}
+	nodes := formCluster(t, extra)
 	nodes[0].addUser("alice", clusterPassword, false)
 	var took []time.Duration
 	for trial := 1; trial <= failoverTrials(); trial++ {
@@ -459,5 +467,22 @@ func TestBlackBoxClusterStaleNodeRefusesSessions(t *testing.T) {
 		lone.name(), refused.Round(time.Millisecond))
 	if code, out, _ := lone.apiCall("GET", "/v1/admin/users", access, nil); code != 503 || out["error"] != "no_leader" {
 		t.Fatalf("admin read without a quorum: %d %v", code, out)
+	}
+}
+
+// cluster.heartbeat_timeout reaches Raft: the node logs the timing it runs
+// with, the default's and the configured one's.
+func TestBlackBoxHeartbeatTimeout(t *testing.T) {
+	for _, tc := range []struct{ extra, want string }{
+		{"", "heartbeat_timeout=300ms election_timeout=300ms leader_lease=150ms"},
+		{`cluster.heartbeat_timeout = "700ms"`, "heartbeat_timeout=700ms election_timeout=700ms leader_lease=350ms"},
+	} {
+		n := newNamedTestNode(t, "node1", tc.extra)
+		n.start()
+		logs := n.logs.String()
+		n.stop()
+		if !strings.Contains(logs, tc.want) {
+			t.Errorf("config %q: the log does not say %q:\n%s", tc.extra, tc.want, logs)
+		}
 	}
 }

@@ -115,12 +115,14 @@ func newNamedTestNode(t *testing.T, name string, extra ...string) *testNode {
 	if !strings.Contains(strings.Join(extra, "\n"), "[incident]") {
 		cheap += "[incident]\nchallenge_after_failures = 0\nblock_after_failures = 0\nblock_after_usernames = 0\nrevoke_after_forbidden = 0\n"
 	}
-	// Lines of extra that start "api." go into the [api] table, which the
-	// harness writes itself.
-	var apiKeys, rest []string
+	// Lines of extra that start "api." or "cluster." go into the [api]
+	// or [cluster] table, which the harness writes itself.
+	var apiKeys, clusterKeys, rest []string
 	for _, l := range strings.Split(strings.Join(extra, "\n"), "\n") {
 		if k, ok := strings.CutPrefix(l, "api."); ok {
 			apiKeys = append(apiKeys, k+"\n")
+		} else if k, ok := strings.CutPrefix(l, "cluster."); ok {
+			clusterKeys = append(clusterKeys, k+"\n")
 		} else {
 			rest = append(rest, l)
 		}
@@ -132,7 +134,7 @@ data_dir = %q
 listen = "127.0.0.1:%d"
 `+strings.Join(apiKeys, "")+`[cluster]
 listen = "127.0.0.1:%d"
-[seal]
+`+strings.Join(clusterKeys, "")+`[seal]
 mode = "software"
 [metrics]
 listen = "127.0.0.1:%d"

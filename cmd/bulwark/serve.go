@@ -198,7 +198,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	clusterTLS := &node.ClusterTLS{Cert: clusterCert, CA: caPool}
 	n, err := node.Open(node.Config{ID: cfg.NodeName, DataDir: cfg.DataDir, Advertise: advertise,
 		Listen: cfg.Cluster.Listen, TLS: clusterTLS, Join: node.HasJoined(ks), Logger: logger, Clock: clk,
-		MaxStaleness: cfg.Cluster.MaxStaleness.Duration})
+		MaxStaleness: cfg.Cluster.MaxStaleness.Duration, HeartbeatTimeout: cfg.Cluster.HeartbeatTimeout.Duration,
+		ElectionTimeout: cfg.Cluster.HeartbeatTimeout.Duration})
 	if err != nil {
 		return err
 	}

@@ -84,6 +84,12 @@ type Cluster struct {
 	// that they answer 503 no_leader, so a node cut off from the cluster
 	// does not vouch for sessions revoked elsewhere.
 	MaxStaleness Duration `toml:"max_staleness"`
+	// HeartbeatTimeout is how long a follower waits without hearing
+	// from the leader before it stands for election (Raft's heartbeat and
+	// election timeouts; the leader's lease is half of it): it sets how
+	// fast a dead leader is replaced, and how long a stall may last
+	// before it costs a spurious election.
+	HeartbeatTimeout Duration `toml:"heartbeat_timeout"`
 }
 
 // Seal is the [seal] table: how the key-encryption key is protected.
@@ -285,7 +291,7 @@ func Default() Config {
 			TrustedProxies: []CIDR{},
 			MaxBodyBytes:   64 << 10,
 		},
-		Cluster: Cluster{Listen: ":8444", MaxStaleness: Duration{2 * time.Second}},
+		Cluster: Cluster{Listen: ":8444", MaxStaleness: Duration{2 * time.Second}, HeartbeatTimeout: Duration{300 * time.Millisecond}},
 		Seal:    Seal{Mode: "tpm", Device: "/dev/tpmrm0", PCRs: []int{}, Signing: "keystore"},
 		Auth: Auth{
 			Security: Security{

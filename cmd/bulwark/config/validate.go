@@ -167,6 +167,16 @@ func (c *Config) Validate() error {
 	if v.positive("cluster.max_staleness", c.Cluster.MaxStaleness) && c.Cluster.MaxStaleness.Duration > time.Minute {
 		v.add("cluster.max_staleness", "%s is too long: a node cut off from the cluster would vouch for revoked sessions that long; at most 1m", c.Cluster.MaxStaleness)
 	}
+	if hb := c.Cluster.HeartbeatTimeout; v.positive("cluster.heartbeat_timeout", hb) {
+		switch {
+		case hb.Duration < 100*time.Millisecond:
+			v.add("cluster.heartbeat_timeout", "%s is too short: a pause of the leader or the network that long would cost an election; at least 100ms", hb)
+		case hb.Duration > 10*time.Second:
+			v.add("cluster.heartbeat_timeout", "%s is too long: a dead leader would stop every write that long; at most 10s", hb)
+		case hb.Duration >= c.Cluster.MaxStaleness.Duration:
+			v.add("cluster.heartbeat_timeout", "%s is not below cluster.max_staleness (%s): followers would stop vouching for sessions before they could notice a dead leader", hb, c.Cluster.MaxStaleness)
+		}
+	}
 
 	v.oneOf("seal.mode", c.Seal.Mode, "tpm", "software")
 	if msg := checkDevice(c.Seal.Device); msg != "" {

@@ -28,6 +28,7 @@ var badValues = []struct {
 	{key: "cluster.listen", value: `"localhost"`},
 	{key: "cluster.advertise", value: `":8444"`},
 	{key: "cluster.max_staleness", value: `"2m"`},
+	{key: "cluster.heartbeat_timeout", value: `"50ms"`},
 	{key: "seal.mode", value: `"hsm"`},
 	{key: "seal.device", value: `"tpm0"`},
 	{key: "seal.pcrs", value: `[7, 24]`},
