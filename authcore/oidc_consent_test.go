@@ -100,3 +100,24 @@ func TestConsent(t *testing.T) {
 		t.Fatalf("the user's own session went with the grant: %v", err)
 	}
 }
+
+// Below feature level 5 a client cannot ask for an ID-token algorithm or
+// consent (members would not apply them), and no grant is recorded; a
+// plain client is still registered the level-4 way.
+func TestClientFeaturesNeedLevel5(t *testing.T) {
+	s, _ := newAuthServiceAt(t, Config{}, 4)
+	ctx := context.Background()
+	for _, nc := range []NewClient{{Name: "ed", IDTokenAlg: AlgEdDSA}, {Name: "third", ConsentRequired: true}} {
+		nc.RedirectURIs, nc.Public = []string{"https://x.example/cb"}, true
+		if _, _, err := s.CreateClient(ctx, nc); !errors.Is(err, ErrConflict) {
+			t.Fatalf("%+v at level 4: %v", nc, err)
+		}
+	}
+	c, _, err := s.CreateClient(ctx, NewClient{Name: "plain", RedirectURIs: []string{"https://x.example/cb"}, Public: true, IDTokenAlg: AlgES256})
+	if err != nil || c.IDTokenAlg != AlgES256 || c.ConsentRequired {
+		t.Fatalf("a plain client at level 4: %+v %v", c, err)
+	}
+	if err := s.GrantConsent(ctx, &Principal{UserID: "u"}, AuthorizationRequest{ClientID: "plain", Scopes: []string{"openid"}}); !errors.Is(err, ErrConflict) {
+		t.Fatalf("a grant at level 4: %v", err)
+	}
+}
