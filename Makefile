@@ -131,7 +131,8 @@ chaos-selftest:
 # signs in through bulwark's login form and reaches the upstream as the
 # user (cmd/bulwark/interop_oauth2proxy_test.go). The proxy is built once
 # into bin/ with go install, outside bulwark's go.mod (about 4 minutes on
-# 2 cores); the test itself takes under a minute. make test skips it.
+# 2 cores); the test itself takes under a minute, so once the proxy is
+# built make test runs it too (and skips it before).
 OAUTH2_PROXY_VERSION ?= v7.15.6
 OAUTH2_PROXY         := bin/oauth2-proxy-$(OAUTH2_PROXY_VERSION)
 

@@ -22,6 +22,11 @@ import (
 	"github.com/bulwark-auth/bulwark/node/loopback"
 )
 
+// oauth2ProxyBuilt is where make oidc-interop leaves oauth2-proxy,
+// relative to this package; once it is there, make test runs the test
+// too (it takes well under a minute).
+const oauth2ProxyBuilt = "../../bin/oauth2-proxy-v7.15.6"
+
 // A relying party nobody here wrote: oauth2-proxy v7 (make oidc-interop
 // builds it, outside bulwark's go.mod, and names it in
 // BULWARK_OAUTH2_PROXY) with bulwark as its --provider=oidc, in front of
@@ -31,8 +36,11 @@ import (
 // the user; a browser without the proxy's cookie never does.
 func TestInteropOAuth2Proxy(t *testing.T) {
 	bin := os.Getenv("BULWARK_OAUTH2_PROXY")
+	if _, err := os.Stat(oauth2ProxyBuilt); bin == "" && err == nil {
+		bin = oauth2ProxyBuilt
+	}
 	if bin == "" {
-		t.Skip("needs oauth2-proxy: run make oidc-interop")
+		t.Skip("needs oauth2-proxy: run make oidc-interop once")
 	}
 	n := newTestNode(t)
 	n.start()
