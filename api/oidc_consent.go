@@ -14,7 +14,8 @@ import (
 // through Raft, asked for once per user, client and scopes; authcore and
 // Apply refuse a code without it). Deny sends the browser back with
 // access_denied. GET /v1/me/grants lists the grants, DELETE
-// /v1/me/grants/{client_id} revokes one and ends what the client holds.
+// /v1/me/grants/{client_id} revokes one and ends what the client holds,
+// DELETE /v1/me/grants revokes them all.
 //
 // The page is pages/consent.html in the sign-in pages' layout; its form
 // carries the same double-submit CSRF token as the sign-in form, and its
@@ -129,6 +130,24 @@ func (a *apiHandlers) myGrants(w http.ResponseWriter, r *http.Request, p *authco
 		return
 	}
 	writeJSON(w, r, http.StatusOK, map[string]any{"grants": gs})
+}
+
+// revokeMyGrants serves DELETE /v1/me/grants: every grant revoked.
+func (a *apiHandlers) revokeMyGrants(w http.ResponseWriter, r *http.Request, p *authcore.Principal) {
+	gs, err := a.opts.OIDC.Grants(r.Context(), p)
+	for _, g := range gs {
+		if err != nil {
+			break
+		}
+		if _, err = a.opts.OIDC.RevokeGrant(r.Context(), p, g.ClientID); errors.Is(err, authcore.ErrNotFound) {
+			err = nil // revoked meanwhile
+		}
+	}
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (a *apiHandlers) revokeMyGrant(w http.ResponseWriter, r *http.Request, p *authcore.Principal) {

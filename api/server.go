@@ -147,6 +147,7 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 			mux.Handle("GET "+consentPath, a.public(a.consentPage))
 			mux.Handle("POST "+consentPath, a.pageLimited(a.consentSubmit))
 			mux.Handle("GET /v1/me/grants", a.bearer(a.myGrants))
+			mux.Handle("DELETE /v1/me/grants", a.bearer(a.revokeMyGrants))
 			mux.Handle("DELETE /v1/me/grants/{client_id}", a.bearer(a.revokeMyGrant))
 		}
 		a.pageRoutes(mux)
