@@ -267,3 +267,35 @@ func TestIDTokenKeysBesideResidentSigningKey(t *testing.T) {
 		t.Fatalf("the RS256 key is not in the keystore (made in the vault: %v)", v.made)
 	}
 }
+
+// A code is not spent when its client's ID-token key cannot be had (here:
+// no vault to make an EdDSA key in): the token request fails before the
+// code is redeemed, and no session is started.
+func TestCodeKeptWhenNoIDTokenKey(t *testing.T) {
+	s, _ := newAuthServiceAt(t, Config{}, fsm.MaxLevel)
+	addClient(t, s, "ed", AlgEdDSA, false)
+	ctx := context.Background()
+	p, err := s.Authenticate(ctx, login(t, s).AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	challenge, _ := pkceS256(testVerifier)
+	req := AuthorizationRequest{ClientID: "ed", RedirectURI: "https://ed.example/cb", Scopes: []string{"openid"},
+		CodeChallenge: challenge, CodeChallengeMethod: "S256"}
+	code, err := s.Authorize(ctx, req, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := s.Sessions(ctx, p)
+	if _, err := s.RedeemCode(ctx, "ed", code, req.RedirectURI, testVerifier); err == nil {
+		t.Fatal("an EdDSA ID token without a key to sign it")
+	}
+	after, _ := s.Sessions(ctx, p)
+	s.store.View(func(r fsm.Reader) error {
+		c, err := r.OIDCCode(hashToken(code))
+		if err != nil || c.SessionID != "" || len(after) != len(before) {
+			t.Errorf("the code was spent: %+v %v; sessions %d → %d", c, err, len(before), len(after))
+		}
+		return nil
+	})
+}

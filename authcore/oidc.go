@@ -402,6 +402,10 @@ func (s *Service) RedeemCode(ctx context.Context, clientID, code, redirectURI, v
 	if err != nil {
 		return OIDCTokens{}, err
 	}
+	signer, err := s.clientSigner(ctx, clientID)
+	if err != nil {
+		return OIDCTokens{}, err
+	}
 	sid, err := randomToken("")
 	if err != nil {
 		return OIDCTokens{}, err
@@ -436,7 +440,7 @@ func (s *Service) RedeemCode(ctx context.Context, clientID, code, redirectURI, v
 	if err != nil {
 		return OIDCTokens{}, err
 	}
-	idt, err := s.idToken(ctx, res.Session, res.User, clientID, res.Request.Scopes, res.Request.Nonce, tok.AccessToken)
+	idt, err := s.idToken(signer, res.Session, res.User, clientID, res.Request.Scopes, res.Request.Nonce, tok.AccessToken)
 	if err != nil {
 		return OIDCTokens{}, err
 	}
@@ -460,10 +464,9 @@ func (s *Service) RefreshClient(ctx context.Context, clientID, refreshToken stri
 	if owner != clientID {
 		return OIDCTokens{}, ErrInvalidGrant // unknown, or another client's (or the API's)
 	}
-	var clientGone bool
-	s.store.View(func(r fsm.Reader) error { _, err := r.OIDCClient(clientID); clientGone = err != nil; return nil })
-	if clientGone {
-		return OIDCTokens{}, ErrInvalidGrant
+	signer, err := s.clientSigner(ctx, clientID) // ErrInvalidGrant: the client is gone
+	if err != nil {
+		return OIDCTokens{}, err
 	}
 	tok, err := s.Refresh(ctx, refreshToken)
 	if err != nil {
@@ -482,7 +485,7 @@ func (s *Service) RefreshClient(ctx context.Context, clientID, refreshToken stri
 	if err != nil {
 		return OIDCTokens{}, ErrInvalidGrant
 	}
-	idt, err := s.idToken(ctx, sess, u, clientID, sess.Scopes, "", tok.AccessToken)
+	idt, err := s.idToken(signer, sess, u, clientID, sess.Scopes, "", tok.AccessToken)
 	if err != nil {
 		return OIDCTokens{}, err
 	}
@@ -519,11 +522,11 @@ func (s *Service) ClientCredentialsToken(ctx context.Context, clientID string, s
 	return Tokens{AccessToken: at, TokenType: "Bearer", ExpiresIn: int(s.cfg.AccessTTL / time.Second)}, nil
 }
 
-// idToken signs an ID token for a session in the client's algorithm: sub
-// is the user id (the API tokens' sub), aud the client, with the scopes'
-// claims (profile: preferred_username and name; email: email and
-// email_verified, which is false: bulwark does not verify addresses).
-func (s *Service) idToken(ctx context.Context, sess *fsm.Session, u *fsm.User, clientID string, scopes []string, nonce, accessToken string) (string, error) {
+// clientSigner is the key clientID's ID tokens are signed with, in its
+// algorithm (made and published now if it is the first): asked for
+// before a code or refresh token is spent, so a key that cannot be had
+// spends nothing.
+func (s *Service) clientSigner(ctx context.Context, clientID string) (TokenSigner, error) {
 	alg := AlgES256
 	if err := s.store.View(func(r fsm.Reader) error {
 		c, err := r.OIDCClient(clientID)
@@ -532,12 +535,16 @@ func (s *Service) idToken(ctx context.Context, sess *fsm.Session, u *fsm.User, c
 		}
 		return err
 	}); err != nil {
-		return "", ErrInvalidGrant // the client was removed meanwhile
+		return nil, ErrInvalidGrant // no such client (removed meanwhile)
 	}
-	signer, err := s.idTokenSigner(ctx, alg)
-	if err != nil {
-		return "", err
-	}
+	return s.idTokenSigner(ctx, alg)
+}
+
+// idToken signs an ID token for a session with signer (clientSigner): sub
+// is the user id (the API tokens' sub), aud the client, with the scopes'
+// claims (profile: preferred_username and name; email: email and
+// email_verified, which is false: bulwark does not verify addresses).
+func (s *Service) idToken(signer TokenSigner, sess *fsm.Session, u *fsm.User, clientID string, scopes []string, nonce, accessToken string) (string, error) {
 	now := s.now()
 	jti, err := randomToken("")
 	if err != nil {
