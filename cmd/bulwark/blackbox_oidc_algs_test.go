@@ -15,6 +15,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/bulwark-auth/bulwark/internal/waitfor"
+	"github.com/bulwark-auth/bulwark/tpm/swtpmtest"
 )
 
 // addClient registers a confidential client over the admin socket (once
@@ -87,38 +88,7 @@ func TestBlackBoxOIDCIDTokenAlgs(t *testing.T) {
 	kids := map[string]string{}
 	run := func(c struct{ name, flag, alg string }) {
 		t.Helper()
-		cfg := oauth2.Config{ClientID: c.name, ClientSecret: secrets[c.name], Endpoint: provider.Endpoint(),
-			RedirectURL: rpCallback, Scopes: []string{oidc.ScopeOpenID, "profile"}}
-		pkce, nonce := oauth2.GenerateVerifier(), "nonce-"+c.name
-		code, loc, page := br.authorize(cfg.AuthCodeURL("st-"+c.name, oauth2.S256ChallengeOption(pkce), oidc.Nonce(nonce)))
-		if code == http.StatusOK {
-			loc = br.signIn(page, "alice", "correct horse battery", nil)
-		} else if !redirected(code) || loc == nil || loc.Host != "app.example" {
-			t.Fatalf("%s: a signed-in browser's authorization: %d %v", c.name, code, loc)
-		}
-		tok, err := cfg.Exchange(ctx, loc.Query().Get("code"), oauth2.VerifierOption(pkce))
-		if err != nil {
-			t.Fatalf("%s: exchange: %v", c.name, err)
-		}
-		raw, _ := tok.Extra("id_token").(string)
-		idt, err := provider.Verifier(&oidc.Config{ClientID: c.name}).Verify(ctx, raw)
-		if err != nil {
-			t.Fatalf("%s: go-oidc refuses the ID token: %v", c.name, err)
-		}
-		if idt.Nonce != nonce || idt.VerifyAccessToken(tok.AccessToken) != nil {
-			t.Fatalf("%s: nonce %q, at_hash: %v", c.name, idt.Nonce, idt.VerifyAccessToken(tok.AccessToken))
-		}
-		alg, kid := jwsAlg(t, raw)
-		if alg != c.alg {
-			t.Fatalf("%s: ID token in %s, want %s", c.name, alg, c.alg)
-		}
-		other := "RS256"
-		if c.alg == "RS256" {
-			other = "ES256"
-		}
-		if _, err := provider.Verifier(&oidc.Config{ClientID: c.name, SupportedSigningAlgs: []string{other}}).Verify(ctx, raw); err == nil {
-			t.Fatalf("%s: a verifier for %s only accepted a %s ID token", c.name, other, c.alg)
-		}
+		kid := br.idTokenFlow(ctx, provider, c.name, secrets[c.name], c.alg)
 		if old, ok := kids[c.name]; ok && old != kid {
 			t.Fatalf("%s: signed by %s after the restart, by %s before", c.name, kid, old)
 		}
@@ -242,4 +212,81 @@ func TestBlackBoxOIDCConsent(t *testing.T) {
 		t.Fatalf("the client's refresh token after the grant was revoked: %v", err)
 	}
 	br.consentPage(br.authorize(authURL("s6")))
+}
+
+// idTokenFlow runs an authorization code flow for a confidential client
+// with the browser (signing alice in if it is not yet), has go-oidc
+// verify the ID token (signature against the JWKS, iss, aud, exp, nonce,
+// at_hash), checks it is in alg and that a verifier allowing only another
+// algorithm refuses it, and returns its kid.
+func (br *browser) idTokenFlow(ctx context.Context, provider *oidc.Provider, client, secret, alg string) string {
+	t := br.t
+	t.Helper()
+	cfg := oauth2.Config{ClientID: client, ClientSecret: secret, Endpoint: provider.Endpoint(),
+		RedirectURL: rpCallback, Scopes: []string{oidc.ScopeOpenID, "profile"}}
+	pkce, nonce := oauth2.GenerateVerifier(), "nonce-"+client
+	code, loc, page := br.authorize(cfg.AuthCodeURL("st-"+client, oauth2.S256ChallengeOption(pkce), oidc.Nonce(nonce)))
+	if code == http.StatusOK {
+		loc = br.signIn(page, "alice", "correct horse battery", nil)
+	} else if !redirected(code) || loc == nil || loc.Host != "app.example" {
+		t.Fatalf("%s: a signed-in browser's authorization: %d %v", client, code, loc)
+	}
+	tok, err := cfg.Exchange(ctx, loc.Query().Get("code"), oauth2.VerifierOption(pkce))
+	if err != nil {
+		t.Fatalf("%s: exchange: %v", client, err)
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	idt, err := provider.Verifier(&oidc.Config{ClientID: client}).Verify(ctx, raw)
+	if err != nil {
+		t.Fatalf("%s: go-oidc refuses the ID token: %v", client, err)
+	}
+	if idt.Nonce != nonce || idt.VerifyAccessToken(tok.AccessToken) != nil {
+		t.Fatalf("%s: nonce %q, at_hash: %v", client, idt.Nonce, idt.VerifyAccessToken(tok.AccessToken))
+	}
+	got, kid := jwsAlg(t, raw)
+	if got != alg {
+		t.Fatalf("%s: ID token in %s, want %s", client, got, alg)
+	}
+	other := "RS256"
+	if alg == "RS256" {
+		other = "ES256"
+	}
+	if _, err := provider.Verifier(&oidc.Config{ClientID: client, SupportedSigningAlgs: []string{other}}).Verify(ctx, raw); err == nil {
+		t.Fatalf("%s: a verifier for %s only accepted a %s ID token", client, other, alg)
+	}
+	return kid
+}
+
+// With seal.signing = "tpm-resident", ES256 ID tokens are signed by the
+// TPM-resident signing key, and an EdDSA client's by an ID-token key
+// sealed in the keystore (TPMs make no Ed25519 keys): never in plain form
+// on disk, the same after a restart.
+func TestBlackBoxTPMResidentIDTokenKeys(t *testing.T) {
+	swtpmtest.Require(t)
+	tpmA := swtpmtest.Start(t, t.TempDir())
+	n := newTestNode(t)
+	setSeal(t, n, tpmA.Device())
+	appendConfig(t, n, `signing = "tpm-resident"`+"\n") // lands in [seal], the last table
+	n.start()
+	n.addUser("alice", "correct horse battery", false)
+	es, ed := n.addClient("es"), n.addClient("ed", "--id-token-alg", "EdDSA")
+	ctx := oidc.ClientContext(context.Background(), n.client())
+	provider, err := oidc.NewProvider(ctx, n.url(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := n.browser()
+	esKid := br.idTokenFlow(ctx, provider, "es", es, "ES256")
+	_, tok := n.login("alice", "correct horse battery")
+	if _, accessKid := jwsAlg(t, tok["access_token"].(string)); accessKid != esKid {
+		t.Fatalf("the ES256 ID token's key %s is not the TPM-resident signing key %s", esKid, accessKid)
+	}
+	edKid := br.idTokenFlow(ctx, provider, "ed", ed, "EdDSA")
+	n.stop()
+	scanForKeyMaterial(t, n.dataDir(), n.logs.String())
+	n.start()
+	br = n.browser()
+	if kid := br.idTokenFlow(ctx, provider, "ed", ed, "EdDSA"); kid != edKid {
+		t.Fatalf("the EdDSA key after a restart: %s, before: %s", kid, edKid)
+	}
 }
