@@ -77,7 +77,7 @@ func (a *apiHandlers) consentPage(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	v := pageView{Title: "Allow " + req.ClientID + " to access your account?", Client: req.ClientID, Username: p.Username,
+	v := pageView{Title: "Allow " + req.ClientID + " to access your account?", Username: p.Username,
 		CSRF: csrfToken(w, r), Request: id, formAction: originOf(req.RedirectURI)}
 	for _, s := range req.Scopes {
 		if t, ok := scopeText[s]; ok {
