@@ -290,12 +290,7 @@ func (a *apiHandlers) afterFactor(w http.ResponseWriter, r *http.Request, f logi
 	}
 	switch {
 	case f.id != "":
-		code, err := a.opts.OIDC.Authorize(r.Context(), f.req, p)
-		if err != nil {
-			renderError(w, http.StatusBadRequest, "This sign-in request has expired", "Go back to the application and start again.")
-			return
-		}
-		http.Redirect(w, r, codeRedirect(f.req, code, a.opts.OIDC.Issuer()), http.StatusSeeOther)
+		a.finishAuthorization(w, r, f.req, p) // the consent step first, if the client needs it (oidc_consent.go)
 	case f.reauth:
 		http.Redirect(w, r, accountPath+"?notice=confirmed", http.StatusSeeOther)
 	default:

@@ -39,6 +39,11 @@ type OIDC interface {
 	Introspect(ctx context.Context, token string) (authcore.Introspection, error)
 	RevokeToken(ctx context.Context, clientID, token string) error
 	EndSession(ctx context.Context, browserToken, idTokenHint string) (string, error)
+	// Consent (oidc_consent.go).
+	ConsentNeeded(p *authcore.Principal, req authcore.AuthorizationRequest) (bool, error)
+	GrantConsent(ctx context.Context, p *authcore.Principal, req authcore.AuthorizationRequest) error
+	Grants(ctx context.Context, p *authcore.Principal) ([]authcore.Grant, error)
+	RevokeGrant(ctx context.Context, p *authcore.Principal, clientID string) (int, error)
 }
 
 // Paths of the provider (API.md).
@@ -143,7 +148,7 @@ func (s *oidcServer) Discovery(ctx context.Context, _ *op.Request[struct{}]) (*o
 		ResponseModesSupported:                    []string{"query"},
 		GrantTypesSupported:                       []oidc.GrantType{oidc.GrantTypeCode, oidc.GrantTypeRefreshToken, oidc.GrantTypeClientCredentials},
 		SubjectTypesSupported:                     []string{"public"},
-		IDTokenSigningAlgValuesSupported:          s.signingAlgs(),
+		IDTokenSigningAlgValuesSupported:          slices.Clone(authcore.IDTokenAlgs), // each client's is its own
 		TokenEndpointAuthMethodsSupported:         append(slices.Clone(basicPost), oidc.AuthMethodNone),
 		RevocationEndpointAuthMethodsSupported:    append(slices.Clone(basicPost), oidc.AuthMethodNone),
 		IntrospectionEndpointAuthMethodsSupported: basicPost,
@@ -151,30 +156,6 @@ func (s *oidcServer) Discovery(ctx context.Context, _ *op.Request[struct{}]) (*o
 			"preferred_username", "name", "email", "email_verified"},
 		CodeChallengeMethodsSupported: []oidc.CodeChallengeMethod{oidc.CodeChallengeMethodS256},
 	}), nil
-}
-
-// signingAlgs are the algs of the keys in the JWKS: what ID tokens may be
-// signed with.
-func (s *oidcServer) signingAlgs() []string {
-	b, err := s.a.auth.JWKS()
-	var set struct {
-		Keys []struct {
-			Alg string `json:"alg"`
-		} `json:"keys"`
-	}
-	if err != nil || json.Unmarshal(b, &set) != nil {
-		return []string{authcore.AlgES256}
-	}
-	var out []string
-	for _, k := range set.Keys {
-		if k.Alg != "" && !slices.Contains(out, k.Alg) {
-			out = append(out, k.Alg)
-		}
-	}
-	if len(out) == 0 {
-		out = []string{authcore.AlgES256}
-	}
-	return out
 }
 
 func (s *oidcServer) VerifyAuthRequest(ctx context.Context, r *op.Request[oidc.AuthRequest]) (*op.ClientRequest[oidc.AuthRequest], error) {
@@ -215,13 +196,30 @@ func (s *oidcServer) Authorize(ctx context.Context, r *op.ClientRequest[oidc.Aut
 		m := int64(*d.MaxAge)
 		req.MaxAge = &m
 	}
-	// A browser signed in already, recently enough, goes straight back.
+	// A browser signed in already, recently enough, goes straight back,
+	// unless the client needs the user's consent first.
 	if p := s.a.browserPrincipal(ctx, r.Header); p != nil && !slices.Contains(d.Prompt, oidc.PromptLogin) && fresh(p, req.MaxAge) {
-		code, err := s.p.Authorize(ctx, req, p)
+		need, err := s.p.ConsentNeeded(p, req)
 		if err != nil {
 			return nil, oidc.ErrServerError().WithParent(err)
 		}
-		return op.NewRedirect(codeRedirect(req, code, s.p.Issuer())), nil
+		if !need {
+			code, err := s.p.Authorize(ctx, req, p)
+			if err == nil {
+				return op.NewRedirect(codeRedirect(req, code, s.p.Issuer())), nil
+			}
+			if !errors.Is(err, authcore.ErrConsentRequired) {
+				return nil, oidc.ErrServerError().WithParent(err)
+			}
+		}
+		if slices.Contains(d.Prompt, oidc.PromptNone) {
+			return nil, &oidc.Error{ErrorType: "consent_required", Description: "the user has not allowed this application these scopes"} // OIDC Core 3.1.2.6
+		}
+		id, err := s.p.StartAuthorization(ctx, req)
+		if err != nil {
+			return nil, oidc.ErrServerError().WithParent(err)
+		}
+		return op.NewRedirect(consentPath + "?auth_request=" + url.QueryEscape(id)), nil
 	}
 	if slices.Contains(d.Prompt, oidc.PromptNone) {
 		return nil, oidc.ErrLoginRequired()

@@ -11,14 +11,14 @@ import (
 // ClientAdmin is what the admin socket's client routes need
 // (authcore.Service satisfies it).
 type ClientAdmin interface {
-	CreateClient(ctx context.Context, name string, redirectURIs []string, public bool) (authcore.OIDCClient, string, error)
+	CreateClient(ctx context.Context, req authcore.NewClient) (authcore.OIDCClient, string, error)
 	Clients(ctx context.Context) ([]authcore.OIDCClient, error)
 	DeleteClient(ctx context.Context, name string) error
 }
 
 // AdminClients serves the client routes of the admin socket:
 //
-//	POST   /admin/v1/clients        {"name","redirect_uris","public"} → 201 {"client_id","client_secret",…}
+//	POST   /admin/v1/clients        {"name","redirect_uris","public","id_token_alg","consent_required"} → 201 {"client_id","client_secret",…}
 //	GET    /admin/v1/clients        → {"clients":[…]}
 //	DELETE /admin/v1/clients/{name} → 204
 //
@@ -29,6 +29,11 @@ type createClientRequest struct {
 	Name         string   `json:"name"`
 	RedirectURIs []string `json:"redirect_uris"`
 	Public       bool     `json:"public"`
+	// IDTokenAlg: ES256 (the default), EdDSA or RS256.
+	IDTokenAlg string `json:"id_token_alg"`
+	// ConsentRequired: users are asked once per scopes (a third-party
+	// client).
+	ConsentRequired bool `json:"consent_required"`
 }
 
 type createdClient struct {
@@ -46,7 +51,8 @@ func adminClientRoutes(mux *http.ServeMux, c ClientAdmin) {
 			writeError(w, r, err)
 			return
 		}
-		cl, secret, err := c.CreateClient(r.Context(), req.Name, req.RedirectURIs, req.Public)
+		cl, secret, err := c.CreateClient(r.Context(), authcore.NewClient{Name: req.Name, RedirectURIs: req.RedirectURIs,
+			Public: req.Public, IDTokenAlg: req.IDTokenAlg, ConsentRequired: req.ConsentRequired})
 		if errors.Is(err, authcore.ErrClientExists) {
 			err = &Error{Status: http.StatusConflict, Code: CodeConflict, Description: "a client with that name already exists"}
 		}

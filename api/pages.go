@@ -65,7 +65,7 @@ var pageFiles embed.FS
 // pageTemplates are the pages by name, each parsed with the layout.
 var pageTemplates = func() map[string]*template.Template {
 	out := map[string]*template.Template{}
-	for _, name := range []string{"login", "mfa", "account", "totp", "codes", "message"} {
+	for _, name := range []string{"login", "mfa", "account", "totp", "codes", "message", "consent"} {
 		out[name] = template.Must(template.New(name).ParseFS(pageFiles, "pages/layout.html", "pages/"+name+".html"))
 	}
 	return out
@@ -90,6 +90,7 @@ type pageView struct {
 	Challenge string // an ALTCHA challenge (JSON) to solve
 	MFAToken  string
 	Methods   []string
+	Scopes    []string // what a client asks consent for (oidc_consent.go)
 
 	// Account page.
 	Confirm      bool // sensitive changes need a fresh sign-in first

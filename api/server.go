@@ -144,6 +144,11 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 			oh := newOIDCHandler(a, opts.OIDC)
 			mux.Handle("GET /.well-known/openid-configuration", oh)
 			mux.Handle("/oauth2/", oh)
+			mux.Handle("GET "+consentPath, a.public(a.consentPage))
+			mux.Handle("POST "+consentPath, a.pageLimited(a.consentSubmit))
+			mux.Handle("GET /v1/me/grants", a.bearer(a.myGrants))
+			mux.Handle("DELETE /v1/me/grants", a.bearer(a.revokeMyGrants))
+			mux.Handle("DELETE /v1/me/grants/{client_id}", a.bearer(a.revokeMyGrant))
 		}
 		a.pageRoutes(mux)
 		if opts.Scorecard != nil {

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -197,15 +199,21 @@ func (s *Service) PublishSigningKey(ctx context.Context) error {
 			return err
 		}
 	}
-	var known bool
+	// The signing key and the ID-token keys (idtoken_keys.go) are this
+	// node's current keys; its others still marked as signing are stale.
+	current := map[string]TokenSigner{sig.Kid(): sig}
+	for _, k := range s.idKeys() {
+		current[k.Kid()] = k
+	}
+	known := map[string]bool{}
 	var stale []*fsm.PublicKey
 	if err := s.store.View(func(r fsm.Reader) error {
 		return r.PublicKeys(func(k *fsm.PublicKey) bool {
 			switch {
-			case k.Kid == sig.Kid():
+			case current[k.Kid] != nil:
 				// A key that stopped signing (its node was removed) cannot
 				// be published as current again, issuer or not.
-				known = !withIssuer || k.Issuer == s.cfg.Issuer || !k.NotAfter.IsZero()
+				known[k.Kid] = !withIssuer || k.Issuer == s.cfg.Issuer || !k.NotAfter.IsZero()
 			case k.Node == s.cfg.NodeID && k.NotAfter.IsZero():
 				stale = append(stale, k)
 			}
@@ -214,9 +222,11 @@ func (s *Service) PublishSigningKey(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	if !known {
-		if err := s.publish(ctx, sig, 0, 0, "key.publish"); err != nil {
-			return err
+	for _, kid := range slices.Sorted(maps.Keys(current)) {
+		if !known[kid] {
+			if err := s.publish(ctx, current[kid], 0, 0, "key.publish"); err != nil {
+				return err
+			}
 		}
 	}
 	for _, k := range stale {

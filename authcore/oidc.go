@@ -3,10 +3,12 @@ package authcore
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"net/url"
 	"slices"
 	"strings"
@@ -63,10 +65,35 @@ type OIDCClient struct {
 	Public       bool      `json:"public"`
 	RedirectURIs []string  `json:"redirect_uris"`
 	CreatedAt    time.Time `json:"created_at"`
+	// IDTokenAlg is the algorithm of its ID tokens (ES256 by default).
+	IDTokenAlg string `json:"id_token_alg"`
+	// ConsentRequired: its users are asked once per scopes (a
+	// third-party client); first-party clients skip the step.
+	ConsentRequired bool `json:"consent_required"`
 }
 
 func publicClient(c *fsm.OIDCClient) OIDCClient {
-	return OIDCClient{ID: c.ID, Public: c.Public, RedirectURIs: slices.Clone(c.RedirectURIs), CreatedAt: c.CreatedAt}
+	return OIDCClient{ID: c.ID, Public: c.Public, RedirectURIs: slices.Clone(c.RedirectURIs), CreatedAt: c.CreatedAt,
+		IDTokenAlg: clientIDTokenAlg(c), ConsentRequired: c.ConsentRequired}
+}
+
+// clientIDTokenAlg is the algorithm c's ID tokens are signed in.
+func clientIDTokenAlg(c *fsm.OIDCClient) string {
+	if c.IDTokenAlg == "" {
+		return AlgES256
+	}
+	return c.IDTokenAlg
+}
+
+// NewClient is a request to register a client.
+type NewClient struct {
+	Name         string
+	RedirectURIs []string
+	Public       bool
+	// IDTokenAlg: ES256 (also when empty), EdDSA or RS256.
+	IDTokenAlg string
+	// ConsentRequired asks each user's consent once per scopes.
+	ConsentRequired bool
 }
 
 // validClientName: client ids are names an operator types, 1 to 64 of
@@ -111,7 +138,14 @@ func (s *Service) secretHash(secret string) string {
 
 // CreateClient registers a client and returns it with its secret, shown
 // this once; a public client has none.
-func (s *Service) CreateClient(ctx context.Context, name string, redirectURIs []string, public bool) (OIDCClient, string, error) {
+func (s *Service) CreateClient(ctx context.Context, req NewClient) (OIDCClient, string, error) {
+	name, redirectURIs, public := req.Name, req.RedirectURIs, req.Public
+	if req.IDTokenAlg != "" && !slices.Contains(IDTokenAlgs, req.IDTokenAlg) {
+		return OIDCClient{}, "", fmt.Errorf("%w: id_token_alg must be one of %s", ErrInvalidInput, strings.Join(IDTokenAlgs, ", "))
+	}
+	if req.IDTokenAlg == AlgES256 {
+		req.IDTokenAlg = "" // the default, as a level-4 client's
+	}
 	if !validClientName(name) {
 		return OIDCClient{}, "", fmt.Errorf("%w: a client name is 1 to 64 letters, digits, '.', '_' or '-'", ErrInvalidInput)
 	}
@@ -126,7 +160,14 @@ func (s *Service) CreateClient(ctx context.Context, name string, redirectURIs []
 	if !s.proposable(fsm.TypeOIDCClientPut, 1) {
 		return OIDCClient{}, "", fmt.Errorf("%w: OpenID Connect clients need cluster feature level 4", ErrConflict)
 	}
-	c := fsm.OIDCClient{ID: name, Public: public, RedirectURIs: slices.Compact(slices.Clone(redirectURIs))}
+	version := uint16(1)
+	if s.proposable(fsm.TypeOIDCClientPut, 2) {
+		version = 2
+	} else if req.IDTokenAlg != "" || req.ConsentRequired {
+		return OIDCClient{}, "", fmt.Errorf("%w: a client's ID-token algorithm and consent need cluster feature level 5", ErrConflict)
+	}
+	c := fsm.OIDCClient{ID: name, Public: public, RedirectURIs: slices.Compact(slices.Clone(redirectURIs)),
+		IDTokenAlg: req.IDTokenAlg, ConsentRequired: req.ConsentRequired}
 	var secret string
 	if !public {
 		if s.box == nil {
@@ -138,7 +179,7 @@ func (s *Service) CreateClient(ctx context.Context, name string, redirectURIs []
 		}
 		c.SecretHash = s.secretHash(secret)
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeOIDCClientPut, 1, s.now().UnixNano(), fsm.OIDCClientPut{Client: c})
+	cmd, err := fsm.NewCommand(fsm.TypeOIDCClientPut, version, s.now().UnixNano(), fsm.OIDCClientPut{Client: c})
 	if err != nil {
 		return OIDCClient{}, "", err
 	}
@@ -146,7 +187,11 @@ func (s *Service) CreateClient(ctx context.Context, name string, redirectURIs []
 	if public {
 		kind = "public"
 	}
-	if _, err := s.apply(ctx, cmd, s.adminEvent(ctx, "oidc.client_add", "", map[string]string{"client_id": name, "type": kind})); err != nil {
+	details := map[string]string{"client_id": name, "type": kind, "id_token_alg": clientIDTokenAlg(&c)}
+	if c.ConsentRequired {
+		details["consent"] = "required"
+	}
+	if _, err := s.apply(ctx, cmd, s.adminEvent(ctx, "oidc.client_add", "", details)); err != nil {
 		return OIDCClient{}, "", err
 	}
 	out, err := s.Client(name)
@@ -293,16 +338,25 @@ func (s *Service) Authorize(ctx context.Context, req AuthorizationRequest, p *Pr
 		return "", err
 	}
 	now := s.now()
-	cmd, err := fsm.NewCommand(fsm.TypeOIDCAuthorize, 1, now.UnixNano(), fsm.OIDCAuthorize{
+	a := fsm.OIDCAuthorize{
 		RequestID: req.ID, CodeHash: hashToken(code), UserID: p.UserID, LoginSession: p.SessionID,
 		AuthTime: time.Unix(p.Claims.AuthTime, 0).UTC(), AMR: p.Claims.Amr,
-		CodeExpiresAt: now.Add(CodeTTL).UTC(), CodeKeepUntil: now.Add(codeKeep).UTC()})
+		CodeExpiresAt: now.Add(CodeTTL).UTC(), CodeKeepUntil: now.Add(codeKeep).UTC()}
+	version := uint16(1)
+	if s.proposable(fsm.TypeOIDCAuthorize, 2) {
+		// Apply checks the user's consent (a client that requires it).
+		version, a.ConsentAfter = 2, consentAfter(req, now)
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeOIDCAuthorize, version, now.UnixNano(), a)
 	if err != nil {
 		return "", err
 	}
 	if _, err := s.propose(ctx, cmd); err != nil {
-		if errors.Is(err, fsm.ErrSessionNotFound) {
+		switch {
+		case errors.Is(err, fsm.ErrSessionNotFound):
 			return "", ErrInvalidToken
+		case errors.Is(err, fsm.ErrConsentRequired):
+			return "", ErrConsentRequired
 		}
 		return "", err
 	}
@@ -348,6 +402,10 @@ func (s *Service) RedeemCode(ctx context.Context, clientID, code, redirectURI, v
 	if err != nil {
 		return OIDCTokens{}, err
 	}
+	signer, err := s.clientSigner(ctx, clientID)
+	if err != nil {
+		return OIDCTokens{}, err
+	}
 	sid, err := randomToken("")
 	if err != nil {
 		return OIDCTokens{}, err
@@ -382,7 +440,7 @@ func (s *Service) RedeemCode(ctx context.Context, clientID, code, redirectURI, v
 	if err != nil {
 		return OIDCTokens{}, err
 	}
-	idt, err := s.idToken(res.Session, res.User, clientID, res.Request.Scopes, res.Request.Nonce, tok.AccessToken)
+	idt, err := s.idToken(signer, res.Session, res.User, clientID, res.Request.Scopes, res.Request.Nonce, tok.AccessToken)
 	if err != nil {
 		return OIDCTokens{}, err
 	}
@@ -406,10 +464,9 @@ func (s *Service) RefreshClient(ctx context.Context, clientID, refreshToken stri
 	if owner != clientID {
 		return OIDCTokens{}, ErrInvalidGrant // unknown, or another client's (or the API's)
 	}
-	var clientGone bool
-	s.store.View(func(r fsm.Reader) error { _, err := r.OIDCClient(clientID); clientGone = err != nil; return nil })
-	if clientGone {
-		return OIDCTokens{}, ErrInvalidGrant
+	signer, err := s.clientSigner(ctx, clientID) // ErrInvalidGrant: the client is gone
+	if err != nil {
+		return OIDCTokens{}, err
 	}
 	tok, err := s.Refresh(ctx, refreshToken)
 	if err != nil {
@@ -428,7 +485,7 @@ func (s *Service) RefreshClient(ctx context.Context, clientID, refreshToken stri
 	if err != nil {
 		return OIDCTokens{}, ErrInvalidGrant
 	}
-	idt, err := s.idToken(sess, u, clientID, sess.Scopes, "", tok.AccessToken)
+	idt, err := s.idToken(signer, sess, u, clientID, sess.Scopes, "", tok.AccessToken)
 	if err != nil {
 		return OIDCTokens{}, err
 	}
@@ -465,15 +522,29 @@ func (s *Service) ClientCredentialsToken(ctx context.Context, clientID string, s
 	return Tokens{AccessToken: at, TokenType: "Bearer", ExpiresIn: int(s.cfg.AccessTTL / time.Second)}, nil
 }
 
-// idToken signs an ID token for a session: sub is the user id (the API
-// tokens' sub), aud the client, with the scopes' claims (profile:
-// preferred_username and name; email: email and email_verified, which is
-// false: bulwark does not verify addresses).
-func (s *Service) idToken(sess *fsm.Session, u *fsm.User, clientID string, scopes []string, nonce, accessToken string) (string, error) {
-	signer := s.currentSigner()
-	if signer == nil {
-		return "", errors.New("authcore: no signing key")
+// clientSigner is the key clientID's ID tokens are signed with, in its
+// algorithm (made and published now if it is the first): asked for
+// before a code or refresh token is spent, so a key that cannot be had
+// spends nothing.
+func (s *Service) clientSigner(ctx context.Context, clientID string) (TokenSigner, error) {
+	alg := AlgES256
+	if err := s.store.View(func(r fsm.Reader) error {
+		c, err := r.OIDCClient(clientID)
+		if err == nil {
+			alg = clientIDTokenAlg(c)
+		}
+		return err
+	}); err != nil {
+		return nil, ErrInvalidGrant // no such client (removed meanwhile)
 	}
+	return s.idTokenSigner(ctx, alg)
+}
+
+// idToken signs an ID token for a session with signer (clientSigner): sub
+// is the user id (the API tokens' sub), aud the client, with the scopes'
+// claims (profile: preferred_username and name; email: email and
+// email_verified, which is false: bulwark does not verify addresses).
+func (s *Service) idToken(signer TokenSigner, sess *fsm.Session, u *fsm.User, clientID string, scopes []string, nonce, accessToken string) (string, error) {
 	now := s.now()
 	jti, err := randomToken("")
 	if err != nil {
@@ -490,9 +561,16 @@ func (s *Service) idToken(sess *fsm.Session, u *fsm.User, clientID string, scope
 	if nonce != "" {
 		c["nonce"] = nonce
 	}
-	if alg := signer.Alg(); accessToken != "" && (alg == AlgES256 || alg == AlgRS256) {
-		sum := sha256.Sum256([]byte(accessToken))
-		c["at_hash"] = base64.RawURLEncoding.EncodeToString(sum[:16])
+	if accessToken != "" {
+		// at_hash: the left half of the hash the JWS algorithm uses
+		// (OIDC Core 3.1.3.6); SHA-512 for Ed25519, as RFC 8037's EdDSA
+		// signs with it.
+		var h hash.Hash = sha256.New()
+		if signer.Alg() == AlgEdDSA {
+			h = sha512.New()
+		}
+		h.Write([]byte(accessToken))
+		c["at_hash"] = base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:h.Size()/2])
 	}
 	for k, v := range scopeClaims(u, scopes) {
 		c[k] = v

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -175,7 +176,8 @@ type KeyInfo struct {
 	PublishedAt time.Time `json:"published_at"`
 	NotAfter    time.Time `json:"not_after,omitzero"`
 	Retire      time.Time `json:"retire,omitzero"`
-	// Current is true for the key this node signs with now.
+	// Current is true for a key this node signs with now: its signing
+	// key, or one of its ID-token keys (idtoken_keys.go).
 	Current bool `json:"current"`
 	// InJWKS is true while the key is served in the JWKS.
 	InJWKS bool `json:"in_jwks"`
@@ -184,15 +186,12 @@ type KeyInfo struct {
 // SigningKeys lists every published key of every node.
 func (s *Service) SigningKeys(ctx context.Context) ([]KeyInfo, error) {
 	now := s.now()
-	cur := ""
-	if sig := s.currentSigner(); sig != nil {
-		cur = sig.Kid()
-	}
+	cur := s.currentKids()
 	out := []KeyInfo{}
 	err := s.store.View(func(r fsm.Reader) error {
 		return r.PublicKeys(func(k *fsm.PublicKey) bool {
 			out = append(out, KeyInfo{Kid: k.Kid, Node: k.Node, Alg: k.Alg, PublishedAt: k.PublishedAt,
-				NotAfter: k.NotAfter, Retire: k.Retire, Current: k.Kid == cur, InJWKS: k.Published(now)})
+				NotAfter: k.NotAfter, Retire: k.Retire, Current: slices.Contains(cur, k.Kid), InJWKS: k.Published(now)})
 			return true
 		})
 	})
@@ -242,6 +241,11 @@ func (s *Service) rotate(ctx context.Context, activateAfter time.Duration) (KeyR
 	if err := s.publish(ctx, next, 0, 0, "key.publish"); err != nil {
 		return KeyRotation{}, fmt.Errorf("publish the new key: %w", err)
 	}
+	// The ID-token keys rotate with it: published now, current below.
+	nextID, err := s.nextIDKeys(ctx)
+	if err != nil {
+		return KeyRotation{}, err
+	}
 	if activateAfter > 0 {
 		t := s.clock.NewTimer(activateAfter)
 		select {
@@ -256,6 +260,7 @@ func (s *Service) rotate(ctx context.Context, activateAfter time.Duration) (KeyR
 	}
 	s.signer.Store(&signerBox{next})
 	res := KeyRotation{NewKid: next.Kid()}
+	idErr := s.switchIDKeys(ctx, nextID)
 	if old != nil {
 		res.OldKid = old.Kid()
 		res.Retire, err = s.retire(ctx, old)
@@ -264,6 +269,9 @@ func (s *Service) rotate(ctx context.Context, activateAfter time.Duration) (KeyR
 			// is retired at the next start or rotation).
 			return res, fmt.Errorf("rotated, but marking the old key failed: %w", err)
 		}
+	}
+	if idErr != nil {
+		return res, fmt.Errorf("rotated, but not every ID-token key: %w", idErr)
 	}
 	return res, nil
 }

@@ -223,6 +223,10 @@ type Service struct {
 	// hashThreads runs the hashes (nil: on the caller's goroutine).
 	hashThreads *hashpool.Pool
 	pinHashes   *bool // WithHashThreads's choice; nil: no threads
+
+	// idSigners are the ID-token keys of other algorithms than the
+	// signer's (idtoken_keys.go).
+	idSigners atomic.Pointer[idSigners]
 }
 
 // PasswordChecks counts password verifications since start (a metric, and
@@ -439,6 +443,9 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 			return nil, err
 		}
 		s.signer.Store(&signerBox{sig})
+		if err := s.loadIDKeys(); err != nil {
+			return nil, err
+		}
 	}
 	s.verifier = &verifier{keys: &stateKeys{store: store, cache: map[string]parsedKey{}},
 		issuer: cfg.Issuer, node: cfg.NodeID, shared: cfg.ClusterIssuer != "", audience: audience,

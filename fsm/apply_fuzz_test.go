@@ -316,13 +316,19 @@ func applySeeds(t testing.TB) map[Type][]any {
 		TypeAuditCheckpoint: {fixedAuditSigner(t).sign(t, 1, strings.Repeat("0", 64), seedTime)},
 		TypeWebhookCursor:   {WebhookCursor{Target: hashOf("siem"), Seq: 2}, WebhookCursor{Target: hashOf("siem"), Seq: 0}},
 		TypeOIDCClientPut: {OIDCClientPut{Client: OIDCClient{ID: "app2", SecretHash: hashOf("secret"), RedirectURIs: []string{"https://app2.example/cb"}}},
-			OIDCClientPut{Client: OIDCClient{ID: "spa", Public: true, RedirectURIs: []string{"https://spa.example/cb"}}}},
+			OIDCClientPut{Client: OIDCClient{ID: "spa", Public: true, RedirectURIs: []string{"https://spa.example/cb"}}},
+			OIDCClientPut{Client: OIDCClient{ID: "ed", Public: true, RedirectURIs: []string{"https://ed.example/cb"}, IDTokenAlg: "EdDSA", ConsentRequired: true}}},
 		TypeOIDCClientDelete: {OIDCClientDelete{ID: "app2"}, OIDCClientDelete{ID: "nope"}},
 		TypeOIDCAuthRequest: {OIDCAuthRequestPut{Request: OIDCAuthRequest{ID: "req1", ClientID: "app2", RedirectURI: "https://app2.example/cb",
 			Scopes: []string{"openid", "profile"}, State: "st", Nonce: "n", CodeChallenge: strings.Repeat("A", 43), CodeChallengeMethod: "S256",
 			ExpiresAt: seedTime.Add(10 * time.Minute), KeepUntil: seedTime.Add(time.Hour)}}},
 		TypeOIDCAuthorize: {OIDCAuthorize{RequestID: "req1", CodeHash: hashOf("code"), UserID: "u1", LoginSession: "s1", AuthTime: seedTime,
-			AMR: []string{"pwd"}, CodeExpiresAt: seedTime.Add(time.Minute), CodeKeepUntil: seedTime.Add(time.Hour)}},
+			AMR: []string{"pwd"}, CodeExpiresAt: seedTime.Add(time.Minute), CodeKeepUntil: seedTime.Add(time.Hour)},
+			OIDCAuthorize{RequestID: "req1", CodeHash: hashOf("code"), UserID: "u1", LoginSession: "s1", AuthTime: seedTime,
+				AMR: []string{"pwd"}, CodeExpiresAt: seedTime.Add(time.Minute), CodeKeepUntil: seedTime.Add(time.Hour), ConsentAfter: seedTime}},
+		TypeOIDCConsentGrant: {OIDCConsentGrant{UserID: "u1", ClientID: "consent", Scopes: []string{"openid", "email"}},
+			OIDCConsentGrant{UserID: "u2", ClientID: "consent", Scopes: []string{"openid"}}},
+		TypeOIDCConsentRevoke: {OIDCConsentRevoke{UserID: "u1", ClientID: "consent"}, OIDCConsentRevoke{UserID: "u2", ClientID: "consent"}},
 		TypeOIDCCodeRedeem: {OIDCCodeRedeem{CodeHash: hashOf("code"), ClientID: "app2", RedirectURI: "https://app2.example/cb",
 			PKCE: strings.Repeat("A", 43), Session: create}},
 		TypeOIDCTokenRevoke: {OIDCTokenRevoke{JTI: "jti-1", ExpiresAt: seedTime.Add(time.Hour)}},
@@ -371,6 +377,10 @@ func seededStore(t testing.TB) *Store {
 		{TypeWebhookCursor, 1, WebhookCursor{Target: hashOf("siem"), Seq: 1}},
 		{TypeAuditKey, 1, fixedAuditSigner(t).keys(t)[0]},
 		{TypeAuditKey, 1, fixedAuditSigner(t).keys(t)[1]},
+		// A client that requires consent, and u1's grant to it (level 5).
+		{TypeOIDCClientPut, 2, OIDCClientPut{Client: OIDCClient{ID: "consent", Public: true, RedirectURIs: []string{"https://c.example/cb"},
+			IDTokenAlg: "RS256", ConsentRequired: true}}},
+		{TypeOIDCConsentGrant, 1, OIDCConsentGrant{UserID: "u1", ClientID: "consent", Scopes: []string{"openid"}}},
 	}
 	for i, st := range steps {
 		c, err := NewCommand(st.typ, st.v, seedTime.Add(time.Duration(i)*time.Second).UnixNano(), st.p)

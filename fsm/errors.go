@@ -81,6 +81,11 @@ var (
 	// ErrInvalidCode: the authorization code is unknown, expired, or not
 	// the presenting client's or redirect_uri's.
 	ErrInvalidCode = errors.New("fsm: invalid authorization code")
+	// ErrConsentRequired: the client requires consent and the user's
+	// grant does not cover the request (oidc_grants.go).
+	ErrConsentRequired = errors.New("fsm: the user has not consented to this client and scopes")
+	// ErrGrantNotFound: the user has given that client no consent.
+	ErrGrantNotFound = errors.New("fsm: no consent grant to that client")
 
 	// Lockout (lockout_v1.go, lockout.go).
 

@@ -36,7 +36,9 @@ import (
 //	   (each command's row names it; audit.prune, retention.go;
 //	   login.failure v4, the unknown-name audit cap, auditcap.go;
 //	   backup.record, the last backup, backup.go); login.attempt v4
-//	   (unsolved challenges count toward blocks) and user.unflag
+//	   (unsolved challenges count toward blocks) and user.unflag;
+//	   OpenID Connect clients' ID-token algorithm and consent, users'
+//	   consent grants (oidc_grants.go)
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.

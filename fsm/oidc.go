@@ -39,7 +39,16 @@ type OIDCClient struct {
 	Public       bool      `json:"public,omitempty"`
 	RedirectURIs []string  `json:"redirect_uris"`
 	CreatedAt    time.Time `json:"created_at"`
+	// IDTokenAlg is the JWS algorithm of the client's ID tokens (ES256,
+	// EdDSA or RS256; empty: ES256). Level 5 (oidc.client_put v2).
+	IDTokenAlg string `json:"id_token_alg,omitempty"`
+	// ConsentRequired: a user is asked once per scopes before the client
+	// gets a code (oidc_grants.go). Level 5 (oidc.client_put v2).
+	ConsentRequired bool `json:"consent_required,omitempty"`
 }
+
+// ID-token algorithms a client may ask for (OIDCClient.IDTokenAlg).
+var OIDCIDTokenAlgs = []string{"ES256", "EdDSA", "RS256"}
 
 // OIDCAuthRequest is an authorization request waiting for its user, then
 // (once Authorized) the grant its code stands for.
@@ -102,6 +111,11 @@ type OIDCAuthorize struct {
 	AMR           []string  `json:"amr,omitempty"`
 	CodeExpiresAt time.Time `json:"code_expires_at"`
 	CodeKeepUntil time.Time `json:"code_keep_until"`
+	// ConsentAfter (v2 only): when the request's client requires consent,
+	// the user's grant (oidc_grants.go) must cover the request's scopes
+	// and have been given at or after this instant (prompt=consent sets
+	// it to the request's start; zero: any time).
+	ConsentAfter time.Time `json:"consent_after,omitzero"`
 }
 
 // OIDCCodeRedeem exchanges a code for a new session (Session's fields
@@ -141,7 +155,37 @@ var oidcCommands = []CommandSpec{
 	{Type: TypeOIDCAuthorize, Version: 1, Level: 4, Apply: applyOIDCAuthorize, Result: nil},
 	{Type: TypeOIDCCodeRedeem, Version: 1, Level: 4, Apply: applyOIDCCodeRedeem, Result: reflect.TypeFor[OIDCCodeResult]()},
 	{Type: TypeOIDCTokenRevoke, Version: 1, Level: 4, Apply: applyOIDCTokenRevoke, Result: nil},
+	// Level 5: a client's ID-token algorithm and consent flag; the
+	// authorization re-checks the user's consent.
+	{Type: TypeOIDCClientPut, Version: 2, Level: 5, Apply: applyOIDCClientPut2, Result: nil},
+	{Type: TypeOIDCAuthorize, Version: 2, Level: 5, Apply: applyOIDCAuthorize2, Result: nil},
 }
+
+// The payloads of oidc.client_put v1 and oidc.authorize v1, as that
+// version decodes them: strictly, without the fields v2 added, so a v1
+// entry carrying one is refused by this binary as by those before it.
+type (
+	oidcClientV1 struct {
+		ID           string    `json:"id"`
+		SecretHash   string    `json:"secret_hash,omitempty"`
+		Public       bool      `json:"public,omitempty"`
+		RedirectURIs []string  `json:"redirect_uris"`
+		CreatedAt    time.Time `json:"created_at"`
+	}
+	oidcClientPutV1 struct {
+		Client oidcClientV1 `json:"client"`
+	}
+	oidcAuthorizeV1 struct {
+		RequestID     string    `json:"request_id"`
+		CodeHash      string    `json:"code_hash"`
+		UserID        string    `json:"user_id"`
+		LoginSession  string    `json:"login_session"`
+		AuthTime      time.Time `json:"auth_time"`
+		AMR           []string  `json:"amr,omitempty"`
+		CodeExpiresAt time.Time `json:"code_expires_at"`
+		CodeKeepUntil time.Time `json:"code_keep_until"`
+	}
+)
 
 const (
 	maxOIDCRedirectURIs = 16
@@ -164,18 +208,37 @@ func validOIDCClient(c *OIDCClient) bool {
 }
 
 func applyOIDCClientPut(t txn, c Command) (any, error) {
+	var p oidcClientPutV1
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	v1 := p.Client
+	return putOIDCClient(t, c, OIDCClient{ID: v1.ID, SecretHash: v1.SecretHash, Public: v1.Public,
+		RedirectURIs: v1.RedirectURIs, CreatedAt: v1.CreatedAt})
+}
+
+// applyOIDCClientPut2 is v1 with the client's ID-token algorithm and
+// consent flag.
+func applyOIDCClientPut2(t txn, c Command) (any, error) {
 	var p OIDCClientPut
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
 	}
-	if !validOIDCClient(&p.Client) {
+	if p.Client.IDTokenAlg != "" && !slices.Contains(OIDCIDTokenAlgs, p.Client.IDTokenAlg) {
+		return nil, fmt.Errorf("%w: oidc.client_put id_token_alg", ErrInvalidCommand)
+	}
+	return putOIDCClient(t, c, p.Client)
+}
+
+func putOIDCClient(t txn, c Command, cl OIDCClient) (any, error) {
+	if !validOIDCClient(&cl) {
 		return nil, fmt.Errorf("%w: oidc.client_put payload", ErrInvalidCommand)
 	}
-	if t.tx.Bucket(bucketClients).Get([]byte(p.Client.ID)) != nil {
+	if t.tx.Bucket(bucketClients).Get([]byte(cl.ID)) != nil {
 		return nil, ErrClientExists
 	}
-	p.Client.CreatedAt = time.Unix(0, c.Time).UTC()
-	return nil, t.putJSON(bucketClients, p.Client.ID, p.Client)
+	cl.CreatedAt = time.Unix(0, c.Time).UTC()
+	return nil, t.putJSON(bucketClients, cl.ID, cl)
 }
 
 func applyOIDCClientDelete(t txn, c Command) (any, error) {
@@ -214,10 +277,28 @@ func applyOIDCAuthRequest(t txn, c Command) (any, error) {
 }
 
 func applyOIDCAuthorize(t txn, c Command) (any, error) {
+	var v1 oidcAuthorizeV1
+	if err := decodePayload(c, &v1); err != nil {
+		return nil, err
+	}
+	return authorizeOIDC(t, c, OIDCAuthorize{RequestID: v1.RequestID, CodeHash: v1.CodeHash, UserID: v1.UserID,
+		LoginSession: v1.LoginSession, AuthTime: v1.AuthTime, AMR: v1.AMR, CodeExpiresAt: v1.CodeExpiresAt,
+		CodeKeepUntil: v1.CodeKeepUntil}, false)
+}
+
+// applyOIDCAuthorize2 is v1 that, for a client that requires consent,
+// also requires the user's grant to cover the request's scopes
+// (ErrConsentRequired), given at or after ConsentAfter: the check the
+// proposer made is made again on the committed state.
+func applyOIDCAuthorize2(t txn, c Command) (any, error) {
 	var p OIDCAuthorize
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
 	}
+	return authorizeOIDC(t, c, p, true)
+}
+
+func authorizeOIDC(t txn, c Command, p OIDCAuthorize, consent bool) (any, error) {
 	if len(p.CodeHash) != 64 || p.UserID == "" || !p.CodeKeepUntil.After(p.CodeExpiresAt) {
 		return nil, fmt.Errorf("%w: oidc.authorize payload", ErrInvalidCommand)
 	}
@@ -228,6 +309,11 @@ func applyOIDCAuthorize(t txn, c Command) (any, error) {
 	}
 	if r.UserID != "" || !at.Before(r.ExpiresAt) {
 		return nil, ErrAuthRequestNotFound // answered once, or too late
+	}
+	if consent {
+		if err := t.checkConsent(p.UserID, r, p.ConsentAfter); err != nil {
+			return nil, err
+		}
 	}
 	s, err := getSession(t.tx, p.LoginSession)
 	if err != nil || s.UserID != p.UserID || !s.Alive(at) {

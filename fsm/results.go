@@ -39,6 +39,8 @@ var resultErrors = map[string]error{
 	"oidc_client_not_found":  ErrClientNotFound,
 	"oidc_request_not_found": ErrAuthRequestNotFound,
 	"oidc_invalid_code":      ErrInvalidCode,
+	"oidc_consent_required":  ErrConsentRequired,
+	"oidc_grant_not_found":   ErrGrantNotFound,
 
 	// block.remove (blocks.go)
 	"block_not_found": ErrBlockNotFound,

@@ -64,12 +64,14 @@ var (
 	bucketCodes         = []byte("oidc_codes")         // hex sha256(code) → OIDCCode
 	bucketRevokedTokens = []byte("oidc_revoked")       // jti of a revoked session-less access token → nil
 
+	// Level 5 (oidc_grants.go, bucketGrants), added the same way.
+
 	allBuckets = [][]byte{bucketMeta, bucketUsers, bucketUsernames, bucketSessions,
 		bucketRefresh, bucketLockout, bucketAudit, bucketKeys, bucketBlocks, bucketClients,
 		bucketUserSessions, bucketSessionRefresh, bucketExpiry, bucketAddresses,
 		bucketMFA, bucketMFAUsed, bucketWebAuthn, bucketWebhooks,
 		bucketAuditKeys, bucketCheckpoints, bucketAuthRequests, bucketCodes, bucketRevokedTokens, bucketDetect, bucketForbidden,
-		bucketAuditCaps}
+		bucketAuditCaps, bucketGrants}
 
 	keyApplied = []byte("applied") // index(8) || term(8), big endian
 	keyFormat  = []byte("format")

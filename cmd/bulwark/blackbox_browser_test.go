@@ -377,6 +377,30 @@ func TestBlackBoxBrowserPages(t *testing.T) {
 		t.Fatalf("code from the browser's sign-in: %v", err)
 	}
 
+	// A client that requires consent: the signed-in browser is asked
+	// once; Allow sends it on to the relying party (the consent page's
+	// form-action allows that origin too).
+	waitfor.True(t, "client add --consent", 10*time.Second, 100*time.Millisecond, func() bool {
+		_, _, code := n.cli("", "client", "add", "third", "--redirect-uri", rp.URL+"/cb", "--consent", "--public")
+		return code == 0
+	})
+	third := oauth2.Config{ClientID: "third", RedirectURL: rp.URL + "/cb", Scopes: []string{"openid", "email"},
+		Endpoint: cfg.Endpoint}
+	c.do("consent", chromedp.Navigate(third.AuthCodeURL("st-consent", oauth2.S256ChallengeOption(verifier))),
+		chromedp.WaitVisible(chromedp.CSS(`button[value=allow]`)))
+	c.shot("consent")
+	c.do("consent: allow", chromedp.Click(chromedp.CSS(`button[value=allow]`)))
+	for deadline := time.After(10 * time.Second); cb.Get("state") != "st-consent"; { // past the favicon's request
+		select {
+		case cb = <-got:
+		case <-deadline:
+			t.Fatalf("the browser never reached the relying party after consent (at %s); console: %v", c.location(), c.cspViolations())
+		}
+	}
+	if cb.Get("code") == "" {
+		t.Fatalf("callback after consent %v", cb)
+	}
+
 	// Proof of work: after three failures from here, the sign-in page
 	// shows the widget, which solves the challenge by itself; then the
 	// right password signs in.

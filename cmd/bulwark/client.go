@@ -20,6 +20,8 @@ type clientAnswer struct {
 	Public       bool      `json:"public"`
 	RedirectURIs []string  `json:"redirect_uris"`
 	CreatedAt    time.Time `json:"created_at"`
+	IDTokenAlg   string    `json:"id_token_alg,omitempty"`
+	Consent      bool      `json:"consent_required"`
 }
 
 func cmdClient(args []string, stdout io.Writer) error {
@@ -33,6 +35,8 @@ func cmdClient(args []string, stdout io.Writer) error {
 	var uris stringList
 	fs.Var(&uris, "redirect-uri", "a redirect URI (repeat for more)")
 	public := fs.Bool("public", false, "a public client (no secret; PKCE required)")
+	alg := fs.String("id-token-alg", "", "the ID tokens' signing algorithm: ES256 (the default), EdDSA or RS256")
+	consent := fs.Bool("consent", false, "ask each user's consent once per scopes (a third-party application)")
 	pos, err := parseArgs(fs, args)
 	if err != nil {
 		return err
@@ -42,8 +46,8 @@ func cmdClient(args []string, stdout io.Writer) error {
 		return usagef("client list takes no arguments")
 	case sub != "list" && len(pos) != 1:
 		return usagef("client %s takes one NAME", sub)
-	case sub != "add" && (len(uris) > 0 || *public):
-		return usagef("client %s: --redirect-uri and --public belong to client add", sub)
+	case sub != "add" && (len(uris) > 0 || *public || *alg != "" || *consent):
+		return usagef("client %s: --redirect-uri, --public, --id-token-alg and --consent belong to client add", sub)
 	case sub == "add" && len(uris) == 0:
 		return usagef("client add: at least one --redirect-uri is required")
 	}
@@ -56,7 +60,8 @@ func cmdClient(args []string, stdout io.Writer) error {
 	switch sub {
 	case "add":
 		var out clientAnswer
-		req := map[string]any{"name": pos[0], "redirect_uris": []string(uris), "public": *public}
+		req := map[string]any{"name": pos[0], "redirect_uris": []string(uris), "public": *public,
+			"id_token_alg": *alg, "consent_required": *consent}
 		if err := c.Do(ctx, http.MethodPost, "/admin/v1/clients", req, &out); err != nil {
 			return err
 		}
@@ -81,13 +86,18 @@ func cmdClient(args []string, stdout io.Writer) error {
 			return writeJSON(stdout, out)
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "CLIENT_ID\tTYPE\tREDIRECT_URIS\tCREATED")
+		fmt.Fprintln(tw, "CLIENT_ID\tTYPE\tID_TOKEN_ALG\tCONSENT\tREDIRECT_URIS\tCREATED")
 		for _, cl := range out.Clients {
 			kind := "confidential"
 			if cl.Public {
 				kind = "public"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", cl.ClientID, kind, strings.Join(cl.RedirectURIs, " "), cl.CreatedAt.Format(time.RFC3339))
+			consent := "no"
+			if cl.Consent {
+				consent = "required"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cl.ClientID, kind, cl.IDTokenAlg, consent,
+				strings.Join(cl.RedirectURIs, " "), cl.CreatedAt.Format(time.RFC3339))
 		}
 		return tw.Flush()
 	case "remove":

@@ -44,7 +44,7 @@ const usage = `usage: bulwark <command> [arguments]
   user list | show NAME | disable NAME | enable NAME | delete NAME | unlock NAME
   user revoke-sessions NAME
   user reset-mfa NAME | unflag NAME
-  client add NAME --redirect-uri URI [--redirect-uri URI…] [--public] | list | remove NAME
+  client add NAME --redirect-uri URI [--redirect-uri URI…] [--public] [--id-token-alg ES256|EdDSA|RS256] [--consent] | list | remove NAME
   incident lockdown --reason TEXT | release | status
   audit tail [-n N] | verify [--data-dir DIR | --backup FILE] | export [--since SEQ]
   keys list | rotate | datakey-fingerprint
