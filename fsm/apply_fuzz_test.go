@@ -323,6 +323,8 @@ func applySeeds(t testing.TB) map[Type][]any {
 		TypeBlockAdd: {BlockAdd{CIDR: "192.0.2.0/24", For: int64(time.Hour), Reason: "scanner", Actor: "local-admin"},
 			BlockAdd{CIDR: "2001:db8::/64", For: int64(time.Minute)}},
 		TypeBlockRemove: {BlockRemove{CIDR: "192.0.2.0/24", Actor: "local-admin"}, BlockRemove{CIDR: "198.51.100.0/24"}},
+		// Level 5.
+		TypeUserErase: {UserErase{ID: "u1", Actor: "local-admin", IP: "192.0.2.1"}, UserErase{ID: "nope"}},
 	}
 }
 

@@ -105,6 +105,12 @@ type AuditEntry struct {
 	Details   map[string]string `json:"details,omitempty"`
 	PrevHash  string            `json:"prev_hash"`
 	Hash      string            `json:"hash"`
+	// Erased, when set, lists the seqs of the user.erase entries that
+	// replaced a name or email in this entry with a pseudonym (erase.go).
+	// Hash is then the original entry's, kept so the chain and the signed
+	// checkpoints still hold; it is not recomputed from the fields. Not
+	// part of the hash's encoding.
+	Erased []uint64 `json:"erased,omitempty"`
 }
 
 // auditCommands are the audit commands' rows of the dispatch table.
@@ -383,6 +389,10 @@ func auditSortedKeys(m map[string]string) []string {
 type auditChain struct {
 	prev    string // hash the next entry must name as PrevHash
 	nextSeq uint64 // seq the next entry must carry; 0 when not yet known
+	start   uint64 // the first seq checked
+	// erased gathers, per user.erase entry not yet reached, the seqs of
+	// the entries that say it rewrote them (erase.go).
+	erased map[uint64]*erasureCheck
 }
 
 func (c *auditChain) check(e *AuditEntry) error {
@@ -398,8 +408,24 @@ func (c *auditChain) check(e *AuditEntry) error {
 		return &AuditChainError{Seq: e.Seq, Reason: fmt.Sprintf("out of order, expected seq %d", c.nextSeq)}
 	case e.PrevHash != c.prev:
 		return &AuditChainError{Seq: e.Seq, Reason: "prev_hash does not match the previous entry's hash"}
-	case e.ComputeHash() != e.Hash:
+	case len(e.Erased) == 0 && e.ComputeHash() != e.Hash:
 		return &AuditChainError{Seq: e.Seq, Reason: "hash does not match the entry's contents"}
+	case len(e.Erased) > 0 && (e.Type == TypeUserEraseEvent || !erasedSeqsValid(e)):
+		return &AuditChainError{Seq: e.Seq, Reason: "hash does not match the entry's contents, and its erasures are not valid"}
+	}
+	if c.start == 0 {
+		c.start = e.Seq
+	}
+	if len(e.Erased) > 0 {
+		c.noteErased(e)
+	}
+	if e.Type == TypeUserEraseEvent {
+		if err := c.checkErasure(e); err != nil {
+			return err
+		}
+	} else if _, ok := c.erased[e.Seq]; ok {
+		return &AuditChainError{Seq: c.erased[e.Seq].seqs[0], Reason: fmt.Sprintf(
+			"the entry says erasure %d rewrote it, and entry %d is no erasure", e.Seq, e.Seq)}
 	}
 	c.nextSeq = e.Seq + 1
 	c.prev = e.Hash
@@ -485,5 +511,5 @@ func (r Reader) VerifyAudit() (count uint64, err error) {
 		}
 		count++
 	}
-	return count, nil
+	return count, chain.finish()
 }

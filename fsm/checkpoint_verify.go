@@ -149,6 +149,9 @@ func (r Reader) VerifyAuditTrail(check SignatureCheck) (AuditTrailReport, error)
 		rep.Entries++
 		rep.LastSeq, rep.LastHash = seq, e.Hash
 	}
+	if err := chain.finish(); err != nil {
+		return rep, err
+	}
 	if cp != nil {
 		return rep, &AuditChainError{Seq: cp.Seq, Reason: fmt.Sprintf(
 			"checkpoint %d (signed by %s) names an entry the trail does not hold: it ends at seq %d", cp.Seq, cp.Node, rep.LastSeq)}

@@ -33,7 +33,8 @@ import (
 //	   (blocks: block.add, block.remove, and login.failure v3, which
 //	   counts failures per address and blocks it at a threshold)
 //	5: data-subject requests, retention and the scorecard's records
-//	   (each command's row names it)
+//	   (each command's row names it; user.erase deletes a user and
+//	   pseudonymises their audit entries, erase.go)
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.

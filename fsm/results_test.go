@@ -83,6 +83,7 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeLoginFailure, 3, Result{Value: FailureResult{Locked: true, Blocked: true}}},
 		{TypeBlockAdd, 1, Result{Value: Block{CIDR: "10.0.0.0/8", Until: 5, Reason: "r", Actor: "a", CreatedAt: 1}}},
 		{TypeBlockRemove, 1, Result{}},
+		{TypeUserErase, 1, Result{Value: EraseResult{Pseudonym: "erased:u1", Seq: 9, Sessions: 2, Records: 3, AuditEntries: 4}}},
 	}
 	covered := map[handlerKey]bool{}
 	for _, c := range cases {

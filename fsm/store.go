@@ -112,6 +112,9 @@ type Store struct {
 	// blocksGen counts the batches that added or removed a block, and
 	// restores (Reader.BlocksGeneration).
 	blocksGen atomic.Uint64
+	// erasedGen counts the batches that applied a user.erase, and
+	// restores (ErasedGeneration, erase.go).
+	erasedGen atomic.Uint64
 	// noSpace, if set, is told when a commit failed for want of disk
 	// space (SetNoSpace).
 	noSpace atomic.Pointer[func(error)]
@@ -358,10 +361,10 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 	if s.db == nil {
 		panic("fsm: ApplyBatch on a closed store")
 	}
-	var keysChanged, blocksChanged bool
+	var keysChanged, blocksChanged, erased bool
 	var counts batchCounts
 	apply := func(tx *bolt.Tx) error {
-		keysChanged, blocksChanged, counts = false, false, batchCounts{}
+		keysChanged, blocksChanged, erased, counts = false, false, false, batchCounts{}
 		applied, _ := readApplied(tx)
 		var last *Entry
 		for i := range entries {
@@ -375,6 +378,7 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 				results[i], t = applyOne(txn{tx: tx, counts: &counts}, e.Data)
 				keysChanged = keysChanged || (results[i].Err == nil && changesKeys[t])
 				blocksChanged = blocksChanged || changesBlocks(t, results[i])
+				erased = erased || (t == TypeUserErase && results[i].Err == nil)
 			}
 		}
 		if last == nil {
@@ -405,6 +409,9 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 	s.counts.sessions.Add(counts.sessions)
 	if blocksChanged {
 		s.blocksGen.Add(1)
+	}
+	if erased {
+		s.erasedGen.Add(1)
 	}
 	return results
 }
@@ -521,6 +528,7 @@ func (s *Store) Restore(r io.Reader) error {
 	s.keysGen.Add(1)
 	s.counts.sessions.Store(sessions)
 	s.blocksGen.Add(1)
+	s.erasedGen.Add(1)
 	return nil
 }
 
