@@ -205,6 +205,9 @@ func Open(cfg Config) (*Node, error) {
 		}
 	}()
 
+	if err := compactRaftDB(raftDir, n.log); err != nil { // erase.go
+		return nil, err
+	}
 	var err error
 	n.logs, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")})
 	if err != nil {
@@ -320,7 +323,8 @@ func Open(cfg Config) (*Node, error) {
 		go n.trackCatchUp()
 		go n.recordOwnKey()
 	}
-	go n.raiseLevel() // level.go
+	go n.raiseLevel()    // level.go
+	go n.watchErasures() // erase.go
 	go n.space.watch(n.done)
 	ok = true
 	return n, nil
