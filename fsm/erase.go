@@ -679,3 +679,14 @@ func (s *Store) Compact() error {
 	s.counts.sessions.Store(sessions)
 	return nil
 }
+
+// ForEachRaw calls fn with every key and value of every bucket, as stored,
+// bucket by bucket in name order. It is for checks that must see what the
+// file holds rather than what the typed readers show: the export test's
+// comparison with a raw scan, and verification tools. fn must not keep
+// the slices.
+func (r Reader) ForEachRaw(fn func(bucket string, key, value []byte) error) error {
+	return r.tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+		return b.ForEach(func(k, v []byte) error { return fn(string(name), k, v) })
+	})
+}
