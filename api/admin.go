@@ -245,6 +245,8 @@ func AdminIsNoLeader(fn func(error) bool) AdminOption {
 //	GET    /admin/v1/blocklist                    → {"blocks":[…]} (AdminBlocklist)
 //	POST   /admin/v1/blocklist                    {"cidr","for","reason"} → 201 block (AdminBlocklist)
 //	DELETE /admin/v1/blocklist/{cidr}             → 204 (AdminBlocklist)
+//	GET    /admin/v1/users/{user}/export          → everything held about the user (AdminDataSubject)
+//	POST   /admin/v1/users/{user}/erase           → the erasure (AdminDataSubject)
 //
 // Every call reaches users and auth as the actor "local-admin".
 func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog.Logger, opts ...AdminOption) http.Handler {
@@ -285,6 +287,8 @@ func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog
 		adminClientRoutes(mux, o.Clients)
 		// The blocklist; see AdminBlocklist (blocklist.go).
 		adminBlocklistRoutes(mux, blocks)
+		// Export and erase; see AdminDataSubject (datasubject.go).
+		adminDataSubjectRoutes(mux, o.DataSubject)
 	})
 }
 
