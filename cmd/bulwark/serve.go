@@ -303,6 +303,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		Metrics:        metrics,
 		OIDC:           core,
 		Blocklist:      core,
+		DataSubject:    core,
 		RateLimit: api.NewRateLimiter(api.RateLimitConfig{
 			PerIP: float64(rl.PerIP), PerIPBurst: rl.PerIPBurst,
 			PerUsername: float64(rl.PerUsername), PerUsernameBurst: rl.PerUsernameBurst,
@@ -344,9 +345,10 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	go becomeVoter(ctx, n, published, logger)
 	go renewer.Run(ctx)
 	adminSrv := &http.Server{
-		Handler: api.NewAdminHandler(core, core, func() any { return n.Status() }, logger,
+		Handler: api.NewAdminHandler(core, core, func() any { return nodeStatus(n) }, logger,
 			api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n, core, logger), forensicsOption(ctx, n, core, cfg.DataDir), api.AdminDataKey(dataKeyAdmin{dataKeys}),
-			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core}), api.AdminClients(core), api.AdminBlocklist(core)),
+			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core}), api.AdminClients(core), api.AdminBlocklist(core),
+			api.AdminDataSubject(core)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
