@@ -337,6 +337,10 @@ func decodeAudit(k, v []byte) (*AuditEntry, error) {
 // the details, so two different entries never share an encoding. An absent
 // field and an empty one encode alike (str("")), as do no details and an
 // empty map.
+//
+// An entry with "erased" set was pseudonymised by user.erase after it was
+// written: its hash is the original's and does not match its fields; the
+// user.erase entries it names vouch for it instead (erase.go).
 func (e *AuditEntry) ComputeHash() string {
 	sum := sha256.Sum256(auditPreimage(e))
 	return hex.EncodeToString(sum[:])
