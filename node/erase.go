@@ -75,6 +75,7 @@ func (n *Node) ErasureStatus() (ErasureStatus, error) {
 // count passes what they were compacted for; once at start too, for an
 // erase applied before a crash.
 func (n *Node) watchErasures() {
+	defer n.erasing.Done()
 	seen := ^uint64(0)
 	for {
 		n.appliedMu.Lock()
@@ -83,6 +84,11 @@ func (n *Node) watchErasures() {
 		if gen := n.store.ErasedGeneration(); gen != seen {
 			seen = gen
 			if err := n.compactAfterErase(); err != nil {
+				select {
+				case <-n.done:
+					return // closing: the next start compacts
+				default:
+				}
 				n.log.Error("compaction after an erase failed; it is tried again after the next applied entry", "error", err)
 				seen = ^uint64(0)
 			}

@@ -179,6 +179,8 @@ type Node struct {
 	// space refuses writes while the data directory's disk is full
 	// (diskspace.go).
 	space *spaceGuard
+	// erasing is the erasure watcher (erase.go), which Close waits for.
+	erasing sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -323,7 +325,8 @@ func Open(cfg Config) (*Node, error) {
 		go n.trackCatchUp()
 		go n.recordOwnKey()
 	}
-	go n.raiseLevel()    // level.go
+	go n.raiseLevel() // level.go
+	n.erasing.Add(1)
 	go n.watchErasures() // erase.go
 	go n.space.watch(n.done)
 	ok = true
@@ -737,6 +740,7 @@ func (n *Node) Close() error {
 		if err := n.raft.Shutdown().Error(); err != nil {
 			n.closeErr = err
 		}
+		n.erasing.Wait()
 		if err := n.closeStores(); err != nil && n.closeErr == nil {
 			n.closeErr = err
 		}
