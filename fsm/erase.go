@@ -110,6 +110,9 @@ func applyUserErase(t txn, c Command) (any, error) {
 	var content []byte
 	ac := t.tx.Bucket(bucketAudit).Cursor()
 	for k, v := ac.First(); k != nil; k, v = ac.Next() {
+		if !m.mayName(v) {
+			continue // most entries: a scan of the bytes, no decoding
+		}
 		e, err := decodeAudit(k, v)
 		if err != nil {
 			return nil, err
@@ -294,6 +297,8 @@ func forEachJSON[T any](tx txn, bucket []byte, fn func(k []byte, v *T)) error {
 // keeps the id, the pseudonym's core).
 type subjectMatcher struct {
 	needles []string
+	// encoded are the needles as a stored entry's JSON holds them.
+	encoded []string
 	id      string
 }
 
@@ -302,12 +307,27 @@ func newSubjectMatcher(u *User, byID bool) subjectMatcher {
 	for _, s := range []string{u.Username, u.Email} {
 		if s != "" {
 			m.needles = append(m.needles, s)
+			b, _ := json.Marshal(s) // a string always encodes
+			m.encoded = append(m.encoded, string(b[1:len(b)-1]))
 		}
 	}
 	if byID {
 		m.id = u.ID
 	}
 	return m
+}
+
+// mayName reports whether a stored entry's JSON may name the user: it
+// holds a needle as encoded (JSON escapes each character on its own, so a
+// value holding a needle holds its encoding), ASCII letters compared
+// without case. False means the entry cannot name them.
+func (m subjectMatcher) mayName(raw []byte) bool {
+	for _, n := range m.encoded {
+		if indexFoldASCII(raw, n) >= 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // about reports whether e names the user in its actor, subject or a
@@ -387,7 +407,7 @@ func wordRune(r rune, present bool) bool {
 // indexFoldASCII is strings.Index with ASCII letters compared without
 // case; other bytes compare exactly (a deterministic rule, the same on
 // every node).
-func indexFoldASCII(s, needle string) int {
+func indexFoldASCII[T string | []byte](s T, needle string) int {
 	for i := 0; i+len(needle) <= len(s); i++ {
 		ok := true
 		for j := 0; j < len(needle); j++ {

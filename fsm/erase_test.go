@@ -3,7 +3,9 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -271,5 +273,60 @@ func TestErasedTrailTampering(t *testing.T) {
 			_, err = verifyTrail(t, a.s)
 			wantBreakAt(t, err, tc.at(res, erased, plain))
 		})
+	}
+}
+
+// BenchmarkUserErase: one user.erase against a trail of n entries (one in
+// 1000 naming the user), beside a user.delete of the same user as the
+// floor: the erase's cost is its walk of the trail, during which every
+// write on every node waits; and Compact of the same file.
+func BenchmarkUserErase(b *testing.B) {
+	for _, n := range []int{10_000, 100_000} {
+		s, err := Open(filepath.Join(b.TempDir(), "state.db"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		index := uint64(1)
+		for done := 0; done < n; done += 10_000 {
+			var batch []Entry
+			for i := range 10_000 {
+				p := sampleAudit(done + i)
+				if (done+i)%1000 == 0 {
+					p.Details["username"] = "victim"
+				}
+				batch = append(batch, auditCmd(b, index, t0, p))
+				index++
+			}
+			s.ApplyBatch(batch)
+		}
+		apply := func(typ Type, p any) {
+			c := mustEncode(b, typ, t0.Add(time.Hour), p)
+			if r := s.ApplyBatch([]Entry{{Index: index, Term: 1, Command: true, Data: c}})[0]; r.Err != nil {
+				b.Fatal(r.Err)
+			}
+			index++
+		}
+		for _, typ := range []Type{TypeUserDelete, TypeUserErase} {
+			b.Run(fmt.Sprintf("%s/trail=%d", typ, n), func(b *testing.B) {
+				for i := 0; b.Loop(); i++ {
+					b.StopTimer()
+					apply(TypeUserCreate, UserCreate{ID: fmt.Sprintf("v%d", i), Username: "victim", Email: "v@example.test", PasswordHash: "h"})
+					b.StartTimer()
+					if typ == TypeUserDelete {
+						apply(typ, UserDelete{ID: fmt.Sprintf("v%d", i)})
+					} else {
+						apply(typ, UserErase{ID: fmt.Sprintf("v%d", i)})
+					}
+				}
+			})
+		}
+		b.Run(fmt.Sprintf("compact/trail=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if err := s.Compact(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		s.Close()
 	}
 }
