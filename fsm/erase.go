@@ -313,6 +313,7 @@ func newSubjectMatcher(u *User, byID bool) subjectMatcher {
 	}
 	if byID {
 		m.id = u.ID
+		m.needles = append(m.needles, u.ID) // "admin:<id>", a detail naming them
 	}
 	return m
 }
