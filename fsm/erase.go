@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"time"
 	"unicode"
@@ -199,7 +201,7 @@ func applyUserErase(t txn, c Command) (any, error) {
 			return nil, err
 		}
 	}
-	for k := range requests {
+	for _, k := range slices.Sorted(maps.Keys(requests)) { // one order on every node
 		if err := del(bucketAuthRequests, k); err != nil {
 			return nil, err
 		}
