@@ -37,14 +37,16 @@ deps:
 
 # deps-tpm installs what the tests run besides Go, if missing: swtpm (a
 # software TPM for the black-box TPM tests), systemd-analyze (make
-# systemd-check) and dpkg-deb (the packaging test). It uses apt-get, so it
-# runs as root, as CI does.
+# systemd-check), dpkg-deb (the packaging test) and chromium (the browser
+# test of the login and account pages, cmd/bulwark/blackbox_browser_test.go).
+# It uses apt-get, so it runs as root, as CI does.
 .PHONY: deps-tpm
 deps-tpm:
 	@missing=""; \
 	command -v swtpm >/dev/null || missing="$$missing swtpm swtpm-tools"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	command -v dpkg-deb >/dev/null || missing="$$missing dpkg"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \

@@ -224,6 +224,7 @@ func AdminIsNoLeader(fn func(error) bool) AdminOption {
 //	GET    /admin/v1/users/{user}                 → user (name or id)
 //	POST   /admin/v1/users/{user}/disable         → user
 //	POST   /admin/v1/users/{user}/enable          → user
+//	POST   /admin/v1/users/{user}/unflag          → user, its flag cleared
 //	DELETE /admin/v1/users/{user}                 → 204
 //	POST   /admin/v1/users/{user}/unlock          → 204 (any name: unknown names are counted too)
 //	POST   /admin/v1/users/{user}/revoke-sessions → {"revoked":N}
@@ -264,6 +265,7 @@ func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog
 		mux.Handle("GET /admin/v1/users/{user}", local(ur.get))
 		mux.Handle("POST /admin/v1/users/{user}/disable", local(a.setDisabled(true)))
 		mux.Handle("POST /admin/v1/users/{user}/enable", local(a.setDisabled(false)))
+		mux.Handle("POST /admin/v1/users/{user}/unflag", local(a.unflag))
 		mux.Handle("DELETE /admin/v1/users/{user}", local(ur.delete))
 		mux.Handle("POST /admin/v1/users/{user}/unlock", local(a.unlock))
 		mux.Handle("POST /admin/v1/users/{user}/revoke-sessions", local(a.revokeSessions))
@@ -315,6 +317,15 @@ func (a *adminHandlers) setDisabled(disabled bool) http.HandlerFunc {
 		}
 		writeJSON(w, r, http.StatusOK, u)
 	}
+}
+
+func (a *adminHandlers) unflag(w http.ResponseWriter, r *http.Request) {
+	u, err := a.users.Unflag(r.Context(), r.PathValue("user"))
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeJSON(w, r, http.StatusOK, u)
 }
 
 func (a *adminHandlers) unlock(w http.ResponseWriter, r *http.Request) {

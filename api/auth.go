@@ -208,26 +208,34 @@ func (a *apiHandlers) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
+	tok, err := a.passwordLogin(r.Context(), authcore.LoginRequest{Username: req.Username, Password: req.Password,
+		Altcha: req.Altcha, DeviceToken: req.DeviceToken})
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	writeLogin(w, r, tok)
+}
+
+// passwordLogin is a password login behind the per-username limit, for
+// the API and the sign-in page alike: a name whose bucket is empty is
+// refused (as a lock) before anything is checked, and a wrong password
+// takes a token.
+func (a *apiHandlers) passwordLogin(ctx context.Context, req authcore.LoginRequest) (authcore.Tokens, error) {
 	// A name that does not normalise is refused by Login with a 400
 	// before anything is counted; it needs no bucket.
 	name, nameErr := authcore.NormalizeUsername(req.Username)
 	perName := a.limit != nil && nameErr == nil
 	if perName {
 		if limited, wait := a.limit.UsernameLimited(name); limited {
-			writeError(w, r, errTooManyAttempts(wait))
-			return
+			return authcore.Tokens{}, errTooManyAttempts(wait)
 		}
 	}
-	tok, err := a.auth.LoginWith(r.Context(), authcore.LoginRequest{Username: req.Username, Password: req.Password,
-		Altcha: req.Altcha, DeviceToken: req.DeviceToken})
-	if err != nil {
-		if perName && errors.Is(err, authcore.ErrInvalidCredentials) {
-			a.limit.AllowUsername(name) // the charge; the refusal, if any, comes next time
-		}
-		writeError(w, r, err)
-		return
+	tok, err := a.auth.LoginWith(ctx, req)
+	if err != nil && perName && errors.Is(err, authcore.ErrInvalidCredentials) {
+		a.limit.AllowUsername(name) // the charge; the refusal, if any, comes next time
 	}
-	writeLogin(w, r, tok)
+	return tok, err
 }
 
 type refreshRequest struct {
@@ -337,11 +345,13 @@ func (a *apiHandlers) changePassword(w http.ResponseWriter, r *http.Request, p *
 
 // patchUserRequest is PATCH /v1/admin/users/{id}: the members present are
 // changed, the rest left alone (RFC 7396 style, sent as application/json).
-// Only "disabled" exists so far; changing email and roles needs authcore
-// support and comes later, and until then naming them is 400 like any
-// unknown member.
+// "disabled" and "flagged" (only false: clearing the flag repeated
+// admin-route refusals set; true is 400) exist so far; changing email and
+// roles needs authcore support and comes later, and until then naming
+// them is 400 like any unknown member.
 type patchUserRequest struct {
 	Disabled *bool `json:"disabled"`
+	Flagged  *bool `json:"flagged"`
 }
 
 func (a *apiHandlers) adminPatchUser(w http.ResponseWriter, r *http.Request, _ *authcore.Principal) {
@@ -350,13 +360,21 @@ func (a *apiHandlers) adminPatchUser(w http.ResponseWriter, r *http.Request, _ *
 		writeError(w, r, err)
 		return
 	}
+	if req.Flagged != nil && *req.Flagged {
+		writeError(w, r, fmt.Errorf("%w: flagged can only be set to false (accounts are flagged by the detection rules)", authcore.ErrInvalidInput))
+		return
+	}
 	var (
 		u   authcore.User
 		err error
 	)
-	if req.Disabled != nil {
+	if req.Flagged != nil {
+		u, err = a.users.Unflag(r.Context(), r.PathValue("user"))
+	}
+	if err == nil && req.Disabled != nil {
 		u, err = a.users.SetDisabled(r.Context(), r.PathValue("user"), *req.Disabled)
-	} else { // nothing to change: answer the user as it is
+	}
+	if err == nil && req.Disabled == nil && req.Flagged == nil { // nothing to change: answer the user as it is
 		u, err = a.users.User(r.Context(), r.PathValue("user"))
 	}
 	if err != nil {

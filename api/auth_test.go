@@ -334,7 +334,7 @@ func newAuthEnv(t *testing.T, opts Options) *authEnv {
 	logger, _ := newTestLogger(t)
 	opts.Logger = logger
 	env := &authEnv{auth: newFakeAuth(), users: newFakeUsers()}
-	env.users.users["erin"] = authcore.User{ID: "id-erin", Username: "erin", Roles: []string{}}
+	env.users.users["erin"] = authcore.User{ID: "id-erin", Username: "erin", Roles: []string{}, Flagged: true}
 	env.h = NewHandler(opts, fakeReady{ok: true}, env.users, env.auth)
 	return env
 }
@@ -718,6 +718,12 @@ func TestAdminRoutesAuthorization(t *testing.T) {
 				t.Errorf("patch %s", rec.Body)
 			}
 		}},
+		{"PATCH", "/v1/admin/users/id-erin", `{"flagged":true}`, 400, func(t *testing.T, env *authEnv, rec *httptest.ResponseRecorder) {}},
+		{"PATCH", "/v1/admin/users/id-erin", `{"flagged":false}`, 200, func(t *testing.T, env *authEnv, rec *httptest.ResponseRecorder) {
+			if u := decodeAs[authcore.User](t, rec); u.Flagged || env.users.users["erin"].Flagged {
+				t.Errorf("unflag %s", rec.Body)
+			}
+		}},
 		{"DELETE", "/v1/admin/users/id-erin", "", 204, func(t *testing.T, env *authEnv, rec *httptest.ResponseRecorder) {
 			if _, ok := env.users.users["erin"]; ok || rec.Body.Len() != 0 {
 				t.Errorf("delete: %q, erin still there: %v", rec.Body, ok)
@@ -1065,12 +1071,19 @@ func (f *fakeAuth) RemoveTOTP(ctx context.Context, p *authcore.Principal) error 
 }
 
 func (f *fakeAuth) RegenerateRecoveryCodes(ctx context.Context, p *authcore.Principal) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter(ctx, "RegenerateRecoveryCodes"); err != nil {
+		return nil, err
+	}
 	return nil, authcore.ErrMFAUnavailable
 }
 
 func (f *fakeAuth) ResetMFA(ctx context.Context, nameOrID string) (int, error) { return 0, nil }
 
 func (f *fakeAuth) StepUp(p *authcore.Principal) error { return nil }
+
+func (f *fakeAuth) StepUpToEnrol(p *authcore.Principal) error { return nil }
 
 func (f *fakeAuth) Lockdown(ctx context.Context, reason string) (authcore.LockdownState, error) {
 	return authcore.LockdownState{Active: true, Reason: reason}, nil

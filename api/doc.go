@@ -1,6 +1,7 @@
 // Package api is bulwark's HTTP surface: the JSON API over TLS (routing,
 // handlers, middleware for security headers, request ids, logging, body
-// limits and panic recovery; later the OIDC endpoints and login pages),
+// limits and panic recovery; the OIDC endpoints; the sign-in and account
+// pages, pages.go, login.go, account.go),
 // the Prometheus metrics endpoint (metrics.go: request metrics counted by
 // the middleware, security events by authcore's observer, gauges read at
 // scrape time) and the local admin Unix socket with its client.

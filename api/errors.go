@@ -29,6 +29,7 @@ const (
 	CodeNotFound                       = "not_found"                        // 404
 	CodeMethodNotAllowed               = "method_not_allowed"               // 405, with Allow
 	CodeConflict                       = "conflict"                         // 409
+	CodeUpgradePending                 = "upgrade_pending"                  // 503
 	CodePayloadTooLarge                = "payload_too_large"                // 413
 	CodeUnsupportedMediaType           = "unsupported_media_type"           // 415
 	CodeChallengeRequired              = "challenge_required"               // 428
@@ -156,6 +157,9 @@ func toError(sc *scope, err error) *Error {
 	case errors.Is(err, authcore.ErrLockedDown):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeLockedDown,
 			Description: "sign-in is suspended by an incident lockdown; administrators sign in with a second factor"}
+	case errors.Is(err, authcore.ErrUpgradePending):
+		return &Error{Status: http.StatusServiceUnavailable, Code: CodeUpgradePending,
+			Description: "not available until every cluster member runs this release (cluster feature level)", RetryAfter: retryBusy}
 	case errors.Is(err, authcore.ErrConflict):
 		return &Error{Status: http.StatusConflict, Code: CodeConflict, Description: err.Error()}
 	case errors.Is(err, authcore.ErrPasskeysUnavailable):

@@ -167,6 +167,21 @@ func (f *fakeUsers) SetDisabled(ctx context.Context, nameOrID string, disabled b
 	return u, nil
 }
 
+func (f *fakeUsers) Unflag(ctx context.Context, nameOrID string) (authcore.User, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.enter(); err != nil {
+		return authcore.User{}, err
+	}
+	u, err := f.find(nameOrID)
+	if err != nil {
+		return u, err
+	}
+	u.Flagged = false
+	f.users[u.Username] = u
+	return u, nil
+}
+
 func (f *fakeUsers) DeleteUser(ctx context.Context, nameOrID string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()

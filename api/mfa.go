@@ -23,6 +23,9 @@ type MFA interface {
 	// StepUp is nil when p may do a sensitive action now, else a
 	// *authcore.StepUpError (RFC 9470).
 	StepUp(p *authcore.Principal) error
+	// StepUpToEnrol is StepUp for adding a factor: a user with none needs
+	// a recent sign-in.
+	StepUpToEnrol(p *authcore.Principal) error
 	WebAuthn
 }
 

@@ -21,6 +21,8 @@ type UserAdmin interface {
 	Users(ctx context.Context) ([]authcore.User, error)
 	User(ctx context.Context, nameOrID string) (authcore.User, error)
 	SetDisabled(ctx context.Context, nameOrID string, disabled bool) (authcore.User, error)
+	// Unflag clears the flag repeated admin-route refusals set.
+	Unflag(ctx context.Context, nameOrID string) (authcore.User, error)
 	DeleteUser(ctx context.Context, nameOrID string) error
 	// ReadBarrier returns once the local state holds every write the
 	// cluster acknowledged before the call (authcore.Service.ReadBarrier).
@@ -142,11 +144,8 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 			oh := newOIDCHandler(a, opts.OIDC)
 			mux.Handle("GET /.well-known/openid-configuration", oh)
 			mux.Handle("/oauth2/", oh)
-			mux.Handle("GET "+loginPath, a.public(a.loginPage))
-			mux.Handle("POST "+loginPath, a.limited(a.loginSubmit))
-			mux.Handle("POST "+loginMFAPath, a.limited(a.loginMFA))
-			mux.Handle("GET "+signedOutPath, a.public(a.signedOut))
 		}
+		a.pageRoutes(mux)
 		a.dataSubjectRoutes(mux) // datasubject.go
 		if opts.Blocklist != nil {
 			br := blocklistRoutes{opts.Blocklist}

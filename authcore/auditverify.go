@@ -8,15 +8,20 @@ import (
 	"time"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/auditsig"
 	"github.com/bulwark-auth/bulwark/internal/clock"
 )
 
-// The background check of the audit chain (bulwark_audit_verified_seq):
-// it walks this node's trail from seq 1 once, then only the entries added
-// since its last round, each chained to the last hash it checked. The
-// first round after a start so re-checks everything on disk; an entry
-// altered afterwards under a running node (below the checked seq) is for
-// VerifyAudit and `bulwark audit verify` to find.
+// The background check of the audit trail (bulwark_audit_verified_seq):
+// it walks this node's trail once from its oldest kept entry (seq 1, or
+// the one after the checkpoint retention kept as its anchor), then only
+// the entries added since its last round, each chained to the last one it
+// checked, with every signed checkpoint on the way (fsm.AuditWalk, the
+// walk `bulwark audit verify` makes). Should retention prune past where
+// it stands, it starts over from the new anchor. The first round after a
+// start so re-checks everything on disk; an entry altered afterwards under
+// a running node (below the checked seq) is for VerifyAudit and `bulwark
+// audit verify` to find.
 const (
 	auditVerifyPage  = 1000    // entries read per view
 	auditVerifyRound = 100_000 // entries checked per round at most: about 0.2 s
@@ -26,17 +31,17 @@ const (
 // (round); the figures it publishes are read without waiting for one.
 type auditVerifier struct {
 	round sync.Mutex
-	hash  string // the hash of entry verified; "" before the first round
+	walk  fsm.AuditWalk // where the check stands; guarded by round
 
-	verified atomic.Uint64 // every entry up to this seq chains to seq 1
+	verified atomic.Uint64 // every kept entry up to this seq verified
 	last     atomic.Uint64 // the newest seq the last round saw
 	brokenAt atomic.Uint64 // the first bad seq found; 0: none
 }
 
 // AuditVerification is the state of the background audit chain check.
 type AuditVerification struct {
-	// Verified: every entry from seq 1 up to this one was checked and
-	// chains unaltered.
+	// Verified: every entry from the oldest kept one up to this one was
+	// checked and chains unaltered, with the checkpoints among them.
 	Verified uint64
 	// Last is the newest seq in this node's state when it last looked.
 	Last uint64
@@ -51,24 +56,20 @@ func (s *Service) AuditVerification() AuditVerification {
 	return AuditVerification{Verified: a.verified.Load(), Last: a.last.Load(), BrokenAt: a.brokenAt.Load()}
 }
 
-// CheckAuditChain runs one round of the background check: it chains the
-// entries after the last verified one, up to auditVerifyRound of them.
-// It returns the break it found (an *AuditChainError, also kept in
+// CheckAuditChain runs one round of the background check: it goes on
+// with the entries after the last verified one, up to auditVerifyRound of
+// them. It returns the break it found (an *AuditChainError, also kept in
 // AuditVerification.BrokenAt), or the error that kept it from reading.
 func (s *Service) CheckAuditChain(ctx context.Context) error {
 	a := &s.audits
 	a.round.Lock()
 	defer a.round.Unlock()
-	if a.hash == "" {
-		a.hash = fsm.AuditGenesisHash
-	}
 	for checked := 0; checked < auditVerifyRound; checked += auditVerifyPage {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		after := a.verified.Load()
-		var good *fsm.AuditEntry
 		var broken error
+		from := a.walk.LastSeq
 		err := s.store.View(func(r fsm.Reader) error {
 			newest, err := r.AuditLast()
 			if err != nil || newest == nil {
@@ -76,7 +77,7 @@ func (s *Service) CheckAuditChain(ctx context.Context) error {
 			}
 			a.last.Store(newest.Seq)
 			if a.brokenAt.Load() == 0 {
-				good, broken = r.VerifyAuditFrom(after, a.hash, auditVerifyPage)
+				broken = r.ContinueAuditWalk(&a.walk, auditVerifyPage, auditsig.Check)
 			}
 			return nil
 		})
@@ -85,10 +86,7 @@ func (s *Service) CheckAuditChain(ctx context.Context) error {
 			// Last grows, which the stalled-verification alert sees.
 			return err
 		}
-		if good != nil {
-			a.hash = good.Hash
-			a.verified.Store(good.Seq)
-		}
+		a.verified.Store(a.walk.LastSeq)
 		if broken != nil {
 			var ce *fsm.AuditChainError
 			if errors.As(broken, &ce) && a.brokenAt.CompareAndSwap(0, max(ce.Seq, 1)) {
@@ -97,7 +95,7 @@ func (s *Service) CheckAuditChain(ctx context.Context) error {
 			}
 			return broken
 		}
-		if good == nil || a.verified.Load() >= a.last.Load() {
+		if a.walk.LastSeq == from || a.verified.Load() >= a.last.Load() {
 			return nil // caught up
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -259,6 +260,7 @@ func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo, gate
 	deadline := time.Now().Add(s.cfg.HashWait)
 	v2 := s.proposable(fsm.TypeLoginAttempt, 2)
 	v3 := gate != nil && s.proposable(fsm.TypeLoginAttempt, 3)
+	v4 := v3 && s.proposable(fsm.TypeLoginAttempt, 4) // unsolved challenges count toward blocks
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
 		var payload any = fsm.LoginAttempt{
 			Username: name, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
@@ -273,6 +275,9 @@ func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo, gate
 				p3 := *gate
 				p3.LoginAttemptV2 = p2
 				version, payload = 3, p3
+				if v4 {
+					version, payload = 4, fsm.LoginAttemptV4{LoginAttemptV3: p3, Detect: s.detectLimits(ri.IP)}
+				}
 			}
 		}
 		cmd, err := fsm.NewCommand(fsm.TypeLoginAttempt, version, s.now().UnixNano(), payload)
@@ -286,6 +291,10 @@ func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo, gate
 		switch {
 		case res.ChallengeRequired:
 			s.reportChallenge()
+			if res.Blocked {
+				s.logAudit([]fsm.AuditAppend{{Type: "address.block", Severity: fsm.AuditWarning, IP: ri.IP,
+					Details: map[string]string{"reason": "detection rule: unsolved challenges"}}}, nil)
+			}
 			why := "too many failed attempts from here or against this name: solve this challenge and send the login again with it (altcha)"
 			if res.Replayed {
 				why = "that solution was used already: solve this challenge"
@@ -331,6 +340,16 @@ func (s *Service) checkPassword(ctx context.Context, name string, u *fsm.User, p
 // name; the failure (and the lockout) go to the audit trail in the same
 // entry. A failure to record is logged; the answer stays the same.
 func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri RequestInfo, slot int64) {
+	s.recordFailure(ctx, name, name, u, ri, slot, nil)
+}
+
+// recordFailure records a failed password check of name that drew on
+// counter key's slot (name itself, or a device's budget: device.go),
+// against the name's lockout, the address's and the detection rules
+// alike; extra goes into the audit entry's details. It reports the
+// result, zero when the failure did not commit (logged).
+func (s *Service) recordFailure(ctx context.Context, key, name string, u *fsm.User, ri RequestInfo, slot int64,
+	extra map[string]string) fsm.FailureResult {
 	reason, subject := "wrong_password", ""
 	switch {
 	case u == nil:
@@ -340,15 +359,17 @@ func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri 
 	default:
 		subject = u.ID
 	}
+	details := map[string]string{"username": name, "reason": reason}
+	maps.Copy(details, extra)
 	ev := fsm.AuditAppend{Type: "login.failure", Severity: fsm.AuditWarning, Subject: subject,
-		IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"username": name, "reason": reason}}
+		IP: ri.IP, UserAgent: ri.UserAgent, Details: details}
 	var payload any = fsm.LoginFailure{
-		Username: name, Slot: slot, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
+		Username: key, Slot: slot, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
 		Subject: subject, IP: ri.IP, UserAgent: ri.UserAgent}
 	version := uint16(1)
 	if s.proposable(fsm.TypeLoginFailure, 2) { // counts against the address too
 		v2 := fsm.LoginFailureV2{
-			Username: name, Slot: slot, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
+			Username: key, Slot: slot, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
 			PendingTTL: int64(pendingTTL), MaxNamesPerAddress: s.namesPerAddress(),
 			Subject: subject, IP: ri.IP, UserAgent: ri.UserAgent}
 		version, payload = 2, v2
@@ -356,10 +377,21 @@ func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri 
 			version, payload = 3, fsm.LoginFailureV3{LoginFailureV2: v2, Detect: s.detectLimits(ri.IP)}
 		}
 	}
+	var res fsm.FailureResult
+	inEnvelope := true
+	if v3, ok := payload.(fsm.LoginFailureV3); ok && s.proposable(fsm.TypeLoginFailure, 4) { // the entry in the payload, capped for an unknown name (retention.go)
+		v4 := fsm.LoginFailureV4{LoginFailureV3: v3, Event: ev}
+		if u == nil {
+			v4.Cap = s.unknownNameCap()
+		}
+		version, payload, inEnvelope = 4, v4, false
+	}
 	cmd, err := fsm.NewCommand(fsm.TypeLoginFailure, version, s.now().UnixNano(), payload)
+	if err == nil && inEnvelope {
+		cmd = cmd.WithAudit(ev)
+	}
 	if err == nil {
-		var res fsm.FailureResult
-		res, err = proposeAs[fsm.FailureResult](ctx, s, cmd.WithAudit(ev))
+		res, err = proposeAs[fsm.FailureResult](ctx, s, cmd)
 		if err == nil && res.Locked {
 			s.logAudit([]fsm.AuditAppend{{Type: "lockout", Severity: fsm.AuditWarning, Subject: subject, IP: ri.IP,
 				Details: map[string]string{"username": name}}}, nil)
@@ -370,6 +402,7 @@ func (s *Service) loginFailed(ctx context.Context, name string, u *fsm.User, ri 
 		}
 	}
 	s.logAudit([]fsm.AuditAppend{ev}, err)
+	return res
 }
 
 // releaseSlot gives back a slot that attempt granted for name when its
@@ -889,6 +922,16 @@ func (s *Service) RunSweeper(ctx context.Context, every time.Duration) {
 			s.log.Debug("sweep not committed", "error", err)
 		} else if res.Sessions+res.Lockouts > 0 {
 			s.log.Info("swept expired state", "sessions", res.Sessions, "lockouts", res.Lockouts)
+		}
+		if n, err := s.PruneSessions(ctx); err != nil {
+			s.log.Warn("session retention: prune not committed", "error", err, "deleted", n)
+		} else if n > 0 {
+			s.log.Info("session retention: deleted sessions dead longer than retention.expired_sessions", "deleted", n)
+		}
+		if n, err := s.PruneAudit(ctx); err != nil {
+			s.log.Warn("audit retention: prune not committed", "error", err, "deleted", n)
+		} else if n > 0 {
+			s.log.Info("audit retention: pruned entries older than retention.audit", "deleted", n)
 		}
 	})
 }

@@ -38,8 +38,8 @@ func TestDetectionBlocksAddress(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if st.versions[fsm.TypeLoginFailure] != 3 {
-		t.Fatalf("login.failure v%d at level 4", st.versions[fsm.TypeLoginFailure])
+	if v := st.versions[fsm.TypeLoginFailure]; v != 4 { // v3's detection rules, v4's audit cap (level 5)
+		t.Fatalf("login.failure v%d at level %d", v, fsm.MaxLevel)
 	}
 	left, ok := blocked(s, "192.0.2.7")
 	if !ok || left != 10*time.Minute {

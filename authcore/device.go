@@ -84,32 +84,25 @@ func (s *Service) parseDevice(token, name string) *device {
 	return &device{hash: hex.EncodeToString(h[:]), expires: time.Unix(c.Expires, 0)}
 }
 
-// deviceFailed turns a slot of a device's budget into a failure; when the
-// budget is spent, so is the token.
+// deviceFailed turns a slot of a device's budget into a failure, counted
+// against the address and the detection rules as any failed login is;
+// when the budget is spent, so is the token.
 func (s *Service) deviceFailed(ctx context.Context, dev *device, name string, u *fsm.User, ri RequestInfo, slot int64) {
+	res := s.recordFailure(ctx, deviceLockName(dev.hash), name, u, ri, slot, map[string]string{"device": dev.hash[:16]})
+	if !res.Locked {
+		return
+	}
 	subject := ""
 	if u != nil {
 		subject = u.ID
 	}
-	ev := fsm.AuditAppend{Type: "login.failure", Severity: fsm.AuditWarning, Subject: subject, IP: ri.IP, UserAgent: ri.UserAgent,
-		Details: map[string]string{"username": name, "reason": "wrong_password", "device": dev.hash[:16]}}
-	cmd, err := fsm.NewCommand(fsm.TypeLoginFailure, 2, s.now().UnixNano(), fsm.LoginFailureV2{
-		Username: deviceLockName(dev.hash), Slot: slot, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),
-		PendingTTL: int64(pendingTTL), MaxNamesPerAddress: s.namesPerAddress(), Subject: subject, IP: ri.IP, UserAgent: ri.UserAgent})
+	spend, err := fsm.NewCommand(fsm.TypeTicketSpend, 1, s.now().UnixNano(), fsm.TicketSpend{Ticket: dev.hash, Expires: dev.expires.UnixNano()})
 	if err == nil {
-		var res fsm.FailureResult
-		res, err = proposeAs[fsm.FailureResult](ctx, s, cmd.WithAudit(ev))
-		if err == nil && res.Locked {
-			spend, serr := fsm.NewCommand(fsm.TypeTicketSpend, 1, s.now().UnixNano(), fsm.TicketSpend{Ticket: dev.hash, Expires: dev.expires.UnixNano()})
-			if serr == nil {
-				_, serr = s.apply(ctx, spend, fsm.AuditAppend{Type: "device.revoked", Severity: fsm.AuditWarning, Subject: subject,
-					IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"username": name, "device": dev.hash[:16],
-						"reason": "its failed-attempt budget is spent"}})
-			}
-			if serr != nil {
-				s.log.Warn("could not revoke a device token whose budget is spent; it stays locked for the window", "error", serr)
-			}
-		}
+		_, err = s.apply(ctx, spend, fsm.AuditAppend{Type: "device.revoked", Severity: fsm.AuditWarning, Subject: subject,
+			IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"username": name, "device": dev.hash[:16],
+				"reason": "its failed-attempt budget is spent"}})
 	}
-	s.logAudit([]fsm.AuditAppend{ev}, err)
+	if err != nil {
+		s.log.Warn("could not revoke a device token whose budget is spent; it stays locked for the window", "error", err)
+	}
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
+
+	"github.com/bulwark-auth/bulwark/fsm"
 )
 
 // A device token from an earlier login lets its owner in while the name
@@ -58,5 +61,56 @@ func TestDeviceTokenOwnBudget(t *testing.T) {
 	}
 	if _, err := s.LoginWith(home, LoginRequest{Username: "alice", Password: pw, DeviceToken: tok.DeviceToken}); !errors.As(err, &le) {
 		t.Fatalf("the spent token in the next lock: %v, want locked", err)
+	}
+}
+
+// A device token's failures count against the address and the detection
+// rules like any other: a stolen token used from elsewhere gets its
+// address blocked, not a budget the rules never see.
+func TestDeviceFailuresCountTowardBlocks(t *testing.T) {
+	s, _ := newAuthService(t, Config{MaxFailedAttempts: 3, Incident: IncidentConfig{BlockAfterFailures: 3, BlockAfterUsernames: -1,
+		BlockFor: 10 * time.Minute}})
+	tok, err := s.LoginWith(ctxFrom("192.0.2.10"), LoginRequest{Username: "alice", Password: pw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // alice locked from one address (which is blocked too)
+		s.LoginWith(ctxFrom("203.0.113.66"), LoginRequest{Username: "alice", Password: "guessing wrongly"})
+	}
+	thief := ctxFrom("198.51.100.20")
+	for i := range 3 {
+		if _, ok := blocked(s, "198.51.100.20"); ok {
+			t.Fatalf("blocked after %d failures", i)
+		}
+		if _, err := s.LoginWith(thief, LoginRequest{Username: "alice", Password: "guessing wrongly", DeviceToken: tok.DeviceToken}); !errors.Is(err, ErrInvalidCredentials) {
+			t.Fatalf("a wrong password with the device token: %v", err)
+		}
+	}
+	if _, ok := blocked(s, "198.51.100.20"); !ok {
+		t.Fatal("three failed logins through a device token did not block their address")
+	}
+}
+
+// Unsolved challenges count toward blocks (login.attempt v4, level 5):
+// a client that never solves is blocked like one that guesses.
+func TestUnsolvedChallengesBlockAddress(t *testing.T) {
+	s, _ := newAuthService(t, Config{ChallengeAfter: 1, MaxFailedAttempts: 10, Incident: IncidentConfig{BlockAfterFailures: 4,
+		BlockAfterUsernames: -1, BlockFor: 10 * time.Minute}})
+	st := s.store.(*localStore)
+	s.LoginWith(ctxFrom("192.0.2.10"), LoginRequest{Username: "alice", Password: "a wrong password!"})
+	var ce *ChallengeError
+	for i := range 4 {
+		if _, ok := blocked(s, "203.0.113.9"); ok {
+			t.Fatalf("blocked after %d unsolved attempts", i)
+		}
+		if _, err := s.LoginWith(ctxFrom("203.0.113.9"), LoginRequest{Username: "alice", Password: pw}); !errors.As(err, &ce) {
+			t.Fatalf("attempt %d without a solution: %v, want a challenge", i+1, err)
+		}
+	}
+	if st.versions[fsm.TypeLoginAttempt] != 4 {
+		t.Fatalf("login.attempt v%d at level %d", st.versions[fsm.TypeLoginAttempt], fsm.MaxLevel)
+	}
+	if _, ok := blocked(s, "203.0.113.9"); !ok {
+		t.Fatal("four unsolved challenges did not block the address")
 	}
 }

@@ -89,6 +89,10 @@ var (
 	// unset).
 	ErrPasskeysUnavailable = errors.New("passkeys are not configured on this node")
 
+	// ErrUpgradePending: the request needs a command the cluster does not
+	// apply yet: some member runs an older release (fsm/level.go).
+	ErrUpgradePending = errors.New("not available until every cluster member runs this release")
+
 	// ErrConflict: the request conflicts with the current state (a factor
 	// already on, an enrolment to confirm that is not there).
 	ErrConflict = errors.New("conflict")

@@ -92,6 +92,10 @@ type Config struct {
 	// they never apply to are IncidentExempt.
 	Incident IncidentConfig
 
+	// Retention is [retention] (retention.go): how long the audit trail
+	// is kept, and the audit cost of failed logins for unknown names.
+	Retention RetentionConfig
+
 	// RequireMFAForAdmin (require_mfa_for_admin): the admin role counts
 	// only in a session whose authentication included a second factor
 	// (amr "otp", "mfa" or "hwk", RFC 8176).
@@ -164,6 +168,7 @@ func (c *Config) setDefaults() {
 	if c.Leeway == 0 {
 		c.Leeway = 30 * time.Second
 	}
+	c.Retention.setDefaults()
 	if c.StepUpWindow <= 0 {
 		c.StepUpWindow = 10 * time.Minute
 	}
@@ -211,6 +216,9 @@ type Service struct {
 
 	observe func(SecurityEvent) // WithSecurityObserver; nil: none
 	audits  auditVerifier       // the background check of the audit chain (auditverify.go)
+	// sessionPruned is when PruneSessions last finished a pass (Unix
+	// nanoseconds, by the service clock; 0: never).
+	sessionPruned atomic.Int64
 
 	// hashThreads runs the hashes (nil: on the caller's goroutine).
 	hashThreads *hashpool.Pool
@@ -414,6 +422,9 @@ func New(store Store, cfg Config, opts ...Option) (*Service, error) {
 		return nil, fmt.Errorf("%w: max_failed_names_per_address %d, at most %d", ErrInvalidInput,
 			cfg.MaxFailedNamesPerAddress, fsm.MaxNamesPerAddressLimit)
 	}
+	if err := cfg.Retention.validate(); err != nil {
+		return nil, err
+	}
 	if err := cfg.Incident.validate(); err != nil {
 		return nil, err
 	}
@@ -552,6 +563,23 @@ func (s *Service) SetDisabled(ctx context.Context, nameOrID string, disabled boo
 		event = "user.disable"
 	}
 	return s.applyUser(ctx, cmd, s.adminEvent(ctx, event, u.ID, map[string]string{"username": u.Username}))
+}
+
+// Unflag clears the flag repeated admin-route refusals put on a user
+// (incident.forbidden); the sessions it revoked stay revoked.
+func (s *Service) Unflag(ctx context.Context, nameOrID string) (User, error) {
+	u, err := s.find(nameOrID)
+	if err != nil {
+		return User{}, err
+	}
+	if !s.proposable(fsm.TypeUserUnflag, 1) {
+		return User{}, ErrUpgradePending
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeUserUnflag, 1, s.now().UnixNano(), fsm.UserUnflag{ID: u.ID})
+	if err != nil {
+		return User{}, err
+	}
+	return s.applyUser(ctx, cmd, s.adminEvent(ctx, "user.unflag", u.ID, map[string]string{"username": u.Username}))
 }
 
 // DeleteUser removes a user.

@@ -14,6 +14,7 @@ import (
 	"github.com/descope/virtualwebauthn"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/passkeytest"
 )
 
 // The relying party newAuthService's issuer makes: its host and origin.
@@ -27,7 +28,7 @@ type passkey struct {
 
 func newPasskey(userID string) *passkey {
 	return &passkey{auth: virtualwebauthn.NewAuthenticatorWithOptions(virtualwebauthn.AuthenticatorOptions{UserHandle: []byte(userID)}),
-		cred: virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)}
+		cred: passkeytest.NewEC2Credential()}
 }
 
 func optionsJSON(t testing.TB, c WebAuthnCeremony) string {

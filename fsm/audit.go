@@ -488,32 +488,14 @@ func (r Reader) AuditAfter(after uint64, limit int, fn func(*AuditEntry) bool) e
 // empty.
 func (r Reader) AuditLast() (*AuditEntry, error) { return lastAudit(r.tx.Bucket(bucketAudit)) }
 
-// VerifyAudit walks the whole stored trail from seq 1 and checks its chain
-// as VerifyAuditChain does, and that each entry is stored under its own
-// seq. It returns the number of entries checked, and nil or an
-// *AuditChainError naming the first bad seq.
+// VerifyAudit walks the whole stored trail, from seq 1 or from the
+// checkpoint retention kept as its anchor, and checks its chain as
+// VerifyAuditChain does, that each entry is stored under its own seq, and
+// the checkpoints' hashes, as VerifyAuditTrail does without checking
+// their signatures. It returns the number of entries checked, and nil or
+// an *AuditChainError naming the first bad seq.
 func (r Reader) VerifyAudit() (count uint64, err error) {
-	chain := auditChain{prev: AuditGenesisHash, nextSeq: 1}
-	c := r.tx.Bucket(bucketAudit).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if len(k) != 8 {
-			return count, &AuditChainError{Seq: chain.nextSeq, Reason: fmt.Sprintf("stray key %x", k)}
-		}
-		seq := binary.BigEndian.Uint64(k)
-		if seq != chain.nextSeq {
-			return count, &AuditChainError{Seq: chain.nextSeq, Reason: fmt.Sprintf("entry missing (next present is %d)", seq)}
-		}
-		e, err := decodeAudit(k, v)
-		if err != nil {
-			return count, &AuditChainError{Seq: seq, Reason: strings.TrimPrefix(err.Error(), "fsm: ")}
-		}
-		if e.Seq != seq {
-			return count, &AuditChainError{Seq: seq, Reason: fmt.Sprintf("stored under seq %d but says %d", seq, e.Seq)}
-		}
-		if err := chain.check(e); err != nil {
-			return count, err
-		}
-		count++
-	}
-	return count, chain.finish()
+	var w AuditWalk
+	err = r.ContinueAuditWalk(&w, 0, nil)
+	return w.Entries, err
 }

@@ -330,8 +330,8 @@ func (r Reader) BlocksGeneration() uint64 { return r.blocksGen }
 func (s *Store) BlocksGeneration() uint64 { return s.blocksGen.Load() }
 
 // changesBlocks reports whether a command's result changed the blocks:
-// block.add or block.remove succeeded, or a login failure blocked its
-// address. (The sweep deletes only blocks already over, which Live
+// block.add or block.remove succeeded, or a login failure (or an
+// unsolved challenge, login.attempt v4) blocked its address. (The sweep deletes only blocks already over, which Live
 // excludes anyway.)
 func changesBlocks(t Type, r Result) bool {
 	if r.Err != nil {
@@ -343,6 +343,9 @@ func changesBlocks(t Type, r Result) bool {
 	case TypeLoginFailure:
 		fr, ok := r.Value.(FailureResult)
 		return ok && fr.Blocked
+	case TypeLoginAttempt:
+		ar, ok := r.Value.(AttemptResult)
+		return ok && ar.Blocked
 	}
 	return false
 }

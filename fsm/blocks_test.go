@@ -278,7 +278,11 @@ func TestCanonicalCIDR(t *testing.T) {
 
 // BenchmarkLoginFailure is what a failed login costs the state machine
 // with the detection rules (v3) and without (v2): a slot granted and its
-// failure, names and addresses spread so that no rule trips.
+// failure, names and addresses spread so that no rule trips. The
+// "+entry" cases carry the failure's audit entry as authcore sends it (v3
+// in the envelope; v4 in the payload, with the unknown-name cap of 10 per
+// address per hour), spread over addresses or all from one, and report
+// the audit trail's growth per failure (audit-B/op).
 func BenchmarkLoginFailure(b *testing.B) {
 	for _, v := range []uint16{2, 3} {
 		b.Run(fmt.Sprintf("v%d", v), func(b *testing.B) {
@@ -302,4 +306,65 @@ func BenchmarkLoginFailure(b *testing.B) {
 			}
 		})
 	}
+	for _, v := range []uint16{3, 4} {
+		for _, oneAddress := range []bool{false, true} {
+			where := "spread"
+			if oneAddress {
+				where = "one-address"
+			}
+			b.Run(fmt.Sprintf("v%d+entry/%s", v, where), func(b *testing.B) {
+				a := &applier{t: b, s: openTestStore(b)}
+				a.apply(TypeClusterLevel, t0, ClusterLevel{Level: 5})
+				start := auditBytes(b, a.s)
+				i := 0
+				for b.Loop() {
+					at := t0.Add(time.Duration(i) * time.Millisecond)
+					name, ip := fmt.Sprintf("name%d", i), fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
+					if oneAddress {
+						ip = "192.0.2.7"
+					}
+					r := a.applyVersion(TypeLoginAttempt, 2, at, LoginAttemptV2{Username: name, MaxAttempts: 5, Window: window,
+						PendingTTL: ttl, IP: ip})
+					if r.Err != nil || !r.Value.(AttemptResult).Granted {
+						b.Fatal(r)
+					}
+					v2 := LoginFailureV2{Username: name, Slot: r.Value.(AttemptResult).Slot, MaxAttempts: 5, Window: window,
+						PendingTTL: ttl, IP: ip, UserAgent: "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"}
+					ev := AuditAppend{Type: "login.failure", Severity: AuditWarning, IP: ip, UserAgent: v2.UserAgent,
+						Details: map[string]string{"username": name, "reason": "unknown_user"}}
+					c, err := NewCommand(TypeLoginFailure, 3, at.UnixNano(), LoginFailureV3{LoginFailureV2: v2})
+					if v == 4 {
+						c, err = NewCommand(TypeLoginFailure, 4, at.UnixNano(), LoginFailureV4{LoginFailureV3: LoginFailureV3{LoginFailureV2: v2},
+							Event: ev, Cap: AuditCap{Entries: 10, Window: int64(time.Hour)}})
+					} else {
+						c = c.WithAudit(ev)
+					}
+					if err != nil {
+						b.Fatal(err)
+					}
+					data, err := c.Encode()
+					if err != nil {
+						b.Fatal(err)
+					}
+					a.index++
+					if r := a.s.ApplyBatch([]Entry{{Index: a.index, Term: 1, Command: true, Data: data}})[0]; r.Err != nil {
+						b.Fatal(r.Err)
+					}
+					i++
+				}
+				b.ReportMetric(float64(auditBytes(b, a.s)-start)/float64(i), "audit-B/op")
+			})
+		}
+	}
+}
+
+// auditBytes is the size of the audit trail's stored entries.
+func auditBytes(t testing.TB, s *Store) int {
+	n := 0
+	if err := s.View(func(r Reader) error {
+		return r.tx.Bucket(bucketAudit).ForEach(func(_, v []byte) error { n += len(v); return nil })
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

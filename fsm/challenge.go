@@ -42,8 +42,20 @@ type TicketSpend struct {
 	Expires int64  `json:"expires"` // Unix ns
 }
 
+// LoginAttemptV4 is the payload of login.attempt v4 (level 5): v3's, with
+// the detection rules (blocks.go). An attempt refused for want of a
+// solution (or with a spent one) counts against its address's detection
+// record as a failed login would, so a client that never solves its
+// challenge is blocked like one that guesses: without it, unsolved
+// attempts cost it nothing and each still costs the cluster an entry.
+type LoginAttemptV4 struct {
+	LoginAttemptV3
+	Detect DetectLimits `json:"detect"`
+}
+
 var challengeCommands = []CommandSpec{
 	{Type: TypeLoginAttempt, Version: 3, Level: 4, Apply: applyLoginAttemptV3, Result: reflect.TypeFor[AttemptResult]()},
+	{Type: TypeLoginAttempt, Version: 4, Level: 5, Apply: applyLoginAttemptV4, Result: reflect.TypeFor[AttemptResult]()},
 	{Type: TypeTicketSpend, Version: 1, Level: 4, Apply: applyTicketSpend, Result: nil},
 }
 
@@ -69,6 +81,32 @@ func applyLoginAttemptV3(t txn, c Command) (any, error) {
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
 	}
+	return loginAttemptV3(t, c, p)
+}
+
+func applyLoginAttemptV4(t txn, c Command) (any, error) {
+	var p LoginAttemptV4
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if !p.Detect.valid() || !validLockoutName(p.Username) || !validIP(p.IP) {
+		return nil, fmt.Errorf("%w: login.attempt v4 needs a username, an address and detection limits in range (or none)", ErrInvalidCommand)
+	}
+	res, err := loginAttemptV3(t, c, p.LoginAttemptV3)
+	if r, ok := res.(AttemptResult); err != nil || !ok || !r.ChallengeRequired {
+		return res, err
+	}
+	op := newLockoutOp(t, c.Time)
+	blocked, err := op.detect(p.IP, p.Username, p.Detect)
+	if err != nil {
+		return nil, err
+	}
+	r := res.(AttemptResult)
+	r.Blocked = blocked
+	return r, op.commit()
+}
+
+func loginAttemptV3(t txn, c Command, p LoginAttemptV3) (any, error) {
 	if p.ChallengeAfter < 0 || p.ChallengeAfter > 1000 || (p.Solution != "" && (!validHexHash(p.Solution) || p.SolutionExpires <= c.Time)) ||
 		(p.Device != "" && !validHexHash(p.Device)) {
 		return nil, fmt.Errorf("%w: login.attempt v3 challenge_after, solution or device", ErrInvalidCommand)

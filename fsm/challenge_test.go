@@ -72,3 +72,66 @@ func TestChallengeGate(t *testing.T) {
 		t.Fatalf("after the window: %+v", r)
 	}
 }
+
+// login.attempt v4: an attempt refused for want of a solution counts
+// against its address's detection record, so a client that never solves
+// is blocked at the threshold, as one that guesses would be; v3 counted
+// nothing.
+func TestUnsolvedChallengesBlock(t *testing.T) {
+	a := newApplier(t)
+	d := DetectLimits{Window: int64(time.Minute), BlockAfterFailures: 4, BlockAfterUsernames: 100, BlockFor: int64(time.Hour)}
+	v3 := func(ip string) LoginAttemptV3 {
+		return LoginAttemptV3{LoginAttemptV2: LoginAttemptV2{Username: "alice", MaxAttempts: 10, Window: window, PendingTTL: ttl,
+			MaxNamesPerAddress: 100, IP: ip}, ChallengeAfter: 1}
+	}
+	at := t0
+	r := a.applyVersion(TypeLoginAttempt, 3, at, v3("192.0.2.1"))
+	if r.Err != nil || !r.Value.(AttemptResult).Granted {
+		t.Fatalf("first attempt: %+v", r)
+	}
+	if r := a.applyVersion(TypeLoginFailure, 2, at, LoginFailureV2{Username: "alice", Slot: r.Value.(AttemptResult).Slot,
+		MaxAttempts: 10, Window: window, PendingTTL: ttl, MaxNamesPerAddress: 100, IP: "192.0.2.1"}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	// v3: any number of unsolved attempts, no block.
+	for i := range 6 {
+		r := a.applyVersion(TypeLoginAttempt, 3, at, v3("198.51.100.7"))
+		if res := r.Value.(AttemptResult); r.Err != nil || !res.ChallengeRequired || res.Blocked {
+			t.Fatalf("v3 unsolved attempt %d: %+v %v", i+1, res, r.Err)
+		}
+	}
+	if bs := blocksOf(t, a); len(bs) != 0 {
+		t.Fatalf("v3 blocked: %+v", bs)
+	}
+	// v4: the fourth unsolved attempt from an address blocks it (and
+	// tells the nodes' block caches).
+	gen := a.s.BlocksGeneration()
+	for i := 1; i <= 4; i++ {
+		at = at.Add(time.Second)
+		r := a.applyVersion(TypeLoginAttempt, 4, at, LoginAttemptV4{LoginAttemptV3: v3("203.0.113.5"), Detect: d})
+		res := r.Value.(AttemptResult)
+		if r.Err != nil || !res.ChallengeRequired || res.Blocked != (i == 4) {
+			t.Fatalf("v4 unsolved attempt %d: %+v %v", i, res, r.Err)
+		}
+	}
+	bs := blocksOf(t, a)
+	if len(bs) != 1 || bs[0].CIDR != "203.0.113.5/32" || !bs[0].Auto || !bs[0].Live(at.UnixNano()) {
+		t.Fatalf("blocks after four unsolved attempts: %+v", bs)
+	}
+	if a.s.BlocksGeneration() == gen {
+		t.Fatal("the block did not change the blocks' generation: the nodes' caches would not see it")
+	}
+	if n := len(auditOfType(t, a, "address.block")); n != 1 {
+		t.Fatalf("%d address.block entries, want 1", n)
+	}
+	// A solved attempt is not counted; nor is one from an exempt client
+	// (no limits).
+	r = a.applyVersion(TypeLoginAttempt, 4, at, LoginAttemptV4{LoginAttemptV3: v3("192.0.2.50"), Detect: DetectLimits{}})
+	if res := r.Value.(AttemptResult); r.Err != nil || !res.ChallengeRequired || res.Blocked {
+		t.Fatalf("without limits: %+v %v", res, r.Err)
+	}
+	if r := a.applyVersion(TypeLoginAttempt, 4, at, LoginAttemptV4{LoginAttemptV3: v3("192.0.2.60"),
+		Detect: DetectLimits{BlockAfterFailures: 1}}); r.Err == nil {
+		t.Fatal("a v4 attempt with detection limits out of range was applied")
+	}
+}

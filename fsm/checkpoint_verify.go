@@ -42,9 +42,11 @@ type AuditTrailReport struct {
 //   - that no checkpoint names a seq past the trail's end (a trail cut
 //     short behind a checkpoint).
 //
-// A trail may start past seq 1 (retention pruned its head): its first
-// entry must then continue from a checkpoint at the seq before it, whose
-// signatures verify, and whose hash is that entry's prev_hash.
+// A trail may start past seq 1 (retention pruned its head, retention.go):
+// its first kept entry, the audit floor's or the oldest stored, must then
+// continue from a checkpoint at the seq before it, whose signatures
+// verify, and whose hash is that entry's prev_hash. Entries below the
+// floor that a prune has yet to delete are not read.
 //
 // It returns the report and nil, or an *AuditChainError naming the first
 // bad seq. A trail cut short after its newest checkpoint's entry still
@@ -52,9 +54,48 @@ type AuditTrailReport struct {
 // entries after them: compare the newest seq and checkpoint with a copy
 // kept elsewhere (an export).
 func (r Reader) VerifyAuditTrail(check SignatureCheck) (AuditTrailReport, error) {
-	var rep AuditTrailReport
+	var w AuditWalk
+	err := r.ContinueAuditWalk(&w, 0, check)
+	return w.AuditTrailReport, err
+}
+
+// AuditWalk is a verification of the trail in progress, as
+// ContinueAuditWalk left it: what it found so far, and where it goes on.
+// The zero value starts at the oldest kept entry.
+type AuditWalk struct {
+	AuditTrailReport
+	chain   auditChain
+	pending map[uint64]uint64 // seq of a checkpoint's trail entry → the checkpoint's seq
+	started bool
+}
+
+// ContinueAuditWalk goes on with w, checking what VerifyAuditTrail checks,
+// for up to limit more entries (limit <= 0: to the end). A caller that
+// keeps w between views verifies a growing trail a piece at a time
+// (authcore's background check), each piece chained to the last. Should
+// retention have pruned the trail past where w stands, w starts over at
+// the new oldest kept entry, from its anchoring checkpoint. A nil check
+// verifies no signature (the chain and the checkpoints' hashes still are).
+//
+// On reaching the trail's end it also checks that no checkpoint names an
+// entry past it and that every checkpoint's record is there, and sets
+// Unvouched. It returns nil or an *AuditChainError naming the first bad
+// seq; w's report then says what verified before it.
+func (r Reader) ContinueAuditWalk(w *AuditWalk, limit int, check SignatureCheck) error {
+	start, err := r.auditStart()
+	if err != nil {
+		return err
+	}
+	if !w.started || (start != 0 && w.chain.nextSeq < start) {
+		*w = AuditWalk{started: true, pending: map[uint64]uint64{}}
+		if start != 0 {
+			if err := r.beginWalk(w, start, check); err != nil {
+				return err
+			}
+		}
+	}
 	cps := r.tx.Bucket(bucketCheckpoints).Cursor()
-	ck, cv := cps.First()
+	ck, cv := cps.Seek(auditKey(max(w.chain.nextSeq, 1)))
 	nextCheckpoint := func() (*AuditCheckpointRecord, error) {
 		if ck == nil {
 			return nil, nil
@@ -72,100 +113,124 @@ func (r Reader) VerifyAuditTrail(check SignatureCheck) (AuditTrailReport, error)
 	}
 	cp, err := nextCheckpoint()
 	if err != nil {
-		return rep, err
+		return err
 	}
-	// pending maps the seq of a checkpoint's trail entry to its seq.
-	pending := map[uint64]uint64{}
-	var chain auditChain
 	c := r.tx.Bucket(bucketAudit).Cursor()
-	for k, v := c.First(); k != nil; k, v = c.Next() {
-		if len(k) != 8 {
-			return rep, &AuditChainError{Seq: chain.nextSeq, Reason: fmt.Sprintf("stray key %x", k)}
+	n := 0
+	for k, v := c.Seek(auditKey(max(w.chain.nextSeq, 1))); k != nil; k, v = c.Next() {
+		if limit > 0 && n >= limit {
+			return nil
 		}
-		seq := binary.BigEndian.Uint64(k)
-		if rep.Entries == 0 {
-			// The first entry: seq 1, or the one after a checkpoint.
-			rep.FirstSeq = seq
-			chain = auditChain{prev: AuditGenesisHash, nextSeq: 1}
-			if seq != 1 {
-				anchor, err := r.anchor(seq, check)
-				if err != nil {
-					return rep, err
-				}
-				chain = auditChain{prev: anchor.Hash, nextSeq: seq}
-				rep.LastCheckpoint = anchor.Seq
-				if anchor.EntrySeq >= seq {
-					pending[anchor.EntrySeq] = anchor.Seq
-				}
-			}
-			// Checkpoints of pruned entries cannot be held to them.
-			for cp != nil && cp.Seq < seq {
-				if cp, err = nextCheckpoint(); err != nil {
-					return rep, err
-				}
-			}
-		}
-		if seq != chain.nextSeq {
-			return rep, &AuditChainError{Seq: chain.nextSeq, Reason: fmt.Sprintf("entry missing (next present is %d)", seq)}
-		}
-		e, err := decodeAudit(k, v)
+		e, err := w.entry(k, v)
 		if err != nil {
-			return rep, &AuditChainError{Seq: seq, Reason: strings.TrimPrefix(err.Error(), "fsm: ")}
+			return err
 		}
-		if e.Seq != seq {
-			return rep, &AuditChainError{Seq: seq, Reason: fmt.Sprintf("stored under seq %d but says %d", seq, e.Seq)}
-		}
-		if err := chain.check(e); err != nil {
-			return rep, err
-		}
-		if want, ok := pending[seq]; ok {
-			if e.Type != string(TypeAuditCheckpoint) || e.Details["seq"] != strconv.FormatUint(want, 10) {
-				return rep, &AuditChainError{Seq: seq, Reason: fmt.Sprintf("checkpoint %d says this entry records it, but it does not", want)}
+		if cp != nil && cp.Seq == e.Seq {
+			if err := w.checkpoint(r, cp, e, check); err != nil {
+				return err
 			}
-			delete(pending, seq)
-		} else if e.Type == string(TypeAuditCheckpoint) {
-			return rep, &AuditChainError{Seq: seq, Reason: fmt.Sprintf("the entry records checkpoint %s, which is not stored", e.Details["seq"])}
-		}
-		if cp != nil && cp.Seq == seq {
-			if cp.Hash != e.Hash {
-				return rep, &AuditChainError{Seq: seq, From: rep.LastCheckpoint + 1, Reason: fmt.Sprintf(
-					"checkpoint hash differs: checkpoint %d signed by %s says %s, the entry's hash is %s; "+
-						"an entry from seq %d to %d was altered and the chain recomputed after it",
-					cp.Seq, cp.Node, cp.Hash, e.Hash, rep.LastCheckpoint+1, seq)}
-			}
-			if err := r.checkSignatures(cp, check); err != nil {
-				return rep, err
-			}
-			if cp.EntrySeq <= seq {
-				return rep, &AuditChainError{Seq: seq, Reason: fmt.Sprintf("checkpoint %d names entry %d, not a later one, as its record", cp.Seq, cp.EntrySeq)}
-			}
-			pending[cp.EntrySeq] = cp.Seq
-			rep.Checkpoints++
-			rep.LastCheckpoint = seq
 			if cp, err = nextCheckpoint(); err != nil {
-				return rep, err
+				return err
 			}
 		}
-		rep.Entries++
-		rep.LastSeq, rep.LastHash = seq, e.Hash
+		w.Entries++
+		w.LastSeq, w.LastHash = e.Seq, e.Hash
+		n++
 	}
-	if err := chain.finish(); err != nil {
-		return rep, err
+	if err := w.chain.finish(); err != nil {
+		return err
 	}
 	if cp != nil {
-		return rep, &AuditChainError{Seq: cp.Seq, Reason: fmt.Sprintf(
-			"checkpoint %d (signed by %s) names an entry the trail does not hold: it ends at seq %d", cp.Seq, cp.Node, rep.LastSeq)}
+		return &AuditChainError{Seq: cp.Seq, Reason: fmt.Sprintf(
+			"checkpoint %d (signed by %s) names an entry the trail does not hold: it ends at seq %d", cp.Seq, cp.Node, w.LastSeq)}
 	}
-	for entry, seq := range pending {
-		return rep, &AuditChainError{Seq: entry, Reason: fmt.Sprintf(
-			"the entry recording checkpoint %d is missing: the trail ends at seq %d", seq, rep.LastSeq)}
+	for entry, seq := range w.pending {
+		return &AuditChainError{Seq: entry, Reason: fmt.Sprintf(
+			"the entry recording checkpoint %d is missing: the trail ends at seq %d", seq, w.LastSeq)}
 	}
-	if rep.LastCheckpoint != 0 {
-		rep.Unvouched = rep.LastSeq - rep.LastCheckpoint
+	if w.LastCheckpoint != 0 {
+		w.Unvouched = w.LastSeq - w.LastCheckpoint
 	} else {
-		rep.Unvouched = rep.Entries
+		w.Unvouched = w.Entries
 	}
-	return rep, nil
+	return nil
+}
+
+// beginWalk starts w at start, the oldest kept entry: seq 1, or the one
+// after a checkpoint, which anchors the chain.
+func (r Reader) beginWalk(w *AuditWalk, start uint64, check SignatureCheck) error {
+	w.FirstSeq = start
+	w.chain = auditChain{prev: AuditGenesisHash, nextSeq: 1}
+	if start == 1 {
+		return nil
+	}
+	anchor, err := r.anchor(start, check)
+	if err != nil {
+		return err
+	}
+	w.chain = auditChain{prev: anchor.Hash, nextSeq: start}
+	w.LastCheckpoint = anchor.Seq
+	// Checkpoints of pruned entries cannot be held to them, but their
+	// records may be kept entries.
+	return r.AuditCheckpoints(0, func(cp *AuditCheckpointRecord) bool {
+		if cp.Seq >= start {
+			return false
+		}
+		if cp.EntrySeq >= start {
+			w.pending[cp.EntrySeq] = cp.Seq
+		}
+		return true
+	})
+}
+
+// entry checks the stored entry k, v as the next of w's chain.
+func (w *AuditWalk) entry(k, v []byte) (*AuditEntry, error) {
+	if len(k) != 8 {
+		return nil, &AuditChainError{Seq: w.chain.nextSeq, Reason: fmt.Sprintf("stray key %x", k)}
+	}
+	seq := binary.BigEndian.Uint64(k)
+	if seq != w.chain.nextSeq {
+		return nil, &AuditChainError{Seq: w.chain.nextSeq, Reason: fmt.Sprintf("entry missing (next present is %d)", seq)}
+	}
+	e, err := decodeAudit(k, v)
+	if err != nil {
+		return nil, &AuditChainError{Seq: seq, Reason: strings.TrimPrefix(err.Error(), "fsm: ")}
+	}
+	if e.Seq != seq {
+		return nil, &AuditChainError{Seq: seq, Reason: fmt.Sprintf("stored under seq %d but says %d", seq, e.Seq)}
+	}
+	if err := w.chain.check(e); err != nil {
+		return nil, err
+	}
+	if want, ok := w.pending[seq]; ok {
+		if e.Type != string(TypeAuditCheckpoint) || e.Details["seq"] != strconv.FormatUint(want, 10) {
+			return nil, &AuditChainError{Seq: seq, Reason: fmt.Sprintf("checkpoint %d says this entry records it, but it does not", want)}
+		}
+		delete(w.pending, seq)
+	} else if e.Type == string(TypeAuditCheckpoint) {
+		return nil, &AuditChainError{Seq: seq, Reason: fmt.Sprintf("the entry records checkpoint %s, which is not stored", e.Details["seq"])}
+	}
+	return e, nil
+}
+
+// checkpoint checks cp, the checkpoint at entry e's seq.
+func (w *AuditWalk) checkpoint(r Reader, cp *AuditCheckpointRecord, e *AuditEntry, check SignatureCheck) error {
+	if cp.Hash != e.Hash {
+		return &AuditChainError{Seq: e.Seq, From: w.LastCheckpoint + 1, Reason: fmt.Sprintf(
+			"checkpoint hash differs: checkpoint %d signed by %s says %s, the entry's hash is %s; "+
+				"an entry from seq %d to %d was altered and the chain recomputed after it",
+			cp.Seq, cp.Node, cp.Hash, e.Hash, w.LastCheckpoint+1, e.Seq)}
+	}
+	if err := r.checkSignatures(cp, check); err != nil {
+		return err
+	}
+	if cp.EntrySeq <= e.Seq {
+		return &AuditChainError{Seq: e.Seq, Reason: fmt.Sprintf("checkpoint %d names entry %d, not a later one, as its record", cp.Seq, cp.EntrySeq)}
+	}
+	w.pending[cp.EntrySeq] = cp.Seq
+	w.Checkpoints++
+	w.LastCheckpoint = e.Seq
+	return nil
 }
 
 // anchor returns the checkpoint a trail starting at first continues from,
@@ -198,6 +263,9 @@ func (r Reader) checkSignatures(cp *AuditCheckpointRecord, check SignatureCheck)
 		if err != nil || k.Node != cp.Node || k.Alg != s.alg {
 			return &AuditChainError{Seq: cp.Seq, Reason: fmt.Sprintf(
 				"checkpoint %d names %s key %s, which is not a recorded audit key of %s", cp.Seq, s.alg, s.kid, cp.Node)}
+		}
+		if check == nil {
+			continue
 		}
 		if err := check(k, msg, s.sig); err != nil {
 			return &AuditChainError{Seq: cp.Seq, Reason: fmt.Sprintf(

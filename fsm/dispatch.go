@@ -35,7 +35,8 @@ type handler func(t txn, c Command) (any, error)
 // commands is the command table: every (type, version) this binary applies.
 var commands = table(userCommands, sessionCommands, keyCommands, auditCommands, escrowCommands, joinCommands,
 	barrierCommands, caKeyCommands, levelCommands, memberKeyCommands, issuerCommands, lockoutV1Commands, lockoutCommands, sweepV1Commands, sweepCommands,
-	mfaCommands, webhookCommands, incidentCommands, challengeCommands, forbiddenCommands, checkpointCommands, oidcCommands, blockCommands, eraseCommands)
+	mfaCommands, webhookCommands, incidentCommands, challengeCommands, forbiddenCommands, checkpointCommands, oidcCommands, blockCommands,
+	retentionCommands, auditCapCommands, eraseCommands)
 
 func table(parts ...[]CommandSpec) map[handlerKey]CommandSpec {
 	out := map[handlerKey]CommandSpec{}

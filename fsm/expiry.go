@@ -219,6 +219,8 @@ func (t txn) sweepEntry(k []byte, now int64, as *addressSet, res *SweepResult) e
 			return t.tx.Bucket(bucketBlocks).Delete([]byte(id))
 		}
 		return t.index(b.Until, expiryBlock, id)
+	case expiryAuditCap: // an address's window of capped audit entries (level 5, auditcap.go)
+		return t.sweepAuditCap(id, now)
 	case expiryDetect:
 		v := t.tx.Bucket(bucketDetect).Get([]byte(id))
 		if v == nil {

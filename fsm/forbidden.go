@@ -38,8 +38,32 @@ type forbiddenRecord struct {
 	Window      int64 `json:"window"`
 }
 
+// TypeUserUnflag clears an account's flag (level 5): an administrator has
+// looked at what flagged it. Its result is the user afterwards; the flag
+// already clear changes nothing.
+const TypeUserUnflag Type = "user.unflag"
+
+// UserUnflag is user.unflag v1.
+type UserUnflag struct {
+	ID string `json:"id"`
+}
+
 var forbiddenCommands = []CommandSpec{
 	{Type: TypeForbidden, Version: 1, Level: 4, Apply: applyForbidden, Result: reflect.TypeFor[ForbiddenResult]()},
+	{Type: TypeUserUnflag, Version: 1, Level: 5, Apply: applyUserUnflag, Result: reflect.TypeFor[*User]()},
+}
+
+func applyUserUnflag(t txn, c Command) (any, error) {
+	var p UserUnflag
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	u, err := getUser(t.tx, p.ID)
+	if err != nil || !u.Flagged {
+		return u, err
+	}
+	u.Flagged, u.UpdatedAt = false, time.Unix(0, c.Time).UTC()
+	return u, t.putUser(u)
 }
 
 func applyForbidden(t txn, c Command) (any, error) {

@@ -47,3 +47,21 @@ func TestForbiddenFlagsTheAccount(t *testing.T) {
 		t.Fatalf("an unknown user: %v", r.Err)
 	}
 }
+
+// user.unflag clears the flag (level 5); an unknown user is refused.
+func TestUnflag(t *testing.T) {
+	a := setupUser(t)
+	for i := range 3 {
+		a.apply(TypeForbidden, t0.Add(time.Duration(i)*time.Second), Forbidden{UserID: "u1", Max: 3, Window: int64(time.Minute)})
+	}
+	if !userOf(t, a, "u1").Flagged {
+		t.Fatal("not flagged")
+	}
+	r := a.apply(TypeUserUnflag, t0.Add(time.Minute), UserUnflag{ID: "u1"})
+	if u, ok := r.Value.(*User); r.Err != nil || !ok || u.Flagged || userOf(t, a, "u1").Flagged {
+		t.Fatalf("unflag: %+v %v; stored flagged %v", r.Value, r.Err, userOf(t, a, "u1").Flagged)
+	}
+	if r := a.apply(TypeUserUnflag, t0.Add(time.Minute), UserUnflag{ID: "nope"}); !errors.Is(r.Err, ErrUserNotFound) {
+		t.Fatalf("an unknown user: %v", r.Err)
+	}
+}

@@ -33,8 +33,11 @@ import (
 //	   (blocks: block.add, block.remove, and login.failure v3, which
 //	   counts failures per address and blocks it at a threshold)
 //	5: data-subject requests, retention and the scorecard's records
-//	   (each command's row names it; user.erase deletes a user and
-//	   pseudonymises their audit entries, erase.go)
+//	   (each command's row names it; audit.prune, retention.go;
+//	   login.failure v4, the unknown-name audit cap, auditcap.go);
+//	   login.attempt v4 (unsolved challenges count toward blocks) and
+//	   user.unflag; user.erase deletes a user and pseudonymises
+//	   their audit entries (erase.go)
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.

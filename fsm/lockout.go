@@ -190,12 +190,19 @@ func applyLoginFailureV2(t txn, c Command) (any, error) {
 // loginFailure applies login.failure v2, or v3 with its detection rules
 // (blocks.go): v2 is v3 with every rule off.
 func loginFailure(t txn, c Command, p LoginFailureV2, version int, detect DetectLimits) (any, error) {
+	return loginFailureAdmit(t, c, p, version, detect, nil)
+}
+
+// loginFailureAdmit is loginFailure with admit deciding which of the
+// handler's audit entries are appended (nil: all; login.failure v4).
+func loginFailureAdmit(t txn, c Command, p LoginFailureV2, version int, detect DetectLimits, admit func(AuditAppend) (bool, error)) (any, error) {
 	lim := LockoutLimits{MaxAttempts: p.MaxAttempts, Window: p.Window, PendingTTL: p.PendingTTL, MaxNamesPerAddress: p.MaxNamesPerAddress}
 	if !validLockoutName(p.Username) || !lim.valid() || !validIP(p.IP) {
 		return nil, fmt.Errorf("%w: login.failure v%d needs username, max_attempts, window, pending_ttl and max_names_per_address in range", ErrInvalidCommand, version)
 	}
 	now := c.Time
 	op := newLockoutOp(t, now)
+	op.admit = admit
 	l, err := op.lockout(p.Username, lim)
 	if err != nil {
 		return nil, err
@@ -605,6 +612,9 @@ type lockoutOp struct {
 	changed bool     // current needs writing (beyond a grant or failure)
 	*addressSet
 	audit []AuditAppend
+	// admit, when set, decides which of audit are appended (login.failure
+	// v4 caps an unknown name's entries per address, auditcap.go).
+	admit func(AuditAppend) (bool, error)
 	// shared: the address records belong to a caller that writes them
 	// (the sweep, once for all the names it settles).
 	shared bool
@@ -809,6 +819,15 @@ func (op *lockoutOp) commit() error {
 		}
 	}
 	for _, ev := range op.audit {
+		if op.admit != nil {
+			ok, err := op.admit(ev)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+		}
 		if _, err := appendAudit(op.t, op.now, ev); err != nil {
 			return err
 		}

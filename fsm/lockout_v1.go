@@ -65,6 +65,8 @@ type AttemptResult struct {
 	ChallengeRequired bool `json:",omitempty"`
 	Suspicion         int  `json:",omitempty"`
 	Replayed          bool `json:",omitempty"`
+	// Blocked (login.attempt v4): this refusal blocked the address.
+	Blocked bool `json:",omitempty"`
 }
 
 // LoginFailure turns a granted check into a failure, locking the name when

@@ -57,8 +57,10 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeSessionCreate, 3, Result{Value: sess}},
 		{TypeWebhookCursor, 1, Result{Value: uint64(42)}},
 		{TypeLoginAttempt, 3, Result{Value: AttemptResult{ChallengeRequired: true, Suspicion: 4}}},
+		{TypeLoginAttempt, 4, Result{Value: AttemptResult{ChallengeRequired: true, Suspicion: 4, Blocked: true}}},
 		{TypeTicketSpend, 1, Result{}},
 		{TypeForbidden, 1, Result{Value: ForbiddenResult{Flagged: true, Revoked: 2}}},
+		{TypeUserUnflag, 1, Result{Value: &User{ID: "u1", Username: "alice", CreatedAt: at, UpdatedAt: at}}},
 		{TypeLockdown, 1, Result{Value: LockdownState{Active: true, Since: at, Reason: "breach", Actor: "a"}}},
 		{TypeLockdownRelease, 1, Result{Value: LockdownState{ReleasedAt: &at}}},
 		{TypeMFATOTPEnroll, 1, Result{Value: &MFA{PendingTOTP: &TOTPFactor{Sealed: []byte("s"), CreatedAt: at}}}},
@@ -83,6 +85,9 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeLoginFailure, 3, Result{Value: FailureResult{Locked: true, Blocked: true}}},
 		{TypeBlockAdd, 1, Result{Value: Block{CIDR: "10.0.0.0/8", Until: 5, Reason: "r", Actor: "a", CreatedAt: 1}}},
 		{TypeBlockRemove, 1, Result{}},
+		{TypeLoginFailure, 4, Result{Value: FailureResult{Locked: true}}},
+		{TypeSessionPrune, 1, Result{Value: SessionPruneResult{Deleted: 2, Done: true}}},
+		{TypeAuditPrune, 1, Result{Value: AuditPruneResult{Floor: 9, Deleted: 8, More: true}}},
 		{TypeUserErase, 1, Result{Value: EraseResult{Pseudonym: "erased:u1", Seq: 9, Sessions: 2, Records: 3, AuditEntries: 4}}},
 	}
 	covered := map[handlerKey]bool{}

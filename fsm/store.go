@@ -68,7 +68,8 @@ var (
 		bucketRefresh, bucketLockout, bucketAudit, bucketKeys, bucketBlocks, bucketClients,
 		bucketUserSessions, bucketSessionRefresh, bucketExpiry, bucketAddresses,
 		bucketMFA, bucketMFAUsed, bucketWebAuthn, bucketWebhooks,
-		bucketAuditKeys, bucketCheckpoints, bucketAuthRequests, bucketCodes, bucketRevokedTokens, bucketDetect, bucketForbidden}
+		bucketAuditKeys, bucketCheckpoints, bucketAuthRequests, bucketCodes, bucketRevokedTokens, bucketDetect, bucketForbidden,
+		bucketAuditCaps}
 
 	keyApplied = []byte("applied") // index(8) || term(8), big endian
 	keyFormat  = []byte("format")

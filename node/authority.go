@@ -32,6 +32,9 @@ import (
 //	              no certificate; the member holding the CA key that
 //	              checked its secret proposes it.
 //	cluster.level only the leader proposes it (level.go)
+//	audit.prune,  only the leader proposes them (authcore's retention):
+//	session.prune a member cannot shorten the trail or the sessions' by
+//	              its own say
 //	audit.key,    Node is the caller: a member records its own audit keys
 //	audit.checkpoint and signs checkpoints with them
 //
@@ -120,6 +123,8 @@ func (n *Node) checkSpeaksFor(caller string, leaf *x509.Certificate, cmd fsm.Com
 		}
 	case fsm.TypeClusterLevel:
 		return errors.New("only the leader raises the cluster's feature level")
+	case fsm.TypeAuditPrune, fsm.TypeSessionPrune:
+		return errors.New("only the leader prunes by retention")
 	case fsm.TypeAuditKey:
 		var p fsm.AuditKey
 		if err := decodeForCheck(cmd, &p); err != nil {

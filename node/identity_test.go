@@ -166,6 +166,8 @@ func TestMemberCannotSpeakForAnother(t *testing.T) {
 		{"b raises the cluster's level", command(t, fsm.TypeClusterLevel, fsm.ClusterLevel{Level: fsm.MaxLevel + 1})},
 		{"b records an audit key labelled c", command(t, fsm.TypeAuditKey, fsm.AuditKey{Kid: "k", Node: c.cfg.ID, Alg: fsm.AuditAlgES256, Public: []byte{1}})},
 		{"b writes a checkpoint signed as c", command(t, fsm.TypeAuditCheckpoint, fsm.AuditCheckpoint{Seq: 1, Hash: strings.Repeat("ab", 32), Node: c.cfg.ID})},
+		{"b prunes the audit trail", command(t, fsm.TypeAuditPrune, fsm.AuditPrune{BeforeSeq: 2, KeepFor: int64(fsm.MinAuditRetention), Limit: 10})},
+		{"b prunes sessions", command(t, fsm.TypeSessionPrune, fsm.SessionPrune{Limit: 10})},
 	} {
 		before := ic.leader.Status().AppliedIndex
 		if _, err := b.Apply(ctx, tc.cmd); !errors.Is(err, ErrRefused) {

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -220,4 +221,24 @@ func copyTo(t *testing.T, src, dst string) {
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestBlackBoxCheckpointSchedule: [audit] checkpoint_entries is the
+// schedule the leader keeps (the default, 1000 entries or 5 minutes,
+// would write none in this test).
+func TestBlackBoxCheckpointSchedule(t *testing.T) {
+	n := newTestNode(t, "[audit]\ncheckpoint_entries = 5\ncheckpoint_interval = \"24h\"\n")
+	n.start()
+	n.waitReady()
+	for i := range 8 {
+		n.addUser(fmt.Sprintf("user%d", i), "correct horse battery staple", false)
+	}
+	waitfor.True(t, "a checkpoint after 5 entries", 30*time.Second, 200*time.Millisecond, func() bool {
+		for _, e := range auditExport(t, n) {
+			if e["type"] == "audit.checkpoint" {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/descope/virtualwebauthn"
 
+	"github.com/bulwark-auth/bulwark/internal/passkeytest"
 	"github.com/bulwark-auth/bulwark/internal/waitfor"
 )
 
@@ -31,7 +32,7 @@ type bbPasskey struct {
 
 func newBBPasskey(userID string) *bbPasskey {
 	return &bbPasskey{auth: virtualwebauthn.NewAuthenticatorWithOptions(virtualwebauthn.AuthenticatorOptions{UserHandle: []byte(userID)}),
-		cred: virtualwebauthn.NewCredential(virtualwebauthn.KeyTypeEC2)}
+		cred: passkeytest.NewEC2Credential()}
 }
 
 func (k *bbPasskey) id() string { return base64.RawURLEncoding.EncodeToString(k.cred.ID) }

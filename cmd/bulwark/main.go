@@ -43,7 +43,7 @@ const usage = `usage: bulwark <command> [arguments]
   user add NAME [--admin] [--email E] --password-stdin
   user list | show NAME | disable NAME | enable NAME | delete NAME | unlock NAME
   user revoke-sessions NAME
-  user reset-mfa NAME
+  user reset-mfa NAME | unflag NAME
   user export NAME                  everything held about the user, as JSON (no secrets)
   user erase NAME                   delete the user and pseudonymise their audit entries
   client add NAME --redirect-uri URI [--redirect-uri URI…] [--public] | list | remove NAME

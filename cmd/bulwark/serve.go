@@ -260,6 +260,13 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 			BlockAfterUsernames:  cmp.Or(cfg.Incident.BlockAfterUsernames, -1),
 			RevokeAfterForbidden: cmp.Or(cfg.Incident.RevokeAfterForbidden, -1),
 		},
+		Retention: authcore.RetentionConfig{
+			Audit:           cfg.Retention.Audit.Duration,
+			ExpiredSessions: cfg.Retention.ExpiredSessions.Duration,
+			// 0 in the file turns the cap off; authcore reads 0 as its default.
+			UnknownNameEntries: cmp.Or(cfg.Retention.UnknownNameEntries, -1),
+			UnknownNameWindow:  cfg.Retention.UnknownNameWindow.Duration,
+		},
 	}, authcore.WithClock(clk), authcore.WithKeyVault(vault), authcore.WithLogger(logger.With("component", "auth")),
 		authcore.WithSecretBox(box),
 		authcore.WithHashThreads(cfg.Auth.Password.PinHashThreads), authcore.WithSecurityObserver(metrics.SecurityEvent),
@@ -288,7 +295,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	go core.RunKeyRotation(ctx, cfg.Tokens.RotateEvery.Duration, min(cfg.Tokens.RotateEvery.Duration/10, 10*time.Minute))
 	go core.RunAuditVerifier(ctx, auditCheckEvery)
 	go publishAuditKeys(ctx, core, logger)
-	go core.RunAuditCheckpoints(ctx, 0, 0, 5*time.Second) // the defaults: 1000 entries or 5 minutes
+	go core.RunAuditCheckpoints(ctx, cfg.Audit.CheckpointEntries, cfg.Audit.CheckpointInterval.Duration,
+		min(5*time.Second, cfg.Audit.CheckpointInterval.Duration))
 	ready := readiness{n, &keyPublished}
 
 	rl := cfg.Auth.RateLimit

@@ -47,7 +47,7 @@ func (a *adminFlags) client() (*api.AdminClient, error) {
 
 func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("user: missing subcommand (add, list, show, disable, enable, delete, unlock, revoke-sessions, reset-mfa, export, erase)")
+		return usagef("user: missing subcommand (add, list, show, disable, enable, unflag, delete, unlock, revoke-sessions, reset-mfa, export, erase)")
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
@@ -119,11 +119,11 @@ func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
 			return err
 		}
 		return printUser(stdout, u, af.json, "")
-	case "disable", "enable":
+	case "disable", "enable", "unflag":
 		if err := c.Do(ctx, http.MethodPost, userPath(pos[0])+"/"+sub, nil, &u); err != nil {
 			return err
 		}
-		return printUser(stdout, u, af.json, sub+"d")
+		return printUser(stdout, u, af.json, map[string]string{"disable": "disabled", "enable": "enabled", "unflag": "unflagged"}[sub])
 	case "delete":
 		if err := c.Do(ctx, http.MethodDelete, userPath(pos[0]), nil, nil); err != nil {
 			return err
@@ -190,10 +190,14 @@ func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
 func userPath(name string) string { return "/admin/v1/users/" + url.PathEscape(name) }
 
 func state(u authcore.User) string {
+	st := "active"
 	if u.Disabled {
-		return "disabled"
+		st = "disabled"
 	}
-	return "active"
+	if u.Flagged { // by repeated admin-route refusals: `user unflag` once looked at
+		st += ", flagged"
+	}
+	return st
 }
 
 func printUser(w io.Writer, u authcore.User, asJSON bool, verb string) error {

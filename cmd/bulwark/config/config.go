@@ -44,8 +44,13 @@ type Config struct {
 	MFA     MFA     `toml:"mfa"`
 	// Incident is [incident]: detection, response and notification.
 	Incident Incident `toml:"incident"`
-	Log      Log      `toml:"log"`
-	Server   Server   `toml:"server"`
+	// Audit is [audit]: the signed checkpoints of the audit trail.
+	Audit  Audit  `toml:"audit"`
+	Log    Log    `toml:"log"`
+	Server Server `toml:"server"`
+	// Retention is [retention]: how long the replicated state keeps what
+	// it no longer needs.
+	Retention Retention `toml:"retention"`
 
 	// src remembers where Load found each value, so Validate can name the
 	// line. Nil for a Config that did not come from a file.
@@ -168,6 +173,16 @@ type Metrics struct {
 	Pprof bool `toml:"pprof"`
 }
 
+// Audit is the [audit] table: when the leader signs a checkpoint of the
+// audit trail (authcore/checkpoint.go): after CheckpointEntries entries
+// or CheckpointInterval, whichever comes first (and at stop, before a
+// backup or a forensic copy). A shorter schedule bounds how much of the
+// trail's tail an attacker who takes a node could rewrite unnoticed.
+type Audit struct {
+	CheckpointEntries  int      `toml:"checkpoint_entries"`
+	CheckpointInterval Duration `toml:"checkpoint_interval"`
+}
+
 // MFA is the [mfa] table: second factors.
 type MFA struct {
 	// WebAuthnRPID is the WebAuthn relying-party id (a host name);
@@ -217,6 +232,25 @@ type Webhook struct {
 	// MinSeverity: events at or above it are sent (info, warning,
 	// critical); empty means critical.
 	MinSeverity string `toml:"min_severity"`
+}
+
+// Retention is the [retention] table (authcore/retention.go).
+type Retention struct {
+	// Audit: audit entries older than this are pruned, up to the newest
+	// signed checkpoint that old, so the kept trail verifies from it; 0
+	// keeps them for ever. At least 1d otherwise.
+	Audit Duration `toml:"audit"`
+	// ExpiredSessions: how long a dead session's record is kept. One past
+	// its absolute lifetime goes at once (the sweep); one dead of
+	// idleness within this (and an hour) of its death. 0 leaves those to
+	// their absolute lifetime.
+	ExpiredSessions Duration `toml:"expired_sessions"`
+	// UnknownNameEntries: failed logins for names no user has, per client
+	// address (IPv6: its /64) and UnknownNameWindow, that get an audit
+	// entry each; the rest are counted into one summary entry per window
+	// (the metrics count every one). 0 turns the cap off.
+	UnknownNameEntries int      `toml:"unknown_name_entries"`
+	UnknownNameWindow  Duration `toml:"unknown_name_window"`
 }
 
 // Server is the [server] table: how the daemon's process uses the machine.
@@ -294,8 +328,10 @@ func Default() Config {
 		Incident: Incident{Exempt: []CIDR{}, ChallengeAfterFailures: 3, Webhooks: []Webhook{},
 			Window: Duration{time.Minute}, BlockAfterFailures: 10, BlockAfterUsernames: 5, BlockFor: Duration{time.Hour},
 			RevokeAfterForbidden: 5},
-		Log:    Log{Level: "info", Format: "text"},
-		Server: Server{MemoryLimit: MemoryLimit{}},
+		Audit:     Audit{CheckpointEntries: 1000, CheckpointInterval: Duration{5 * time.Minute}},
+		Log:       Log{Level: "info", Format: "text"},
+		Server:    Server{MemoryLimit: MemoryLimit{}},
+		Retention: Retention{Audit: Duration{400 * 24 * time.Hour}, ExpiredSessions: Duration{7 * 24 * time.Hour}, UnknownNameEntries: 10, UnknownNameWindow: Duration{time.Hour}},
 	}
 }
 

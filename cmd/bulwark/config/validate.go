@@ -108,6 +108,8 @@ const (
 	maxIncidentDuration    = 366 * 24 * time.Hour
 	maxBlockAfterFailures  = 100000
 	maxBlockAfterUsernames = 100
+	// maxUnknownNameEntries is fsm.MaxAuditCapEntries (login.failure v4).
+	maxUnknownNameEntries = 1000
 )
 
 // Validate checks every value and returns nil or ValidationErrors holding
@@ -282,6 +284,24 @@ func (c *Config) Validate() error {
 	}
 	between(v, "incident.block_after_failures", inc.BlockAfterFailures, 0, maxBlockAfterFailures)
 	between(v, "incident.block_after_usernames", inc.BlockAfterUsernames, 0, maxBlockAfterUsernames)
+
+	between(v, "audit.checkpoint_entries", c.Audit.CheckpointEntries, 1, 1_000_000)
+	if v.positive("audit.checkpoint_interval", c.Audit.CheckpointInterval) &&
+		(c.Audit.CheckpointInterval.Duration < 10*time.Second || c.Audit.CheckpointInterval.Duration > 24*time.Hour) {
+		v.add("audit.checkpoint_interval", "%s is not 10s to 24h", c.Audit.CheckpointInterval)
+	}
+
+	ret := c.Retention
+	if d := ret.Audit.Duration; d < 0 || d > 0 && d < 24*time.Hour {
+		v.add("retention.audit", "%s is not 0 (keep for ever) or at least 1d", ret.Audit)
+	}
+	if d := ret.ExpiredSessions.Duration; d < 0 || d > maxIncidentDuration {
+		v.add("retention.expired_sessions", "%s is not 0 (to the absolute lifetime) to 366d", ret.ExpiredSessions)
+	}
+	between(v, "retention.unknown_name_entries", ret.UnknownNameEntries, 0, maxUnknownNameEntries)
+	if v.positive("retention.unknown_name_window", ret.UnknownNameWindow) && ret.UnknownNameWindow.Duration > maxIncidentDuration {
+		v.add("retention.unknown_name_window", "%s is longer than 366d", ret.UnknownNameWindow)
+	}
 
 	v.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
 	v.oneOf("log.format", c.Log.Format, "text", "json")
