@@ -393,7 +393,10 @@ func auditSortedKeys(m map[string]string) []string {
 type auditChain struct {
 	prev    string // hash the next entry must name as PrevHash
 	nextSeq uint64 // seq the next entry must carry; 0 when not yet known
-	start   uint64 // the first seq checked
+	// start is the first seq this view checks: a walk resumed in a later
+	// view (ContinueAuditWalk) saw the entries before it in earlier ones,
+	// perhaps before an erase rewrote them.
+	start uint64
 	// erased gathers, per user.erase entry not yet reached, the seqs of
 	// the entries that say it rewrote them (erase.go).
 	erased map[uint64]*erasureCheck

@@ -593,7 +593,10 @@ func (c *auditChain) checkErasure(e *AuditEntry) error {
 		return bad("no first seq before it")
 	}
 	if first < c.start {
-		return nil // some of them were pruned or are behind the walk's start
+		// Some of them were pruned, or are behind where this view's walk
+		// began: a walk resumed from an earlier view saw them, perhaps
+		// before this erase rewrote them.
+		return nil
 	}
 	var seqs []uint64
 	if got != nil {

@@ -330,3 +330,33 @@ func BenchmarkUserErase(b *testing.B) {
 		s.Close()
 	}
 }
+
+// A walk resumed view by view (authcore's background check) that passed
+// the entries an erase later rewrites goes on past the erase without a
+// break; a walk from the start checks the erasure whole.
+func TestResumedWalkAcrossAnErase(t *testing.T) {
+	a := erasable(t)
+	var w AuditWalk
+	walk := func(limit int) error {
+		t.Helper()
+		var err error
+		if verr := a.s.View(func(r Reader) error { err = r.ContinueAuditWalk(&w, limit, checkAuditSig); return nil }); verr != nil {
+			t.Fatal(verr)
+		}
+		return err
+	}
+	if err := walk(0); err != nil {
+		t.Fatal(err)
+	}
+	res := erase(t, a, eraseID)
+	a.apply(TypeAuditAppend, t0.Add(2*time.Hour), AuditAppend{Type: "after.erase", Severity: AuditInfo})
+	if err := walk(1); err != nil {
+		t.Fatalf("resumed walk at the erase (seq %d): %v", res.Seq, err)
+	}
+	if err := walk(0); err != nil {
+		t.Fatalf("resumed walk to the end: %v", err)
+	}
+	if _, err := verifyTrail(t, a.s); err != nil {
+		t.Fatal(err)
+	}
+}
