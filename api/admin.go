@@ -247,6 +247,8 @@ func AdminIsNoLeader(fn func(error) bool) AdminOption {
 //	POST   /admin/v1/blocklist                    {"cidr","for","reason"} → 201 block (AdminBlocklist)
 //	DELETE /admin/v1/blocklist/{cidr}             → 204 (AdminBlocklist)
 //	GET    /admin/v1/scorecard                    → the hardening scorecard (AdminScorecard)
+//	GET    /admin/v1/users/{user}/export          → everything held about the user (AdminDataSubject)
+//	POST   /admin/v1/users/{user}/erase           → the erasure (AdminDataSubject)
 //
 // Every call reaches users and auth as the actor "local-admin".
 func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog.Logger, opts ...AdminOption) http.Handler {
@@ -291,6 +293,8 @@ func NewAdminHandler(users UserAdmin, auth Auth, status func() any, logger *slog
 		if o.Scorecard != nil {
 			mux.Handle("GET /admin/v1/scorecard", local(serveScorecard(o.Scorecard)))
 		}
+		// Export and erase; see AdminDataSubject (datasubject.go).
+		adminDataSubjectRoutes(mux, o.DataSubject)
 	})
 }
 

@@ -72,6 +72,9 @@ type Options struct {
 	OIDC OIDC
 	// Clients serves the admin socket's client routes; nil: 404.
 	Clients ClientAdmin
+	// DataSubject serves the export and erase routes (datasubject.go);
+	// nil: 404.
+	DataSubject DataSubject
 	// Blocklist refuses blocked client addresses (403 address_blocked)
 	// on every route but /healthz and /readyz, and serves
 	// /v1/admin/blocklist (the admin socket's with AdminBlocklist); nil:
@@ -154,6 +157,7 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 		if opts.Scorecard != nil {
 			mux.Handle("GET /v1/admin/scorecard", a.admin(anyPrincipal(serveScorecard(opts.Scorecard))))
 		}
+		a.dataSubjectRoutes(mux) // datasubject.go
 		if opts.Blocklist != nil {
 			br := blocklistRoutes{opts.Blocklist}
 			mux.Handle("GET /v1/admin/blocklist", a.admin(anyPrincipal(a.linearizable(br.list))))

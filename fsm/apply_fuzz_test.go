@@ -341,6 +341,8 @@ func applySeeds(t testing.TB) map[Type][]any {
 		TypeSessionPrune: {SessionPrune{KeepFor: 0, Limit: 10}, SessionPrune{KeepFor: int64(time.Hour), Limit: 1}},
 		TypeBackupRecord: {BackupRecord{Node: "node1", AppliedIndex: 12, Bytes: 4096, StateSHA256: hashOf("state")},
 			BackupRecord{Node: "node2", Bytes: 1, StateSHA256: strings.Repeat("A", 64)}},
+		// Level 5.
+		TypeUserErase: {UserErase{ID: "u1", Actor: "local-admin", IP: "192.0.2.1"}, UserErase{ID: "nope"}},
 	}
 }
 

@@ -105,6 +105,12 @@ type AuditEntry struct {
 	Details   map[string]string `json:"details,omitempty"`
 	PrevHash  string            `json:"prev_hash"`
 	Hash      string            `json:"hash"`
+	// Erased, when set, lists the seqs of the user.erase entries that
+	// replaced a name or email in this entry with a pseudonym (erase.go).
+	// Hash is then the original entry's, kept so the chain and the signed
+	// checkpoints still hold; it is not recomputed from the fields. Not
+	// part of the hash's encoding.
+	Erased []uint64 `json:"erased,omitempty"`
 }
 
 // auditCommands are the audit commands' rows of the dispatch table.
@@ -331,6 +337,10 @@ func decodeAudit(k, v []byte) (*AuditEntry, error) {
 // the details, so two different entries never share an encoding. An absent
 // field and an empty one encode alike (str("")), as do no details and an
 // empty map.
+//
+// An entry with "erased" set was pseudonymised by user.erase after it was
+// written: its hash is the original's and does not match its fields; the
+// user.erase entries it names vouch for it instead (erase.go).
 func (e *AuditEntry) ComputeHash() string {
 	sum := sha256.Sum256(auditPreimage(e))
 	return hex.EncodeToString(sum[:])
@@ -383,6 +393,13 @@ func auditSortedKeys(m map[string]string) []string {
 type auditChain struct {
 	prev    string // hash the next entry must name as PrevHash
 	nextSeq uint64 // seq the next entry must carry; 0 when not yet known
+	// start is the first seq this view checks: a walk resumed in a later
+	// view (ContinueAuditWalk) saw the entries before it in earlier ones,
+	// perhaps before an erase rewrote them.
+	start uint64
+	// erased gathers, per user.erase entry not yet reached, the seqs of
+	// the entries that say it rewrote them (erase.go).
+	erased map[uint64]*erasureCheck
 }
 
 func (c *auditChain) check(e *AuditEntry) error {
@@ -398,8 +415,24 @@ func (c *auditChain) check(e *AuditEntry) error {
 		return &AuditChainError{Seq: e.Seq, Reason: fmt.Sprintf("out of order, expected seq %d", c.nextSeq)}
 	case e.PrevHash != c.prev:
 		return &AuditChainError{Seq: e.Seq, Reason: "prev_hash does not match the previous entry's hash"}
-	case e.ComputeHash() != e.Hash:
+	case len(e.Erased) == 0 && e.ComputeHash() != e.Hash:
 		return &AuditChainError{Seq: e.Seq, Reason: "hash does not match the entry's contents"}
+	case len(e.Erased) > 0 && (e.Type == TypeUserEraseEvent || !erasedSeqsValid(e)):
+		return &AuditChainError{Seq: e.Seq, Reason: "hash does not match the entry's contents, and its erasures are not valid"}
+	}
+	if c.start == 0 {
+		c.start = e.Seq
+	}
+	if len(e.Erased) > 0 {
+		c.noteErased(e)
+	}
+	if e.Type == TypeUserEraseEvent {
+		if err := c.checkErasure(e); err != nil {
+			return err
+		}
+	} else if _, ok := c.erased[e.Seq]; ok {
+		return &AuditChainError{Seq: c.erased[e.Seq].seqs[0], Reason: fmt.Sprintf(
+			"the entry says erasure %d rewrote it, and entry %d is no erasure", e.Seq, e.Seq)}
 	}
 	c.nextSeq = e.Seq + 1
 	c.prev = e.Hash

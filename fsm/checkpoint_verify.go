@@ -115,6 +115,7 @@ func (r Reader) ContinueAuditWalk(w *AuditWalk, limit int, check SignatureCheck)
 	if err != nil {
 		return err
 	}
+	w.chain.start = 0 // this view's first entry (erase.go)
 	c := r.tx.Bucket(bucketAudit).Cursor()
 	n := 0
 	for k, v := c.Seek(auditKey(max(w.chain.nextSeq, 1))); k != nil; k, v = c.Next() {
@@ -136,6 +137,9 @@ func (r Reader) ContinueAuditWalk(w *AuditWalk, limit int, check SignatureCheck)
 		w.Entries++
 		w.LastSeq, w.LastHash = e.Seq, e.Hash
 		n++
+	}
+	if err := w.chain.finish(); err != nil {
+		return err
 	}
 	if cp != nil {
 		return &AuditChainError{Seq: cp.Seq, Reason: fmt.Sprintf(

@@ -38,7 +38,8 @@ import (
 //	   backup.record, the last backup, backup.go); login.attempt v4
 //	   (unsolved challenges count toward blocks) and user.unflag;
 //	   OpenID Connect clients' ID-token algorithm and consent, users'
-//	   consent grants (oidc_grants.go)
+//	   consent grants (oidc_grants.go); user.erase deletes a user
+//	   and pseudonymises their audit entries (erase.go)
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.

@@ -94,6 +94,7 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeLoginFailure, 4, Result{Value: FailureResult{Locked: true}}},
 		{TypeSessionPrune, 1, Result{Value: SessionPruneResult{Deleted: 2, Done: true}}},
 		{TypeAuditPrune, 1, Result{Value: AuditPruneResult{Floor: 9, Deleted: 8, More: true}}},
+		{TypeUserErase, 1, Result{Value: EraseResult{Pseudonym: "erased:u1", Seq: 9, Sessions: 2, Records: 3, AuditEntries: 4}}},
 	}
 	covered := map[handlerKey]bool{}
 	for _, c := range cases {

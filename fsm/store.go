@@ -120,6 +120,9 @@ type Store struct {
 	// restore, so that a session check reads it without a bbolt look-up
 	// (Reader.revokedBefore).
 	revokedBefore atomic.Int64
+	// erasedGen counts the batches that applied a user.erase, and
+	// restores (ErasedGeneration, erase.go).
+	erasedGen atomic.Uint64
 	// noSpace, if set, is told when a commit failed for want of disk
 	// space (SetNoSpace).
 	noSpace atomic.Pointer[func(error)]
@@ -370,11 +373,11 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 	if s.db == nil {
 		panic("fsm: ApplyBatch on a closed store")
 	}
-	var keysChanged, blocksChanged bool
+	var keysChanged, blocksChanged, erased bool
 	var counts batchCounts
 	var rb int64
 	apply := func(tx *bolt.Tx) error {
-		keysChanged, blocksChanged, counts = false, false, batchCounts{}
+		keysChanged, blocksChanged, erased, counts = false, false, false, batchCounts{}
 		defer func() { rb = storedRevokedBefore(tx) }()
 		applied, _ := readApplied(tx)
 		var last *Entry
@@ -389,6 +392,7 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 				results[i], t = applyOne(txn{tx: tx, counts: &counts}, e.Data)
 				keysChanged = keysChanged || (results[i].Err == nil && changesKeys[t])
 				blocksChanged = blocksChanged || changesBlocks(t, results[i])
+				erased = erased || (t == TypeUserErase && results[i].Err == nil)
 			}
 		}
 		if last == nil {
@@ -419,6 +423,9 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 	s.counts.sessions.Add(counts.sessions)
 	if blocksChanged {
 		s.blocksGen.Add(1)
+	}
+	if erased {
+		s.erasedGen.Add(1)
 	}
 	s.revokedBefore.Store(rb) // before any of these entries is answered
 	return results
@@ -544,6 +551,7 @@ func (s *Store) Restore(r io.Reader) error {
 	s.keysGen.Add(1)
 	s.counts.sessions.Store(sessions)
 	s.blocksGen.Add(1)
+	s.erasedGen.Add(1)
 	return s.loadRevokedBefore()
 }
 

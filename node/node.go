@@ -191,6 +191,8 @@ type Node struct {
 	// space refuses writes while the data directory's disk is full
 	// (diskspace.go).
 	space *spaceGuard
+	// erasing is the erasure watcher (erase.go), which Close waits for.
+	erasing sync.WaitGroup
 
 	closeOnce sync.Once
 	closeErr  error
@@ -217,6 +219,9 @@ func Open(cfg Config) (*Node, error) {
 		}
 	}()
 
+	if err := compactRaftDB(raftDir, n.log); err != nil { // erase.go
+		return nil, err
+	}
 	var err error
 	n.logs, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(raftDir, "raft.db")})
 	if err != nil {
@@ -336,6 +341,8 @@ func Open(cfg Config) (*Node, error) {
 		go n.recordOwnKey()
 	}
 	go n.raiseLevel() // level.go
+	n.erasing.Add(1)
+	go n.watchErasures() // erase.go
 	go n.space.watch(n.done)
 	ok = true
 	return n, nil
@@ -786,6 +793,7 @@ func (n *Node) Close() error {
 		if err := n.raft.Shutdown().Error(); err != nil {
 			n.closeErr = err
 		}
+		n.erasing.Wait()
 		if err := n.closeStores(); err != nil && n.closeErr == nil {
 			n.closeErr = err
 		}

@@ -44,6 +44,8 @@ const usage = `usage: bulwark <command> [arguments]
   user list | show NAME | disable NAME | enable NAME | delete NAME | unlock NAME
   user revoke-sessions NAME
   user reset-mfa NAME | unflag NAME
+  user export NAME                  everything held about the user, as JSON (no secrets)
+  user erase NAME                   delete the user and pseudonymise their audit entries
   client add NAME --redirect-uri URI [--redirect-uri URI…] [--public] [--id-token-alg ES256|EdDSA|RS256] [--consent] | list | remove NAME
   incident lockdown --reason TEXT | release | status
   audit tail [-n N] | verify [--data-dir DIR | --backup FILE] | export [--since SEQ]

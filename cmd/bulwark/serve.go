@@ -323,6 +323,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		OIDC:           core,
 		Blocklist:      core,
 		Scorecard:      doctor,
+		DataSubject:    core,
 		RateLimit: api.NewRateLimiter(api.RateLimitConfig{
 			PerIP: float64(rl.PerIP), PerIPBurst: rl.PerIPBurst,
 			PerUsername: float64(rl.PerUsername), PerUsernameBurst: rl.PerUsernameBurst,
@@ -357,10 +358,10 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	go becomeVoter(ctx, n, published, logger)
 	go renewer.Run(ctx)
 	adminSrv := &http.Server{
-		Handler: api.NewAdminHandler(core, core, func() any { return n.Status() }, logger,
+		Handler: api.NewAdminHandler(core, core, func() any { return nodeStatus(n) }, logger,
 			api.AdminIsNoLeader(isNoLeader), adminBackupOption(ctx, n, core, logger), forensicsOption(ctx, n, core, cfg.DataDir), api.AdminDataKey(dataKeyAdmin{dataKeys}),
 			api.AdminCluster(clusterService{n: n, renewer: renewer, keys: core}), api.AdminClients(core), api.AdminBlocklist(core),
-			api.AdminScorecard(doctor)),
+			api.AdminScorecard(doctor), api.AdminDataSubject(core)),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 

@@ -47,7 +47,7 @@ func (a *adminFlags) client() (*api.AdminClient, error) {
 
 func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) == 0 {
-		return usagef("user: missing subcommand (add, list, show, disable, enable, unflag, delete, unlock, revoke-sessions, reset-mfa)")
+		return usagef("user: missing subcommand (add, list, show, disable, enable, unflag, delete, unlock, revoke-sessions, reset-mfa, export, erase)")
 	}
 	sub, args := args[0], args[1:]
 	fs := flag.NewFlagSet("user "+sub, flag.ContinueOnError)
@@ -163,6 +163,25 @@ func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
 			return writeJSON(stdout, out)
 		}
 		fmt.Fprintf(stdout, "removed every second factor of %s and revoked %d sessions\n", pos[0], out.SessionsRevoked)
+		return nil
+	case "export":
+		var out json.RawMessage
+		if err := c.Do(ctx, http.MethodGet, userPath(pos[0])+"/export", nil, &out); err != nil {
+			return err
+		}
+		return writeJSON(stdout, out)
+	case "erase":
+		var out authcore.Erasure
+		if err := c.Do(ctx, http.MethodPost, userPath(pos[0])+"/erase", nil, &out); err != nil {
+			return err
+		}
+		if af.json {
+			return writeJSON(stdout, out)
+		}
+		fmt.Fprintf(stdout, "erased user %s: %d sessions and %d other records deleted, %d audit entries now name %s (audit seq %d)\n"+
+			"every node rewrites state.db, its Raft log and snapshots now, and raft.db at its next start:\n"+
+			"restart each node in turn to finish; backups taken before the erase still hold the user\n",
+			pos[0], out.Sessions, out.Records, out.AuditEntries, out.Pseudonym, out.AuditSeq)
 		return nil
 	}
 	return usagef("user: unknown subcommand %q", sub)
