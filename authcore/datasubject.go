@@ -33,7 +33,9 @@ type UserExport struct {
 	AdminRefusals *fsm.ForbiddenCount `json:"admin_refusals,omitempty"`
 	OIDCRequests  []ExportOIDCRequest `json:"oidc_requests"`
 	OIDCCodes     []ExportOIDCCode    `json:"oidc_codes"`
-	Audit         []AuditEntry        `json:"audit"`
+	// OIDCGrants are the consents the user gave clients (GET /v1/me/grants).
+	OIDCGrants []*fsm.OIDCGrant `json:"oidc_grants"`
+	Audit      []AuditEntry     `json:"audit"`
 }
 
 // ExportSession is a session without its refresh token's hash.
@@ -146,7 +148,7 @@ func (s *Service) export(ctx context.Context, id string) (*UserExport, error) {
 	}
 	out := &UserExport{ExportedAt: s.now().UTC(), User: publicUser(recs.User),
 		Sessions: []ExportSession{}, RefreshTokens: []fsm.RefreshMeta{}, Lockouts: []ExportLockout{},
-		OIDCRequests: []ExportOIDCRequest{}, OIDCCodes: []ExportOIDCCode{}, Audit: []AuditEntry{},
+		OIDCRequests: []ExportOIDCRequest{}, OIDCCodes: []ExportOIDCCode{}, OIDCGrants: []*fsm.OIDCGrant{}, Audit: []AuditEntry{},
 		MFA: ExportMFA{Passkeys: []ExportPasskey{}}, AdminRefusals: recs.Forbidden}
 	for _, x := range recs.Sessions {
 		out.Sessions = append(out.Sessions, ExportSession{ID: x.ID, CreatedAt: x.CreatedAt, LastSeenAt: x.LastSeenAt,
@@ -184,6 +186,7 @@ func (s *Service) export(ctx context.Context, id string) (*UserExport, error) {
 		out.OIDCCodes = append(out.OIDCCodes, ExportOIDCCode{RequestID: c.RequestID, ClientID: c.ClientID,
 			ExpiresAt: c.ExpiresAt, SessionID: c.SessionID})
 	}
+	out.OIDCGrants = append(out.OIDCGrants, recs.Grants...)
 	for _, e := range recs.Audit {
 		out.Audit = append(out.Audit, *e)
 	}

@@ -206,6 +206,17 @@ func applyUserErase(t txn, c Command) (any, error) {
 			return nil, err
 		}
 	}
+	// Their consent grants (oidc_grants.go), keyed by their id.
+	grantPrefix := append([]byte(u.ID), 0)
+	if err := t.deleteKeysWhere(bucketGrants, func(k []byte) bool {
+		if !bytes.HasPrefix(k, grantPrefix) {
+			return false
+		}
+		res.Records++
+		return true
+	}); err != nil {
+		return nil, err
+	}
 
 	// The trail: the erase's own entry, then the entries it rewrote, each
 	// naming it and keeping its original hash.
@@ -448,6 +459,8 @@ type SubjectRecords struct {
 	Forbidden *ForbiddenCount
 	Requests  []*OIDCAuthRequest
 	Codes     []OIDCCodeMeta
+	// Grants are their consents to OpenID Connect clients.
+	Grants []*OIDCGrant
 	// Audit lists the entries naming them by id, name or email.
 	Audit []*AuditEntry
 }
@@ -534,6 +547,9 @@ func (r Reader) SubjectRecords(id string) (*SubjectRecords, error) {
 			out.Codes = append(out.Codes, OIDCCodeMeta{*c})
 		}
 	})
+	if err := r.OIDCGrants(id, func(g *OIDCGrant) { out.Grants = append(out.Grants, g) }); err != nil {
+		return nil, err
+	}
 	m := newSubjectMatcher(u, true)
 	err = r.AuditAfter(0, 0, func(e *AuditEntry) bool {
 		if m.about(e) {

@@ -87,6 +87,7 @@ func erasable(t *testing.T) *applier {
 		Scopes: []string{"openid"}, ExpiresAt: at.Add(time.Hour), KeepUntil: at.Add(2 * time.Hour)}})
 	step(TypeOIDCAuthorize, 1, OIDCAuthorize{RequestID: "req1", CodeHash: hashOf("code"), UserID: eraseID, LoginSession: "s1", AuthTime: at,
 		AMR: []string{"pwd"}, CodeExpiresAt: at.Add(time.Hour), CodeKeepUntil: at.Add(2 * time.Hour)})
+	step(TypeOIDCConsentGrant, 1, OIDCConsentGrant{UserID: eraseID, ClientID: "app", Scopes: []string{"openid", "profile"}})
 	step(TypeAuditAppend, 1, AuditAppend{Type: "login.success", Severity: AuditInfo, Actor: eraseID, Subject: eraseID, IP: "192.0.2.7"})
 	last := lastAuditOf(t, a.s)
 	step(TypeAuditCheckpoint, 1, signer.sign(t, last.Seq, last.Hash, at))
