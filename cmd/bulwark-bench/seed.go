@@ -54,7 +54,7 @@ func defaultSeedSpec(users, sessions int, hp hashParams) seedSpec {
 	}
 	return seedSpec{users: users, sessionsPerUser: per, hash: hp,
 		sessionLifetime: 7 * 24 * time.Hour, idleTimeout: 24 * time.Hour, maxPerUser: max(10, per),
-		batch: 2000, now: time.Now}
+		batch: 8000, now: time.Now}
 }
 
 // seedResult is what seeding did.
