@@ -234,6 +234,12 @@ func openBolt(path string) (db *bolt.DB, err error) {
 // bbolt's own checker goroutine would. It costs a read of the file at
 // start-up, the price of noticing a torn write before serving from it.
 // On the way it counts the sessions (Store.counts).
+//
+// The read faults every page of the file into this process's memory map,
+// which at a million sessions is gigabytes of resident memory the node
+// never asked for again: every walkRelease values, and at the end, the
+// walked pages are released from the map (releaseMapped; they stay in the
+// page cache, and a later read maps a page again).
 func checkDB(db *bolt.DB) (sessions int64, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -241,8 +247,18 @@ func checkDB(db *bolt.DB) (sessions int64, err error) {
 		}
 	}()
 	err = db.View(func(tx *bolt.Tx) error {
+		// The map does not move while a read transaction is open.
+		addr, size := db.Info().Data, tx.Size()
+		release := func() { releaseMapped(addr, size) }
+		defer release()
+		var seen int
+		tick := func() {
+			if seen++; seen%walkRelease == 0 {
+				release()
+			}
+		}
 		return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
-			n, err := walkBucket(b)
+			n, err := walkBucket(b, tick)
 			if bytes.Equal(name, bucketSessions) {
 				sessions = n
 			}
@@ -252,16 +268,20 @@ func checkDB(db *bolt.DB) (sessions int64, err error) {
 	return sessions, err
 }
 
+// walkRelease: values read between releases of the mapped pages (about
+// 8 to 30 MiB of them at the sizes records have).
+const walkRelease = 1 << 14
+
 // walkBucket reads b's keys and values and returns how many values it
-// holds (nested buckets' not counted).
-func walkBucket(b *bolt.Bucket) (int64, error) {
+// holds (nested buckets' not counted), calling tick after each value.
+func walkBucket(b *bolt.Bucket, tick func()) (int64, error) {
 	var sum byte
 	var n int64
 	c := b.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.Next() {
 		if v == nil {
 			if nb := b.Bucket(k); nb != nil {
-				if _, err := walkBucket(nb); err != nil {
+				if _, err := walkBucket(nb, tick); err != nil {
 					return n, err
 				}
 			}
@@ -271,6 +291,7 @@ func walkBucket(b *bolt.Bucket) (int64, error) {
 		for _, x := range v { // touch overflow pages too
 			sum ^= x
 		}
+		tick()
 	}
 	_ = sum
 	return n, nil

@@ -192,6 +192,20 @@ func (n *Node) recordBackup(ctx context.Context, info BackupInfo) {
 	}
 }
 
+// BackupStore writes an archive of store as it stands, a state.db no node
+// has open (the scale benchmark's, seeded through fsm.Store.ApplyBatch):
+// m names the node, term and CA the archive describes; its Format and
+// AppliedIndex are set here, from the store's read transaction.
+func BackupStore(ctx context.Context, w io.Writer, store *fsm.Store, m BackupManifest) (BackupInfo, error) {
+	snap, err := store.Snapshot()
+	if err != nil {
+		return BackupInfo{}, err
+	}
+	defer snap.Release()
+	m.Format, m.AppliedIndex = BackupFormatVersion, snap.Index()
+	return writeBackup(ctx, w, m, snap.WriteTo)
+}
+
 // termAt is the term of the entry at index: from the log, else from the
 // snapshot that ends there (a freshly restored node has no log yet), else
 // from state.db if it is still there.

@@ -39,7 +39,12 @@
 // --profile-dir saves a CPU profile of the node over each single-node
 // phase's measured loop (not its workers' set-up, which logs them in).
 //
-//	go run ./cmd/bulwark-bench [--bin bin/bulwark] [--duration 8s] [--json FILE] [--quick] [--cluster=false] [--clients both|http1|http2] [--phases login,refresh,me] [--profile-dir DIR]
+// With --scale it runs the scale benchmark instead (scale.go): the node
+// empty, then holding --scale-users users and --scale-sessions live
+// sessions, seeded by replicated commands applied through fsm into a
+// backup the node restores (seed.go).
+//
+//	go run ./cmd/bulwark-bench [--bin bin/bulwark] [--duration 8s] [--json FILE] [--quick] [--cluster=false] [--clients both|http1|http2] [--phases login,refresh,me] [--profile-dir DIR] [--scale]
 package main
 
 import (
@@ -69,6 +74,10 @@ type options struct {
 	// profileDir: where to save CPU profiles of the single node during
 	// each login phase ("": none).
 	profileDir string
+	// scale: run the scale benchmark (scale.go) instead, with
+	// scaleUsers users and scaleSessions live sessions seeded.
+	scale                     bool
+	scaleUsers, scaleSessions int
 	// clients: the client modes the single node's refresh and /v1/me
 	// phases run in (logins run in the first).
 	clients []string
@@ -114,6 +123,9 @@ func parseFlags() (options, error) {
 	fs.Int64Var(&o.maxOps, "max-ops", defaultMaxOps, "hard cap on requests per phase")
 	fs.StringVar(&o.profileDir, "profile-dir", "", "save a CPU profile of the node during each single-node phase here (login-c16.pprof, refresh-http2-c64.pprof, ...)")
 	phases := fs.String("phases", "login,refresh,me", "the single node's HTTP phases to run, comma-separated (login, refresh, me); the others are skipped")
+	fs.BoolVar(&o.scale, "scale", false, "the scale run instead: the node empty, then with --scale-users users and --scale-sessions live sessions (JSON: "+defaultScaleJSON+")")
+	fs.IntVar(&o.scaleUsers, "scale-users", defaultScaleUsers, "users seeded for --scale")
+	fs.IntVar(&o.scaleSessions, "scale-sessions", defaultScaleSessions, "live sessions seeded for --scale, spread evenly over the users (at most 10 each)")
 	clients := fs.String("clients", "both", "client modes of the single node's refresh and /v1/me phases: http1 (a keep-alive connection per worker), http2 (one multiplexed connection) or both")
 	mem := fs.Uint("argon2-memory-kib", defaultMemory, "argon2id memory (KiB), for the node and the bound")
 	iters := fs.Uint("argon2-iterations", defaultIters, "argon2id iterations")
@@ -139,6 +151,9 @@ func parseFlags() (options, error) {
 	if o.phases, err = parsePhases(*phases); err != nil {
 		return o, err
 	}
+	if o.scale && (o.scaleUsers < 1 || o.scaleSessions < o.scaleUsers || o.scaleSessions > 10*o.scaleUsers) {
+		return o, fmt.Errorf("--scale-users must be at least 1 and --scale-sessions between it and 10 times it (sessions.max_per_user)")
+	}
 	o.hash = hashParams{memoryKiB: uint32(*mem), iterations: uint32(*iters), parallelism: uint8(*par)}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -146,8 +161,14 @@ func parseFlags() (options, error) {
 		if !set["duration"] {
 			o.duration = quickDuration
 		}
-		if !set["json"] {
+		if !set["json"] && !o.scale {
 			o.jsonPath = quickJSON // a smoke run does not overwrite the real results
+		}
+	}
+	if o.scale && !set["json"] {
+		o.jsonPath = defaultScaleJSON
+		if o.quick {
+			o.jsonPath = "bench-results/bench-scale-quick.json"
 		}
 	}
 	return o, nil
@@ -179,6 +200,9 @@ func run() int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
+	if o.scale {
+		return runScale(ctx, o)
+	}
 
 	rep := newReport(o)
 	code := measure(ctx, o, rep)

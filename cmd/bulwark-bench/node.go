@@ -41,6 +41,9 @@ type node struct {
 	logPath     string
 	cmd         *exec.Cmd
 	exited      chan error
+	// readyTimeout bounds a launch (0: readyTimeout); a node at scale
+	// starts or catches up for longer.
+	readyTimeout time.Duration
 }
 
 func (n *node) dataDir() string { return filepath.Join(n.dir, "data") }
@@ -149,7 +152,11 @@ func (n *node) launch(ctx context.Context, extra ...string) error {
 
 // waitReady polls /readyz with the node's CA until it answers 200.
 func (n *node) waitReady(ctx context.Context) error {
-	deadline := time.Now().Add(readyTimeout)
+	limit := readyTimeout
+	if n.readyTimeout > 0 {
+		limit = n.readyTimeout
+	}
+	deadline := time.Now().Add(limit)
 	var last string
 	for time.Now().Before(deadline) {
 		select {
@@ -175,7 +182,7 @@ func (n *node) waitReady(ctx context.Context) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	return fmt.Errorf("node not ready within %v (last: %s)", readyTimeout, last)
+	return fmt.Errorf("node not ready within %v (last: %s)", limit, last)
 }
 
 // stopNode sends SIGTERM, waits up to 15 s (then kills), and removes the
