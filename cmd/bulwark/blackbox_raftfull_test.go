@@ -10,16 +10,17 @@ import (
 	"github.com/bulwark-auth/bulwark/internal/waitfor"
 )
 
-// TestBlackBoxRaftLogDiskFull: Raft's own writes meet a full disk. The
-// node's data directory (a 24 MiB filesystem) is filled, and filled again
-// once the node has given its reserve back (so nothing is left for Raft
-// either), and the node is restarted: Raft then must save a new term to
-// raft.db for its election, and, once leader, append to its log. raft
-// v1.8.0 panics when the term cannot be saved (setCurrentTerm), and a
-// leader whose append fails steps down into another election. The node
-// must instead stay up without a leader (writes 503, the process alive,
-// the log saying why), and once space returns elect itself, accept
-// writes, keep every session, and leave raft.db and state.db whole.
+// TestBlackBoxRaftLogDiskFull: a node restarted on a completely full
+// disk. The data directory (a 24 MiB filesystem) is filled, and filled
+// again once the node has given its reserve back, so nothing is left for
+// Raft either, and the node is restarted: its election must save a new
+// term to raft.db and, once leader, append to its log. (On ext4 both fit
+// in pages raft.db already holds, so they succeed; when raft.db must
+// grow they fail, which TestRaftLogDiskFull in node injects: raft v1.8.0
+// panics when it cannot save a term.) The node must come up refusing
+// writes with 503 and a log line saying why, and once space returns
+// accept writes without a restart, keep every session, and leave raft.db
+// and state.db whole.
 func TestBlackBoxRaftLogDiskFull(t *testing.T) {
 	n := newTestNode(t)
 	kind := mountTiny(t, n, n.dataDir(), 24)
