@@ -9,6 +9,7 @@
 #   make bench   benchmarks (fsm and node write throughput)
 #   make bench-scale  one node empty and with 100,000 users, 1,000,000 sessions
 #   make fuzz    each fuzz target for FUZZTIME
+#   make tlsscan testssl.sh against a node's API port (8 to 20 minutes)
 
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
@@ -182,6 +183,20 @@ fuzz:
 			|| failed="$$failed $$name"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: crashers in:$$failed"; exit 1; fi; }
+
+# tlsscan: Debian's testssl.sh (installed with apt-get when missing, as
+# deps-tpm installs swtpm) against the API port of a node the test starts,
+# its CA added, on loopback only (no DNS, no CRL or OCSP fetches): once
+# with the defaults (TLS 1.3 only) and once with api.tls_min_version =
+# "1.2". It fails on any finding of MEDIUM or above but the one the
+# README's "TLS scan" explains (cmd/bulwark/blackbox_testssl_test.go).
+# Too slow for make test: testssl.sh runs for minutes.
+.PHONY: tlsscan
+tlsscan:
+	@command -v testssl >/dev/null || command -v testssl.sh >/dev/null || { \
+		echo "installing: testssl.sh"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq testssl.sh; }
+	BULWARK_TLSSCAN=1 $(GO) test -count=1 -timeout 40m -tags '$(TAGS)' -v -run '^TestTestsslScan$$' ./cmd/bulwark
 
 # systemd-check: systemd-analyze verify of systemd/bulwark.service (and
 # each example drop-in), and its offline security exposure at most 1.5.

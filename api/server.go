@@ -305,7 +305,14 @@ func NewServer(addr string, h http.Handler, tlsCfg *tls.Config, logger *slog.Log
 		ErrorLog:          serverErrorLog(logger),
 		// OPTIONS * goes to the router like every request (and gets JSON).
 		DisableGeneralOptionsHandler: true,
-		HTTP2:                        &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams},
+		// HTTP/2: what one connection may make the server buffer. Frames
+		// of at most 16 KiB (the protocol's initial size; Go allows 1
+		// MiB), and request bodies not yet read by their handlers held
+		// to 64 KiB per stream and 256 KiB per connection (Go: 1 MiB
+		// each), so api.max_connections idle-but-sending HTTP/2
+		// connections cost at most 256 KiB each.
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: maxHTTP2Streams, MaxReadFrameSize: 16 << 10,
+			MaxReceiveBufferPerStream: 64 << 10, MaxReceiveBufferPerConnection: 256 << 10},
 	}
 }
 

@@ -213,6 +213,10 @@ func TestNewServer(t *testing.T) {
 		s.IdleTimeout != 120*time.Second || s.MaxHeaderBytes != 16<<10 {
 		t.Errorf("server settings: %+v", s)
 	}
+	if h := s.HTTP2; h == nil || h.MaxConcurrentStreams != maxHTTP2Streams || h.MaxReadFrameSize != 16<<10 ||
+		h.MaxReceiveBufferPerStream != 64<<10 || h.MaxReceiveBufferPerConnection != 256<<10 {
+		t.Errorf("HTTP/2 settings: %+v", s.HTTP2)
+	}
 	s.ErrorLog.Printf("http: TLS handshake error from 192.0.2.1:5555: EOF")
 	s.ErrorLog.Printf("http: something odd")
 	if !sink.contains("level=DEBUG", "TLS handshake error") || !sink.contains("level=WARN", "something odd") {

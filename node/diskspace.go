@@ -40,7 +40,11 @@ const spaceLook = 250 * time.Millisecond
 type spaceGuard struct {
 	dir, file string
 	log       *slog.Logger
-	reserve   int64 // 0: the guard is off (space is not measured here)
+	reserve   int64                                        // 0: the guard is off (space is not measured here)
+	measure   func(string) (avail, total int64, err error) // fsSpace, or a test's
+
+	parked   chan struct{} // closed when a Raft write parks (park)
+	parkOnce sync.Once
 
 	mu     sync.Mutex
 	full   bool
@@ -50,9 +54,12 @@ type spaceGuard struct {
 
 // newSpaceGuard sizes the reserve (1/16 of the filesystem, between 1 and
 // 16 MiB) and allocates the reserve file if it is missing.
-func newSpaceGuard(dir string, log *slog.Logger) *spaceGuard {
-	g := &spaceGuard{dir: dir, file: filepath.Join(dir, reserveFile), log: log}
-	_, total, err := fsSpace(dir)
+func newSpaceGuard(dir string, log *slog.Logger, measure func(string) (int64, int64, error)) *spaceGuard {
+	if measure == nil {
+		measure = fsSpace
+	}
+	g := &spaceGuard{dir: dir, file: filepath.Join(dir, reserveFile), log: log, parked: make(chan struct{}), measure: measure}
+	_, total, err := measure(dir)
 	if err != nil {
 		log.Info("disk space is not watched here; a full disk is met by raft and bbolt alone", "data_dir", dir, "error", err)
 		return g
@@ -119,7 +126,7 @@ func (g *spaceGuard) watch(done <-chan struct{}) {
 // look measures the disk and moves between full and not; g.mu is held.
 func (g *spaceGuard) look() {
 	g.looked = time.Now()
-	avail, _, err := fsSpace(g.dir)
+	avail, _, err := g.measure(g.dir)
 	if err != nil {
 		return
 	}
@@ -132,7 +139,11 @@ func (g *spaceGuard) look() {
 		return
 	}
 	if avail < 2*g.reserve {
-		g.setFull(avail) // at start, without a reserve file
+		if g.err == nil { // at start, without a reserve file
+			g.log.Error("disk full: writes are refused until space returns", "data_dir", g.dir,
+				"free_bytes", avail, "needed_bytes", 2*g.reserve)
+		}
+		g.setFull(avail)
 		return
 	}
 	if err := g.allocate(); err != nil {
@@ -180,16 +191,63 @@ func isNoSpace(err error) bool {
 // spaceStore is raft's log and stable store: a write refused for want of
 // space releases the reserve and is tried once more, so a leader does not
 // step down, nor an election panic, because the disk filled under it.
+//
+// If the disk is still full (whatever filled it took the reserve too):
+//
+//   - a log append fails with the disk's error: raft v1.8.0's leader
+//     fails the writes it carried (503 disk_full, raftErr) and steps
+//     down; a follower refuses the entries and the leader sends them
+//     again later;
+//   - a term or vote (Set, SetUint64) is tried again, with back-off,
+//     until space returns: raft panics when it cannot save a new term
+//     (setCurrentTerm), and a term must not be used before it is saved.
+//     Raft's loop waits meanwhile: the node takes no part in elections
+//     and answers writes with no leader, as a paused member would. At
+//     shutdown the wait parks for good (raft.db keeps its last commit)
+//     and Close returns without waiting for Raft.
 type spaceStore struct {
 	*raftboltdb.BoltStore
-	g *spaceGuard
+	g     *spaceGuard
+	done  <-chan struct{} // the node is closing
+	fault func() error    // tests: an error raft.db answers instead (Config.storeFault)
+}
+
+func (s spaceStore) try(fn func() error) error {
+	if s.fault != nil {
+		if err := s.fault(); err != nil {
+			return err
+		}
+	}
+	return fn()
 }
 
 func (s spaceStore) retry(fn func() error) error {
-	err := fn()
+	err := s.try(fn)
 	if err != nil && isNoSpace(err) && s.g != nil && s.g.reserve != 0 {
 		s.g.noSpace(err)
-		err = fn()
+		err = s.try(fn)
+	}
+	return err
+}
+
+// retryStable is retry for Raft's term and vote: it waits for space.
+func (s spaceStore) retryStable(fn func() error) error {
+	err := s.retry(fn)
+	if err == nil || !isNoSpace(err) || s.g == nil {
+		return err
+	}
+	s.g.log.Error("disk full: Raft cannot save its term or vote to raft.db; it waits for space, taking no part in elections meanwhile",
+		"data_dir", s.g.dir, "error", err)
+	for delay := 10 * time.Millisecond; err != nil && isNoSpace(err); delay = min(2*delay, time.Second) {
+		select {
+		case <-s.done:
+			s.g.park()
+		case <-time.After(delay):
+		}
+		err = s.try(fn)
+	}
+	if err == nil {
+		s.g.log.Info("disk space: Raft saved its term again", "data_dir", s.g.dir)
 	}
 	return err
 }
@@ -203,9 +261,19 @@ func (s spaceStore) StoreLogs(logs []*raft.Log) error {
 }
 
 func (s spaceStore) Set(k, v []byte) error {
-	return s.retry(func() error { return s.BoltStore.Set(k, v) })
+	return s.retryStable(func() error { return s.BoltStore.Set(k, v) })
 }
 
 func (s spaceStore) SetUint64(k []byte, v uint64) error {
-	return s.retry(func() error { return s.BoltStore.SetUint64(k, v) })
+	return s.retryStable(func() error { return s.BoltStore.SetUint64(k, v) })
+}
+
+// park stops a Raft write that waits for space at shutdown, for good:
+// Close sees parked closed and returns without Raft.
+func (g *spaceGuard) park() {
+	g.parkOnce.Do(func() {
+		g.log.Error("shutting down on a full disk: Raft's term or vote is not saved; raft.db keeps its last commit", "data_dir", g.dir)
+		close(g.parked)
+	})
+	select {}
 }

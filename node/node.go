@@ -95,6 +95,13 @@ type Config struct {
 	// level is the feature level this node reports from its start; zero
 	// is fsm.MaxLevel (tests set an earlier release's).
 	level int32
+	// storeFault, when set, is called before each write to raft.db; an
+	// error it returns is the write's answer (tests: a disk that fills
+	// under Raft, diskspace_test.go).
+	storeFault func() error
+	// spaceFree, when set, measures the data directory's disk instead of
+	// statfs (tests: a disk that looks full).
+	spaceFree func(dir string) (avail, total int64, err error)
 }
 
 func (c *Config) setDefaults() {
@@ -227,8 +234,8 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: open raft log: %w", err)
 	}
-	n.space = newSpaceGuard(cfg.DataDir, n.log)
-	logs := spaceStore{n.logs, n.space}
+	n.space = newSpaceGuard(cfg.DataDir, n.log, cfg.spaceFree)
+	logs := spaceStore{BoltStore: n.logs, g: n.space, done: n.done, fault: cfg.storeFault}
 	hlog := newHCLogger(cfg.Logger, "raft")
 	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hlog)
 	if err != nil {
@@ -790,8 +797,16 @@ func (n *Node) Close() error {
 				n.log.Warn("leadership transfer before shutdown failed", "error", err)
 			}
 		}
-		if err := n.raft.Shutdown().Error(); err != nil {
+		shut := make(chan error, 1)
+		go func() { shut <- n.raft.Shutdown().Error() }()
+		select {
+		case err := <-shut:
 			n.closeErr = err
+		case <-n.space.parked:
+			// Raft waits to save a term on a full disk (spaceStore): its
+			// stores stay open under it; the process is ending.
+			n.closeErr = fmt.Errorf("%w: Raft's term was not saved before shutdown (data directory %s)", ErrDiskFull, n.cfg.DataDir)
+			return
 		}
 		n.erasing.Wait()
 		if err := n.closeStores(); err != nil && n.closeErr == nil {

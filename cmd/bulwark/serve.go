@@ -330,15 +330,18 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 			Exempt: prefixes(rl.Exempt), TrustedProxies: prefixes(cfg.API.TrustedProxies),
 		}),
 	}, ready, core, core)
-	apiLn, err := net.Listen("tcp", cfg.API.Listen)
+	rawAPILn, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
 		return fmt.Errorf("api.listen: %w", err)
 	}
+	apiLn := api.NewConnLimiter(rawAPILn, api.ConnLimits{Max: cfg.API.MaxConnections, PerClient: cfg.API.MaxConnectionsPerClient,
+		Exempt: append(prefixes(cfg.API.TrustedProxies), prefixes(rl.Exempt)...)}, logger)
 	apiTLS := pki.ServerTLSConfig(cert, cfg.TLSMinVersion())
 	apiTLS.Certificates, apiTLS.GetCertificate = nil, certs.GetCertificate
 	go reloadOnHUP(ctx, hup.configFile, hup.level, certs, logger)
 	renewer := n.NewCertRenewer(ks, certHosts(cfg, advertise), certs.reload)
 	apiSrv := api.NewServer(cfg.API.Listen, handler, apiTLS, logger)
+	apiSrv.ConnState = apiLn.ConnState
 
 	adminLn, err := api.ListenAdmin(cfg.AdminSocketPath(), api.ListenLogger(logger))
 	if err != nil {

@@ -68,6 +68,12 @@ type API struct {
 	// TrustedProxies are the peers whose X-Forwarded-For is believed.
 	TrustedProxies []CIDR `toml:"trusted_proxies"`
 	MaxBodyBytes   int64  `toml:"max_body_bytes"`
+	// MaxConnections bounds the connections open at once (the longest
+	// idle is closed to make room); MaxConnectionsPerClient those of one
+	// client address (an IPv6 /64), 0 for no such bound. Trusted proxies
+	// and rate_limit.exempt clients are held only to MaxConnections.
+	MaxConnections          int `toml:"max_connections"`
+	MaxConnectionsPerClient int `toml:"max_connections_per_client"`
 	// AdminSocket is the admin Unix socket; empty means <data_dir>/admin.sock.
 	// Use Config.AdminSocketPath.
 	AdminSocket string `toml:"admin_socket"`
@@ -290,6 +296,7 @@ func Default() Config {
 			TLSMinVersion:  "1.3",
 			TrustedProxies: []CIDR{},
 			MaxBodyBytes:   64 << 10,
+			MaxConnections: 4096, MaxConnectionsPerClient: 256,
 		},
 		Cluster: Cluster{Listen: ":8444", MaxStaleness: Duration{2 * time.Second}, HeartbeatTimeout: Duration{300 * time.Millisecond}},
 		Seal:    Seal{Mode: "tpm", Device: "/dev/tpmrm0", PCRs: []int{}, Signing: "keystore"},

@@ -144,6 +144,9 @@ func (c *Config) Validate() error {
 	v.oneOf("api.tls_min_version", c.API.TLSMinVersion, "1.2", "1.3")
 	v.cidrs("api.trusted_proxies", c.API.TrustedProxies)
 	between(v, "api.max_body_bytes", c.API.MaxBodyBytes, minBodyBytes, maxBodyBytes)
+	if between(v, "api.max_connections", c.API.MaxConnections, 16, 1<<20) {
+		between(v, "api.max_connections_per_client", c.API.MaxConnectionsPerClient, 0, c.API.MaxConnections)
+	}
 	if c.API.AdminSocket != "" && !filepath.IsAbs(c.API.AdminSocket) {
 		v.add("api.admin_socket", "%q is not an absolute path", c.API.AdminSocket)
 	}

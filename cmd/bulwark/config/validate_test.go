@@ -24,6 +24,8 @@ var badValues = []struct {
 	{key: "api.tls_min_version", value: `"1.1"`},
 	{key: "api.trusted_proxies", value: `["10.0.0.0/8", "10.1.2.3/8"]`},
 	{key: "api.max_body_bytes", value: `100`},
+	{key: "api.max_connections", value: `8`},
+	{key: "api.max_connections_per_client", value: `5000`},
 	{key: "api.admin_socket", value: `"relative.sock"`},
 	{key: "cluster.listen", value: `"localhost"`},
 	{key: "cluster.advertise", value: `":8444"`},
