@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -703,23 +702,7 @@ func (s *Store) Compact() error {
 		os.Remove(tmp)
 		return fmt.Errorf("fsm: compact: %w", err)
 	}
-	if err := s.db.Close(); err != nil {
-		return err
-	}
-	s.db = nil
-	if err := os.Rename(tmp, s.path); err != nil {
-		return err
-	}
-	if err := syncDir(filepath.Dir(s.path)); err != nil {
-		return err
-	}
-	db, sessions, err := openDB(s.path)
-	if err != nil {
-		return err
-	}
-	s.db = db
-	s.counts.sessions.Store(sessions)
-	return nil
+	return s.swapIn(tmp)
 }
 
 // ForEachRaw calls fn with every key and value of every bucket, as stored,

@@ -552,6 +552,18 @@ func (s *Store) Restore(r io.Reader) error {
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := s.swapIn(tmp); err != nil {
+		return err
+	}
+	s.keysGen.Add(1)
+	s.blocksGen.Add(1)
+	s.erasedGen.Add(1)
+	return s.loadRevokedBefore()
+}
+
+// swapIn replaces state.db with the checked file at tmp and opens it, with
+// s.mu held (Restore, Compact).
+func (s *Store) swapIn(tmp string) error {
 	if s.db != nil {
 		if err := s.db.Close(); err != nil {
 			return err
@@ -569,11 +581,8 @@ func (s *Store) Restore(r io.Reader) error {
 		return err
 	}
 	s.db = db
-	s.keysGen.Add(1)
 	s.counts.sessions.Store(sessions)
-	s.blocksGen.Add(1)
-	s.erasedGen.Add(1)
-	return s.loadRevokedBefore()
+	return nil
 }
 
 func syncDir(dir string) error {

@@ -1,17 +1,15 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bulwark-auth/bulwark/fsm"
+	"github.com/bulwark-auth/bulwark/internal/rawscan"
 	"github.com/bulwark-auth/bulwark/internal/waitfor"
 )
 
@@ -19,23 +17,7 @@ import (
 // of needles, ASCII letters compared without case.
 func rawMentions(t *testing.T, dir string, needles ...string) []string {
 	t.Helper()
-	var out []string
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		b = bytes.ToLower(b)
-		for _, n := range needles {
-			if bytes.Contains(b, []byte(strings.ToLower(n))) {
-				out = append(out, fmt.Sprintf("%s (%q)", p, n))
-			}
-		}
-		return nil
-	})
+	out, err := rawscan.Find(dir, needles...)
 	if err != nil {
 		t.Fatal(err)
 	}
