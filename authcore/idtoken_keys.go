@@ -125,23 +125,34 @@ func (s *Service) idTokenSigner(ctx context.Context, alg string) (TokenSigner, e
 	if sig, ok := s.idKeys()[alg]; ok { // made while this call waited
 		return sig, nil
 	}
-	gen, err := idGen(s.vault, alg)
+	sig, gen, err := s.nextIDKey(ctx, alg)
 	if err != nil {
 		return nil, err
 	}
-	sig, err := newIDGeneration(s.vault, alg, gen+1)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.publish(ctx, sig, 0, 0, "key.publish"); err != nil {
-		return nil, fmt.Errorf("publish the %s ID-token key: %w", alg, err)
-	}
-	if err := s.vault.PutSecret(idCurrentName(alg), []byte(strconv.Itoa(gen+1))); err != nil {
+	if err := s.vault.PutSecret(idCurrentName(alg), []byte(strconv.Itoa(gen))); err != nil {
 		return nil, err
 	}
 	s.setIDKey(alg, sig)
 	s.log.Info("made an ID-token key", "alg", alg, "kid", sig.Kid())
 	return sig, nil
+}
+
+// nextIDKey makes alg's next ID-token key generation and publishes it
+// (published before it signs anything); it answers the key and its
+// generation, which the caller makes current.
+func (s *Service) nextIDKey(ctx context.Context, alg string) (*Signer, int, error) {
+	gen, err := idGen(s.vault, alg)
+	if err != nil {
+		return nil, 0, err
+	}
+	sig, err := newIDGeneration(s.vault, alg, gen+1)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := s.publish(ctx, sig, 0, 0, "key.publish"); err != nil {
+		return nil, 0, fmt.Errorf("publish the %s ID-token key: %w", alg, err)
+	}
+	return sig, gen + 1, nil
 }
 
 func (s *Service) setIDKey(alg string, sig TokenSigner) {
@@ -158,16 +169,9 @@ func (s *Service) setIDKey(alg string, sig TokenSigner) {
 func (s *Service) nextIDKeys(ctx context.Context) (map[string]*Signer, error) {
 	next := map[string]*Signer{}
 	for _, alg := range slices.Sorted(maps.Keys(s.idKeys())) {
-		gen, err := idGen(s.vault, alg)
+		sig, _, err := s.nextIDKey(ctx, alg)
 		if err != nil {
 			return nil, err
-		}
-		sig, err := newIDGeneration(s.vault, alg, gen+1)
-		if err != nil {
-			return nil, err
-		}
-		if err := s.publish(ctx, sig, 0, 0, "key.publish"); err != nil {
-			return nil, fmt.Errorf("publish the new %s ID-token key: %w", alg, err)
 		}
 		next[alg] = sig
 	}
