@@ -648,6 +648,10 @@ type Status struct {
 	AppliedIndex uint64
 	CommitIndex  uint64
 	LastIndex    uint64
+	// ClusterLevel is the feature level this node's state records
+	// (fsm/level.go): below this binary's, some commands wait for the
+	// leader to raise it (every member upgraded).
+	ClusterLevel int
 }
 
 // Status reports the node's Raft state and indexes. AppliedIndex is what
@@ -656,7 +660,10 @@ type Status struct {
 func (n *Node) Status() Status {
 	addr, id := n.leader()
 	applied, _, _ := n.store.Applied()
+	level := 0
+	_ = n.View(func(r fsm.Reader) error { level = r.ClusterLevel(); return nil })
 	return Status{
+		ClusterLevel: level,
 		ID:           n.cfg.ID,
 		State:        n.raft.State().String(),
 		LeaderID:     string(id),

@@ -24,6 +24,7 @@ func TestBlackBoxDoctor(t *testing.T) {
 	setSeal(t, n, swtpmtest.Start(t, t.TempDir()).Device())
 	appendConfig(t, n, "pcrs = [7]\n") // still in [seal], the last table
 	n.start()
+	n.waitLevel() // a backup is recorded from level 5
 	if _, errOut, code := n.cli("", "backup", "create", n.dir+"/b.backup"); code != 0 {
 		t.Fatalf("backup create: %s", errOut)
 	}

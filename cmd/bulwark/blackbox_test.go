@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/bulwark-auth/bulwark/node/loopback"
 )
@@ -233,6 +234,23 @@ func (n *testNode) client() *http.Client {
 
 func (n *testNode) url(path string) string {
 	return fmt.Sprintf("https://127.0.0.1:%d%s", n.apiPort, path)
+}
+
+// waitLevel waits until n's state records this binary's feature level
+// (fsm.MaxLevel): a fresh cluster starts lower and its leader raises it
+// within moments, and level-5 actions (a backup's record, an erase) are
+// refused or skipped until then.
+func (n *testNode) waitLevel() {
+	n.t.Helper()
+	waitfor.True(n.t, fmt.Sprintf("cluster level %d", fsm.MaxLevel), 20*time.Second, 50*time.Millisecond, func() bool {
+		resp, err := n.adminSocketClient().Get("http://admin/admin/v1/status")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var st struct{ ClusterLevel int }
+		return json.NewDecoder(resp.Body).Decode(&st) == nil && st.ClusterLevel == fsm.MaxLevel
+	})
 }
 
 func (n *testNode) waitReady() {
