@@ -595,7 +595,11 @@ func (s *Service) DeleteUser(ctx context.Context, nameOrID string) error {
 	if err != nil {
 		return err
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeUserDelete, 1, s.now().UnixNano(), fsm.UserDelete{ID: u.ID})
+	version := uint16(1)
+	if s.proposable(fsm.TypeUserDelete, 2) { // and their consent grants
+		version = 2
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeUserDelete, version, s.now().UnixNano(), fsm.UserDelete{ID: u.ID})
 	if err != nil {
 		return err
 	}

@@ -39,7 +39,8 @@ import (
 //	   (unsolved challenges count toward blocks) and user.unflag;
 //	   OpenID Connect clients' ID-token algorithm and consent, users'
 //	   consent grants (oidc_grants.go); user.erase deletes a user
-//	   and pseudonymises their audit entries (erase.go)
+//	   and pseudonymises their audit entries (erase.go); user.delete v2
+//	   also deletes the user's consent grants and refusal count
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.

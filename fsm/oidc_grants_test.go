@@ -164,3 +164,35 @@ func TestOIDCConsentRevoke(t *testing.T) {
 		return nil
 	})
 }
+
+// user.delete v2 (level 5) deletes the user's consent grants and refusal
+// count with them; v1 (level 1, unchanged) left both behind.
+func TestUserDeleteTakesGrants(t *testing.T) {
+	a := newApplier(t)
+	must := func(r Result) {
+		t.Helper()
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	must(a.apply(TypeOIDCClientPut, t0, OIDCClientPut{Client: OIDCClient{ID: "app", SecretHash: hashOf("secret"),
+		RedirectURIs: []string{"https://app.example/cb"}}}))
+	left := func(id string) (grants int, refusals bool) {
+		return viewValue(t, a.s, func(r Reader) (int, error) {
+			n := 0
+			return n, r.OIDCGrants(id, func(*OIDCGrant) { n++ })
+		}), viewValue(t, a.s, func(r Reader) (bool, error) { return r.tx.Bucket(bucketForbidden).Get([]byte(id)) != nil, nil })
+	}
+	for v, id := range map[uint16]string{1: "u1", 2: "u2"} {
+		must(a.apply(TypeUserCreate, t0, UserCreate{ID: id, Username: "user-" + id, PasswordHash: "h"}))
+		must(a.apply(TypeOIDCConsentGrant, t0, OIDCConsentGrant{UserID: id, ClientID: "app", Scopes: []string{"openid"}}))
+		must(a.apply(TypeForbidden, t0, Forbidden{UserID: id, Max: 5, Window: int64(time.Minute)}))
+		must(a.applyVersion(TypeUserDelete, v, t0.Add(time.Second), UserDelete{ID: id}))
+	}
+	if g, f := left("u1"); g != 1 || !f {
+		t.Fatalf("v1 changed: it left %d grants and refusal count %v, want 1 and true", g, f)
+	}
+	if g, f := left("u2"); g != 0 || f {
+		t.Fatalf("v2 left %d grants and refusal count %v", g, f)
+	}
+}

@@ -25,6 +25,7 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeUserCreate, 1, Result{Value: &User{ID: "u1", Username: "alice", Roles: []string{"admin"}, CreatedAt: at, UpdatedAt: at}}},
 		{TypeUserSetDisabled, 1, Result{Value: &User{ID: "u1", Username: "alice", Disabled: true, CreatedAt: at, UpdatedAt: at}}},
 		{TypeUserDelete, 1, Result{}},
+		{TypeUserDelete, 2, Result{}},
 		{TypeLoginAttempt, 1, Result{Value: AttemptResult{Granted: true, Slot: 42}}},
 		{TypeLoginAttempt, 2, Result{Value: AttemptResult{Locked: true, RetryAfter: time.Minute}}},
 		{TypeLoginFailure, 1, Result{Value: FailureResult{Locked: true}}},

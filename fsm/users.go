@@ -1,6 +1,7 @@
 package fsm
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -53,6 +54,7 @@ var userCommands = []CommandSpec{
 	{Type: TypeUserCreate, Version: 1, Level: 1, Apply: applyUserCreate, Result: reflect.TypeFor[*User]()},
 	{Type: TypeUserSetDisabled, Version: 1, Level: 1, Apply: applyUserSetDisabled, Result: reflect.TypeFor[*User]()},
 	{Type: TypeUserDelete, Version: 1, Level: 1, Apply: applyUserDelete, Result: nil},
+	{Type: TypeUserDelete, Version: 2, Level: 5, Apply: applyUserDeleteV2, Result: nil},
 }
 
 func decodePayload(c Command, v any) error {
@@ -126,20 +128,43 @@ func applyUserDelete(t txn, c Command) (any, error) {
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
 	}
-	u, err := getUser(t.tx, p.ID)
-	if err != nil {
+	return nil, deleteUser(t, p.ID)
+}
+
+// applyUserDeleteV2 is user.delete v2 (level 5): v1, and what v1 left
+// behind keyed by the user's id, their consent grants to OpenID Connect
+// clients (oidc_grants.go) and their count of admin-route refusals
+// (forbidden.go; its expiry-index entry then finds nothing to sweep).
+func applyUserDeleteV2(t txn, c Command) (any, error) {
+	var p UserDelete
+	if err := decodePayload(c, &p); err != nil {
 		return nil, err
+	}
+	if err := deleteUser(t, p.ID); err != nil {
+		return nil, err
+	}
+	prefix := append([]byte(p.ID), 0)
+	if err := t.deleteKeysWhere(bucketGrants, func(k []byte) bool { return bytes.HasPrefix(k, prefix) }); err != nil {
+		return nil, err
+	}
+	return nil, t.tx.Bucket(bucketForbidden).Delete([]byte(p.ID))
+}
+
+func deleteUser(t txn, id string) error {
+	u, err := getUser(t.tx, id)
+	if err != nil {
+		return err
 	}
 	if _, err := t.revokeUserSessions(u.ID, ""); err != nil {
-		return nil, err
+		return err
 	}
 	if err := t.tx.Bucket(bucketUsernames).Delete([]byte(u.Username)); err != nil {
-		return nil, err
+		return err
 	}
 	if err := deleteMFA(t.tx, u.ID); err != nil { // none below level 4: a no-op there
-		return nil, err
+		return err
 	}
-	return nil, t.tx.Bucket(bucketUsers).Delete([]byte(u.ID))
+	return t.tx.Bucket(bucketUsers).Delete([]byte(u.ID))
 }
 
 func (t txn) putUser(u *User) error {
