@@ -57,6 +57,15 @@ func (f loginFlow) view(w http.ResponseWriter, r *http.Request, title string) pa
 	return v
 }
 
+// postedFlow checks a sign-in form POST (its CSRF token, pageForm) and
+// reads the sign-in it belongs to; false: the answer is written.
+func (a *apiHandlers) postedFlow(w http.ResponseWriter, r *http.Request) (loginFlow, bool) {
+	if !pageForm(w, r) {
+		return loginFlow{}, false
+	}
+	return a.flow(w, r, r.PostFormValue("auth_request"), r.PostFormValue("reauth"))
+}
+
 // flow reads the sign-in a request belongs to from its query (GET) or
 // form (POST); false: the answer is written.
 func (a *apiHandlers) flow(w http.ResponseWriter, r *http.Request, id, reauth string) (loginFlow, bool) {
@@ -96,10 +105,7 @@ func (a *apiHandlers) loginPage(w http.ResponseWriter, r *http.Request) {
 
 // loginSubmit serves POST /login: the password.
 func (a *apiHandlers) loginSubmit(w http.ResponseWriter, r *http.Request) {
-	if !pageForm(w, r) {
-		return
-	}
-	f, ok := a.flow(w, r, r.PostFormValue("auth_request"), r.PostFormValue("reauth"))
+	f, ok := a.postedFlow(w, r)
 	if !ok {
 		return
 	}
@@ -171,10 +177,7 @@ func retrySeconds(err error) int {
 
 // loginMFA serves POST /login/mfa: a TOTP or recovery code.
 func (a *apiHandlers) loginMFA(w http.ResponseWriter, r *http.Request) {
-	if !pageForm(w, r) {
-		return
-	}
-	f, ok := a.flow(w, r, r.PostFormValue("auth_request"), r.PostFormValue("reauth"))
+	f, ok := a.postedFlow(w, r)
 	if !ok {
 		return
 	}
@@ -191,10 +194,7 @@ func (a *apiHandlers) loginMFA(w http.ResponseWriter, r *http.Request) {
 // with the authenticator's answer to a second-factor ceremony begun at
 // /v1/auth/webauthn/begin.
 func (a *apiHandlers) loginPasskey(w http.ResponseWriter, r *http.Request) {
-	if !pageForm(w, r) {
-		return
-	}
-	f, ok := a.flow(w, r, r.PostFormValue("auth_request"), r.PostFormValue("reauth"))
+	f, ok := a.postedFlow(w, r)
 	if !ok {
 		return
 	}

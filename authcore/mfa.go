@@ -104,6 +104,23 @@ func methodsOf(m *fsm.MFA) []string {
 	return out
 }
 
+// secondFactorSlot reserves a slot of userID's second-factor budget
+// (mfaLockName: failed second factors lock on their own) and reads their
+// factors; a read that fails gives the slot back.
+func (s *Service) secondFactorSlot(ctx context.Context, userID string, ri RequestInfo) (int64, *fsm.MFA, error) {
+	lock := mfaLockName(userID)
+	slot, err := s.attempt(ctx, lock, ri, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	m, err := s.factorsOf(userID)
+	if err != nil {
+		s.releaseSlot(ctx, lock, slot)
+		return 0, nil, err
+	}
+	return slot, m, nil
+}
+
 func (s *Service) factorsOf(userID string) (*fsm.MFA, error) {
 	var m *fsm.MFA
 	err := s.store.View(func(r fsm.Reader) error {
@@ -208,13 +225,8 @@ func (s *Service) VerifyMFA(ctx context.Context, mfaToken, method, code string) 
 		return Tokens{}, fmt.Errorf("%w; sign in again", ErrInvalidMFAToken)
 	}
 	lock := mfaLockName(u.ID)
-	slot, err := s.attempt(ctx, lock, ri, nil)
+	slot, m, err := s.secondFactorSlot(ctx, u.ID, ri)
 	if err != nil {
-		return Tokens{}, err
-	}
-	m, err := s.factorsOf(u.ID)
-	if err != nil {
-		s.releaseSlot(ctx, lock, slot)
 		return Tokens{}, err
 	}
 	proof, ok := s.checkCode(u.ID, m, method, code)

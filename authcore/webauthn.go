@@ -573,13 +573,8 @@ func (s *Service) FinishWebAuthnLogin(ctx context.Context, challengeID string, c
 		}
 	}
 	lock := mfaLockName(u.ID)
-	slot, err := s.attempt(ctx, lock, ri, nil)
+	slot, m, err := s.secondFactorSlot(ctx, u.ID, ri)
 	if err != nil {
-		return Tokens{}, err
-	}
-	m, err := s.factorsOf(u.ID)
-	if err != nil {
-		s.releaseSlot(ctx, lock, slot)
 		return Tokens{}, err
 	}
 	wu := &waUser{u: u, creds: s.credentialsOf(u.ID, m)}

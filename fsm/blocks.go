@@ -199,15 +199,11 @@ func blockAudit(b Block, severity, ip, userAgent string) AuditAppend {
 }
 
 func (t txn) block(cidr string) (Block, bool, error) {
-	v := t.tx.Bucket(bucketBlocks).Get([]byte(cidr))
-	if v == nil {
-		return Block{}, false, nil
-	}
-	var b Block
-	if err := json.Unmarshal(v, &b); err != nil {
+	b, err := getJSON[Block](t.tx, bucketBlocks, cidr, nil)
+	if b == nil {
 		return Block{}, false, err
 	}
-	return b, true, nil
+	return *b, true, nil
 }
 
 // putBlock stores b and enters it in the expiry index at its end.

@@ -502,12 +502,6 @@ func (r Reader) WebAuthnOwner(credentialID string) (string, bool) {
 	return string(v), v != nil
 }
 
-// TicketUsed reports whether a second-factor ticket has been exchanged
-// for a session.
-func (r Reader) TicketUsed(ticket string) bool {
-	return r.tx.Bucket(bucketMFAUsed).Get([]byte(ticket)) != nil
-}
-
 func deleteMFA(tx *bolt.Tx, userID string) error {
 	t := txn{tx: tx}
 	v := tx.Bucket(bucketMFA).Get([]byte(userID))

@@ -342,12 +342,8 @@ func applyOIDCCodeRedeem(t txn, c Command) (any, error) {
 		return nil, fmt.Errorf("%w: oidc.code_redeem payload", ErrInvalidCommand)
 	}
 	at := time.Unix(0, c.Time).UTC()
-	v := t.tx.Bucket(bucketCodes).Get([]byte(p.CodeHash))
-	if v == nil {
-		return nil, ErrInvalidCode
-	}
-	var code OIDCCode
-	if err := json.Unmarshal(v, &code); err != nil {
+	code, err := getJSON[OIDCCode](t.tx, bucketCodes, p.CodeHash, ErrInvalidCode)
+	if err != nil {
 		return nil, err
 	}
 	if code.ClientID != p.ClientID {
@@ -442,15 +438,7 @@ func (t txn) sweepOIDC(kind byte, id string) error {
 
 // OIDCClient returns a registered client, or ErrClientNotFound.
 func (r Reader) OIDCClient(id string) (*OIDCClient, error) {
-	v := r.tx.Bucket(bucketClients).Get([]byte(id))
-	if v == nil {
-		return nil, ErrClientNotFound
-	}
-	var c OIDCClient
-	if err := json.Unmarshal(v, &c); err != nil {
-		return nil, err
-	}
-	return &c, nil
+	return getJSON[OIDCClient](r.tx, bucketClients, id, ErrClientNotFound)
 }
 
 // OIDCClients calls fn for every client in id order.
@@ -468,28 +456,12 @@ func (r Reader) OIDCClients(fn func(*OIDCClient)) error {
 // OIDCAuthRequest returns a stored authorization request, or
 // ErrAuthRequestNotFound.
 func (r Reader) OIDCAuthRequest(id string) (*OIDCAuthRequest, error) {
-	v := r.tx.Bucket(bucketAuthRequests).Get([]byte(id))
-	if v == nil {
-		return nil, ErrAuthRequestNotFound
-	}
-	var a OIDCAuthRequest
-	if err := json.Unmarshal(v, &a); err != nil {
-		return nil, err
-	}
-	return &a, nil
+	return getJSON[OIDCAuthRequest](r.tx, bucketAuthRequests, id, ErrAuthRequestNotFound)
 }
 
 // OIDCCode returns the code stored under hash, or ErrInvalidCode.
 func (r Reader) OIDCCode(hash string) (*OIDCCode, error) {
-	v := r.tx.Bucket(bucketCodes).Get([]byte(hash))
-	if v == nil {
-		return nil, ErrInvalidCode
-	}
-	var c OIDCCode
-	if err := json.Unmarshal(v, &c); err != nil {
-		return nil, err
-	}
-	return &c, nil
+	return getJSON[OIDCCode](r.tx, bucketCodes, hash, ErrInvalidCode)
 }
 
 // TokenRevoked reports whether a session-less access token was revoked.

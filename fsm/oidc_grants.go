@@ -165,15 +165,7 @@ func (g *OIDCGrant) Covers(cl *OIDCClient, scopes []string) bool {
 
 // OIDCGrant returns userID's grant to clientID, or ErrGrantNotFound.
 func (r Reader) OIDCGrant(userID, clientID string) (*OIDCGrant, error) {
-	v := r.tx.Bucket(bucketGrants).Get(grantKey(userID, clientID))
-	if v == nil {
-		return nil, ErrGrantNotFound
-	}
-	var g OIDCGrant
-	if err := json.Unmarshal(v, &g); err != nil {
-		return nil, err
-	}
-	return &g, nil
+	return getJSON[OIDCGrant](r.tx, bucketGrants, string(grantKey(userID, clientID)), ErrGrantNotFound)
 }
 
 // OIDCGrants calls fn for each of userID's grants in client id order

@@ -440,6 +440,20 @@ func asciiIP(ip string) string {
 	return ip
 }
 
+// getJSON decodes the record stored under key in bucket; missing, if
+// there is none (nil missing: nil record, no error).
+func getJSON[T any](tx *bolt.Tx, bucket []byte, key string, missing error) (*T, error) {
+	v := tx.Bucket(bucket).Get([]byte(key))
+	if v == nil {
+		return nil, missing
+	}
+	var rec T
+	if err := json.Unmarshal(v, &rec); err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
 func (t txn) putJSON(bucket []byte, key string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
