@@ -62,11 +62,17 @@ func (s *Service) CheckIssuer() error {
 
 // RecordIssuer holds this node's tokens.issuer to its cluster's, as of a
 // linearizable read, and records it when the cluster has none yet. It
-// returns an *IssuerConflictError when they differ. It needs feature level
-// 3 (PublishSigningKey calls it).
+// returns an *IssuerConflictError when they differ, and
+// ErrIssuerNotRecorded below feature level 3. PublishSigningKey calls it,
+// and the leader before it admits a joining node (node.BeforeAdmit), so
+// that the first member's issuer is the cluster's before a second one can
+// record another.
 func (s *Service) RecordIssuer(ctx context.Context) error {
 	if err := s.ReadBarrier(ctx); err != nil {
 		return err
+	}
+	if !s.proposable(fsm.TypeTokensIssuer, 1) {
+		return ErrIssuerNotRecorded
 	}
 	var rec string
 	var ok bool

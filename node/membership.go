@@ -190,6 +190,9 @@ func (n *Node) memberLocal(req memberRequest, caller string) memberAnswer {
 		// The members so far first settle the level the newcomer must
 		// apply; while it catches up, it would hold the level back.
 		n.raiseLevelNow()
+		if ans, ok := n.runBeforeAdmit(req); !ok {
+			return ans
+		}
 		if ans, ok := n.recordJoinerKey(req); !ok {
 			return ans
 		}
@@ -235,6 +238,26 @@ func (n *Node) memberLocal(req memberRequest, caller string) memberAnswer {
 	}
 	n.log.Info("cluster membership changed", "op", req.Op, "id", req.ID, "by", caller, "index", f.Index())
 	return memberAnswer{}
+}
+
+// BeforeAdmit sets what the leader settles before it adds a joining node,
+// once the feature level is raised (serve: the cluster's tokens.issuer, so
+// that a joiner configured with another one finds the cluster's recorded
+// instead of recording its own first). An error refuses the join.
+func (n *Node) BeforeAdmit(fn func(context.Context) error) { n.beforeAdmit.Store(&fn) }
+
+// runBeforeAdmit runs the BeforeAdmit hook, if any, for req.
+func (n *Node) runBeforeAdmit(req memberRequest) (memberAnswer, bool) {
+	fn := n.beforeAdmit.Load()
+	if fn == nil {
+		return memberAnswer{}, true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), memberTimeout)
+	defer cancel()
+	if err := (*fn)(ctx); err != nil {
+		return memberAnswer{Code: "refused", Error: fmt.Sprintf("before admitting %s: %v", req.ID, err)}, false
+	}
+	return memberAnswer{}, true
 }
 
 // recordJoinerKey records, on the leader, the key of the node req adds,

@@ -176,6 +176,9 @@ type Node struct {
 	fwd     forwarder
 	// joinAuth admits joining nodes (EnableJoin, join.go); nil until set.
 	joinAuth atomic.Pointer[joinAuthority]
+	// beforeAdmit, when set (BeforeAdmit), runs on the leader before it
+	// adds a joining node.
+	beforeAdmit atomic.Pointer[func(context.Context) error]
 
 	appliedMu sync.Mutex
 	appliedCh chan struct{} // closed and replaced after every applied batch

@@ -283,6 +283,15 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	if err := core.CheckIssuer(); err != nil {
 		return issuerError(err)
 	}
+	// As leader, it records its issuer before it admits a joiner, unless
+	// the cluster has one: a joiner configured with another then finds
+	// the cluster's, whenever this node's publishKey runs.
+	n.BeforeAdmit(func(ctx context.Context) error {
+		if err := core.RecordIssuer(ctx); !errors.Is(err, authcore.ErrIssuerNotRecorded) {
+			return err
+		}
+		return nil
+	})
 	logHashThreads(logger, core.HashStats())
 	var keyPublished atomic.Bool
 	published, fatal := make(chan struct{}), make(chan error, 1)
