@@ -35,7 +35,14 @@ func (n *testNode) startJoin(token string) {
 
 func (n *testNode) joinToken(args ...string) string {
 	n.t.Helper()
-	out, errOut, code := n.cli("", append([]string{"cluster", "join-token"}, args...)...)
+	// An election in progress (a loaded machine, 300 ms heartbeats) is
+	// answered "try again shortly"; an operator would, and so does this.
+	var out, errOut string
+	var code int
+	waitfor.Poll(10*time.Second, 100*time.Millisecond, func() bool {
+		out, errOut, code = n.cli("", append([]string{"cluster", "join-token"}, args...)...)
+		return code == 0 || !strings.Contains(errOut, "try again shortly")
+	})
 	tok := strings.TrimSuffix(out, "\n")
 	if code != 0 || !strings.HasPrefix(tok, "bwj1.") || strings.ContainsAny(tok, " \n") {
 		n.t.Fatalf("cluster join-token: exit %d, stdout %q, stderr %q", code, out, errOut)
