@@ -7,7 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"text/tabwriter"
+	"strings"
 	"time"
 
 	"github.com/bulwark-auth/bulwark/authcore"
@@ -60,25 +60,14 @@ func cmdBlocklist(args []string, stdout io.Writer) error {
 	defer cancel()
 	switch sub {
 	case "list":
-		var out struct {
-			Blocks []authcore.Block `json:"blocks"`
-		}
-		if err := c.Do(ctx, http.MethodGet, "/admin/v1/blocklist", nil, &out); err != nil {
-			return err
-		}
-		if af.json {
-			return writeJSON(stdout, out)
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "CIDR\tUNTIL\tBY\tREASON")
-		for _, b := range out.Blocks {
-			by := b.Actor
-			if b.Auto {
-				by = "detection"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", b.CIDR, b.Until.Format(time.RFC3339), by, b.Reason)
-		}
-		return tw.Flush()
+		return printList(ctx, c, "/admin/v1/blocklist", "blocks", af.json, stdout, "CIDR\tUNTIL\tBY\tREASON",
+			func(b authcore.Block) string {
+				by := b.Actor
+				if b.Auto {
+					by = "detection"
+				}
+				return strings.Join([]string{b.CIDR, b.Until.Format(time.RFC3339), by, b.Reason}, "\t")
+			})
 	case "add":
 		in := map[string]string{"cidr": pos[0], "reason": *reason}
 		if d > 0 {

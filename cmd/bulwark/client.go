@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"text/tabwriter"
 	"time"
 )
 
@@ -76,30 +75,19 @@ func cmdClient(args []string, stdout io.Writer) error {
 		}
 		return nil
 	case "list":
-		var out struct {
-			Clients []clientAnswer `json:"clients"`
-		}
-		if err := c.Do(ctx, http.MethodGet, "/admin/v1/clients", nil, &out); err != nil {
-			return err
-		}
-		if af.json {
-			return writeJSON(stdout, out)
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "CLIENT_ID\tTYPE\tID_TOKEN_ALG\tCONSENT\tREDIRECT_URIS\tCREATED")
-		for _, cl := range out.Clients {
-			kind := "confidential"
-			if cl.Public {
-				kind = "public"
-			}
-			consent := "no"
-			if cl.Consent {
-				consent = "required"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", cl.ClientID, kind, cl.IDTokenAlg, consent,
-				strings.Join(cl.RedirectURIs, " "), cl.CreatedAt.Format(time.RFC3339))
-		}
-		return tw.Flush()
+		return printList(ctx, c, "/admin/v1/clients", "clients", af.json, stdout, "CLIENT_ID\tTYPE\tID_TOKEN_ALG\tCONSENT\tREDIRECT_URIS\tCREATED",
+			func(cl clientAnswer) string {
+				kind := "confidential"
+				if cl.Public {
+					kind = "public"
+				}
+				consent := "no"
+				if cl.Consent {
+					consent = "required"
+				}
+				return strings.Join([]string{cl.ClientID, kind, cl.IDTokenAlg, consent,
+					strings.Join(cl.RedirectURIs, " "), cl.CreatedAt.Format(time.RFC3339)}, "\t")
+			})
 	case "remove":
 		if err := c.Do(ctx, http.MethodDelete, "/admin/v1/clients/"+url.PathEscape(pos[0]), nil, nil); err != nil {
 			return err

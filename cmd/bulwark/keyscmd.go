@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"text/tabwriter"
+	"strings"
 	"time"
 
 	"github.com/bulwark-auth/bulwark/authcore"
@@ -41,30 +41,19 @@ func cmdKeys(args []string, stdout io.Writer) error {
 	defer cancel()
 	switch sub {
 	case "list":
-		var out struct {
-			Keys []authcore.KeyInfo `json:"keys"`
-		}
-		if err := c.Do(ctx, http.MethodGet, "/admin/v1/keys", nil, &out); err != nil {
-			return err
-		}
-		if af.json {
-			return writeJSON(stdout, out)
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "KID\tALG\tNODE\tPUBLISHED\tSTATE")
-		for _, k := range out.Keys {
-			state := "retired"
-			switch {
-			case k.Current:
-				state = "current (this node)"
-			case k.NotAfter.IsZero():
-				state = "signing"
-			case k.InJWKS:
-				state = "published until " + k.Retire.Format(time.RFC3339)
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.Kid, k.Alg, k.Node, k.PublishedAt.Format(time.RFC3339), state)
-		}
-		return tw.Flush()
+		return printList(ctx, c, "/admin/v1/keys", "keys", af.json, stdout, "KID\tALG\tNODE\tPUBLISHED\tSTATE",
+			func(k authcore.KeyInfo) string {
+				state := "retired"
+				switch {
+				case k.Current:
+					state = "current (this node)"
+				case k.NotAfter.IsZero():
+					state = "signing"
+				case k.InJWKS:
+					state = "published until " + k.Retire.Format(time.RFC3339)
+				}
+				return strings.Join([]string{k.Kid, k.Alg, k.Node, k.PublishedAt.Format(time.RFC3339), state}, "\t")
+			})
 	case "rotate":
 		var rot authcore.KeyRotation
 		if err := c.Do(ctx, http.MethodPost, "/admin/v1/keys/rotate", nil, &rot); err != nil {

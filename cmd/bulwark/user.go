@@ -99,21 +99,10 @@ func cmdUser(args []string, stdin io.Reader, stdout io.Writer) error {
 		}
 		return printUser(stdout, u, af.json, "created")
 	case "list":
-		var out struct {
-			Users []authcore.User `json:"users"`
-		}
-		if err := c.Do(ctx, http.MethodGet, "/admin/v1/users", nil, &out); err != nil {
-			return err
-		}
-		if af.json {
-			return writeJSON(stdout, out)
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "USERNAME\tID\tROLES\tSTATE\tEMAIL")
-		for _, u := range out.Users {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Username, u.ID, strings.Join(u.Roles, ","), state(u), u.Email)
-		}
-		return tw.Flush()
+		return printList(ctx, c, "/admin/v1/users", "users", af.json, stdout, "USERNAME\tID\tROLES\tSTATE\tEMAIL",
+			func(u authcore.User) string {
+				return strings.Join([]string{u.Username, u.ID, strings.Join(u.Roles, ","), state(u), u.Email}, "\t")
+			})
 	case "show":
 		if err := c.Do(ctx, http.MethodGet, userPath(pos[0]), nil, &u); err != nil {
 			return err
@@ -212,6 +201,29 @@ func printUser(w io.Writer, u authcore.User, asJSON bool, verb string) error {
 		u.Username, u.ID, u.Email, strings.Join(u.Roles, ","), state(u),
 		u.CreatedAt.Format(time.RFC3339), u.UpdatedAt.Format(time.RFC3339))
 	return nil
+}
+
+// printList GETs path, a list of T under key, and prints the answer as it
+// came with --json, else as a table: header, then one row per item (its
+// cells tab-separated).
+func printList[T any](ctx context.Context, c *api.AdminClient, path, key string, asJSON bool, w io.Writer, header string, row func(T) string) error {
+	var raw map[string]json.RawMessage
+	if err := c.Do(ctx, http.MethodGet, path, nil, &raw); err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSON(w, raw)
+	}
+	var items []T
+	if err := json.Unmarshal(raw[key], &items); err != nil {
+		return fmt.Errorf("%s: the answer's %q: %w", path, key, err)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, header)
+	for _, it := range items {
+		fmt.Fprintln(tw, row(it))
+	}
+	return tw.Flush()
 }
 
 func writeJSON(w io.Writer, v any) error {
