@@ -175,7 +175,19 @@ func (s *Service) LoginWith(ctx context.Context, req LoginRequest) (Tokens, erro
 		s.unchecked(ctx, key, slot, err)
 		return Tokens{}, err
 	}
-	locked := s.LockdownStatus().Active && !s.exempt(ri)
+	// The lockdown, and the factors of a user whose password checked out,
+	// in one read.
+	var lockdown LockdownState
+	var m *fsm.MFA
+	err = s.store.View(func(r fsm.Reader) error {
+		if lockdown = r.Lockdown(); !ok || u.Disabled {
+			return nil
+		}
+		var err error
+		m, err = r.MFA(u.ID)
+		return err
+	})
+	locked := lockdown.Active && !s.exempt(ri)
 	if !ok || u.Disabled {
 		if dev != nil {
 			s.deviceFailed(ctx, dev, name, u, ri, slot)
@@ -187,7 +199,6 @@ func (s *Service) LoginWith(ctx context.Context, req LoginRequest) (Tokens, erro
 		}
 		return Tokens{}, ErrInvalidCredentials
 	}
-	m, err := s.factorsOf(u.ID)
 	if err != nil {
 		return Tokens{}, err // the slot counts as a failure when it runs out: fail closed
 	}
@@ -258,9 +269,10 @@ func (s *Service) attempt(ctx context.Context, name string, ri RequestInfo, gate
 		return 0, nil
 	}
 	deadline := time.Now().Add(s.cfg.HashWait)
-	v2 := s.proposable(fsm.TypeLoginAttempt, 2)
-	v3 := gate != nil && s.proposable(fsm.TypeLoginAttempt, 3)
-	v4 := v3 && s.proposable(fsm.TypeLoginAttempt, 4) // unsolved challenges count toward blocks
+	level := s.clusterLevel() // one read for the three versions
+	v2 := fsm.Proposable(fsm.TypeLoginAttempt, 2, level)
+	v3 := gate != nil && fsm.Proposable(fsm.TypeLoginAttempt, 3, level)
+	v4 := v3 && fsm.Proposable(fsm.TypeLoginAttempt, 4, level) // unsolved challenges count toward blocks
 	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
 		var payload any = fsm.LoginAttempt{
 			Username: name, MaxAttempts: s.cfg.MaxFailedAttempts, Window: int64(s.cfg.LockoutDuration),

@@ -582,3 +582,19 @@ func TestSweepV2Rounds(t *testing.T) {
 		t.Fatalf("sweep at level 3: %+v in %d proposals, want %d lockouts", res, st.index-before, n)
 	}
 }
+
+// A password login opens few read transactions of the local state: on a
+// node each is a bbolt transaction on the login's path (begin, meta
+// copy, a lock shared with every other reader), and the feature level,
+// the lockdown and the user's factors need one each at most.
+func TestLoginReadTransactions(t *testing.T) {
+	const maxViews = 4
+	s, _ := newAuthService(t, Config{})
+	st := s.store.(*localStore)
+	login(t, s) // the first login may read what later ones find cached
+	before := st.views.Load()
+	login(t, s)
+	if n := st.views.Load() - before; n > maxViews {
+		t.Errorf("a password login opened %d read transactions, want at most %d", n, maxViews)
+	}
+}

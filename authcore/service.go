@@ -317,9 +317,16 @@ func WithLogger(l *slog.Logger) Option { return func(s *Service) { s.log = l } }
 // (fsm.Proposable). Proposers choose with it which version to write; the
 // store refuses one above the level (fsm.ErrAboveLevel).
 func (s *Service) proposable(t fsm.Type, v uint16) bool {
+	return fsm.Proposable(t, v, s.clusterLevel())
+}
+
+// clusterLevel is the cluster's feature level as the local state knows
+// it: one read transaction, for a caller that asks about several
+// versions at once (fsm.Proposable with it).
+func (s *Service) clusterLevel() int {
 	level := 1
 	s.store.View(func(r fsm.Reader) error { level = r.ClusterLevel(); return nil })
-	return fsm.Proposable(t, v, level)
+	return level
 }
 
 // propose commits cmd through the store and returns its result. It is

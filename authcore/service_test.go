@@ -36,6 +36,8 @@ type localStore struct {
 	follower bool
 	// after runs once a command has applied, before its result returns.
 	after func(cmd fsm.Command)
+	// views counts read transactions (View calls).
+	views atomic.Int64
 }
 
 func newLocalStore(t testing.TB) *localStore {
@@ -78,7 +80,10 @@ func (l *localStore) apply(cmd fsm.Command) (any, error) {
 	return r.Value, r.Err
 }
 
-func (l *localStore) View(fn func(fsm.Reader) error) error { return l.s.View(fn) }
+func (l *localStore) View(fn func(fsm.Reader) error) error {
+	l.views.Add(1)
+	return l.s.View(fn)
+}
 
 var testHash = HashParams{MemoryKiB: 8192, Iterations: 1, Parallelism: 1}
 

@@ -30,6 +30,15 @@ func TestLoginShareUsesTheBoundMeasuredInTurns(t *testing.T) {
 	if got.Noisy || !strings.Contains(got.Detail, "89.2% ± 0.5") {
 		t.Errorf("login share %+v, want per turn 89.2%% ± 0.5, not noisy", got)
 	}
+	// Per core-second used: the node spent 1.5 cores on 41.25 logins/s,
+	// the bound 1.85 cores on 46.25 checks/s, so 27.5 logins against 25
+	// checks a core-second (110%), whatever share of the machine each got.
+	r.Phases[1].BenchCores, r.Phases[2].NodeCores = 1.85, 1.5
+	r.evaluate()
+	if got := r.Targets[0]; !strings.Contains(got.Detail, "per core-second used 27.5 logins vs 25.0 checks (110.0%), the node on 1.50 cores") ||
+		math.Abs(got.Value-100*41.25/46.25) > 1e-9 {
+		t.Errorf("login share %+v, want the same value and 110%% per core-second used in the detail", got)
+	}
 	// Turns that disagree put the verdict in doubt.
 	r.Phases[2].Rounds = []pairedRound{{A: 30, B: 50}, {A: 50, B: 45}, {A: 45, B: 50}, {A: 40, B: 45}}
 	r.evaluate()

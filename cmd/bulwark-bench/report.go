@@ -240,6 +240,16 @@ func (r *report) loginShareTarget() target {
 			// 95% confidence interval of the turns' mean share.
 			t.Noisy = math.Abs(mean-t.Goal) < studentT95(len(login.Rounds)-1)*se
 		}
+		if login.NodeCores > 0 && b.BenchCores > 0 {
+			// The same ratio per core-second used: a node's CPU per login
+			// against this process's per check. It does not move with the
+			// cores each got on a busy machine; what separates it from the
+			// share is the cores the node did not use (waits, the client,
+			// other processes).
+			perLogin, perCheck := login.OpsPerSec/login.NodeCores, b.OpsPerSec/b.BenchCores
+			t.Detail += fmt.Sprintf("; per core-second used %.1f logins vs %.1f checks (%.1f%%), the node on %.2f cores",
+				perLogin, perCheck, 100*perLogin/perCheck, login.NodeCores)
+		}
 		t.Noisy = t.Noisy || login.OtherCores > busyMachine || b.OtherCores > busyMachine
 		return t
 	}
