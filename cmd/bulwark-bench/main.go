@@ -22,7 +22,7 @@
 //     refreshes at 16 and 64 are measured through the leader's API and
 //     then through a follower's, which forwards the writes to the leader.
 //
-// It prints a table and the targets (logins at c=16 ≥ 85% of the argon2id
+// It prints a table and the targets (logins at c=16 ≥ 90% of the argon2id
 // bound measured in turns with them, flagged noisy when the goal lies in the
 // 95% confidence interval of the turns' mean share; phases 1 and 5 are shown for
 // reference; ≥ 5,000 refreshes/s, ≥ 15,000 /v1/me/s on one node in each
