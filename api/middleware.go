@@ -234,7 +234,7 @@ const growStackBytes = 4 << 10
 // request (stream) on a fresh goroutine, whose stack starts at the
 // runtime's average (4 KiB here); /v1/me then outgrew it about 20 frames
 // down (in the token check, inside a bbolt read transaction), and the
-// runtime copied the stack and adjusted every frame: 7-8% of the node's
+// runtime copied the stack and adjusted every frame: 9-13% of the node's
 // CPU per request over one HTTP/2 connection. Grown here, five frames
 // deep, the copy is cheap, and once. A stack already as large is left
 // alone; the zeroed frame costs about as much as copying 4 KiB.
