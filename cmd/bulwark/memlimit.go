@@ -57,7 +57,12 @@ func planMemory(configured int64, goMemLimit, goGC string, cgroupMax int64, cpus
 	case cgroupMax > 0:
 		p.limit, p.source = cgroupMax/4*3, "3/4 of the cgroup's memory.max"
 	default:
-		p.limit, p.source = 96<<20+int64(cpus)*hashBytes, "96 MiB + one argon2id memory per CPU"
+		// The reserve and one hash per CPU, nothing idle beyond: under
+		// GOGC=400 the heap fills whatever limit it is given (a live
+		// heap of 10-25 MiB outside the hashes), and the process's
+		// resident memory is this limit plus the mapped files
+		// (the binary, state.db), which grow with the data.
+		p.limit, p.source = config.MemoryReserve+int64(cpus)*hashBytes, "64 MiB + one argon2id memory per CPU"
 	}
 	room := (p.limit - config.MemoryReserve) / max(hashBytes, 1)
 	if room < 1 {

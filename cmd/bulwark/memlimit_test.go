@@ -18,8 +18,8 @@ func TestPlanMemory(t *testing.T) {
 		wantHashes int
 		wantFrom   string
 	}{
-		{"default, 2 CPUs", 0, 0, 2, 96*mib + 2*hash, 2, "96 MiB"},
-		{"default, 8 CPUs", 0, 0, 8, 96*mib + 8*hash, 8, "96 MiB"},
+		{"default, 2 CPUs", 0, 0, 2, 64*mib + 2*hash, 2, "64 MiB"},
+		{"default, 8 CPUs", 0, 0, 8, 64*mib + 8*hash, 8, "64 MiB"},
 		{"configured wins over the cgroup", 256 * mib, 1 << 30, 2, 256 * mib, 2, "server.memory_limit"},
 		// 100 MiB - 64 MiB holds one 19 MiB hash, not the two CPUs'.
 		{"configured, room for one hash", 100 * mib, 0, 2, 100 * mib, 1, "server.memory_limit"},

@@ -271,7 +271,7 @@ type Server struct {
 	// runtime/debug.SetMemoryLimit): the collector works harder as the
 	// heap nears it. "auto" takes GOMEMLIMIT from the environment, else
 	// three quarters of the cgroup's memory.max (systemd MemoryMax=),
-	// else 96 MiB plus one argon2id memory per CPU. The password hashes
+	// else 64 MiB plus one argon2id memory per CPU. The password hashes
 	// allowed at once are as many as fit beside 64 MiB for the rest,
 	// at most one per CPU.
 	MemoryLimit MemoryLimit `toml:"memory_limit"`
