@@ -37,7 +37,7 @@ func TestCertRenewer(t *testing.T) {
 	keys := newMemKeys()
 	keys.Put(pki.NodeKeyName, tlsA.Cert.PrivateKey.(crypto.Signer))
 	reloads := 0
-	r := a.NewCertRenewer(keys, []string{"127.0.0.1"}, func() error { reloads++; return nil })
+	r := a.NewCertRenewer(keys, []string{"127.0.0.1"}, "", func() error { reloads++; return nil })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -82,7 +82,7 @@ func TestCertRenewerRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := pki.IssueNodeCert(ca.cert, ca.key, key.Public(), "a", []string{"127.0.0.1"}, clk.Now(), pki.NodeCertTTL)
+	leaf, err := pki.IssueNodeCert(ca.cert, ca.key, key.Public(), "a", []string{"127.0.0.1"}, "", clk.Now(), pki.NodeCertTTL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +97,7 @@ func TestCertRenewerRun(t *testing.T) {
 	keys := newMemKeys()
 	keys.Put(pki.NodeKeyName, key)
 	var reloads atomic.Int32
-	r := a.NewCertRenewer(keys, []string{"127.0.0.1"}, func() error { reloads.Add(1); return nil })
+	r := a.NewCertRenewer(keys, []string{"127.0.0.1"}, "", func() error { reloads.Add(1); return nil })
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { defer close(stopped); r.Run(ctx) }()

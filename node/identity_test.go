@@ -96,7 +96,7 @@ func publicKey(n *Node, kid string) *fsm.PublicKey {
 // name for key.
 func (ic *identityCluster) mint(t *testing.T, name string, key crypto.Signer) *ClusterTLS {
 	t.Helper()
-	cert, err := pki.IssueNodeCert(ic.ca.cert, ic.ca.key, key.Public(), name, []string{"127.0.0.1"}, time.Now(), time.Hour)
+	cert, err := pki.IssueNodeCert(ic.ca.cert, ic.ca.key, key.Public(), name, []string{"127.0.0.1"}, "", time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -453,11 +453,11 @@ func TestCertifyNamesOnlyTheCaller(t *testing.T) {
 		}
 	}
 	// Over the wire too.
-	if _, err := b.RenewCertificate(ctx, fresh.Public(), nil); err == nil {
+	if _, err := b.RenewCertificate(ctx, fresh.Public(), nil, ""); err == nil {
 		t.Error("b renewed its certificate for another key")
 	}
 	// Its own name and key, with a host of its own, are fine.
-	cert, err := b.RenewCertificate(ctx, b.cfg.TLS.Cert.Leaf.PublicKey, []string{"b.example.com"})
+	cert, err := b.RenewCertificate(ctx, b.cfg.TLS.Cert.Leaf.PublicKey, []string{"b.example.com"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
