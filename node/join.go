@@ -144,7 +144,7 @@ type joinRequest struct {
 	// renewed with one once the cluster publishes CRLs).
 	CRL    string `json:"crl,omitempty"`
 	TLSPub []byte `json:"tls_pub"`
-	KEMPub    []byte   `json:"kem_pub"`
+	KEMPub []byte `json:"kem_pub"`
 }
 
 type wrappedDataKey struct {
