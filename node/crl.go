@@ -146,7 +146,8 @@ func (n *Node) recordOwnCert(recorded string) (string, bool) {
 // publishCRLNow signs and publishes a CRL, on a node that holds the CA
 // key, when the state has revocations the published CRL lacks, or the
 // published one is within crlResignWithin of its nextUpdate, or there is
-// none. Otherwise, and below level 5, it does nothing.
+// none. Otherwise, below level 5, and before the CA key is shared (fsm
+// ca.key), it does nothing.
 func (n *Node) publishCRLNow() error {
 	a := n.joinAuth.Load()
 	caKey, ok := a.caKey()
@@ -158,14 +159,21 @@ func (n *Node) publishCRLNow() error {
 	var last fsm.PublishedCRL
 	var have bool
 	var revoked []fsm.RevokedCert
+	var shared error
 	if err := n.View(func(r fsm.Reader) error {
 		gen, revoked = r.CRLGeneration(), r.RevokedCerts()
 		last, have = r.CRL()
+		_, shared = r.CAKey()
 		return nil
 	}); err != nil {
 		return err
 	}
-	if have && last.Generation >= gen && last.NextUpdate.Sub(now) > crlResignWithin {
+	switch {
+	case shared != nil:
+		// crl.publish checks the signature with the shared CA key's
+		// public key; ShareCAKey records it moments after the start.
+		return nil
+	case have && last.Generation >= gen && last.NextUpdate.Sub(now) > crlResignWithin:
 		return nil
 	}
 	var entries []pki.Revoked

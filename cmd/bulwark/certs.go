@@ -6,13 +6,16 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/api"
 	"github.com/bulwark-auth/bulwark/cmd/bulwark/config"
+	"github.com/bulwark-auth/bulwark/node"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
 )
@@ -85,4 +88,16 @@ func apiCertificate(cfg config.Config, nodeCert tls.Certificate) (tls.Certificat
 		return pki.LoadOperatorCert(cfg.API.TLSCert, cfg.API.TLSKey)
 	}
 	return nodeCert, nil
+}
+
+// clusterCRL serves the cluster CA's last published CRL (node.CRL) on the
+// API; nil before the first.
+func clusterCRL(n *node.Node) api.CRLFunc {
+	return func() ([]byte, error) {
+		der, err := n.CRL()
+		if errors.Is(err, node.ErrNoCRL) {
+			return nil, nil
+		}
+		return der, err
+	}
 }

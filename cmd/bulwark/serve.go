@@ -334,6 +334,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		Blocklist:      core,
 		Scorecard:      doctor,
 		DataSubject:    core,
+		CRL:            clusterCRL(n),
 		RateLimit: api.NewRateLimiter(api.RateLimitConfig{
 			PerIP: float64(rl.PerIP), PerIPBurst: rl.PerIPBurst,
 			PerUsername: float64(rl.PerUsername), PerUsernameBurst: rl.PerUsernameBurst,
