@@ -15,6 +15,7 @@ package node
 // a node without the CA key serves the same list as one with it.
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"fmt"
@@ -145,8 +146,9 @@ func (n *Node) recordOwnCert(recorded string) (string, bool) {
 
 // publishCRLNow signs and publishes a CRL, on a node that holds the CA
 // key, when the state has revocations the published CRL lacks, or the
-// published one is within crlResignWithin of its nextUpdate, or there is
-// none. Otherwise, below level 5, and before the CA key is shared (fsm
+// published one is within crlResignWithin of its nextUpdate or is another
+// CA's (a state restored into a new cluster, which makes its own CA), or
+// there is none. Otherwise, below level 5, and before the CA key is shared (fsm
 // ca.key), it does nothing.
 func (n *Node) publishCRLNow() error {
 	a := n.joinAuth.Load()
@@ -173,7 +175,7 @@ func (n *Node) publishCRLNow() error {
 		// crl.publish checks the signature with the shared CA key's
 		// public key; ShareCAKey records it moments after the start.
 		return nil
-	case have && last.Generation >= gen && last.NextUpdate.Sub(now) > crlResignWithin:
+	case have && last.Generation >= gen && last.NextUpdate.Sub(now) > crlResignWithin && signedBy(last.DER, a.ca):
 		return nil
 	}
 	var entries []pki.Revoked
@@ -200,4 +202,11 @@ func (n *Node) publishCRLNow() error {
 	}
 	n.log.Info("published the cluster CA's CRL", "number", number, "revoked", len(entries), "next_update", now.Add(crlValidity).UTC())
 	return nil
+}
+
+// signedBy reports whether the CRL der names ca's key as its issuer's
+// (the authority key identifier; crl.publish checked the signature).
+func signedBy(der []byte, ca *x509.Certificate) bool {
+	crl, err := x509.ParseRevocationList(der)
+	return err == nil && len(ca.SubjectKeyId) > 0 && bytes.Equal(crl.AuthorityKeyId, ca.SubjectKeyId)
 }
