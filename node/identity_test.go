@@ -51,8 +51,22 @@ func startIdentityCluster(t *testing.T) *identityCluster {
 	}
 	for _, n := range nodes {
 		waitKeyRecorded(t, ic.leader, n.cfg.ID, spkiHash(n.cfg.TLS.Cert.Leaf))
+		waitCertRecorded(t, ic.leader, n)
 	}
 	return ic
+}
+
+// waitCertRecorded waits until on's state records the certificate n
+// presents (crl.go: each member records its own once the cluster is at
+// level 5), so that no such write lands in a test's quiet window.
+func waitCertRecorded(t *testing.T, on, n *Node) {
+	t.Helper()
+	serial := n.cfg.TLS.Cert.Leaf.SerialNumber.Text(16)
+	waitfor.True(t, "the certificate of "+n.cfg.ID+" recorded", 15*time.Second, 20*time.Millisecond, func() bool {
+		var have bool
+		on.View(func(r fsm.Reader) error { _, have = r.CertsIssued(n.cfg.ID)[serial]; return nil })
+		return have
+	})
 }
 
 func waitKeyRecorded(t *testing.T, on *Node, id, want string) {
