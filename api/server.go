@@ -83,6 +83,9 @@ type Options struct {
 	// Scorecard serves GET /v1/admin/scorecard (and, with
 	// AdminScorecard, the admin socket's); nil: 404 there.
 	Scorecard ScorecardFunc
+	// CRL serves GET /pki/cluster-ca.crl, the cluster CA's revocation
+	// list (crl.go); nil: 404 there.
+	CRL CRLFunc
 }
 
 // NewHandler returns the API handler served over TLS. ready is asked by
@@ -156,6 +159,9 @@ func NewHandler(opts Options, ready Readiness, users UserAdmin, auth Auth) http.
 		a.pageRoutes(mux)
 		if opts.Scorecard != nil {
 			mux.Handle("GET /v1/admin/scorecard", a.admin(anyPrincipal(serveScorecard(opts.Scorecard))))
+		}
+		if opts.CRL != nil {
+			mux.Handle("GET "+CRLPath, a.public(serveCRL(opts.CRL)))
 		}
 		a.dataSubjectRoutes(mux) // datasubject.go
 		if opts.Blocklist != nil {

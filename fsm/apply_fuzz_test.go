@@ -7,10 +7,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"reflect"
 	"slices"
 	"strings"
@@ -233,6 +235,20 @@ func seedCA(t testing.TB) CAKey {
 	return seedCAShare
 }
 
+// seedCRL is an empty CRL numbered number, signed by seedCA's key.
+func seedCRL(t testing.TB, number int64) []byte {
+	t.Helper()
+	seedCA(t)
+	issuer := &x509.Certificate{Subject: pkix.Name{CommonName: "bulwark CA"}, SubjectKeyId: []byte{1, 2, 3},
+		KeyUsage: x509.KeyUsageCRLSign}
+	der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{Number: big.NewInt(number),
+		ThisUpdate: seedTime, NextUpdate: seedTime.Add(7 * 24 * time.Hour)}, issuer, seedCAKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
 // applySeeds are payloads by command type that the seeded state accepts,
 // or refuses only for a reason deep in the handler: starting points for
 // the fuzzer to mutate. A type without seeds still gets "{}" and "null".
@@ -343,6 +359,10 @@ func applySeeds(t testing.TB) map[Type][]any {
 			BackupRecord{Node: "node2", Bytes: 1, StateSHA256: strings.Repeat("A", 64)}},
 		// Level 5.
 		TypeUserErase: {UserErase{ID: "u1", Actor: "local-admin", IP: "192.0.2.1"}, UserErase{ID: "nope"}},
+		TypeCertRecord: {CertRecord{Node: "node2", Serial: "1f", NotAfter: seedTime.Add(time.Hour)},
+			CertRecord{Node: "node1", Serial: "abc", NotAfter: seedTime.Add(24 * time.Hour)}},
+		TypeCertRevoke: {CertRevoke{Node: "node1"}, CertRevoke{Node: "node9"}},
+		TypeCRLPublish: {CRLPublish{DER: seedCRL(t, 1), Generation: 0}, CRLPublish{DER: []byte("not a CRL")}},
 	}
 }
 
@@ -383,6 +403,8 @@ func seededStore(t testing.TB) *Store {
 		{TypeOIDCClientPut, 2, OIDCClientPut{Client: OIDCClient{ID: "consent", Public: true, RedirectURIs: []string{"https://c.example/cb"},
 			IDTokenAlg: "RS256", ConsentRequired: true}}},
 		{TypeOIDCConsentGrant, 1, OIDCConsentGrant{UserID: "u1", ClientID: "consent", Scopes: []string{"openid"}}},
+		// A certificate of node1 on record (level 5).
+		{TypeCertRecord, 1, CertRecord{Node: "node1", Serial: "abc", NotAfter: seedTime.Add(24 * time.Hour)}},
 	}
 	for i, st := range steps {
 		c, err := NewCommand(st.typ, st.v, seedTime.Add(time.Duration(i)*time.Second).UnixNano(), st.p)

@@ -36,7 +36,7 @@ type handler func(t txn, c Command) (any, error)
 var commands = table(userCommands, sessionCommands, keyCommands, auditCommands, escrowCommands, joinCommands,
 	barrierCommands, caKeyCommands, levelCommands, memberKeyCommands, issuerCommands, lockoutV1Commands, lockoutCommands, sweepV1Commands, sweepCommands,
 	mfaCommands, webhookCommands, incidentCommands, challengeCommands, forbiddenCommands, checkpointCommands, oidcCommands, blockCommands,
-	retentionCommands, auditCapCommands, backupCommands, oidcGrantCommands, eraseCommands)
+	retentionCommands, auditCapCommands, backupCommands, oidcGrantCommands, eraseCommands, crlCommands)
 
 func table(parts ...[]CommandSpec) map[handlerKey]CommandSpec {
 	out := map[handlerKey]CommandSpec{}

@@ -40,7 +40,9 @@ import (
 //	   OpenID Connect clients' ID-token algorithm and consent, users'
 //	   consent grants (oidc_grants.go); user.erase deletes a user
 //	   and pseudonymises their audit entries (erase.go); user.delete v2
-//	   also deletes the user's consent grants and refusal count
+//	   also deletes the user's consent grants and refusal count;
+//	   the cluster CA's revocation list: cert.record, cert.revoke and
+//	   crl.publish (crl.go)
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.

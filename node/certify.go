@@ -40,7 +40,10 @@ const opCertify = "certify"
 // turn. The certificate returned verifies against the cluster CA, names
 // this node and certifies pub; writing it down and presenting it
 // (ClusterTLS.SetCertificate) is the caller's part.
-func (n *Node) RenewCertificate(ctx context.Context, pub crypto.PublicKey, hosts []string) (*x509.Certificate, error) {
+//
+// crlURL, when not empty, is the CRL distribution point the certificate
+// names (pki.CRLURL); a holder of an earlier release leaves it out.
+func (n *Node) RenewCertificate(ctx context.Context, pub crypto.PublicKey, hosts []string, crlURL string) (*x509.Certificate, error) {
 	if n.fwd.tls == nil {
 		return nil, errors.New("node: no cluster transport")
 	}
@@ -48,7 +51,7 @@ func (n *Node) RenewCertificate(ctx context.Context, pub crypto.PublicKey, hosts
 	if err != nil {
 		return nil, fmt.Errorf("node: renew certificate: %w", err)
 	}
-	req := memberRequest{Op: opCertify, ID: n.cfg.ID, Pub: der, Hosts: hosts}
+	req := memberRequest{Op: opCertify, ID: n.cfg.ID, Pub: der, Hosts: hosts, CRL: crlURL}
 	var ans memberAnswer
 	if n.HoldsCA() {
 		ans = n.certifyLocal(ctx, req, n.cfg.ID)
@@ -139,14 +142,24 @@ func (n *Node) certifyLocal(ctx context.Context, req memberRequest, caller strin
 		return memberAnswer{Code: "refused", Error: err.Error()}
 	}
 	now := n.cfg.Clock.Now()
-	cert, err := pki.IssueNodeCert(a.ca, caKey, pub, caller, append([]string{host}, req.Hosts...), now, pki.NodeCertTTL)
+	cert, err := pki.IssueNodeCert(a.ca, caKey, pub, caller, append([]string{host}, req.Hosts...), req.CRL, now, pki.NodeCertTTL)
 	if err != nil {
 		return memberAnswer{Code: "refused", Error: err.Error()}
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeAuditAppend, 1, now.UnixNano(), fsm.AuditAppend{
+	audit := fsm.AuditAppend{
 		Type: "cluster.cert_issue", Severity: fsm.AuditInfo, Actor: "node:" + caller, Subject: caller,
 		Details: map[string]string{"issued_by": n.cfg.ID, "serial": cert.SerialNumber.Text(16),
-			"not_after": cert.NotAfter.UTC().Format(time.RFC3339)}})
+			"not_after": cert.NotAfter.UTC().Format(time.RFC3339)}}
+	// From level 5 the certificate is recorded for the member, so that
+	// removing it revokes the certificate (crl.go); the audit entry rides
+	// on the record.
+	var cmd fsm.Command
+	if n.proposable(fsm.TypeCertRecord, 1) {
+		cmd, err = fsm.NewCommand(fsm.TypeCertRecord, 1, now.UnixNano(), certRecordOf(caller, cert))
+		cmd = cmd.WithAudit(audit)
+	} else {
+		cmd, err = fsm.NewCommand(fsm.TypeAuditAppend, 1, now.UnixNano(), audit)
+	}
 	if err == nil {
 		actx, cancel := context.WithTimeout(ctx, memberTimeout)
 		_, err = n.Apply(actx, cmd)

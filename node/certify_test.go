@@ -72,7 +72,7 @@ func TestRenewCertificate(t *testing.T) {
 
 	// b renews through a, keeping its key; the certificate is recorded in
 	// the audit trail before it is handed out.
-	renewed, err := b.RenewCertificate(ctx, jb.Key.Public(), []string{"b.example.com"})
+	renewed, err := b.RenewCertificate(ctx, jb.Key.Public(), []string{"b.example.com"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestRenewCertificate(t *testing.T) {
 
 	// The CA holder renews its own certificate without a round trip.
 	ownKey := a.fwd.tls.Certificate().PrivateKey.(crypto.Signer)
-	if own, err := a.RenewCertificate(ctx, ownKey.Public(), nil); err != nil || own.Subject.CommonName != "a" {
+	if own, err := a.RenewCertificate(ctx, ownKey.Public(), nil, ""); err != nil || own.Subject.CommonName != "a" {
 		t.Fatalf("the CA holder's own renewal: %v", err)
 	}
 
@@ -126,7 +126,7 @@ func TestRenewCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.RenewCertificate(ctx, weak.Public(), nil); err == nil || !strings.Contains(err.Error(), "P-256") {
+	if _, err := b.RenewCertificate(ctx, weak.Public(), nil, ""); err == nil || !strings.Contains(err.Error(), "P-256") {
 		t.Fatalf("renewal for a P-224 key: %v", err)
 	}
 	der, _ := x509.MarshalPKIXPublicKey(jb.Key.Public())
@@ -144,7 +144,7 @@ func TestRenewCertificate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	impostorCert, err := pki.IssueNodeCert(ca.cert, ca.key, impostorKey.Public(), "b", []string{"127.0.0.1"}, time.Now(), time.Hour)
+	impostorCert, err := pki.IssueNodeCert(ca.cert, ca.key, impostorKey.Public(), "b", []string{"127.0.0.1"}, "", time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,7 +210,7 @@ func TestRenewCertificateWithoutCAHolder(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	key := nodes[1].fwd.tls.Certificate().PrivateKey.(crypto.Signer)
-	if _, err := nodes[1].RenewCertificate(ctx, key.Public(), nil); !errors.Is(err, ErrNoCAHolder) {
+	if _, err := nodes[1].RenewCertificate(ctx, key.Public(), nil, ""); !errors.Is(err, ErrNoCAHolder) {
 		t.Fatalf("renewal without a CA holder: %v", err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/node/pki"
 )
 
@@ -66,6 +67,7 @@ type CertRenewer struct {
 	n       *Node
 	keys    pki.KeyStore
 	hosts   []string
+	crlURL  string
 	renewed func() error
 	log     *slog.Logger
 
@@ -74,10 +76,12 @@ type CertRenewer struct {
 
 // NewCertRenewer returns a renewer of this node's certificate, whose key
 // ("tls") is in keys, for the hosts it covers besides the defaults (the
-// names pki.Ensure is given at start). renewed, when not nil, runs after
-// a new certificate is presented on the cluster port; its error is logged.
-func (n *Node) NewCertRenewer(keys pki.KeyStore, hosts []string, renewed func() error) *CertRenewer {
-	return &CertRenewer{n: n, keys: keys, hosts: hosts, renewed: renewed, log: n.cfg.Logger.With("component", "pki")}
+// names pki.Ensure is given at start), naming crlURL (pki.CRLURL; empty:
+// none) as its CRL distribution point once the cluster publishes CRLs
+// (crl.go). renewed, when not nil, runs after a new certificate is
+// presented on the cluster port; its error is logged.
+func (n *Node) NewCertRenewer(keys pki.KeyStore, hosts []string, crlURL string, renewed func() error) *CertRenewer {
+	return &CertRenewer{n: n, keys: keys, hosts: hosts, crlURL: crlURL, renewed: renewed, log: n.cfg.Logger.With("component", "pki")}
 }
 
 // Run checks now and every certCheckEvery until ctx ends, renewing when
@@ -121,7 +125,14 @@ func (r *CertRenewer) Renew(ctx context.Context, force bool) (CertRenewal, error
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	leaf := cluster.Certificate().Leaf
-	why := pki.RenewalDue(leaf, r.hosts, r.n.cfg.Clock.Now())
+	// A certificate without the CRL distribution point is due only once
+	// the cluster publishes CRLs: before, a holder of an earlier release
+	// would issue one without it, due again at once.
+	crlURL := ""
+	if r.n.proposable(fsm.TypeCRLPublish, 1) {
+		crlURL = r.crlURL
+	}
+	why := pki.RenewalDue(leaf, r.hosts, crlURL, r.n.cfg.Clock.Now())
 	if why == "" && !force {
 		return CertRenewal{Serial: leaf.SerialNumber.Text(16), NotAfter: leaf.NotAfter.UTC()}, nil
 	}
@@ -132,7 +143,7 @@ func (r *CertRenewer) Renew(ctx context.Context, force bool) (CertRenewal, error
 	if !ok {
 		return CertRenewal{}, fmt.Errorf("keystore has no %q key", pki.NodeKeyName)
 	}
-	cert, err := r.n.RenewCertificate(ctx, key.Public(), r.hosts)
+	cert, err := r.n.RenewCertificate(ctx, key.Public(), r.hosts, crlURL)
 	if err != nil {
 		return CertRenewal{}, err
 	}
@@ -142,7 +153,7 @@ func (r *CertRenewer) Renew(ctx context.Context, force bool) (CertRenewal, error
 	}
 	// Read back the way a start would, so what is presented is what the
 	// next start accepts.
-	nodeCert, _, err := pki.Ensure(dataDir, r.keys, r.n.cfg.ID, r.hosts, r.n.cfg.Clock.Now())
+	nodeCert, _, err := pki.Ensure(dataDir, r.keys, r.n.cfg.ID, r.hosts, crlURL, r.n.cfg.Clock.Now())
 	if err != nil {
 		return CertRenewal{}, fmt.Errorf("the renewed %s does not load: %w", pki.NodeCertFile, err)
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/internal/clock"
 	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/bulwark-auth/bulwark/node/loopback"
@@ -37,7 +38,7 @@ func TestCertRenewer(t *testing.T) {
 	keys := newMemKeys()
 	keys.Put(pki.NodeKeyName, tlsA.Cert.PrivateKey.(crypto.Signer))
 	reloads := 0
-	r := a.NewCertRenewer(keys, []string{"127.0.0.1"}, func() error { reloads++; return nil })
+	r := a.NewCertRenewer(keys, []string{"127.0.0.1"}, "", func() error { reloads++; return nil })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -82,7 +83,7 @@ func TestCertRenewerRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := pki.IssueNodeCert(ca.cert, ca.key, key.Public(), "a", []string{"127.0.0.1"}, clk.Now(), pki.NodeCertTTL)
+	leaf, err := pki.IssueNodeCert(ca.cert, ca.key, key.Public(), "a", []string{"127.0.0.1"}, "", clk.Now(), pki.NodeCertTTL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestCertRenewerRun(t *testing.T) {
 	keys := newMemKeys()
 	keys.Put(pki.NodeKeyName, key)
 	var reloads atomic.Int32
-	r := a.NewCertRenewer(keys, []string{"127.0.0.1"}, func() error { reloads.Add(1); return nil })
+	r := a.NewCertRenewer(keys, []string{"127.0.0.1"}, "", func() error { reloads.Add(1); return nil })
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan struct{})
 	go func() { defer close(stopped); r.Run(ctx) }()
@@ -115,5 +116,59 @@ func TestCertRenewerRun(t *testing.T) {
 	if now.SerialNumber.Cmp(leaf.SerialNumber) == 0 || !pki.SamePublicKey(now.PublicKey, leaf.PublicKey) || !now.NotAfter.After(leaf.NotAfter) {
 		t.Fatalf("presented serial %s until %v after the renewal; was %s until %v", now.SerialNumber.Text(16), now.NotAfter,
 			leaf.SerialNumber.Text(16), leaf.NotAfter)
+	}
+}
+
+// TestCertRenewerCRLPoint: once the cluster publishes CRLs (level 5), a
+// certificate that does not name the node's CRL URL is renewed early with
+// it, so that an upgraded cluster's certificates all come to name it;
+// below level 5 it is left alone.
+func TestCertRenewerCRLPoint(t *testing.T) {
+	const crlURL = "https://127.0.0.1:8443/pki/cluster-ca.crl"
+	for _, tc := range []struct {
+		name  string
+		level int
+		renew bool
+	}{
+		{"level 5", fsm.MaxLevel, true},
+		{"level 4", 4, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ca := newTestCA(t)
+			key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf, err := pki.IssueNodeCert(ca.cert, ca.key, key.Public(), "a", []string{"127.0.0.1"}, "", time.Now(), pki.NodeCertTTL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tlsA := &ClusterTLS{Cert: tls.Certificate{Certificate: [][]byte{leaf.Raw, ca.cert.Raw}, PrivateKey: key, Leaf: leaf}, CA: ca.pool}
+			a := openClusterNode(t, "a", loopback.Addr(t), tlsA, false, func(c *Config) { c.level = int32(tc.level) })
+			waitLeader(t, []*Node{a})
+			waitfor.True(t, "the cluster's level", 10*time.Second, 10*time.Millisecond, func() bool { return clusterLevelOf(a) == tc.level })
+			a.EnableJoin(ca.cert, fakeKeys{keys: map[string]crypto.Signer{pki.CAKeyName: ca.key},
+				secrets: map[string][]byte{tpm.DataKeyName: tpm.NewDataKey()}})
+			if err := os.WriteFile(filepath.Join(a.cfg.DataDir, pki.CAFile), pki.EncodeCertPEM(ca.cert), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			keys := newMemKeys()
+			keys.Put(pki.NodeKeyName, key)
+			r := a.NewCertRenewer(keys, []string{"127.0.0.1"}, crlURL, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			got, err := r.Renew(ctx, false)
+			if err != nil || got.Renewed != tc.renew {
+				t.Fatalf("a year left, no CRL distribution point: %+v, %v; want renewed %v", got, err, tc.renew)
+			}
+			now := tlsA.Certificate().Leaf
+			if want := map[bool]int{true: 1, false: 0}[tc.renew]; len(now.CRLDistributionPoints) != want ||
+				want == 1 && now.CRLDistributionPoints[0] != crlURL {
+				t.Fatalf("presented certificate names %q", now.CRLDistributionPoints)
+			}
+			if again, err := r.Renew(ctx, false); err != nil || again.Renewed {
+				t.Fatalf("renewed again: %+v, %v", again, err)
+			}
+		})
 	}
 }

@@ -60,7 +60,7 @@ func (ca *testCA) clusterTLS(t testing.TB, name string) *ClusterTLS {
 	if err != nil {
 		t.Fatal(err)
 	}
-	leaf, err := pki.IssueNodeCert(ca.cert, ca.key, key.Public(), name, []string{"127.0.0.1"}, time.Now(), time.Hour)
+	leaf, err := pki.IssueNodeCert(ca.cert, ca.key, key.Public(), name, []string{"127.0.0.1"}, "", time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

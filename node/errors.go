@@ -55,6 +55,8 @@ var (
 	// ErrNoCAHolder: no reachable member holds the cluster CA key, so no
 	// certificate can be issued now.
 	ErrNoCAHolder = errors.New("node: no reachable member holds the cluster CA key")
+	// ErrNoCRL: the cluster has published no CRL yet (crl.go).
+	ErrNoCRL = errors.New("node: the cluster has published no CRL yet")
 
 	// Reading and restoring backups (backup.go).
 

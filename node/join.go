@@ -139,8 +139,12 @@ type joinRequest struct {
 	NodeID    string   `json:"node_id"`
 	Advertise string   `json:"advertise"`
 	Hosts     []string `json:"hosts,omitempty"`
-	TLSPub    []byte   `json:"tls_pub"`
-	KEMPub    []byte   `json:"kem_pub"`
+	// CRL: the CRL distribution point the joiner's certificate names;
+	// absent from a joiner of an earlier release (its certificate is
+	// renewed with one once the cluster publishes CRLs).
+	CRL    string `json:"crl,omitempty"`
+	TLSPub []byte `json:"tls_pub"`
+	KEMPub []byte `json:"kem_pub"`
 }
 
 type wrappedDataKey struct {
@@ -243,6 +247,10 @@ func tokenRefusal(err error) joinAnswer {
 	return joinAnswer{}
 }
 
+// errJoinNotJSON is the refusal of a join request that does not decode,
+// an unknown field included (joinclient.go retries without crl on it).
+const errJoinNotJSON = "the join request is not the expected JSON"
+
 // admit checks a join request and, if it holds, consumes its token, issues
 // the node certificate, wraps the data key and has the node added as a
 // nonvoter.
@@ -265,7 +273,7 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 	dec := json.NewDecoder(strings.NewReader(string(data)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || dec.More() {
-		return refuse("bad_request", "the join request is not the expected JSON")
+		return refuse("bad_request", "%s", errJoinNotJSON)
 	}
 	if len(req.Secret) != joinSecretSize {
 		return refuse("token_unknown", "the cluster does not know this join token (a secret of %d bytes)", len(req.Secret))
@@ -327,7 +335,7 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 		}
 	}
 
-	cert, err := pki.IssueNodeCert(a.ca, caKey, pubAny, req.NodeID, append([]string{host}, req.Hosts...), now, pki.NodeCertTTL)
+	cert, err := pki.IssueNodeCert(a.ca, caKey, pubAny, req.NodeID, append([]string{host}, req.Hosts...), req.CRL, now, pki.NodeCertTTL)
 	if err != nil {
 		return refuse("bad_request", "cannot issue a certificate: %v", err)
 	}
@@ -341,6 +349,21 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 		wrapped = &wrappedDataKey{KEMCiphertext: wk.KEMCiphertext, Ciphertext: wk.Ciphertext}
 	}
 
+	// The certificate is recorded for the node before it leaves (crl.go):
+	// removing the node revokes it. A join refused later leaves a record
+	// of a certificate no one holds, which harms nothing.
+	if n.proposable(fsm.TypeCertRecord, 1) {
+		rec, err := fsm.NewCommand(fsm.TypeCertRecord, 1, n.cfg.Clock.Now().UnixNano(), certRecordOf(req.NodeID, cert))
+		if err == nil {
+			_, err = n.Apply(ctx, rec)
+		}
+		if err != nil {
+			if errors.Is(err, ErrNoLeader) || errors.Is(err, ErrNotLeader) || errors.Is(err, ErrShutdown) {
+				return refuse("no_leader", "the cluster has no leader now; retry with the same token shortly (%v)", err)
+			}
+			return refuse("failed", "recording the certificate: %v", err)
+		}
+	}
 	cmd, err := fsm.NewCommand(fsm.TypeJoinConsume, 1, n.cfg.Clock.Now().UnixNano(), fsm.JoinConsume{Hash: hash, NodeID: req.NodeID})
 	if err != nil {
 		return refuse("failed", "%v", err)

@@ -30,6 +30,9 @@ type JoinRequest struct {
 	NodeID    string   // node_name
 	Advertise string   // cluster.advertise: host:port the members dial
 	Hosts     []string // more names for the certificate (the API host)
+	// CRLURL is the CRL distribution point the certificate names
+	// (pki.CRLURL: this node's API address); empty for none.
+	CRLURL string
 	// Clock is what the token's expiry is checked against; nil is the
 	// system clock.
 	Clock clock.Clock
@@ -91,8 +94,18 @@ func Join(ctx context.Context, token string, req JoinRequest) (*Joined, error) {
 		return nil, err
 	}
 	defer clear(kemPriv)
-	body, err := json.Marshal(joinRequest{Secret: tok.Secret, NodeID: req.NodeID, Advertise: req.Advertise,
-		Hosts: req.Hosts, TLSPub: tlsPub, KEMPub: kemPub})
+	jr := joinRequest{Secret: tok.Secret, NodeID: req.NodeID, Advertise: req.Advertise,
+		Hosts: req.Hosts, TLSPub: tlsPub, KEMPub: kemPub}
+	// An admitting node of an earlier release refuses the crl field it
+	// does not know, before it looks at the token: the request goes
+	// again without it, and the certificate is renewed with its CRL
+	// distribution point once the cluster publishes CRLs (certrenew.go).
+	bodyWithout, err := json.Marshal(jr)
+	if err != nil {
+		return nil, err
+	}
+	jr.CRL = req.CRLURL
+	body, err := json.Marshal(jr)
 	if err != nil {
 		return nil, err
 	}
@@ -101,6 +114,9 @@ func Join(ctx context.Context, token string, req JoinRequest) (*Joined, error) {
 	var refused error
 	for _, addr := range tok.Addrs {
 		ans, err := joinExchange(ctx, addr, tok.Pin, body)
+		if err == nil && ans.Code == "bad_request" && ans.Error == errJoinNotJSON && jr.CRL != "" {
+			ans, err = joinExchange(ctx, addr, tok.Pin, bodyWithout)
+		}
 		switch {
 		case errors.Is(err, ErrJoinPin):
 			pinErrs = append(pinErrs, err.Error())

@@ -54,6 +54,9 @@ type memberRequest struct {
 	// certify (certify.go): the PKIX public key and extra hosts.
 	Pub   []byte   `json:"pub,omitempty"`
 	Hosts []string `json:"hosts,omitempty"`
+	// CRL: certify, the CRL distribution point the certificate is to
+	// name (pki.CRLURL, at one of its hosts); absent: none.
+	CRL string `json:"crl,omitempty"`
 	// Level: promote, the feature level of the asking node's binary
 	// (fsm.MaxLevel); absent from a node of the first release.
 	Level int `json:"level,omitempty"`
@@ -430,14 +433,12 @@ func (n *Node) RemoveMember(ctx context.Context, id, actor string) error {
 	if actor == "" {
 		actor = "system"
 	}
-	cmd, err := fsm.NewCommand(fsm.TypeAuditAppend, 1, n.cfg.Clock.Now().UnixNano(), fsm.AuditAppend{
+	// Its certificates are revoked with the audit entry (crl.go).
+	err := n.revokeCerts(ctx, id, fsm.AuditAppend{
 		Type: "cluster.remove", Severity: fsm.AuditWarning, Actor: actor, Subject: id,
 		Details: map[string]string{"via": n.cfg.ID}})
-	if err == nil {
-		_, err = n.Apply(ctx, cmd)
-	}
 	if err != nil {
-		n.log.Warn("node removed, but its audit entry was not written", "id", id, "error", err)
+		n.log.Warn("node removed, but its certificates were not revoked nor its audit entry written", "id", id, "error", err)
 	}
 	return nil
 }

@@ -185,6 +185,8 @@ type Node struct {
 
 	catchUp               // catchup.go
 	done    chan struct{} // closed by Close
+	// crlNudge wakes publishCRL (crl.go) after a removal.
+	crlNudge chan struct{}
 	// level is the feature level this node reports (fsm.MaxLevel; tests
 	// lower it to act as a member of an earlier release, Config.level).
 	level atomic.Int32
@@ -216,7 +218,8 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.ID == "" || cfg.Advertise == "" || cfg.DataDir == "" {
 		return nil, fmt.Errorf("node: ID, Advertise and DataDir are required")
 	}
-	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), appliedCh: make(chan struct{}), done: make(chan struct{})}
+	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), appliedCh: make(chan struct{}), done: make(chan struct{}),
+		crlNudge: make(chan struct{}, 1)}
 	n.level.Store(cmp.Or(cfg.level, fsm.MaxLevel))
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
@@ -349,6 +352,7 @@ func Open(cfg Config) (*Node, error) {
 		n.cluster.setCheck(n.checkPeer, n.checkServerAt) // memberkey.go
 		go n.trackCatchUp()
 		go n.recordOwnKey()
+		go n.publishCRL() // crl.go
 	}
 	go n.raiseLevel() // level.go
 	n.erasing.Add(1)

@@ -268,6 +268,13 @@ func TestBlackBoxClusterJoin(t *testing.T) {
 		t.Fatalf("login on node3 after its restart: %d", code)
 	}
 
+	// Every certificate names its node's API port as the CRL
+	// distribution point; node3's (from its join) is revoked below.
+	for _, n := range []*testNode{node1, node2, node3} {
+		n.checkCRLPoint()
+	}
+	node3Serial, _ := node3.nodePEMSerial()
+
 	// Remove a member; an unknown one is an error.
 	if _, errOut, code := node1.cli("", "cluster", "remove", "nope"); code != 1 || !strings.Contains(errOut, "not a member") {
 		t.Errorf("remove an unknown node: exit %d: %s", code, errOut)
@@ -281,6 +288,11 @@ func TestBlackBoxClusterJoin(t *testing.T) {
 		}
 		return nil
 	})
+	// Its certificate is revoked: the CRL every remaining node serves,
+	// signed by the cluster CA, lists its serial.
+	for _, n := range []*testNode{node1, node2} {
+		n.waitRevoked(10*time.Second, node3Serial)
+	}
 	// Its signing key stopped signing at the removal and leaves the JWKS
 	// once the tokens it signed have expired.
 	listed, _, _ := node1.cli("", "keys", "list", "--json")

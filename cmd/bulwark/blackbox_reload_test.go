@@ -41,7 +41,7 @@ func newOperatorCA(t *testing.T) *operatorCA {
 func (o *operatorCA) issue(t *testing.T, certFile, keyFile string) *x509.Certificate {
 	t.Helper()
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leaf, err := pki.IssueNodeCert(o.cert, o.key, key.Public(), "api", []string{"127.0.0.1"}, time.Now(), time.Hour)
+	leaf, err := pki.IssueNodeCert(o.cert, o.key, key.Public(), "api", []string{"127.0.0.1"}, "", time.Now(), time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}

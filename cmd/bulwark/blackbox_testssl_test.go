@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bulwark-auth/bulwark/node/pki"
 )
 
 // testsslFinding is one entry of testssl.sh's flat JSON output
@@ -26,21 +28,6 @@ type testsslFinding struct {
 // check must not pass for a clean one).
 var testsslFailing = []string{"MEDIUM", "HIGH", "CRITICAL", "WARN", "FATAL"}
 
-// testsslWaived are the findings of a failing severity that the scan
-// accepts, by id and exact text, each with its reason (the README's "TLS
-// scan" section says more). Anything else of MEDIUM or above fails.
-var testsslWaived = map[testsslFinding]string{
-	// testssl.sh 3.0.8 rates a certificate without a CRL distribution
-	// point or OCSP URI HIGH. The API certificate issued from the
-	// cluster's own CA has neither: the CA publishes no revocation list.
-	// What revocation would cover is answered elsewhere: a removed
-	// member's certificate no longer opens the cluster port (members are
-	// checked against the configuration and their recorded key, not the
-	// certificate alone), and clients that must check revocation of the
-	// API certificate are served one from their own CA (api.tls_cert).
-	{ID: "cert_revocation", Severity: "HIGH", Finding: "Neither CRL nor OCSP URI provided"}: "the cluster CA publishes no CRL or OCSP; members are revoked by membership, operators with revocation needs set api.tls_cert",
-}
-
 // testsslBinary is Debian's testssl.sh (installed as "testssl"), or the
 // upstream script's name.
 func testsslBinary() string {
@@ -55,8 +42,7 @@ func testsslBinary() string {
 // TestTestsslScan runs testssl.sh (`make tlsscan`, which installs it when
 // missing) against a node's API port, with the cluster CA added, once with
 // the defaults (TLS 1.3 only) and once with api.tls_min_version = "1.2",
-// and fails on any finding of MEDIUM or above that testsslWaived does not
-// name. The scan stays on loopback: no DNS lookups (--nodns none), no CRL
+// and fails on any finding of MEDIUM or above: none is waived. The scan stays on loopback: no DNS lookups (--nodns none), no CRL
 // or OCSP fetches (no --phone-out). It takes minutes, so it runs only when
 // BULWARK_TLSSCAN=1.
 func TestTestsslScan(t *testing.T) {
@@ -95,9 +81,10 @@ func TestTestsslScan(t *testing.T) {
 }
 
 // judgeTestssl returns what fails a scan: a finding of MEDIUM or above
-// (or a scan problem) that testsslWaived does not name, or a scan that
-// did not check what it should have (it reached no node, or found the
-// wrong protocols). Waived and LOW findings go to logf.
+// (or a scan problem), a certificate without the cluster CA's CRL
+// distribution point, or a scan that did not check what it should have
+// (it reached no node, or found the wrong protocols). LOW findings go to
+// logf.
 func judgeTestssl(findings []testsslFinding, offered, absent []string, logf func(string, ...any)) []string {
 	var problems []string
 	byID := map[string]testsslFinding{}
@@ -106,6 +93,13 @@ func judgeTestssl(findings []testsslFinding, offered, absent []string, logf func
 	}
 	if f := byID["cert_chain_of_trust"]; f.Severity != "OK" {
 		problems = append(problems, fmt.Sprintf("certificate chain of trust: %+v; want OK with the cluster CA added", f))
+	}
+	// The certificate names where the cluster CA's CRL is (testssl.sh
+	// rates one without a CRL or OCSP URI HIGH; it fetches nothing
+	// without --phone-out, so the CRL itself is checked by
+	// TestBlackBoxCRLSingleNode).
+	if f := byID["cert_crlDistributionPoints"]; !strings.HasPrefix(f.Finding, "https://") || !strings.HasSuffix(f.Finding, pki.CRLPath) {
+		problems = append(problems, fmt.Sprintf("CRL distribution point: %+v; want the node's %s", f, pki.CRLPath))
 	}
 	for _, id := range offered {
 		if f := byID[id]; !strings.HasPrefix(f.Finding, "offered") {
@@ -125,8 +119,6 @@ func judgeTestssl(findings []testsslFinding, offered, absent []string, logf func
 			if f.Severity == "LOW" {
 				logf("LOW %s: %s", f.ID, f.Finding)
 			}
-		case testsslWaived[f] != "":
-			logf("waived %s %s: %s (%s)", f.Severity, f.ID, f.Finding, testsslWaived[f])
 		default:
 			problems = append(problems, fmt.Sprintf("testssl.sh finding %s %s: %s", f.Severity, f.ID, f.Finding))
 		}
@@ -138,9 +130,10 @@ func judgeTestssl(findings []testsslFinding, offered, absent []string, logf func
 // TestJudgeTestssl checks judgeTestssl on a real scan of a default node
 // (testdata/testssl-default.json, testssl.sh 3.0.8, certificate
 // fingerprints left out): it passes as recorded, and fails when a
-// finding of MEDIUM or above is added, when the waived finding's text
-// changes, when the scan was cut short, and when it found TLS 1.2
-// offered.
+// finding of MEDIUM or above is added (the HIGH finding of a certificate
+// without a CRL or OCSP URI, waived before the cluster CA published a
+// CRL, among them), when the certificate names no CRL distribution point,
+// when the scan was cut short, and when it found TLS 1.2 offered.
 func TestJudgeTestssl(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join("testdata", "testssl-default.json"))
 	if err != nil {
@@ -164,9 +157,16 @@ func TestJudgeTestssl(t *testing.T) {
 	for name, findings := range map[string][]testsslFinding{
 		"a MEDIUM finding":   append(slices.Clone(recorded), testsslFinding{ID: "BREACH", Severity: "MEDIUM", Finding: "potentially VULNERABLE"}),
 		"a CRITICAL finding": append(slices.Clone(recorded), testsslFinding{ID: "heartbleed", Severity: "CRITICAL", Finding: "VULNERABLE"}),
-		"the waived finding's text changed": edit(func(f *testsslFinding) {
-			if f.ID == "cert_revocation" {
-				f.Finding = "Neither CRL nor OCSP URI provided, and more"
+		"no CRL or OCSP URI": append(edit(func(f *testsslFinding) {
+			if f.ID == "cert_crlDistributionPoints" {
+				f.Finding = "--"
+			}
+		}), testsslFinding{ID: "cert_revocation", Severity: "HIGH", Finding: "Neither CRL nor OCSP URI provided"}),
+		"the HIGH revocation finding alone": append(slices.Clone(recorded),
+			testsslFinding{ID: "cert_revocation", Severity: "HIGH", Finding: "Neither CRL nor OCSP URI provided"}),
+		"no CRL distribution point": edit(func(f *testsslFinding) {
+			if f.ID == "cert_crlDistributionPoints" {
+				f.Finding = "--"
 			}
 		}),
 		"a scan cut short": append(slices.Clone(recorded), testsslFinding{ID: "scanTime", Severity: "WARN", Finding: "Scan interrupted"}),

@@ -6,13 +6,16 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/api"
 	"github.com/bulwark-auth/bulwark/cmd/bulwark/config"
+	"github.com/bulwark-auth/bulwark/node"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
 )
@@ -52,12 +55,30 @@ func certHosts(cfg config.Config, advertise string) []string {
 	return hosts
 }
 
+// crlURL is the CRL distribution point of this node's certificate: the
+// cluster CA's CRL on this node's API port (pki.CRLPath), at the API
+// listen host, or the advertised host when that is a wildcard. A client
+// that checks the API certificate's revocation fetches the list from the
+// node it reached; node/DESIGN.md, "Revocation", says why.
+func crlURL(cfg config.Config, advertise string) string {
+	host, port, err := net.SplitHostPort(cfg.API.Listen)
+	if err != nil {
+		return ""
+	}
+	if ip, err := netip.ParseAddr(host); host == "" || (err == nil && ip.IsUnspecified()) {
+		if host, _, err = net.SplitHostPort(advertise); err != nil {
+			return ""
+		}
+	}
+	return pki.CRLURL(host, port)
+}
+
 // nodeCertificate is this node's certificate from the cluster CA (server
 // and client auth), for the cluster port and, unless the operator brings
 // one, the API. It covers the advertised host, the API listen host,
-// localhost and 127.0.0.1.
+// localhost and 127.0.0.1, and names crlURL as its CRL distribution point.
 func nodeCertificate(cfg config.Config, ks *tpm.Keystore, advertise string) (tls.Certificate, *x509.CertPool, error) {
-	return pki.Ensure(cfg.DataDir, ks, cfg.NodeName, certHosts(cfg, advertise), time.Now())
+	return pki.Ensure(cfg.DataDir, ks, cfg.NodeName, certHosts(cfg, advertise), crlURL(cfg, advertise), time.Now())
 }
 
 // apiCertificate is the operator's certificate when configured, else the
@@ -67,4 +88,16 @@ func apiCertificate(cfg config.Config, nodeCert tls.Certificate) (tls.Certificat
 		return pki.LoadOperatorCert(cfg.API.TLSCert, cfg.API.TLSKey)
 	}
 	return nodeCert, nil
+}
+
+// clusterCRL serves the cluster CA's last published CRL (node.CRL) on the
+// API; nil before the first.
+func clusterCRL(n *node.Node) api.CRLFunc {
+	return func() ([]byte, error) {
+		der, err := n.CRL()
+		if errors.Is(err, node.ErrNoCRL) {
+			return nil, nil
+		}
+		return der, err
+	}
 }

@@ -153,7 +153,8 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		if err != nil {
 			return err
 		}
-		req := node.JoinRequest{NodeID: cfg.NodeName, Advertise: advertise, Hosts: certHosts(cfg, advertise), Clock: clk}
+		req := node.JoinRequest{NodeID: cfg.NodeName, Advertise: advertise, Hosts: certHosts(cfg, advertise),
+			CRLURL: crlURL(cfg, advertise), Clock: clk}
 		if err := joining.Run(ctx, ks, req, logger); err != nil {
 			return err
 		}
@@ -333,6 +334,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		Blocklist:      core,
 		Scorecard:      doctor,
 		DataSubject:    core,
+		CRL:            clusterCRL(n),
 		RateLimit: api.NewRateLimiter(api.RateLimitConfig{
 			PerIP: float64(rl.PerIP), PerIPBurst: rl.PerIPBurst,
 			PerUsername: float64(rl.PerUsername), PerUsernameBurst: rl.PerUsernameBurst,
@@ -348,7 +350,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	apiTLS := pki.ServerTLSConfig(cert, cfg.TLSMinVersion())
 	apiTLS.Certificates, apiTLS.GetCertificate = nil, certs.GetCertificate
 	go reloadOnHUP(ctx, hup.configFile, hup.level, certs, logger)
-	renewer := n.NewCertRenewer(ks, certHosts(cfg, advertise), certs.reload)
+	renewer := n.NewCertRenewer(ks, certHosts(cfg, advertise), crlURL(cfg, advertise), certs.reload)
 	apiSrv := api.NewServer(cfg.API.Listen, handler, apiTLS, logger)
 	apiSrv.ConnState = apiLn.ConnState
 

@@ -71,7 +71,10 @@ func NewCA(clusterName string, key crypto.Signer, now time.Time) (*x509.Certific
 // Its subject alternative names are hosts (an IP address if it parses as one,
 // else a DNS name) plus "localhost", 127.0.0.1 and ::1, without duplicates.
 // It is valid from now-1m for ttl, but never past the CA's NotAfter.
-func IssueNodeCert(ca *x509.Certificate, caKey crypto.Signer, pub crypto.PublicKey, nodeName string, hosts []string, now time.Time, ttl time.Duration) (*x509.Certificate, error) {
+// crlURL, when not empty, is its CRL distribution point: an https URL of
+// CRLPath at one of hosts (CRLURL; crl.go), where the node serves the
+// cluster CA's revocation list.
+func IssueNodeCert(ca *x509.Certificate, caKey crypto.Signer, pub crypto.PublicKey, nodeName string, hosts []string, crlURL string, now time.Time, ttl time.Duration) (*x509.Certificate, error) {
 	if err := checkName("node name", nodeName, nodeName); err != nil {
 		return nil, err
 	}
@@ -88,6 +91,13 @@ func IssueNodeCert(ca *x509.Certificate, caKey crypto.Signer, pub crypto.PublicK
 	dns, ips, err := sanHosts(hosts)
 	if err != nil {
 		return nil, err
+	}
+	var dps []string
+	if crlURL != "" {
+		if err := checkCRLURL(crlURL, dns, ips); err != nil {
+			return nil, err
+		}
+		dps = []string{crlURL}
 	}
 	serial, err := randomSerial()
 	if err != nil {
@@ -116,6 +126,7 @@ func IssueNodeCert(ca *x509.Certificate, caKey crypto.Signer, pub crypto.PublicK
 		DNSNames:              dns,
 		IPAddresses:           ips,
 		SubjectKeyId:          skid,
+		CRLDistributionPoints: dps,
 	}
 	return create(tmpl, ca, pub, caKey)
 }

@@ -39,7 +39,7 @@ func newTestCA(t *testing.T) (*x509.Certificate, crypto.Signer) {
 func issue(t *testing.T, ca *x509.Certificate, caKey crypto.Signer, hosts ...string) (*x509.Certificate, *ecdsa.PrivateKey) {
 	t.Helper()
 	key := newKey256(t)
-	leaf, err := IssueNodeCert(ca, caKey, key.Public(), "node-1", hosts, testNow, 24*time.Hour)
+	leaf, err := IssueNodeCert(ca, caKey, key.Public(), "node-1", hosts, "", testNow, 24*time.Hour)
 	if err != nil {
 		t.Fatalf("IssueNodeCert: %v", err)
 	}
@@ -117,12 +117,12 @@ func TestIssueNodeCertVerifies(t *testing.T) {
 	}
 
 	// A leaf never outlives its CA.
-	long, err := IssueNodeCert(ca, caKey, newKey256(t).Public(), "n", nil, testNow, 20*CAValidity)
+	long, err := IssueNodeCert(ca, caKey, newKey256(t).Public(), "n", nil, "", testNow, 20*CAValidity)
 	if err != nil || !long.NotAfter.Equal(ca.NotAfter) {
 		t.Errorf("long ttl: NotAfter %v, err %v; want the CA's %v", long.NotAfter, err, ca.NotAfter)
 	}
 	// A key that is not the CA's cannot sign.
-	if _, err := IssueNodeCert(ca, newKey256(t), newKey256(t).Public(), "n", nil, testNow, time.Hour); err == nil {
+	if _, err := IssueNodeCert(ca, newKey256(t), newKey256(t).Public(), "n", nil, "", testNow, time.Hour); err == nil {
 		t.Error("issued with a key that does not match the CA")
 	}
 }
@@ -164,7 +164,7 @@ func TestIssueNodeCertSANs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			leaf, err := IssueNodeCert(ca, caKey, newKey256(t).Public(), "node-1", tt.hosts, testNow, time.Hour)
+			leaf, err := IssueNodeCert(ca, caKey, newKey256(t).Public(), "node-1", tt.hosts, "", testNow, time.Hour)
 			if tt.wantErr {
 				if !errors.Is(err, ErrInvalidHost) {
 					t.Fatalf("err = %v, want ErrInvalidHost", err)

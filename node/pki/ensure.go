@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/bulwark-auth/bulwark/tpm/atomicfile"
@@ -45,6 +46,8 @@ type KeyStore interface {
 // On first start it generates the CA key (keystore name "ca") and writes the
 // CA certificate to <dataDir>/ca.pem, then generates the node key ("tls") and
 // writes the node certificate, without its key, to <dataDir>/tls/node.pem.
+// crlURL, when not empty, is the CRL distribution point its certificate
+// names (IssueNodeCert).
 // Later it reuses both, re-issuing the node certificate (same key) when it
 // no longer verifies, names another node, or RenewalDue says so. Issuing
 // needs the CA key: without it a certificate that is only due is returned
@@ -52,12 +55,18 @@ type KeyStore interface {
 // and one that is unusable is an error wrapping ErrNoCAKey.
 // If ca.pem is lost but the CA key is present, the CA certificate is
 // re-created from the same key, so Pin and issued certificates stay valid.
-func Ensure(dataDir string, ks KeyStore, nodeName string, hosts []string, now time.Time) (tls.Certificate, *x509.CertPool, error) {
+func Ensure(dataDir string, ks KeyStore, nodeName string, hosts []string, crlURL string, now time.Time) (tls.Certificate, *x509.CertPool, error) {
 	if err := checkName("node name", nodeName, nodeName); err != nil {
 		return tls.Certificate{}, nil, err
 	}
-	if _, _, err := sanHosts(hosts); err != nil {
+	dns, ips, err := sanHosts(hosts)
+	if err != nil {
 		return tls.Certificate{}, nil, err
+	}
+	if crlURL != "" {
+		if err := checkCRLURL(crlURL, dns, ips); err != nil {
+			return tls.Certificate{}, nil, err
+		}
 	}
 	if err := os.MkdirAll(filepath.Join(dataDir, filepath.Dir(NodeCertFile)), 0o700); err != nil {
 		return tls.Certificate{}, nil, fmt.Errorf("pki: %w", err)
@@ -75,7 +84,7 @@ func Ensure(dataDir string, ks KeyStore, nodeName string, hosts []string, now ti
 	var why error
 	if haveNodeKey {
 		var due string
-		leaf, due, why = reusableLeaf(certPath, nodeKey, pool, nodeName, hosts, now)
+		leaf, due, why = reusableLeaf(certPath, nodeKey, pool, nodeName, hosts, crlURL, now)
 		if why == nil && due != "" && caKey != nil {
 			why = errors.New(due)
 		}
@@ -93,7 +102,7 @@ func Ensure(dataDir string, ks KeyStore, nodeName string, hosts []string, now ti
 				return tls.Certificate{}, nil, err
 			}
 		}
-		leaf, err = IssueNodeCert(ca, caKey, nodeKey.Public(), nodeName, hosts, now, NodeCertTTL)
+		leaf, err = IssueNodeCert(ca, caKey, nodeKey.Public(), nodeName, hosts, crlURL, now, NodeCertTTL)
 		if err != nil {
 			return tls.Certificate{}, nil, err
 		}
@@ -169,7 +178,7 @@ func ensureCA(dataDir string, ks KeyStore, now time.Time) (*x509.Certificate, cr
 // reusableLeaf returns the node certificate at path, or why it must be
 // re-issued. due is set, with a nil error, when the certificate is valid
 // but RenewalDue says it should be replaced.
-func reusableLeaf(path string, key crypto.Signer, pool *x509.CertPool, nodeName string, hosts []string, now time.Time) (leaf *x509.Certificate, due string, err error) {
+func reusableLeaf(path string, key crypto.Signer, pool *x509.CertPool, nodeName string, hosts []string, crlURL string, now time.Time) (leaf *x509.Certificate, due string, err error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, "", err
@@ -192,18 +201,24 @@ func reusableLeaf(path string, key crypto.Signer, pool *x509.CertPool, nodeName 
 	case leaf.Subject.CommonName != nodeName:
 		return nil, "", fmt.Errorf("certificate names node %q", leaf.Subject.CommonName)
 	}
-	return leaf, RenewalDue(leaf, hosts, now), nil
+	return leaf, RenewalDue(leaf, hosts, crlURL, now), nil
 }
 
 // RenewalDue says why a valid node certificate should be replaced now: it
-// expires within RenewBefore, or does not cover hosts. "" means it need
-// not be.
-func RenewalDue(leaf *x509.Certificate, hosts []string, now time.Time) string {
+// expires within RenewBefore, does not cover hosts, or (crlURL not
+// empty) does not name crlURL as its CRL distribution point. "" means
+// it need not be.
+func RenewalDue(leaf *x509.Certificate, hosts []string, crlURL string, now time.Time) string {
 	switch {
 	case leaf.NotAfter.Sub(now) < RenewBefore:
 		return fmt.Sprintf("certificate expires at %s", leaf.NotAfter.UTC().Format(time.RFC3339))
 	case !covers(leaf, hosts):
 		return fmt.Sprintf("certificate does not cover hosts %q", hosts)
+	case crlURL != "" && !slices.Equal(leaf.CRLDistributionPoints, []string{crlURL}):
+		// A certificate from before the cluster published a CRL (or
+		// with another API address): renewed early, so that an
+		// upgraded cluster's certificates all name where to find it.
+		return fmt.Sprintf("certificate's CRL distribution point is %q, not %q", leaf.CRLDistributionPoints, crlURL)
 	}
 	return ""
 }

@@ -51,7 +51,7 @@ func (m *memKeyStore) without(name string) *memKeyStore {
 
 func ensure(t *testing.T, dataDir string, ks KeyStore, hosts []string, now time.Time) (*x509.Certificate, *x509.CertPool) {
 	t.Helper()
-	cert, pool, err := Ensure(dataDir, ks, "node-1", hosts, now)
+	cert, pool, err := Ensure(dataDir, ks, "node-1", hosts, "", now)
 	if err != nil {
 		t.Fatalf("Ensure: %v", err)
 	}
@@ -167,7 +167,7 @@ func TestEnsureReissue(t *testing.T) {
 			if !tt.now.IsZero() {
 				now = tt.now
 			}
-			cert, _, err := Ensure(dataDir, ks, name, h, now)
+			cert, _, err := Ensure(dataDir, ks, name, h, "", now)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -209,20 +209,20 @@ func TestEnsureWithoutCAKey(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			before := snapshotDir(t, dataDir)
-			cert, _, err := Ensure(dataDir, joined, "node-1", tt.hosts, tt.at)
+			cert, _, err := Ensure(dataDir, joined, "node-1", tt.hosts, "", tt.at)
 			if err != nil {
 				t.Fatalf("Ensure: %v", err)
 			}
 			if !cert.Leaf.Equal(first) {
 				t.Fatal("Ensure without the CA key returned another certificate")
 			}
-			if why := RenewalDue(cert.Leaf, tt.hosts, tt.at); !strings.Contains(why, tt.due) {
+			if why := RenewalDue(cert.Leaf, tt.hosts, "", tt.at); !strings.Contains(why, tt.due) {
 				t.Fatalf("RenewalDue = %q, want %q", why, tt.due)
 			}
 			assertSnapshotEqual(t, before, snapshotDir(t, dataDir))
 		})
 	}
-	if why := RenewalDue(first, nil, testNow.Add(time.Hour)); why != "" {
+	if why := RenewalDue(first, nil, "", testNow.Add(time.Hour)); why != "" {
 		t.Fatalf("RenewalDue of a fresh certificate = %q", why)
 	}
 
@@ -243,7 +243,7 @@ func TestEnsureWithoutCAKey(t *testing.T) {
 				tt.before(t)
 			}
 			before := snapshotDir(t, dataDir)
-			_, _, err := Ensure(dataDir, tt.ks, "node-1", nil, tt.at)
+			_, _, err := Ensure(dataDir, tt.ks, "node-1", nil, "", tt.at)
 			if !errors.Is(err, ErrNoCAKey) {
 				t.Fatalf("Ensure: %v, want ErrNoCAKey", err)
 			}
@@ -316,7 +316,7 @@ func TestEnsureRefuses(t *testing.T) {
 				tt.setup(t, dataDir, ks)
 			}
 			before := snapshotDir(t, dataDir)
-			if _, _, err := Ensure(dataDir, ks, "node-1", tt.hosts, testNow); !errors.Is(err, tt.want) {
+			if _, _, err := Ensure(dataDir, ks, "node-1", tt.hosts, "", testNow); !errors.Is(err, tt.want) {
 				t.Fatalf("Ensure: %v, want %v", err, tt.want)
 			}
 			assertSnapshotEqual(t, before, snapshotDir(t, dataDir))

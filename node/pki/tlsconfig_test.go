@@ -27,7 +27,7 @@ func realClockPKI(t *testing.T) (*x509.CertPool, tls.Certificate, tls.Certificat
 	}
 	node := func(name string) tls.Certificate {
 		key := newKey256(t)
-		leaf, err := IssueNodeCert(ca, caKey, key.Public(), name, nil, now, time.Hour)
+		leaf, err := IssueNodeCert(ca, caKey, key.Public(), name, nil, "", now, time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
