@@ -2,14 +2,12 @@ package fsm
 
 import (
 	"bufio"
-	"fmt"
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-
-	bolt "go.etcd.io/bbolt"
 )
 
 // rssFileKiB is this process's resident file-backed memory (RssFile).
@@ -35,8 +33,10 @@ func rssFileKiB(t *testing.T) int64 {
 }
 
 // TestOpenReleasesWalkedPages: the consistency check reads every page of
-// state.db through the map, and Open does not keep them resident after:
-// opening a 48 MiB file leaves far less than that mapped into the process.
+// state.db through the map, and neither Open's walk (a file marked clean
+// without a session count) nor the background CheckPages keeps them
+// resident after: each leaves far less than the 48 MiB file mapped into
+// the process.
 func TestOpenReleasesWalkedPages(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	s, err := Open(path)
@@ -44,22 +44,11 @@ func TestOpenReleasesWalkedPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	const values, size = 48 << 10, 1 << 10 // 48 MiB of sessions
-	val := []byte(strings.Repeat("s", size))
-	for batch := 0; batch < values; batch += 4096 {
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketSessions)
-			for i := batch; i < batch+4096; i++ {
-				if err := b.Put(fmt.Appendf(nil, "sid-%08d", i), val); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	putSessions(t, s, values, size)
 	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := markClean(path); err != nil { // no count: Open walks
 		t.Fatal(err)
 	}
 
@@ -75,5 +64,13 @@ func TestOpenReleasesWalkedPages(t *testing.T) {
 	}
 	if grew > 16<<10 {
 		t.Fatalf("after Open, %d KiB more of state.db is mapped in, want under 16 MiB of the 48 MiB walked", grew)
+	}
+
+	before = rssFileKiB(t)
+	if err := s.CheckPages(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if grew := rssFileKiB(t) - before; grew > 16<<10 {
+		t.Fatalf("after CheckPages, %d KiB more of state.db is mapped in, want under 16 MiB of the 48 MiB walked", grew)
 	}
 }
