@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -139,4 +140,99 @@ const releaseAfterValues = 1000
 // transaction keeps the map where it is meanwhile.
 func (r Reader) releaseMapped() {
 	releaseMapped(r.tx.DB().Info().Data, r.tx.Size())
+}
+
+// compactCopy reads every key and value of the bbolt file at src on this
+// goroutine (bbolt's panics on a damaged page become ErrCorrupt, as in
+// checkDB) and writes them into a new file at dst, synced, and returns the
+// number of sessions. It is Restore's check of a file from elsewhere, and
+// leaves out the snapshot's free pages: bbolt writes its whole freelist at
+// every commit, so a restored file that kept them paid for each on every
+// write (a seeded state at 200,000 sessions had 21,143 free pages, and a
+// commit took 3.7 ms of CPU against 20 µs after compaction).
+func compactCopy(src, dst string) (sessions int64, err error) {
+	if err := checkHighWater(src); err != nil {
+		return 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, src, err)
+	}
+	in, err := openBolt(src)
+	if err != nil {
+		return 0, fmt.Errorf("%w: open %s: %v", ErrCorrupt, src, err)
+	}
+	defer in.Close()
+	if err := os.Remove(dst); err != nil && !os.IsNotExist(err) {
+		return 0, err
+	}
+	out, err := bolt.Open(dst, 0o600, &bolt.Options{Timeout: 2 * time.Second, NoSync: true, FreelistType: bolt.FreelistMapType})
+	if err != nil {
+		return 0, err
+	}
+	defer func() {
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	err = noPanic(func() error {
+		return in.View(func(tx *bolt.Tx) error {
+			defer releaseMapped(in.Info().Data, tx.Size())
+			return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+				n, err := copyBucket(out, name, b)
+				if bytes.Equal(name, bucketSessions) {
+					sessions = n
+				}
+				return err
+			})
+		})
+	})
+	var damaged *damagedPage
+	if errors.As(err, &damaged) {
+		return 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, src, err)
+	}
+	if err != nil {
+		return 0, err
+	}
+	return sessions, out.Sync()
+}
+
+// compactTxBytes bounds the bytes compactCopy writes per transaction.
+const compactTxBytes = 16 << 20
+
+// copyBucket copies the top-level bucket b into a bucket of the same name
+// in out, in transactions of about compactTxBytes, and returns how many
+// values it holds. A nested bucket (none in use) is refused.
+func copyBucket(out *bolt.DB, name []byte, b *bolt.Bucket) (int64, error) {
+	var n int64
+	c := b.Cursor()
+	k, v := c.First()
+	for first := true; first || k != nil; first = false {
+		err := out.Update(func(tx *bolt.Tx) error {
+			ob, err := tx.CreateBucketIfNotExists(name)
+			if err != nil {
+				return err
+			}
+			if seq := b.Sequence(); seq != 0 {
+				if err := ob.SetSequence(seq); err != nil {
+					return err
+				}
+			}
+			size := 0
+			for ; k != nil && size < compactTxBytes; k, v = c.Next() {
+				if v == nil {
+					return fmt.Errorf("fsm: bucket %q holds a nested bucket %q", name, k)
+				}
+				if err := ob.Put(k, v); err != nil {
+					return err
+				}
+				n++
+				if size += len(k) + len(v); n%walkRelease == 0 {
+					// the values read so far stay in the page cache only
+					releaseMapped(b.Tx().DB().Info().Data, b.Tx().Size())
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
 }

@@ -1,10 +1,12 @@
 package fsm
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -212,5 +214,102 @@ func TestCheckPiecesReadEveryValueOnce(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestRestoreCompacts: a restored file holds every key and value of the
+// snapshot (bucket sequences too) and the session count, without the
+// snapshot's free pages, each of which bbolt would write again at every
+// commit; a snapshot with a damaged page is ErrCorrupt and changes nothing.
+func TestRestoreCompacts(t *testing.T) {
+	src, err := Open(filepath.Join(t.TempDir(), "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	const n = 20_000
+	putSessions(t, src, n, 200)
+	err = src.db.Update(func(tx *bolt.Tx) error { // most sessions end: free pages
+		b := tx.Bucket(bucketSessions)
+		for i := 0; i < n; i++ {
+			if i%10 != 0 {
+				if err := b.Delete(fmt.Appendf(nil, "sid-%08d", i)); err != nil {
+					return err
+				}
+			}
+		}
+		_, err := tx.Bucket(bucketAudit).NextSequence()
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.counts.sessions.Add(-n + n/10)
+	free := func(s *Store) int {
+		// bbolt counts the pages a commit freed at the next write's start
+		s.db.Update(func(*bolt.Tx) error { return nil })
+		return s.db.Stats().FreePageN
+	}
+	if free(src) < 100 {
+		t.Fatalf("only %d free pages in the source", free(src))
+	}
+	raw := func(s *Store) map[string]string {
+		m := map[string]string{}
+		s.View(func(r Reader) error {
+			return r.ForEachRaw(func(bucket string, k, v []byte) error {
+				m[bucket+"/"+string(k)] = string(v)
+				return nil
+			})
+		})
+		s.db.View(func(tx *bolt.Tx) error {
+			return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
+				m["seq "+string(name)] = fmt.Sprint(b.Sequence())
+				return nil
+			})
+		})
+		return m
+	}
+	snap, err := src.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	_, err = snap.WriteTo(&buf)
+	snap.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dst := openTestStore(t)
+	if err := dst.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	if got := free(dst); got > 10 {
+		t.Errorf("%d free pages after restore (the snapshot had %d)", got, free(src))
+	}
+	if got, want := dst.counts.sessions.Load(), int64(n/10); got != want {
+		t.Errorf("%d sessions counted, want %d", got, want)
+	}
+	if want, got := raw(src), raw(dst); !maps.Equal(want, got) {
+		t.Errorf("restored %d records, the snapshot held %d, or they differ", len(got), len(want))
+	}
+
+	// A zeroed leaf page in use, in the middle of the snapshot.
+	copyPath := filepath.Join(t.TempDir(), "snap.db")
+	if err := os.WriteFile(copyPath, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	leaves, root, ps := leafPages(t, copyPath)
+	mid := leaves[len(leaves)/2]
+	if mid == root {
+		mid = leaves[len(leaves)/2+1]
+	}
+	b := buf.Bytes()
+	copy(b[mid*ps:(mid+1)*ps], make([]byte, ps))
+	if err := dst.Restore(bytes.NewReader(b)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("restore of a damaged snapshot: %v, want ErrCorrupt", err)
+	}
+	if got := dst.counts.sessions.Load(); got != int64(n/10) {
+		t.Errorf("a failed restore changed the count to %d", got)
 	}
 }

@@ -624,8 +624,8 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) { return sn.tx.WriteTo(w
 func (sn *Snapshot) Release() { _ = sn.tx.Rollback() }
 
 // Restore replaces the state with a snapshot's bytes. The new file is
-// written beside state.db, synced and checked before it replaces the old
-// one, so a failed restore leaves the old state in place.
+// written beside state.db, checked and compacted (compactCopy) before it
+// replaces the old one, so a failed restore leaves the old state in place.
 func (s *Store) Restore(r io.Reader) error {
 	tmp := s.path + ".restore"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
@@ -643,13 +643,16 @@ func (s *Store) Restore(r io.Reader) error {
 		os.Remove(tmp)
 		return fmt.Errorf("fsm: write restored state: %w", err)
 	}
-	// Check every page of the candidate before it replaces anything.
-	db, sessions, err := openDB(tmp, true)
+	// Read every page of the candidate into a compacted copy before it
+	// replaces anything.
+	compacted := s.path + ".restore.compact"
+	sessions, err := compactCopy(tmp, compacted)
+	os.Remove(tmp)
 	if err != nil {
-		os.Remove(tmp)
+		os.Remove(compacted)
 		return fmt.Errorf("fsm: restored state: %w", err)
 	}
-	db.Close()
+	tmp = compacted
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
