@@ -118,6 +118,13 @@ func (r Reader) ContinueAuditWalk(w *AuditWalk, limit int, check SignatureCheck)
 	w.chain.start = 0 // this view's first entry (erase.go)
 	c := r.tx.Bucket(bucketAudit).Cursor()
 	n := 0
+	defer func() {
+		// A long walk (a node's first pass over the trail, an offline
+		// verification) leaves no mapped pages behind.
+		if n >= releaseAfterValues {
+			r.releaseMapped()
+		}
+	}()
 	for k, v := c.Seek(auditKey(max(w.chain.nextSeq, 1))); k != nil; k, v = c.Next() {
 		if limit > 0 && n >= limit {
 			return nil

@@ -702,7 +702,7 @@ func (s *Store) Compact() error {
 		os.Remove(tmp)
 		return fmt.Errorf("fsm: compact: %w", err)
 	}
-	return s.swapIn(tmp)
+	return s.swapIn(tmp, s.counts.sessions.Load()) // nothing applies meanwhile
 }
 
 // ForEachRaw calls fn with every key and value of every bucket, as stored,

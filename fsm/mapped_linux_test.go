@@ -2,12 +2,13 @@ package fsm
 
 import (
 	"bufio"
-	"fmt"
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -35,8 +36,10 @@ func rssFileKiB(t *testing.T) int64 {
 }
 
 // TestOpenReleasesWalkedPages: the consistency check reads every page of
-// state.db through the map, and Open does not keep them resident after:
-// opening a 48 MiB file leaves far less than that mapped into the process.
+// state.db through the map, and neither Open's walk (a file marked clean
+// without a session count) nor the background CheckPages keeps them
+// resident after: each leaves far less than the 48 MiB file mapped into
+// the process.
 func TestOpenReleasesWalkedPages(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "state.db")
 	s, err := Open(path)
@@ -44,22 +47,11 @@ func TestOpenReleasesWalkedPages(t *testing.T) {
 		t.Fatal(err)
 	}
 	const values, size = 48 << 10, 1 << 10 // 48 MiB of sessions
-	val := []byte(strings.Repeat("s", size))
-	for batch := 0; batch < values; batch += 4096 {
-		err := s.db.Update(func(tx *bolt.Tx) error {
-			b := tx.Bucket(bucketSessions)
-			for i := batch; i < batch+4096; i++ {
-				if err := b.Put(fmt.Appendf(nil, "sid-%08d", i), val); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	putSessions(t, s, values, size)
 	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := markClean(path); err != nil { // no count: Open walks
 		t.Fatal(err)
 	}
 
@@ -75,5 +67,63 @@ func TestOpenReleasesWalkedPages(t *testing.T) {
 	}
 	if grew > 16<<10 {
 		t.Fatalf("after Open, %d KiB more of state.db is mapped in, want under 16 MiB of the 48 MiB walked", grew)
+	}
+
+	before = rssFileKiB(t)
+	if err := s.CheckPages(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if grew := rssFileKiB(t) - before; grew > 16<<10 {
+		t.Fatalf("after CheckPages, %d KiB more of state.db is mapped in, want under 16 MiB of the 48 MiB walked", grew)
+	}
+}
+
+// TestAuditWalkReleasesPages: the background audit check's first pass over
+// a long trail, 1000 entries per view as authcore reads it, leaves the
+// trail's pages unmapped (they were a source of the node's peak memory at
+// size).
+func TestAuditWalkReleasesPages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.db")
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const entries = 8_000
+	long := strings.Repeat("x", 1000)
+	for first := 0; first < entries; first += 1000 {
+		var batch []Entry
+		for i := first; i < first+1000; i++ {
+			a := sampleAudit(i)
+			a.Details["note"], a.Details["more"], a.Details["yet"] = long, long, long
+			batch = append(batch, auditCmd(t, uint64(i+1), t0.Add(time.Duration(i)*time.Second), a))
+		}
+		for i, r := range s.ApplyBatch(batch) {
+			if r.Err != nil {
+				t.Fatalf("append %d: %v", first+i, r.Err)
+			}
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = Open(path); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var size int64
+	s.db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
+
+	before := rssFileKiB(t)
+	var w AuditWalk
+	for range entries/1000 + 1 {
+		if err := walkPiece(t, s, &w, 1000); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.Entries != entries {
+		t.Fatalf("walked %d entries, want %d", w.Entries, entries)
+	}
+	if grew := rssFileKiB(t) - before; grew > 8<<10 {
+		t.Fatalf("after the audit walk, %d KiB more of the %d KiB state.db is mapped in, want under 8 MiB", grew, size>>10)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -126,6 +127,9 @@ type Store struct {
 	// noSpace, if set, is told when a commit failed for want of disk
 	// space (SetNoSpace).
 	noSpace atomic.Pointer[func(error)]
+	// damaged, once CheckPages has found a damaged page, says what it
+	// found; Close then marks the file damaged instead of clean.
+	damaged atomic.Pointer[string]
 }
 
 // SetNoSpace sets fn to be called, before ApplyBatch tries again, each time
@@ -138,13 +142,25 @@ func (s *Store) SetNoSpace(fn func(error)) { s.noSpace.Store(&fn) }
 // state.db is written without fsync: the Raft log, fsynced per batch, is
 // the durable record, and state.db can always be rebuilt from the newest
 // snapshot and the log after it. Close syncs it and leaves a marker file,
-// <path>.clean; Open consumes the marker before anything is written. An
-// existing state.db without the marker was not closed cleanly (a crash or
-// power loss) and yields ErrUnclean; a file bbolt cannot open, or whose
-// consistency check fails, yields ErrCorrupt. Either way the caller moves
-// it aside and rebuilds.
+// <path>.clean, holding the session count; Open consumes the marker before
+// anything is written. An existing state.db without the marker was not
+// closed cleanly (a crash or power loss) and yields ErrUnclean; a file
+// bbolt cannot open, whose meta pages are bad, that is shorter than they
+// say, or that a page check (CheckPages) found damaged before its last
+// close, yields ErrCorrupt. Either way the caller moves it aside and
+// rebuilds.
+//
+// Open does not read the file's pages: that is CheckPages' work, which the
+// node runs in the background once it serves, so that start-up does not
+// grow with the state. Only a marker without a count (written by an older
+// binary, or by a tool that marks a copy clean to have it checked) makes
+// Open read every page before it returns, as CheckPages does, to count
+// the sessions.
 func Open(path string) (*Store, error) {
-	clean, err := consumeCleanMarker(path)
+	if err := consumeDamagedMarker(path); err != nil {
+		return nil, err
+	}
+	marker, clean, err := consumeCleanMarker(path)
 	if err != nil {
 		return nil, err
 	}
@@ -153,37 +169,84 @@ func Open(path string) (*Store, error) {
 			return nil, fmt.Errorf("%w: %s", ErrUnclean, path)
 		}
 	}
-	db, sessions, err := openDB(path)
+	sessions, counted := parseCleanMarker(marker)
+	db, walked, err := openDB(path, !counted)
 	if err != nil {
 		return nil, err
 	}
+	if !counted {
+		sessions = walked
+	}
 	s := &Store{path: path, db: db, reads: newReadCache()}
 	s.counts.sessions.Store(sessions)
-	if err := s.loadRevokedBefore(); err != nil {
+	if err := noPanic(s.loadRevokedBefore); err != nil {
 		db.Close()
-		return nil, err
+		return nil, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
 	}
 	return s, nil
 }
 
-func cleanMarker(path string) string { return path + ".clean" }
+func cleanMarker(path string) string   { return path + ".clean" }
+func damagedMarker(path string) string { return path + ".damaged" }
 
 // consumeCleanMarker reports whether the marker of a clean close is there,
-// and removes it durably, so that a crash from now on is noticed.
-func consumeCleanMarker(path string) (bool, error) {
-	err := os.Remove(cleanMarker(path))
+// with its contents, and removes it durably, so that a crash from now on
+// is noticed.
+func consumeCleanMarker(path string) ([]byte, bool, error) {
+	marker, err := os.ReadFile(cleanMarker(path))
 	if os.IsNotExist(err) {
-		return false, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
-	return true, syncDir(filepath.Dir(path))
+	if err := os.Remove(cleanMarker(path)); err != nil {
+		return nil, false, err
+	}
+	return marker, true, syncDir(filepath.Dir(path))
 }
 
-// openDB opens and checks the file at path, and returns the number of
-// sessions it holds, counted by the check.
-func openDB(path string) (*bolt.DB, int64, error) {
+// consumeDamagedMarker returns ErrCorrupt if CheckPages found the file at
+// path damaged while it was open (Close then leaves this marker instead of
+// the clean one), and removes the marker: the caller moves the file aside,
+// and the next file at path starts afresh.
+func consumeDamagedMarker(path string) error {
+	why, err := os.ReadFile(damagedMarker(path))
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(damagedMarker(path)); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Dir(path)); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %s", ErrCorrupt, path, bytes.TrimSpace(why))
+}
+
+// The clean marker's contents: "sessions N\n". Anything else (an empty
+// marker) leaves the count to a walk of the file.
+const markerSessions = "sessions "
+
+func parseCleanMarker(b []byte) (sessions int64, ok bool) {
+	v, ok := bytes.CutPrefix(bytes.TrimSpace(b), []byte(markerSessions))
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	if err != nil || n < 0 {
+		return 0, false
+	}
+	return n, true
+}
+
+// openDB opens the file at path and checks its meta pages; with walk it
+// also reads every page (checkDB) and returns the number of sessions the
+// file holds, counted on the way.
+func openDB(path string, walk bool) (*bolt.DB, int64, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, 0, err
 	}
@@ -197,22 +260,46 @@ func openDB(path string) (*bolt.DB, int64, error) {
 		}
 		return nil, 0, fmt.Errorf("%w: open %s: %v", ErrCorrupt, path, err)
 	}
-	sessions, err := checkDB(db)
-	if err != nil {
-		db.Close()
-		return nil, 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+	var sessions int64
+	if walk {
+		if sessions, err = checkDB(db); err != nil {
+			db.Close()
+			return nil, 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+		}
 	}
-	if err := initDB(db); err != nil {
+	if err := noPanic(func() error { return initDB(db) }); err != nil {
 		db.Close()
+		var damaged *damagedPage
+		if errors.As(err, &damaged) {
+			return nil, 0, fmt.Errorf("%w: %s: %v", ErrCorrupt, path, err)
+		}
 		return nil, 0, err
 	}
 	return db, sessions, nil
 }
 
+// damagedPage is a panic of bbolt's on a page it cannot read, as an error.
+type damagedPage struct{ v any }
+
+func (d *damagedPage) Error() string { return fmt.Sprint(d.v) }
+
+// noPanic runs fn, turning a panic (bbolt's on a damaged page) into a
+// *damagedPage error: without a walk of the file at open, the first pages
+// Open reads itself (the root's, meta's) are where such damage shows.
+func noPanic(fn func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &damagedPage{r}
+		}
+	}()
+	return fn()
+}
+
 // openBolt opens the file, turning bbolt's panics on a damaged freelist
 // into errors. The freelist is synced (bbolt's default): with
 // NoFreelistSync, Open rebuilds it by walking every page in goroutines of
-// its own, where a damaged page cannot be recovered from.
+// its own, where a damaged page cannot be recovered from (and start-up
+// would again grow with the file).
 func openBolt(path string) (db *bolt.DB, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -231,9 +318,10 @@ func openBolt(path string) (db *bolt.DB, err error) {
 // checkDB reads every key and value of every bucket through cursors on
 // this goroutine, so that a page bbolt finds inconsistent (it panics) is
 // recovered and reported instead of killing the process, as a fault inside
-// bbolt's own checker goroutine would. It costs a read of the file at
-// start-up, the price of noticing a torn write before serving from it.
-// On the way it counts the sessions (Store.counts).
+// bbolt's own checker goroutine would. It is the check of a file from
+// elsewhere (Restore) and of one Open cannot count the sessions of
+// without it; CheckPages is the same walk on an open store, a piece at a
+// time. On the way it counts the sessions (Store.counts).
 //
 // The read faults every page of the file into this process's memory map,
 // which at a million sessions is gigabytes of resident memory the node
@@ -315,7 +403,9 @@ func initDB(db *bolt.DB) error {
 	})
 }
 
-// Close syncs and closes state.db and marks it clean.
+// Close syncs and closes state.db and marks it clean, with the number of
+// sessions it holds; or, if CheckPages found it damaged, marks it so
+// (the next Open yields ErrCorrupt).
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -330,22 +420,33 @@ func (s *Store) Close() error {
 	if err != nil {
 		return err
 	}
-	return markClean(s.path)
+	if why := s.damaged.Load(); why != nil {
+		return writeMarker(damagedMarker(s.path), []byte(*why+"\n"))
+	}
+	return writeMarker(cleanMarker(s.path), fmt.Appendf(nil, "%s%d\n", markerSessions, s.counts.sessions.Load()))
 }
 
-func markClean(path string) error {
-	f, err := os.OpenFile(cleanMarker(path), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+// markClean marks the file at path clean without a session count, so that
+// Open reads (and checks) every page of it.
+func markClean(path string) error { return writeMarker(cleanMarker(path), nil) }
+
+// writeMarker writes a marker file durably.
+func writeMarker(name string, content []byte) error {
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
 	}
-	err = f.Sync()
+	_, err = f.Write(content)
+	if err == nil {
+		err = f.Sync()
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(path))
+	return syncDir(filepath.Dir(name))
 }
 
 // Path is the file the store lives in.
@@ -523,8 +624,8 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) { return sn.tx.WriteTo(w
 func (sn *Snapshot) Release() { _ = sn.tx.Rollback() }
 
 // Restore replaces the state with a snapshot's bytes. The new file is
-// written beside state.db, synced and checked before it replaces the old
-// one, so a failed restore leaves the old state in place.
+// written beside state.db, checked and compacted (compactCopy) before it
+// replaces the old one, so a failed restore leaves the old state in place.
 func (s *Store) Restore(r io.Reader) error {
 	tmp := s.path + ".restore"
 	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
@@ -542,17 +643,20 @@ func (s *Store) Restore(r io.Reader) error {
 		os.Remove(tmp)
 		return fmt.Errorf("fsm: write restored state: %w", err)
 	}
-	// Check the candidate before it replaces anything.
-	db, _, err := openDB(tmp)
+	// Read every page of the candidate into a compacted copy before it
+	// replaces anything.
+	compacted := s.path + ".restore.compact"
+	sessions, err := compactCopy(tmp, compacted)
+	os.Remove(tmp)
 	if err != nil {
-		os.Remove(tmp)
+		os.Remove(compacted)
 		return fmt.Errorf("fsm: restored state: %w", err)
 	}
-	db.Close()
+	tmp = compacted
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.swapIn(tmp); err != nil {
+	if err := s.swapIn(tmp, sessions); err != nil {
 		return err
 	}
 	s.keysGen.Add(1)
@@ -561,9 +665,9 @@ func (s *Store) Restore(r io.Reader) error {
 	return s.loadRevokedBefore()
 }
 
-// swapIn replaces state.db with the checked file at tmp and opens it, with
-// s.mu held (Restore, Compact).
-func (s *Store) swapIn(tmp string) error {
+// swapIn replaces state.db with the checked file at tmp, which holds
+// sessions sessions, and opens it, with s.mu held (Restore, Compact).
+func (s *Store) swapIn(tmp string, sessions int64) error {
 	if s.db != nil {
 		if err := s.db.Close(); err != nil {
 			return err
@@ -576,7 +680,7 @@ func (s *Store) swapIn(tmp string) error {
 	if err := syncDir(filepath.Dir(s.path)); err != nil {
 		return err
 	}
-	db, sessions, err := openDB(s.path)
+	db, _, err := openDB(s.path, false)
 	if err != nil {
 		return err
 	}

@@ -205,6 +205,10 @@ type Node struct {
 	space *spaceGuard
 	// erasing is the erasure watcher (erase.go), which Close waits for.
 	erasing sync.WaitGroup
+	// checking is the background page check of state.db (checkState),
+	// which Close waits for; damaged is closed if it finds damage.
+	checking sync.WaitGroup
+	damaged  chan struct{}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -219,7 +223,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: ID, Advertise and DataDir are required")
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), appliedCh: make(chan struct{}), done: make(chan struct{}),
-		crlNudge: make(chan struct{}, 1)}
+		crlNudge: make(chan struct{}, 1), damaged: make(chan struct{})}
 	n.level.Store(cmp.Or(cfg.level, fsm.MaxLevel))
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
@@ -358,9 +362,46 @@ func Open(cfg Config) (*Node, error) {
 	n.erasing.Add(1)
 	go n.watchErasures() // erase.go
 	go n.space.watch(n.done)
+	n.checking.Add(1)
+	go n.checkState()
 	ok = true
 	return n, nil
 }
+
+// checkState reads every page of state.db once, in the background after
+// start-up (fsm.Store.CheckPages), rather than before the node serves:
+// that read grew with the state (a minute at a million sessions). A damaged
+// page makes the node unready and closes Damaged, for the daemon to stop;
+// state.db is then marked damaged at close, and the next start moves it
+// aside and rebuilds it from snapshot and log, as it does for damage found
+// at open.
+func (n *Node) checkState() {
+	defer n.checking.Done()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-n.done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	t0 := time.Now()
+	err := n.store.CheckPages(ctx)
+	switch {
+	case err == nil:
+		n.log.Debug("state.db pages checked", "took", time.Since(t0))
+	case errors.Is(err, fsm.ErrCorrupt):
+		n.log.Error("state.db is damaged; stopping: the next start moves it aside and rebuilds it from snapshot and log", "error", err)
+		close(n.damaged)
+	case ctx.Err() == nil && !errors.Is(err, fsm.ErrClosed):
+		n.log.Warn("state.db page check stopped", "error", err)
+	}
+}
+
+// Damaged is closed when the background check of state.db's pages finds
+// one damaged: the node must stop (a restart rebuilds the file).
+func (n *Node) Damaged() <-chan struct{} { return n.damaged }
 
 // openState opens the state.db at path and makes it trustworthy before
 // anything replays the log onto it. state.db is written without fsync, so
@@ -731,6 +772,8 @@ func (n *Node) Ready() (bool, string) {
 	s := n.Status()
 	handed := n.raft.AppliedIndex() // handed to the state machine, not yet applied
 	switch {
+	case n.store.Damaged() != "":
+		return false, "state.db is damaged: a restart rebuilds it from snapshot and log"
 	case s.State == raft.Shutdown.String():
 		return false, "shutting down"
 	case s.LeaderID == "":
@@ -823,6 +866,7 @@ func (n *Node) Close() error {
 			return
 		}
 		n.erasing.Wait()
+		n.checking.Wait()
 		if err := n.closeStores(); err != nil && n.closeErr == nil {
 			n.closeErr = err
 		}

@@ -297,6 +297,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 	var keyPublished atomic.Bool
 	published, fatal := make(chan struct{}), make(chan error, 1)
 	go publishKey(ctx, core, &keyPublished, published, fatal, logger)
+	go stopIfDamaged(ctx, n, fatal)
 	go core.RunSweeper(ctx, time.Minute)
 	hooks, err := webhooks(&cfg, core, n, logger)
 	if err != nil {
@@ -449,6 +450,19 @@ func publishAuditKeys(ctx context.Context, core *authcore.Service, logger *slog.
 			return
 		case <-time.After(delay):
 		}
+	}
+}
+
+// stopIfDamaged stops the daemon when the node's background check of
+// state.db finds a damaged page (node.Damaged): the next start rebuilds it.
+func stopIfDamaged(ctx context.Context, n *node.Node, fatal chan<- error) {
+	select {
+	case <-n.Damaged():
+		select {
+		case fatal <- errors.New("state.db is damaged (see the log above); the next start moves it aside and rebuilds it"):
+		default: // already stopping for another reason
+		}
+	case <-ctx.Done():
 	}
 }
 
