@@ -54,3 +54,44 @@ func TestAuditWalkInPieces(t *testing.T) {
 	rawAudit(t, s, 5, func(b *bolt.Bucket, k []byte) { b.Delete(k) })
 	wantBreakAt(t, walkPiece(t, s, &w3, 10), 5)
 }
+
+// TestAuditWalkCheckpointOfWalkedEntry: the checkpoint schedule signs the
+// newest entry, which a walk in pieces (the node's background check) has
+// often passed already. The next piece holds the late checkpoint to its
+// entry and accepts the checkpoint's own trail entry, instead of calling
+// the chain broken; a late checkpoint that does not match its entry is
+// still caught.
+func TestAuditWalkCheckpointOfWalkedEntry(t *testing.T) {
+	s := openTestStore(t)
+	a := newAuditSigner(t, "n1")
+	index := trailWithCheckpoints(t, s, a, 0, 0)
+	appendSamples(t, s, index, 5)
+	index += 5
+	var w AuditWalk
+	if err := walkPiece(t, s, &w, 0); err != nil || w.LastSeq != 5 {
+		t.Fatalf("first piece: %+v, %v", w.AuditTrailReport, err)
+	}
+	last := lastAuditOf(t, s)
+	if r := applyRaw(t, s, index, TypeAuditCheckpoint, t0, a.sign(t, last.Seq, last.Hash, t0)); r.Err != nil {
+		t.Fatalf("checkpoint of %d: %v", last.Seq, r.Err)
+	}
+	index++
+	if err := walkPiece(t, s, &w, 0); err != nil || w.LastSeq != 6 || w.Checkpoints != 1 || w.LastCheckpoint != 5 || w.Unvouched != 1 {
+		t.Fatalf("after a checkpoint of a walked entry: %+v, %v", w.AuditTrailReport, err)
+	}
+
+	// Another walk that passed entry 7 before its checkpoint, which is
+	// then forged over an altered hash behind Apply's back.
+	appendSamples(t, s, index, 1)
+	index++
+	var w2 AuditWalk
+	if err := walkPiece(t, s, &w2, 0); err != nil || w2.LastSeq != 7 {
+		t.Fatalf("%+v, %v", w2.AuditTrailReport, err)
+	}
+	last = lastAuditOf(t, s)
+	if r := applyRaw(t, s, index, TypeAuditCheckpoint, t0, a.sign(t, last.Seq, last.Hash, t0)); r.Err != nil {
+		t.Fatalf("checkpoint of %d: %v", last.Seq, r.Err)
+	}
+	tamperAudit(t, s, 7, func(e *AuditEntry) { e.Subject = "mallory" })
+	wantBreakAt(t, walkPiece(t, s, &w2, 0), 7)
+}
