@@ -233,12 +233,24 @@ func TestBlackBoxCheckpointSchedule(t *testing.T) {
 	for i := range 8 {
 		n.addUser(fmt.Sprintf("user%d", i), "correct horse battery staple", false)
 	}
+	var cpEntry float64
 	waitfor.True(t, "a checkpoint after 5 entries", 30*time.Second, 200*time.Millisecond, func() bool {
 		for _, e := range auditExport(t, n) {
 			if e["type"] == "audit.checkpoint" {
+				cpEntry, _ = e["seq"].(float64)
 				return true
 			}
 		}
 		return false
+	})
+	// The background check (every 10 s) walked the signed entry before
+	// its checkpoint existed; it must still verify the checkpoint's own
+	// entry rather than call the chain broken.
+	waitfor.True(t, "the background check past the checkpoint's entry", 30*time.Second, 250*time.Millisecond, func() bool {
+		fams := n.metricFamilies()
+		if v := sample(fams, "bulwark_audit_chain_broken"); v != 0 {
+			t.Fatalf("bulwark_audit_chain_broken = %v after a scheduled checkpoint", v)
+		}
+		return sample(fams, "bulwark_audit_verified_seq") >= cpEntry
 	})
 }
