@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -78,18 +79,21 @@ func TestConnLimiterClosesLongestIdle(t *testing.T) {
 	l, addr := limitedServer(t, ConnLimits{Max: 3})
 	var conns []net.Conn
 	var readers []*bufio.Reader
-	for range 3 {
+	for i := range 3 {
 		c := dialFrom(t, "127.0.0.1", addr)
 		br := bufio.NewReader(c)
 		if !request(c, br, 5*time.Second) {
 			t.Fatal("request under the limit failed")
 		}
 		conns, readers = append(conns, c), append(readers, br)
+		// Idle since the server said so (ConnState), which may come after
+		// the client read the answer: wait for it, so that the first
+		// connection is the longest idle.
+		waitfor.True(t, fmt.Sprint(i+1, " idle connections"), 5*time.Second, time.Millisecond, func() bool {
+			open, idle := l.Open()
+			return open == i+1 && idle == i+1
+		})
 	}
-	waitfor.True(t, "three idle connections", 5*time.Second, 10*time.Millisecond, func() bool {
-		open, idle := l.Open()
-		return open == 3 && idle == 3
-	})
 	// The second is used again: the first is now the longest idle.
 	if !request(conns[1], readers[1], 5*time.Second) {
 		t.Fatal("second connection failed")
