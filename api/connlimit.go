@@ -49,6 +49,21 @@ type ConnLimiter struct {
 	closed   bool
 	logged   time.Time // last refusal logged
 	refused  int       // refusals since then
+	stats    ConnStats // counters (Stats)
+}
+
+// ConnStats is what a ConnLimiter has done since it was made, and holds
+// now (bulwark_connections_* metrics).
+type ConnStats struct {
+	Open, Idle int // connections open now, and how many of them idle
+	// RefusedPerClient counts connections closed as soon as accepted
+	// because their client held PerClient already.
+	RefusedPerClient uint64
+	// WaitedMax counts connections that met Max with none idle and were
+	// held unanswered until one closed (or went idle).
+	WaitedMax uint64
+	// ClosedIdle counts idle connections closed to make room under Max.
+	ClosedIdle uint64
 }
 
 // NewConnLimiter wraps ln.
@@ -99,6 +114,7 @@ func (l *ConnLimiter) Accept() (net.Conn, error) {
 
 // acquireLocked takes a slot under Max; l.mu is held.
 func (l *ConnLimiter) acquireLocked() error {
+	waited := false
 	for {
 		if l.closed {
 			return net.ErrClosed
@@ -109,10 +125,15 @@ func (l *ConnLimiter) acquireLocked() error {
 		}
 		if victim := l.oldestIdleLocked(); victim != nil {
 			delete(l.idle, victim)
+			l.stats.ClosedIdle++
 			l.mu.Unlock()
 			victim.Close() // gives its slot back
 			l.mu.Lock()
 			continue
+		}
+		if !waited {
+			waited = true
+			l.stats.WaitedMax++
 		}
 		l.freed.Wait()
 	}
@@ -174,6 +195,15 @@ func (l *ConnLimiter) Open() (open, idle int) {
 	return l.live, len(l.idle)
 }
 
+// Stats reports the connections open now and the counters.
+func (l *ConnLimiter) Stats() ConnStats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.stats
+	st.Open, st.Idle = l.live, len(l.idle)
+	return st
+}
+
 func (l *ConnLimiter) oldestIdleLocked() *limitedConn {
 	var victim *limitedConn
 	var since time.Time
@@ -207,6 +237,7 @@ func (l *ConnLimiter) clientKey(c net.Conn) (netip.Prefix, bool) {
 // refusedLocked logs refusals at most every 10 s, with how many there
 // were.
 func (l *ConnLimiter) refusedLocked(key netip.Prefix) {
+	l.stats.RefusedPerClient++
 	l.refused++
 	if now := time.Now(); now.Sub(l.logged) >= 10*time.Second {
 		l.log.Warn("connections refused: a client holds api.max_connections_per_client",

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/bulwark-auth/bulwark/internal/waitfor"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // limitedServer serves 200s on a loopback listener behind a ConnLimiter
@@ -27,6 +29,14 @@ func limitedServer(t *testing.T, lim ConnLimits) (*ConnLimiter, string) {
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 	return l, ln.Addr().String()
+}
+
+// connMetrics scrapes l's figures as /metrics serves them.
+func connMetrics(t *testing.T, l *ConnLimiter) map[string]*dto.MetricFamily {
+	t.Helper()
+	src := testSources(&fakeStats{})
+	src.Conns = l.Stats
+	return scrapeFamilies(t, NewMetrics().Handler(src, false))
 }
 
 // request sends a keep-alive GET on c and reports whether a 200 came
@@ -69,18 +79,21 @@ func TestConnLimiterClosesLongestIdle(t *testing.T) {
 	l, addr := limitedServer(t, ConnLimits{Max: 3})
 	var conns []net.Conn
 	var readers []*bufio.Reader
-	for range 3 {
+	for i := range 3 {
 		c := dialFrom(t, "127.0.0.1", addr)
 		br := bufio.NewReader(c)
 		if !request(c, br, 5*time.Second) {
 			t.Fatal("request under the limit failed")
 		}
 		conns, readers = append(conns, c), append(readers, br)
+		// Idle since the server said so (ConnState), which may come after
+		// the client read the answer: wait for it, so that the first
+		// connection is the longest idle.
+		waitfor.True(t, fmt.Sprint(i+1, " idle connections"), 5*time.Second, time.Millisecond, func() bool {
+			open, idle := l.Open()
+			return open == i+1 && idle == i+1
+		})
 	}
-	waitfor.True(t, "three idle connections", 5*time.Second, 10*time.Millisecond, func() bool {
-		open, idle := l.Open()
-		return open == 3 && idle == 3
-	})
 	// The second is used again: the first is now the longest idle.
 	if !request(conns[1], readers[1], 5*time.Second) {
 		t.Fatal("second connection failed")
@@ -100,13 +113,18 @@ func TestConnLimiterClosesLongestIdle(t *testing.T) {
 	if open, _ := l.Open(); open != 3 {
 		t.Errorf("%d connections open, limit 3", open)
 	}
+	fams := connMetrics(t, l)
+	wantValue(t, fams, 1, "bulwark_connections_idle_closed_total")
+	wantValue(t, fams, 3, "bulwark_connections_open")
+	wantValue(t, fams, 0, "bulwark_connections_refused_total", "reason", "max_connections")
+	wantValue(t, fams, 0, "bulwark_connections_refused_total", "reason", "per_client")
 }
 
 // TestConnLimiterWaitsWhileNoneIdle: at Max with every connection in the
 // middle of a request, a new connection waits (in the backlog) and is
 // served once one closes.
 func TestConnLimiterWaitsWhileNoneIdle(t *testing.T) {
-	_, addr := limitedServer(t, ConnLimits{Max: 1})
+	l, addr := limitedServer(t, ConnLimits{Max: 1})
 	busy := dialFrom(t, "127.0.0.1", addr)
 	io.WriteString(busy, "GET / HTTP/1.1\r\nHost: x\r\n") // headers not finished: active
 	time.Sleep(100 * time.Millisecond)                    // let the server read them
@@ -114,6 +132,9 @@ func TestConnLimiterWaitsWhileNoneIdle(t *testing.T) {
 	if request(c, bufio.NewReader(c), 500*time.Millisecond) {
 		t.Fatal("a connection past the limit was served while the other was active")
 	}
+	fams := connMetrics(t, l)
+	wantValue(t, fams, 1, "bulwark_connections_refused_total", "reason", "max_connections")
+	wantValue(t, fams, 0, "bulwark_connections_idle_closed_total")
 	busy.Close()
 	c = dialFrom(t, "127.0.0.1", addr)
 	if !request(c, bufio.NewReader(c), 5*time.Second) {
@@ -134,6 +155,7 @@ func TestConnLimiterPerClient(t *testing.T) {
 	if c := dialFrom(t, "127.0.0.2", addr); !closedByServer(c, 5*time.Second) {
 		t.Error("a third connection from one address was not closed")
 	}
+	wantValue(t, connMetrics(t, l), 1, "bulwark_connections_refused_total", "reason", "per_client")
 	for _, src := range []string{"127.0.0.3", "127.0.0.9", "127.0.0.9", "127.0.0.9"} {
 		c := dialFrom(t, src, addr)
 		if !request(c, bufio.NewReader(c), 5*time.Second) {
@@ -142,6 +164,10 @@ func TestConnLimiterPerClient(t *testing.T) {
 	}
 	// The refused connection holds no place.
 	waitfor.True(t, "six open", 5*time.Second, 10*time.Millisecond, func() bool { open, _ := l.Open(); return open == 6 })
+	fams := connMetrics(t, l)
+	wantValue(t, fams, 6, "bulwark_connections_open")
+	wantValue(t, fams, 1, "bulwark_connections_refused_total", "reason", "per_client") // exempt addresses are not refused
+	wantValue(t, fams, 0, "bulwark_connections_refused_total", "reason", "max_connections")
 }
 
 func TestConnLimiterClientKey(t *testing.T) {

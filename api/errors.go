@@ -184,7 +184,7 @@ func toError(sc *scope, err error) *Error {
 	case sc.isNoLeader != nil && sc.isNoLeader(err):
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeNoLeader,
 			Description: "no cluster leader is known; try again shortly", RetryAfter: retryBusy}
-	case errors.Is(err, syscall.ENOSPC):
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		// The node's data directory is full (node.ErrDiskFull matches
 		// ENOSPC): writes wait for space, reads and session checks go on.
 		return &Error{Status: http.StatusServiceUnavailable, Code: CodeDiskFull,

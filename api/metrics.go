@@ -181,6 +181,8 @@ type MetricSources struct {
 	// BlocksCacheFor is how long a count of blocked addresses is
 	// served before it is read again; zero means 5 s.
 	BlocksCacheFor time.Duration
+	// Conns reads the API listener's connections (ConnLimiter.Stats).
+	Conns func() ConnStats
 }
 
 // Handler serves /metrics from a registry of its own: m's counters, the
@@ -208,7 +210,7 @@ func (m *Metrics) Handler(src MetricSources, profiling bool) http.Handler {
 		blocksFor = 5 * time.Second
 	}
 	blocks := &cachedCount{read: src.Blocks.BlockedAddresses, ttl: blocksFor}
-	reg.MustRegister(seal, certExpiry, rotateEvery, raftCollector{src.Raft}, authCollector{src.Auth, blocks})
+	reg.MustRegister(seal, certExpiry, rotateEvery, raftCollector{src.Raft}, authCollector{src.Auth, blocks}, connCollector{src.Conns})
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -363,4 +365,34 @@ func (c authCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descHashRefused, prometheus.CounterValue, float64(st.Refused))
 	ch <- prometheus.MustNewConstMetric(descHashAbandoned, prometheus.CounterValue, float64(st.Abandoned))
 	ch <- prometheus.MustNewConstMetric(descHashPinned, prometheus.GaugeValue, float64(st.PinnedThreads))
+}
+
+var (
+	descConnsOpen = prometheus.NewDesc("bulwark_connections_open",
+		"API connections open now (api.max_connections bounds them).", nil, nil)
+	descConnsIdle = prometheus.NewDesc("bulwark_connections_idle",
+		"API connections open now with no request under way.", nil, nil)
+	descConnsRefused = prometheus.NewDesc("bulwark_connections_refused_total",
+		"API connections refused, by reason: per_client (closed as soon as accepted, its client holding api.max_connections_per_client), max_connections (api.max_connections reached with none idle: held unanswered until a connection closed).",
+		[]string{"reason"}, nil)
+	descConnsClosedIdle = prometheus.NewDesc("bulwark_connections_idle_closed_total",
+		"Idle API connections closed to make room under api.max_connections.", nil, nil)
+)
+
+// connCollector reads the API listener's connection figures at scrape time.
+type connCollector struct{ stats func() ConnStats }
+
+func (c connCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descConnsOpen, descConnsIdle, descConnsRefused, descConnsClosedIdle} {
+		ch <- d
+	}
+}
+
+func (c connCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.stats()
+	ch <- prometheus.MustNewConstMetric(descConnsOpen, prometheus.GaugeValue, float64(st.Open))
+	ch <- prometheus.MustNewConstMetric(descConnsIdle, prometheus.GaugeValue, float64(st.Idle))
+	ch <- prometheus.MustNewConstMetric(descConnsRefused, prometheus.CounterValue, float64(st.RefusedPerClient), "per_client")
+	ch <- prometheus.MustNewConstMetric(descConnsRefused, prometheus.CounterValue, float64(st.WaitedMax), "max_connections")
+	ch <- prometheus.MustNewConstMetric(descConnsClosedIdle, prometheus.CounterValue, float64(st.ClosedIdle))
 }

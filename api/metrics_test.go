@@ -46,6 +46,7 @@ func testSources(f *fakeStats) MetricSources {
 		Blocks:      f,
 		CertExpiry:  func() time.Time { return time.Unix(2e9, 0) },
 		RotateEvery: 720 * time.Hour,
+		Conns:       func() ConnStats { return ConnStats{Open: 5, Idle: 2, RefusedPerClient: 3} },
 	}
 }
 
@@ -198,6 +199,11 @@ func TestGaugeMetrics(t *testing.T) {
 	wantValue(t, fams, 2, "bulwark_leader_changes_total")
 	wantValue(t, fams, 1, "bulwark_seal_info", "mode", "software")
 	wantValue(t, fams, 7, "bulwark_password_checks_total")
+	wantValue(t, fams, 5, "bulwark_connections_open")
+	wantValue(t, fams, 2, "bulwark_connections_idle")
+	wantValue(t, fams, 3, "bulwark_connections_refused_total", "reason", "per_client")
+	wantValue(t, fams, 0, "bulwark_connections_refused_total", "reason", "max_connections")
+	wantValue(t, fams, 0, "bulwark_connections_idle_closed_total")
 	if fams["go_goroutines"] == nil || fams["process_cpu_seconds_total"] == nil {
 		t.Error("no Go or process collector")
 	}

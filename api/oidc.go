@@ -42,8 +42,10 @@ type OIDC interface {
 	// Consent (oidc_consent.go).
 	ConsentNeeded(p *authcore.Principal, req authcore.AuthorizationRequest) (bool, error)
 	GrantConsent(ctx context.Context, p *authcore.Principal, req authcore.AuthorizationRequest) error
+	DenyConsent(ctx context.Context, p *authcore.Principal, req authcore.AuthorizationRequest) error
 	Grants(ctx context.Context, p *authcore.Principal) ([]authcore.Grant, error)
 	RevokeGrant(ctx context.Context, p *authcore.Principal, clientID string) (int, error)
+	RevokeAllGrants(ctx context.Context, p *authcore.Principal) (authcore.RevokedGrants, error)
 }
 
 // Paths of the provider (API.md).

@@ -106,6 +106,12 @@ func (a *apiHandlers) consentSubmit(w http.ResponseWriter, r *http.Request) {
 		}
 		a.finishAuthorization(w, r, req, p)
 	case "deny":
+		// The refusal is audited first; if it cannot be recorded the
+		// user is told so and may deny again (nothing was granted).
+		if err := a.opts.OIDC.DenyConsent(r.Context(), p, req); err != nil {
+			writeError(w, r, err)
+			return
+		}
 		// RFC 6749 4.1.2.1: the refusal goes back on the registered
 		// redirect_uri (the request holds it, matched at its start).
 		u, _ := url.Parse(req.RedirectURI)
@@ -132,18 +138,10 @@ func (a *apiHandlers) myGrants(w http.ResponseWriter, r *http.Request, p *authco
 	writeJSON(w, r, http.StatusOK, map[string]any{"grants": gs})
 }
 
-// revokeMyGrants serves DELETE /v1/me/grants: every grant revoked.
+// revokeMyGrants serves DELETE /v1/me/grants: every grant revoked, in
+// one replicated command (all or none).
 func (a *apiHandlers) revokeMyGrants(w http.ResponseWriter, r *http.Request, p *authcore.Principal) {
-	gs, err := a.opts.OIDC.Grants(r.Context(), p)
-	for _, g := range gs {
-		if err != nil {
-			break
-		}
-		if _, err = a.opts.OIDC.RevokeGrant(r.Context(), p, g.ClientID); errors.Is(err, authcore.ErrNotFound) {
-			err = nil // revoked meanwhile
-		}
-	}
-	if err != nil {
+	if _, err := a.opts.OIDC.RevokeAllGrants(r.Context(), p); err != nil {
 		writeError(w, r, err)
 		return
 	}

@@ -17,9 +17,34 @@ import (
 // in memory: grants by client id.
 type consentOIDC struct {
 	pendingOIDC
-	mu     sync.Mutex
-	grants map[string][]string
-	codes  int
+	mu      sync.Mutex
+	grants  map[string][]string
+	codes   int
+	denied  []string // "user client scopes" of each refusal audited
+	denyErr error    // the audit of a refusal fails with it
+	revokes int      // revoking writes (RevokeGrant, RevokeAllGrants)
+}
+
+func (o *consentOIDC) DenyConsent(ctx context.Context, p *authcore.Principal, req authcore.AuthorizationRequest) error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.denyErr != nil {
+		return o.denyErr
+	}
+	o.denied = append(o.denied, p.UserID+" "+req.ClientID+" "+strings.Join(req.Scopes, ","))
+	return nil
+}
+
+func (o *consentOIDC) RevokeAllGrants(ctx context.Context, p *authcore.Principal) (authcore.RevokedGrants, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.revokes++
+	out := authcore.RevokedGrants{}
+	for c := range o.grants {
+		out.ClientIDs = append(out.ClientIDs, c)
+	}
+	clear(o.grants)
+	return out, nil
 }
 
 func (o *consentOIDC) PendingAuthorization(id string) (authcore.AuthorizationRequest, error) {
@@ -71,6 +96,7 @@ func (o *consentOIDC) RevokeGrant(ctx context.Context, p *authcore.Principal, cl
 	if _, ok := o.grants[client]; !ok {
 		return 0, authcore.ErrNotFound
 	}
+	o.revokes++
 	delete(o.grants, client)
 	return 1, nil
 }
@@ -134,11 +160,23 @@ func TestConsentPage(t *testing.T) {
 			t.Fatalf("%+v: %d, grants %v, codes %d", c, rec.Code, o.grants, o.codes)
 		}
 	}
+	if len(o.denied) != 0 {
+		t.Fatalf("refusals audited before any: %v", o.denied)
+	}
+	// A refusal that cannot be audited is not answered as one.
+	o.denyErr = authcore.ErrBusy
+	if rec := consentPost(t, h, "alice-token", testCSRF, "deny"); rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Location") != "" {
+		t.Fatalf("deny with the audit failing: %d %q", rec.Code, rec.Header().Get("Location"))
+	}
+	o.denyErr = nil
 	rec = consentPost(t, h, "alice-token", testCSRF, "deny")
 	loc, _ := url.Parse(rec.Header().Get("Location"))
 	if rec.Code != http.StatusSeeOther || loc.Host != "third.example" || loc.Query().Get("error") != "access_denied" ||
 		loc.Query().Get("state") != "st" || len(o.grants) != 0 || o.codes != 0 {
 		t.Fatalf("deny: %d %v, grants %v, codes %d", rec.Code, loc, o.grants, o.codes)
+	}
+	if len(o.denied) != 1 || !strings.HasSuffix(o.denied[0], " third openid,email,custom") || strings.HasPrefix(o.denied[0], " ") {
+		t.Fatalf("refusals audited: %q; want one, by the user, for third and its scopes", o.denied)
 	}
 	rec = consentPost(t, h, "alice-token", testCSRF, "allow")
 	loc, _ = url.Parse(rec.Header().Get("Location"))
@@ -157,8 +195,10 @@ func TestConsentPage(t *testing.T) {
 	if rec := doAuth(t, h, "DELETE", "/v1/me/grants/third", "alice-token", ""); rec.Code != http.StatusNoContent || o.grants["third"] != nil {
 		t.Fatalf("DELETE /v1/me/grants/third: %d %v", rec.Code, o.grants)
 	}
-	if rec := doAuth(t, h, "DELETE", "/v1/me/grants", "alice-token", ""); rec.Code != http.StatusNoContent || len(o.grants) != 0 {
-		t.Fatalf("DELETE /v1/me/grants: %d %v", rec.Code, o.grants)
+	o.grants["another"] = []string{"openid"}
+	o.revokes = 0
+	if rec := doAuth(t, h, "DELETE", "/v1/me/grants", "alice-token", ""); rec.Code != http.StatusNoContent || len(o.grants) != 0 || o.revokes != 1 {
+		t.Fatalf("DELETE /v1/me/grants: %d, grants left %v, %d revoking writes; want none left in one write", rec.Code, o.grants, o.revokes)
 	}
 	if rec := doAuth(t, h, "GET", "/v1/me/grants", "", ""); rec.Code != http.StatusUnauthorized {
 		t.Fatalf("GET /v1/me/grants without a token: %d", rec.Code)

@@ -450,14 +450,16 @@ func (s *Service) unchecked(ctx context.Context, name string, slot int64, err er
 func (s *Service) namesPerAddress() int { return max(s.cfg.MaxFailedNamesPerAddress, 0) }
 
 // audit appends entries to the trail on their own (for events that are
-// not a state change) and mirrors them to the log.
-func (s *Service) audit(ctx context.Context, entries ...fsm.AuditAppend) {
+// not a state change) and mirrors them to the log; the error says they
+// were not recorded (most callers have nothing to undo and go on).
+func (s *Service) audit(ctx context.Context, entries ...fsm.AuditAppend) error {
 	cmd, err := fsm.NewCommand(fsm.TypeAuditAppend, 1, s.now().UnixNano(), entries[0])
 	if err == nil {
 		cmd = cmd.WithAudit(entries[1:]...)
 		_, err = s.propose(ctx, cmd)
 	}
 	s.logAudit(entries, err)
+	return err
 }
 
 // logAudit mirrors entries to the log and, once committed (err nil),

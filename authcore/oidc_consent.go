@@ -130,3 +130,50 @@ func (s *Service) RevokeGrant(ctx context.Context, p *Principal, clientID string
 	}
 	return n, nil
 }
+
+// DenyConsent records in the audit trail that p refused req's client
+// req's scopes. Nothing else changes; an error means the refusal was not
+// recorded (the caller does not answer as if it were).
+func (s *Service) DenyConsent(ctx context.Context, p *Principal, req AuthorizationRequest) error {
+	ri := requestInfo(ctx)
+	return s.audit(ctx, fsm.AuditAppend{Type: "oidc.consent_denied", Severity: fsm.AuditInfo, Actor: p.UserID, Subject: p.UserID,
+		IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"client_id": fsm.CleanAuditText(req.ClientID, 64),
+			"scope": fsm.CleanAuditText(strings.Join(req.Scopes, " "), 256)}})
+}
+
+// RevokedGrants is what revoking all of a user's consents did.
+type RevokedGrants struct {
+	ClientIDs []string // the clients whose grants were withdrawn
+	Sessions  int      // the sessions those clients held for the user, ended
+}
+
+// RevokeAllGrants withdraws every consent p gave, in one replicated
+// command (all or none), and ends the sessions those clients hold for p;
+// it returns the clients and how many sessions ended. Below feature level
+// 5 no grant can exist: nothing to do.
+func (s *Service) RevokeAllGrants(ctx context.Context, p *Principal) (RevokedGrants, error) {
+	if !s.proposable(fsm.TypeOIDCConsentRevokeAll, 1) {
+		return RevokedGrants{ClientIDs: []string{}}, nil
+	}
+	var listed []string // for the audit entry: the grants as read now
+	if err := s.store.View(func(r fsm.Reader) error {
+		return r.OIDCGrants(p.UserID, func(g *fsm.OIDCGrant) { listed = append(listed, g.ClientID) })
+	}); err != nil {
+		return RevokedGrants{}, err
+	}
+	cmd, err := fsm.NewCommand(fsm.TypeOIDCConsentRevokeAll, 1, s.now().UnixNano(), fsm.OIDCConsentRevokeAll{UserID: p.UserID})
+	if err != nil {
+		return RevokedGrants{}, err
+	}
+	ri := requestInfo(ctx)
+	out, err := applyAs[fsm.OIDCRevokedGrants](ctx, s, cmd, fsm.AuditAppend{Type: "oidc.consent_revoke_all", Severity: fsm.AuditInfo,
+		Actor: p.UserID, Subject: p.UserID, IP: ri.IP, UserAgent: ri.UserAgent,
+		Details: map[string]string{"client_ids": fsm.CleanAuditText(strings.Join(listed, " "), 512)}})
+	if err != nil {
+		return RevokedGrants{}, err
+	}
+	if len(out.ClientIDs) > 0 {
+		s.log.Info("consents revoked", "user", p.UserID, "client_ids", strings.Join(out.ClientIDs, " "), "sessions_ended", out.Sessions)
+	}
+	return RevokedGrants(out), nil
+}

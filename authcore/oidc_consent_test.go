@@ -3,9 +3,12 @@ package authcore
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bulwark-auth/bulwark/fsm"
 )
 
 // A client that requires consent gets no code until the user allowed it
@@ -119,5 +122,103 @@ func TestClientFeaturesNeedLevel5(t *testing.T) {
 	}
 	if err := s.GrantConsent(ctx, &Principal{UserID: "u"}, AuthorizationRequest{ClientID: "plain", Scopes: []string{"openid"}}); !errors.Is(err, ErrConflict) {
 		t.Fatalf("a grant at level 4: %v", err)
+	}
+}
+
+// A consent refused is in the audit trail: who, which client, which
+// scopes; nothing else is recorded.
+func TestDenyConsentAudited(t *testing.T) {
+	s := oidcService(t, newLocalStore(t), newMemVault(), AlgES256, newClock())
+	ctx := context.Background()
+	addClient(t, s, "third", "", true)
+	p, err := s.Authenticate(ctx, login(t, s).AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := AuthorizationRequest{ClientID: "third", RedirectURI: "https://third.example/cb", Scopes: []string{"openid", "email"}}
+	if err := s.DenyConsent(ctx, p, req); err != nil {
+		t.Fatal(err)
+	}
+	trail, err := s.Audit(ctx, 0, MaxAuditLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := trail[len(trail)-1]
+	if last.Type != "oidc.consent_denied" || last.Actor != p.UserID || last.Subject != p.UserID ||
+		last.Details["client_id"] != "third" || last.Details["scope"] != "openid email" {
+		t.Fatalf("last audit entry after a refusal: %+v", last)
+	}
+	if gs, err := s.Grants(ctx, p); err != nil || len(gs) != 0 {
+		t.Fatalf("grants after a refusal: %v %v", gs, err)
+	}
+}
+
+// Revoking all grants is one replicated command: if it fails (the
+// leader lost, the client gone halfway), every grant is still there; if it
+// succeeds, none is, the clients' sessions end, and the trail has one
+// entry naming them.
+func TestRevokeAllGrantsAtomic(t *testing.T) {
+	st := newLocalStore(t)
+	s := oidcService(t, st, newMemVault(), AlgES256, newClock())
+	ctx := context.Background()
+	p, err := s.Authenticate(ctx, login(t, s).AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clients := []string{"one", "three", "two"}
+	for _, c := range clients {
+		addClient(t, s, c, "", true)
+		if err := s.GrantConsent(ctx, p, AuthorizationRequest{ClientID: c, Scopes: []string{"openid"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grants := func() []string {
+		t.Helper()
+		gs, err := s.Grants(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, g := range gs {
+			out = append(out, g.ClientID)
+		}
+		return out
+	}
+	// The write that withdraws grants is lost after the first of them.
+	revokes := 0
+	st.fail = func(cmd fsm.Command) error {
+		if cmd.Type == fsm.TypeOIDCConsentRevoke || cmd.Type == fsm.TypeOIDCConsentRevokeAll {
+			if revokes++; revokes > 1 {
+				return errors.New("connection to the leader lost")
+			}
+		}
+		return nil
+	}
+	if _, err := s.RevokeAllGrants(ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	if got := grants(); len(got) != 0 || revokes != 1 {
+		t.Fatalf("after revoking all: grants %v, %d commands; want none, 1", got, revokes)
+	}
+	trail, err := s.Audit(ctx, 0, MaxAuditLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if last := trail[len(trail)-1]; last.Type != "oidc.consent_revoke_all" || last.Actor != p.UserID ||
+		last.Details["client_ids"] != strings.Join(clients, " ") {
+		t.Fatalf("last audit entry: %+v", last)
+	}
+
+	for _, c := range clients {
+		if err := s.GrantConsent(ctx, p, AuthorizationRequest{ClientID: c, Scopes: []string{"openid"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	revokes = 1 // every revoking write is lost now
+	if _, err := s.RevokeAllGrants(ctx, p); err == nil {
+		t.Fatal("revoke all with its write lost: no error")
+	}
+	if got := grants(); !slices.Equal(got, clients) {
+		t.Fatalf("grants after a failed revoke all: %v; want all of %v", got, clients)
 	}
 }

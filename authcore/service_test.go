@@ -38,6 +38,9 @@ type localStore struct {
 	after func(cmd fsm.Command)
 	// views counts read transactions (View calls).
 	views atomic.Int64
+	// fail, if set, may refuse a command before it is applied (a lost
+	// leader, a dropped connection): its error is the answer.
+	fail func(cmd fsm.Command) error
 }
 
 func newLocalStore(t testing.TB) *localStore {
@@ -56,6 +59,11 @@ func (l *localStore) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 	}
 	if err := ctx.Err(); err != nil && l.follower {
 		return nil, err // never sent
+	}
+	if l.fail != nil {
+		if err := l.fail(cmd); err != nil {
+			return nil, err
+		}
 	}
 	v, err := l.apply(cmd)
 	if l.after != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -54,7 +55,9 @@ func TestApplyBatchWaitsForSpace(t *testing.T) {
 	f.Close()
 
 	told := make(chan error, 1)
+	var endTold atomic.Bool // the last call said the batch no longer waits
 	s.SetNoSpace(func(err error) {
+		endTold.Store(err == nil)
 		select {
 		case told <- err:
 		default:
@@ -88,6 +91,9 @@ func TestApplyBatchWaitsForSpace(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("ApplyBatch did not finish within 10 s of space returning")
+	}
+	if !endTold.Load() {
+		t.Error("SetNoSpace's function was not told (nil) that the commit went through")
 	}
 	if got := len(allAudit(t, s)); got != 410 {
 		t.Errorf("%d audit entries, want 410", got)

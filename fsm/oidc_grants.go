@@ -19,6 +19,10 @@ import (
 const (
 	TypeOIDCConsentGrant  Type = "oidc.consent_grant"
 	TypeOIDCConsentRevoke Type = "oidc.consent_revoke"
+	// TypeOIDCConsentRevokeAll withdraws every grant of a user in one
+	// entry (DELETE /v1/me/grants): a failure or a disconnect halfway
+	// cannot leave some of them.
+	TypeOIDCConsentRevokeAll Type = "oidc.consent_revoke_all"
 )
 
 // bucketGrants: user id 0x00 client id → OIDCGrant.
@@ -50,9 +54,22 @@ type OIDCConsentRevoke struct {
 	ClientID string `json:"client_id"`
 }
 
+// OIDCConsentRevokeAll withdraws every grant of a user (to clients since
+// removed too) and ends the sessions those clients hold for the user.
+type OIDCConsentRevokeAll struct {
+	UserID string `json:"user_id"`
+}
+
+// OIDCRevokedGrants is what oidc.consent_revoke_all did.
+type OIDCRevokedGrants struct {
+	ClientIDs []string `json:"client_ids"` // the grants withdrawn, in client id order
+	Sessions  int      `json:"sessions"`   // sessions ended
+}
+
 var oidcGrantCommands = []CommandSpec{
 	{Type: TypeOIDCConsentGrant, Version: 1, Level: 5, Apply: applyOIDCConsentGrant, Result: reflect.TypeFor[*OIDCGrant]()},
 	{Type: TypeOIDCConsentRevoke, Version: 1, Level: 5, Apply: applyOIDCConsentRevoke, Result: reflect.TypeFor[int]()},
+	{Type: TypeOIDCConsentRevokeAll, Version: 1, Level: 5, Apply: applyOIDCConsentRevokeAll, Result: reflect.TypeFor[OIDCRevokedGrants]()},
 }
 
 func grantKey(userID, clientID string) []byte {
@@ -128,6 +145,44 @@ func applyOIDCConsentRevoke(t txn, c Command) (any, error) {
 		n++
 	}
 	return n, nil
+}
+
+func applyOIDCConsentRevokeAll(t txn, c Command) (any, error) {
+	var p OIDCConsentRevokeAll
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if !validID(p.UserID) {
+		return nil, fmt.Errorf("%w: oidc.consent_revoke_all payload", ErrInvalidCommand)
+	}
+	res := OIDCRevokedGrants{ClientIDs: []string{}}
+	prefix := append([]byte(p.UserID), 0)
+	if err := t.deleteKeysWhere(bucketGrants, func(k []byte) bool {
+		if !bytes.HasPrefix(k, prefix) {
+			return false
+		}
+		res.ClientIDs = append(res.ClientIDs, string(k[len(prefix):]))
+		return true
+	}); err != nil {
+		return nil, err
+	}
+	if len(res.ClientIDs) == 0 {
+		return res, nil
+	}
+	ss, err := t.userSessions(p.UserID)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range ss {
+		if s.ClientID == "" || !slices.Contains(res.ClientIDs, s.ClientID) {
+			continue
+		}
+		if err := t.deleteSession(s); err != nil {
+			return nil, err
+		}
+		res.Sessions++
+	}
+	return res, nil
 }
 
 // checkConsent returns ErrConsentRequired unless r's client needs no

@@ -196,3 +196,62 @@ func TestUserDeleteTakesGrants(t *testing.T) {
 		t.Fatalf("v2 left %d grants and refusal count %v", g, f)
 	}
 }
+
+// Revoking all of a user's grants is one entry: every grant of the user
+// goes (to a client since removed too), with the sessions those clients
+// hold for the user; the user's own session and another user's grant
+// stay. Again, it withdraws nothing and is no error.
+func TestOIDCConsentRevokeAll(t *testing.T) {
+	a := consentSetup(t)
+	at := t0.Add(time.Second)
+	must := func(r Result) {
+		t.Helper()
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	must(a.apply(TypeUserCreate, t0, UserCreate{ID: "u2", Username: "bob", PasswordHash: "h"}))
+	for _, id := range []string{"ask2", "gone"} {
+		must(a.applyVersion(TypeOIDCClientPut, 2, t0, OIDCClientPut{Client: OIDCClient{ID: id, Public: true,
+			RedirectURIs: []string{"https://" + id + ".example/cb"}, ConsentRequired: true}}))
+	}
+	for _, g := range []OIDCConsentGrant{{UserID: "u1", ClientID: "ask", Scopes: []string{"openid", "email"}},
+		{UserID: "u1", ClientID: "ask2", Scopes: []string{"openid"}}, {UserID: "u1", ClientID: "gone", Scopes: []string{"openid"}},
+		{UserID: "u2", ClientID: "ask", Scopes: []string{"openid"}}} {
+		must(a.apply(TypeOIDCConsentGrant, at, g))
+	}
+	must(a.apply(TypeOIDCClientDelete, at, OIDCClientDelete{ID: "gone"}))
+	must(a.applyVersion(TypeOIDCAuthorize, 2, at, authorizeReq("r2", "c2", time.Time{})))
+	must(a.apply(TypeOIDCCodeRedeem, at, OIDCCodeRedeem{CodeHash: hashOf("c2"), ClientID: "ask", RedirectURI: "https://ask.example/cb",
+		Session: SessionCreate{ID: "sask", RefreshHash: hashOf("rsask"), Lifetime: int64(time.Hour), MaxPerUser: 10, OnLimit: "evict_oldest"}}))
+
+	if r := a.apply(TypeOIDCConsentRevokeAll, at, OIDCConsentRevokeAll{UserID: ""}); !errors.Is(r.Err, ErrInvalidCommand) {
+		t.Fatalf("no user: %v", r.Err)
+	}
+	r := a.apply(TypeOIDCConsentRevokeAll, at, OIDCConsentRevokeAll{UserID: "u1"})
+	got, _ := r.Value.(OIDCRevokedGrants)
+	if r.Err != nil || !slices.Equal(got.ClientIDs, []string{"ask", "ask2", "gone"}) || got.Sessions != 1 {
+		t.Fatalf("revoke all: %+v %v", r.Value, r.Err)
+	}
+	a.s.View(func(rd Reader) error {
+		n := 0
+		rd.OIDCGrants("u1", func(*OIDCGrant) { n++ })
+		if n != 0 {
+			t.Errorf("%d grants of u1 left", n)
+		}
+		if _, err := rd.OIDCGrant("u2", "ask"); err != nil {
+			t.Errorf("another user's grant went too: %v", err)
+		}
+		if _, err := rd.Session("sask"); !errors.Is(err, ErrSessionNotFound) {
+			t.Errorf("the client's session outlived the grants: %v", err)
+		}
+		if _, err := rd.Session("login"); err != nil {
+			t.Errorf("the login session went with the grants: %v", err)
+		}
+		return nil
+	})
+	r = a.apply(TypeOIDCConsentRevokeAll, at, OIDCConsentRevokeAll{UserID: "u1"})
+	if got, _ := r.Value.(OIDCRevokedGrants); r.Err != nil || len(got.ClientIDs) != 0 || got.Sessions != 0 {
+		t.Fatalf("revoke all again: %+v %v", r.Value, r.Err)
+	}
+}

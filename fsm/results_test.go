@@ -86,6 +86,7 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeOIDCConsentGrant, 1, Result{Value: &OIDCGrant{UserID: "u1", ClientID: "app", Scopes: []string{"email", "openid"},
 			ClientCreatedAt: at, GrantedAt: at, UpdatedAt: at}}},
 		{TypeOIDCConsentRevoke, 1, Result{Value: 2}},
+		{TypeOIDCConsentRevokeAll, 1, Result{Value: OIDCRevokedGrants{ClientIDs: []string{"a", "b"}, Sessions: 1}}},
 		{TypeWebAuthnAdd, 1, Result{Value: &MFA{WebAuthn: []WebAuthnCredential{{ID: "c", Name: "key", Sealed: []byte("s"), SignCount: 1, CreatedAt: at}}}}},
 		{TypeWebAuthnRename, 1, Result{Value: &MFA{WebAuthn: []WebAuthnCredential{{ID: "c", Name: "k2", CreatedAt: at, LastUsedAt: &at}}}}},
 		{TypeWebAuthnRemove, 1, Result{Value: &MFA{}}},

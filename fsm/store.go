@@ -134,7 +134,8 @@ type Store struct {
 
 // SetNoSpace sets fn to be called, before ApplyBatch tries again, each time
 // a commit fails because the disk is full; the caller may free space then
-// (node releases its reserve file) and log it.
+// (node releases its reserve file) and log it. Once such a commit went
+// through, fn is called with nil: the batch no longer waits.
 func (s *Store) SetNoSpace(fn func(error)) { s.noSpace.Store(&fn) }
 
 // Open opens or creates state.db at path and checks it.
@@ -529,12 +530,17 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 	// committed in the log and must be applied, in order, so wait for
 	// space and apply them again, from scratch, rather than crash. Raft's
 	// applies wait meanwhile; reads go on.
+	waited := false
 	for wait := 10 * time.Millisecond; err != nil && noSpace(err); wait = min(2*wait, time.Second) {
 		if fn := s.noSpace.Load(); fn != nil {
 			(*fn)(err)
 		}
+		waited = true
 		time.Sleep(wait)
 		err = s.db.Update(apply)
+	}
+	if fn := s.noSpace.Load(); waited && err == nil && fn != nil {
+		(*fn)(nil)
 	}
 	if err != nil {
 		panic(fmt.Sprintf("fsm: commit of a batch of %d entries failed: %v", len(entries), err))

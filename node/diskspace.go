@@ -32,7 +32,18 @@ import (
 //
 // The raft.db stores and state.db try a write that failed for want of
 // space again after the reserve was released (spaceStore, fsm.SetNoSpace).
+//
+// A write can fail for want of space while statfs shows plenty free: a
+// quota (EDQUOT), or a filesystem that statfs misjudges. The free-space
+// figure then says nothing, so once a write has failed (failed) the guard
+// accepts writes again only when Raft and state.db no longer wait for
+// space (a write accepted meanwhile would queue behind them, unanswered,
+// for as long as the disk stays full) and a small probe write, then the
+// reserve's allocation, succeed.
 const reserveFile = "space.reserve"
+
+// probeFile is the guard's probe write (probe).
+const probeFile = "space.probe"
 
 // spaceLook is how often the guard looks at the disk when nothing asks.
 const spaceLook = 250 * time.Millisecond
@@ -42,23 +53,29 @@ type spaceGuard struct {
 	log       *slog.Logger
 	reserve   int64                                        // 0: the guard is off (space is not measured here)
 	measure   func(string) (avail, total int64, err error) // fsSpace, or a test's
+	fault     func() error                                 // tests: an error the probe writes answer instead (Config.storeFault)
 
 	parked   chan struct{} // closed when a Raft write parks (park)
 	parkOnce sync.Once
 
 	mu     sync.Mutex
 	full   bool
-	looked time.Time
-	err    error // ErrDiskFull with the data directory named, while full
+	failed bool // full since a write failed for want of space: statfs alone does not end it
+	// raftWaits, stateWaits: Raft's term or vote (spaceStore.retryStable),
+	// a state.db commit (fsm.Store.SetNoSpace) waits for space.
+	raftWaits, stateWaits bool
+	looked                time.Time
+	probeErr              error // the last probe's failure, logged once
+	err                   error // ErrDiskFull with the data directory named, while full
 }
 
 // newSpaceGuard sizes the reserve (1/16 of the filesystem, between 1 and
 // 16 MiB) and allocates the reserve file if it is missing.
-func newSpaceGuard(dir string, log *slog.Logger, measure func(string) (int64, int64, error)) *spaceGuard {
+func newSpaceGuard(dir string, log *slog.Logger, measure func(string) (int64, int64, error), fault func() error) *spaceGuard {
 	if measure == nil {
 		measure = fsSpace
 	}
-	g := &spaceGuard{dir: dir, file: filepath.Join(dir, reserveFile), log: log, parked: make(chan struct{}), measure: measure}
+	g := &spaceGuard{dir: dir, file: filepath.Join(dir, reserveFile), log: log, parked: make(chan struct{}), measure: measure, fault: fault}
 	_, total, err := measure(dir)
 	if err != nil {
 		log.Info("disk space is not watched here; a full disk is met by raft and bbolt alone", "data_dir", dir, "error", err)
@@ -95,9 +112,34 @@ func (g *spaceGuard) noSpace(err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if !g.full {
-		g.log.Error("disk full: a write to the data directory failed", "data_dir", g.dir, "error", err)
+		g.log.Error("disk full: a write to the data directory failed; writes are refused until one fits again", "data_dir", g.dir, "error", err)
 	}
-	g.setFull(0)
+	g.failed = true
+	g.setFull("a write failed: " + err.Error())
+}
+
+// waiting records that Raft (raft) or state.db (!raft) waits for space,
+// or no longer does: while either waits, writes are refused.
+func (g *spaceGuard) waiting(raft, waits bool) {
+	if g == nil || g.reserve == 0 {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if raft {
+		g.raftWaits = waits
+	} else {
+		g.stateWaits = waits
+	}
+}
+
+// stateNoSpace is fsm.Store.SetNoSpace's function: err is the commit's
+// failure, each time it is tried again, or nil once it went through.
+func (g *spaceGuard) stateNoSpace(err error) {
+	if err != nil {
+		g.noSpace(err)
+	}
+	g.waiting(false, err != nil)
 }
 
 func (g *spaceGuard) lookNow() {
@@ -130,11 +172,12 @@ func (g *spaceGuard) look() {
 	if err != nil {
 		return
 	}
+	free := fmt.Sprintf("%d bytes free, %d reserved", avail, g.reserve)
 	if !g.full {
 		if avail < g.reserve {
 			g.log.Error("disk full: writes are refused until space returns", "data_dir", g.dir,
 				"free_bytes", avail, "reserve_bytes", g.reserve)
-			g.setFull(avail)
+			g.setFull(free)
 		}
 		return
 	}
@@ -143,22 +186,61 @@ func (g *spaceGuard) look() {
 			g.log.Error("disk full: writes are refused until space returns", "data_dir", g.dir,
 				"free_bytes", avail, "needed_bytes", 2*g.reserve)
 		}
-		g.setFull(avail)
+		g.setFull(free)
 		return
+	}
+	if g.raftWaits || g.stateWaits {
+		return // their own tries are the probe
+	}
+	if g.failed {
+		if err := g.probe(); err != nil {
+			if g.probeErr == nil {
+				g.log.Warn("disk space: a probe write to the data directory failed although statfs shows space free (a quota?); writes stay refused",
+					"data_dir", g.dir, "free_bytes", avail, "error", err)
+			}
+			g.probeErr = err
+			return
+		}
 	}
 	if err := g.allocate(); err != nil {
 		g.log.Warn("disk space: the reserve file could not be allocated; writes stay refused", "data_dir", g.dir, "error", err)
 		return
 	}
-	g.full, g.err = false, nil
+	g.full, g.failed, g.probeErr, g.err = false, false, nil, nil
 	g.log.Info("disk space returned: writes are accepted again", "data_dir", g.dir, "free_bytes", avail-g.reserve)
 }
 
+// probe writes and syncs a small file in the data directory, and removes
+// it: whether a write fits, where statfs cannot tell.
+func (g *spaceGuard) probe() error {
+	if g.fault != nil {
+		if err := g.fault(); err != nil {
+			return err
+		}
+	}
+	name := filepath.Join(g.dir, probeFile)
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(make([]byte, 64<<10))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if rerr := os.Remove(name); err == nil {
+		err = rerr
+	}
+	return err
+}
+
 // setFull refuses writes and releases the reserve; g.mu is held.
-func (g *spaceGuard) setFull(avail int64) {
+func (g *spaceGuard) setFull(why string) {
 	g.full = true
 	if g.err == nil {
-		g.err = fmt.Errorf("%w: data directory %s (%d bytes free, %d reserved)", ErrDiskFull, g.dir, avail, g.reserve)
+		g.err = fmt.Errorf("%w: data directory %s (%s)", ErrDiskFull, g.dir, why)
 	}
 	if err := os.Remove(g.file); err != nil && !errors.Is(err, os.ErrNotExist) {
 		g.log.Warn("disk full: the reserve file could not be removed", "file", g.file, "error", err)
@@ -166,6 +248,11 @@ func (g *spaceGuard) setFull(avail int64) {
 }
 
 func (g *spaceGuard) allocate() error {
+	if g.fault != nil {
+		if err := g.fault(); err != nil {
+			return err
+		}
+	}
 	f, err := os.OpenFile(g.file, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return err
@@ -238,6 +325,8 @@ func (s spaceStore) retryStable(fn func() error) error {
 	}
 	s.g.log.Error("disk full: Raft cannot save its term or vote to raft.db; it waits for space, taking no part in elections meanwhile",
 		"data_dir", s.g.dir, "error", err)
+	s.g.waiting(true, true)
+	defer s.g.waiting(true, false)
 	for delay := 10 * time.Millisecond; err != nil && isNoSpace(err); delay = min(2*delay, time.Second) {
 		select {
 		case <-s.done:

@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -11,14 +15,16 @@ import (
 
 	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/hashicorp/raft"
+	bolt "go.etcd.io/bbolt"
 )
 
 // raftDiskFull is a raft.db whose disk fills on demand: while full, every
-// write to it (log appends, term, vote) fails with ENOSPC, counted; while
+// write to it (log appends, term, vote) and the space guard's probe
+// writes fail with ENOSPC (with EDQUOT while quota), counted; while
 // looksFull, statfs says so too (otherwise it says 1 GiB of 2 are free).
 type raftDiskFull struct {
-	full, looksFull atomic.Bool
-	refused         atomic.Int64
+	full, looksFull, quota atomic.Bool
+	refused                atomic.Int64
 }
 
 func (d *raftDiskFull) free(string) (avail, total int64, err error) {
@@ -31,6 +37,9 @@ func (d *raftDiskFull) free(string) (avail, total int64, err error) {
 func (d *raftDiskFull) fault() error {
 	if d.full.Load() {
 		d.refused.Add(1)
+		if d.quota.Load() {
+			return fmt.Errorf("raft.db: write: %w", syscall.EDQUOT)
+		}
 		return fmt.Errorf("raft.db: write: %w", syscall.ENOSPC)
 	}
 	return nil
@@ -38,7 +47,12 @@ func (d *raftDiskFull) fault() error {
 
 func openFaultyNode(t *testing.T, d *raftDiskFull) *Node {
 	t.Helper()
-	n, err := Open(Config{ID: "n1", DataDir: t.TempDir(), Advertise: "127.0.0.1:18444", Logger: testLogger(t), storeFault: d.fault, spaceFree: d.free})
+	return openFaultyNodeAt(t, d, t.TempDir(), testLogger(t))
+}
+
+func openFaultyNodeAt(t *testing.T, d *raftDiskFull, dir string, log *slog.Logger) *Node {
+	t.Helper()
+	n, err := Open(Config{ID: "n1", DataDir: dir, Advertise: "127.0.0.1:18444", Logger: log, storeFault: d.fault, spaceFree: d.free})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,5 +136,176 @@ func TestCloseOnRaftDiskFull(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Close hangs while Raft waits for space")
+	}
+}
+
+// TestRaftLogQuota: a quota (EDQUOT) fills while statfs shows the
+// filesystem half empty, so the guard has no free-space figure to go by.
+// Writes must be refused as on a full disk (ErrDiskFull, which api answers
+// 503 disk_full) and promptly, those in flight when it filled and those
+// after, across the guard's looks and Raft's elections; the log names the
+// data directory; once writes fit again (a probe write succeeds) the node
+// takes writes with no restart, holding what it held, and both bbolt files
+// pass bbolt's check.
+func TestRaftLogQuota(t *testing.T) {
+	d := &raftDiskFull{}
+	d.quota.Store(true)
+	dir := t.TempDir()
+	logs := &logLines{t: t}
+	n := openFaultyNodeAt(t, d, dir, slog.New(slog.NewTextHandler(logs, nil)))
+	closed := false
+	defer func() {
+		if !closed {
+			n.Close()
+		}
+	}()
+	createUser(t, n, "before")
+
+	// write applies cmd and fails the test unless it is refused with
+	// ErrDiskFull within a second (a write that hangs is left behind).
+	write := func(name string) {
+		t.Helper()
+		got := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := n.Apply(ctx, userCmd(t, name))
+			got <- err
+		}()
+		select {
+		case err := <-got:
+			if !errors.Is(err, ErrDiskFull) || !errors.Is(err, syscall.ENOSPC) {
+				t.Errorf("write %s over quota: %v; want ErrDiskFull", name, err)
+			}
+		case <-time.After(time.Second):
+			t.Fatalf("write %s over quota: no answer within 1 s", name)
+		}
+	}
+
+	d.full.Store(true)
+	var wg sync.WaitGroup
+	for i := range 8 { // in flight together when the quota is met
+		wg.Add(1)
+		go func() { defer wg.Done(); write(fmt.Sprint("refused", i)) }()
+	}
+	wg.Wait()
+	// Through several of the guard's looks (statfs shows free space
+	// throughout) and Raft's election timeouts.
+	for i := range 12 {
+		time.Sleep(150 * time.Millisecond)
+		write(fmt.Sprint("later", i))
+	}
+	if !logs.has("disk full", "data_dir="+dir) {
+		t.Errorf("no log line saying the disk is full and naming the data directory %s", dir)
+	}
+
+	d.full.Store(false)
+	waitfor.Nil(t, "a write once the quota allows it", 15*time.Second, 50*time.Millisecond, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := n.Apply(ctx, userCmd(t, "after"))
+		return err
+	})
+	got := users(t, n)
+	for name := range got {
+		if strings.HasPrefix(name, "refused") || strings.HasPrefix(name, "later") {
+			t.Errorf("user %s was created although its write was refused", name)
+		}
+	}
+	if !got["before"] || !got["after"] {
+		t.Errorf("users after the quota was met: %v; want before and after", got)
+	}
+	closed = true
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	checkBolt(t, filepath.Join(dir, "state.db"))
+	checkBolt(t, filepath.Join(dir, "raft", "raft.db"))
+}
+
+// logLines routes a node's log to t.Log and keeps the lines.
+type logLines struct {
+	t     *testing.T
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimSpace(string(p)))
+	l.mu.Lock()
+	l.lines = append(l.lines, string(p))
+	l.mu.Unlock()
+	return len(p), nil
+}
+
+// has reports whether one line holds every part.
+func (l *logLines) has(parts ...string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+next:
+	for _, line := range l.lines {
+		for _, p := range parts {
+			if !strings.Contains(line, p) {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// checkBolt runs bbolt's consistency check on a stopped node's file.
+func checkBolt(t *testing.T, path string) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Errorf("open %s: %v", path, err)
+		return
+	}
+	defer db.Close()
+	err = db.View(func(tx *bolt.Tx) error {
+		var errs []error
+		for e := range tx.Check() {
+			errs = append(errs, e)
+		}
+		return errors.Join(errs...)
+	})
+	if err != nil {
+		t.Errorf("%s fails bbolt's consistency check: %v", path, err)
+	}
+}
+
+// TestGuardWaitsForStores: statfs shows space and a probe write fits, but
+// Raft's term or a state.db commit still waits for space (what filled was
+// theirs to write): writes stay refused until both went through, since a
+// write accepted meanwhile would queue behind them unanswered.
+func TestGuardWaitsForStores(t *testing.T) {
+	free := func(string) (int64, int64, error) { return 1 << 30, 2 << 30, nil }
+	dir := t.TempDir()
+	g := newSpaceGuard(dir, testLogger(t), free, nil)
+	if err := g.check(); err != nil {
+		t.Fatalf("a fresh guard: %v", err)
+	}
+	quota := fmt.Errorf("state.db: commit: %w", syscall.EDQUOT)
+	for _, raft := range []bool{false, true} {
+		if raft {
+			g.noSpace(quota)
+			g.waiting(true, true)
+		} else {
+			g.stateNoSpace(quota)
+		}
+		g.lookNow()
+		if err := g.check(); !errors.Is(err, ErrDiskFull) || !strings.Contains(err.Error(), dir) {
+			t.Fatalf("raft %v waits: check %v; want ErrDiskFull naming %s", raft, err, dir)
+		}
+		if raft {
+			g.waiting(true, false)
+		} else {
+			g.stateNoSpace(nil)
+		}
+		g.lookNow()
+		if err := g.check(); err != nil {
+			t.Fatalf("raft %v went through: check %v; want writes accepted", raft, err)
+		}
 	}
 }

@@ -95,9 +95,10 @@ type Config struct {
 	// level is the feature level this node reports from its start; zero
 	// is fsm.MaxLevel (tests set an earlier release's).
 	level int32
-	// storeFault, when set, is called before each write to raft.db; an
-	// error it returns is the write's answer (tests: a disk that fills
-	// under Raft, diskspace_test.go).
+	// storeFault, when set, is called before each write to raft.db and
+	// each probe write of the space guard; an error it returns is the
+	// write's answer (tests: a disk or quota that fills under Raft,
+	// diskspace_test.go).
 	storeFault func() error
 	// spaceFree, when set, measures the data directory's disk instead of
 	// statfs (tests: a disk that looks full).
@@ -244,7 +245,7 @@ func Open(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node: open raft log: %w", err)
 	}
-	n.space = newSpaceGuard(cfg.DataDir, n.log, cfg.spaceFree)
+	n.space = newSpaceGuard(cfg.DataDir, n.log, cfg.spaceFree, cfg.storeFault)
 	logs := spaceStore{BoltStore: n.logs, g: n.space, done: n.done, fault: cfg.storeFault}
 	hlog := newHCLogger(cfg.Logger, "raft")
 	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hlog)
@@ -254,7 +255,7 @@ func Open(cfg Config) (*Node, error) {
 	if n.store, err = openState(filepath.Join(cfg.DataDir, "state.db"), n.snaps, n.log); err != nil {
 		return nil, err
 	}
-	n.store.SetNoSpace(n.space.noSpace)
+	n.store.SetNoSpace(n.space.stateNoSpace)
 
 	if cfg.TLS != nil {
 		cl, err := listenCluster(cfg.Listen, cfg.TLS, n.log)
@@ -491,8 +492,13 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 			return v, err
 		}
 		// The write certainly reached no log (the leader was changing or
-		// stopping): wait, briefly, for the next leader and send it again.
+		// stopping): wait, briefly, for the next leader and send it again,
+		// unless the disk filled meanwhile (a leader whose append failed
+		// for want of space steps down).
 		if !n.awaitNewLeader(ctx, deadline) {
+			return nil, err
+		}
+		if err := n.space.check(); err != nil {
 			return nil, err
 		}
 	}

@@ -15,7 +15,7 @@ const auditCheckEvery = 10 * time.Second
 // metricsSources wires what /metrics reads at scrape time: the node's
 // Raft state, the auth service's figures, the seal mode, the cluster
 // certificate's expiry and the rotation period.
-func metricsSources(n *node.Node, core *authcore.Service, sealMode string, cluster *node.ClusterTLS, rotateEvery time.Duration) api.MetricSources {
+func metricsSources(n *node.Node, core *authcore.Service, sealMode string, cluster *node.ClusterTLS, rotateEvery time.Duration, apiLn *api.ConnLimiter) api.MetricSources {
 	return api.MetricSources{
 		SealMode: sealMode,
 		Raft: func() api.RaftStats {
@@ -28,5 +28,6 @@ func metricsSources(n *node.Node, core *authcore.Service, sealMode string, clust
 		Blocks:      core,
 		CertExpiry:  func() time.Time { return cluster.Certificate().Leaf.NotAfter },
 		RotateEvery: rotateEvery,
+		Conns:       apiLn.Stats,
 	}
 }

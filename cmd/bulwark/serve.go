@@ -386,7 +386,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		adminLn.Close()
 		return fmt.Errorf("metrics.listen: %w", err)
 	}
-	metricsSrv := &http.Server{Handler: metrics.Handler(metricsSources(n, core, sealer.Mode(), clusterTLS, cfg.Tokens.RotateEvery.Duration),
+	metricsSrv := &http.Server{Handler: metrics.Handler(metricsSources(n, core, sealer.Mode(), clusterTLS, cfg.Tokens.RotateEvery.Duration, apiLn),
 		cfg.Metrics.Pprof), ReadHeaderTimeout: 5 * time.Second}
 
 	errc := make(chan error, 3)

@@ -136,6 +136,19 @@ var cases = []alertCase{
 	{alert: "BulwarkRestarting", name: "running", at: 10 * time.Minute,
 		series: "process_start_time_seconds{" + a + "} 0x10\nbulwark_seal_info{" + a + ",mode=\"tpm\"} 1x10"},
 
+	// One address refused a connection a second for 20 minutes.
+	{alert: "BulwarkConnectionsRefused", name: "one a second per client", fire: true, at: 20 * time.Minute,
+		series: `bulwark_connections_refused_total{` + a + `,reason="per_client"} 0+60x20`,
+		labels: map[string]string{"instance": "a:9464", "reason": "per_client"}},
+	{alert: "BulwarkConnectionsRefused", name: "waiting at max_connections", fire: true, at: 20 * time.Minute,
+		series: "bulwark_connections_refused_total{" + a + ",reason=\"max_connections\"} 0+30x20\n" +
+			"bulwark_connections_refused_total{" + a + ",reason=\"per_client\"} 0x20",
+		labels: map[string]string{"reason": "max_connections"}},
+	{alert: "BulwarkConnectionsRefused", name: "a burst of a hundred", at: 20 * time.Minute,
+		series: `bulwark_connections_refused_total{` + a + `,reason="per_client"} 0x5 100x15`},
+	{alert: "BulwarkConnectionsRefused", name: "one a minute", at: 20 * time.Minute,
+		series: `bulwark_connections_refused_total{` + a + `,reason="per_client"} 0+1x20`},
+
 	// 1.2 failures a second over two nodes, 0.6 each.
 	{alert: "BulwarkBruteForce", name: "spread over two nodes", fire: true, at: 15 * time.Minute,
 		series: "bulwark_failed_auth_attempts_total{" + a + ",reason=\"wrong_password\"} 0+36x15\n" +
