@@ -228,7 +228,9 @@ type clusterReport struct {
 	// PeakRSSMiB is the largest peak resident memory of any of the three
 	// nodes over their measured phases.
 	PeakRSSMiB float64 `json:"peak_rss_mib"`
-	Error      string  `json:"error,omitempty"`
+	// Stops are the graceful leader stops after the phases (stop.go).
+	Stops *stopReport `json:"graceful_stops,omitempty"`
+	Error string      `json:"error,omitempty"`
 }
 
 type clusterNode struct {
@@ -282,6 +284,9 @@ func measureCluster(ctx context.Context, o options, rep *report) (code int) {
 	cr.LeaderAtStart, cr.LeaderAtEnd = st.Leader, st.Leader
 
 	maxConc := max(slices.Max(clusterLoginConcs), slices.Max(clusterRefreshConcs))
+	if len(o.clusterPhases) == 0 {
+		maxConc = 8 // the graceful stops alone: two writers a trial, users taken in turn
+	}
 	progress(fmt.Sprintf("creating %d users on the leader, %s", maxConc, st.Leader), 0)
 	users, err := c.byName(st.Leader).addUsers(ctx, maxConc)
 	if err != nil {
@@ -312,6 +317,9 @@ func measureCluster(ctx context.Context, o options, rep *report) (code int) {
 	var follower *node // the follower the follower phases go through, kept while it follows
 	for _, setup := range []string{setupLeader, setupFollower} {
 		for _, ph := range clusterPhases {
+			if !o.clusterPhases[ph.name] {
+				continue
+			}
 			for _, conc := range ph.concs {
 				if ctx.Err() != nil {
 					return 0
@@ -362,8 +370,16 @@ func measureCluster(ctx context.Context, o options, rep *report) (code int) {
 			}
 		}
 	}
+	if o.stopTrials > 0 && ctx.Err() == nil {
+		cr.Stops = &stopReport{}
+		if err := measureStops(ctx, c, users, o.stopTrials, cr.Stops); err != nil {
+			cr.Stops.Error = err.Error()
+			fmt.Fprintln(os.Stderr, "bulwark-bench: graceful stops:", err)
+			code = 1
+		}
+	}
 	if st, err := c.status(ctx); err == nil {
 		cr.LeaderAtEnd = st.Leader
 	}
-	return 0
+	return code
 }

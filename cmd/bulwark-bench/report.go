@@ -39,7 +39,7 @@ const (
 	targetMe         = 15000
 	targetPeakRSSMiB = 200
 	// three nodes sharing the machine, the better of leader and follower
-	targetClusterRefresh = 2000
+	targetClusterRefresh = 2500
 )
 
 // report is everything printed and written as JSON.
@@ -212,6 +212,9 @@ func (r *report) evaluate() {
 	}
 	if r.Cluster != nil {
 		r.Targets = append(r.Targets, r.clusterRefreshTarget())
+		if r.Cluster.Stops != nil {
+			r.Targets = append(r.Targets, r.stopTarget())
+		}
 	}
 	r.Targets = append(r.Targets, r.peakRSSTarget())
 	for i := range r.Targets {
@@ -515,6 +518,9 @@ func (r *report) print(w io.Writer) {
 		}
 	}
 
+	if r.Cluster != nil && r.Cluster.Stops != nil {
+		r.Cluster.Stops.print(w)
+	}
 	fmt.Fprintln(w, "\ntargets:")
 	for _, t := range r.Targets {
 		verdict := "FAIL"
@@ -544,6 +550,9 @@ func (r *report) print(w io.Writer) {
 	}
 	if r.Cluster != nil && r.Cluster.Error != "" {
 		fmt.Fprintf(w, "\nthree-node error: %s\n", r.Cluster.Error)
+	}
+	if r.Cluster != nil && r.Cluster.Stops != nil && r.Cluster.Stops.Error != "" {
+		fmt.Fprintf(w, "\ngraceful stops error: %s\n", r.Cluster.Stops.Error)
 	}
 	fmt.Fprintln(w, "\nnotes:")
 	for _, note := range r.Notes {
