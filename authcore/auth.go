@@ -532,16 +532,22 @@ func (s *Service) startSessionWith(ctx context.Context, u *fsm.User, resetName s
 		Actor: u.ID, Subject: u.ID, IP: ri.IP, UserAgent: ri.UserAgent,
 		Details: map[string]string{"username": u.Username, "session_id": sid, "amr": strings.Join(amr, " ")}}}
 	var cmd fsm.Command
+	level := s.clusterLevel() // one read for the versions below
 	switch {
-	case proof.factor != nil || proof.pwdGen == nil || s.proposable(fsm.TypeSessionCreate, 3):
+	case proof.factor != nil || proof.pwdGen == nil || fsm.Proposable(fsm.TypeSessionCreate, 3, level):
 		// Only a cluster at level 4 has second factors to use.
 		if proof.factor != nil {
 			audit[0].Details["method"] = proof.factor.Method
 		}
 		p.DuringLockdown = s.lockdownAllows(u, amr, ri)
-		cmd, err = fsm.NewCommand(fsm.TypeSessionCreate, 3, s.now().UnixNano(), fsm.SessionCreateV3{
+		// v4 (level 5) refuses without spending the ticket or factor.
+		v := uint16(3)
+		if fsm.Proposable(fsm.TypeSessionCreate, 4, level) {
+			v = 4
+		}
+		cmd, err = fsm.NewCommand(fsm.TypeSessionCreate, v, s.now().UnixNano(), fsm.SessionCreateV3{
 			SessionCreateV2: fsm.SessionCreateV2{SessionCreate: p, PasswordGen: proof.pwdGen, Rehash: rehash}, Factor: proof.factor})
-	case s.proposable(fsm.TypeSessionCreate, 2):
+	case fsm.Proposable(fsm.TypeSessionCreate, 2, level):
 		cmd, err = fsm.NewCommand(fsm.TypeSessionCreate, 2, s.now().UnixNano(), fsm.SessionCreateV2{
 			SessionCreate: p, PasswordGen: proof.pwdGen, Rehash: rehash})
 		if rehash != "" {

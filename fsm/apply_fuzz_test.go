@@ -90,7 +90,9 @@ func FuzzApply(f *testing.F) {
 			t.Fatalf("%s v%d (%v) counted %d sessions, the bucket changed by %d", row.Type, row.Version, r1.Err, c1.counted, c1.stored)
 		}
 		if r1.Err != nil {
-			if !bytes.Equal(d1, base) {
+			// session.create v3 shipped spending a ticket or factor before
+			// a later check refused (mfa.go); replay keeps it, v4 does not.
+			if !bytes.Equal(d1, base) && !(row.Type == TypeSessionCreate && row.Version == 3) {
 				t.Fatalf("%s v%d refused (%v) but changed the state", row.Type, row.Version, r1.Err)
 			}
 			return

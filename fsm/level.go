@@ -42,7 +42,8 @@ import (
 //	   and pseudonymises their audit entries (erase.go); user.delete v2
 //	   also deletes the user's consent grants and refusal count;
 //	   the cluster CA's revocation list: cert.record, cert.revoke and
-//	   crl.publish (crl.go)
+//	   crl.publish (crl.go); session.create v4 (a refused login spends
+//	   no ticket or factor, mfa.go)
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.

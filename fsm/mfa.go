@@ -162,6 +162,7 @@ var mfaCommands = []CommandSpec{
 	{Type: TypeWebAuthnRename, Version: 1, Level: 4, Apply: applyWebAuthnRename, Result: reflect.TypeFor[*MFA]()},
 	{Type: TypeWebAuthnRemove, Version: 1, Level: 4, Apply: applyWebAuthnRemove, Result: reflect.TypeFor[*MFA]()},
 	{Type: TypeSessionCreate, Version: 3, Level: 4, Apply: applySessionCreateV3, Result: reflect.TypeFor[*Session]()},
+	{Type: TypeSessionCreate, Version: 4, Level: 5, Apply: applySessionCreateV4, Result: reflect.TypeFor[*Session]()},
 }
 
 func validSealed(b []byte) bool { return len(b) > 0 && len(b) <= MaxSealedBytes }
@@ -401,7 +402,23 @@ func (t txn) dropWebAuthnIndex(userID string, creds []WebAuthnCredential) error 
 	return nil
 }
 
+// applySessionCreateV3 is session.create v3 as it shipped (level 4): a
+// refusal can leave writes behind. A second factor's ticket is spent
+// before the factor is checked, and the factor before the id and session
+// limit checks; replaying the log needs them kept. v4 refuses first.
 func applySessionCreateV3(t txn, c Command) (any, error) {
+	return sessionCreateWithFactor(t, c, false)
+}
+
+// applySessionCreateV4 is session.create v4: v3's payload, every check
+// made before anything is written, so that a refused login (a replayed
+// TOTP step, a session limit with on_limit deny) spends no ticket or
+// factor.
+func applySessionCreateV4(t txn, c Command) (any, error) {
+	return sessionCreateWithFactor(t, c, true)
+}
+
+func sessionCreateWithFactor(t txn, c Command, checkFirst bool) (any, error) {
 	var p SessionCreateV3
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
@@ -413,12 +430,16 @@ func applySessionCreateV3(t txn, c Command) (any, error) {
 	if f != nil && f.Ticket != "" && (!validHexHash(f.Ticket) || f.TicketExpires <= c.Time) {
 		return nil, fmt.Errorf("%w: session.create ticket", ErrInvalidCommand)
 	}
-	return startSessionTx(t, c, p.SessionCreate, func(u *User) error {
+	start := startSessionTx
+	if checkFirst {
+		start = startSessionTxCheckFirst
+	}
+	return start(t, c, p.SessionCreate, func(u *User) error {
 		if p.PasswordGen != nil && u.PasswordGen != *p.PasswordGen {
 			return ErrCredentialChanged
 		}
 		if f != nil {
-			if err := t.useFactor(u.ID, f, c.Time); err != nil {
+			if err := t.useFactor(u.ID, f, c.Time, checkFirst); err != nil {
 				return err
 			}
 		}
@@ -432,24 +453,43 @@ func applySessionCreateV3(t txn, c Command) (any, error) {
 
 // useFactor spends the second factor f for userID at now, or refuses it:
 // ErrFactorNotFound when the factor is not (or no longer) the user's,
-// ErrFactorReplayed when it was used already.
-func (t txn) useFactor(userID string, f *FactorProof, now int64) error {
+// ErrFactorReplayed when it was used already. With checkFirst it writes
+// nothing unless it accepts; without (session.create v3, as shipped) the
+// ticket is spent before the factor is checked.
+func (t txn) useFactor(userID string, f *FactorProof, now int64, checkFirst bool) error {
+	spendTicket := func() error {
+		if err := t.tx.Bucket(bucketMFAUsed).Put([]byte(f.Ticket), nil); err != nil {
+			return err
+		}
+		return t.index(f.TicketExpires, expiryTicket, f.Ticket)
+	}
 	if f.Ticket != "" {
-		used := t.tx.Bucket(bucketMFAUsed)
-		if used.Get([]byte(f.Ticket)) != nil {
+		if t.tx.Bucket(bucketMFAUsed).Get([]byte(f.Ticket)) != nil {
 			return ErrFactorReplayed
 		}
-		if err := used.Put([]byte(f.Ticket), nil); err != nil {
-			return err
-		}
-		if err := t.index(f.TicketExpires, expiryTicket, f.Ticket); err != nil {
-			return err
+		if !checkFirst {
+			if err := spendTicket(); err != nil {
+				return err
+			}
 		}
 	}
 	m, err := t.mfaOf(userID)
 	if err != nil {
 		return err
 	}
+	if err := spendFactor(m, f, now); err != nil {
+		return err
+	}
+	if checkFirst && f.Ticket != "" {
+		if err := spendTicket(); err != nil {
+			return err
+		}
+	}
+	return t.putMFA(userID, m)
+}
+
+// spendFactor checks f against m and marks it used in m (in memory).
+func spendFactor(m *MFA, f *FactorProof, now int64) error {
 	switch f.Method {
 	case FactorTOTP:
 		if m.TOTP == nil {
@@ -483,7 +523,7 @@ func (t txn) useFactor(userID string, f *FactorProof, now int64) error {
 	default:
 		return fmt.Errorf("%w: unknown second-factor method %q", ErrInvalidCommand, f.Method)
 	}
-	return t.putMFA(userID, m)
+	return nil
 }
 
 // MFA returns a user's factors (an empty record if none).

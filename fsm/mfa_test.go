@@ -355,3 +355,48 @@ func snapshotBytes(t *testing.T, s *Store) []byte {
 	}
 	return buf.Bytes()
 }
+
+// session.create v4 checks everything before it writes: a login refused
+// for a replayed TOTP step, or for the session limit under on_limit deny,
+// spends neither its ticket nor its factor. v3 (shipped) spent the ticket
+// first, and replay keeps that.
+func TestSessionCreateV4RefusesWithoutSpending(t *testing.T) {
+	gen := uint64(0)
+	create := func(a *applier, v uint16, sid string, f *FactorProof, max int, onLimit string) Result {
+		a.t.Helper()
+		return a.applyVersion(TypeSessionCreate, v, t0, SessionCreateV3{
+			SessionCreateV2: SessionCreateV2{SessionCreate: SessionCreate{ID: sid, UserID: "u1", RefreshHash: hashOf("r" + sid),
+				Lifetime: int64(time.Hour), MaxPerUser: max, OnLimit: onLimit, AMR: []string{"pwd", "otp", "mfa"}},
+				PasswordGen: &gen},
+			Factor: f})
+	}
+	ticket, exp := hashOf("nonce"), t0.Add(5*time.Minute).UnixNano()
+	for _, v := range []uint16{3, 4} {
+		a := setupUser(t)
+		enrolTOTP(t, a, 100)
+		// A replayed step with a fresh ticket: refused; v4 leaves the
+		// ticket unspent, so the same ticket with a new step still works.
+		if r := create(a, v, "s1", &FactorProof{Method: FactorTOTP, Step: 100, Ticket: ticket, TicketExpires: exp}, 10, "evict_oldest"); !errors.Is(r.Err, ErrFactorReplayed) {
+			t.Fatalf("v%d, a replayed step: %v", v, r.Err)
+		}
+		r := create(a, v, "s2", &FactorProof{Method: FactorTOTP, Step: 101, Ticket: ticket, TicketExpires: exp}, 10, "evict_oldest")
+		switch {
+		case v == 3 && !errors.Is(r.Err, ErrFactorReplayed):
+			t.Fatalf("v3 (as shipped) no longer spends the ticket of a refused login: %v", r.Err)
+		case v == 4 && r.Err != nil:
+			t.Fatalf("v4: the ticket of a refused login was spent: %v", r.Err)
+		}
+	}
+	// At the limit under deny: refused, and v4 leaves the step unused.
+	a := setupUser(t)
+	enrolTOTP(t, a, 100)
+	if r := create(a, 4, "s1", &FactorProof{Method: FactorTOTP, Step: 101}, 1, "deny"); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if r := create(a, 4, "s2", &FactorProof{Method: FactorTOTP, Step: 102}, 1, "deny"); !errors.Is(r.Err, ErrSessionLimit) {
+		t.Fatalf("at the limit under deny: %v", r.Err)
+	}
+	if m := mfaOf(t, a, "u1"); m.TOTP.LastStep != 101 {
+		t.Fatalf("a login refused at the session limit used step %d", m.TOTP.LastStep)
+	}
+}

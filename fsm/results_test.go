@@ -56,6 +56,7 @@ func TestResultsCrossTheWire(t *testing.T) {
 		{TypeClusterLevel, 1, Result{Value: 3}},
 		{TypeMemberKey, 1, Result{}},
 		{TypeSessionCreate, 3, Result{Value: sess}},
+		{TypeSessionCreate, 4, Result{Value: sess}},
 		{TypeWebhookCursor, 1, Result{Value: uint64(42)}},
 		{TypeLoginAttempt, 3, Result{Value: AttemptResult{ChallengeRequired: true, Suspicion: 4}}},
 		{TypeLoginAttempt, 4, Result{Value: AttemptResult{ChallengeRequired: true, Suspicion: 4, Blocked: true}}},

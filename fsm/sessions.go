@@ -188,6 +188,17 @@ func applySessionCreateV2(t txn, c Command) (any, error) {
 // startSessionTx starts the session p describes; check, if set, vets (and
 // may update) the user first, in the same transaction.
 func startSessionTx(t txn, c Command, p SessionCreate, check func(*User) error) (any, error) {
+	return startSession(t, c, p, check, false)
+}
+
+// startSessionTxCheckFirst is startSessionTx with the id and session limit
+// checks made before check, which may write (session.create v4): a
+// refused command then writes nothing.
+func startSessionTxCheckFirst(t txn, c Command, p SessionCreate, check func(*User) error) (any, error) {
+	return startSession(t, c, p, check, true)
+}
+
+func startSession(t txn, c Command, p SessionCreate, check func(*User) error, limitsFirst bool) (any, error) {
 	if !validID(p.ID) || p.UserID == "" || len(p.RefreshHash) != 64 || p.Lifetime <= 0 || p.MaxPerUser < 1 ||
 		(p.OnLimit != "evict_oldest" && p.OnLimit != "deny") {
 		return nil, fmt.Errorf("%w: session.create payload", ErrInvalidCommand)
@@ -202,29 +213,42 @@ func startSessionTx(t txn, c Command, p SessionCreate, check func(*User) error) 
 	if t.lockdown().Active && !p.DuringLockdown {
 		return nil, ErrLockedDown
 	}
+	at := time.Unix(0, c.Time).UTC()
+	var alive []*Session
+	limits := func() error {
+		if t.tx.Bucket(bucketSessions).Get([]byte(p.ID)) != nil || t.tx.Bucket(bucketRefresh).Get([]byte(p.RefreshHash)) != nil {
+			return fmt.Errorf("%w: session or refresh token id reused", ErrInvalidCommand)
+		}
+		live, err := t.userSessions(p.UserID)
+		if err != nil {
+			return err
+		}
+		for _, s := range live {
+			if s.Alive(at) && !endedByLockdown(Reader{tx: t.tx}, s) {
+				alive = append(alive, s)
+			}
+		}
+		if len(alive) >= p.MaxPerUser && p.OnLimit == "deny" {
+			return ErrSessionLimit
+		}
+		return nil
+	}
+	if limitsFirst {
+		if err := limits(); err != nil {
+			return nil, err
+		}
+	}
 	if check != nil {
 		if err := check(u); err != nil {
 			return nil, err
 		}
 	}
-	if t.tx.Bucket(bucketSessions).Get([]byte(p.ID)) != nil || t.tx.Bucket(bucketRefresh).Get([]byte(p.RefreshHash)) != nil {
-		return nil, fmt.Errorf("%w: session or refresh token id reused", ErrInvalidCommand)
-	}
-	at := time.Unix(0, c.Time).UTC()
-	live, err := t.userSessions(p.UserID)
-	if err != nil {
-		return nil, err
-	}
-	var alive []*Session
-	for _, s := range live {
-		if s.Alive(at) && !endedByLockdown(Reader{tx: t.tx}, s) {
-			alive = append(alive, s)
+	if !limitsFirst {
+		if err := limits(); err != nil {
+			return nil, err
 		}
 	}
 	if len(alive) >= p.MaxPerUser {
-		if p.OnLimit == "deny" {
-			return nil, ErrSessionLimit
-		}
 		sort.Slice(alive, func(i, j int) bool { return alive[i].CreatedAt.Before(alive[j].CreatedAt) })
 		for _, s := range alive[:len(alive)-p.MaxPerUser+1] {
 			if err := t.deleteSession(s); err != nil {
