@@ -121,7 +121,7 @@ func startCluster(t testing.TB, size int) []*Node {
 func newCluster(t testing.TB, size int, o clusterOpts) *cluster {
 	t.Helper()
 	if o.timeout == 0 {
-		o.timeout = 300 * time.Millisecond
+		o.timeout = 500 * time.Millisecond // the product runs 300 ms; make test runs many clusters at once
 	}
 	if o.ca == nil {
 		o.ca = newTestCA(t)
@@ -294,7 +294,7 @@ func waitVoters(t *testing.T, n *Node, ids ...string) {
 func openClusterNode(t *testing.T, id, addr string, ct *ClusterTLS, join bool, adjust ...func(*Config)) *Node {
 	t.Helper()
 	cfg := Config{ID: id, DataDir: t.TempDir(), Advertise: addr, Listen: addr, TLS: ct, Join: join,
-		Logger: testLogger(t), HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond}
+		Logger: testLogger(t), HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond}
 	for _, f := range adjust {
 		f(&cfg)
 	}

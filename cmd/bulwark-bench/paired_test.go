@@ -63,25 +63,27 @@ func TestRunPairedAlternatesAndPools(t *testing.T) {
 			}, nil
 		}
 	}
-	lim := phaseLimits{duration: 40 * time.Millisecond, maxOps: 1e6}
+	// 1 ms against 100 ms sleeps: a loaded machine stretches short
+	// sleeps tenfold, and a should still outpace b.
+	lim := phaseLimits{duration: 300 * time.Millisecond, maxOps: 1e6}
 	a, b, rounds := runPaired(context.Background(),
 		pairedPhase{name: "a", conc: 2, setup: worker("a", time.Millisecond)},
-		pairedPhase{name: "b", conc: 1, setup: worker("b", 10*time.Millisecond), inProcess: true}, 3, lim)
+		pairedPhase{name: "b", conc: 1, setup: worker("b", 100*time.Millisecond), inProcess: true}, 3, lim)
 	if want := []string{"a", "b", "a", "b", "a", "b"}; !slices.Equal(order, want) {
 		t.Errorf("loops ran in the order %v, want %v", order, want)
 	}
 	if len(rounds) != 3 || a.Phase != "a" || b.Phase != "b" || a.Concurrency != 2 || b.Concurrency != 1 {
 		t.Fatalf("a %+v, b %+v, rounds %v", a, b, rounds)
 	}
-	// Pooled: three loops of at least 40 ms each, every operation counted.
-	if a.Seconds < 0.12 || b.Seconds < 0.12 || a.Ops < 3 || b.Ops < 3 {
+	// Pooled: three loops of at least 300 ms each, every operation counted.
+	if a.Seconds < 0.9 || b.Seconds < 0.9 || a.Ops < 3 || b.Ops < 3 {
 		t.Errorf("pooled results: a %v ops in %v s, b %v ops in %v s", a.Ops, a.Seconds, b.Ops, b.Seconds)
 	}
 	var sumA float64
 	for _, r := range rounds {
 		sumA += r.A
 		if r.A <= r.B {
-			t.Errorf("round %+v: two workers of 1 ms should outpace one of 10 ms", r)
+			t.Errorf("round %+v: two workers of 1 ms should outpace one of 100 ms", r)
 		}
 	}
 	if mean := sumA / 3; math.Abs(mean-a.OpsPerSec) > 0.25*a.OpsPerSec {

@@ -132,7 +132,7 @@ func failoverTrials() int {
 // and the median; make test asserts only a loose bound (timing targets
 // belong to make chaos, on a quiet machine).
 func TestBlackBoxClusterFailover(t *testing.T) {
-	extra := ""
+	extra := productRaftTiming
 	// BULWARK_CHAOS_HEARTBEAT (e.g. 500ms) sets cluster.heartbeat_timeout,
 	// to compare settings on one machine.
 	if hb := os.Getenv("BULWARK_CHAOS_HEARTBEAT"); hb != "" {
@@ -289,7 +289,7 @@ const gracefulStopTarget = 100 * time.Millisecond
 // make chaos (BULWARK_CHAOS=1, without -race) runs five, restarting the
 // stopped node between them, and holds every trial to the 100 ms target.
 func TestBlackBoxClusterGracefulLeaderStop(t *testing.T) {
-	nodes := formCluster(t, "[auth.rate_limit]\nexempt = [\"127.0.0.0/8\"]\n")
+	nodes := formCluster(t, productRaftTiming+"[auth.rate_limit]\nexempt = [\"127.0.0.0/8\"]\n")
 	nodes[0].addUser("alice", clusterPassword, false)
 	bound := 2 * time.Second
 	if os.Getenv("BULWARK_CHAOS") != "" {
@@ -474,7 +474,7 @@ func TestBlackBoxClusterStaleNodeRefusesSessions(t *testing.T) {
 // with, the default's and the configured one's.
 func TestBlackBoxHeartbeatTimeout(t *testing.T) {
 	for _, tc := range []struct{ extra, want string }{
-		{"", "heartbeat_timeout=300ms election_timeout=300ms leader_lease=150ms"},
+		{productRaftTiming, "heartbeat_timeout=300ms election_timeout=300ms leader_lease=150ms"},
 		{`cluster.heartbeat_timeout = "700ms"`, "heartbeat_timeout=700ms election_timeout=700ms leader_lease=350ms"},
 	} {
 		n := newNamedTestNode(t, "node1", tc.extra)

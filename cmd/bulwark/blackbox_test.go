@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -98,6 +99,11 @@ func newTestNode(t *testing.T, extra ...string) *testNode {
 }
 
 // newNamedTestNode is newTestNode for a node called name.
+// productRaftTiming, among a test node's extra lines (a TOML comment),
+// keeps Raft at the product's default timing, which the harness otherwise
+// slows (newNamedTestNode).
+const productRaftTiming = "# raft at the product's default timing\n"
+
 func newNamedTestNode(t *testing.T, name string, extra ...string) *testNode {
 	t.Helper()
 	n := &testNode{t: t, bin: bulwarkBinary(t), dir: t.TempDir(), apiPort: loopback.Port(t), metrics: loopback.Port(t)}
@@ -127,6 +133,15 @@ func newNamedTestNode(t *testing.T, name string, extra ...string) *testNode {
 		} else {
 			rest = append(rest, l)
 		}
+	}
+	// Raft at the 500 ms heartbeat of earlier releases, not the product's
+	// 300 ms: make test runs many clusters at once on two cores, and a
+	// stall past the 150 ms lease costs an election that tests not about
+	// failover would see as 503s. Failover tests set their own, or ask
+	// for the product's with productRaftTiming.
+	if !slices.ContainsFunc(clusterKeys, func(k string) bool { return strings.HasPrefix(k, "heartbeat_timeout") }) &&
+		!slices.Contains(rest, strings.TrimSuffix(productRaftTiming, "\n")) {
+		clusterKeys = append(clusterKeys, "heartbeat_timeout = \"500ms\"\n")
 	}
 	extra = []string{strings.Join(rest, "\n")}
 	cfg := fmt.Sprintf(`node_name = %q
