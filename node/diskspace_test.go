@@ -13,9 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/internal/boltcheck"
+
 	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/hashicorp/raft"
-	bolt "go.etcd.io/bbolt"
 )
 
 // raftDiskFull is a raft.db whose disk fills on demand: while full, every
@@ -257,21 +258,8 @@ next:
 // checkBolt runs bbolt's consistency check on a stopped node's file.
 func checkBolt(t *testing.T, path string) {
 	t.Helper()
-	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: time.Second})
-	if err != nil {
-		t.Errorf("open %s: %v", path, err)
-		return
-	}
-	defer db.Close()
-	err = db.View(func(tx *bolt.Tx) error {
-		var errs []error
-		for e := range tx.Check() {
-			errs = append(errs, e)
-		}
-		return errors.Join(errs...)
-	})
-	if err != nil {
-		t.Errorf("%s fails bbolt's consistency check: %v", path, err)
+	if err := boltcheck.Check(path); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -265,11 +265,32 @@ func (n *node) addUsers(ctx context.Context, count int) ([]benchUser, error) {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			errs[i] = n.cli(ctx, users[i].password+"\n", "user", "add", users[i].name, "--password-stdin")
+			errs[i] = n.addUser(ctx, users[i])
 		})
 	}
 	wg.Wait()
 	return users, errors.Join(errs...)
+}
+
+// addUser creates u, retrying for a while when the cluster answers that
+// it has no leader yet (an election under load): a retry that finds the
+// name taken means an earlier try took effect.
+func (n *node) addUser(ctx context.Context, u benchUser) error {
+	for try := 0; ; try++ {
+		err := n.cli(ctx, u.password+"\n", "user", "add", u.name, "--password-stdin")
+		switch {
+		case err != nil && strings.Contains(err.Error(), "try again shortly") && try < 40:
+			select {
+			case <-ctx.Done():
+				return err
+			case <-time.After(250 * time.Millisecond):
+			}
+			continue
+		case err != nil && try > 0 && strings.Contains(err.Error(), "already exists"):
+			return nil
+		}
+		return err
+	}
 }
 
 // cli runs one admin command against the node.
