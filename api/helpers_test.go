@@ -153,21 +153,15 @@ func (f *fakeUsers) User(ctx context.Context, nameOrID string) (authcore.User, e
 }
 
 func (f *fakeUsers) SetDisabled(ctx context.Context, nameOrID string, disabled bool) (authcore.User, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if err := f.enter(); err != nil {
-		return authcore.User{}, err
-	}
-	u, err := f.find(nameOrID)
-	if err != nil {
-		return u, err
-	}
-	u.Disabled = disabled
-	f.users[u.Username] = u
-	return u, nil
+	return f.update(nameOrID, func(u *authcore.User) { u.Disabled = disabled })
 }
 
 func (f *fakeUsers) Unflag(ctx context.Context, nameOrID string) (authcore.User, error) {
+	return f.update(nameOrID, func(u *authcore.User) { u.Flagged = false })
+}
+
+// update changes the user nameOrID names with change, as one write.
+func (f *fakeUsers) update(nameOrID string, change func(*authcore.User)) (authcore.User, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.enter(); err != nil {
@@ -177,7 +171,7 @@ func (f *fakeUsers) Unflag(ctx context.Context, nameOrID string) (authcore.User,
 	if err != nil {
 		return u, err
 	}
-	u.Flagged = false
+	change(&u)
 	f.users[u.Username] = u
 	return u, nil
 }
