@@ -493,12 +493,19 @@ func (n *Node) Apply(ctx context.Context, cmd fsm.Command) (any, error) {
 		}
 		// The write certainly reached no log (the leader was changing or
 		// stopping): wait, briefly, for the next leader and send it again,
-		// unless the disk filled meanwhile (a leader whose append failed
-		// for want of space steps down).
-		if !n.awaitNewLeader(ctx, deadline) {
-			return nil, err
+		// unless the disk filled meanwhile. A leader whose append failed
+		// for want of space steps down, and the writes queued behind that
+		// append are refused as not leader, possibly before the one that
+		// met the full disk has told the guard: the guard is asked again
+		// after the wait, so they too answer disk full, not no leader.
+		if serr := n.space.check(); serr != nil {
+			return nil, serr
 		}
-		if err := n.space.check(); err != nil {
+		found := n.awaitNewLeader(ctx, deadline)
+		if serr := n.space.check(); serr != nil {
+			return nil, serr
+		}
+		if !found {
 			return nil, err
 		}
 	}
