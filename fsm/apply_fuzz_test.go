@@ -363,7 +363,8 @@ func applySeeds(t testing.TB) map[Type][]any {
 		// Level 5.
 		TypeUserErase: {UserErase{ID: "u1", Actor: "local-admin", IP: "192.0.2.1"}, UserErase{ID: "nope"}},
 		TypeCertRecord: {CertRecord{Node: "node2", Serial: "1f", NotAfter: seedTime.Add(time.Hour)},
-			CertRecord{Node: "node1", Serial: "abc", NotAfter: seedTime.Add(24 * time.Hour)}},
+			CertRecord{Node: "node1", Serial: "abc", NotAfter: seedTime.Add(24 * time.Hour)},
+			CertRecord{Node: "node9", Serial: "b2", NotAfter: seedTime.Add(24 * time.Hour), Admit: true}},
 		TypeCertRevoke: {CertRevoke{Node: "node1"}, CertRevoke{Node: "node9"}},
 		TypeCRLPublish: {CRLPublish{DER: seedCRL(t, 1), Generation: 0}, CRLPublish{DER: []byte("not a CRL")}},
 	}

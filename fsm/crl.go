@@ -20,7 +20,10 @@ import (
 // expiry), recorded by the node that issued it before the certificate
 // leaves, and by every member for the certificate it presents.
 // cert.revoke: a removed member's recorded certificates become revoked,
-// and the revocation generation goes up. crl.publish: a CRL signed by
+// the revocation generation goes up, and the member stays marked removed:
+// a certificate recorded for it later (a renewal that was issued before
+// the removal and committed after it) is revoked as it is recorded,
+// until a join admits a node of that name again (CertRecord.Admit). crl.publish: a CRL signed by
 // the CA key, which Apply checks against the shared CA key's public key
 // (ca.key), numbered above the last one. Every node serves the last
 // published CRL, whether or not it holds the CA key; a CA holder leading
@@ -32,11 +35,14 @@ const (
 	TypeCRLPublish Type = "crl.publish"
 )
 
-// CertRecord is the payload of cert.record v1.
+// CertRecord is the payload of cert.record v1. Admit is set by the join
+// that admits Node: it ends Node's removal mark (cert.revoke), which
+// otherwise revokes the certificate as it is recorded.
 type CertRecord struct {
 	Node     string    `json:"node"`
 	Serial   string    `json:"serial"` // lowercase hex, as big.Int.Text(16)
 	NotAfter time.Time `json:"not_after"`
+	Admit    bool      `json:"admit,omitempty"`
 }
 
 // CertRevoke is the payload of cert.revoke v1: every certificate recorded
@@ -72,6 +78,7 @@ type PublishedCRL struct {
 const (
 	certIssuedPrefix  = "cert_issued/"  // + node + 0 + serial -> not_after (unix ns, 8 bytes)
 	certRevokedPrefix = "cert_revoked/" // + serial -> RevokedCert
+	certRemovedPrefix = "cert_removed/" // + node -> removed at (unix ns, 8 bytes)
 	// maxCertsPerNode bounds the unexpired certificates recorded for one
 	// node: renewals are due a month before a year's expiry, so only
 	// operators forcing renewals come near it, and they are told.
@@ -123,6 +130,17 @@ func applyCertRecord(t txn, c Command) (any, error) {
 	meta := t.tx.Bucket(bucketMeta)
 	if meta.Get([]byte(certRevokedPrefix+p.Serial)) != nil {
 		return nil, nil // revoked already: it stays revoked
+	}
+	removed := []byte(certRemovedPrefix + p.Node)
+	if p.Admit {
+		if err := meta.Delete(removed); err != nil {
+			return nil, err
+		}
+	} else if meta.Get(removed) != nil {
+		// Issued to the member before its removal (the issuer checked
+		// membership then) and recorded after it: revoked now, as
+		// cert.revoke would have.
+		return nil, t.revokeCert(p.Serial, p.Node, p.NotAfter.UnixNano(), time.Unix(0, c.Time).UTC())
 	}
 	prefix := issuedPrefix(p.Node)
 	var expired [][]byte
@@ -188,6 +206,9 @@ func applyCertRevoke(t txn, c Command) (any, error) {
 			return nil, err
 		}
 	}
+	if err := meta.Put([]byte(certRemovedPrefix+p.Node), binary.BigEndian.AppendUint64(nil, uint64(c.Time))); err != nil {
+		return nil, err
+	}
 	n := 0
 	for _, r := range moved {
 		if err := meta.Delete(r.key); err != nil {
@@ -196,20 +217,36 @@ func applyCertRevoke(t txn, c Command) (any, error) {
 		if r.notAfter <= c.Time {
 			continue
 		}
-		serial := string(r.key[len(prefix):])
-		if err := t.putJSONMeta([]byte(certRevokedPrefix+serial), RevokedCert{Serial: serial, Node: p.Node,
-			NotAfter: time.Unix(0, r.notAfter).UTC(), RevokedAt: at}); err != nil {
+		if err := t.putRevoked(string(r.key[len(prefix):]), p.Node, r.notAfter, at); err != nil {
 			return nil, err
 		}
 		n++
 	}
 	if n > 0 {
-		gen := Reader{tx: t.tx}.CRLGeneration() + 1
-		if err := meta.Put(keyCRLGen, binary.BigEndian.AppendUint64(nil, gen)); err != nil {
+		if err := t.raiseCRLGeneration(); err != nil {
 			return nil, err
 		}
 	}
 	return n, nil
+}
+
+// revokeCert revokes one certificate of node and raises the generation,
+// so that the leader publishes a CRL naming it.
+func (t txn) revokeCert(serial, node string, notAfter int64, at time.Time) error {
+	if err := t.putRevoked(serial, node, notAfter, at); err != nil {
+		return err
+	}
+	return t.raiseCRLGeneration()
+}
+
+func (t txn) putRevoked(serial, node string, notAfter int64, at time.Time) error {
+	return t.putJSONMeta([]byte(certRevokedPrefix+serial), RevokedCert{Serial: serial, Node: node,
+		NotAfter: time.Unix(0, notAfter).UTC(), RevokedAt: at})
+}
+
+func (t txn) raiseCRLGeneration() error {
+	gen := Reader{tx: t.tx}.CRLGeneration() + 1
+	return t.tx.Bucket(bucketMeta).Put(keyCRLGen, binary.BigEndian.AppendUint64(nil, gen))
 }
 
 func applyCRLPublish(t txn, c Command) (any, error) {
@@ -295,7 +332,8 @@ func (r Reader) RevokedCerts() []RevokedCert {
 	return out
 }
 
-// CRLGeneration counts the cert.revoke commands that revoked something.
+// CRLGeneration counts the commands that revoked something: cert.revoke,
+// and cert.record of a removed member.
 func (r Reader) CRLGeneration() uint64 {
 	v := r.tx.Bucket(bucketMeta).Get(keyCRLGen)
 	if len(v) != 8 {

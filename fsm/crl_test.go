@@ -69,10 +69,30 @@ func TestCertRevocationAndCRL(t *testing.T) {
 	if issued, _, _, _, _ := view(); len(issued) != 0 {
 		t.Fatalf("a revoked serial recorded again: %v", issued)
 	}
+	// A renewal issued before the removal and recorded after it is
+	// revoked as it is recorded, and the generation goes up for it.
+	if r := a.apply(TypeCertRecord, t0.Add(2*time.Hour), CertRecord{Node: "node2", Serial: "c1", NotAfter: t0.Add(365 * day)}); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if issued, revoked, gen, _, _ := view(); len(issued) != 0 || len(revoked) != 3 || gen != 2 {
+		t.Fatalf("a removed member's certificate recorded late: issued %v revoked %+v gen %d; want it revoked, generation 2", issued, revoked, gen)
+	}
+	// A join admitting the name again ends the mark: its certificate and
+	// later renewals are kept, not revoked.
+	a.apply(TypeCertRecord, t0.Add(3*time.Hour), CertRecord{Node: "node2", Serial: "d1", NotAfter: t0.Add(365 * day), Admit: true})
+	a.apply(TypeCertRecord, t0.Add(4*time.Hour), CertRecord{Node: "node2", Serial: "d2", NotAfter: t0.Add(365 * day)})
+	if issued, revoked, gen, _, _ := view(); len(issued) != 2 || len(revoked) != 3 || gen != 2 {
+		t.Fatalf("node2 admitted again: issued %v revoked %+v gen %d; want d1 and d2 kept", issued, revoked, gen)
+	}
+	a.apply(TypeCertRevoke, t0.Add(5*time.Hour), CertRevoke{Node: "node2"})
+	if _, revoked, gen, _, _ := view(); len(revoked) != 5 || gen != 3 {
+		t.Fatalf("node2 removed again: %+v gen %d; want d1 and d2 revoked too, 3", revoked, gen)
+	}
+
 	// A later revocation drops the expired a2.
 	a.apply(TypeCertRevoke, t0.Add(3*day), CertRevoke{Node: "node3"})
-	if _, revoked, gen, _, _ = view(); len(revoked) != 2 || gen != 2 {
-		t.Fatalf("after revoking node3 3 days on: %+v gen %d; want a1 and b1, 2", revoked, gen)
+	if _, revoked, gen, _, _ = view(); len(revoked) != 5 || gen != 4 {
+		t.Fatalf("after revoking node3 3 days on: %+v gen %d; want a1, c1, d1, d2 and b1, 4", revoked, gen)
 	}
 
 	crl := func(key *ecdsa.PrivateKey, number int64) []byte {
@@ -97,22 +117,22 @@ func TestCertRevocationAndCRL(t *testing.T) {
 	if r := a.apply(TypeCRLPublish, t0, CRLPublish{DER: crl(other, 1), Generation: 1}); !errors.Is(r.Err, ErrInvalidCommand) {
 		t.Fatalf("a CRL signed by another key: %v", r.Err)
 	}
-	if r := a.apply(TypeCRLPublish, t0, CRLPublish{DER: crl(seedCAKey, 5), Generation: 3}); !errors.Is(r.Err, ErrInvalidCommand) {
+	if r := a.apply(TypeCRLPublish, t0, CRLPublish{DER: crl(seedCAKey, 5), Generation: 5}); !errors.Is(r.Err, ErrInvalidCommand) {
 		t.Fatalf("a generation the state has not reached: %v", r.Err)
 	}
-	if r := a.apply(TypeCRLPublish, t0, CRLPublish{DER: crl(seedCAKey, 5), Generation: 2}); r.Err != nil || r.Value != uint64(5) {
+	if r := a.apply(TypeCRLPublish, t0, CRLPublish{DER: crl(seedCAKey, 5), Generation: 4}); r.Err != nil || r.Value != uint64(5) {
 		t.Fatalf("crl.publish: %v %v", r.Value, r.Err)
 	}
 	for _, n := range []int64{5, 4} {
-		if r := a.apply(TypeCRLPublish, t0, CRLPublish{DER: crl(seedCAKey, n), Generation: 2}); !errors.Is(r.Err, ErrInvalidCommand) {
+		if r := a.apply(TypeCRLPublish, t0, CRLPublish{DER: crl(seedCAKey, n), Generation: 4}); !errors.Is(r.Err, ErrInvalidCommand) {
 			t.Errorf("CRL number %d after 5: %v", n, r.Err)
 		}
 	}
-	if r := a.apply(TypeCRLPublish, t0, CRLPublish{DER: crl(seedCAKey, 6), Generation: 1}); !errors.Is(r.Err, ErrInvalidCommand) {
+	if r := a.apply(TypeCRLPublish, t0, CRLPublish{DER: crl(seedCAKey, 6), Generation: 3}); !errors.Is(r.Err, ErrInvalidCommand) {
 		t.Errorf("a generation below the published one: %v", r.Err)
 	}
 	_, _, _, pub, have := view()
-	if !have || pub.Number != 5 || pub.Generation != 2 || !pub.NextUpdate.Equal(t0.Add(7*day)) {
+	if !have || pub.Number != 5 || pub.Generation != 4 || !pub.NextUpdate.Equal(t0.Add(7*day)) {
 		t.Fatalf("published: %+v %v", pub, have)
 	}
 }

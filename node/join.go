@@ -351,9 +351,13 @@ func (n *Node) admit(ctx context.Context, data []byte, remote string) joinAnswer
 
 	// The certificate is recorded for the node before it leaves (crl.go):
 	// removing the node revokes it. A join refused later leaves a record
-	// of a certificate no one holds, which harms nothing.
+	// of a certificate no one holds, which harms nothing. The record
+	// admits the name: a node of that name removed earlier stays removed
+	// no longer, so this certificate is not revoked as one recorded late.
 	if n.proposable(fsm.TypeCertRecord, 1) {
-		rec, err := fsm.NewCommand(fsm.TypeCertRecord, 1, n.cfg.Clock.Now().UnixNano(), certRecordOf(req.NodeID, cert))
+		admit := certRecordOf(req.NodeID, cert)
+		admit.Admit = true
+		rec, err := fsm.NewCommand(fsm.TypeCertRecord, 1, n.cfg.Clock.Now().UnixNano(), admit)
 		if err == nil {
 			_, err = n.Apply(ctx, rec)
 		}

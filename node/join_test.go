@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/bulwark-auth/bulwark/fsm"
 	"github.com/bulwark-auth/bulwark/internal/clock"
+	"github.com/bulwark-auth/bulwark/internal/waitfor"
 	"github.com/bulwark-auth/bulwark/node/loopback"
 	"github.com/bulwark-auth/bulwark/node/pki"
 	"github.com/bulwark-auth/bulwark/tpm"
@@ -182,6 +184,34 @@ func TestJoin(t *testing.T) {
 	if got, _ := memberKeyOf(b, "d"); got != spkiHash(jd.Cert) {
 		t.Fatalf("key recorded for the admitted d: %q, want %q", got, spkiHash(jd.Cert))
 	}
+	if err := a.RemoveMember(ctx, "d", "test"); err != nil {
+		t.Fatal(err)
+	}
+	// Removing d revoked its certificate and marked d removed; a join
+	// admitting the name again ends the mark, so the new certificate is
+	// recorded, not revoked as a renewal recorded late would be.
+	again, _, err := a.CreateJoinToken(ctx, time.Hour, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jd2, err := Join(ctx, again, JoinRequest{NodeID: "d", Advertise: loopback.Addr(t)})
+	if err != nil {
+		t.Fatalf("d joins again after its removal: %v", err)
+	}
+	old, renewed := jd.Cert.SerialNumber.Text(16), jd2.Cert.SerialNumber.Text(16)
+	waitfor.Nil(t, "d's certificates as b applied them", 10*time.Second, 20*time.Millisecond, func() error {
+		return b.View(func(r fsm.Reader) error {
+			revoked := map[string]bool{}
+			for _, rc := range r.RevokedCerts() {
+				revoked[rc.Serial] = true
+			}
+			if _, issued := r.CertsIssued("d")[renewed]; !issued || revoked[renewed] || !revoked[old] {
+				return fmt.Errorf("d joined again: its new certificate issued %v revoked %v, the old one revoked %v; want kept, and the old one revoked",
+					issued, revoked[renewed], revoked[old])
+			}
+			return nil
+		})
+	})
 	if err := a.RemoveMember(ctx, "d", "test"); err != nil {
 		t.Fatal(err)
 	}
