@@ -652,9 +652,43 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*Principal, 
 			return nil, err
 		}
 	}
-	var p *Principal
-	var issErr error
 	now := s.now()
+	p, issErr, err := s.sessionPrincipal(claims, kid, now)
+	if err != nil && issErr == nil && s.catchUp != nil && claims.IssuedAt != nil && now.Sub(claims.IssuedAt.Time) < catchUpWindow {
+		// A token minted a moment ago for a session this node does not
+		// hold yet: another node opened it, and its entry may not have
+		// reached this one. Catch up with the leader and look once more,
+		// so a client that logged in there is not refused here. Only
+		// validly signed, recent tokens ask, so a flood of them cannot
+		// make every request a call to the leader.
+		cctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
+		cerr := s.catchUp(cctx)
+		cancel()
+		if cerr == nil {
+			p, issErr, err = s.sessionPrincipal(claims, kid, s.now())
+		}
+	}
+	if issErr != nil {
+		return nil, issErr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: session ended", ErrInvalidToken)
+	}
+	return p, nil
+}
+
+// catchUpWindow: a token issued this recently whose session this node
+// does not hold makes it catch up before refusing (Authenticate);
+// catchUpTimeout bounds that wait.
+const (
+	catchUpWindow  = 10 * time.Second
+	catchUpTimeout = time.Second
+)
+
+// sessionPrincipal looks up the session and user a verified token names
+// in the local state: issErr if its issuer or key does not belong,
+// err if the session or user is not (or no longer) good.
+func (s *Service) sessionPrincipal(claims *AccessClaims, kid string, now time.Time) (p *Principal, issErr, err error) {
 	err = s.store.View(func(r fsm.Reader) error {
 		if issErr = s.verifier.checkIssuer(r, claims, kid); issErr != nil {
 			return issErr
@@ -674,13 +708,7 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (*Principal, 
 			adminNeedsMFA: s.cfg.RequireMFAForAdmin && !secondFactor(sess.AMR), user: u}
 		return nil
 	})
-	if issErr != nil {
-		return nil, issErr
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: session ended", ErrInvalidToken)
-	}
-	return p, nil
+	return p, issErr, err
 }
 
 // Logout ends the caller's session and its refresh tokens.

@@ -192,9 +192,10 @@ type Service struct {
 	vault    KeyVault
 	rotateMu sync.Mutex
 	verifier *verifier
-	fresh    func() error       // nil: the local state is always fresh enough
-	box      *SecretBox         // nil: second factors are off (mfa.go)
-	rp       *webauthn.WebAuthn // nil: passkeys are off (webauthn.go)
+	fresh    func() error                // nil: the local state is always fresh enough
+	catchUp  func(context.Context) error // nil: nothing to catch up with (WithCatchUp)
+	box      *SecretBox                  // nil: second factors are off (mfa.go)
+	rp       *webauthn.WebAuthn          // nil: passkeys are off (webauthn.go)
 	// auditKeys holds this node's audit keys once loaded (checkpoint.go);
 	// checkpointLock (a one-slot channel, so a waiter can give up) guards
 	// it and serialises checkpoints. leader says whether the node leads
@@ -389,6 +390,14 @@ func (s *Service) detach(ctx context.Context) (context.Context, context.CancelFu
 // cut off from the leader stops vouching for sessions that may have been
 // revoked elsewhere.
 func WithFreshness(fresh func() error) Option { return func(s *Service) { s.fresh = fresh } }
+
+// WithCatchUp gives Authenticate a way to bring the local state up to the
+// leader's commit (node.CatchUp): a token issued moments ago whose session
+// is not here yet was most likely opened on another node, and is looked up
+// again once this node has caught up, instead of being refused.
+func WithCatchUp(catchUp func(context.Context) error) Option {
+	return func(s *Service) { s.catchUp = catchUp }
+}
 
 // ReadBarrier returns once the local state holds every write the cluster
 // acknowledged before the call: a read after it is linearizable. It costs

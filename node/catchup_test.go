@@ -370,3 +370,41 @@ func testCatchUpBySnapshot(t *testing.T, crash bool) {
 		t.Fatalf("a restore left %s.restore behind (%v)", statePath, err)
 	}
 }
+
+// TestCatchUpReadsYourWrites: right after the leader acknowledged a
+// write, a follower has often not applied it yet (it learns the commit
+// with the next AppendEntries); after CatchUp it has, every time.
+func TestCatchUpReadsYourWrites(t *testing.T) {
+	c := newCluster(t, 3, clusterOpts{})
+	leader := c.leader()
+	var follower *Node
+	for _, n := range c.nodes {
+		if n != leader {
+			follower = n
+		}
+	}
+	lagged := 0
+	for i := range 20 {
+		name := fmt.Sprint("u", i)
+		createUser(t, leader, name)
+		if !users(t, follower)[name] {
+			lagged++
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := follower.CatchUp(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("CatchUp after write %d: %v", i, err)
+		}
+		if !users(t, follower)[name] {
+			t.Fatalf("write %d, acknowledged by the leader, is not applied on the follower after CatchUp", i)
+		}
+	}
+	t.Logf("the follower had not applied %d of 20 writes when the leader acknowledged them", lagged)
+	// The leader itself catches up at once.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := leader.CatchUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

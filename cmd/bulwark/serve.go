@@ -273,6 +273,7 @@ func serve(ctx context.Context, cfg config.Config, dev bool, joinToken string, l
 		authcore.WithSecretBox(box),
 		authcore.WithHashThreads(cfg.Auth.Password.PinHashThreads), authcore.WithSecurityObserver(metrics.SecurityEvent),
 		authcore.WithFreshness(func() error { return n.Fresh(cfg.Cluster.MaxStaleness.Duration) }),
+		authcore.WithCatchUp(n.CatchUp),
 		authcore.WithLeader(func() bool { return n.Status().State == "Leader" }))
 	if err != nil {
 		return err
