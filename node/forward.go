@@ -202,8 +202,8 @@ func (n *Node) applyForwarded(caller string, leaf *x509.Certificate, data []byte
 	if data, err = cmd.Encode(); err != nil {
 		return forwardAnswer{Error: err.Error()}
 	}
-	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
+	f, err := n.propose(data, n.cfg.ApplyTimeout)
+	if err != nil {
 		switch {
 		case notAppended(f, err):
 			return forwardAnswer{Error: "not_applied"}
@@ -239,8 +239,29 @@ type forwarder struct {
 }
 
 // conn returns a live connection to the leader id at addr, dialling one
-// if needed.
+// if needed; successive calls take the connections in turn.
 func (f *forwarder) conn(id, addr string, timeout time.Duration) (*fwdConn, error) {
+	f.mu.Lock()
+	i := f.next % forwardConns
+	f.next++
+	f.mu.Unlock()
+	return f.connAt(id, addr, i, timeout)
+}
+
+// warm opens every connection to the node id at addr that is not open
+// yet, so that writes forwarded to it once it leads do not wait for a
+// handshake (handover.go).
+func (f *forwarder) warm(id, addr string, timeout time.Duration) {
+	for i := range uint(forwardConns) {
+		if _, err := f.connAt(id, addr, i, timeout); err != nil {
+			return
+		}
+	}
+}
+
+// connAt returns connection i to the node id at addr, dialling it if it
+// is not open.
+func (f *forwarder) connAt(id, addr string, i uint, timeout time.Duration) (*fwdConn, error) {
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
@@ -255,8 +276,6 @@ func (f *forwarder) conn(id, addr string, timeout time.Duration) (*fwdConn, erro
 		slots = new([forwardConns]*fwdConn)
 		f.conns[key] = slots
 	}
-	i := f.next % forwardConns
-	f.next++
 	if fc := slots[i]; fc != nil && fc.alive() {
 		f.mu.Unlock()
 		return fc, nil
