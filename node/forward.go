@@ -70,6 +70,15 @@ type forwardAnswer struct {
 // may be sent again, to the next leader.
 var errNotApplied = errors.New("node: write not applied")
 
+// goodbyeID is the request id of the frame a stopping node sends last on
+// a forwarding connection it serves: every request on it not answered yet
+// was not read, so not applied (request ids start at 1). Followers of an
+// earlier release find no request of that id and ignore it.
+var goodbyeID [idSize]byte
+
+// errGoodbye fails the requests a stopping node did not read.
+var errGoodbye = fmt.Errorf("%w: the node stopped before reading it", errNotApplied)
+
 // notAppended reports whether raft refused the Apply behind f before
 // appending it to the log, so that sending it again cannot apply it twice.
 // ErrLeadershipLost never qualifies (the entry may still commit), nor does
@@ -126,11 +135,28 @@ func readFrame(r *bufio.Reader) ([]byte, error) {
 // closes, applying them concurrently.
 func (n *Node) serveForward(c net.Conn) {
 	defer c.Close()
+	release, ok := n.serving(c) // handover.go
+	if !ok {
+		return
+	}
+	defer release()
 	caller, leaf := peerName(c), peerLeaf(c)
 	r, w := bufio.NewReader(c), bufio.NewWriter(c)
 	var wmu sync.Mutex
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		wg.Wait()
+		// Stopped by Close (endServing): every request read is answered;
+		// those sent after were not read, so not applied. Say so, so the
+		// follower sends them to the next leader instead of failing them
+		// as unanswered (which may or may not have taken effect).
+		if n.servingEnded() {
+			wmu.Lock()
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			writeFrameParts(w, goodbyeID[:])
+			wmu.Unlock()
+		}
+	}()
 	sem := make(chan struct{}, maxForwardInFlight)
 	for {
 		req, err := readFrame(r)
@@ -361,6 +387,10 @@ func (fc *fwdConn) readLoop() {
 		}
 		fc.lastRead.Store(time.Now().UnixNano())
 		id := binary.BigEndian.Uint64(b)
+		if id == 0 { // goodbyeID
+			fc.fail(errGoodbye)
+			return
+		}
 		fc.mu.Lock()
 		ch := fc.pending[id]
 		delete(fc.pending, id)
@@ -433,6 +463,9 @@ func (fc *fwdConn) call(ctx context.Context, deadline time.Time, data []byte) (a
 	defer t.Stop()
 	select {
 	case r := <-ch:
+		if errors.Is(r.err, errGoodbye) {
+			return nil, false, r.err // never read, so never applied
+		}
 		return r.b, true, r.err
 	case <-ctx.Done():
 		err = ctx.Err()

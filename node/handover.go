@@ -1,6 +1,7 @@
 package node
 
 import (
+	"net"
 	"sync"
 	"time"
 
@@ -25,12 +26,17 @@ import (
 //     connections to every voter, not only to the leader, so the first
 //     write it forwards to a new leader does not wait for a TLS handshake.
 
-// handover refuses proposals while Close hands leadership over and
-// counts those in flight.
+// handover refuses proposals once Close has begun and counts those in
+// flight; it also holds the forwarding connections this node serves,
+// which Close ends once Raft has stopped.
 type handover struct {
 	mu       sync.RWMutex
 	stopping bool
 	inFlight sync.WaitGroup
+
+	servedMu sync.Mutex
+	served   map[net.Conn]struct{}
+	ended    bool // Close ended the served connections; no more
 }
 
 // propose hands data to Raft and waits for its outcome, unless the node
@@ -67,6 +73,50 @@ func (n *Node) stopProposing(limit time.Duration) bool {
 	case <-time.After(limit):
 		return false
 	}
+}
+
+// serving records c, a forwarding connection this node serves, until
+// release; ok is false once Close has ended them (c is to be closed).
+func (n *Node) serving(c net.Conn) (release func(), ok bool) {
+	h := &n.handover
+	h.servedMu.Lock()
+	defer h.servedMu.Unlock()
+	if h.ended {
+		return nil, false
+	}
+	if h.served == nil {
+		h.served = map[net.Conn]struct{}{}
+	}
+	h.served[c] = struct{}{}
+	return func() {
+		h.servedMu.Lock()
+		delete(h.served, c)
+		h.servedMu.Unlock()
+	}, true
+}
+
+// endServing stops every forwarding connection this node serves from
+// reading more requests: each answers those it has taken (Raft has
+// stopped, so they fail as not applied, to be sent to the leader), tells
+// the follower that the rest were not read (goodbyeID) and closes. Without it a stopped node's connections stayed open in a
+// process that went on (tests), and a follower's warm connection to it
+// looked alive.
+func (n *Node) endServing() {
+	h := &n.handover
+	h.servedMu.Lock()
+	defer h.servedMu.Unlock()
+	h.ended = true
+	for c := range h.served {
+		c.SetReadDeadline(time.Now())
+	}
+}
+
+// servingEnded reports whether Close has ended the served connections.
+func (n *Node) servingEnded() bool {
+	h := &n.handover
+	h.servedMu.Lock()
+	defer h.servedMu.Unlock()
+	return h.ended
 }
 
 // leaderEvents is closed and replaced whenever this node learns of a

@@ -923,6 +923,7 @@ func (n *Node) voters() int {
 }
 
 func (n *Node) closeStores() error {
+	n.endServing() // handover.go
 	n.fwd.close()
 	var errs []error
 	if n.closer != nil {
