@@ -83,14 +83,15 @@ var errGoodbye = fmt.Errorf("%w: the node stopped before reading it", errNotAppl
 // appending it to the log, so that sending it again cannot apply it twice.
 // ErrLeadershipLost never qualifies (the entry may still commit), nor does
 // ErrRaftShutdown once the entry had an index (raft answers committed
-// entries so when it stops with the state machine's queue full).
+// entries so when it stops with the state machine's queue full). f is nil
+// when propose refused before handing data to Raft (handover.go).
 func notAppended(f raft.ApplyFuture, err error) bool {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress),
 		errors.Is(err, raft.ErrEnqueueTimeout):
 		return true
 	case errors.Is(err, raft.ErrRaftShutdown):
-		return f.Index() == 0
+		return f == nil || f.Index() == 0
 	}
 	return false
 }
@@ -137,6 +138,11 @@ func (n *Node) serveForward(c net.Conn) {
 	defer c.Close()
 	release, ok := n.serving(c) // handover.go
 	if !ok {
+		// Close has ended serving: nothing sent on c will be read. Say
+		// so, or the follower fails what it sent as unanswered (may or
+		// may not have taken effect) instead of sending it on.
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		writeFrame(bufio.NewWriter(c), goodbyeID[:])
 		return
 	}
 	defer release()

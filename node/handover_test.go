@@ -1,9 +1,12 @@
 package node
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -209,5 +212,115 @@ func TestLeaderCloseLosesNoWrite(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestGoodbyeEndsServedForwarding: a stopping node (endServing) answers
+// every forwarded request it has read, reads no more (a request half read
+// is dropped, never applied) and ends with the goodbye frame, id 0; a
+// connection that reaches it afterwards gets the goodbye at once.
+func TestGoodbyeEndsServedForwarding(t *testing.T) {
+	n := &Node{log: testLogger(t)} // no certificate: each request read is answered "refused"
+	srv, cli := net.Pipe()
+	served := make(chan struct{})
+	go func() { defer close(served); n.serveForward(srv) }()
+	cli.SetDeadline(time.Now().Add(10 * time.Second))
+	r, w := bufio.NewReader(cli), bufio.NewWriter(cli)
+	frame := func(id uint64, payload []byte) []byte {
+		var b [idSize]byte
+		binary.BigEndian.PutUint64(b[:], id)
+		return append(b[:], payload...)
+	}
+	if err := writeFrame(w, frame(1, []byte("first"))); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := readFrame(r)
+	if err != nil || binary.BigEndian.Uint64(ans) != 1 {
+		t.Fatalf("the answer to request 1: %q, %v", ans, err)
+	}
+	// Request 2, half written: its length and id, part of its payload.
+	var size [4]byte
+	binary.BigEndian.PutUint32(size[:], idSize+10)
+	half := append(size[:], frame(2, []byte("sec"))...)
+	if _, err := cli.Write(half); err != nil { // returns once read: the pipe has no buffer
+		t.Fatal(err)
+	}
+	n.endServing()
+	last, err := readFrame(r)
+	if err != nil {
+		t.Fatalf("no goodbye frame: %v", err)
+	}
+	if len(last) != idSize || binary.BigEndian.Uint64(last) != 0 {
+		t.Fatalf("after endServing: frame %q, want the goodbye (id 0, nothing else)", last)
+	}
+	if _, err := readFrame(r); err == nil {
+		t.Fatal("a frame after the goodbye")
+	}
+	<-served
+
+	srv, cli = net.Pipe()
+	go n.serveForward(srv)
+	cli.SetDeadline(time.Now().Add(10 * time.Second))
+	last, err = readFrame(bufio.NewReader(cli))
+	if err != nil || len(last) != idSize || binary.BigEndian.Uint64(last) != 0 {
+		t.Fatalf("a connection after endServing: %q, %v; want the goodbye", last, err)
+	}
+}
+
+// TestGoodbyeSendsUnansweredOn: a follower whose leader ends a forwarding
+// connection with the goodbye frame takes the requests it has answered as
+// answered and every other as not sent (errNotApplied), to go to the next
+// leader, not as "may or may not have taken effect".
+func TestGoodbyeSendsUnansweredOn(t *testing.T) {
+	srv, cli := net.Pipe()
+	fc := newFwdConn(cli)
+	defer fc.fail(errors.New("test over"))
+	srv.SetDeadline(time.Now().Add(10 * time.Second))
+	type reply struct {
+		b    []byte
+		sent bool
+		err  error
+	}
+	ctx := context.Background()
+	deadline := time.Now().Add(10 * time.Second)
+	replies := make(chan reply, 2)
+	for _, p := range []string{"one", "two"} {
+		go func() {
+			b, sent, err := fc.call(ctx, deadline, []byte(p))
+			replies <- reply{b, sent, err}
+		}()
+	}
+	r, w := bufio.NewReader(srv), bufio.NewWriter(srv)
+	first, err := readFrame(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readFrame(r); err != nil {
+		t.Fatal(err)
+	}
+	// The first request read is answered; the other is left unread.
+	if err := writeFrameParts(w, first[:idSize], []byte(`{"index":7}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFrame(w, goodbyeID[:]); err != nil {
+		t.Fatal(err)
+	}
+	var answered, sentOn int
+	for range 2 {
+		rp := <-replies
+		switch {
+		case rp.err == nil && rp.sent && string(rp.b) == `{"index":7}`:
+			answered++
+		case errors.Is(rp.err, errNotApplied) && !rp.sent:
+			sentOn++
+		default:
+			t.Errorf("a call: %q, sent %v, %v", rp.b, rp.sent, rp.err)
+		}
+	}
+	if answered != 1 || sentOn != 1 {
+		t.Fatalf("%d answered, %d to send on; want 1 and 1", answered, sentOn)
+	}
+	if fc.alive() {
+		t.Fatal("the connection lives on after the goodbye")
 	}
 }
