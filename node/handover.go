@@ -44,17 +44,40 @@ type handover struct {
 // raft.ErrLeadershipTransferInProgress, before anything reaches the log
 // (f is nil then).
 func (n *Node) propose(data []byte, timeout time.Duration) (f raft.ApplyFuture, err error) {
-	h := &n.handover
-	h.mu.RLock()
-	if h.stopping {
-		h.mu.RUnlock()
+	done, ok := n.proposing()
+	if !ok {
 		return nil, raft.ErrLeadershipTransferInProgress
 	}
-	h.inFlight.Add(1)
-	h.mu.RUnlock()
-	defer h.inFlight.Done()
+	defer done()
 	f = n.raft.Apply(data, timeout)
 	return f, f.Error()
+}
+
+// barrier is raft.Barrier under the same rule as propose. A barrier is an
+// entry too: one still queued for the state machine when Raft shuts down
+// is never answered (hashicorp/raft drops that queue), so its caller, a
+// forwarded write checking the cluster's level, would wait for good and
+// the follower's client with it. The handover waits for it like a write.
+func (n *Node) barrier(timeout time.Duration) error {
+	done, ok := n.proposing()
+	if !ok {
+		return raft.ErrLeadershipTransferInProgress
+	}
+	defer done()
+	return n.raft.Barrier(timeout).Error()
+}
+
+// proposing counts one more proposal in flight, until done, unless the
+// handover has begun (ok false).
+func (n *Node) proposing() (done func(), ok bool) {
+	h := &n.handover
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.stopping {
+		return nil, false
+	}
+	h.inFlight.Add(1)
+	return h.inFlight.Done, true
 }
 
 // stopProposing makes propose refuse from now on and waits, at most
