@@ -121,9 +121,10 @@ func (n *Node) serving(c net.Conn) (release func(), ok bool) {
 // endServing stops every forwarding connection this node serves from
 // reading more requests: each answers those it has taken (Raft has
 // stopped, so they fail as not applied, to be sent to the leader), tells
-// the follower that the rest were not read (goodbyeID) and closes. Without it a stopped node's connections stayed open in a
-// process that went on (tests), and a follower's warm connection to it
-// looked alive.
+// the follower that the rest were not read (goodbyeID) and closes; one
+// that arrives later gets the goodbye at once. Without it a stopped
+// node's connections stayed open in a process that went on (tests), and a
+// follower's warm connection to it looked alive.
 func (n *Node) endServing() {
 	h := &n.handover
 	h.servedMu.Lock()
