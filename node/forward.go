@@ -70,18 +70,28 @@ type forwardAnswer struct {
 // may be sent again, to the next leader.
 var errNotApplied = errors.New("node: write not applied")
 
+// goodbyeID is the request id of the frame a stopping node sends last on
+// a forwarding connection it serves: every request on it not answered yet
+// was not read, so not applied (request ids start at 1). Followers of an
+// earlier release find no request of that id and ignore it.
+var goodbyeID [idSize]byte
+
+// errGoodbye fails the requests a stopping node did not read.
+var errGoodbye = fmt.Errorf("%w: the node stopped before reading it", errNotApplied)
+
 // notAppended reports whether raft refused the Apply behind f before
 // appending it to the log, so that sending it again cannot apply it twice.
 // ErrLeadershipLost never qualifies (the entry may still commit), nor does
 // ErrRaftShutdown once the entry had an index (raft answers committed
-// entries so when it stops with the state machine's queue full).
+// entries so when it stops with the state machine's queue full). f is nil
+// when propose refused before handing data to Raft (handover.go).
 func notAppended(f raft.ApplyFuture, err error) bool {
 	switch {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress),
 		errors.Is(err, raft.ErrEnqueueTimeout):
 		return true
 	case errors.Is(err, raft.ErrRaftShutdown):
-		return f.Index() == 0
+		return f == nil || f.Index() == 0
 	}
 	return false
 }
@@ -126,11 +136,33 @@ func readFrame(r *bufio.Reader) ([]byte, error) {
 // closes, applying them concurrently.
 func (n *Node) serveForward(c net.Conn) {
 	defer c.Close()
+	release, ok := n.serving(c) // handover.go
+	if !ok {
+		// Close has ended serving: nothing sent on c will be read. Say
+		// so, or the follower fails what it sent as unanswered (may or
+		// may not have taken effect) instead of sending it on.
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		writeFrame(bufio.NewWriter(c), goodbyeID[:])
+		return
+	}
+	defer release()
 	caller, leaf := peerName(c), peerLeaf(c)
 	r, w := bufio.NewReader(c), bufio.NewWriter(c)
 	var wmu sync.Mutex
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() {
+		wg.Wait()
+		// Stopped by Close (endServing): every request read is answered;
+		// those sent after were not read, so not applied. Say so, so the
+		// follower sends them to the next leader instead of failing them
+		// as unanswered (which may or may not have taken effect).
+		if n.servingEnded() {
+			wmu.Lock()
+			c.SetWriteDeadline(time.Now().Add(time.Second))
+			writeFrameParts(w, goodbyeID[:])
+			wmu.Unlock()
+		}
+	}()
 	sem := make(chan struct{}, maxForwardInFlight)
 	for {
 		req, err := readFrame(r)
@@ -202,8 +234,8 @@ func (n *Node) applyForwarded(caller string, leaf *x509.Certificate, data []byte
 	if data, err = cmd.Encode(); err != nil {
 		return forwardAnswer{Error: err.Error()}
 	}
-	f := n.raft.Apply(data, n.cfg.ApplyTimeout)
-	if err := f.Error(); err != nil {
+	f, err := n.propose(data, n.cfg.ApplyTimeout)
+	if err != nil {
 		switch {
 		case notAppended(f, err):
 			return forwardAnswer{Error: "not_applied"}
@@ -239,8 +271,29 @@ type forwarder struct {
 }
 
 // conn returns a live connection to the leader id at addr, dialling one
-// if needed.
+// if needed; successive calls take the connections in turn.
 func (f *forwarder) conn(id, addr string, timeout time.Duration) (*fwdConn, error) {
+	f.mu.Lock()
+	i := f.next % forwardConns
+	f.next++
+	f.mu.Unlock()
+	return f.connAt(id, addr, i, timeout)
+}
+
+// warm opens every connection to the node id at addr that is not open
+// yet, so that writes forwarded to it once it leads do not wait for a
+// handshake (handover.go).
+func (f *forwarder) warm(id, addr string, timeout time.Duration) {
+	for i := range uint(forwardConns) {
+		if _, err := f.connAt(id, addr, i, timeout); err != nil {
+			return
+		}
+	}
+}
+
+// connAt returns connection i to the node id at addr, dialling it if it
+// is not open.
+func (f *forwarder) connAt(id, addr string, i uint, timeout time.Duration) (*fwdConn, error) {
 	f.mu.Lock()
 	if f.closed {
 		f.mu.Unlock()
@@ -255,8 +308,6 @@ func (f *forwarder) conn(id, addr string, timeout time.Duration) (*fwdConn, erro
 		slots = new([forwardConns]*fwdConn)
 		f.conns[key] = slots
 	}
-	i := f.next % forwardConns
-	f.next++
 	if fc := slots[i]; fc != nil && fc.alive() {
 		f.mu.Unlock()
 		return fc, nil
@@ -342,6 +393,10 @@ func (fc *fwdConn) readLoop() {
 		}
 		fc.lastRead.Store(time.Now().UnixNano())
 		id := binary.BigEndian.Uint64(b)
+		if id == 0 { // goodbyeID
+			fc.fail(errGoodbye)
+			return
+		}
 		fc.mu.Lock()
 		ch := fc.pending[id]
 		delete(fc.pending, id)
@@ -414,6 +469,9 @@ func (fc *fwdConn) call(ctx context.Context, deadline time.Time, data []byte) (a
 	defer t.Stop()
 	select {
 	case r := <-ch:
+		if errors.Is(r.err, errGoodbye) {
+			return nil, false, r.err // never read, so never applied
+		}
 		return r.b, true, r.err
 	case <-ctx.Done():
 		err = ctx.Err()

@@ -106,7 +106,7 @@ func (n *Node) checkLevel(cmd fsm.Command, timeout time.Duration) error {
 	if n.proposable(cmd.Type, cmd.Version) {
 		return nil
 	}
-	if err := n.raft.Barrier(timeout).Error(); err != nil {
+	if err := n.barrier(timeout); err != nil { // handover.go
 		return err
 	}
 	if n.proposable(cmd.Type, cmd.Version) {

@@ -201,6 +201,13 @@ type Node struct {
 	// (LeaderChangesWithin).
 	leaderChanges atomic.Uint64
 	leaderTimes   leaderTimes
+	// leaderEvents wakes writes waiting for the next leader; warm asks
+	// warmForwarding to open forwarding connections to the voters;
+	// handover refuses proposals while Close hands leadership over
+	// (handover.go).
+	leaderEvents leaderEvents
+	warm         chan struct{}
+	handover     handover
 	// space refuses writes while the data directory's disk is full
 	// (diskspace.go).
 	space *spaceGuard
@@ -224,7 +231,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: ID, Advertise and DataDir are required")
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger.With("component", "node"), appliedCh: make(chan struct{}), done: make(chan struct{}),
-		crlNudge: make(chan struct{}, 1), damaged: make(chan struct{})}
+		crlNudge: make(chan struct{}, 1), damaged: make(chan struct{}), warm: make(chan struct{}, 1)}
 	n.level.Store(cmp.Or(cfg.level, fsm.MaxLevel))
 	raftDir := filepath.Join(cfg.DataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o700); err != nil {
@@ -344,10 +351,7 @@ func Open(cfg Config) (*Node, error) {
 	// goes uncounted; alerts read the increase over a window, which
 	// that does not change.
 	n.raft.RegisterObserver(raft.NewObserver(nil, false, func(o *raft.Observation) bool {
-		if lo, ok := o.Data.(raft.LeaderObservation); ok && lo.LeaderID != "" {
-			n.leaderChanges.Add(1)
-			n.leaderTimes.add(n.cfg.Clock.Now())
-		}
+		n.observe(o) // handover.go
 		return false
 	}))
 	if n.cluster != nil {
@@ -356,6 +360,7 @@ func Open(cfg Config) (*Node, error) {
 		n.cluster.handle(protoMember, n.serveMember)     // membership.go
 		n.cluster.setCheck(n.checkPeer, n.checkServerAt) // memberkey.go
 		go n.trackCatchUp()
+		go n.warmForwarding() // handover.go
 		go n.recordOwnKey()
 		go n.publishCRL() // crl.go
 	}
@@ -528,8 +533,8 @@ func (n *Node) applyOnce(ctx context.Context, cmd fsm.Command, data []byte, time
 		}
 		return nil, n.raftErr(raw), !errors.Is(raw, raft.ErrRaftShutdown)
 	}
-	f := n.raft.Apply(data, timeout)
-	if raw := f.Error(); raw != nil {
+	f, raw := n.propose(data, timeout)
+	if raw != nil {
 		// A follower forwards the write to the leader it knows; the
 		// handlers above never learn the difference. Only a write raft
 		// refused as not leader is forwarded: one that lost leadership
@@ -587,8 +592,8 @@ func (n *Node) proposeHere(ctx context.Context, cmd fsm.Command, checkLevel bool
 			return n.raftErr(err)
 		}
 	}
-	f := n.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	f, err := n.propose(data, timeout)
+	if err != nil {
 		return n.raftErr(err)
 	}
 	res, ok := f.Response().(fsm.Result)
@@ -598,22 +603,30 @@ func (n *Node) proposeHere(ctx context.Context, cmd fsm.Command, checkLevel bool
 	return res.Err
 }
 
-// awaitNewLeader waits a moment, then until a leader is known: another
-// node, or the same one again (a leader that stepped down under load is
-// often re-elected), at most two election timeouts and never past
-// deadline. The write it precedes reached no log, so sending it again to
-// a node that still does not lead costs one more refusal, not a duplicate.
+// awaitNewLeader waits for the next leader change or a moment (10 ms),
+// whichever comes first, then until a leader is known: another node, or
+// the same one again (a leader that stepped down under load is often
+// re-elected), at most two election timeouts and never past deadline.
+// The write it precedes reached no log, so sending it again to a node
+// that still does not lead costs one more refusal, not a duplicate. Woken
+// by the change itself, a write refused by a leader handing over goes to
+// the next one as soon as this node learns of it.
 func (n *Node) awaitNewLeader(ctx context.Context, deadline time.Time) bool {
 	limit := time.Now().Add(2 * n.cfg.ElectionTimeout)
 	if limit.After(deadline) {
 		limit = deadline
 	}
 	for time.Now().Before(limit) {
+		changed := n.leaderEvents.next()
+		t := time.NewTimer(10 * time.Millisecond)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return false
-		case <-time.After(10 * time.Millisecond):
+		case <-changed:
+		case <-t.C:
 		}
+		t.Stop()
 		if _, id := n.leader(); id != "" {
 			return true
 		}
@@ -858,11 +871,16 @@ func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
 
 // Close stops the node. A leader of a multi-node cluster hands leadership
 // to another voter first, so the cluster does not wait out an election
-// timeout.
+// timeout: it refuses new writes (the followers send them to the next
+// leader) and lets those in flight commit before it asks Raft for the
+// transfer (handover.go).
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		close(n.done)
 		if n.raft.State() == raft.Leader && n.voters() > 1 {
+			if !n.stopProposing(n.cfg.ApplyTimeout) {
+				n.log.Warn("writes still in flight when leadership was handed over", "waited", n.cfg.ApplyTimeout)
+			}
 			if err := n.raft.LeadershipTransfer().Error(); err != nil {
 				n.log.Warn("leadership transfer before shutdown failed", "error", err)
 			}
@@ -905,6 +923,7 @@ func (n *Node) voters() int {
 }
 
 func (n *Node) closeStores() error {
+	n.endServing() // handover.go
 	n.fwd.close()
 	var errs []error
 	if n.closer != nil {
