@@ -519,7 +519,8 @@ func (s *Service) startSessionWith(ctx context.Context, u *fsm.User, resetName s
 	if err != nil {
 		return Tokens{}, err
 	}
-	refresh, err := randomToken(refreshPrefix)
+	level := s.clusterLevel() // one read for the versions below
+	refresh, err := s.newRefresh(sid, level)
 	if err != nil {
 		return Tokens{}, err
 	}
@@ -532,7 +533,6 @@ func (s *Service) startSessionWith(ctx context.Context, u *fsm.User, resetName s
 		Actor: u.ID, Subject: u.ID, IP: ri.IP, UserAgent: ri.UserAgent,
 		Details: map[string]string{"username": u.Username, "session_id": sid, "amr": strings.Join(amr, " ")}}}
 	var cmd fsm.Command
-	level := s.clusterLevel() // one read for the versions below
 	switch {
 	case proof.factor != nil || proof.pwdGen == nil || fsm.Proposable(fsm.TypeSessionCreate, 3, level):
 		// Only a cluster at level 4 has second factors to use.
@@ -540,13 +540,16 @@ func (s *Service) startSessionWith(ctx context.Context, u *fsm.User, resetName s
 			audit[0].Details["method"] = proof.factor.Method
 		}
 		p.DuringLockdown = s.lockdownAllows(u, amr, ri)
-		// v4 (level 5) refuses without spending the ticket or factor.
-		v := uint16(3)
+		v3 := fsm.SessionCreateV3{
+			SessionCreateV2: fsm.SessionCreateV2{SessionCreate: p, PasswordGen: proof.pwdGen, Rehash: rehash}, Factor: proof.factor}
 		if fsm.Proposable(fsm.TypeSessionCreate, 4, level) {
-			v = 4
+			// v4 (level 5) refuses without spending the ticket or factor,
+			// and keeps no record of a refresh token that names its session.
+			cmd, err = fsm.NewCommand(fsm.TypeSessionCreate, 4, s.now().UnixNano(), fsm.SessionCreateV4{
+				SessionCreateV3: v3, RefreshMAC: s.macRefresh(level)})
+		} else {
+			cmd, err = fsm.NewCommand(fsm.TypeSessionCreate, 3, s.now().UnixNano(), v3)
 		}
-		cmd, err = fsm.NewCommand(fsm.TypeSessionCreate, v, s.now().UnixNano(), fsm.SessionCreateV3{
-			SessionCreateV2: fsm.SessionCreateV2{SessionCreate: p, PasswordGen: proof.pwdGen, Rehash: rehash}, Factor: proof.factor})
 	case fsm.Proposable(fsm.TypeSessionCreate, 2, level):
 		cmd, err = fsm.NewCommand(fsm.TypeSessionCreate, 2, s.now().UnixNano(), fsm.SessionCreateV2{
 			SessionCreate: p, PasswordGen: proof.pwdGen, Rehash: rehash})
@@ -605,6 +608,11 @@ func (s *Service) issue(sess *fsm.Session, u *fsm.User, refresh string) (Tokens,
 // Refresh exchanges a refresh token for new tokens. The old token dies; a
 // dead token presented again revokes its whole session (RFC 9700 4.14.2).
 func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, error) {
+	if namesSession(refreshToken) {
+		return s.refreshNamed(ctx, refreshToken)
+	}
+	// A token of the first format: a record per token (session.refresh
+	// v1, v2) until its session ends.
 	if !wellFormedToken(refreshToken, refreshPrefix) {
 		return Tokens{}, ErrInvalidGrant
 	}
@@ -623,6 +631,12 @@ func (s *Service) Refresh(ctx context.Context, refreshToken string) (Tokens, err
 		return Tokens{}, err
 	}
 	res, err := proposeAs[fsm.RefreshResult](ctx, s, cmd)
+	return s.refreshed(res, err, ri, next)
+}
+
+// refreshed answers a session.refresh: new tokens with next, or
+// ErrInvalidGrant for a dead token (its session revoked if it was reuse).
+func (s *Service) refreshed(res fsm.RefreshResult, err error, ri RequestInfo, next string) (Tokens, error) {
 	if errors.Is(err, fsm.ErrInvalidGrant) {
 		return Tokens{}, ErrInvalidGrant
 	}
@@ -811,27 +825,25 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 	}); err != nil {
 		return Tokens{}, err
 	}
-	refresh, err := randomToken(refreshPrefix)
-	if err != nil {
-		return Tokens{}, err
+	var (
+		sess    *fsm.Session
+		refresh string
+	)
+	// A session whose refresh token rotated between the read of its
+	// generation and the change (ErrRefreshMoved: nothing written) is
+	// read again, a few times.
+	for try := 1; ; try++ {
+		var cmd fsm.Command
+		if refresh, cmd, err = s.passwordCommand(u, phc, p.SessionID); err != nil {
+			return Tokens{}, err
+		}
+		sess, err = applyAs[*fsm.Session](ctx, s, cmd, fsm.AuditAppend{Type: "password.change", Severity: fsm.AuditInfo, Actor: u.ID,
+			Subject: u.ID, IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"other_sessions": "revoked"}},
+			fsm.AuditAppend{Type: "lockout.reset", Severity: fsm.AuditInfo, Actor: u.ID, Subject: u.ID})
+		if !errors.Is(err, fsm.ErrRefreshMoved) || try == 3 {
+			break
+		}
 	}
-	change := fsm.UserSetPassword{UserID: u.ID, PasswordHash: phc, SessionID: p.SessionID, NewHash: hashToken(refresh)}
-	var cmd fsm.Command
-	if s.proposable(fsm.TypeUserPassword, 2) {
-		// Only if the password checked is still the user's: of two
-		// concurrent changes that both checked the same password, one
-		// wins and the other is refused.
-		cmd, err = fsm.NewCommand(fsm.TypeUserPassword, 2, s.now().UnixNano(),
-			fsm.UserSetPasswordV2{UserSetPassword: change, PasswordGen: u.PasswordGen})
-	} else {
-		cmd, err = fsm.NewCommand(fsm.TypeUserPassword, 1, s.now().UnixNano(), change)
-	}
-	if err != nil {
-		return Tokens{}, err
-	}
-	sess, err := applyAs[*fsm.Session](ctx, s, cmd, fsm.AuditAppend{Type: "password.change", Severity: fsm.AuditInfo, Actor: u.ID,
-		Subject: u.ID, IP: ri.IP, UserAgent: ri.UserAgent, Details: map[string]string{"other_sessions": "revoked"}},
-		fsm.AuditAppend{Type: "lockout.reset", Severity: fsm.AuditInfo, Actor: u.ID, Subject: u.ID})
 	if errors.Is(err, fsm.ErrCredentialChanged) {
 		return Tokens{}, ErrInvalidCredentials // changed by another request meanwhile
 	}
@@ -843,6 +855,47 @@ func (s *Service) ChangePassword(ctx context.Context, p *Principal, current, nex
 	}
 	s.clearAttempts(ctx, p.Username)
 	return s.issue(sess, u, refresh)
+}
+
+// passwordCommand builds the change of u's password to phc, which gives
+// session sid a new refresh token, and returns that token.
+func (s *Service) passwordCommand(u *fsm.User, phc, sid string) (string, fsm.Command, error) {
+	level := s.clusterLevel()
+	if s.macRefresh(level) {
+		// The new token names the session at the generation read here;
+		// Apply refuses it if the session has rotated past it since.
+		var gen uint64
+		s.store.View(func(r fsm.Reader) error {
+			if sess, err := r.Session(sid); err == nil {
+				gen = sess.RefreshGen
+			}
+			return nil
+		})
+		refresh, err := s.box.mintRefresh(sid, gen)
+		if err != nil {
+			return "", fsm.Command{}, err
+		}
+		cmd, err := fsm.NewCommand(fsm.TypeUserPassword, 3, s.now().UnixNano(), fsm.UserSetPasswordV3{
+			UserSetPasswordV2: fsm.UserSetPasswordV2{UserSetPassword: fsm.UserSetPassword{UserID: u.ID, PasswordHash: phc,
+				SessionID: sid, NewHash: hashToken(refresh)}, PasswordGen: u.PasswordGen}, Generation: gen})
+		return refresh, cmd, err
+	}
+	refresh, err := randomToken(refreshPrefix)
+	if err != nil {
+		return "", fsm.Command{}, err
+	}
+	change := fsm.UserSetPassword{UserID: u.ID, PasswordHash: phc, SessionID: sid, NewHash: hashToken(refresh)}
+	var cmd fsm.Command
+	if fsm.Proposable(fsm.TypeUserPassword, 2, level) {
+		// Only if the password checked is still the user's: of two
+		// concurrent changes that both checked the same password, one
+		// wins and the other is refused.
+		cmd, err = fsm.NewCommand(fsm.TypeUserPassword, 2, s.now().UnixNano(),
+			fsm.UserSetPasswordV2{UserSetPassword: change, PasswordGen: u.PasswordGen})
+	} else {
+		cmd, err = fsm.NewCommand(fsm.TypeUserPassword, 1, s.now().UnixNano(), change)
+	}
+	return refresh, cmd, err
 }
 
 func (s *Service) clearAttempts(ctx context.Context, name string) {

@@ -410,12 +410,18 @@ func (s *Service) RedeemCode(ctx context.Context, clientID, code, redirectURI, v
 	if err != nil {
 		return OIDCTokens{}, err
 	}
-	refresh, err := randomToken(refreshPrefix)
+	level := s.clusterLevel()
+	refresh, err := s.newRefresh(sid, level)
 	if err != nil {
 		return OIDCTokens{}, err
 	}
+	// v2 (level 5) keeps no record of a refresh token that names its session.
+	version := uint16(1)
+	if s.macRefresh(level) {
+		version = 2
+	}
 	ri := requestInfo(ctx)
-	cmd, err := fsm.NewCommand(fsm.TypeOIDCCodeRedeem, 1, s.now().UnixNano(), fsm.OIDCCodeRedeem{
+	cmd, err := fsm.NewCommand(fsm.TypeOIDCCodeRedeem, version, s.now().UnixNano(), fsm.OIDCCodeRedeem{
 		CodeHash: hashToken(code), ClientID: clientID, RedirectURI: redirectURI, PKCE: pkce,
 		Session: fsm.SessionCreate{ID: sid, RefreshHash: hashToken(refresh),
 			Lifetime: int64(s.cfg.RefreshTTL), IdleTimeout: int64(s.cfg.IdleTimeout),
@@ -451,12 +457,12 @@ func (s *Service) RedeemCode(ctx context.Context, clientID, code, redirectURI, v
 // have been issued to clientID; it rotates, and a reuse revokes the
 // session (Refresh). The answer carries a fresh ID token.
 func (s *Service) RefreshClient(ctx context.Context, clientID, refreshToken string) (OIDCTokens, error) {
-	if !wellFormedToken(refreshToken, refreshPrefix) {
+	if !refreshShaped(refreshToken) {
 		return OIDCTokens{}, ErrInvalidGrant
 	}
 	var owner string
 	s.store.View(func(r fsm.Reader) error {
-		if sess, _, err := r.SessionByRefresh(hashToken(refreshToken)); err == nil {
+		if sess, _, err := s.sessionOfRefresh(r, refreshToken); err == nil {
 			owner = sess.ClientID
 		}
 		return nil
@@ -631,11 +637,11 @@ type Introspection struct {
 // issued) is active now: signed and unexpired with a live session, or a
 // live session's current refresh token; a revoked one is inactive.
 func (s *Service) Introspect(ctx context.Context, token string) (Introspection, error) {
-	if wellFormedToken(token, refreshPrefix) {
+	if refreshShaped(token) {
 		var out Introspection
 		now := s.now()
 		s.store.View(func(r fsm.Reader) error {
-			sess, live, err := r.SessionByRefresh(hashToken(token))
+			sess, live, err := s.sessionOfRefresh(r, token)
 			if err != nil || !live || !sess.Alive(now) {
 				return nil
 			}
@@ -694,9 +700,9 @@ func (s *Service) RevokeToken(ctx context.Context, clientID, token string) error
 		return err
 	}
 	var sid, owner, user string
-	if wellFormedToken(token, refreshPrefix) {
+	if refreshShaped(token) {
 		s.store.View(func(r fsm.Reader) error {
-			if sess, _, err := r.SessionByRefresh(hashToken(token)); err == nil {
+			if sess, _, err := s.sessionOfRefresh(r, token); err == nil {
 				sid, owner, user = sess.ID, sess.ClientID, sess.UserID
 			}
 			return nil

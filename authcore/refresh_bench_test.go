@@ -2,7 +2,10 @@ package authcore
 
 import (
 	"context"
+	"path/filepath"
 	"testing"
+
+	"github.com/bulwark-auth/bulwark/fsm"
 )
 
 // BenchmarkRefresh is one refresh-token rotation, proposal to signed
@@ -20,5 +23,62 @@ func BenchmarkRefresh(b *testing.B) {
 		if tok, err = ms[0].s.Refresh(ctx, tok.RefreshToken); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkRefreshFormat compares, in one run, a rotation of a refresh
+// token of each format at level 5 on a one-node store: "stored" (random,
+// a record and an index entry kept per token, session.refresh v2: a node
+// without the data key) and "named" (session id and generation under a
+// MAC, verified before proposing, session.refresh v3). What each keeps
+// in state.db: fsm's BenchmarkRefreshState.
+func BenchmarkRefreshFormat(b *testing.B) {
+	for _, named := range []bool{false, true} {
+		name := "stored"
+		if named {
+			name = "named"
+		}
+		b.Run(name, func(b *testing.B) {
+			path := filepath.Join(b.TempDir(), "state.db")
+			fs, err := fsm.Open(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { fs.Close() })
+			st := &localStore{s: fs}
+			ctx := context.Background()
+			raise, _ := fsm.NewCommand(fsm.TypeClusterLevel, 1, 1, fsm.ClusterLevel{Level: fsm.MaxLevel})
+			if _, err := st.Apply(ctx, raise); err != nil {
+				b.Fatal(err)
+			}
+			opts := []Option{WithClock(newClock()), WithSigner(testSigner(b, AlgES256))}
+			if named {
+				opts = append(opts, WithSecretBox(testBox(b)))
+			}
+			s, err := New(st, Config{Hash: testHash, Policy: PasswordPolicy{MinLength: 12, MaxLength: 128},
+				Issuer: "https://bulwark.test:8443", NodeID: "n1"}, opts...)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.PublishSigningKey(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.CreateUser(ctx, NewUser{Username: "alice", Password: pw}); err != nil {
+				b.Fatal(err)
+			}
+			tok, err := s.Login(ctx, "alice", pw)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if namesSession(tok.RefreshToken) != named {
+				b.Fatalf("named %v, token %q", named, tok.RefreshToken)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if tok, err = s.Refresh(ctx, tok.RefreshToken); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

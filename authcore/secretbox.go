@@ -35,9 +35,13 @@ const (
 	purposeDevice   = "device token"
 	// purposeClientSecret MACs OpenID Connect client secrets (oidc.go).
 	purposeClientSecret = "oidc client secret"
+	// purposeRefresh MACs refresh tokens that name their session
+	// (refresh_token.go).
+	purposeRefresh = "refresh token"
 )
 
-var purposes = []string{purposeTOTP, purposeWebAuthn, purposeTicket, purposeRecovery, purposeCeremony, purposePoW, purposeDevice, purposeClientSecret}
+var purposes = []string{purposeTOTP, purposeWebAuthn, purposeTicket, purposeRecovery, purposeCeremony, purposePoW, purposeDevice,
+	purposeClientSecret, purposeRefresh}
 
 // sealVersion is the first byte of a sealed value: AES-256-GCM with a
 // random 96-bit nonce under the purpose's key.

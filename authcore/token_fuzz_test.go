@@ -113,8 +113,11 @@ func FuzzVerifyAccessToken(f *testing.F) {
 const fuzzIssuer = "https://bulwark.test:8443"
 
 // fuzzService is an auth service whose state every fuzzing process builds
-// alike: a fixed signing key, user u1 (alice) and its session s1 (whose
-// refresh token is random), and an access token of s1.
+// alike: a fixed signing key and data key, user u1 (alice), its session
+// s1 (whose refresh token is random, stored per token) and session s2
+// (whose tokens name it: fuzzRefreshS2 is its dead token of generation
+// 0, and its live one, of generation 1, is random), and an access token
+// of s1.
 func fuzzService(t testing.TB) (*Service, *localStore, string) {
 	t.Helper()
 	clk := newClock()
@@ -133,7 +136,7 @@ func fuzzService(t testing.TB) (*Service, *localStore, string) {
 	}
 	apply(fsm.TypeClusterLevel, 1, fsm.ClusterLevel{Level: fsm.MaxLevel})
 	s, err := New(st, Config{Hash: testHash, Policy: PasswordPolicy{MinLength: 12, MaxLength: 128},
-		Issuer: fuzzIssuer, NodeID: "n1"}, WithClock(clk), WithSigner(sig))
+		Issuer: fuzzIssuer, NodeID: "n1"}, WithClock(clk), WithSigner(sig), WithSecretBox(testBox(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +156,15 @@ func fuzzService(t testing.TB) (*Service, *localStore, string) {
 	apply(fsm.TypeSessionCreate, 2, fsm.SessionCreateV2{SessionCreate: fsm.SessionCreate{ID: "s1", UserID: "u1",
 		RefreshHash: hashToken(live), Lifetime: int64(24 * time.Hour),
 		IdleTimeout: int64(time.Hour), MaxPerUser: 10, OnLimit: "evict_oldest", AMR: []string{"pwd"}}})
+	live2, err := s.box.mintRefresh("s2", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(fsm.TypeSessionCreate, 4, fsm.SessionCreateV4{SessionCreateV3: fsm.SessionCreateV3{SessionCreateV2: fsm.SessionCreateV2{
+		SessionCreate: fsm.SessionCreate{ID: "s2", UserID: "u1", RefreshHash: hashToken(fuzzRefreshS2), Lifetime: int64(24 * time.Hour),
+			IdleTimeout: int64(time.Hour), MaxPerUser: 10, OnLimit: "evict_oldest", AMR: []string{"pwd"}}}}, RefreshMAC: true})
+	apply(fsm.TypeSessionRefresh, 3, fsm.SessionRefreshV3{SessionID: "s2", Generation: 0,
+		SessionRefresh: fsm.SessionRefresh{OldHash: hashToken(fuzzRefreshS2), NewHash: hashToken(live2)}})
 	now := clk.Now()
 	tok, err := sig.Sign(&AccessClaims{RegisteredClaims: jwt.RegisteredClaims{Issuer: fuzzIssuer, Subject: "u1",
 		Audience: jwt.ClaimStrings{fuzzIssuer}, ExpiresAt: jwt.NewNumericDate(now.Add(time.Hour)),
@@ -198,37 +210,67 @@ func FuzzAuthenticate(f *testing.F) {
 	})
 }
 
+// fuzzRefreshS2 is session s2's first refresh token, dead (fuzzService):
+// minted under testBox's key, the same in every fuzzing process.
+const fuzzRefreshS2 = "bwr_AQJzMgAAAAAAAAAAAAECAwQFBgcICQoLDA0OD6NPn3yt9hteX2AjDfbBTLM"
+
 // FuzzRefresh drives Service.Refresh, which POST /v1/auth/refresh calls
-// with the body's refresh_token, with fuzzed tokens. Nothing guesses a
-// live token, so every answer is ErrInvalidGrant; a token of the wrong
-// form proposes nothing; and session s1 keeps its refresh token.
+// with the body's refresh_token, with fuzzed tokens of both formats.
+// Nothing guesses a live token or a MAC, so every answer is
+// ErrInvalidGrant; a token of the wrong form, or one naming its session
+// whose MAC does not verify, proposes nothing; and sessions s1 and s2
+// keep their refresh tokens. (The seeds hold s2's dead token altered,
+// never itself: presenting it would revoke s2, as it should.)
 func FuzzRefresh(f *testing.F) {
 	s, st, _ := fuzzService(f)
 	var proposed atomic.Int64
 	st.before = func(context.Context, fsm.Command) { proposed.Add(1) }
 	for _, tok := range []string{refreshPrefix + strings.Repeat("A", 43), refreshPrefix + strings.Repeat("L", 42) + "M=",
-		refreshPrefix + strings.Repeat("A", 42), refreshPrefix + strings.Repeat("+", 43), "bwr_", "", "Bearer x"} {
+		refreshPrefix + strings.Repeat("A", 42), refreshPrefix + strings.Repeat("+", 43), "bwr_", "", "Bearer x",
+		fuzzRefreshS2[:len(fuzzRefreshS2)-1] + "A", fuzzRefreshS2 + "A", fuzzRefreshS2[:len(fuzzRefreshS2)-2],
+		strings.Replace(fuzzRefreshS2, "AQJzMg", "AQJzMQ", 1), strings.Replace(fuzzRefreshS2, "AAAAAAAAAAA", "AAAAAAAAAAE", 1),
+		refreshPrefix + strings.Repeat("A", 60),
+		// The same bytes spelt otherwise (the decoder skips line breaks).
+		fuzzRefreshS2[:20] + "\n" + fuzzRefreshS2[20:], fuzzRefreshS2 + "\r\n"} {
 		f.Add(tok)
 	}
-	var want *fsm.Session
-	if err := st.View(func(r fsm.Reader) (err error) { want, err = r.Session("s1"); return err }); err != nil {
-		f.Fatal(err)
+	if _, err := s.box.openRefresh(fuzzRefreshS2); err != nil {
+		f.Fatalf("fuzzRefreshS2 does not verify under testBox: %v", err)
 	}
+	sessions := func(t testing.TB) [2]*fsm.Session {
+		var out [2]*fsm.Session
+		if err := st.View(func(r fsm.Reader) (err error) {
+			if out[0], err = r.Session("s1"); err != nil {
+				return err
+			}
+			out[1], err = r.Session("s2")
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	want := sessions(f)
 	f.Fuzz(func(t *testing.T, tok string) {
+		if tok == fuzzRefreshS2 {
+			return // s2's dead token: its reuse revokes s2 (TestRefreshReuseByGeneration)
+		}
 		before := proposed.Load()
 		_, err := s.Refresh(context.Background(), tok)
 		if !errors.Is(err, ErrInvalidGrant) {
 			t.Fatalf("Refresh(%q): %v, want ErrInvalidGrant", tok, err)
 		}
-		if n := proposed.Load() - before; !wellFormedToken(tok, refreshPrefix) && n != 0 {
+		n := proposed.Load() - before
+		if !refreshShaped(tok) && n != 0 {
 			t.Fatalf("a malformed refresh token proposed %d commands", n)
 		}
-		var got *fsm.Session
-		if err := st.View(func(r fsm.Reader) (err error) { got, err = r.Session("s1"); return err }); err != nil {
-			t.Fatal(err)
+		if _, err := s.box.openRefresh(tok); namesSession(tok) && err != nil && n != 0 {
+			t.Fatalf("a refresh token whose MAC does not verify proposed %d commands", n)
 		}
-		if got.RefreshHash != want.RefreshHash || !got.ExpiresAt.Equal(want.ExpiresAt) {
-			t.Fatalf("session s1 changed: %+v", got)
+		for i, got := range sessions(t) {
+			if got.RefreshHash != want[i].RefreshHash || got.RefreshGen != want[i].RefreshGen || !got.ExpiresAt.Equal(want[i].ExpiresAt) {
+				t.Fatalf("session %s changed: %+v", got.ID, got)
+			}
 		}
 	})
 }

@@ -469,6 +469,9 @@ type RefreshMeta struct {
 	SessionID string `json:"session_id"`
 	Live      bool   `json:"live"` // the session's current token
 	Used      bool   `json:"used,omitempty"`
+	// Generation is a live token's generation, when it names its
+	// session (level 5): how many times the session has rotated it.
+	Generation uint64 `json:"generation,omitempty"`
 }
 
 // NamedLockout is a lockout record and the name it counts.
@@ -504,6 +507,7 @@ func (r Reader) SubjectRecords(id string) (*SubjectRecords, error) {
 	for _, s := range out.Sessions {
 		prefix := append([]byte(s.ID), 0)
 		c := r.tx.Bucket(bucketSessionRefresh).Cursor()
+		live := false
 		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
 			hash := string(k[len(prefix):])
 			meta := RefreshMeta{SessionID: s.ID, Live: hash == s.RefreshHash}
@@ -511,7 +515,13 @@ func (r Reader) SubjectRecords(id string) (*SubjectRecords, error) {
 			if v := r.tx.Bucket(bucketRefresh).Get([]byte(hash)); v != nil && json.Unmarshal(v, &rec) == nil {
 				meta.Used = rec.Used
 			}
+			live = live || meta.Live
 			out.Refresh = append(out.Refresh, meta)
+		}
+		if !live {
+			// A token that names its session (level 5) has no record:
+			// the session's hash and generation are all that is held.
+			out.Refresh = append(out.Refresh, RefreshMeta{SessionID: s.ID, Live: true, Generation: s.RefreshGen})
 		}
 	}
 	if out.MFA, err = r.MFA(id); err != nil {

@@ -74,6 +74,11 @@ func erasable(t *testing.T) *applier {
 	step(TypeSessionCreate, 2, SessionCreateV2{SessionCreate: SessionCreate{ID: "s1", UserID: eraseID, RefreshHash: hashOf("r1"),
 		Lifetime: int64(24 * time.Hour), IdleTimeout: int64(time.Hour), MaxPerUser: 5, OnLimit: "evict_oldest"}})
 	step(TypeSessionRefresh, 2, SessionRefresh{OldHash: hashOf("r1"), NewHash: hashOf("r1b")})
+	// A session whose refresh tokens name it (level 5): no record per token.
+	step(TypeSessionCreate, 4, SessionCreateV4{SessionCreateV3: SessionCreateV3{SessionCreateV2: SessionCreateV2{SessionCreate: SessionCreate{
+		ID: "s3", UserID: eraseID, RefreshHash: hashOf("m0"), Lifetime: int64(24 * time.Hour), IdleTimeout: int64(time.Hour),
+		MaxPerUser: 5, OnLimit: "evict_oldest"}}}, RefreshMAC: true})
+	step(TypeSessionRefresh, 3, SessionRefreshV3{SessionID: "s3", SessionRefresh: SessionRefresh{OldHash: hashOf("m0"), NewHash: hashOf("m1")}})
 	step(TypeSessionCreate, 2, SessionCreateV2{SessionCreate: SessionCreate{ID: "s2", UserID: "u2", RefreshHash: hashOf("r2"),
 		Lifetime: int64(24 * time.Hour), IdleTimeout: int64(time.Hour), MaxPerUser: 5, OnLimit: "evict_oldest"}})
 	step(TypeMFATOTPEnroll, 1, MFATOTPEnroll{UserID: eraseID, Sealed: []byte("sealed totp of zebulon")})
@@ -135,9 +140,12 @@ func erase(t *testing.T, a *applier, id string) EraseResult {
 func TestUserEraseLeavesNothing(t *testing.T) {
 	a := erasable(t)
 	before := viewValue(t, a.s, func(r Reader) (*SubjectRecords, error) { return r.SubjectRecords(eraseID) })
-	if len(before.Sessions) != 1 || len(before.Refresh) != 2 || before.MFA == nil || len(before.Lockouts) != 2 ||
+	if len(before.Sessions) != 2 || len(before.Refresh) != 3 || before.MFA == nil || len(before.Lockouts) != 2 ||
 		before.Forbidden == nil || len(before.Requests) != 1 || len(before.Codes) != 1 {
 		t.Fatalf("records before the erase: %+v", before)
+	}
+	if !slices.Contains(before.Refresh, RefreshMeta{SessionID: "s3", Live: true, Generation: 1}) {
+		t.Fatalf("the live token of s3, which has no record, is not listed: %+v", before.Refresh)
 	}
 	var seqs []uint64
 	for _, e := range before.Audit {
@@ -152,7 +160,7 @@ func TestUserEraseLeavesNothing(t *testing.T) {
 	gen := a.s.ErasedGeneration()
 
 	res := erase(t, a, eraseID)
-	if res.Pseudonym != "erased:"+eraseID || res.Sessions != 1 || res.AuditEntries != 3 || res.Records < 5 {
+	if res.Pseudonym != "erased:"+eraseID || res.Sessions != 2 || res.AuditEntries != 3 || res.Records < 5 {
 		t.Fatalf("erase result %+v", res)
 	}
 	if got := mentions(t, a.s, eraseName, eraseEmail); len(got) != 1 || got[0] != "audit: "+string(auditKey(4)) {

@@ -52,6 +52,10 @@ var (
 	// password generation it was checked against) is no longer the
 	// user's: the decision was made on a stale read.
 	ErrCredentialChanged = errors.New("fsm: credential changed since it was checked")
+	// ErrRefreshMoved: user.set_password v3 carried a refresh-token
+	// generation older than its session's: the session rotated since the
+	// proposer read it. Nothing was written; read again and propose again.
+	ErrRefreshMoved = errors.New("fsm: the session's refresh token rotated since it was read")
 
 	// Second factors (mfa.go).
 

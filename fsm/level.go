@@ -43,7 +43,10 @@ import (
 //	   also deletes the user's consent grants and refusal count;
 //	   the cluster CA's revocation list: cert.record, cert.revoke and
 //	   crl.publish (crl.go); session.create v4 (a refused login spends
-//	   no ticket or factor, mfa.go)
+//	   no ticket or factor, mfa.go); refresh tokens that name their
+//	   session and generation under a MAC, with no record per token:
+//	   session.refresh v3, user.set_password v3, oidc.code_redeem v2,
+//	   and session.create v4's refresh_mac (sessions.go)
 //
 // A change of Apply is a level like a new command: it takes effect from
 // the entry after the one that raised the level, on every node at once.

@@ -152,6 +152,14 @@ type SessionCreateV3 struct {
 	Factor *FactorProof `json:"factor,omitempty"`
 }
 
+// SessionCreateV4 is session.create v4's payload (level 5): v3's, plus
+// RefreshMAC: the refresh token names the session and its generation (0)
+// under a MAC, so no refresh record is written (session.refresh v3).
+type SessionCreateV4 struct {
+	SessionCreateV3
+	RefreshMAC bool `json:"refresh_mac,omitempty"`
+}
+
 var mfaCommands = []CommandSpec{
 	{Type: TypeMFATOTPEnroll, Version: 1, Level: 4, Apply: applyTOTPEnroll, Result: reflect.TypeFor[*MFA]()},
 	{Type: TypeMFATOTPConfirm, Version: 1, Level: 4, Apply: applyTOTPConfirm, Result: reflect.TypeFor[*MFA]()},
@@ -407,22 +415,27 @@ func (t txn) dropWebAuthnIndex(userID string, creds []WebAuthnCredential) error 
 // before the factor is checked, and the factor before the id and session
 // limit checks; replaying the log needs them kept. v4 refuses first.
 func applySessionCreateV3(t txn, c Command) (any, error) {
-	return sessionCreateWithFactor(t, c, false)
+	var p SessionCreateV3
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	return sessionCreateWithFactor(t, c, p, sessionStart{})
 }
 
 // applySessionCreateV4 is session.create v4: v3's payload, every check
 // made before anything is written, so that a refused login (a replayed
 // TOTP step, a session limit with on_limit deny) spends no ticket or
-// factor.
+// factor; with RefreshMAC, no refresh record is written.
 func applySessionCreateV4(t txn, c Command) (any, error) {
-	return sessionCreateWithFactor(t, c, true)
-}
-
-func sessionCreateWithFactor(t txn, c Command, checkFirst bool) (any, error) {
-	var p SessionCreateV3
+	var p SessionCreateV4
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
 	}
+	return sessionCreateWithFactor(t, c, p.SessionCreateV3, sessionStart{limitsFirst: true, noRecord: p.RefreshMAC})
+}
+
+func sessionCreateWithFactor(t txn, c Command, p SessionCreateV3, how sessionStart) (any, error) {
+	checkFirst := how.limitsFirst
 	if p.Rehash != "" && (p.PasswordGen == nil || len(p.Rehash) > 512) {
 		return nil, fmt.Errorf("%w: session.create rehash needs password_gen", ErrInvalidCommand)
 	}
@@ -430,11 +443,7 @@ func sessionCreateWithFactor(t txn, c Command, checkFirst bool) (any, error) {
 	if f != nil && f.Ticket != "" && (!validHexHash(f.Ticket) || f.TicketExpires <= c.Time) {
 		return nil, fmt.Errorf("%w: session.create ticket", ErrInvalidCommand)
 	}
-	start := startSessionTx
-	if checkFirst {
-		start = startSessionTxCheckFirst
-	}
-	return start(t, c, p.SessionCreate, func(u *User) error {
+	return startSession(t, c, p.SessionCreate, func(u *User) error {
 		if p.PasswordGen != nil && u.PasswordGen != *p.PasswordGen {
 			return ErrCredentialChanged
 		}
@@ -448,7 +457,7 @@ func sessionCreateWithFactor(t txn, c Command, checkFirst bool) (any, error) {
 			return t.putUser(u)
 		}
 		return nil
-	})
+	}, how)
 }
 
 // useFactor spends the second factor f for userID at now, or refuses it:

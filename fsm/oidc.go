@@ -159,6 +159,10 @@ var oidcCommands = []CommandSpec{
 	// authorization re-checks the user's consent.
 	{Type: TypeOIDCClientPut, Version: 2, Level: 5, Apply: applyOIDCClientPut2, Result: nil},
 	{Type: TypeOIDCAuthorize, Version: 2, Level: 5, Apply: applyOIDCAuthorize2, Result: nil},
+	// oidc.code_redeem v2: v1's payload; the grant's refresh token names
+	// its session and generation under a MAC, so no refresh record is
+	// written (session.refresh v3).
+	{Type: TypeOIDCCodeRedeem, Version: 2, Level: 5, Apply: applyOIDCCodeRedeem2, Result: reflect.TypeFor[OIDCCodeResult]()},
 }
 
 // The payloads of oidc.client_put v1 and oidc.authorize v1, as that
@@ -334,6 +338,14 @@ func authorizeOIDC(t txn, c Command, p OIDCAuthorize, consent bool) (any, error)
 }
 
 func applyOIDCCodeRedeem(t txn, c Command) (any, error) {
+	return redeemCode(t, c, sessionStart{})
+}
+
+func applyOIDCCodeRedeem2(t txn, c Command) (any, error) {
+	return redeemCode(t, c, sessionStart{noRecord: true})
+}
+
+func redeemCode(t txn, c Command, how sessionStart) (any, error) {
 	var p OIDCCodeRedeem
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
@@ -385,7 +397,7 @@ func applyOIDCCodeRedeem(t txn, c Command) (any, error) {
 	}
 	sc := p.Session
 	sc.UserID, sc.AMR = r.UserID, slices.Clone(r.AMR)
-	v2, err := startSessionTx(t, c, sc, nil)
+	v2, err := startSession(t, c, sc, nil, how)
 	if err != nil {
 		return nil, err
 	}

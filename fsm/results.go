@@ -15,6 +15,7 @@ var resultErrors = map[string]error{
 	"user_not_found":     ErrUserNotFound,
 	"user_disabled":      ErrUserDisabled,
 	"credential_changed": ErrCredentialChanged,
+	"refresh_moved":      ErrRefreshMoved,
 	"invalid_command":    ErrInvalidCommand,
 	"malformed_command":  ErrMalformedCommand,
 	"unknown_command":    ErrUnknownCommand,

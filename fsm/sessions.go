@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"slices"
 	"sort"
@@ -43,6 +44,13 @@ type Session struct {
 	// refresh token is bound to and the scopes granted.
 	ClientID string   `json:"client_id,omitempty"`
 	Scopes   []string `json:"scopes,omitempty"`
+	// RefreshGen is the generation of the live refresh token, when it is
+	// one that names its session and generation itself (level 5:
+	// session.create v4 with RefreshMAC, oidc.code_redeem v2,
+	// session.refresh v3, user.set_password v3): every token the session
+	// handed out before it has a generation below, or this one and
+	// another hash, so a dead token is known without a record of it.
+	RefreshGen uint64 `json:"refresh_gen,omitempty"`
 }
 
 // Alive reports whether the session is neither past its absolute lifetime
@@ -105,6 +113,28 @@ type UserSetPasswordV2 struct {
 	PasswordGen uint64 `json:"password_gen"`
 }
 
+// SessionRefreshV3 is session.refresh v3 (level 5): the exchange of a
+// refresh token that names its session and generation, under a MAC the
+// proposer checked. Nothing is stored per token: the token is the
+// session's live one when Generation and OldHash are the session's; it
+// is a dead one (reuse) when Generation is below, or equal with another
+// hash; a Generation above was never handed out. The new token's
+// generation is Generation+1.
+type SessionRefreshV3 struct {
+	SessionID  string `json:"session_id"`
+	Generation uint64 `json:"generation"`
+	SessionRefresh
+}
+
+// UserSetPasswordV3 is user.set_password v3 (level 5): v2, where the
+// current session's new refresh token names its session and Generation
+// (at least the session's, as the proposer read it) and no record per
+// token is written.
+type UserSetPasswordV3 struct {
+	UserSetPasswordV2
+	Generation uint64 `json:"generation"`
+}
+
 // SessionRefresh exchanges a refresh token for a new one (rotation).
 type SessionRefresh struct {
 	OldHash   string `json:"old_hash"`
@@ -148,10 +178,12 @@ var sessionCommands = []CommandSpec{
 	{Type: TypeSessionCreate, Version: 2, Level: 3, Apply: applySessionCreateV2, Result: reflect.TypeFor[*Session]()},
 	{Type: TypeSessionRefresh, Version: 1, Level: 1, Apply: applySessionRefresh, Result: reflect.TypeFor[RefreshResult]()},
 	{Type: TypeSessionRefresh, Version: 2, Level: 2, Apply: applySessionRefreshV2, Result: reflect.TypeFor[RefreshResult]()},
+	{Type: TypeSessionRefresh, Version: 3, Level: 5, Apply: applySessionRefreshV3, Result: reflect.TypeFor[RefreshResult]()},
 	{Type: TypeSessionRevoke, Version: 1, Level: 1, Apply: applySessionRevoke, Result: reflect.TypeFor[*Session]()},
 	{Type: TypeUserRevoke, Version: 1, Level: 1, Apply: applyUserRevoke, Result: reflect.TypeFor[int]()},
 	{Type: TypeUserPassword, Version: 1, Level: 1, Apply: applyUserPassword, Result: reflect.TypeFor[*Session]()},
 	{Type: TypeUserPassword, Version: 2, Level: 3, Apply: applyUserPasswordV2, Result: reflect.TypeFor[*Session]()},
+	{Type: TypeUserPassword, Version: 3, Level: 5, Apply: applyUserPasswordV3, Result: reflect.TypeFor[*Session]()},
 }
 
 func applySessionCreate(t txn, c Command) (any, error) {
@@ -188,17 +220,22 @@ func applySessionCreateV2(t txn, c Command) (any, error) {
 // startSessionTx starts the session p describes; check, if set, vets (and
 // may update) the user first, in the same transaction.
 func startSessionTx(t txn, c Command, p SessionCreate, check func(*User) error) (any, error) {
-	return startSession(t, c, p, check, false)
+	return startSession(t, c, p, check, sessionStart{})
 }
 
-// startSessionTxCheckFirst is startSessionTx with the id and session limit
-// checks made before check, which may write (session.create v4): a
-// refused command then writes nothing.
-func startSessionTxCheckFirst(t txn, c Command, p SessionCreate, check func(*User) error) (any, error) {
-	return startSession(t, c, p, check, true)
+// sessionStart is how startSession differs between command versions.
+type sessionStart struct {
+	// limitsFirst makes the id and session limit checks before check,
+	// which may write (session.create v4): a refused command then writes
+	// nothing.
+	limitsFirst bool
+	// noRecord: the refresh token names its session and generation (0)
+	// under a MAC (level 5), so no refresh record or index entry is
+	// written for it.
+	noRecord bool
 }
 
-func startSession(t txn, c Command, p SessionCreate, check func(*User) error, limitsFirst bool) (any, error) {
+func startSession(t txn, c Command, p SessionCreate, check func(*User) error, how sessionStart) (any, error) {
 	if !validID(p.ID) || p.UserID == "" || len(p.RefreshHash) != 64 || p.Lifetime <= 0 || p.MaxPerUser < 1 ||
 		(p.OnLimit != "evict_oldest" && p.OnLimit != "deny") {
 		return nil, fmt.Errorf("%w: session.create payload", ErrInvalidCommand)
@@ -233,7 +270,7 @@ func startSession(t txn, c Command, p SessionCreate, check func(*User) error, li
 		}
 		return nil
 	}
-	if limitsFirst {
+	if how.limitsFirst {
 		if err := limits(); err != nil {
 			return nil, err
 		}
@@ -243,7 +280,7 @@ func startSession(t txn, c Command, p SessionCreate, check func(*User) error, li
 			return nil, err
 		}
 	}
-	if !limitsFirst {
+	if !how.limitsFirst {
 		if err := limits(); err != nil {
 			return nil, err
 		}
@@ -265,8 +302,10 @@ func startSession(t txn, c Command, p SessionCreate, check func(*User) error, li
 	if err := t.indexSessionFrom(3, s); err != nil {
 		return nil, err
 	}
-	if err := t.putRefresh(p.RefreshHash, refreshRecord{SessionID: s.ID}); err != nil {
-		return nil, err
+	if !how.noRecord {
+		if err := t.putRefresh(p.RefreshHash, refreshRecord{SessionID: s.ID}); err != nil {
+			return nil, err
+		}
 	}
 	if p.ResetLockout != "" {
 		if err := t.tx.Bucket(bucketLockout).Delete([]byte(p.ResetLockout)); err != nil {
@@ -315,21 +354,7 @@ func refreshSession(t txn, c Command, markUsed bool) (any, error) {
 	// same (every move marks the old record), so v1's outcome is as it
 	// always was; in a log that mixes versions, v1 sees v2's dead tokens.
 	if rec.Used || s.RefreshHash != p.OldHash {
-		// RFC 9700 4.14.2: a refresh token used twice means one of the two
-		// holders is an attacker; end the session for both.
-		ev := AuditAppend{Type: "refresh.reuse", Severity: AuditCritical,
-			Actor: s.UserID, Subject: s.UserID, IP: asciiIP(p.IP), UserAgent: CleanAuditText(p.UserAgent, MaxAuditUserAgent),
-			Details: map[string]string{"session_id": s.ID, "action": "session revoked"}}
-		if err := ev.Validate(); err != nil {
-			return nil, err
-		}
-		if err := t.deleteSession(s); err != nil {
-			return nil, err
-		}
-		if _, err := appendAudit(t, c.Time, ev); err != nil {
-			return nil, err
-		}
-		return RefreshResult{Session: s, Reused: true}, nil
+		return revokeForReuse(t, c, s, p)
 	}
 	at := time.Unix(0, c.Time).UTC()
 	u, uerr := getUser(t.tx, s.UserID)
@@ -362,6 +387,68 @@ func refreshSession(t txn, c Command, markUsed bool) (any, error) {
 	return RefreshResult{Session: s, User: u}, nil
 }
 
+// applySessionRefreshV3 is session.refresh v3: rotation and reuse
+// detection by the session's refresh generation, with no record per
+// token read or written.
+func applySessionRefreshV3(t txn, c Command) (any, error) {
+	var p SessionRefreshV3
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if !validID(p.SessionID) || !validHexHash(p.OldHash) || !validHexHash(p.NewHash) || p.OldHash == p.NewHash ||
+		p.Generation == math.MaxUint64 {
+		return nil, fmt.Errorf("%w: session.refresh payload", ErrInvalidCommand)
+	}
+	s, err := getSession(t.tx, p.SessionID)
+	if err != nil || endedByLockdown(Reader{tx: t.tx}, s) {
+		return nil, ErrInvalidGrant
+	}
+	if p.Generation > s.RefreshGen {
+		return nil, ErrInvalidGrant // never handed out
+	}
+	if p.Generation < s.RefreshGen || p.OldHash != s.RefreshHash {
+		return revokeForReuse(t, c, s, p.SessionRefresh)
+	}
+	at := time.Unix(0, c.Time).UTC()
+	u, uerr := getUser(t.tx, s.UserID)
+	if !s.Alive(at) || uerr != nil || u.Disabled {
+		if err := t.deleteSession(s); err != nil {
+			return nil, err
+		}
+		return nil, ErrInvalidGrant
+	}
+	s.RefreshHash, s.RefreshGen = p.NewHash, p.Generation+1
+	s.LastSeenAt = at
+	if p.IP != "" {
+		s.IP, s.UserAgent = p.IP, p.UserAgent
+	}
+	// The user's index entry is unchanged: rewrite only the record.
+	if err := t.putJSON(bucketSessions, s.ID, s); err != nil {
+		return nil, err
+	}
+	return RefreshResult{Session: s, User: u}, nil
+}
+
+// revokeForReuse ends session s, whose dead refresh token p presented,
+// with a critical audit entry: RFC 9700 4.14.2, a refresh token used
+// twice means one of the two holders is an attacker; end the session for
+// both.
+func revokeForReuse(t txn, c Command, s *Session, p SessionRefresh) (any, error) {
+	ev := AuditAppend{Type: "refresh.reuse", Severity: AuditCritical,
+		Actor: s.UserID, Subject: s.UserID, IP: asciiIP(p.IP), UserAgent: CleanAuditText(p.UserAgent, MaxAuditUserAgent),
+		Details: map[string]string{"session_id": s.ID, "action": "session revoked"}}
+	if err := ev.Validate(); err != nil {
+		return nil, err
+	}
+	if err := t.deleteSession(s); err != nil {
+		return nil, err
+	}
+	if _, err := appendAudit(t, c.Time, ev); err != nil {
+		return nil, err
+	}
+	return RefreshResult{Session: s, Reused: true}, nil
+}
+
 func applySessionRevoke(t txn, c Command) (any, error) {
 	var p SessionRevoke
 	if err := decodePayload(c, &p); err != nil {
@@ -391,7 +478,7 @@ func applyUserPassword(t txn, c Command) (any, error) {
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
 	}
-	return setPassword(t, c, p, nil)
+	return setPassword(t, c, p, nil, nil)
 }
 
 func applyUserPasswordV2(t txn, c Command) (any, error) {
@@ -399,12 +486,28 @@ func applyUserPasswordV2(t txn, c Command) (any, error) {
 	if err := decodePayload(c, &p); err != nil {
 		return nil, err
 	}
-	return setPassword(t, c, p.UserSetPassword, &p.PasswordGen)
+	return setPassword(t, c, p.UserSetPassword, &p.PasswordGen, nil)
+}
+
+// applyUserPasswordV3 is user.set_password v3: v2, the current session's
+// new refresh token of generation p.Generation, and no refresh record.
+func applyUserPasswordV3(t txn, c Command) (any, error) {
+	var p UserSetPasswordV3
+	if err := decodePayload(c, &p); err != nil {
+		return nil, err
+	}
+	if p.Generation == math.MaxUint64 {
+		return nil, fmt.Errorf("%w: user.set_password generation", ErrInvalidCommand)
+	}
+	return setPassword(t, c, p.UserSetPassword, &p.PasswordGen, &p.Generation)
 }
 
 // setPassword applies a password change; with gen set, only if the
-// password is still at that generation, and it moves to the next.
-func setPassword(t txn, c Command, p UserSetPassword, gen *uint64) (any, error) {
+// password is still at that generation, and it moves to the next. With
+// refreshGen set (v3), the current session's new refresh token is of that
+// generation, which must be at least the session's (else
+// ErrRefreshMoved), and no refresh record is written.
+func setPassword(t txn, c Command, p UserSetPassword, gen, refreshGen *uint64) (any, error) {
 	if p.PasswordHash == "" || (p.SessionID != "") != (len(p.NewHash) == 64) {
 		return nil, fmt.Errorf("%w: user.set_password payload", ErrInvalidCommand)
 	}
@@ -419,6 +522,12 @@ func setPassword(t txn, c Command, p UserSetPassword, gen *uint64) (any, error) 
 		}
 		if t.tx.Bucket(bucketRefresh).Get([]byte(p.NewHash)) != nil {
 			return nil, fmt.Errorf("%w: refresh token id reused", ErrInvalidCommand)
+		}
+		if refreshGen != nil && (p.NewHash == cur.RefreshHash || *refreshGen < cur.RefreshGen) {
+			if p.NewHash == cur.RefreshHash {
+				return nil, fmt.Errorf("%w: refresh token id reused", ErrInvalidCommand)
+			}
+			return nil, ErrRefreshMoved
 		}
 	}
 	if gen != nil {
@@ -437,6 +546,15 @@ func setPassword(t txn, c Command, p UserSetPassword, gen *uint64) (any, error) 
 	}
 	if cur == nil {
 		return nil, nil
+	}
+	if refreshGen != nil {
+		// v3: the old token is dead by its generation or hash, as after a
+		// session.refresh v3; a token of the stored kind the session had
+		// before keeps its record, dead because it is no longer the
+		// session's.
+		cur.RefreshHash, cur.RefreshGen = p.NewHash, *refreshGen
+		cur.LastSeenAt = u.UpdatedAt
+		return cur, t.putSession(cur)
 	}
 	// The current session continues with a fresh refresh token; the old
 	// one is dead (and kept as used, for reuse detection).

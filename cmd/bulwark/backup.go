@@ -241,7 +241,8 @@ func backupRestore(args []string, stdout io.Writer) error {
 		"and the same configuration. Its first start creates a new keystore, signing key, TLS\n"+
 		"certificate and cluster CA, and shares the CA's key with the members that join, sealed\n"+
 		"under the data key. Clients must trust the new CA in %s%s.\n"+
-		"Sessions in the backup stay valid; tokens issued before the backup keep verifying until\n"+
+		"Sessions in the backup stay valid (their refresh tokens, like second factors, need the\n"+
+		"data key); access tokens issued before the backup keep verifying until\n"+
 		"they expire, provided tokens.issuer is unchanged.\n",
 		filepath.Join(cfg.DataDir, pki.CAFile), oldCAPin(m.CACertPEM))
 	return nil
