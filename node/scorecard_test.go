@@ -21,8 +21,15 @@ func TestScorecardFacts(t *testing.T) {
 		}
 	}})
 	leader := waitLeader(t, c.nodes)
-	waitfor.True(t, "feature level 5", 10*time.Second, 20*time.Millisecond, func() bool {
-		return clusterLevelOf(leader) >= fsm.MaxLevel
+	// On every node: the follower below records its backup only once it
+	// has applied the level that allows backup.record.
+	waitfor.True(t, "feature level 5 on every node", 10*time.Second, 20*time.Millisecond, func() bool {
+		for _, n := range c.nodes {
+			if clusterLevelOf(n) < fsm.MaxLevel {
+				return false
+			}
+		}
+		return true
 	})
 
 	n1 := c.nodes[0]
