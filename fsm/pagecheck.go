@@ -8,6 +8,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/internal/boltpages"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -21,7 +22,7 @@ import (
 // It reads a piece of walkRelease values per read transaction, so that no
 // transaction stays open long (a long one keeps bbolt from reusing the
 // pages commits free meanwhile, and the file grows), drops the pages it
-// read from the process's map after each piece (releaseMapped), and rests
+// read from the process's map after each piece (boltpages.Drop), and rests
 // as long as each piece took, so that it takes at most half of a core from
 // the requests served meanwhile.
 //
@@ -84,7 +85,7 @@ func (s *Store) checkPiece(at *pagePosition) (done bool, err error) {
 	}()
 	err = s.view(func(tx *bolt.Tx) error {
 		// The map does not move while a read transaction is open.
-		defer releaseMapped(s.db.Info().Data, tx.Size())
+		defer boltpages.Drop(s.db.Info().Data, tx.Size())
 		n := 0
 		var sum byte
 		buckets := tx.Cursor()
@@ -139,7 +140,7 @@ const releaseAfterValues = 1000
 // node's resident memory until the kernel reclaims them. The view's open
 // transaction keeps the map where it is meanwhile.
 func (r Reader) releaseMapped() {
-	releaseMapped(r.tx.DB().Info().Data, r.tx.Size())
+	boltpages.Drop(r.tx.DB().Info().Data, r.tx.Size())
 }
 
 // compactCopy reads every key and value of the bbolt file at src on this
@@ -173,7 +174,7 @@ func compactCopy(src, dst string) (sessions int64, err error) {
 	}()
 	err = noPanic(func() error {
 		return in.View(func(tx *bolt.Tx) error {
-			defer releaseMapped(in.Info().Data, tx.Size())
+			defer boltpages.Drop(in.Info().Data, tx.Size())
 			return tx.ForEach(func(name []byte, b *bolt.Bucket) error {
 				n, err := copyBucket(out, name, b)
 				if bytes.Equal(name, bucketSessions) {
@@ -225,7 +226,7 @@ func copyBucket(out *bolt.DB, name []byte, b *bolt.Bucket) (int64, error) {
 				n++
 				if size += len(k) + len(v); n%walkRelease == 0 {
 					// the values read so far stay in the page cache only
-					releaseMapped(b.Tx().DB().Info().Data, b.Tx().Size())
+					boltpages.Drop(b.Tx().DB().Info().Data, b.Tx().Size())
 				}
 			}
 			return nil

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/bulwark-auth/bulwark/internal/boltpages"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -327,7 +328,7 @@ func openBolt(path string) (db *bolt.DB, err error) {
 // The read faults every page of the file into this process's memory map,
 // which at a million sessions is gigabytes of resident memory the node
 // never asked for again: every walkRelease values, and at the end, the
-// walked pages are released from the map (releaseMapped; they stay in the
+// walked pages are released from the map (boltpages.Drop; they stay in the
 // page cache, and a later read maps a page again).
 func checkDB(db *bolt.DB) (sessions int64, err error) {
 	defer func() {
@@ -338,7 +339,7 @@ func checkDB(db *bolt.DB) (sessions int64, err error) {
 	err = db.View(func(tx *bolt.Tx) error {
 		// The map does not move while a read transaction is open.
 		addr, size := db.Info().Data, tx.Size()
-		release := func() { releaseMapped(addr, size) }
+		release := func() { boltpages.Drop(addr, size) }
 		defer release()
 		var seen int
 		tick := func() {

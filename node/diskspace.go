@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	bolt "go.etcd.io/bbolt"
 )
 
 // A full disk must not crash the node or corrupt it, and must not need a
@@ -294,6 +295,7 @@ func isNoSpace(err error) bool {
 //     and Close returns without waiting for Raft.
 type spaceStore struct {
 	*raftboltdb.BoltStore
+	db    *bolt.DB // the BoltStore's own handle (raftpages.go)
 	g     *spaceGuard
 	done  <-chan struct{} // the node is closing
 	fault func() error    // tests: an error raft.db answers instead (Config.storeFault)
