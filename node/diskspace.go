@@ -295,7 +295,8 @@ func isNoSpace(err error) bool {
 //     and Close returns without waiting for Raft.
 type spaceStore struct {
 	*raftboltdb.BoltStore
-	db    *bolt.DB // the BoltStore's own handle (raftpages.go)
+	db    *bolt.DB   // the BoltStore's own handle (raftpages.go)
+	pages *raftPages // entries appended since raft.db's pages were last dropped
 	g     *spaceGuard
 	done  <-chan struct{} // the node is closing
 	fault func() error    // tests: an error raft.db answers instead (Config.storeFault)
@@ -344,11 +345,15 @@ func (s spaceStore) retryStable(fn func() error) error {
 }
 
 func (s spaceStore) StoreLog(l *raft.Log) error {
-	return s.retry(func() error { return s.BoltStore.StoreLog(l) })
+	err := s.retry(func() error { return s.BoltStore.StoreLog(l) })
+	s.appended(1)
+	return err
 }
 
 func (s spaceStore) StoreLogs(logs []*raft.Log) error {
-	return s.retry(func() error { return s.BoltStore.StoreLogs(logs) })
+	err := s.retry(func() error { return s.BoltStore.StoreLogs(logs) })
+	s.appended(len(logs))
+	return err
 }
 
 func (s spaceStore) Set(k, v []byte) error {

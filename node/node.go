@@ -253,7 +253,7 @@ func Open(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("node: open raft log: %w", err)
 	}
 	n.space = newSpaceGuard(cfg.DataDir, n.log, cfg.spaceFree, cfg.storeFault)
-	logs := spaceStore{BoltStore: n.logs, db: boltOf(n.logs), g: n.space, done: n.done, fault: cfg.storeFault}
+	logs := spaceStore{BoltStore: n.logs, db: boltOf(n.logs), pages: new(raftPages), g: n.space, done: n.done, fault: cfg.storeFault}
 	hlog := newHCLogger(cfg.Logger, "raft")
 	n.snaps, err = raft.NewFileSnapshotStoreWithLogger(raftDir, 2, hlog)
 	if err != nil {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"reflect"
+	"sync/atomic"
 	"unsafe"
 
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
@@ -11,14 +12,33 @@ import (
 )
 
 // raft.db's pages in memory. bbolt reads raft.db through a shared mapping,
-// and compacting the log after a snapshot (DeleteRange) walks every page
-// of the deleted entries, which then stay counted in the node's resident
-// memory: under a write burst that is the log of up to two snapshot
-// intervals plus TrailingLogs entries, 150 MiB and more of a bench run's
-// peak. Once the range is deleted its pages are free and not read again,
-// so spaceStore.DeleteRange drops the whole mapping from memory (the
-// pages stay in the page cache; the log's tail is mapped again by the
-// next append).
+// and every page it reads stays counted in the node's resident memory:
+// each append reads the log's last leaf, so every leaf is read once while
+// it is last, and compacting the log after a snapshot (DeleteRange) walks
+// every page of the deleted entries. Under a write burst that is the log
+// of up to two snapshot intervals (30 s each) plus TrailingLogs entries,
+// about 1 KiB an entry: 150 MiB and more of a bench run's peak, though no
+// page behind the log's tail is read again unless a follower catches up
+// from it. So spaceStore drops the whole mapping from memory after every
+// dropEvery entries appended and after each DeleteRange (the pages stay
+// in the page cache; the next append maps the tail's few pages again).
+
+// dropEvery is how many entries raft.db takes between two drops of its
+// pages: about 8 MiB of log.
+const dropEvery = 8192
+
+// raftPages counts the entries appended since the last drop.
+type raftPages struct{ n atomic.Int64 }
+
+// appended counts n entries appended and drops raft.db's pages once
+// dropEvery have been since the last drop.
+func (s spaceStore) appended(n int) {
+	if s.pages == nil || s.pages.n.Add(int64(n)) < dropEvery {
+		return
+	}
+	s.pages.n.Store(0)
+	boltpages.DropDB(s.db)
+}
 
 // boltOf returns the bbolt handle raft-boltdb keeps unexported (its field
 // conn; nil if the version in go.mod names it otherwise, which

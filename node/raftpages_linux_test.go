@@ -41,9 +41,11 @@ func mappedKiB(t *testing.T, path string) int64 {
 	return kib
 }
 
-// TestRaftLogPagesDropped: compacting the log walks every page of the
-// deleted entries; spaceStore.DeleteRange leaves none of raft.db resident
-// after (here 48 MiB of log, all but the last thousand entries deleted).
+// TestRaftLogPagesDropped: appending reads every leaf of the log once and
+// compacting it walks every page of the deleted entries; spaceStore keeps
+// under dropEvery entries' worth of raft.db resident while appending (here
+// 48 MiB of log) and none after DeleteRange (all but the last thousand
+// entries deleted).
 func TestRaftLogPagesDropped(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "raft.db")
 	bs, err := raftboltdb.New(raftboltdb.Options{Path: path})
@@ -51,20 +53,25 @@ func TestRaftLogPagesDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer bs.Close()
-	s := spaceStore{BoltStore: bs, db: boltOf(bs)}
+	s := spaceStore{BoltStore: bs, db: boltOf(bs), pages: new(raftPages)}
 	if s.db == nil {
 		t.Fatal("raft-boltdb's BoltStore no longer keeps its bbolt handle in conn: boltOf needs updating")
 	}
 	const entries, size = 48 << 10, 1 << 10
 	data := make([]byte, size)
-	for i := uint64(1); i <= entries; i += 1024 {
-		batch := make([]*raft.Log, 0, 1024)
-		for j := i; j < i+1024; j++ {
+	// Batches as small as a leader's under load: each reads the last leaf.
+	const batchOf = 16
+	for i := uint64(1); i <= entries; i += batchOf {
+		batch := make([]*raft.Log, 0, batchOf)
+		for j := i; j < i+batchOf; j++ {
 			batch = append(batch, &raft.Log{Index: j, Term: 1, Type: raft.LogCommand, Data: data})
 		}
 		if err := s.StoreLogs(batch); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if kib := mappedKiB(t, path); kib > 16<<10 {
+		t.Fatalf("raft.db holds %d KiB resident after 48 MiB of appends; want under 16 MiB (%d entries between drops)", kib, dropEvery)
 	}
 	if err := s.DeleteRange(1, entries-1024); err != nil {
 		t.Fatal(err)
