@@ -51,9 +51,31 @@ func boltOf(s *raftboltdb.BoltStore) *bolt.DB {
 	return *(**bolt.DB)(unsafe.Pointer(f.UnsafeAddr()))
 }
 
-// DeleteRange compacts the log, then drops raft.db's pages from memory.
+// DeleteRange deletes the entries min to max and drops raft.db's pages
+// from memory. Compaction (min is the log's first index) deletes dropEvery
+// entries a transaction, from the oldest, dropping the pages after each:
+// one transaction over a burst's log walked all of it (150 MiB and more)
+// before the drop. A crash between two pieces leaves a shorter log that
+// still starts where the last piece ended, which Raft reads as a log
+// compacted that far. Other deletions (a follower truncating a conflicting
+// suffix) stay one transaction: pieces from the low end would leave a
+// hole behind a crash.
 func (s spaceStore) DeleteRange(min, max uint64) error {
-	err := s.BoltStore.DeleteRange(min, max)
-	boltpages.DropDB(s.db)
-	return err
+	defer boltpages.DropDB(s.db)
+	if first, err := s.BoltStore.FirstIndex(); err != nil || first != min || max-min < dropEvery {
+		return s.BoltStore.DeleteRange(min, max)
+	}
+	for lo := min; ; lo += dropEvery {
+		hi := max
+		if max-lo >= dropEvery {
+			hi = lo + dropEvery - 1
+		}
+		if err := s.BoltStore.DeleteRange(lo, hi); err != nil {
+			return err
+		}
+		if hi == max {
+			return nil
+		}
+		boltpages.DropDB(s.db)
+	}
 }

@@ -83,4 +83,49 @@ func TestRaftLogPagesDropped(t *testing.T) {
 	if err := s.GetLog(entries, &l); err != nil || l.Index != entries || len(l.Data) != size {
 		t.Fatalf("the log's tail after the drop: %+v %v", l.Index, err)
 	}
+	if first, err := s.FirstIndex(); err != nil || first != entries-1024+1 {
+		t.Fatalf("first index after compaction: %d %v, want %d", first, err, entries-1024+1)
+	}
+	// A suffix (a follower's conflicting entries) goes in one piece.
+	if err := s.DeleteRange(entries-100, entries); err != nil {
+		t.Fatal(err)
+	}
+	if last, err := s.LastIndex(); err != nil || last != entries-101 {
+		t.Fatalf("last index after truncating the suffix: %d %v, want %d", last, err, entries-101)
+	}
+}
+
+// TestRaftLogCompactedInPieces: compaction deletes dropEvery entries a
+// transaction from the oldest, so every state a crash can leave is a log
+// without a hole. The pieces are counted by the page drops between them
+// (each a read transaction of bbolt's).
+func TestRaftLogCompactedInPieces(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "raft.db")
+	bs, err := raftboltdb.New(raftboltdb.Options{Path: path, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bs.Close()
+	s := spaceStore{BoltStore: bs, db: boltOf(bs), pages: new(raftPages)}
+	const entries = 5*dropEvery + 100
+	batch := make([]*raft.Log, 0, entries)
+	for i := uint64(1); i <= entries; i++ {
+		batch = append(batch, &raft.Log{Index: i, Term: 1, Type: raft.LogCommand, Data: []byte("x")})
+	}
+	if err := s.StoreLogs(batch); err != nil {
+		t.Fatal(err)
+	}
+	before := s.db.Stats().TxN
+	if err := s.DeleteRange(1, 4*dropEvery+50); err != nil {
+		t.Fatal(err)
+	}
+	if reads := s.db.Stats().TxN - before; reads < 6 { // FirstIndex, 4 drops between pieces, the last drop
+		t.Errorf("compacting %d entries started %d read transactions; want 6: a drop after each piece of %d entries", 4*dropEvery+50, reads, dropEvery)
+	}
+	if first, err := s.FirstIndex(); err != nil || first != 4*dropEvery+51 {
+		t.Fatalf("first index %d %v, want %d", first, err, 4*dropEvery+51)
+	}
+	if last, err := s.LastIndex(); err != nil || last != entries {
+		t.Fatalf("last index %d %v, want %d", last, err, entries)
+	}
 }
