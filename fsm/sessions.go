@@ -357,12 +357,9 @@ func refreshSession(t txn, c Command, markUsed bool) (any, error) {
 		return revokeForReuse(t, c, s, p)
 	}
 	at := time.Unix(0, c.Time).UTC()
-	u, uerr := getUser(t.tx, s.UserID)
-	if !s.Alive(at) || uerr != nil || u.Disabled {
-		if err := t.deleteSession(s); err != nil {
-			return nil, err
-		}
-		return nil, ErrInvalidGrant
+	u, err := t.refreshableUser(s, at)
+	if err != nil {
+		return nil, err
 	}
 	if t.tx.Bucket(bucketRefresh).Get([]byte(p.NewHash)) != nil {
 		return nil, fmt.Errorf("%w: refresh token id reused", ErrInvalidCommand)
@@ -376,15 +373,7 @@ func refreshSession(t txn, c Command, markUsed bool) (any, error) {
 		return nil, err
 	}
 	s.RefreshHash = p.NewHash
-	s.LastSeenAt = at
-	if p.IP != "" {
-		s.IP, s.UserAgent = p.IP, p.UserAgent
-	}
-	// The user's index entry is unchanged: rewrite only the record.
-	if err := t.putJSON(bucketSessions, s.ID, s); err != nil {
-		return nil, err
-	}
-	return RefreshResult{Session: s, User: u}, nil
+	return t.rotated(s, u, at, p)
 }
 
 // applySessionRefreshV3 is session.refresh v3: rotation and reuse
@@ -410,14 +399,31 @@ func applySessionRefreshV3(t txn, c Command) (any, error) {
 		return revokeForReuse(t, c, s, p.SessionRefresh)
 	}
 	at := time.Unix(0, c.Time).UTC()
-	u, uerr := getUser(t.tx, s.UserID)
-	if !s.Alive(at) || uerr != nil || u.Disabled {
+	u, err := t.refreshableUser(s, at)
+	if err != nil {
+		return nil, err
+	}
+	s.RefreshHash, s.RefreshGen = p.NewHash, p.Generation+1
+	return t.rotated(s, u, at, p.SessionRefresh)
+}
+
+// refreshableUser returns the user of s, whose live refresh token was
+// presented, if s is alive at at and the user enabled; otherwise it ends
+// s and answers ErrInvalidGrant.
+func (t txn) refreshableUser(s *Session, at time.Time) (*User, error) {
+	u, err := getUser(t.tx, s.UserID)
+	if !s.Alive(at) || err != nil || u.Disabled {
 		if err := t.deleteSession(s); err != nil {
 			return nil, err
 		}
 		return nil, ErrInvalidGrant
 	}
-	s.RefreshHash, s.RefreshGen = p.NewHash, p.Generation+1
+	return u, nil
+}
+
+// rotated records on s, whose refresh token the caller has just moved on,
+// the refresh at at from p's client, and writes it.
+func (t txn) rotated(s *Session, u *User, at time.Time, p SessionRefresh) (any, error) {
 	s.LastSeenAt = at
 	if p.IP != "" {
 		s.IP, s.UserAgent = p.IP, p.UserAgent
