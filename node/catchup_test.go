@@ -377,12 +377,7 @@ func testCatchUpBySnapshot(t *testing.T, crash bool) {
 func TestCatchUpReadsYourWrites(t *testing.T) {
 	c := newCluster(t, 3, clusterOpts{})
 	leader := c.leader()
-	var follower *Node
-	for _, n := range c.nodes {
-		if n != leader {
-			follower = n
-		}
-	}
+	follower := c.followers(leader)[0]
 	lagged := 0
 	for i := range 20 {
 		name := fmt.Sprint("u", i)

@@ -207,6 +207,17 @@ func (c *cluster) running() []*Node {
 	return r
 }
 
+// followers is the running nodes other than leader.
+func (c *cluster) followers(leader *Node) []*Node {
+	var r []*Node
+	for _, n := range c.running() {
+		if n != leader {
+			r = append(r, n)
+		}
+	}
+	return r
+}
+
 // leader is the running node that leads, waiting for one up to 10 s.
 func (c *cluster) leader() *Node {
 	c.t.Helper()

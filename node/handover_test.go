@@ -143,12 +143,7 @@ func TestFollowersKeepForwardingConnsToEveryVoter(t *testing.T) {
 func TestLeaderCloseLosesNoWrite(t *testing.T) {
 	c := newCluster(t, 3, clusterOpts{timeout: time.Second})
 	leader := c.leader()
-	var survivors []*Node
-	for _, n := range c.nodes {
-		if n != leader {
-			survivors = append(survivors, n)
-		}
-	}
+	survivors := c.followers(leader)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	stop := make(chan struct{})

@@ -22,12 +22,7 @@ import (
 func TestLeaderCloseAnswersEachWriteTruly(t *testing.T) {
 	c := newCluster(t, 3, clusterOpts{timeout: time.Second})
 	leader := c.leader()
-	var survivors []*Node
-	for _, n := range c.nodes {
-		if n != leader {
-			survivors = append(survivors, n)
-		}
-	}
+	survivors := c.followers(leader)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -158,12 +153,7 @@ func TestLeaderCloseWaitsForWriteInFlight(t *testing.T) {
 		}
 	}})
 	leader := c.leader()
-	var survivors []*Node
-	for _, n := range c.nodes {
-		if n != leader {
-			survivors = append(survivors, n)
-		}
-	}
+	survivors := c.followers(leader)
 	createUser(t, survivors[0], "before")
 	waitUsers(t, survivors[1], 1)
 

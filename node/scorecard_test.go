@@ -55,13 +55,7 @@ func TestScorecardFacts(t *testing.T) {
 	}
 
 	// A follower's backup is forwarded to the leader as its own record.
-	var follower *Node
-	for _, n := range c.nodes {
-		if n != leader {
-			follower = n
-			break
-		}
-	}
+	follower := c.followers(leader)[0]
 	var buf bytes.Buffer
 	info, err := follower.BackupHere(context.Background(), &buf)
 	if err != nil {
