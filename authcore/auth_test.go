@@ -31,21 +31,13 @@ func newAuthService(t *testing.T, cfg Config) (*Service, *clock.Fake) {
 func newAuthServiceAt(t *testing.T, cfg Config, level int) (*Service, *clock.Fake) {
 	t.Helper()
 	clk := newClock()
-	sig := testSigner(t, AlgES256)
-	cfg.Hash = testHash
-	cfg.Policy = PasswordPolicy{MinLength: 12, MaxLength: 128}
-	cfg.Issuer = "https://bulwark.test:8443"
-	cfg.NodeID = "n1"
 	st := newLocalStore(t)
 	// A new cluster runs at the highest feature level (node raises it).
 	raise, _ := fsm.NewCommand(fsm.TypeClusterLevel, 1, 1, fsm.ClusterLevel{Level: level})
 	if _, err := st.Apply(context.Background(), raise); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(st, cfg, WithClock(clk), WithSigner(sig), WithSecretBox(testBox(t)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newNodeService(t, st, "n1", cfg, WithClock(clk), WithSecretBox(testBox(t)))
 	ctx := context.Background()
 	if err := s.PublishSigningKey(ctx); err != nil && !errors.Is(err, ErrIssuerNotRecorded) { // level 1: published, no issuer
 		t.Fatal(err)
@@ -54,6 +46,21 @@ func newAuthServiceAt(t *testing.T, cfg Config, level int) (*Service, *clock.Fak
 		t.Fatal(err)
 	}
 	return s, clk
+}
+
+// newNodeService is node's Service on st: cfg with the test hash,
+// policy and issuer, an ES256 signing key of its own, and opts.
+func newNodeService(t testing.TB, st Store, node string, cfg Config, opts ...Option) *Service {
+	t.Helper()
+	cfg.Hash = testHash
+	cfg.Policy = PasswordPolicy{MinLength: 12, MaxLength: 128}
+	cfg.Issuer = "https://bulwark.test:8443"
+	cfg.NodeID = node
+	s, err := New(st, cfg, append([]Option{WithSigner(testSigner(t, AlgES256))}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func login(t *testing.T, s *Service) Tokens {

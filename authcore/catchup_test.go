@@ -55,13 +55,7 @@ func TestAuthenticateCatchesUpForNewSessions(t *testing.T) {
 	if _, err := a.Apply(ctx, raise); err != nil {
 		t.Fatal(err)
 	}
-	cfg := func(node string) Config {
-		return Config{Hash: testHash, Policy: PasswordPolicy{MinLength: 12, MaxLength: 128}, Issuer: "https://bulwark.test:8443", NodeID: node}
-	}
-	n1, err := New(a, cfg("n1"), WithClock(clk), WithSigner(testSigner(t, AlgES256)), WithSecretBox(box))
-	if err != nil {
-		t.Fatal(err)
-	}
+	n1 := newNodeService(t, a, "n1", Config{}, WithClock(clk), WithSecretBox(box))
 	if err := n1.PublishSigningKey(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -72,15 +66,11 @@ func TestAuthenticateCatchesUpForNewSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	node2 := func(catchUp func(context.Context) error) *Service {
-		opts := []Option{WithClock(clk), WithSigner(testSigner(t, AlgES256)), WithSecretBox(box)}
+		opts := []Option{WithClock(clk), WithSecretBox(box)}
 		if catchUp != nil {
 			opts = append(opts, WithCatchUp(catchUp))
 		}
-		s, err := New(b, cfg("n2"), opts...)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+		return newNodeService(t, b, "n2", Config{}, opts...)
 	}
 	plain, n2 := node2(nil), node2(b.catchUp)
 	failing := node2(func(context.Context) error { return errors.New("no leader") })

@@ -51,15 +51,11 @@ func BenchmarkRefreshFormat(b *testing.B) {
 			if _, err := st.Apply(ctx, raise); err != nil {
 				b.Fatal(err)
 			}
-			opts := []Option{WithClock(newClock()), WithSigner(testSigner(b, AlgES256))}
+			opts := []Option{WithClock(newClock())}
 			if named {
 				opts = append(opts, WithSecretBox(testBox(b)))
 			}
-			s, err := New(st, Config{Hash: testHash, Policy: PasswordPolicy{MinLength: 12, MaxLength: 128},
-				Issuer: "https://bulwark.test:8443", NodeID: "n1"}, opts...)
-			if err != nil {
-				b.Fatal(err)
-			}
+			s := newNodeService(b, st, "n1", Config{}, opts...)
 			if err := s.PublishSigningKey(ctx); err != nil {
 				b.Fatal(err)
 			}
