@@ -123,8 +123,12 @@ func rawCall(c *http.Client, url, bearer string, body any) (int, map[string]any,
 		return 0, nil, nil, err
 	}
 	defer resp.Body.Close()
+	// An answer cut off mid-body (a node killed as it wrote it) is no
+	// answer: its status line alone acknowledged nothing.
 	out := map[string]any{}
-	json.NewDecoder(resp.Body).Decode(&out)
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil && !errors.Is(err, io.EOF) {
+		return resp.StatusCode, out, resp.Header, fmt.Errorf("reading the answer of %s: %w", url, err)
+	}
 	return resp.StatusCode, out, resp.Header, nil
 }
 
