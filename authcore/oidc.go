@@ -406,7 +406,7 @@ func (s *Service) RedeemCode(ctx context.Context, clientID, code, redirectURI, v
 	if err != nil {
 		return OIDCTokens{}, err
 	}
-	sid, err := randomToken("")
+	sid, err := NewSessionID(s.now())
 	if err != nil {
 		return OIDCTokens{}, err
 	}

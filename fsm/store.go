@@ -480,6 +480,27 @@ func (s *Store) view(fn func(*bolt.Tx) error) error {
 	return s.db.View(fn)
 }
 
+// appendBuckets are the buckets whose new keys sort after the old ones:
+// audit seqs, expiry instants, and session ids, which begin with their
+// creation time (authcore.NewSessionID). bbolt splits a page that
+// overflows at FillPercent of a page (half, by default), so appending
+// leaves every page behind the newest half empty; appendFill fills them.
+// It changes where keys sit on pages, never what is stored, so nodes that
+// differ in it hold the same state.
+var appendBuckets = [][]byte{bucketAudit, bucketExpiry, bucketSessions}
+
+const appendFill = 0.9
+
+// fillAppended sets appendFill on tx's handles of appendBuckets (bbolt
+// keeps the setting on the handle, for this transaction).
+func fillAppended(tx *bolt.Tx) {
+	for _, name := range appendBuckets {
+		if b := tx.Bucket(name); b != nil {
+			b.FillPercent = appendFill
+		}
+	}
+}
+
 // ApplyBatch applies committed entries in one bbolt transaction and returns
 // one Result per entry. Entries at or below the stored applied index are
 // skipped (a restart replays the log from the last snapshot), so applying
@@ -502,6 +523,7 @@ func (s *Store) ApplyBatch(entries []Entry) []Result {
 	var rb int64
 	apply := func(tx *bolt.Tx) error {
 		keysChanged, blocksChanged, erased, counts = false, false, false, batchCounts{}
+		fillAppended(tx)
 		defer func() { rb = storedRevokedBefore(tx) }()
 		applied, _ := readApplied(tx)
 		var last *Entry
