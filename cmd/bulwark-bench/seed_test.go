@@ -57,8 +57,8 @@ func TestSeedArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Users != 20 || res.Sessions != 60 || res.Entries != 80 || res.AppliedIndex != 7+80 {
-		t.Fatalf("seed result %+v: want 20 users, 60 sessions, 80 entries, applied index 87", res)
+	if res.Users != 20 || res.Sessions != 60 || res.Entries != 80 || res.Sweeps != 1 || res.AppliedIndex != 7+1+80 {
+		t.Fatalf("seed result %+v: want 20 users, 60 sessions, 80 entries after 1 sweep, applied index 88", res)
 	}
 
 	f, err := os.Open(out)
@@ -71,8 +71,8 @@ func TestSeedArchive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ri.Users != 21 || ri.AppliedIndex != 87 || ri.AppliedTerm != 3 || ri.AuditProblem != "" {
-		t.Fatalf("restored %+v: want 21 users at index 87, term 3, a sound audit chain", ri)
+	if ri.Users != 21 || ri.AppliedIndex != 88 || ri.AppliedTerm != 3 || ri.AuditProblem != "" {
+		t.Fatalf("restored %+v: want 21 users at index 88, term 3, a sound audit chain", ri)
 	}
 	live, now := 0, time.Now()
 	err = bwnode.ViewStopped(data, func(r fsm.Reader) error {
@@ -100,5 +100,26 @@ func TestSeedArchive(t *testing.T) {
 	}
 	if live != 60 {
 		t.Errorf("%d live sessions, want 60", live)
+	}
+
+	// The base was swept before the seeding: the restored node's first
+	// sweep has no records from before level 3 left to walk (fsm's
+	// migrate), which it would otherwise walk over every seeded session.
+	store, err := fsm.Open(filepath.Join(data, "state.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	sweep, err := fsm.NewCommand(fsm.TypeSweep, 2, time.Now().UnixNano(), fsm.SweepV2{Limit: 32, Migrate: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := sweep.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := store.ApplyBatch([]fsm.Entry{{Index: 89, Term: 3, Command: true, Data: enc}})[0]
+	if sr, ok := r.Value.(fsm.SweepResult); r.Err != nil || !ok || sr.Migrated != 0 || sr.More {
+		t.Errorf("the restored node's first sweep: %+v, %v; want nothing to migrate", r.Value, r.Err)
 	}
 }
