@@ -3,6 +3,7 @@ package authcore
 import (
 	"context"
 	"errors"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,11 +28,27 @@ const (
 	auditVerifyRound = 100_000 // entries checked per round at most: about 0.2 s
 )
 
+// After a round that ends a walk of at least auditFreeAfter entries (the
+// first pass after a start, over the whole trail: 1.1 million entries and
+// 17-20 s of CPU at bench-scale's size), the check gives the memory it
+// churned back to the system (freeMemory: a collection, then the free
+// heap returned). The daemon runs with GOGC=400 under its memory limit,
+// so the heap that pass grew stayed resident while the node idled: 44 MiB
+// at size against 39 MiB two seconds after the start, before the pass.
+var (
+	auditFreeAfter uint64 = auditVerifyRound
+	freeMemory            = debug.FreeOSMemory
+)
+
 // auditVerifier is the check's progress. Rounds run one at a time
 // (round); the figures it publishes are read without waiting for one.
 type auditVerifier struct {
 	round sync.Mutex
 	walk  fsm.AuditWalk // where the check stands; guarded by round
+
+	// walked counts the entries checked since the check last gave the
+	// heap back (freeAfterWalk); guarded by round.
+	walked uint64
 
 	verified atomic.Uint64 // every kept entry up to this seq verified
 	last     atomic.Uint64 // the newest seq the last round saw
@@ -87,6 +104,9 @@ func (s *Service) CheckAuditChain(ctx context.Context) error {
 			return err
 		}
 		a.verified.Store(a.walk.LastSeq)
+		if a.walk.LastSeq > from {
+			a.walked += a.walk.LastSeq - from
+		}
 		if broken != nil {
 			var ce *fsm.AuditChainError
 			if errors.As(broken, &ce) && a.brokenAt.CompareAndSwap(0, max(ce.Seq, 1)) {
@@ -96,6 +116,10 @@ func (s *Service) CheckAuditChain(ctx context.Context) error {
 			return broken
 		}
 		if a.walk.LastSeq == from || a.verified.Load() >= a.last.Load() {
+			if a.walked >= auditFreeAfter {
+				a.walked = 0
+				freeMemory()
+			}
 			return nil // caught up
 		}
 	}

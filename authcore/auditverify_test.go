@@ -113,3 +113,28 @@ func TestAuditVerifierRuns(t *testing.T) {
 	clk.Advance(10 * time.Second)
 	waitVerified(5)
 }
+
+// TestAuditVerifierFreesAfterLongWalk: a round that ends a long walk (the
+// first pass after a start) gives the heap back once; short rounds after
+// it do not.
+func TestAuditVerifierFreesAfterLongWalk(t *testing.T) {
+	ctx := context.Background()
+	st := newLocalStore(t)
+	s, err := New(st, Config{Hash: testHash, Policy: PasswordPolicy{MinLength: 12, MaxLength: 128}}, WithClock(newClock()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	freed := 0
+	oldAfter, oldFree := auditFreeAfter, freeMemory
+	auditFreeAfter, freeMemory = 2*auditVerifyPage, func() { freed++ }
+	t.Cleanup(func() { auditFreeAfter, freeMemory = oldAfter, oldFree })
+
+	appendEntries(t, st, 1, 2*auditVerifyPage+5, "u")
+	if err := s.CheckAuditChain(ctx); err != nil || freed != 1 {
+		t.Fatalf("after the long first pass: freed %d times, %v; want once", freed, err)
+	}
+	appendEntries(t, st, 2*auditVerifyPage+6, 3, "u")
+	if err := s.CheckAuditChain(ctx); err != nil || freed != 1 {
+		t.Fatalf("after three more: freed %d times, %v; want still once", freed, err)
+	}
+}
