@@ -37,6 +37,24 @@ func rssFileKiB(t *testing.T) int64 {
 	return 0
 }
 
+// reopen closes s and opens the file at path again, closed at the test's
+// end, with nothing of it mapped in yet; it returns the store and the
+// file's size in bytes.
+func reopen(t *testing.T, s *Store, path string) (*Store, int64) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	var size int64
+	s.db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
+	return s, size
+}
+
 // TestOpenReleasesWalkedPages: the consistency check reads every page of
 // state.db through the map, and neither Open's walk (a file marked clean
 // without a session count) nor the background CheckPages keeps them
@@ -105,15 +123,7 @@ func TestAuditWalkReleasesPages(t *testing.T) {
 			}
 		}
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if s, err = Open(path); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	var size int64
-	s.db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
+	s, size := reopen(t, s, path)
 
 	before := rssFileKiB(t)
 	var w AuditWalk
@@ -160,15 +170,7 @@ func TestSessionPruneReleasesPages(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := s.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if s, err = Open(path); err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	var size int64
-	s.db.View(func(tx *bolt.Tx) error { size = tx.Size(); return nil })
+	s, size := reopen(t, s, path)
 
 	before := rssFileKiB(t)
 	a := &applier{t: t, s: s, index: 1}
