@@ -46,8 +46,8 @@ type auditVerifier struct {
 	round sync.Mutex
 	walk  fsm.AuditWalk // where the check stands; guarded by round
 
-	// walked counts the entries checked since the check last gave the
-	// heap back (freeAfterWalk); guarded by round.
+	// walked counts the entries checked since the check last caught up
+	// (a walk); guarded by round.
 	walked uint64
 
 	verified atomic.Uint64 // every kept entry up to this seq verified
@@ -116,11 +116,12 @@ func (s *Service) CheckAuditChain(ctx context.Context) error {
 			return broken
 		}
 		if a.walk.LastSeq == from || a.verified.Load() >= a.last.Load() {
+			// Caught up: a walk ends here.
 			if a.walked >= auditFreeAfter {
-				a.walked = 0
 				freeMemory()
 			}
-			return nil // caught up
+			a.walked = 0
+			return nil
 		}
 	}
 	return nil

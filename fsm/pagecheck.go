@@ -210,6 +210,7 @@ func copyBucket(out *bolt.DB, name []byte, b *bolt.Bucket) (int64, error) {
 			if err != nil {
 				return err
 			}
+			fillAppended(tx) // the copy's pages as ApplyBatch fills them
 			if seq := b.Sequence(); seq != 0 {
 				if err := ob.SetSequence(seq); err != nil {
 					return err
