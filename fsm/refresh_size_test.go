@@ -36,17 +36,8 @@ func BenchmarkRefreshAtSize(b *testing.B) {
 		name := map[bool]string{false: "ids=random", true: "ids=ordered"}[ordered]
 		b.Run(name, func(b *testing.B) {
 			a := &applier{t: b, s: openTestStore(b)}
-			enc := func(typ Type, v uint16, at time.Time, p any) Entry {
-				c, err := NewCommand(typ, v, at.UnixNano(), p)
-				if err != nil {
-					b.Fatal(err)
-				}
-				d, _ := c.Encode()
-				a.index++
-				return Entry{Index: a.index, Term: 1, Command: true, Data: d}
-			}
 			create := func(id, uid string, at time.Time, h string) Entry {
-				return enc(TypeSessionCreate, 4, at, SessionCreateV4{SessionCreateV3: SessionCreateV3{SessionCreateV2: SessionCreateV2{SessionCreate: SessionCreate{
+				return a.entry(TypeSessionCreate, 4, at, SessionCreateV4{SessionCreateV3: SessionCreateV3{SessionCreateV2: SessionCreateV2{SessionCreate: SessionCreate{
 					ID: id, UserID: uid, RefreshHash: h, Lifetime: int64(7 * 24 * time.Hour), IdleTimeout: int64(24 * time.Hour),
 					MaxPerUser: 10, OnLimit: "evict_oldest", AMR: []string{"pwd"}}}}, RefreshMAC: true})
 			}
@@ -61,7 +52,7 @@ func BenchmarkRefreshAtSize(b *testing.B) {
 			}
 			at := t0
 			for u := range users {
-				batch = append(batch, enc(TypeUserCreate, 1, at, UserCreate{ID: fmt.Sprint("u", u), Username: fmt.Sprint("user", u), PasswordHash: "h"}))
+				batch = append(batch, a.entry(TypeUserCreate, 1, at, UserCreate{ID: fmt.Sprint("u", u), Username: fmt.Sprint("user", u), PasswordHash: "h"}))
 				if len(batch) == 512 {
 					flush()
 				}
@@ -89,7 +80,7 @@ func BenchmarkRefreshAtSize(b *testing.B) {
 			for i := range b.N {
 				at = at.Add(time.Microsecond)
 				k := i % active
-				batch = append(batch, enc(TypeSessionRefresh, 3, at, SessionRefreshV3{SessionID: ids[k], Generation: gen[k],
+				batch = append(batch, a.entry(TypeSessionRefresh, 3, at, SessionRefreshV3{SessionID: ids[k], Generation: gen[k],
 					SessionRefresh: SessionRefresh{OldHash: hashOf(fmt.Sprint("a", k, gen[k])), NewHash: hashOf(fmt.Sprint("a", k, gen[k]+1)), IP: "192.0.2.1", UserAgent: "bench"}}))
 				gen[k]++
 				if len(batch) == active {

@@ -43,6 +43,13 @@ func (a *applier) apply(typ Type, at time.Time, payload any) Result {
 
 func (a *applier) applyVersion(typ Type, v uint16, at time.Time, payload any) Result {
 	a.t.Helper()
+	return a.s.ApplyBatch([]Entry{a.entry(typ, v, at, payload)})[0]
+}
+
+// entry encodes a command as the next log entry, for applyVersion or for
+// a batch of the caller's.
+func (a *applier) entry(typ Type, v uint16, at time.Time, payload any) Entry {
+	a.t.Helper()
 	c, err := NewCommand(typ, v, at.UnixNano(), payload)
 	if err != nil {
 		a.t.Fatal(err)
@@ -52,7 +59,7 @@ func (a *applier) applyVersion(typ Type, v uint16, at time.Time, payload any) Re
 		a.t.Fatal(err)
 	}
 	a.index++
-	return a.s.ApplyBatch([]Entry{{Index: a.index, Term: 1, Command: true, Data: b}})[0]
+	return Entry{Index: a.index, Term: 1, Command: true, Data: b}
 }
 
 func hashOf(s string) string {

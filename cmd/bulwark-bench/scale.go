@@ -258,14 +258,17 @@ func measureScale(ctx context.Context, o options, rep *scaleReport) (err error) 
 	if rep.AuditVerifySeconds, rep.AuditVerifyCPUSeconds, err = waitAuditVerified(ctx, n); err != nil {
 		return err
 	}
-	for _, x := range []struct {
-		n *node
-		f *scaleFigures
-	}{{empty, &rep.Empty}, {n, &rep.Scaled}} {
-		if err := settled(ctx, x.n, x.f); err != nil {
-			return err
-		}
+	if _, _, err := waitAuditVerified(ctx, empty); err != nil {
+		return err
 	}
+	// Both checks done: idle memory, idleSettle later.
+	select {
+	case <-time.After(idleSettle):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	rep.Empty.SettledRSSMiB, rep.Empty.SettledAnonMiB, rep.Empty.SettledFileMiB = rssMiB(empty)
+	rep.Scaled.SettledRSSMiB, rep.Scaled.SettledAnonMiB, rep.Scaled.SettledFileMiB = rssMiB(n)
 	if err := measurePairs(ctx, o, empty, n, users, rep); err != nil {
 		return err
 	}
@@ -344,23 +347,14 @@ func waitAuditVerified(ctx context.Context, n *node) (secs, cpuSecs float64, err
 	}
 }
 
-// settled reads n's memory into f's Settled figures once its audit check
-// has walked the trail and idleSettle more has passed.
-func settled(ctx context.Context, n *node, f *scaleFigures) error {
-	if _, _, err := waitAuditVerified(ctx, n); err != nil {
-		return err
-	}
-	select {
-	case <-time.After(idleSettle):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+// rssMiB is n's resident memory now, its anonymous part and its
+// file-backed part, in MiB (zeros if /proc cannot be read).
+func rssMiB(n *node) (rss, anon, file float64) {
 	m, err := procStatus(n.cmd.Process.Pid)
 	if err != nil {
-		return err
+		return 0, 0, 0
 	}
-	f.SettledRSSMiB, f.SettledAnonMiB, f.SettledFileMiB = m["VmRSS"]/1024, m["RssAnon"]/1024, m["RssFile"]/1024
-	return nil
+	return m["VmRSS"] / 1024, m["RssAnon"] / 1024, m["RssFile"] / 1024
 }
 
 // restartIdle restarts n (the start-up figure) and reads its idle
@@ -381,9 +375,7 @@ func restartIdle(ctx context.Context, n *node, label string) (scaleFigures, erro
 	case <-ctx.Done():
 		return f, ctx.Err()
 	}
-	if m, err := procStatus(n.cmd.Process.Pid); err == nil {
-		f.IdleRSSMiB, f.IdleAnonMiB, f.IdleFileMiB = m["VmRSS"]/1024, m["RssAnon"]/1024, m["RssFile"]/1024
-	}
+	f.IdleRSSMiB, f.IdleAnonMiB, f.IdleFileMiB = rssMiB(n)
 	return f, nil
 }
 
